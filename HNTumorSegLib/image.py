@@ -1,0 +1,307 @@
+"""One image type that keeps voxels and geometry together, its reading, writing and resampling.
+
+Conventions (the same as SimpleITK and ITK, so files round-trip exactly):
+
+* ``Image.array`` is indexed ``[k, j, i]`` = ``[z, y, x]`` (``sitk.GetArrayFromImage`` order);
+* ``spacing`` and ``origin`` are ``(x, y, z)`` in millimetres, ``origin`` and all physical
+  points in **LPS** (ITK's world);
+* ``direction`` is a 3x3 matrix whose *columns* are the directions of the i, j, k axes.
+
+The physical point of voxel index ``(i, j, k)`` is ``origin + direction @ (spacing * (i, j, k))``.
+Slicer and ``boxes.json`` speak **RAS**: :func:`lps_to_ras` / :func:`ras_to_lps` convert
+(they flip the sign of x and y).
+
+Example:
+    >>> img = read_image("case/preRT/1_preRT_T2.nii.gz")
+    >>> mask = read_image("case/preRT/1_preRT_mask.nii.gz", label=True)
+    >>> on_grid = resample_to(mask, img, label=True)   # nearest neighbour, in physical space
+    >>> write_image(on_grid, "out/mask_on_t2.nii.gz")
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+def lps_to_ras(points: np.ndarray) -> np.ndarray:
+    """Convert points (..., 3) from ITK's LPS to Slicer's RAS (and back: the map is its own inverse)."""
+    return np.asarray(points, dtype=float) * np.array([-1.0, -1.0, 1.0])
+
+
+ras_to_lps = lps_to_ras
+
+
+@dataclass
+class Image:
+    """A 3D image: voxels plus geometry. See the module docstring for the conventions."""
+
+    array: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+
+    def __post_init__(self) -> None:
+        self.array = np.asarray(self.array)
+        self.spacing = tuple(float(s) for s in self.spacing)
+        self.origin = tuple(float(o) for o in self.origin)
+        self.direction = np.asarray(self.direction, dtype=float).reshape(3, 3)
+        if self.array.ndim != 3:
+            raise ValueError(f"Image needs a 3D array, got shape {self.array.shape}")
+
+    # ---- geometry -------------------------------------------------------------------
+    @property
+    def shape_xyz(self) -> tuple[int, int, int]:
+        """Size along (i, j, k), as SimpleITK's ``GetSize()``."""
+        z, y, x = self.array.shape
+        return (x, y, z)
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(np.prod(self.spacing))
+
+    def index_to_lps_matrix(self) -> np.ndarray:
+        """4x4 homogeneous matrix mapping (i, j, k, 1) to LPS millimetres."""
+        m = np.eye(4)
+        m[:3, :3] = self.direction @ np.diag(self.spacing)
+        m[:3, 3] = self.origin
+        return m
+
+    def index_to_ras_matrix(self) -> np.ndarray:
+        """4x4 matrix mapping (i, j, k, 1) to RAS millimetres (Slicer's IJKToRAS)."""
+        flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+        return flip @ self.index_to_lps_matrix()
+
+    def index_to_physical(self, ijk: np.ndarray) -> np.ndarray:
+        """Continuous indices (..., 3) in (i, j, k) order to LPS points (..., 3)."""
+        ijk = np.asarray(ijk, dtype=float)
+        return ijk @ (self.direction @ np.diag(self.spacing)).T + np.asarray(self.origin)
+
+    def physical_to_index(self, points: np.ndarray) -> np.ndarray:
+        """LPS points (..., 3) to continuous (i, j, k) indices (..., 3)."""
+        inv = np.linalg.inv(self.direction @ np.diag(self.spacing))
+        return (np.asarray(points, dtype=float) - np.asarray(self.origin)) @ inv.T
+
+    def corners_lps(self) -> np.ndarray:
+        """The 8 corners of the image's extent (voxel edges, not centres) in LPS, shape (8, 3)."""
+        x, y, z = self.shape_xyz
+        lo, hi = -0.5, np.array([x, y, z]) - 0.5
+        corners = np.array([[a, b, c] for a in (lo, hi[0]) for b in (lo, hi[1]) for c in (lo, hi[2])])
+        return self.index_to_physical(corners)
+
+    def same_grid(self, other: "Image", tol: float = 1e-4) -> bool:
+        """True when both images share size, spacing, origin and direction (within ``tol``)."""
+        return (
+            self.array.shape == other.array.shape
+            and np.allclose(self.spacing, other.spacing, atol=tol)
+            and np.allclose(self.origin, other.origin, atol=tol * 100)
+            and np.allclose(self.direction, other.direction, atol=tol)
+        )
+
+    def with_array(self, array: np.ndarray) -> "Image":
+        """A new image on the same grid holding ``array``."""
+        array = np.asarray(array)
+        if array.shape != self.array.shape:
+            raise ValueError(f"array shape {array.shape} differs from the grid {self.array.shape}")
+        return Image(array, self.spacing, self.origin, self.direction.copy())
+
+    # ---- SimpleITK bridge ------------------------------------------------------------
+    def to_sitk(self) -> sitk.Image:
+        arr = self.array
+        if arr.dtype == bool:
+            arr = arr.astype(np.uint8)
+        img = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+        img.SetSpacing(self.spacing)
+        img.SetOrigin(self.origin)
+        img.SetDirection(tuple(self.direction.flatten()))
+        return img
+
+    @classmethod
+    def from_sitk(cls, img: sitk.Image) -> "Image":
+        return cls(
+            sitk.GetArrayFromImage(img),
+            img.GetSpacing(),
+            img.GetOrigin(),
+            np.array(img.GetDirection()).reshape(3, 3),
+        )
+
+
+# ---- reading and writing ---------------------------------------------------------------
+
+def _is_dicom_dir(path: Path) -> bool:
+    return path.is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
+
+
+def read_image(path: str | os.PathLike, label: bool = False, name: str | None = None) -> Image:
+    """Read a 3D NIfTI, NRRD, MetaImage file or a DICOM series folder.
+
+    ``label=True`` checks that values are whole numbers and returns ``uint8``.
+    ``name`` is a human name for messages ("the CT", "the prior"). Every failure raises
+    :class:`InputError` naming the file and what to do.
+    """
+    p = Path(path)
+    what = name or "image"
+    if not p.exists():
+        raise InputError(f"{what} file does not exist", p, "check the path")
+    try:
+        if p.is_dir():
+            series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p))
+            if not series:
+                raise InputError(f"folder holds no DICOM series for the {what}", p,
+                                 "give a NIfTI/NRRD file or a folder of one DICOM series")
+            if len(series) > 1:
+                raise InputError(f"folder holds {len(series)} DICOM series, expected one for the {what}", p,
+                                 "give the folder of a single series")
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p), series[0])
+            reader = sitk.ImageSeriesReader()
+            reader.SetFileNames(files)
+            img = reader.Execute()
+        else:
+            img = sitk.ReadImage(str(p))
+    except InputError:
+        raise
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise InputError(f"cannot read the {what} ({reason[:120]})", p,
+                         "check the file is a complete NIfTI, NRRD or DICOM image") from None
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{what} has {img.GetNumberOfComponentsPerPixel()} components per voxel", p,
+                         "give a scalar (grey-level) image")
+    if img.GetDimension() == 4 and img.GetSize()[3] == 1:
+        img = img[:, :, :, 0]
+    if img.GetDimension() != 3:
+        raise InputError(f"{what} is {img.GetDimension()}D, a 3D volume is needed", p,
+                         "give a single 3D volume (split 4D series first)")
+    if min(img.GetSize()) < 2 and not label:
+        raise InputError(f"{what} is a single slice (size {img.GetSize()})", p, "give a 3D volume")
+    image = Image.from_sitk(img)
+    if np.issubdtype(image.array.dtype, np.floating) and not np.isfinite(image.array).all():
+        raise InputError(f"{what} holds NaN or infinite values", p, "fix or re-export the image")
+    if label:
+        arr = image.array
+        if np.issubdtype(arr.dtype, np.floating):
+            if not np.all(np.mod(arr, 1) == 0):
+                raise InputError(f"{what} is not a label map (non-integer values)", p,
+                                 "give a label map with values 0, 1 (GTVp), 2 (GTVn)")
+        if arr.min() < 0 or arr.max() > 255:
+            raise InputError(f"{what} has label values outside 0..255", p,
+                             "give a label map with values 0, 1 (GTVp), 2 (GTVn)")
+        image.array = arr.astype(np.uint8)
+    return image
+
+
+def check_labels(label: Image, allowed=(0, 1, 2), path: str | os.PathLike | None = None,
+                 name: str = "label map") -> None:
+    """Raise :class:`InputError` when ``label`` holds values outside ``allowed``."""
+    values = np.unique(label.array)
+    bad = sorted(set(values.tolist()) - set(allowed))
+    if bad:
+        raise InputError(f"{name} holds labels {bad} outside {{{', '.join(map(str, allowed))}}}", path,
+                         "use 0 background, 1 GTVp, 2 GTVn")
+
+
+def write_image(image: Image, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write atomically: a temporary file in the same folder, then a rename.
+
+    A crash or an error never leaves a half-written file at ``path``.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(p.suffixes[-2:]) if p.name.endswith(".nii.gz") else p.suffix
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=p.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image.to_sitk(), tmp, useCompression=compress)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
+
+
+def strip_image_suffix(name: str) -> str:
+    """``"case_01__CT.nii.gz"`` -> ``"case_01__CT"``."""
+    for suffix in IMAGE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+# ---- resampling --------------------------------------------------------------------------
+
+_INTERPOLATORS = {
+    "nearest": sitk.sitkNearestNeighbor,
+    "linear": sitk.sitkLinear,
+    "bspline": sitk.sitkBSpline,
+}
+
+
+def resample_to(image: Image, reference: Image, label: bool = False,
+                interpolator: str | None = None, default_value: float | None = None) -> Image:
+    """Resample ``image`` onto ``reference``'s grid, in physical space.
+
+    Labels use nearest neighbour (no new label values); images use B-spline by default
+    (``interpolator="linear"`` for speed). Voxels outside ``image`` get ``default_value``
+    (0 for labels, the image's minimum otherwise, so CT outside the scan reads as air).
+    """
+    if image.same_grid(reference):
+        return image.with_array(image.array.copy())
+    kind = interpolator or ("nearest" if label else "bspline")
+    if default_value is None:
+        default_value = 0.0 if label else float(image.array.min())
+    src = image.to_sitk()
+    if not label and src.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
+        src = sitk.Cast(src, sitk.sitkFloat32)
+    out = sitk.Resample(src, reference.to_sitk(), sitk.Transform(), _INTERPOLATORS[kind], default_value)
+    result = Image.from_sitk(out)
+    if label:
+        result.array = result.array.astype(image.array.dtype)
+    return result
+
+
+def resample_to_spacing(image: Image, spacing: tuple[float, float, float], label: bool = False,
+                        interpolator: str | None = None) -> Image:
+    """Resample onto a grid of the same extent and direction with a new ``spacing`` (x, y, z)."""
+    spacing = tuple(float(s) for s in spacing)
+    size = [max(1, int(round(n * s / t))) for n, s, t in zip(image.shape_xyz, image.spacing, spacing)]
+    # keep the physical extent centred: the first voxel centre moves by half the size change
+    old_first_edge = -0.5 * np.array(image.spacing)
+    new_origin_offset = old_first_edge + 0.5 * np.array(spacing)
+    origin = np.asarray(image.origin) + image.direction @ new_origin_offset
+    ref = Image(np.zeros(size[::-1], dtype=np.uint8), spacing, tuple(origin), image.direction)
+    return resample_to(image, ref, label=label, interpolator=interpolator)
+
+
+def physical_overlap_fraction(a: Image, b: Image) -> float:
+    """Fraction of ``a``'s physical bounding box (axis-aligned in LPS) that ``b``'s box covers."""
+    ca, cb = a.corners_lps(), b.corners_lps()
+    lo = np.maximum(ca.min(0), cb.min(0))
+    hi = np.minimum(ca.max(0), cb.max(0))
+    inter = np.prod(np.clip(hi - lo, 0, None))
+    vol_a = np.prod(ca.max(0) - ca.min(0))
+    return float(inter / vol_a) if vol_a > 0 else 0.0
+
+
+def check_overlap(a: Image, b: Image, a_name: str, b_name: str, b_path: str | os.PathLike | None = None,
+                  min_fraction: float = 0.5) -> None:
+    """Raise :class:`InputError` when ``b`` covers less than ``min_fraction`` of ``a`` in space.
+
+    Catches images from different patients or studies, or files with a lost origin.
+    """
+    frac = physical_overlap_fraction(a, b)
+    if frac < min_fraction:
+        raise InputError(
+            f"{b_name} covers only {frac:.0%} of the {a_name} in physical space",
+            b_path,
+            f"check that both come from the same study and keep their origin and direction",
+        )
