@@ -1,0 +1,77 @@
+"""`hntumorseg evaluate`: score predictions against references (HNTS-MRG and HECKTOR metrics).
+
+``--pred`` and ``--ref`` are label files or folders; cases are paired by id
+(:mod:`HNTumorSegLib.caseids`). Per case and label: DSC, HD95, MSD, IoU, sensitivity,
+specificity, volumes (mL), lesion counts; per cohort: DSCagg per label and their mean
+(HNTS-MRG 2024), GTVn F1agg (HECKTOR 2025). Definitions: :mod:`HNTumorSegLib.metrics`.
+
+Bad input (missing path, no matching case, labels outside {0,1,2}, unreadable file) ends
+with one line on stderr and exit code 2, and no JSON is written: the JSON file is written
+atomically once every case has been scored. Warnings (a prediction resampled onto its
+reference grid, files without a partner) are printed on stderr after a successful run.
+
+Example:
+    $ hntumorseg evaluate --pred preds/ --ref HNTSMRG24/ --timepoint midRT --json scores.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..caseids import TIMEPOINTS, match_cases
+from ..errors import InputError
+from ..image import check_labels, read_image
+from ..metrics import CohortScorer, format_table, write_json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pred", required=True, metavar="P",
+                        help="prediction label map, or a folder of them (searched recursively)")
+    parser.add_argument("--ref", required=True, metavar="R",
+                        help="reference label map, or a folder (HNTS-MRG, HECKTOR or plain <id>.nii.gz layout)")
+    parser.add_argument("--json", metavar="OUT", default=None,
+                        help="write per-case and aggregate scores to this JSON file")
+    parser.add_argument("--timepoint", choices=TIMEPOINTS, default=None,
+                        help="HNTS-MRG: which reference mask to score against when a case has both")
+
+
+def _check_json_target(path: Path) -> None:
+    if path.is_dir():
+        raise InputError("--json points to a folder", path, "give a file name such as scores.json")
+    parent = next((p for p in [path.parent, *path.parent.parents] if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise InputError("--json lies under a file, not a folder", path, "give a path in a folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None:
+        _check_json_target(json_path)
+    matched = match_cases(args.pred, args.ref, timepoint=args.timepoint)
+
+    warnings: list[str] = []
+    for p in matched.unmatched_pred:
+        warnings.append(f"prediction {p.path} has no reference with case id {p.display}; skipped")
+    for r in matched.unmatched_ref:
+        warnings.append(f"reference {r.path} (case {r.display}) has no prediction; skipped")
+
+    scorer = CohortScorer(warn=warnings.append)
+    for pair in matched.pairs:
+        # read one case at a time: a cohort never sits in memory
+        ref = read_image(pair.ref.path, label=True, name=f"reference of case {pair.case_id}")
+        check_labels(ref, path=pair.ref.path, name=f"reference of case {pair.case_id}")
+        pred = read_image(pair.pred.path, label=True, name=f"prediction of case {pair.case_id}")
+        check_labels(pred, path=pair.pred.path, name=f"prediction of case {pair.case_id}")
+        scorer.add(pair.case_id, pred, ref, check=False)  # labels checked above, with paths
+    result = scorer.result()
+
+    if json_path is not None:
+        write_json(result, json_path)
+    for message in warnings:
+        print(f"hntumorseg evaluate: warning: {message}", file=sys.stderr)
+    print(format_table(result))
+    if json_path is not None:
+        print(f"\nScores written to {json_path}")
+    return 0

@@ -1,0 +1,188 @@
+"""Per-case scores and the challenges' cohort aggregates.
+
+Per case and per label (GTVp = 1, GTVn = 2), on the **reference grid**: ``DSC``, ``HD95``,
+``MSD`` (mm), ``IoU``, ``sensitivity``, ``specificity``, ``volume_pred_ml``, ``volume_ref_ml``,
+``n_lesions_pred``, ``n_lesions_ref`` (26-connected components); GTVn also ``TP``, ``FP``,
+``FN`` lesions. See :mod:`.overlap`, :mod:`.distances`, :mod:`.lesions` for definitions and
+for when a score is undefined (``None``, JSON ``null``).
+
+Cohort (``"aggregate"``), as the challenges' own scoring code:
+
+* DSCagg (HNTS-MRG 2024) per label = Σ 2|A∩B| / Σ (|A| + |B|), every volume in **mm³**
+  (voxel count x the case's voxel volume), so a case of larger voxels weighs more.
+  Cases empty in both add 0 to both sums and so change nothing; a label absent from every
+  prediction and every reference gives ``None`` (undefined);
+* DSCagg_mean = mean of the GTVp and GTVn DSCagg; ``None`` when either is undefined
+  (the official script yields NaN there);
+* F1agg (HECKTOR 2025) for GTVn = 2ΣTP / (2ΣTP + ΣFP + ΣFN).
+
+A prediction on another grid than its reference is first resampled onto the reference
+grid with nearest neighbour, as the HNTS-MRG scoring script does, and a warning is given.
+
+Example:
+    >>> result = evaluate_pairs([("case_1", pred_image, ref_image)])
+    >>> result["aggregate"]["DSCagg_mean"]
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .. import LABEL_NAMES
+from ..errors import InputError
+from ..image import Image, check_labels, physical_overlap_fraction, resample_to
+from .distances import bounding_box, hd95_and_msd
+from .lesions import f1_aggregate, lesion_f1_counts
+from .overlap import OverlapCounts, volume_ml
+
+Warn = Callable[[str], None]
+DETECTION_LABELS = ("GTVn",)  # HECKTOR 2025 scores lesion detection on the nodes only
+
+
+def warn_to_stderr(message: str) -> None:
+    """Default warning sink: one line on stderr."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+@dataclass
+class LabelTotals:
+    """What one label adds to the cohort sums."""
+
+    intersection_mm3: float = 0.0
+    sum_mm3: float = 0.0  # |A| + |B| in mm³
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def add(self, other: "LabelTotals") -> None:
+        self.intersection_mm3 += other.intersection_mm3
+        self.sum_mm3 += other.sum_mm3
+        self.tp += other.tp
+        self.fp += other.fp
+        self.fn += other.fn
+
+    def dsc_agg(self) -> float | None:
+        return None if self.sum_mm3 == 0 else 2.0 * self.intersection_mm3 / self.sum_mm3
+
+
+@dataclass
+class CaseScore:
+    """Scores of one case: the JSON-ready ``metrics`` and the ``totals`` for the cohort sums."""
+
+    metrics: dict[str, dict]
+    totals: dict[str, LabelTotals]
+
+
+def on_reference_grid(pred: Image, ref: Image, case_id: str = "case", warn: Warn | None = None) -> Image:
+    """``pred`` itself when it lies on ``ref``'s grid, else resampled onto it (nearest) with a warning."""
+    if pred.same_grid(ref):
+        return pred
+    covered = physical_overlap_fraction(ref, pred)
+    # a prediction that misses most of the reference's extent is usually a wrong pairing or a lost origin
+    coverage = f"; it covers only {covered:.0%} of the reference's extent" if covered < 0.99 else ""
+    (warn or warn_to_stderr)(
+        f"case {case_id}: prediction grid (size {pred.shape_xyz}, spacing "
+        f"{tuple(round(s, 4) for s in pred.spacing)}) differs from the reference grid (size {ref.shape_xyz}, "
+        f"spacing {tuple(round(s, 4) for s in ref.spacing)}){coverage}; resampled onto it with nearest neighbour"
+    )
+    return resample_to(pred, ref, label=True)
+
+
+def score_case(pred: Image, ref: Image, case_id: str = "case", warn: Warn | None = None,
+               check: bool = True) -> CaseScore:
+    """All per-case scores of ``pred`` against ``ref`` (labels {0, 1, 2}) on the reference grid.
+
+    ``check=False`` skips the label check when the caller has already made it (with file paths).
+    """
+    if check:
+        check_labels(ref, name=f"reference of case {case_id}")
+        check_labels(pred, name=f"prediction of case {case_id}")
+    pred = on_reference_grid(pred, ref, case_id, warn)
+    voxel_mm3 = ref.voxel_volume_mm3
+    spacing_zyx = tuple(ref.spacing[::-1])
+    total = int(ref.array.size)
+    # every score below only needs the box holding both masks: crop once (large volumes stay fast)
+    box = bounding_box((pred.array > 0) | (ref.array > 0))
+    pred_arr, ref_arr = pred.array[box], ref.array[box]
+
+    metrics: dict[str, dict] = {}
+    totals: dict[str, LabelTotals] = {}
+    for value, name in LABEL_NAMES.items():
+        p, r = pred_arr == value, ref_arr == value
+        counts = OverlapCounts.from_masks(p, r)
+        counts = OverlapCounts(counts.intersection, counts.pred, counts.ref, total)
+        hd, md = hd95_and_msd(p, r, spacing_zyx)
+        lesions = lesion_f1_counts(p, r)
+        entry = {
+            "DSC": counts.dsc(),
+            "HD95": hd,
+            "MSD": md,
+            "IoU": counts.iou(),
+            "sensitivity": counts.sensitivity(),
+            "specificity": counts.specificity(),
+            "volume_pred_ml": volume_ml(counts.pred, voxel_mm3),
+            "volume_ref_ml": volume_ml(counts.ref, voxel_mm3),
+            "n_lesions_pred": lesions.n_pred,
+            "n_lesions_ref": lesions.n_ref,
+        }
+        label_totals = LabelTotals(
+            intersection_mm3=counts.intersection * voxel_mm3,
+            sum_mm3=(counts.pred + counts.ref) * voxel_mm3,
+        )
+        if name in DETECTION_LABELS:
+            entry.update({"TP": lesions.tp, "FP": lesions.fp, "FN": lesions.fn})
+            label_totals.tp, label_totals.fp, label_totals.fn = lesions.tp, lesions.fp, lesions.fn
+        metrics[name] = entry
+        totals[name] = label_totals
+    return CaseScore(metrics=metrics, totals=totals)
+
+
+@dataclass
+class CohortScorer:
+    """Accumulates cases one at a time, so a cohort never has to sit in memory.
+
+    Example:
+        >>> scorer = CohortScorer()
+        >>> scorer.add("1", pred_image, ref_image)
+        >>> result = scorer.result()
+    """
+
+    warn: Warn | None = None
+    cases: dict[str, dict] = field(default_factory=dict)
+    totals: dict[str, LabelTotals] = field(
+        default_factory=lambda: {name: LabelTotals() for name in LABEL_NAMES.values()})
+
+    def add(self, case_id: str, pred: Image, ref: Image, check: bool = True) -> dict:
+        if case_id in self.cases:
+            raise InputError(f"case id {case_id!r} appears twice", fix="give each case once")
+        score = score_case(pred, ref, case_id, self.warn, check=check)
+        self.cases[case_id] = score.metrics
+        for name, label_totals in score.totals.items():
+            self.totals[name].add(label_totals)
+        return score.metrics
+
+    def aggregate(self) -> dict:
+        gtvp = self.totals["GTVp"].dsc_agg()
+        gtvn = self.totals["GTVn"].dsc_agg()
+        nodes = self.totals["GTVn"]
+        return {
+            "GTVp": {"DSCagg": gtvp},
+            "GTVn": {"DSCagg": gtvn, "F1agg": f1_aggregate(nodes.tp, nodes.fp, nodes.fn)},
+            "DSCagg_mean": None if gtvp is None or gtvn is None else (gtvp + gtvn) / 2.0,
+        }
+
+    def result(self) -> dict:
+        """``{"aggregate": {...}, "cases": {id: {"GTVp": {...}, "GTVn": {...}}}}``."""
+        return {"aggregate": self.aggregate(), "cases": dict(self.cases)}
+
+
+def evaluate_pairs(pairs: Iterable[tuple[str, Image, Image]], warn: Warn | None = None) -> dict:
+    """Score ``(case_id, prediction, reference)`` triples; returns the JSON-ready result dict."""
+    scorer = CohortScorer(warn=warn)
+    for case_id, pred, ref in pairs:
+        scorer.add(str(case_id), pred, ref)
+    return scorer.result()

@@ -1,0 +1,108 @@
+"""The evaluation result as a readable table and as a JSON file.
+
+Undefined scores (``None`` or NaN) print as ``n/a`` and are written as JSON ``null``
+(never the non-standard ``NaN`` token). The JSON file is written atomically: a temporary
+file in the same folder, then a rename, so a failed run leaves nothing at the path.
+
+Example:
+    >>> print(format_table(result))
+    >>> write_json(result, "scores.json")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import LABEL_NAMES
+
+_COLUMNS = [  # (header, key, format)
+    ("DSC", "DSC", "{:.4f}"),
+    ("HD95 mm", "HD95", "{:.2f}"),
+    ("MSD mm", "MSD", "{:.2f}"),
+    ("IoU", "IoU", "{:.4f}"),
+    ("Sens", "sensitivity", "{:.4f}"),
+    ("Spec", "specificity", "{:.4f}"),
+    ("Vpred mL", "volume_pred_ml", "{:.3f}"),
+    ("Vref mL", "volume_ref_ml", "{:.3f}"),
+    ("Les p/r", None, None),
+    ("TP/FP/FN", None, None),
+]
+
+
+def to_jsonable(value):
+    """Plain JSON types: NaN/inf -> None, numpy scalars -> Python numbers, recursively."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _fmt(value, pattern: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return pattern.format(value)
+
+
+def _row(case_id: str, label: str, entry: dict) -> list[str]:
+    cells = [case_id, label]
+    for _, key, pattern in _COLUMNS:
+        if key is not None:
+            cells.append(_fmt(entry.get(key), pattern))
+    cells.append(f"{entry.get('n_lesions_pred', 'n/a')}/{entry.get('n_lesions_ref', 'n/a')}")
+    if "TP" in entry:
+        cells.append(f"{entry['TP']}/{entry['FP']}/{entry['FN']}")
+    else:
+        cells.append("")
+    return cells
+
+
+def format_table(result: dict) -> str:
+    """Per-case rows (one per label) followed by the cohort aggregates."""
+    header = ["case", "label"] + [h for h, _, _ in _COLUMNS]
+    rows = [
+        _row(case_id, name, labels.get(name, {}))
+        for case_id, labels in result.get("cases", {}).items()
+        for name in LABEL_NAMES.values()
+    ]
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [header] + rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    agg = result.get("aggregate", {})
+    n = len(result.get("cases", {}))
+    lines += [
+        "",
+        f"Aggregate over {n} case{'s' if n != 1 else ''}:",
+        f"  GTVp DSCagg  {_fmt(agg.get('GTVp', {}).get('DSCagg'), '{:.4f}')}",
+        f"  GTVn DSCagg  {_fmt(agg.get('GTVn', {}).get('DSCagg'), '{:.4f}')}",
+        f"  DSCagg mean  {_fmt(agg.get('DSCagg_mean'), '{:.4f}')}   (HNTS-MRG 2024)",
+        f"  GTVn F1agg   {_fmt(agg.get('GTVn', {}).get('F1agg'), '{:.4f}')}   (HECKTOR 2025, lesion IoU > 0.3)",
+    ]
+    return "\n".join(lines)
+
+
+def write_json(result: dict, path: str | os.PathLike) -> Path:
+    """Write ``result`` as indented JSON atomically (temporary file + rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_jsonable(result), indent=2, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p
