@@ -1,0 +1,99 @@
+"""Clean-up of a predicted label map, and seed 002's fusion of two binary probability maps.
+
+* :func:`remove_small_components` - per label, drop 26-connected components whose volume
+  (voxel count x voxel volume, from the spacing) is **below** ``min_volume_ml[label]`` mL.
+* :func:`keep_largest_component` - keep only the largest 26-connected component of one label
+  (a patient has one primary tumour: optional for GTVp). Ties keep the component met first
+  in array (z, y, x) order.
+* :func:`fuse_binary_probabilities` - seed 002's networks output two independent sigmoid maps
+  (tumour foreground, node foreground), each thresholded. Where only one exceeds the threshold
+  it gives its label; where **both** do, the larger probability wins and an exact tie goes to
+  GTVp (label 1). Seed 002 does not say; nnU-Net's region decoding would let the later region
+  overwrite, which always favours one class whatever the network's confidence.
+  "Exceeds" is strict (``p > threshold``), as in nnU-Net's region decoding.
+* :func:`clean_up` applies a model card's ``"postprocess"`` block.
+
+Example:
+    >>> labels = fuse_binary_probabilities(p[0], p[1], threshold=0.5)
+    >>> labels = remove_small_components(labels, (1.0, 1.0, 1.0), {1: 0.1, 2: 0.05})
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+from scipy import ndimage
+
+STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
+
+
+def _labels_array(labels: np.ndarray) -> np.ndarray:
+    arr = np.asarray(labels)
+    if arr.ndim != 3:
+        raise ValueError(f"labels must be a 3D array [z, y, x], got shape {arr.shape}")
+    return arr
+
+
+def remove_small_components(labels: np.ndarray, spacing_xyz, min_volume_ml: Mapping[int | str, float]) -> np.ndarray:
+    """A copy of ``labels`` without components smaller than ``min_volume_ml[label]`` millilitres.
+
+    Keys may be ints or strings (``{"1": 0.1}`` as read from JSON); labels not named are kept.
+    A component exactly at the limit is kept.
+    """
+    arr = _labels_array(labels)
+    out = arr.copy()
+    voxel_ml = float(np.prod([float(s) for s in spacing_xyz])) / 1000.0
+    for key, limit in (min_volume_ml or {}).items():
+        label, limit = int(key), float(limit)
+        if limit <= 0:
+            continue
+        comps, n = ndimage.label(arr == label, structure=STRUCTURE_26)
+        if n == 0:
+            continue
+        volumes = np.bincount(comps.ravel(), minlength=n + 1) * voxel_ml
+        # a little slack so a component of exactly `limit` mL survives float round-off
+        small = np.flatnonzero(volumes < limit * (1 - 1e-9))
+        small = small[small > 0]
+        if small.size:
+            out[np.isin(comps, small)] = 0
+    return out
+
+
+def keep_largest_component(labels: np.ndarray, label: int = 1) -> np.ndarray:
+    """A copy of ``labels`` where ``label`` keeps only its largest 26-connected component."""
+    arr = _labels_array(labels)
+    comps, n = ndimage.label(arr == label, structure=STRUCTURE_26)
+    if n <= 1:
+        return arr.copy()
+    sizes = np.bincount(comps.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    largest = int(np.argmax(sizes))  # argmax takes the first maximum: the component met first
+    out = arr.copy()
+    out[(comps > 0) & (comps != largest)] = 0
+    return out
+
+
+def fuse_binary_probabilities(p_tumour: np.ndarray, p_node: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Labels 0/1/2 (uint8) from a GTVp probability map and a GTVn probability map (seed 002).
+
+    Where both exceed ``threshold`` the larger probability wins, a tie goes to GTVp.
+    """
+    pt, pn = np.asarray(p_tumour), np.asarray(p_node)
+    if pt.shape != pn.shape:
+        raise ValueError(f"probability maps differ in shape: {pt.shape} vs {pn.shape}")
+    t, n = pt > threshold, pn > threshold
+    out = np.zeros(pt.shape, dtype=np.uint8)
+    out[t] = 1
+    out[n & ~t] = 2
+    out[t & n & (pn > pt)] = 2
+    return out
+
+
+def clean_up(labels: np.ndarray, spacing_xyz, min_volume_ml: Mapping[int | str, float] | None = None,
+             keep_largest_gtvp: bool = False) -> np.ndarray:
+    """Apply a model card's ``postprocess`` block: small-component removal, then keep-largest GTVp."""
+    out = remove_small_components(labels, spacing_xyz, min_volume_ml or {})
+    if keep_largest_gtvp:
+        out = keep_largest_component(out, label=1)
+    return out

@@ -1,0 +1,258 @@
+"""Seed 004's head localisation for PET/CT: a 200x200x310 mm crop around the head's PET hot spot.
+
+Steps (:func:`locate_head`), following the seed's published code (HECKTOR2025-MEDAI
+``get_roi_center`` / ``crop_neck_region_sitk``) where the paper is vague:
+
+1. **common grid**: the axis-aligned (identity direction, LPS) box where the CT and the PET
+   overlap in physical space (the intersection of their extents, voxel edges included), at
+   1 mm. The identity direction makes "top" mean "most superior" whatever the files' own
+   direction matrices. The seed resamples *both whole images* onto it with B-spline; we never
+   build that grid in memory (a whole-body scan at 1 mm is ~1-2 GB): step 2 looks at the top
+   part only, at ``search_spacing`` (2 mm, linear; the centroid moves < 0.1 mm on phantoms
+   compared with 1 mm), and step 4 resamples only the crop, from only the part of each image
+   under it.
+2. **hot region**: the top 25 % of the common grid along S (slices ``k >= int(0.75 * n_z)`` of
+   the 1 mm grid, as the code). On that slab the PET is z-scored *with the slab's own* mean
+   and std; voxels with z > 1 form the mask; its largest 26-connected component is the hot
+   region (usually the brain, always the head). If nothing exceeds the threshold the centre
+   of the slab is used (as the code does) and ``HeadCrop.found_hot_region`` is False.
+3. **crop**: 200 x 200 x 310 voxels of 1 mm (x, y, z) centred on the region's centroid (index
+   truncated to an integer as the code does). A crop that would leave the common grid is
+   *shifted* back inside (``start = clip(c - size // 2)``, ``end = clip(start + size)``,
+   ``start = max(end - size, 0)``), so it keeps its full size whenever the overlap is large enough;
+   along an axis shorter than the crop it spans the whole overlap.
+4. CT and PET are resampled onto the crop grid (B-spline, as the seed; ``interpolator="linear"``
+   is ~10x faster).
+
+:func:`plan_head_crop` does steps 1-3 only (fast: where the crop goes, as a :class:`CropPlan`).
+
+:meth:`HeadCrop.paste_back` puts a label map predicted on the crop back onto the original CT
+grid (nearest neighbour in physical space, 0 outside the crop). :func:`crop_around_boxes`
+makes the same kind of crop from user boxes (their union plus ``context_mm``, 20 mm by default)
+instead of the PET hot spot.
+
+Example:
+    >>> crop = locate_head(ct, pet)                 # crop.ct, crop.pet: 1 mm Images
+    >>> labels = model(crop.ct, crop.pet)            # ndarray on the crop grid
+    >>> out = crop.paste_back(labels)               # Image on the CT grid
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import InputError
+from ..image import Image, ras_to_lps, resample_to
+from .boxes import LesionBox, union_region
+
+HEAD_CROP_MM = (200.0, 200.0, 310.0)
+STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
+
+
+@dataclass
+class CropPlan:
+    """Where a crop goes: its grid (identity direction, ``spacing`` mm) and the point it centres on."""
+
+    grid: Image
+    centre_lps: np.ndarray
+    found_hot_region: bool = True
+
+    @property
+    def bounds_lps(self) -> tuple[np.ndarray, np.ndarray]:
+        """LPS min and max of the crop's extent (voxel edges)."""
+        c = self.grid.corners_lps()
+        return c.min(axis=0), c.max(axis=0)
+
+
+@dataclass
+class HeadCrop:
+    """CT and PET on a 1 mm crop grid, and the way back to the original CT grid."""
+
+    ct: Image
+    pet: Image
+    reference: Image                 # the original CT (its grid is where paste_back writes)
+    centre_lps: np.ndarray           # the hot region's centroid (or the boxes' centre), LPS mm
+    found_hot_region: bool = True
+
+    @property
+    def bounds_lps(self) -> tuple[np.ndarray, np.ndarray]:
+        """LPS min and max of the crop's extent (voxel edges)."""
+        c = self.ct.corners_lps()
+        return c.min(axis=0), c.max(axis=0)
+
+    def paste_back(self, labels_on_crop: np.ndarray | Image) -> Image:
+        """A label map on the crop grid -> a uint8 Image on the original CT grid (0 outside the crop).
+
+        Nearest neighbour in physical space; only the CT voxels under the crop are resampled.
+        """
+        arr = labels_on_crop.array if isinstance(labels_on_crop, Image) else np.asarray(labels_on_crop)
+        if arr.shape != self.ct.array.shape:
+            raise ValueError(f"labels {arr.shape} are not on the crop grid {self.ct.array.shape}")
+        crop_labels = self.ct.with_array(arr.astype(np.uint8))
+        ref = self.reference
+        out = np.zeros(ref.array.shape, dtype=np.uint8)
+        # CT voxels whose centres may fall in the crop: the crop's corners in CT index space, +1 voxel
+        cont = ref.physical_to_index(self.ct.corners_lps())
+        n = np.asarray(ref.shape_xyz)
+        lo = np.clip(np.floor(cont.min(axis=0)).astype(int) - 1, 0, n - 1)
+        hi = np.clip(np.ceil(cont.max(axis=0)).astype(int) + 1, 0, n - 1)
+        if np.any(cont.max(axis=0) < -0.5) or np.any(cont.min(axis=0) > n - 0.5):
+            return ref.with_array(out)
+        size = hi - lo + 1
+        sub = Image(np.zeros(size[::-1], np.uint8), ref.spacing, tuple(ref.index_to_physical(lo)), ref.direction)
+        pasted = resample_to(crop_labels, sub, label=True)
+        out[lo[2]:hi[2] + 1, lo[1]:hi[1] + 1, lo[0]:hi[0] + 1] = pasted.array
+        return ref.with_array(out)
+
+
+# ---- geometry helpers -------------------------------------------------------------------------
+
+def _bounds(image: Image) -> tuple[np.ndarray, np.ndarray]:
+    c = image.corners_lps()
+    return c.min(axis=0), c.max(axis=0)
+
+
+def common_extent(ct: Image, pet: Image) -> tuple[np.ndarray, np.ndarray]:
+    """LPS min and max of the region both images cover (their extents' intersection)."""
+    (a0, a1), (b0, b1) = _bounds(ct), _bounds(pet)
+    lo, hi = np.maximum(a0, b0), np.minimum(a1, b1)
+    if np.any(hi - lo <= 0):
+        raise InputError("the CT and the PET do not overlap in physical space", None,
+                         "check both come from the same PET/CT study and keep their origin and direction")
+    return lo, hi
+
+
+def _grid_size(lo: np.ndarray, hi: np.ndarray, spacing: float) -> np.ndarray:
+    """Voxels (x, y, z) of ``spacing`` mm that fit in ``lo..hi`` (at least 1)."""
+    return np.maximum(np.floor((np.asarray(hi) - np.asarray(lo)) / spacing + 1e-6).astype(int), 1)
+
+
+def _grid(lo: np.ndarray, hi: np.ndarray, spacing: float) -> Image:
+    """Identity-direction grid of ``spacing`` mm whose voxels tile ``lo..hi`` from ``lo``.
+
+    Only for small grids: it allocates a uint8 array of the grid's size.
+    """
+    size = _grid_size(lo, hi, spacing)
+    origin = np.asarray(lo, float) + 0.5 * spacing
+    return Image(np.zeros(size[::-1], np.uint8), (spacing,) * 3, tuple(origin), np.eye(3))
+
+
+def _subimage(image: Image, lo: np.ndarray, hi: np.ndarray, pad: int = 4) -> Image:
+    """The part of ``image`` covering the LPS box ``lo..hi`` plus ``pad`` voxels (a view, no copy).
+
+    Resampling from it instead of the whole image keeps B-spline coefficients (float64, computed
+    over the whole input by ITK) and memory proportional to the crop, not to a whole-body scan.
+    """
+    corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+    cont = image.physical_to_index(corners)
+    n = np.asarray(image.shape_xyz)
+    i0 = np.clip(np.floor(cont.min(axis=0)).astype(int) - pad, 0, n - 1)
+    i1 = np.clip(np.ceil(cont.max(axis=0)).astype(int) + pad, 0, n - 1)
+    view = image.array[i0[2]:i1[2] + 1, i0[1]:i1[1] + 1, i0[0]:i1[0] + 1]
+    return Image(view, image.spacing, tuple(image.index_to_physical(i0)), image.direction)
+
+
+def _resample(image: Image, grid: Image, interpolator: str) -> Image:
+    lo, hi = _bounds(grid)
+    return resample_to(_subimage(image, lo, hi), grid, interpolator=interpolator)
+
+
+# ---- the hot spot -------------------------------------------------------------------------------
+
+def find_hot_region(pet: Image, lo: np.ndarray, hi: np.ndarray, spacing: float = 1.0,
+                    top_fraction: float = 0.25, z_threshold: float = 1.0,
+                    search_spacing: float = 2.0) -> tuple[np.ndarray, bool]:
+    """Centroid (LPS mm) of the largest 26-connected PET region with z-score > ``z_threshold``
+    in the top ``top_fraction`` of the box ``lo..hi`` (z-scored over that top part).
+
+    Returns ``(centre_lps, found)``; ``found`` is False when no voxel exceeds the threshold
+    (the top part's centre is returned then).
+    """
+    n_z = int(_grid_size(lo, hi, spacing)[2])
+    k0 = int((1.0 - top_fraction) * n_z)  # the code's crop_z_start on the 1 mm grid
+    top_lo = lo.copy()
+    top_lo[2] = lo[2] + k0 * spacing
+    grid = _grid(top_lo, hi, search_spacing)
+    slab = _resample(pet, grid, "linear").array.astype(np.float32)
+    z = (slab - slab.mean()) / (slab.std() + 1e-8)
+    mask = z > z_threshold
+    if not mask.any():
+        centre_idx = (np.asarray(grid.shape_xyz) - 1) / 2.0
+        return grid.index_to_physical(centre_idx), False
+    comps, n = ndimage.label(mask, structure=STRUCTURE_26)
+    sizes = np.bincount(comps.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    zyx = np.argwhere(comps == int(np.argmax(sizes))).mean(axis=0)
+    return grid.index_to_physical(zyx[::-1]), True
+
+
+def _crop_grid(lo: np.ndarray, hi: np.ndarray, centre_lps: np.ndarray, crop_mm: Sequence[float],
+               spacing: float) -> Image:
+    """The crop grid on the 1 mm common grid of ``lo..hi``: centred, then shifted to stay inside."""
+    # the common 1 mm grid, identity direction: index = (p - origin) / spacing (never allocated)
+    n = _grid_size(lo, hi, spacing)
+    origin0 = np.asarray(lo, float) + 0.5 * spacing
+    size = np.maximum(np.round(np.asarray(crop_mm, float) / spacing).astype(int), 1)
+    c = np.trunc((np.asarray(centre_lps, float) - origin0) / spacing).astype(int)
+    start = np.clip(c - size // 2, 0, n)
+    end = np.clip(start + size, 0, n)
+    start = np.maximum(end - size, 0)
+    start = np.minimum(start, np.maximum(end - 1, 0))  # never an empty crop
+    origin = origin0 + start * spacing
+    return Image(np.zeros((end - start)[::-1], np.uint8), (spacing,) * 3, tuple(origin), np.eye(3))
+
+
+def _crop_images(ct: Image, pet: Image, plan: CropPlan, interpolator: str) -> HeadCrop:
+    ct_crop = _resample(ct, plan.grid, interpolator)
+    pet_crop = _resample(pet, plan.grid, interpolator)
+    return HeadCrop(ct_crop, pet_crop, ct, np.asarray(plan.centre_lps, float), plan.found_hot_region)
+
+
+def plan_head_crop(ct: Image, pet: Image, crop_mm: Sequence[float] = HEAD_CROP_MM, spacing: float = 1.0,
+                   top_fraction: float = 0.25, z_threshold: float = 1.0, search_spacing: float = 2.0) -> CropPlan:
+    """Steps 1-3 of :func:`locate_head`: where the crop goes, without resampling the images (fast)."""
+    lo, hi = common_extent(ct, pet)
+    centre, found = find_hot_region(pet, lo, hi, spacing, top_fraction, z_threshold, search_spacing)
+    return CropPlan(_crop_grid(lo, hi, centre, crop_mm, spacing), np.asarray(centre, float), found)
+
+
+def locate_head(ct: Image, pet: Image, crop_mm: Sequence[float] = HEAD_CROP_MM, spacing: float = 1.0,
+                top_fraction: float = 0.25, z_threshold: float = 1.0, search_spacing: float = 2.0,
+                interpolator: str = "bspline") -> HeadCrop:
+    """Seed 004's head crop of a PET/CT study (see the module docstring for every step).
+
+    ``search_spacing=1.0`` reproduces the seed's hot-spot search exactly (1 mm) at ~8x the memory;
+    ``interpolator="linear"`` is ~10x faster than the seed's B-spline for the crop itself.
+    """
+    plan = plan_head_crop(ct, pet, crop_mm, spacing, top_fraction, z_threshold, search_spacing)
+    return _crop_images(ct, pet, plan, interpolator)
+
+
+# ---- user boxes ---------------------------------------------------------------------------------
+
+def region_from_boxes(boxes: Sequence[LesionBox], image: Image, context_mm: float = 20.0) -> tuple[slice, slice, slice]:
+    """Slices (z, y, x) of ``image`` to segment when the user gave boxes: their union + ``context_mm``."""
+    return union_region(boxes, image, context_mm)
+
+
+def crop_around_boxes(ct: Image, pet: Image, boxes: Sequence[LesionBox], context_mm: float = 20.0,
+                      spacing: float = 1.0, interpolator: str = "bspline") -> HeadCrop:
+    """A :class:`HeadCrop` covering the union of ``boxes`` plus ``context_mm``, within the PET/CT overlap."""
+    if not boxes:
+        raise InputError("no lesion boxes given", None, "draw at least one box or let the PET locate the head")
+    lo, hi = common_extent(ct, pet)
+    corners = []
+    for b in boxes:
+        e = b.expanded(context_mm)
+        corners.append(ras_to_lps(np.array([e.min_ras, e.max_ras])))
+    pts = np.concatenate(corners)
+    b_lo, b_hi = np.maximum(pts.min(axis=0), lo), np.minimum(pts.max(axis=0), hi)
+    if np.any(b_hi - b_lo <= 0):
+        raise InputError("the lesion boxes lie outside the region both the CT and the PET cover", None,
+                         "check the boxes are RAS millimetres of this study")
+    plan = CropPlan(_grid(b_lo, b_hi, spacing), (b_lo + b_hi) / 2, True)
+    return _crop_images(ct, pet, plan, interpolator)

@@ -1,0 +1,143 @@
+"""Intensity normalisation schemes named in a model's description (``model.json`` inputs).
+
+Schemes (``normalise(array, scheme)``, result float32):
+
+* ``{"type": "zscore"}`` - per case ``(x - mean) / max(std, 1e-8)``; numerically the same as
+  nnU-Net v2's ``ZScoreNormalization`` (float32 arithmetic, same order of operations). With
+  ``"use_mask": true`` and a ``mask`` argument the statistics come from the mask and the
+  outside is set to 0 (nnU-Net's ``use_mask_for_norm``, where the outside holds 0 after its
+  nonzero crop).
+* ``{"type": "ct", "mean", "std", "percentile_00_5", "percentile_99_5"}`` - nnU-Net's
+  ``CTNormalization``: clip to the *dataset's* foreground 0.5 / 99.5 percentiles, subtract the
+  dataset's foreground mean, divide by its std. Seed 004 uses it for the CT; the numbers come
+  from the model (nnU-Net plans: ``foreground_intensity_properties_per_channel``; see
+  :func:`schemes_from_plans`).
+* ``{"type": "window", "lo", "hi"}`` - clip to [lo, hi] and map to [-1, 1] (seed 002's CT).
+* ``{"type": "range"}`` - min-max per case to [0, 1] (nnU-Net's ``RescaleTo01Normalization``,
+  seed 002's PET); with ``"lo"`` and ``"hi"`` it is a fixed clip-and-scale to [0, 1] instead
+  (e.g. PET with a fixed SUV range).
+* ``{"type": "scale", "factor": f, "offset": o}`` - ``(x - o) * f``, a fixed linear scaling.
+* ``{"type": "none"}`` - cast only (e.g. the gradient map, already 0..1).
+
+nnU-Net's scheme names (``ZScoreNormalization``, ``CTNormalization``, ``NoNormalization``,
+``RescaleTo01Normalization``) are accepted as types too.
+
+Example:
+    >>> normalise(ct_array, {"type": "ct", "mean": 61.2, "std": 45.0,
+    ...                      "percentile_00_5": -150.0, "percentile_99_5": 240.0})
+    >>> schemes_from_plans(json.load(open("plans.json")), "3d_fullres")   # one scheme per channel
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+
+_EPS = 1e-8
+_ALIASES = {
+    "zscorenormalization": "zscore", "z-score": "zscore", "zscore": "zscore",
+    "ctnormalization": "ct", "ct": "ct",
+    "nonormalization": "none", "none": "none",
+    "rescaleto01normalization": "range", "range": "range",
+    "window": "window", "scale": "scale",
+}
+_CT_KEYS = ("mean", "std", "percentile_00_5", "percentile_99_5")
+
+
+def scheme_type(scheme: dict) -> str:
+    """The canonical type of a scheme (``zscore``, ``ct``, ``window``, ``range``, ``scale``, ``none``)."""
+    if not isinstance(scheme, dict) or "type" not in scheme:
+        raise ModelError(f"normalisation scheme {scheme!r} has no \"type\"", None,
+                         "give e.g. {\"type\": \"zscore\"} in the model card")
+    kind = _ALIASES.get(str(scheme["type"]).strip().lower())
+    if kind is None:
+        raise ModelError(f"unknown normalisation type {scheme['type']!r}", None,
+                         f"use one of {sorted(set(_ALIASES.values()))}")
+    return kind
+
+
+def _need(scheme: dict, keys: tuple[str, ...]) -> list[float]:
+    missing = [k for k in keys if k not in scheme]
+    if missing:
+        raise ModelError(f"normalisation {scheme.get('type')!r} lacks {', '.join(missing)}", None,
+                         "add them to the model card (for nnU-Net models: from plans.json)")
+    return [float(scheme[k]) for k in keys]
+
+
+def normalise(array: np.ndarray, scheme: dict[str, Any], mask: np.ndarray | None = None) -> np.ndarray:
+    """Apply ``scheme`` to ``array`` and return a new float32 array (the input is not changed)."""
+    kind = scheme_type(scheme)
+    image = np.array(array, dtype=np.float32, copy=True)
+    if kind == "none":
+        return image
+    if kind == "zscore":
+        if scheme.get("use_mask") and mask is not None:
+            inside = np.asarray(mask, dtype=bool)
+            mean, std = image[inside].mean(), image[inside].std()
+            out = np.zeros_like(image)
+            out[inside] = (image[inside] - mean) / max(std, _EPS)
+            return out
+        mean, std = image.mean(), image.std()
+        image -= mean
+        image /= max(std, _EPS)
+        return image
+    if kind == "ct":
+        mean, std, lo, hi = _need(scheme, _CT_KEYS)
+        np.clip(image, lo, hi, out=image)
+        image -= mean
+        image /= max(std, _EPS)
+        return image
+    if kind == "window":
+        lo, hi = _need(scheme, ("lo", "hi"))
+        if not hi > lo:
+            raise ModelError(f"window normalisation needs hi > lo, got [{lo}, {hi}]", None, "fix the model card")
+        np.clip(image, lo, hi, out=image)
+        return (2.0 * (image - lo) / (hi - lo) - 1.0).astype(np.float32)
+    if kind == "range":
+        if "lo" in scheme or "hi" in scheme:
+            lo, hi = _need(scheme, ("lo", "hi"))
+            if not hi > lo:
+                raise ModelError(f"range normalisation needs hi > lo, got [{lo}, {hi}]", None, "fix the model card")
+            np.clip(image, lo, hi, out=image)
+            return ((image - lo) / (hi - lo)).astype(np.float32)
+        image -= image.min()
+        image /= np.clip(image.max(), a_min=_EPS, a_max=None)
+        return image
+    # scale
+    factor = float(scheme.get("factor", 1.0))
+    offset = float(scheme.get("offset", 0.0))
+    return ((image - offset) * factor).astype(np.float32)
+
+
+def schemes_from_plans(plans: dict, configuration: str = "3d_fullres") -> list[dict]:
+    """One scheme per input channel from an nnU-Net v2 ``plans.json`` (decoded).
+
+    Reads ``configurations[configuration]["normalization_schemes"]`` and
+    ``["use_mask_for_norm"]`` plus ``foreground_intensity_properties_per_channel`` (for CT).
+    """
+    try:
+        cfg = plans["configurations"][configuration]
+        names = cfg["normalization_schemes"]
+        use_mask = cfg.get("use_mask_for_norm", [False] * len(names))
+        props = plans.get("foreground_intensity_properties_per_channel", {})
+    except (KeyError, TypeError):
+        raise ModelError(f"plans hold no configuration {configuration!r} with normalization_schemes", None,
+                         "give the plans.json of an nnU-Net v2 results folder") from None
+    schemes = []
+    for channel, name in enumerate(names):
+        scheme: dict[str, Any] = {"type": name}
+        kind = scheme_type(scheme)
+        if kind == "ct":
+            p = props.get(str(channel))
+            if p is None:
+                raise ModelError(f"plans lack foreground intensity properties of channel {channel}", None,
+                                 "give the complete plans.json the model was trained with")
+            scheme.update({k: float(p[k]) for k in _CT_KEYS})
+        if kind == "zscore" and bool(use_mask[channel]):
+            scheme["use_mask"] = True
+        scheme["type"] = kind
+        schemes.append(scheme)
+    return schemes
