@@ -142,6 +142,36 @@ def _is_dicom_dir(path: Path) -> bool:
     return path.is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
 
 
+def _nifti_has_nonfinite(path: Path) -> bool:
+    """True when a float NIfTI-1 file holds NaN or +-Inf voxels.
+
+    Needed because ITK 5's NIfTI reader silently turns NaN/Inf into 0 (fixed only in ITK 6,
+    InsightSoftwareConsortium/ITK#6683), so the array SimpleITK returns cannot show them.
+    Reads the raw voxels after the header; other NIfTI flavours return False.
+    """
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < 348:
+        return False
+    for endian in ("<", ">"):
+        if np.frombuffer(data[:4], f"{endian}i4")[0] == 348:
+            break
+    else:
+        return False  # NIfTI-2 or not NIfTI: nothing we can check here
+    datatype = int(np.frombuffer(data[70:72], f"{endian}i2")[0])
+    dtype = {16: "f4", 64: "f8"}.get(datatype)
+    if dtype is None:
+        return False
+    offset = int(np.frombuffer(data[108:112], f"{endian}f4")[0])
+    dims = np.frombuffer(data[40:56], f"{endian}i2")
+    count = int(np.prod(dims[1: 1 + max(int(dims[0]), 1)].astype(np.int64)))
+    values = np.frombuffer(data, f"{endian}{dtype}", count=count, offset=offset)
+    return not np.isfinite(values).all()
+
+
 def read_image(path: str | os.PathLike, label: bool = False, name: str | None = None) -> Image:
     """Read a 3D NIfTI, NRRD, MetaImage file or a DICOM series folder.
 
@@ -185,7 +215,9 @@ def read_image(path: str | os.PathLike, label: bool = False, name: str | None = 
     if min(img.GetSize()) < 2 and not label:
         raise InputError(f"{what} is a single slice (size {img.GetSize()})", p, "give a 3D volume")
     image = Image.from_sitk(img)
-    if np.issubdtype(image.array.dtype, np.floating) and not np.isfinite(image.array).all():
+    if np.issubdtype(image.array.dtype, np.floating) and (
+            not np.isfinite(image.array).all()
+            or (p.is_file() and p.name.lower().endswith((".nii", ".nii.gz")) and _nifti_has_nonfinite(p))):
         raise InputError(f"{what} holds NaN or infinite values", p, "fix or re-export the image")
     if label:
         arr = image.array
