@@ -1,0 +1,99 @@
+"""DICOM Segmentation (SEG) of a result, written with highdicom, referencing its source series.
+
+One binary segment per label present (segment number 1 = GTVp, 2 = GTVn, as the label values),
+coded like the Slicer segments (:mod:`.codes`: category SCT 49755003 "Morphologically Abnormal
+Structure", type SCT 372087000 "Neoplasm, Primary" / SCT 14799000 "Neoplasm, Secondary",
+anatomic region SCT 774007 "Head and Neck"), with the segment's
+display colour in CIELab and HNTumorSeg as the algorithm (family "Artificial Intelligence").
+``algorithm_type`` is ``SEMIAUTOMATIC`` by default: what leaves Slicer may have been edited.
+Empty frames are omitted (highdicom's default); the label map must lie on the series' grid
+(:func:`._dicom_source.match_series`).
+
+Example:
+    >>> write_dicom_seg(labels, sorted(Path("mr").glob("*.dcm")), "out/seg.dcm")
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InputError
+from ..image import Image, check_labels
+from ..prompts.boxes import LABEL_NAMES
+from ._dicom_source import match_series
+from .codes import CATEGORY, REGION, RGB, TYPES
+
+
+def _code(c: tuple[str, str, str]):
+    from pydicom.sr.coding import Code
+
+    scheme, value, meaning = c
+    return Code(value, scheme, meaning)
+
+
+def _segment_descriptions(labels_present: Iterable[int], algorithm_type: str):
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    algorithm = hd.AlgorithmIdentificationSequence(name="HNTumorSeg", version=__version__,
+                                                   family=codes.cid7162.ArtificialIntelligence)
+    out = []
+    for label in labels_present:
+        kwargs = {"display_color": hd.color.CIELabColor.from_rgb(*RGB[label])}
+        out.append(hd.seg.SegmentDescription(
+            segment_number=label, segment_label=LABEL_NAMES[label],
+            segmented_property_category=_code(CATEGORY), segmented_property_type=_code(TYPES[label]),
+            algorithm_type=algorithm_type,
+            algorithm_identification=algorithm if algorithm_type != "MANUAL" else None,
+            anatomic_regions=[_code(REGION)], **kwargs))
+    return out
+
+
+def write_dicom_seg(labels: Image, source_files: Iterable[str | os.PathLike], path: str | os.PathLike,
+                    series_description: str = "HNTumorSeg GTV", algorithm_type: str = "SEMIAUTOMATIC",
+                    series_number: int = 900) -> Path:
+    """Write a DICOM SEG of ``labels`` (0/1/2 on the source series' grid) to ``path``."""
+    import highdicom as hd
+
+    check_labels(labels)
+    slices = match_series(labels, source_files)
+    present = [v for v in LABEL_NAMES if np.any(labels.array == v)]
+    if not present:
+        raise InputError("the segmentation is empty", None, "segment at least one lesion before exporting DICOM SEG")
+    frames = np.stack([np.asarray(labels.array[s.k], dtype=np.uint8) for s in slices])
+    # keep only labels with a description: remap absent ones (none here) to 0 is unnecessary
+    seg = hd.seg.Segmentation(
+        source_images=[s.dataset for s in slices], pixel_array=frames,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=_segment_descriptions(present, algorithm_type),
+        series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="HNTumorSeg", manufacturer_model_name="HNTumorSeg",
+        software_versions=__version__, device_serial_number="0", series_description=series_description)
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".tmp-{p.name}")
+    seg.save_as(tmp)
+    os.replace(tmp, p)
+    return p
+
+
+def read_dicom_seg_labels(path: str | os.PathLike, labels_grid: Image,
+                          source_files: Iterable[str | os.PathLike]) -> Image:
+    """Read a SEG back as a label map on ``labels_grid`` (for checks: the inverse of :func:`write_dicom_seg`)."""
+    import highdicom as hd
+
+    seg = hd.seg.segread(str(path))
+    slices = match_series(labels_grid, source_files)
+    uids = [str(s.dataset.SOPInstanceUID) for s in slices]
+    numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
+    arr = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=numbers,
+                                            combine_segments=True, relabel=False)
+    out = np.zeros(labels_grid.array.shape, dtype=np.uint8)
+    for s, frame in zip(slices, arr):
+        out[s.k] = frame
+    return labels_grid.with_array(out)

@@ -1,0 +1,72 @@
+"""Segment statistics as CSV: one row per segment, then one per lesion.
+
+Columns: ``kind`` (segment / lesion), ``name``, ``label``, ``voxels``, ``volume_ml``,
+``centroid_R``, ``centroid_A``, ``centroid_S`` (RAS mm; empty for an empty segment), and the
+``min_R..max_S`` RAS extent of the voxels (their edges). Comma-separated, ``.`` decimals, one
+header line: what spreadsheet programs and pandas read without options.
+
+Example:
+    >>> write_stats_csv(labels, "out/case1_stats.csv")
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..image import Image, check_labels, lps_to_ras
+from ..prompts.boxes import LABEL_NAMES, index_box_to_ras
+
+COLUMNS = ("kind", "name", "label", "voxels", "volume_ml", "centroid_R", "centroid_A", "centroid_S",
+           "min_R", "min_A", "min_S", "max_R", "max_A", "max_S")
+
+
+def _stats(mask: np.ndarray, image: Image) -> dict:
+    idx = np.argwhere(mask)
+    n = len(idx)
+    row = {"voxels": n, "volume_ml": n * image.voxel_volume_mm3 / 1000.0}
+    if n:
+        centre = lps_to_ras(image.index_to_physical(idx.mean(axis=0)[::-1]))
+        lo, hi = index_box_to_ras(image, idx.min(axis=0)[::-1], idx.max(axis=0)[::-1])
+        row.update(zip(("centroid_R", "centroid_A", "centroid_S"), centre))
+        row.update(zip(("min_R", "min_A", "min_S"), lo))
+        row.update(zip(("max_R", "max_A", "max_S"), hi))
+    return row
+
+
+def stats_rows(labels: Image) -> list[dict]:
+    """The rows written to the CSV (segments first, then lesions as in the review's lesion list)."""
+    from ..metrics import label_lesions
+
+    check_labels(labels)
+    rows = [{"kind": "segment", "name": name, "label": value, **_stats(labels.array == value, labels)}
+            for value, name in LABEL_NAMES.items()]
+    for value, name in LABEL_NAMES.items():
+        comps, n = label_lesions(labels.array == value)
+        lesions = [(comps == k) for k in range(1, n + 1)]
+        lesions.sort(key=lambda m: (-int(m.sum()), tuple(np.argwhere(m)[0])))
+        rows += [{"kind": "lesion", "name": f"{name}-{i}", "label": value, **_stats(m, labels)}
+                 for i, m in enumerate(lesions, start=1)]
+    return rows
+
+
+def write_stats_csv(labels: Image, path: str | os.PathLike) -> Path:
+    """Write :func:`stats_rows` to ``path`` atomically."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            writer.writeheader()
+            for row in stats_rows(labels):
+                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return p

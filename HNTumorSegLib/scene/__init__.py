@@ -1,0 +1,16 @@
+"""Scene glue: everything the Slicer module does to the MRML scene, without Qt.
+
+These modules use only the MRML / VTK API (``import slicer`` for the node classes), so the
+same code runs inside 3D Slicer (on ``slicer.mrmlScene``) and on the ``slicer-core`` wheel
+(on a scene from :func:`.mrml.make_scene`), where the test-suite exercises it.
+
+* :mod:`.mrml` - a standalone scene with the module logics registered; Image <-> volume node;
+* :mod:`.inputs` - pick or auto-assign a task's input volumes; load a whole case folder;
+* :mod:`.roi_boxes` - lesion boxes <-> ``vtkMRMLMarkupsROINode``; the gradient-map preview;
+* :mod:`.segmentation_io` - label map <-> ``vtkMRMLSegmentationNode`` with terminology;
+* :mod:`.review` - volumes, lesion list and comparison with a reference as table nodes;
+* :mod:`.logic` - the module's logic: parameters, start / poll / cancel the worker, import, export.
+
+Nothing here imports ``qt``, ``ctk`` or ``slicer.app``; importing this package does not
+import ``slicer`` either (each module does, so the command line never pays for it).
+"""
