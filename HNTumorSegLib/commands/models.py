@@ -1,0 +1,193 @@
+"""`hntumorseg models`: list, show, fetch and verify the models of the catalogue.
+
+- ``list``: every catalogue model with its task, inputs and state (bundled, installed,
+  not installed, code only).
+- ``show ID``: the whole entry (licence, citation, URL, sha256, notes, install folder).
+- ``fetch ID [--cache DIR] [--sha256 HEX] [--url URL]``: download with resume and a
+  progress line into the per-user cache (``$HNTUMORSEG_CACHE`` or ``~/.cache/hntumorseg``),
+  verify the sha256 (a mismatch deletes the file: exit 2), unpack zip archives safely.
+  An entry without a published sha256 is refused unless ``--sha256`` is given.
+- ``verify ID_OR_PATH``: re-hash an installed model (or a model folder's weights against
+  its card), then load every fold strictly; prints the sha256 of a single file.
+
+Only ``fetch`` touches the network.
+
+Example:
+    $ hntumorseg models fetch hntsmrg24-sztu-stunet-b --url https://.../weights.zip --sha256 3a7b...
+    $ hntumorseg models verify ~/models/STUNetTrainer_small__nnUNetPlans__3d_fullres
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import ModelError
+
+ACTIONS = ("list", "show", "fetch", "verify")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    p = sub.add_parser("list", help="list the catalogue's models")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--cache", metavar="DIR", help="model cache folder (default $HNTUMORSEG_CACHE or ~/.cache/hntumorseg)")
+    p = sub.add_parser("show", help="show one catalogue entry")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--cache", metavar="DIR", help="model cache folder")
+    p = sub.add_parser("fetch", help="download, verify and install a catalogue model")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--cache", metavar="DIR", help="model cache folder")
+    p.add_argument("--sha256", metavar="HEX", help="checksum to require (needed when the catalogue has none)")
+    p.add_argument("--url", metavar="URL", help="download from this URL instead (needs --sha256)")
+    p.add_argument("--force", action="store_true", help="download again even if installed")
+    p.add_argument("--progress", choices=("bar", "none"), default="bar", help="progress line on stderr")
+    p = sub.add_parser("verify", help="check an installed model or a model folder (checksums + strict load)")
+    p.add_argument("target", metavar="ID_OR_PATH")
+    p.add_argument("--cache", metavar="DIR", help="model cache folder")
+    p.add_argument("--sha256", metavar="HEX", help="for a single file: the checksum it must have")
+    p.add_argument("--no-load", action="store_true", help="only check checksums, do not load the networks")
+
+
+def run(args: argparse.Namespace) -> int:
+    action = getattr(args, "action", None)
+    if action is None:
+        raise ModelError("no action given", None, f"use one of: hntumorseg models {{{','.join(ACTIONS)}}}")
+    return {"list": _list, "show": _show, "fetch": _fetch, "verify": _verify}[action](args)
+
+
+def _state(entry, cache) -> str:
+    from ..models.catalogue import is_installed
+
+    if entry.kind == "source-only":
+        return "code only"
+    if entry.bundled:
+        return "bundled" if is_installed(entry) else "bundled (missing)"
+    return "installed" if is_installed(entry, cache) else "not installed"
+
+
+def _list(args) -> int:
+    from ..models.catalogue import describe, read_catalogue
+
+    entries = read_catalogue()
+    if args.json:
+        print(json.dumps([describe(e, args.cache) for e in entries], indent=2))
+        return 0
+    rows = [("ID", "TASK", "INPUTS", "STATE", "TITLE")]
+    rows += [(e.id, e.task, "+".join(e.inputs), _state(e, args.cache), e.title) for e in entries]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4])
+    return 0
+
+
+def _show(args) -> int:
+    from ..models.catalogue import describe, get_entry
+
+    info = describe(get_entry(args.id), args.cache)
+    info["state"] = _state(get_entry(args.id), args.cache)
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        text = ", ".join(map(str, value)) if isinstance(value, list) else ("-" if value is None else str(value))
+        print(f"{key.ljust(width)}  {text}")
+    return 0
+
+
+class _ProgressLine:
+    """One self-overwriting line on stderr: stage, fraction, bytes, time left."""
+
+    def __init__(self, label: str, stream=None, enabled: bool = True):
+        self.label, self.enabled, self.width = label, enabled, 0
+        self.stream = stream if stream is not None else sys.stderr  # looked up now: tests swap stderr
+
+    def __call__(self, stage: str, fraction: float, message: str) -> None:
+        if not self.enabled:
+            return
+        bar = "#" * int(20 * fraction)
+        text = f"{self.label}: {stage:<8} [{bar:<20}] {message}"
+        self.stream.write("\r" + text.ljust(self.width))
+        self.width = len(text)
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.width:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _fetch(args) -> int:
+    from ..models.catalogue import get_entry
+    from ..models.download import fetch
+
+    entry = get_entry(args.id)
+    line = _ProgressLine(f"fetch {entry.id}", enabled=args.progress == "bar")
+    try:
+        folder = fetch(entry, cache=args.cache, sha256=args.sha256, progress=line, force=args.force, url=args.url)
+    finally:
+        line.done()
+    print(f"{entry.id}: installed in {folder}")
+    if entry.licence:
+        print(f"licence: {entry.licence}")
+    return 0
+
+
+def _verify(args) -> int:
+    from ..models.catalogue import entry_model_folder, installed_path, read_catalogue
+
+    target = args.target
+    path = Path(target).expanduser()
+    if path.is_file():
+        from ..models.weights import sha256_file, verify_sha256
+
+        if args.sha256:
+            verify_sha256(path, args.sha256)
+            print(f"{path}: sha256 OK")
+        else:
+            print(f"{sha256_file(path)}  {path}")
+        return 0
+    if not path.exists():
+        if any(sep in target for sep in ("/", "\\")):
+            raise ModelError("model folder not found", path, "check the path")
+        entry = next((e for e in read_catalogue() if e.id == target), None)
+        if entry is None:
+            raise ModelError("no model folder and no catalogue entry of that name", target,
+                             "give a model folder or an id of `hntumorseg models list`")
+        folder = installed_path(target, args.cache)  # raises with the fix when not installed
+        if not entry.bundled:
+            from ..models.download import verify_installed
+
+            problems = verify_installed(entry, args.cache)
+            if problems:
+                raise ModelError(f"installed files differ from what was downloaded: {'; '.join(problems[:3])}",
+                                 entry_model_folder(entry, args.cache), f"run: hntumorseg models fetch {target} --force")
+            print(f"{target}: files match the verified download")
+        if entry.kind == "source-only" or folder is None:
+            return 0
+        path = folder
+    _verify_folder(path, load=not args.no_load)
+    return 0
+
+
+def _verify_folder(folder: Path, load: bool = True) -> None:
+    from ..models.card import CARD_NAME, read_card
+    from ..models.weights import verify_sha256
+
+    if (folder / CARD_NAME).is_file():
+        card = read_card(folder)
+        for fold in card.folds:
+            name = card.weights[str(fold)]
+            if not (folder / name).is_file():
+                raise ModelError(f"no checkpoint for fold {fold} ({name} is missing)", folder,
+                                 "copy the weights file into the model folder or fetch the model again")
+            if name in card.sha256:
+                verify_sha256(folder / name, card.sha256[name])
+                print(f"{name}: sha256 OK")
+            else:
+                print(f"{name}: no sha256 in the card (not verified)")
+    if load:
+        from ..models import load_model
+
+        model = load_model(folder, folds=None)
+        print(f"{folder}: {model.kind} model, {len(model.networks)} fold(s) {model.folds} load strictly")

@@ -1,0 +1,14 @@
+"""Models: cards, loaders (card folders, nnU-Net results folders, SegResNet), catalogue.
+
+``load_model(id_or_path, folds=None, device="cpu") -> LoadedModel`` is the entry point;
+torch is imported only when a model is actually loaded.
+
+Example:
+    >>> from HNTumorSegLib.models import load_model
+    >>> model = load_model("path/to/STUNetTrainer_small__nnUNetPlans__3d_fullres", folds="0,1")
+"""
+
+from .card import InputSpec, ModelCard, read_card, write_card
+from .loader import LoadedModel, load_model, parse_folds
+
+__all__ = ["InputSpec", "LoadedModel", "ModelCard", "load_model", "parse_folds", "read_card", "write_card"]

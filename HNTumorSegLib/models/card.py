@@ -1,0 +1,240 @@
+"""The model card (``model.json``): what a model needs, what it gives, where it comes from.
+
+:class:`ModelCard` mirrors ``model.json`` (docs/internal-api.md "Model card"). Reading a
+card validates it completely, so a bad card fails once, early, with one line naming the
+field and the fix (:class:`ModelError`, exit 2), never deep inside inference.
+nnU-Net results folders have no card; the loader synthesises one from their plans and
+dataset.json (``format`` is then ``"nnunet"``) so the rest of the program sees one shape.
+
+Example:
+    >>> card = read_card("models/demo-midrt/model.json")
+    >>> card.input_names
+    ['T2', 'gradient_map']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+
+CARD_FORMAT = "hntumorseg-model/1"
+CARD_NAME = "model.json"
+TASKS = ("prert", "midrt", "petct")
+ARCHITECTURES = ("STUNet", "PlainConvUNet", "ResidualEncoderUNet", "SegResNetDS")
+OUTPUTS = ("softmax", "sigmoid_regions")
+#: normalisation type -> the numeric keys it needs (prompts/normalisation.py applies them).
+NORMALISATIONS: dict[str, tuple[str, ...]] = {
+    "zscore": (), "none": (), "range": (), "window": ("lo", "hi"),
+    "ct": ("mean", "std", "percentile_00_5", "percentile_99_5"),
+}
+_REQUIRED = ("format", "id", "title", "inputs", "architecture", "labels", "folds", "weights")
+
+
+@dataclass
+class InputSpec:
+    """One input channel: its name, how it is normalised, and what it is computed from."""
+
+    name: str
+    normalisation: dict = field(default_factory=lambda: {"type": "zscore"})
+    derived_from: str | None = None
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"name": self.name, "normalisation": dict(self.normalisation)}
+        if self.derived_from is not None:
+            out["derived_from"] = self.derived_from
+        return out
+
+
+@dataclass
+class ModelCard:
+    """A validated model card (see the module docstring and DESIGN.md "Models")."""
+
+    id: str
+    title: str
+    inputs: list[InputSpec]
+    architecture: dict
+    labels: dict[str, int]
+    folds: list[int | str]
+    weights: dict[str, str]
+    format: str = CARD_FORMAT
+    version: str = "1"
+    task: str | None = None
+    spacing: list[float] | None = None  # x, y, z in mm; None = native grid
+    patch_size: list[int] | None = None  # z, y, x voxels
+    output: str = "softmax"
+    sha256: dict[str, str] = field(default_factory=dict)
+    postprocess: dict = field(default_factory=dict)
+    tta_axes: list[int] = field(default_factory=lambda: [0, 1, 2])
+    licence: str = ""
+    source: str = ""
+    citation: str = ""
+    intended_use: str = ""
+    extra: dict = field(default_factory=dict)  # unknown keys, kept for round trips
+    path: Path | None = None  # the model.json this card was read from (None if synthesised)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.inputs]
+
+    @property
+    def num_input_channels(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def num_output_channels(self) -> int:
+        """Network output channels: one per label for softmax, GTVp/GTVn maps for sigmoid regions."""
+        return len(self.labels) if self.output == "softmax" else len(self.labels) - 1
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k not in ("extra", "path")}
+        out["inputs"] = [i.to_dict() for i in self.inputs]
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str | Path | None = None) -> "ModelCard":
+        """Validate a parsed model.json; every problem raises ModelError naming the field."""
+        where = path if path is not None else "model.json"
+        if not isinstance(data, dict):
+            _bad(where, "is not a JSON object")
+        missing = [k for k in _REQUIRED if k not in data]
+        if missing:
+            _bad(where, f"misses the field(s) {', '.join(missing)}")
+        if data["format"] != CARD_FORMAT:
+            _bad(where, f"has format {data['format']!r}, expected {CARD_FORMAT!r}",
+                 "convert the card or update HNTumorSeg")
+        for key in ("id", "title"):
+            if not isinstance(data[key], str) or not data[key].strip():
+                _bad(where, f"field {key!r} must be a non-empty string")
+        task = data.get("task")
+        if task is not None and task not in TASKS:
+            _bad(where, f"task {task!r} is not one of {', '.join(TASKS)}")
+        inputs = _inputs(data["inputs"], where)
+        arch = data["architecture"]
+        if not isinstance(arch, dict) or arch.get("name") not in ARCHITECTURES:
+            _bad(where, f"architecture.name must be one of {', '.join(ARCHITECTURES)}")
+        if not isinstance(arch.get("kwargs", {}), dict):
+            _bad(where, "architecture.kwargs must be an object")
+        labels = data["labels"]
+        if (not isinstance(labels, dict) or labels.get("background") != 0
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels.values())
+                or sorted(labels.values()) != list(range(len(labels)))):
+            _bad(where, "labels must map names to 0..K-1 with background 0, e.g. "
+                        '{"background": 0, "GTVp": 1, "GTVn": 2}')
+        output = data.get("output", "softmax")
+        if output not in OUTPUTS:
+            _bad(where, f"output {output!r} is not one of {', '.join(OUTPUTS)}")
+        folds = data["folds"]
+        if not isinstance(folds, list) or not folds or not all(_is_fold(f) for f in folds):
+            _bad(where, "folds must be a non-empty list of fold numbers (or \"all\")")
+        weights = data["weights"]
+        if not isinstance(weights, dict) or not all(isinstance(v, str) for v in weights.values()):
+            _bad(where, 'weights must map each fold to a file name, e.g. {"0": "fold_0.pt"}')
+        absent = [str(f) for f in folds if str(f) not in weights]
+        if absent:
+            _bad(where, f"lists fold(s) {', '.join(absent)} without a weights file")
+        for name in weights.values():
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                _bad(where, f"weights file {name!r} must be a plain name inside the model folder")
+        sha = data.get("sha256", {}) or {}
+        if not isinstance(sha, dict) or not all(isinstance(v, str) and len(v) == 64 for v in sha.values()):
+            _bad(where, "sha256 must map file names to 64-digit hex digests")
+        spacing = _numbers(data.get("spacing"), 3, "spacing", where, positive=True)
+        patch = _numbers(data.get("patch_size"), 3, "patch_size", where, positive=True, integer=True)
+        tta = data.get("tta_axes", [0, 1, 2])
+        if not isinstance(tta, list) or not all(a in (0, 1, 2) for a in tta):
+            _bad(where, "tta_axes must be a list drawn from 0, 1, 2")
+        known = {f for f in cls.__dataclass_fields__ if f not in ("extra", "path")}
+        return cls(
+            id=data["id"], title=data["title"], inputs=inputs, architecture=dict(arch), labels=dict(labels),
+            folds=[f if f == "all" else int(f) for f in folds], weights={str(k): v for k, v in weights.items()},
+            format=data["format"], version=str(data.get("version", "1")), task=task,
+            spacing=spacing, patch_size=patch, output=output, sha256=dict(sha),
+            postprocess=dict(data.get("postprocess") or {}), tta_axes=list(tta),
+            licence=str(data.get("licence", "")), source=str(data.get("source", "")),
+            citation=str(data.get("citation", "")), intended_use=str(data.get("intended_use", "")),
+            extra={k: v for k, v in data.items() if k not in known},
+            path=Path(path) if path is not None else None,
+        )
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """Read and validate ``model.json`` (a file, or a folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CARD_NAME
+    if not path.is_file():
+        raise ModelError("model card not found", path, "give a model folder holding model.json")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model card is not valid JSON ({exc})", path, "fix or re-download the model") from None
+    return ModelCard.from_dict(data, path)
+
+
+def write_card(card: ModelCard | dict, path: str | Path) -> Path:
+    """Write a card (validated first) as pretty JSON; returns the file written."""
+    data = card.to_dict() if isinstance(card, ModelCard) else card
+    ModelCard.from_dict(data, path)
+    path = Path(path)
+    if path.is_dir():
+        path = path / CARD_NAME
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _bad(where: Any, problem: str, fix: str = "fix the model card (see docs/models.md)") -> None:
+    raise ModelError(f"model card {problem}", where, fix)
+
+
+def _is_fold(f: Any) -> bool:
+    if f == "all":
+        return True
+    try:
+        return int(f) >= 0 and str(int(f)) == str(f).strip()
+    except (TypeError, ValueError):
+        return False
+
+
+def _inputs(raw: Any, where: Any) -> list[InputSpec]:
+    if not isinstance(raw, list) or not raw:
+        _bad(where, "inputs must be a non-empty list")
+    out: list[InputSpec] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            _bad(where, f"inputs[{i}] needs a name")
+        norm = item.get("normalisation", {"type": "zscore"})
+        if not isinstance(norm, dict) or norm.get("type") not in NORMALISATIONS:
+            _bad(where, f"inputs[{i}] ({item['name']}) normalisation type must be one of "
+                        f"{', '.join(NORMALISATIONS)}")
+        lacking = [k for k in NORMALISATIONS[norm["type"]]
+                   if not isinstance(norm.get(k), (int, float)) or not math.isfinite(norm[k])]
+        if lacking:
+            _bad(where, f"inputs[{i}] ({item['name']}) normalisation {norm['type']!r} needs numbers "
+                        f"for {', '.join(lacking)}")
+        derived = item.get("derived_from")
+        if derived is not None and derived not in [s.name for s in out]:
+            _bad(where, f"inputs[{i}] ({item['name']}) is derived from {derived!r}, which is not an earlier input")
+        out.append(InputSpec(item["name"], dict(norm), derived))
+    names = [s.name for s in out]
+    if len(set(names)) != len(names):
+        _bad(where, "input names must be unique")
+    return out
+
+
+def _numbers(value: Any, n: int, name: str, where: Any, positive: bool = False,
+             integer: bool = False) -> list | None:
+    if value is None:
+        return None
+    ok = isinstance(value, list) and len(value) == n and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        and (not positive or v > 0) and (not integer or float(v).is_integer()) for v in value)
+    if not ok:
+        _bad(where, f"{name} must be null or a list of {n} {'positive ' if positive else ''}"
+                    f"{'integers' if integer else 'numbers'}")
+    return [int(v) for v in value] if integer else [float(v) for v in value]

@@ -1,0 +1,262 @@
+"""nnU-Net v2 results folders, used as they are.
+
+A results folder is ``<Trainer>__<Plans>__<configuration>/`` holding ``plans.json``,
+``dataset.json`` and ``fold_<k>/checkpoint_final.pth`` (``checkpoint_best.pth`` is the
+fallback, as nnU-Net falls back when training was stopped early). The trainer and the
+configuration are read from the checkpoint (``trainer_name``, ``init_args``), as
+nnUNetPredictor does, with the folder name as fallback. The network is built:
+
+- for ``STUNetTrainer`` / ``STUNetTrainer_{small,base,large,huge}`` (and ``_ft``): by our
+  STU-Net (:mod:`HNTumorSegLib.networks.stunet`), strides taken from the plans exactly as
+  the official trainer takes them (nnunetv2 does not know these trainers);
+- for trainers nnunetv2 ships (nnUNetTrainer and its variants): by that trainer's own
+  ``build_network_architecture``;
+- for other trainers: by nnunetv2's default builder from the plans (most custom trainers
+  only change training); the strict load then tells whether that guess was right.
+
+Checkpoints load with ``torch.load(weights_only=True)`` (:mod:`.safe_load`).
+
+Example:
+    >>> loaded = load_nnunet_folder("Dataset104__STUNetTrainer_small__nnUNetPlans__3d_fullres", folds=[0])
+    >>> loaded.configuration_manager.patch_size
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+from .card import ModelCard, InputSpec
+from .safe_load import load_checkpoint
+from .weights import load_strict
+
+CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
+#: nnU-Net normalisation scheme -> our card normalisation type (information for the card;
+#: nnU-Net folders are preprocessed by nnU-Net's own preprocessor).
+_NORM_TYPES = {"CTNormalization": "ct", "ZScoreNormalization": "zscore", "NoNormalization": "none",
+               "RescaleTo01Normalization": "range", "RGBTo01Normalization": "range"}
+
+
+def is_nnunet_folder(folder: Path) -> bool:
+    """True when ``folder`` holds plans.json and dataset.json (a results folder)."""
+    return (folder / "plans.json").is_file() and (folder / "dataset.json").is_file()
+
+
+def available_folds(folder: Path) -> list[int | str]:
+    """The ``fold_*`` subfolders present, numbers sorted first, then ``all``."""
+    numbered, named = [], []
+    for child in folder.glob("fold_*"):
+        if not child.is_dir():
+            continue
+        tail = child.name[len("fold_"):]
+        if tail.isdigit():
+            numbered.append(int(tail))
+        elif tail == "all":
+            named.append("all")
+    return sorted(numbered) + named
+
+
+def select_folds(asked: Any, present: list[int | str], folder: Path) -> list[int | str]:
+    """Resolve the user's fold choice against the folds that exist (ModelError if absent)."""
+    from .loader import parse_folds
+
+    wanted = parse_folds(asked)
+    if not present:
+        raise ModelError("model folder has no fold_* subfolder", folder,
+                         "give the nnU-Net results folder (Trainer__Plans__configuration) with trained folds")
+    if wanted is None:
+        numbered = [f for f in present if f != "all"]
+        return numbered or ["all"]
+    absent = [f for f in wanted if f not in present]
+    if absent:
+        raise ModelError(f"fold(s) {', '.join(map(str, absent))} not found; this model has fold(s) "
+                         f"{', '.join(map(str, present))}", folder, "choose --folds among those, or leave it out")
+    return wanted
+
+
+def find_checkpoint(fold_dir: Path, checkpoint_name: str | None = None) -> Path:
+    """``checkpoint_final.pth``, else ``checkpoint_best.pth`` (or exactly ``checkpoint_name``)."""
+    names = (checkpoint_name,) if checkpoint_name else CHECKPOINT_NAMES
+    for name in names:
+        if (fold_dir / name).is_file():
+            return fold_dir / name
+    raise ModelError(f"no checkpoint in {fold_dir.name} (looked for {', '.join(names)})", fold_dir,
+                     "finish training this fold, copy its checkpoint, or choose other --folds")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"cannot read JSON ({exc})", path, "restore the file from the original results folder") from None
+    if not isinstance(data, dict):
+        raise ModelError("is not a JSON object", path, "restore the file from the original results folder")
+    return data
+
+
+def split_folder_name(folder: Path) -> tuple[str | None, str | None, str | None]:
+    """``Trainer__Plans__configuration`` -> its three parts (None where the name has another form)."""
+    parts = folder.name.split("__")
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else (None, None, None)
+
+
+def build_nnunet_network(trainer_name: str, plans_manager: Any, configuration_manager: Any,
+                         num_input_channels: int, num_output_channels: int, deep_supervision: bool = False):
+    """The network ``trainer_name`` trains, for inference (see the module docstring)."""
+    from ..networks.stunet import build_stunet
+
+    size = stunet_size(trainer_name)
+    if size is not None:
+        return build_stunet(size, num_input_channels, num_output_channels,
+                            pool_op_kernel_sizes=configuration_manager.pool_op_kernel_sizes,
+                            deep_supervision=deep_supervision)
+    trainer_class = _nnunet_trainer_class(trainer_name)
+    if trainer_class is not None:
+        sig = inspect.signature(trainer_class.build_network_architecture)
+        if "plans_manager" in sig.parameters:
+            return trainer_class.build_network_architecture(plans_manager, configuration_manager,
+                                                            num_input_channels, num_output_channels,
+                                                            enable_deep_supervision=deep_supervision)
+    from ..networks.nnunet import build_from_arch
+
+    return build_from_arch(configuration_manager.network_arch_class_name,
+                           configuration_manager.network_arch_init_kwargs, num_input_channels,
+                           num_output_channels, configuration_manager.network_arch_init_kwargs_req_import,
+                           deep_supervision=deep_supervision)
+
+
+def stunet_size(trainer_name: str) -> str | None:
+    """STU-Net size of an official STU-Net trainer name (longest matching prefix), else None."""
+    from ..networks.stunet import STUNET_TRAINERS
+
+    best = None
+    for name, size in STUNET_TRAINERS.items():
+        if trainer_name == name or trainer_name.startswith(name + "_"):
+            if best is None or len(name) > len(best[0]):
+                best = (name, size)
+    return best[1] if best else None
+
+
+def _nnunet_trainer_class(trainer_name: str):
+    # every trainer nnunetv2 ships is named nnUNetTrainer*; searching imports all of them
+    # (tens of seconds), so other names go straight to the plans' default network
+    if not re.fullmatch(r"nnUNetTrainer[A-Za-z0-9_]*", trainer_name or ""):
+        return None
+    if trainer_name == "nnUNetTrainer":
+        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+        return nnUNetTrainer
+    try:
+        from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return recursive_find_trainer_class_by_name(trainer_name)
+    except Exception:  # not shipped with nnunetv2: fall back to the plans' default network
+        return None
+
+
+def load_nnunet_folder(folder: str | Path, folds: Any = None, device: Any = "cpu",
+                       checkpoint_name: str | None = None):
+    """Load an nnU-Net v2 results folder; returns a :class:`~.loader.LoadedModel` (kind ``nnunet``)."""
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from .loader import LoadedModel, move_networks
+
+    folder = Path(folder)
+    plans = _read_json(folder / "plans.json")
+    dataset_json = _read_json(folder / "dataset.json")
+    chosen = select_folds(folds, available_folds(folder), folder)
+    checkpoints = [find_checkpoint(folder / f"fold_{f}", checkpoint_name) for f in chosen]
+    first = load_checkpoint(checkpoints[0])
+    if not isinstance(first, dict) or "network_weights" not in first:
+        raise ModelError("is not an nnU-Net checkpoint (no 'network_weights')", checkpoints[0],
+                         "use the checkpoint_final.pth written by nnU-Net training")
+    name_trainer, _, name_config = split_folder_name(folder)
+    trainer_name = first.get("trainer_name") or name_trainer
+    init_args = first.get("init_args") if isinstance(first.get("init_args"), dict) else {}
+    configuration = init_args.get("configuration") or name_config
+    if not trainer_name or not configuration:
+        raise ModelError("cannot tell the trainer and configuration (not in the checkpoint nor the folder name)",
+                         folder, "keep nnU-Net's folder name Trainer__Plans__configuration")
+    try:
+        plans_manager = PlansManager(copy.deepcopy(plans))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # old-plans conversion warning: handled, nothing for the user to do
+            cm = plans_manager.get_configuration(configuration)
+        label_manager = plans_manager.get_label_manager(dataset_json)
+        num_in = determine_num_input_channels(plans_manager, cm, dataset_json)
+    except (KeyError, TypeError, ValueError, RuntimeError, AssertionError) as exc:
+        raise ModelError(f"plans.json / dataset.json do not describe configuration {configuration!r} "
+                         f"({type(exc).__name__}: {exc})", folder, "use the files written by nnU-Net") from None
+    num_out = label_manager.num_segmentation_heads
+    mirroring = first.get("inference_allowed_mirroring_axes")
+    networks = []
+    for fold, ckpt_path in zip(chosen, checkpoints):
+        ckpt = first if ckpt_path == checkpoints[0] else load_checkpoint(ckpt_path)
+        if not isinstance(ckpt, dict) or "network_weights" not in ckpt:
+            raise ModelError("is not an nnU-Net checkpoint (no 'network_weights')", ckpt_path,
+                             "use the checkpoint_final.pth written by nnU-Net training")
+        try:
+            net = build_nnunet_network(trainer_name, plans_manager, cm, num_in, num_out)
+        except (TypeError, ValueError, KeyError, ImportError, RuntimeError) as exc:
+            raise ModelError(f"cannot build the network of trainer {trainer_name} ({exc})", folder,
+                             "check plans.json") from None
+        from .weights import extract_state_dict
+
+        load_strict(net, extract_state_dict(ckpt, ckpt_path), ckpt_path, what=f"{trainer_name} network")
+        networks.append(net.eval())
+    card = _card_for(folder, plans_manager, cm, dataset_json, label_manager, chosen, mirroring,
+                     trainer_name, configuration)
+    channel_names = {str(k): v for k, v in (dataset_json.get("channel_names") or dataset_json.get("modality", {})).items()}
+    return LoadedModel(
+        card=card, networks=move_networks(networks, device), kind="nnunet", folds=list(chosen), folder=folder,
+        checkpoints=checkpoints, plans=plans, plans_manager=plans_manager, configuration_manager=cm,
+        configuration_name=configuration, trainer_name=trainer_name, dataset_json=dataset_json,
+        label_manager=label_manager, inference_allowed_mirroring_axes=(
+            tuple(int(a) for a in mirroring) if mirroring is not None else None),
+        channel_names=channel_names,
+    )
+
+
+def _card_for(folder: Path, pm: Any, cm: Any, dataset_json: dict, label_manager: Any, folds: list,
+              mirroring: Any, trainer: str, configuration: str) -> ModelCard:
+    """A card describing the folder, for display and for the pipeline's bookkeeping."""
+    channels = dataset_json.get("channel_names") or dataset_json.get("modality") or {}
+    props = pm.foreground_intensity_properties_per_channel or {}
+    inputs = []
+    for i, (key, name) in enumerate(sorted(channels.items(), key=lambda kv: int(kv[0]))):
+        scheme = cm.normalization_schemes[i] if i < len(cm.normalization_schemes) else "ZScoreNormalization"
+        norm: dict = {"type": _NORM_TYPES.get(scheme, "none"), "nnunet": scheme}
+        if norm["type"] == "ct":
+            p = props.get(str(key), props.get(int(key), {})) if isinstance(props, dict) else {}
+            norm.update({k: float(p[k]) for k in ("mean", "std", "percentile_00_5", "percentile_99_5") if k in p})
+        inputs.append(InputSpec(str(name), norm))
+    tb = list(pm.transpose_backward)
+    spacing_zyx = [float(cm.spacing[t]) for t in tb] if len(cm.spacing) == 3 else None
+    patch_zyx = [int(cm.patch_size[t]) for t in tb] if len(cm.patch_size) == 3 else None
+    labels_raw = dataset_json.get("labels", {})
+    if label_manager.has_regions:
+        labels = {name: i for i, name in enumerate(labels_raw)}
+        output = "sigmoid_regions"
+    else:
+        labels = {name: int(v) for name, v in labels_raw.items() if not isinstance(v, (list, tuple))}
+        output = "softmax"
+    return ModelCard(
+        id=folder.name, title=f"nnU-Net {trainer} / {pm.plans_name} / {configuration} ({pm.dataset_name})",
+        inputs=inputs, architecture={"name": "STUNet" if stunet_size(trainer) else
+                                     cm.network_arch_class_name.split(".")[-1], "kwargs": {}},
+        labels=labels, folds=list(folds), weights={str(f): f"fold_{f}" for f in folds}, format="nnunet",
+        spacing=spacing_zyx[::-1] if spacing_zyx else None, patch_size=patch_zyx, output=output,
+        tta_axes=[int(a) for a in mirroring] if mirroring is not None else [0, 1, 2],
+        licence=str(dataset_json.get("licence", "")), source=str(folder),
+        citation=str(dataset_json.get("reference", "")),
+        extra={"trainer": trainer, "plans": pm.plans_name, "configuration": configuration}, path=None,
+    )

@@ -1,0 +1,67 @@
+"""MONAI SegResNet(DS) checkpoints as model folders.
+
+A MONAI / Auto3DSeg checkpoint is a bare state_dict or a dict holding it under
+``state_dict`` (Auto3DSeg's ``model.pt``) or ``model``; it says nothing about the network's
+settings or the inputs. :func:`make_segresnet_folder` wraps one into a model folder: it
+copies the file, writes a small ``model.json`` describing the SegResNetDS kwargs (seed
+002's by default), the inputs and the labels, records the sha256, and checks that the
+weights load strictly. ``load_model`` then treats the folder as ``kind == "segresnet"``.
+
+Example:
+    >>> make_segresnet_folder("fold0/model.pt", "models/my-segresnet", model_id="my-segresnet",
+    ...                       inputs=["CT", "PET"], task="petct", output="sigmoid_regions")
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import ModelError
+from .card import CARD_FORMAT, ModelCard, write_card
+from .weights import sha256_file
+
+#: seed 002: inputs scaled to [0, 1] ("Range normalization"), CT windowed beforehand.
+DEFAULT_NORMALISATION = {"type": "range"}
+
+
+def segresnet_card(model_id: str, inputs: Sequence[str | dict], weights: dict[str, str],
+                   sha256: dict[str, str], task: str | None = None, kwargs: dict | None = None,
+                   output: str = "softmax", labels: dict | None = None, patch_size: Sequence[int] = (144, 144, 144),
+                   spacing: Sequence[float] | None = (1.0, 1.0, 1.0), **fields: Any) -> dict:
+    """The model.json dict of a SegResNetDS model (seed 002 defaults: 1 mm, 144^3 ROI)."""
+    items = [i if isinstance(i, dict) else {"name": i, "normalisation": dict(DEFAULT_NORMALISATION)} for i in inputs]
+    card = {
+        "format": CARD_FORMAT, "id": model_id, "title": fields.pop("title", f"SegResNetDS {model_id}"),
+        "version": "1", "task": task, "inputs": items,
+        "spacing": list(spacing) if spacing else None, "patch_size": list(patch_size),
+        "architecture": {"name": "SegResNetDS", "kwargs": dict(kwargs or {})},
+        "output": output, "labels": labels or {"background": 0, "GTVp": 1, "GTVn": 2},
+        "folds": [int(f) if str(f).isdigit() else f for f in weights], "weights": weights, "sha256": sha256,
+    }
+    card.update(fields)
+    return card
+
+
+def make_segresnet_folder(checkpoints: str | Path | Sequence[str | Path], folder: str | Path, model_id: str,
+                          inputs: Sequence[str | dict], task: str | None = None, kwargs: dict | None = None,
+                          output: str = "softmax", **fields: Any):
+    """Copy MONAI checkpoint(s) (one per fold) into ``folder`` with a card; returns the LoadedModel."""
+    from .loader import load_card_folder
+
+    paths = [Path(checkpoints)] if isinstance(checkpoints, (str, Path)) else [Path(p) for p in checkpoints]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights, sha = {}, {}
+    for fold, src in enumerate(paths):
+        if not src.is_file():
+            raise ModelError("checkpoint file not found", src, "give the MONAI model.pt of each fold")
+        name = f"fold_{fold}{src.suffix or '.pt'}"
+        shutil.copyfile(src, folder / name)
+        weights[str(fold)] = name
+        sha[name] = sha256_file(folder / name)
+    card = segresnet_card(model_id, inputs, weights, sha, task=task, kwargs=kwargs, output=output, **fields)
+    ModelCard.from_dict(card, folder / "model.json")  # validate before writing
+    write_card(card, folder / "model.json")
+    return load_card_folder(folder)  # proves the weights fit (strict load)
