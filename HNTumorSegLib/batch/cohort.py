@@ -1,0 +1,120 @@
+"""A cohort on disk -> one segmentation job per case, in the layout the challenge expects.
+
+Layouts (:mod:`HNTumorSegLib.datasets`):
+
+- ``hntsmrg``: ``prert`` uses ``<ID>_preRT_T2``; ``midrt`` uses ``<ID>_midRT_T2`` plus the
+  registered pre-RT mask as prior; references ``_preRT_mask`` / ``_midRT_mask``.
+  Predictions: ``<out>/<ID>_preRT_pred.nii.gz`` / ``<out>/<ID>_midRT_pred.nii.gz``.
+- ``hecktor``: ``petct`` with ``<ID>__CT`` and ``<ID>__PT``; reference ``<ID>.nii.gz``;
+  prediction ``<out>/<ID>.nii.gz``.
+- ``folder``: plain ``<ID>.nii.gz`` / ``<ID>_0000.nii.gz`` files. Choice: channels map to
+  inputs in nnU-Net's order - ``prert``: 0 = T2; ``petct``: 0 = CT, 1 = PET (the order of
+  the HECKTOR nnU-Net datasets); ``midrt`` needs a prior and is not offered for plain folders.
+  References come from ``--labels DIR``. Prediction ``<out>/<ID>.nii.gz``.
+
+The task comes from ``--task``, else from the layout (HECKTOR is always ``petct``), else
+from the model card's ``task`` when the model is a local folder.
+
+Example:
+    >>> cases = discover_cases("hntsmrg", "HNTSMRG24_train", "preds", task="midrt")   # doctest: +SKIP
+    >>> cases[0].inputs, cases[0].prediction                                          # doctest: +SKIP
+    ({'T2': '.../2_midRT_T2.nii.gz'}, PosixPath('preds/2_midRT_pred.nii.gz'))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..datasets import LAYOUTS, find_hecktor_cases, find_hntsmrg_cases, find_plain_cases, prediction_path
+from ..errors import InputError
+
+FOLDER_CHANNELS = {"prert": ("T2",), "petct": ("CT", "PET")}
+
+
+@dataclass
+class BatchCase:
+    """One case of a cohort: inputs by name, optional prior and reference, where its prediction goes."""
+
+    case_id: str
+    task: str
+    inputs: dict[str, str]
+    prediction: Path
+    prior: str | None = None
+    reference: str | None = None
+
+
+def model_task(model: str) -> str | None:
+    """The ``task`` of a local model folder's card (None for catalogue ids or nnU-Net folders)."""
+    card = Path(model) / "model.json"
+    try:
+        return json.loads(card.read_text()).get("task")
+    except (OSError, ValueError):
+        return None
+
+
+def resolve_task(layout: str, task: str | None, model: str) -> str:
+    if task:
+        return task
+    if layout == "hecktor":
+        return "petct"
+    found = model_task(model)
+    if found:
+        return found
+    raise InputError(f"cannot tell the task of model {model!r} for the {layout} layout", None,
+                     "give --task prert, midrt or petct")
+
+
+def discover_cases(layout: str, data: str | os.PathLike, out: str | os.PathLike, task: str,
+                   labels: str | os.PathLike | None = None) -> list[BatchCase]:
+    """All cases of ``data`` for ``task``; raises InputError for a layout/task mismatch or missing input."""
+    if layout not in LAYOUTS:
+        raise InputError(f"unknown layout {layout!r}", None, f"use --layout {' or '.join(LAYOUTS)}")
+    cases: list[BatchCase] = []
+    if layout == "hntsmrg":
+        for c in find_hntsmrg_cases(data, task=task if task != "petct" else None):
+            ins = {k: str(v) for k, v in c.inputs(task).items()}
+            prior = ins.pop("prior", None)
+            ref = c.reference(task)
+            cases.append(BatchCase(c.case_id, task, ins, prediction_path(layout, out, c.case_id, task),
+                                   prior, str(ref) if ref else None))
+    elif layout == "hecktor":
+        for c in find_hecktor_cases(data):
+            ins = {k: str(v) for k, v in c.inputs(task).items()}
+            cases.append(BatchCase(c.case_id, task, ins, prediction_path(layout, out, c.case_id, task),
+                                   None, str(c.label) if c.label else None))
+    else:
+        if task not in FOLDER_CHANNELS:
+            raise InputError(f"task {task} needs a registered prior, which a plain folder cannot hold", Path(data),
+                             "use --layout hntsmrg for mid-RT cases")
+        names = FOLDER_CHANNELS[task]
+        for c in find_plain_cases(data, labels):
+            if len(c.channels) != len(names):
+                raise InputError(f"case {c.case_id} has {len(c.channels)} channel file(s); task {task} needs "
+                                 f"{len(names)} ({', '.join(names)})", c.channels[0],
+                                 "name them <ID>_0000.nii.gz" + (", <ID>_0001.nii.gz" if len(names) > 1 else ""))
+            cases.append(BatchCase(c.case_id, task, {n: str(p) for n, p in zip(names, c.channels)},
+                                   prediction_path(layout, out, c.case_id, task), None,
+                                   str(c.label) if c.label else None))
+    if not cases:
+        raise InputError("no case found", Path(data), f"check --data and --layout {layout}")
+    return cases
+
+
+def build_request(case: BatchCase, model: str, device: str = "auto", folds: Any = None,
+                  tta: bool = False) -> dict:
+    """The worker's request for one case (DESIGN.md worker protocol)."""
+    return {
+        "task": case.task,
+        "inputs": dict(case.inputs),
+        "prior": case.prior,
+        "boxes": None,
+        "model": str(model),
+        "device": device,
+        "folds": folds,
+        "tta": bool(tta),
+        "output": str(case.prediction),
+    }

@@ -1,0 +1,120 @@
+"""Run a cohort over N local worker processes.
+
+Each case is one real worker child (:class:`HNTumorSegLib.runner.WorkerRun`), so a case that
+crashes or runs out of memory cannot take the others down, and cancel (Ctrl-C) ends every
+child's process tree. The parent only schedules: it keeps up to ``workers`` children
+running, polls them every 0.1 s, and writes a case's done-marker the moment its result
+arrives (so a run killed at any point resumes where it stopped).
+
+CPU threads: with N workers on C usable cores each child gets ``max(1, C // N)`` torch/OpenMP
+threads (``OMP_NUM_THREADS``), so two workers do not fight over the same cores; an
+``OMP_NUM_THREADS`` set by the user wins.
+
+Example:
+    >>> outcomes = run_local(jobs, out_dir, workers=2)          # doctest: +SKIP
+    >>> outcomes["case_01"].final.kind                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..protocol import ErrorEvent, ProgressEvent, ResultEvent
+from ..runner import WorkerRun
+from .resume import mark_done
+
+
+@dataclass
+class Job:
+    """One case to segment: its request (JSON-ready dict) and where its prediction will lie."""
+
+    case_id: str
+    request: dict
+    prediction: str
+    fingerprint: str
+
+
+@dataclass
+class Outcome:
+    """How one case ended: ``final`` is the worker's result or error event."""
+
+    case_id: str
+    final: ResultEvent | ErrorEvent
+    seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return isinstance(self.final, ResultEvent)
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def thread_env(workers: int) -> dict[str, str]:
+    """CPU threads per worker: the user's ``OMP_NUM_THREADS`` when set, else cores // workers."""
+    n = os.environ.get("OMP_NUM_THREADS") or str(max(1, usable_cores() // max(1, workers)))
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
+
+def log_line(case_id: str, text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {case_id}: {text}", file=sys.stderr, flush=True)
+
+
+def run_local(jobs: list[Job], out_dir: str | os.PathLike, workers: int = 1, python: str | None = None,
+              timeout_s: float | None = None, on_event: Callable[[str, Any], None] | None = None,
+              poll_s: float = 0.1) -> dict[str, Outcome]:
+    """Segment ``jobs`` with up to ``workers`` worker processes at once; returns {case: Outcome}.
+
+    ``on_event(case_id, event)`` sees every event (default: a one-line log per stage change).
+    On KeyboardInterrupt every running worker is cancelled (its tree ended, its temp folder
+    removed) before the interrupt propagates.
+    """
+    workers = max(1, int(workers))
+    env = thread_env(workers)
+    pending = list(jobs)
+    running: dict[str, tuple[Job, WorkerRun, float]] = {}
+    outcomes: dict[str, Outcome] = {}
+    last_stage: dict[str, str] = {}
+
+    def default_on_event(case_id: str, ev: Any) -> None:
+        if isinstance(ev, ProgressEvent) and last_stage.get(case_id) != ev.stage:
+            last_stage[case_id] = ev.stage
+            log_line(case_id, f"{ev.stage} ({100 * ev.fraction:.0f}%)")
+
+    report = on_event or default_on_event
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                job = pending.pop(0)
+                run = WorkerRun(python=python, timeout_s=timeout_s, env=env)
+                run.start(job.request)
+                running[job.case_id] = (job, run, time.monotonic())
+            for case_id in list(running):
+                job, run, t0 = running[case_id]
+                for ev in run.poll():
+                    report(case_id, ev)
+                if run.done:
+                    del running[case_id]
+                    final = run.final or ErrorEvent("crashed", "the worker ended without a result")
+                    outcome = Outcome(case_id, final, time.monotonic() - t0,
+                                      dict(final.timings) if isinstance(final, ResultEvent) else {})
+                    outcomes[case_id] = outcome
+                    if outcome.ok:
+                        mark_done(out_dir, case_id, job.prediction, job.fingerprint, outcome.timings)
+                        log_line(case_id, f"done in {outcome.seconds:.1f} s")
+                    else:
+                        log_line(case_id, f"FAILED ({final.kind}): {final.message}")
+            time.sleep(poll_s)
+    finally:
+        for _job, run, _t0 in running.values():
+            run.close()
+    return outcomes

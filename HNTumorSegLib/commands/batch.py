@@ -1,0 +1,146 @@
+"""`hntumorseg batch`: segment a cohort, evaluate it, write a QA report. Resumable.
+
+    hntumorseg batch --layout {hntsmrg,hecktor,folder} --data DIR --model M --out DIR
+                     [--task prert|midrt|petct] [--workers N] [--cluster auto|ray://host:port]
+                     [--device auto|cpu|cuda|mps] [--folds all|0,1] [--tta] [--labels DIR]
+
+Each case runs in its own worker process (:mod:`HNTumorSegLib.worker`), N at a time, or as
+Ray tasks with ``--cluster``. Predictions go where the challenge expects them
+(:func:`HNTumorSegLib.datasets.prediction_path`); finished cases (prediction + done-marker
+with the same settings) are skipped, so rerunning after an interruption continues the cohort.
+When references exist: ``<out>/metrics.json`` and a table on stdout. Always:
+``<out>/report/index.html`` (worst cases first) and ``<out>/batch.json`` (per-case status).
+Exit code 0 when every case succeeded, 1 when some failed, 2 for bad input.
+
+Example:
+    $ hntumorseg batch --layout hntsmrg --data HNTSMRG24_train --model demo-midrt --out preds --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ..errors import InputError
+
+LAYOUT_CHOICES = ("hntsmrg", "hecktor", "folder")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--layout", required=True, choices=LAYOUT_CHOICES, help="how the cohort is stored")
+    parser.add_argument("--data", required=True, help="the cohort's root folder")
+    parser.add_argument("--model", required=True, help="model id of the catalogue, or a model folder")
+    parser.add_argument("--out", required=True, help="output folder (predictions, metrics.json, report/)")
+    parser.add_argument("--task", choices=("prert", "midrt", "petct"), default=None,
+                        help="task (default: petct for hecktor, else the model card's task)")
+    parser.add_argument("--workers", type=int, default=1, help="local worker processes at once (default 1)")
+    parser.add_argument("--cluster", default=None, metavar="auto|ray://HOST:PORT",
+                        help="run the cases as Ray tasks (needs the ray extra; data and --out on a shared file system)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or mps (default auto)")
+    parser.add_argument("--folds", default="all", help="all, or fold numbers like 0,1")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
+                        help="mirroring test-time augmentation (8x slower on 3D)")
+    parser.add_argument("--labels", default=None, help="folder layout: folder of reference <ID>.nii.gz")
+    parser.add_argument("--timeout", type=float, default=None, help="seconds per case before it is stopped")
+    parser.add_argument("--python", default=None, help="Python interpreter for the workers (default: this one)")
+    parser.add_argument("--no-report", action="store_true", help="skip the HTML QA report")
+
+
+def parse_folds(text: str | None):
+    if text is None or text == "all":
+        return None
+    try:
+        folds = [int(t) for t in text.split(",") if t.strip() != ""]
+    except ValueError:
+        raise InputError(f"--folds {text!r} is not 'all' or a list of numbers", None, "e.g. --folds 0,1,2") from None
+    if not folds:
+        raise InputError("--folds is empty", None, "use --folds all or e.g. --folds 0,1")
+    return folds
+
+
+def _evaluate(cases, outcomes) -> dict | None:
+    """Score every case that has a reference and a prediction; None when no case has a reference."""
+    from ..image import read_image
+    from ..metrics import CohortScorer, warn_to_stderr
+
+    scorer = CohortScorer(warn=warn_to_stderr)
+    for c in cases:
+        if c.reference and c.prediction.is_file() and (c.case_id not in outcomes or outcomes[c.case_id].ok):
+            scorer.add(c.case_id, read_image(c.prediction, label=True, name=f"prediction of case {c.case_id}"),
+                       read_image(c.reference, label=True, name=f"reference of case {c.case_id}"))
+    return scorer.result() if scorer.cases else None
+
+
+def run(args) -> int:
+    from ..batch.cohort import build_request, discover_cases, resolve_task
+    from ..batch.local import Job, log_line, run_local
+    from ..batch.resume import fingerprint, is_done, read_marker
+    from ..metrics import format_table, write_json
+    from ..report.qa_report import QACase, write_qa_report
+
+    if args.workers < 1:
+        raise InputError(f"--workers {args.workers} must be at least 1", None, "e.g. --workers 2")
+    # Absolute paths: the requests must mean the same on a cluster node with another cwd.
+    out = Path(args.out).absolute()
+    task = resolve_task(args.layout, args.task, args.model)
+    cases = discover_cases(args.layout, Path(args.data).absolute(), out, task,
+                           labels=Path(args.labels).absolute() if args.labels else None)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder ({exc.strerror})", out, "choose a writable folder") from None
+    folds = parse_folds(args.folds)
+    model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
+
+    jobs, skipped = [], []
+    for c in cases:
+        request = build_request(c, model, device=args.device, folds=folds, tta=args.tta)
+        fp = fingerprint(request)
+        if is_done(out, c.case_id, c.prediction, fp):
+            skipped.append(c.case_id)
+        else:
+            jobs.append(Job(c.case_id, request, str(c.prediction), fp))
+    log_line("batch", f"{len(cases)} cases ({task}), {len(skipped)} already done, {len(jobs)} to run"
+                      + (f" on {args.cluster}" if args.cluster else f" with {args.workers} worker(s)"))
+    t0 = time.monotonic()
+    if not jobs:
+        outcomes = {}
+    elif args.cluster:
+        from ..batch.ray_backend import run_ray
+
+        outcomes = run_ray(jobs, out, address=args.cluster, python=args.python, timeout_s=args.timeout)
+    else:
+        outcomes = run_local(jobs, out, workers=args.workers, python=args.python, timeout_s=args.timeout)
+    wall = time.monotonic() - t0
+
+    result = _evaluate(cases, outcomes)
+    if result is not None:
+        write_json(result, out / "metrics.json")
+        print(format_table(result))
+
+    qa, summary = [], {}
+    for c in cases:
+        o = outcomes.get(c.case_id)
+        error = None if o is None or o.ok else f"{o.final.kind}: {o.final.message}"
+        marker = read_marker(out, c.case_id) or {}
+        seconds = o.seconds if o is not None else (marker.get("timings") or {}).get("total")
+        metrics = (result or {}).get("cases", {}).get(c.case_id)
+        qa.append(QACase(c.case_id, image=next(iter(c.inputs.values())), prediction=str(c.prediction)
+                         if c.prediction.is_file() else None, reference=c.reference, metrics=metrics,
+                         error=error, seconds=seconds))
+        summary[c.case_id] = {"status": "skipped" if c.case_id in skipped else ("ok" if error is None else "failed"),
+                              "error": error, "seconds": seconds, "prediction": str(c.prediction)}
+    failed = [k for k, v in summary.items() if v["status"] == "failed"]
+    (out / "batch.json").write_text(json.dumps({"task": task, "model": args.model, "layout": args.layout,
+                                                "workers": args.workers, "cluster": args.cluster,
+                                                "wall_s": round(wall, 2), "cases": summary}, indent=1))
+    if not args.no_report:
+        page = write_qa_report(out / "report", qa, aggregate=(result or {}).get("aggregate"),
+                               title=f"HNTumorSeg QA - {task} - {Path(str(args.model)).name}",
+                               notes=f"model {Path(str(args.model)).name}, {len(cases)} cases")
+        log_line("batch", f"QA report: {page}")
+    log_line("batch", f"{len(cases) - len(failed)} of {len(cases)} cases done in {wall:.1f} s"
+                      + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0

@@ -1,0 +1,139 @@
+"""Worker protocol: the events the background worker prints, one JSON object per line.
+
+DESIGN.md "Worker protocol": the parent writes ``request.json``; the child prints
+``{"event": "progress", ...}``, ``{"event": "result", ...}`` or ``{"event": "error", ...}``
+lines on stdout. This module is the single definition of those lines, used by the worker
+(:mod:`HNTumorSegLib.worker`), its client (:mod:`HNTumorSegLib.runner`), the command line
+and the Slicer module. It imports nothing heavy.
+
+Example:
+    >>> line = ProgressEvent("inference", 0.42, "fold 1/5, tile 3/8", eta_s=12.0).to_json()
+    >>> parse_event(line).fraction
+    0.42
+    >>> parse_event('{"event": "error", "kind": "bad_input", "message": "no T2"}').kind
+    'bad_input'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Union
+
+#: Error kinds the worker itself reports (DESIGN.md / issue 5).
+WORKER_ERROR_KINDS = ("bad_input", "model", "out_of_memory", "device", "internal")
+#: Kinds the client adds when the worker could not report for itself.
+CLIENT_ERROR_KINDS = ("crashed", "cancelled", "timeout")
+ERROR_KINDS = WORKER_ERROR_KINDS + CLIENT_ERROR_KINDS
+#: Kinds a user can fix by changing the inputs, the model or the device (exit code 2 on the command line).
+USER_ERROR_KINDS = ("bad_input", "model", "device")
+
+
+class ProtocolError(ValueError):
+    """A line on the worker's stdout that is not a valid event."""
+
+
+@dataclass
+class ProgressEvent:
+    """Where the worker is.
+
+    ``fraction`` is the whole job's fraction in [0, 1] and never decreases within a run;
+    ``stage_fraction`` is the fraction of the current stage; ``eta_s`` the estimated seconds
+    left (None until it can be estimated). ``message`` is case-neutral (no names, no paths).
+    """
+
+    stage: str
+    fraction: float
+    message: str = ""
+    eta_s: float | None = None
+    elapsed_s: float = 0.0
+    stage_fraction: float | None = None
+    event: str = field(default="progress", init=False)
+
+    def to_json(self) -> str:
+        return _dumps(self)
+
+
+@dataclass
+class ResultEvent:
+    """The job finished: ``files`` maps a role (``labels``, ``probabilities`` ...) to a path;
+    ``timings`` maps a stage to seconds; ``info`` holds anything else (model id, device, retries)."""
+
+    files: dict[str, str]
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    event: str = field(default="result", init=False)
+
+    def to_json(self) -> str:
+        return _dumps(self)
+
+
+@dataclass
+class ErrorEvent:
+    """The job failed. ``kind`` is one of :data:`ERROR_KINDS`; ``message`` is one line a
+    clinician can act on (what is wrong, which file, what to do)."""
+
+    kind: str
+    message: str
+    event: str = field(default="error", init=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ERROR_KINDS:
+            raise ProtocolError(f"unknown error kind {self.kind!r} (expected one of {', '.join(ERROR_KINDS)})")
+
+    @property
+    def user_fixable(self) -> bool:
+        return self.kind in USER_ERROR_KINDS
+
+    def to_json(self) -> str:
+        return _dumps(self)
+
+
+Event = Union[ProgressEvent, ResultEvent, ErrorEvent]
+
+
+def _finite(x: float | None) -> float | None:
+    # JSON has no NaN/inf; an ETA that cannot be estimated is null.
+    if x is None or not math.isfinite(float(x)):
+        return None
+    return float(x)
+
+
+def _dumps(ev: Event) -> str:
+    d = asdict(ev)
+    if isinstance(ev, ProgressEvent):
+        d["fraction"] = round(min(1.0, max(0.0, float(ev.fraction))), 4)
+        d["eta_s"] = None if _finite(ev.eta_s) is None else round(float(ev.eta_s), 1)
+        d["elapsed_s"] = round(float(ev.elapsed_s), 2)
+        if ev.stage_fraction is not None:
+            d["stage_fraction"] = round(min(1.0, max(0.0, float(ev.stage_fraction))), 4)
+    # "event" first: easy to read in a log.
+    ordered = {"event": d.pop("event")}
+    ordered.update(d)
+    return json.dumps(ordered, separators=(", ", ": "), allow_nan=False)
+
+
+def parse_event(line: str) -> Event:
+    """Parse one stdout line of the worker. Raises :class:`ProtocolError` if it is not an event."""
+    try:
+        d = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError(f"not JSON: {line[:80]!r}") from exc
+    if not isinstance(d, dict) or "event" not in d:
+        raise ProtocolError(f"not an event object: {line[:80]!r}")
+    kind = d.pop("event")
+    try:
+        if kind == "progress":
+            return ProgressEvent(
+                stage=str(d["stage"]), fraction=float(d["fraction"]), message=str(d.get("message", "")),
+                eta_s=_finite(d.get("eta_s")), elapsed_s=float(d.get("elapsed_s", 0.0)),
+                stage_fraction=None if d.get("stage_fraction") is None else float(d["stage_fraction"]),
+            )
+        if kind == "result":
+            return ResultEvent(files=dict(d["files"]), timings=dict(d.get("timings", {})), info=dict(d.get("info", {})))
+        if kind == "error":
+            return ErrorEvent(kind=str(d["kind"]), message=str(d["message"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"bad {kind} event: {exc}: {line[:80]!r}") from exc
+    raise ProtocolError(f"unknown event type {kind!r}")

@@ -1,0 +1,86 @@
+"""Run one request through the background worker from the command line, showing its progress.
+
+``hntumorseg segment`` uses this so that the command line, the Slicer module and batch runs
+share one path (the worker child process). ``progress_mode``:
+
+- ``"bar"``: a text progress bar on stderr with stage, percent and time left;
+- ``"json"``: every event, one JSON line each, on stdout (for scripts and other GUIs);
+- ``"none"``: quiet.
+
+A user-fixable failure (kinds bad_input, model, device) is raised as the matching
+:class:`~HNTumorSegLib.errors.InputError` subclass, so the command line prints one line and
+exits 2; other failures (out_of_memory, internal, crashed, timeout) print one line on stderr
+and give exit code 1. Ctrl-C cancels the worker's whole tree before it propagates.
+
+Example:
+    >>> code = run_in_worker({"task": "midrt", "inputs": {"T2": "t2.nii.gz"}, ...}, "bar")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from .errors import DeviceError, InputError, ModelError
+from .progress import TextProgressBar
+from .protocol import ErrorEvent, ProgressEvent, ResultEvent
+from .runner import WorkerRun
+
+PROGRESS_MODES = ("bar", "json", "none")
+_USER_ERRORS = {"bad_input": InputError, "model": ModelError, "device": DeviceError}
+
+
+def run_worker(request: Any, progress_mode: str = "bar", python: str | None = None,
+               timeout_s: float | None = None, out: TextIO | None = None,
+               err: TextIO | None = None) -> ResultEvent | ErrorEvent:
+    """Run the request in a worker, render its events; return the final event (never raises for failures)."""
+    if progress_mode not in PROGRESS_MODES:
+        raise InputError(f"unknown progress mode {progress_mode!r}", None, f"use {', '.join(PROGRESS_MODES)}")
+    out = out or sys.stdout
+    bar = TextProgressBar(err or sys.stderr) if progress_mode == "bar" else None
+    with WorkerRun(python=python, timeout_s=timeout_s) as run:
+        run.start(request)
+        try:
+            while True:
+                for ev in run.poll():
+                    if progress_mode == "json":
+                        out.write(ev.to_json() + "\n")
+                        out.flush()
+                    elif bar is not None and isinstance(ev, ProgressEvent) and ev.stage != "load":
+                        # Nothing drawn while inputs are checked (load): a user mistake stays one line.
+                        bar.update(ev)
+                if run.done:
+                    break
+                time.sleep(0.05)
+        finally:
+            if bar is not None:
+                bar.close()
+    return run.final or ErrorEvent("crashed", "the worker ended without a result")
+
+
+def summary(result: ResultEvent) -> str:
+    """``wrote labels.nii.gz: GTVp 12.30 mL, GTVn 4.50 mL (8.1 s on cpu)``."""
+    vols = ", ".join(f"{name} {ml:.2f} mL" for name, ml in (result.info.get("volumes_ml") or {}).items())
+    total = result.timings.get("total", result.timings.get("worker_total", 0.0))
+    where = result.info.get("device", "?")
+    return f"wrote {result.files.get('labels', '?')}: {vols} ({total:.1f} s on {where})"
+
+
+def run_in_worker(request: Any, progress_mode: str = "bar", python: str | None = None,
+                  timeout_s: float | None = None) -> int:
+    """Run ``request`` in a worker; 0 on success, 1 on a failure the user cannot fix by changing inputs.
+
+    Raises InputError / ModelError / DeviceError for the user-fixable kinds (exit 2 via the CLI).
+    """
+    final = run_worker(request, progress_mode, python=python, timeout_s=timeout_s)
+    if isinstance(final, ResultEvent):
+        if progress_mode != "json":
+            print(summary(final))
+        return 0
+    if final.kind in _USER_ERRORS:
+        # The worker's message is already "path: problem - fix"; keep it as is.
+        raise _USER_ERRORS[final.kind](final.message)
+    if progress_mode != "json":  # in json mode the error event itself was printed
+        print(f"hntumorseg: {final.kind.replace('_', ' ')}: {final.message}", file=sys.stderr)
+    return 1

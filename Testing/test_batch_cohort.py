@@ -1,0 +1,84 @@
+"""Cohort discovery, requests and resume markers of `hntumorseg batch` (no worker processes)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from HNTumorSegLib.batch.cohort import build_request, discover_cases, resolve_task
+from HNTumorSegLib.batch.resume import fingerprint, is_done, mark_done, marker_path
+from HNTumorSegLib.errors import InputError
+from HNTumorSegLib.phantoms import write_hecktor_cohort, write_hntsmrg_cohort
+
+
+@pytest.fixture(scope="module")
+def hnts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hnts")
+    write_hntsmrg_cohort(root, n=2, seed=3, shape=(12, 40, 40))
+    return root
+
+
+def test_hntsmrg_midrt_cases_and_challenge_names(hnts, tmp_path):
+    cases = discover_cases("hntsmrg", hnts, tmp_path / "out", "midrt")
+    assert [c.case_id for c in cases] == ["1", "2"]
+    c = cases[0]
+    assert set(c.inputs) == {"T2"} and c.inputs["T2"].endswith("1_midRT_T2.nii.gz")
+    assert c.prior.endswith("1_preRT_mask_registered.nii.gz")
+    assert c.reference.endswith("1_midRT_mask.nii.gz")
+    assert c.prediction == tmp_path / "out" / "1_midRT_pred.nii.gz"
+    pre = discover_cases("hntsmrg", hnts, tmp_path / "out", "prert")[1]
+    assert pre.prior is None and pre.prediction.name == "2_preRT_pred.nii.gz"
+    req = build_request(c, "demo-midrt", device="cpu", folds=[0], tta=False)
+    assert req["inputs"] == c.inputs and req["prior"] == c.prior and req["output"] == str(c.prediction)
+
+
+def test_hecktor_cases(tmp_path):
+    write_hecktor_cohort(tmp_path / "h", n=1, seed=0)
+    (c,) = discover_cases("hecktor", tmp_path / "h", tmp_path / "o", resolve_task("hecktor", None, "x"))
+    assert c.task == "petct" and set(c.inputs) == {"CT", "PET"}
+    assert c.prediction == tmp_path / "o" / f"{c.case_id}.nii.gz" and c.reference.endswith(f"{c.case_id}.nii.gz")
+
+
+def test_bad_layout_task_and_missing_folder(hnts, tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        discover_cases("hntsmrg", tmp_path / "nope", tmp_path, "midrt")
+    with pytest.raises(InputError, match="prior"):
+        discover_cases("folder", hnts, tmp_path, "midrt")
+    with pytest.raises(InputError, match="--task"):
+        resolve_task("hntsmrg", None, "not-a-local-model")
+
+
+def test_resume_marker_needs_same_settings_and_file(tmp_path):
+    pred = tmp_path / "1_midRT_pred.nii.gz"
+    req = {"task": "midrt", "model": "m", "inputs": {"T2": "a"}, "folds": None, "tta": False, "device": "cpu"}
+    fp = fingerprint(req)
+    assert fingerprint(dict(req, device="cuda")) == fp           # device does not change the prediction
+    assert fingerprint(dict(req, tta=True)) != fp                # TTA does
+    assert not is_done(tmp_path, "1", pred, fp)
+    pred.write_bytes(b"x" * 10)
+    assert not is_done(tmp_path, "1", pred, fp)                  # no marker: not done
+    mark_done(tmp_path, "1", pred, fp, {"total": 1.0})
+    assert is_done(tmp_path, "1", pred, fp)
+    assert not is_done(tmp_path, "1", pred, fingerprint(dict(req, tta=True)))
+    pred.write_bytes(b"y" * 3)                                   # replaced by something else
+    assert not is_done(tmp_path, "1", pred, fp)
+    marker_path(tmp_path, "1").write_text("{broken")
+    assert not is_done(tmp_path, "1", pred, fp)
+
+
+def test_cli_batch_bad_input_is_one_line_exit_2(tmp_path):
+    from HNTumorSegLib.cli import main
+
+    code = main(["batch", "--layout", "hntsmrg", "--data", str(tmp_path / "none"), "--model", "m",
+                 "--out", str(tmp_path / "o"), "--task", "midrt"])
+    assert code == 2 and not (tmp_path / "o").exists()
+
+
+def test_cluster_without_ray_is_a_clear_input_error(hnts, tmp_path):
+    if "ray" in sys.modules or __import__("importlib").util.find_spec("ray") is not None:
+        pytest.skip("ray is installed here: the missing-extra message cannot be shown")
+    from HNTumorSegLib.batch.ray_backend import import_ray
+
+    with pytest.raises(InputError, match="pip install"):
+        import_ray()
