@@ -1,0 +1,7 @@
+"""``python -m hntumorseg_training``: see :mod:`hntumorseg_training.cli`."""
+
+import sys
+
+from hntumorseg_training.cli import main
+
+sys.exit(main())
