@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .fileio import atomic_path
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -247,18 +247,9 @@ def write_image(image: Image, path: str | os.PathLike, compress: bool = True) ->
 
     A crash or an error never leaves a half-written file at ``path``.
     """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(p.suffixes[-2:]) if p.name.endswith(".nii.gz") else p.suffix
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=p.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image.to_sitk(), tmp, useCompression=compress)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image.to_sitk(), str(tmp), useCompression=compress)
+    return Path(path)
 
 
 def strip_image_suffix(name: str) -> str:

@@ -111,10 +111,10 @@ def test_renders_in_headless_chromium(report, tmp_path):
     assert (pixels < 40).mean() > 0.02  # the overlay pictures (black background) were drawn
 
     # The sorting script ran: ask for "case, descending" through the URL and read the DOM back.
-    dom = subprocess.run(flags + ["--dump-dom", page.as_uri() + "#sort=0,desc"], capture_output=True, text=True,
+    dom = subprocess.run(flags + ["--dump-dom", page.as_uri() + "#sort=0,desc"], capture_output=True, encoding="utf-8", errors="replace",
                          timeout=120, check=True).stdout
     assert _row_ids(dom) == ["poor", "lost", "good", "fair"]
     assert 'class="sorted-desc"' in dom
-    dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120,
+    dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, encoding="utf-8", errors="replace", timeout=120,
                          check=True).stdout
     assert _row_ids(dom) == ["lost", "poor", "fair", "good"] and 'class="sorted-asc"' in dom

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..fileio import write_json_atomic
+
 MARKER_DIR = ".hntumorseg-done"
 #: Request fields that change the prediction; device, progress and output paths do not.
 FINGERPRINT_KEYS = ("task", "model", "inputs", "prior", "boxes", "folds", "tta")
@@ -59,10 +61,7 @@ def mark_done(out_dir: str | os.PathLike, case_id: str, prediction: str | os.Pat
     pred = Path(prediction)
     data = {"case": case_id, "prediction": str(pred), "size": pred.stat().st_size, "fingerprint": fp,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "timings": dict(timings or {})}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, data, indent=1)
 
 
 def read_marker(out_dir: str | os.PathLike, case_id: str) -> dict | None:

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
+from ..fileio import atomic_path
 from ..image import Image, check_labels
 from ..prompts.boxes import LABEL_NAMES
 from ._dicom_source import match_series
@@ -74,12 +75,9 @@ def write_dicom_seg(labels: Image, source_files: Iterable[str | os.PathLike], pa
         series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(),
         instance_number=1, manufacturer="HNTumorSeg", manufacturer_model_name="HNTumorSeg",
         software_versions=__version__, device_serial_number="0", series_description=series_description)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".tmp-{p.name}")
-    seg.save_as(tmp)
-    os.replace(tmp, p)
-    return p
+    with atomic_path(path) as tmp:
+        seg.save_as(tmp)
+    return Path(path)
 
 
 def read_dicom_seg_labels(path: str | os.PathLike, labels_grid: Image,

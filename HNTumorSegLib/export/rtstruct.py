@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
+from ..fileio import atomic_path
 from ..image import Image, check_labels
 from ..prompts.boxes import LABEL_NAMES
 from ._dicom_source import match_series
@@ -130,12 +131,9 @@ def write_rtstruct(labels: Image, source_files: Iterable[str | os.PathLike], pat
     ds.StructureSetROISequence = Sequence(rois)
     ds.ROIContourSequence = Sequence(contours)
     ds.RTROIObservationsSequence = Sequence(observations)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".tmp-{p.name}")
-    ds.save_as(tmp, enforce_file_format=True)
-    os.replace(tmp, p)
-    return p
+    with atomic_path(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+    return Path(path)
 
 
 def read_rtstruct_labels(path: str | os.PathLike, labels_grid: Image) -> Image:

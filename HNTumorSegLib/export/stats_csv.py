@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_path
 from ..image import Image, check_labels, lps_to_ras
 from ..prompts.boxes import LABEL_NAMES, index_box_to_ras
 
@@ -56,17 +56,10 @@ def stats_rows(labels: Image) -> list[dict]:
 
 def write_stats_csv(labels: Image, path: str | os.PathLike) -> Path:
     """Write :func:`stats_rows` to ``path`` atomically."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
             writer.writeheader()
             for row in stats_rows(labels):
                 writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return Path(path)

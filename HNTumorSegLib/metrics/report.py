@@ -11,15 +11,14 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .. import LABEL_NAMES
+from ..fileio import write_json_atomic
 
 _COLUMNS = [  # (header, key, format)
     ("DSC", "DSC", "{:.4f}"),
@@ -94,15 +93,4 @@ def format_table(result: dict) -> str:
 
 def write_json(result: dict, path: str | os.PathLike) -> Path:
     """Write ``result`` as indented JSON atomically (temporary file + rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_jsonable(result), indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_json_atomic(path, to_jsonable(result), allow_nan=False)

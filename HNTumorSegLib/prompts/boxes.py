@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -46,6 +45,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
+from ..fileio import write_json_atomic
 from ..image import Image, lps_to_ras, ras_to_lps
 
 LABEL_NAMES = {1: "GTVp", 2: "GTVn"}
@@ -314,15 +314,4 @@ def read_boxes(path: str | os.PathLike) -> list[LesionBox]:
 
 def write_boxes(boxes: Iterable[LesionBox], path: str | os.PathLike) -> Path:
     """Write ``boxes.json`` atomically (temporary file then rename)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps([b.to_dict() for b in boxes], indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return write_json_atomic(path, [b.to_dict() for b in boxes])

@@ -32,6 +32,8 @@ from pathlib import Path
 from string import Template
 from typing import Any, Callable
 
+from ..fileio import write_text_atomic
+
 TEMPLATE = Path(__file__).with_name("templates") / "index.html"
 LABELS = ("GTVp", "GTVn")
 
@@ -172,11 +174,8 @@ def write_qa_report(report_dir: str | os.PathLike, cases: list[QACase], aggregat
         except Exception as exc:  # a report must not die on one bad case: keep the row, say why
             case.pictures = []
             case.note = f"pictures failed: {type(exc).__name__}: {exc}"
-    page = report_dir / "index.html"
-    tmp = page.with_name(".index.html.tmp")
-    tmp.write_text(render_html(cases, title=title, aggregate=aggregate, notes=notes), encoding="utf-8")
-    os.replace(tmp, page)
-    return page
+    return write_text_atomic(report_dir / "index.html",
+                             render_html(cases, title=title, aggregate=aggregate, notes=notes))
 
 
 def case_pictures(case: QACase, img_dir: Path) -> list[tuple[str, str]]:
