@@ -143,15 +143,20 @@ def stunet_size(trainer_name: str) -> str | None:
     return best[1] if best else None
 
 
+# nnunetv2 2.8 trainers that override build_network_architecture; every other shipped
+# nnUNetTrainer* builds exactly the plans' default network (get_network_from_plans).
+_OWN_NETWORK_TRAINERS = re.compile(r"BN|Primus")
+
+
 def _nnunet_trainer_class(trainer_name: str):
     # every trainer nnunetv2 ships is named nnUNetTrainer*; searching imports all of them
-    # (tens of seconds), so other names go straight to the plans' default network
+    # (tens of seconds), so other names go straight to the plans' default network. Importing
+    # even the base trainer module costs ~4 s, so trainers known to build the default
+    # network skip it too; the strict weight load afterwards catches any mismatch.
     if not re.fullmatch(r"nnUNetTrainer[A-Za-z0-9_]*", trainer_name or ""):
         return None
-    if trainer_name == "nnUNetTrainer":
-        from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-
-        return nnUNetTrainer
+    if not _OWN_NETWORK_TRAINERS.search(trainer_name):
+        return None
     try:
         from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 

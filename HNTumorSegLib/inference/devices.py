@@ -1,0 +1,117 @@
+"""Choose the torch device an inference runs on, and how it runs there (threads, autocast).
+
+``device="auto"`` picks CUDA, then Apple MPS, then the CPU. A device asked for by name
+that is not present raises :class:`~HNTumorSegLib.errors.DeviceError` (exit 2, one line),
+never a silent fall-back: a user who typed ``--device cuda`` must learn that it did not run there.
+
+Example:
+    >>> dev = resolve_device("auto")          # torch.device('cpu') on a machine without GPU
+    >>> with autocast_context(dev):
+    ...     y = network(x)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from ..errors import DeviceError
+
+DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available(torch: Any) -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_device(device: Any = "auto") -> "torch.device":
+    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N" | "mps" | torch.device`` into an available torch.device.
+
+    Raises DeviceError when the named device is absent (no CUDA build, no GPU, index out of range).
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        name = str(device)
+    else:
+        name = str(device or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if _mps_available(torch):
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device '{name}' was asked for but no CUDA GPU is available here",
+                              fix="use --device auto or --device cpu")
+        dev = torch.device(name)
+        index = 0 if dev.index is None else dev.index
+        if index >= torch.cuda.device_count():
+            raise DeviceError(f"device '{name}' was asked for but this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)",
+                              fix="use --device cuda:0 or --device auto")
+        return torch.device("cuda", index)
+    if name == "mps":
+        if not _mps_available(torch):
+            raise DeviceError("device 'mps' was asked for but Apple MPS is not available here",
+                              fix="use --device auto or --device cpu")
+        return torch.device("mps")
+    raise DeviceError(f"unknown device '{device}'", fix="use one of auto, cpu, cuda, cuda:N, mps")
+
+
+def autocast_dtype(device: "torch.device") -> "torch.dtype | None":
+    """The autocast dtype for ``device``: bf16 on CUDA GPUs that support it, else fp16; None off CUDA.
+
+    Why none on CPU: CPU autocast is slow on CPUs without native bf16 (nnU-Net makes the same
+    choice), and MPS autocast is incomplete.
+    """
+    import torch
+
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast_context(device: "torch.device", enabled: bool = True):
+    """A context manager running the forward pass under autocast on CUDA, a no-op elsewhere."""
+    import torch
+
+    dtype = autocast_dtype(device) if enabled else None
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def available_cpu_cores() -> int:
+    """Cores this process may use (CPU affinity / cgroup aware where the OS tells us)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def default_num_threads() -> int:
+    """Torch intra-op threads for CPU inference: every core we may use, overridable with HNTUMORSEG_THREADS.
+
+    Why not torch's default: inside containers torch may see the host's cores and oversubscribe
+    (nnUNetPredictor sets 8 threads regardless, which is slower than 2 on a 2-core machine).
+    """
+    env = os.environ.get("HNTUMORSEG_THREADS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return available_cpu_cores()
+
+
+def free_device_memory(device: "torch.device") -> int | None:
+    """Free bytes on a CUDA device, or None when unknown (CPU, MPS)."""
+    import torch
+
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    return None
