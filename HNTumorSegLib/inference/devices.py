@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is imported lazily: `import HNTumorSegLib` must not load it
+    import torch
 
 from ..errors import DeviceError
 

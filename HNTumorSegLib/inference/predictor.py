@@ -22,9 +22,12 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported lazily: `import HNTumorSegLib` must not load it
+    import torch
 
 from . import tiling
 from .devices import autocast_context, free_device_memory, resolve_device

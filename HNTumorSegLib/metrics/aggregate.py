@@ -30,7 +30,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-import numpy as np
 
 from .. import LABEL_NAMES
 from ..errors import InputError
