@@ -1,0 +1,29 @@
+"""The segmentation pipeline: one task = prompts -> channels -> inference -> clean-up -> outputs.
+
+* :mod:`.request` - :class:`SegmentRequest` (command line, ``request.json`` and Python in one
+  dataclass) and :class:`SegmentResult`;
+* :mod:`.validate` - every check of a request before any work (one-line ``InputError``);
+* :mod:`.tasks` - what each task (``prert``, ``midrt``, ``petct``) does before inference;
+* :mod:`.channels` - the network's input channels from a model card (shared with training);
+* :mod:`.outputs` - all-or-nothing writing and the way back to the output grid;
+* :mod:`.run` - :func:`run_segmentation`.
+
+torch is imported only when a run starts (never at ``import HNTumorSegLib.pipeline``).
+
+Example:
+    >>> from HNTumorSegLib.pipeline import SegmentRequest, run_segmentation
+    >>> res = run_segmentation(SegmentRequest(model="demo-midrt", inputs={"T2": "mid_T2.nii.gz"},
+    ...                                       prior="pre_mask_reg.nii.gz", output="labels.nii.gz"))
+"""
+
+from .request import SegmentRequest, SegmentResult
+
+
+def run_segmentation(request, progress=None, low_memory: bool = False):
+    """See :func:`HNTumorSegLib.pipeline.run.run_segmentation` (imported lazily: it pulls in scipy and torch)."""
+    from .run import run_segmentation as _run
+
+    return _run(request, progress=progress, low_memory=low_memory)
+
+
+__all__ = ["SegmentRequest", "SegmentResult", "run_segmentation"]

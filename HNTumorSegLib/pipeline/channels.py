@@ -1,0 +1,102 @@
+"""The network's input channels, built from a model card's ``inputs`` list.
+
+One implementation for inference (:mod:`.tasks`) and for training
+(``hntumorseg_training.demo_model``), so a model always sees at run time exactly what it
+saw while it learnt.
+
+Each card input is either an image given by the user (``T2``, ``CT``, ``PET`` or a raw
+channel name) normalised by its scheme (:func:`HNTumorSegLib.prompts.normalisation.normalise`),
+or a channel *derived* from one (``derived_from``):
+
+* ``gradient_map`` (from ``T2``): seed 003's gradient magnitude inside the lesion boxes
+  (:func:`HNTumorSegLib.prompts.gradient_map.gradient_map`), already in [0, 1];
+* ``ct_sq`` / ``ct_cbrt`` (from ``CT``): seed 002's ``x**2`` and ``cbrt(x)`` of the windowed
+  CT ``x`` in [-1, 1] (the CT's own ``window`` scheme if it has one, else [-110, 190] HU).
+
+All images must already lie on one grid (the pipeline resamples them first).
+
+Example:
+    >>> x = model_channels(card, {"T2": t2}, boxes)      # (2, z, y, x) float32 for demo-midrt
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError, ModelError
+from ..image import Image
+from ..prompts.boxes import LesionBox
+from ..prompts.ct_channels import CT_WINDOW_HU, window_ct
+from ..prompts.gradient_map import gradient_map
+from ..prompts.normalisation import normalise
+
+#: derived channel name -> the input it is computed from (when the card does not say).
+DERIVED_DEFAULT_SOURCE = {"gradient_map": "T2", "ct_sq": "CT", "ct_cbrt": "CT"}
+
+
+def derived_source(spec) -> str | None:
+    """The input a card input is derived from, or None for an image the user gives."""
+    if spec.derived_from:
+        return spec.derived_from
+    return None
+
+
+def user_inputs(card) -> list[str]:
+    """Names of the images the user must give for this card (derived channels excluded), in card order."""
+    names: list[str] = []
+    for spec in card.inputs:
+        src = derived_source(spec)
+        name = src if src else spec.name
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def needs_boxes(card) -> bool:
+    """True when a channel is computed from lesion boxes (the gradient map)."""
+    return any(spec.name == "gradient_map" for spec in card.inputs)
+
+
+def _ct_window(card) -> tuple[float, float]:
+    for spec in card.inputs:
+        if spec.name == "CT" and str(spec.normalisation.get("type", "")).lower() == "window":
+            return float(spec.normalisation["lo"]), float(spec.normalisation["hi"])
+    return CT_WINDOW_HU
+
+
+def model_channels(card, images: dict[str, Image], boxes: Sequence[LesionBox] | None = None) -> np.ndarray:
+    """Stack the card's input channels into one float32 array ``(C, z, y, x)``.
+
+    ``images`` maps input names to Images on one common grid; ``boxes`` are needed for the
+    gradient map (an empty list gives an all-zero map, i.e. "no lesion prompted").
+    """
+    channels: list[np.ndarray] = []
+    for spec in card.inputs:
+        src = derived_source(spec)
+        if src is None:
+            if spec.name not in images:
+                raise InputError(f"no image for the model input {spec.name!r}", None,
+                                 f"give --input {spec.name}=PATH")
+            channels.append(normalise(images[spec.name].array, spec.normalisation))
+            continue
+        if src not in images:
+            raise InputError(f"no image {src!r} to derive the model input {spec.name!r} from", None,
+                             f"give --input {src}=PATH")
+        base = images[src]
+        if spec.name == "gradient_map":
+            grad = gradient_map(base, list(boxes or []))
+            channels.append(normalise(grad.array, spec.normalisation))
+        elif spec.name in ("ct_sq", "ct_cbrt"):
+            x = window_ct(base, *_ct_window(card))
+            value = x * x if spec.name == "ct_sq" else np.cbrt(x)
+            channels.append(normalise(value, spec.normalisation))
+        else:
+            raise ModelError(f"unknown derived input {spec.name!r}", card.path,
+                             "use gradient_map, ct_sq or ct_cbrt, or give it as an image")
+    shapes = {c.shape for c in channels}
+    if len(shapes) != 1:
+        raise InputError(f"input channels lie on different grids {sorted(shapes)}", None,
+                         "resample every input onto the first one")
+    return np.stack(channels).astype(np.float32, copy=False)

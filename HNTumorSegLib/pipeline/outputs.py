@@ -1,0 +1,160 @@
+"""All-or-nothing output writing, and the way back from the working grid to the output grid.
+
+:class:`OutputSet` writes every output of a run (labels, probabilities, uncertainty, boxes) to
+hidden temporary files beside their final paths and renames them only when all were written;
+any error (or Ctrl-C, or the worker's SIGTERM) removes the temporary files and any folder it
+made, so nothing half-written is ever left at an output path.
+
+:func:`to_target_block` brings probabilities from the working grid back to the output grid: each
+class map is resampled linearly (labels are then the argmax there: smoother than resampling
+labels with nearest neighbour), only over the part of the output grid the working grid
+covers; outside it is background.
+
+Example:
+    >>> with OutputSet() as out:
+    ...     out.add_image("labels", labels_image, "case/labels.nii.gz")
+    ...     out.add_json("boxes", [b.to_dict() for b in boxes], "case/boxes.json")
+    >>> out.files
+    {'labels': 'case/labels.nii.gz', 'boxes': 'case/boxes.json'}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..image import Image, resample_to, write_image
+
+
+def _tmp_beside(final: Path, suffix: str) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _suffix(path: Path) -> str:
+    return ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
+
+
+class OutputSet:
+    """Stage outputs in temporary files; :meth:`commit` renames them all (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[str, Path, Path]] = []   # role, tmp, final
+        self._made_dirs: list[Path] = []
+        self.files: dict[str, str] = {}
+        self.committed = False
+
+    def _prepare(self, final: str | os.PathLike) -> Path:
+        p = Path(final).expanduser()
+        missing = []
+        d = p.parent
+        while not d.exists():
+            missing.append(d)
+            d = d.parent
+        p.parent.mkdir(parents=True, exist_ok=True)
+        self._made_dirs.extend(reversed(missing))
+        return p
+
+    def add_image(self, role: str, image: Image, final: str | os.PathLike) -> None:
+        p = self._prepare(final)
+        tmp = _tmp_beside(p, _suffix(p))
+        self._staged.append((role, tmp, p))
+        write_image(image, tmp)
+
+    def add_multichannel(self, role: str, channels: np.ndarray, grid: Image, final: str | os.PathLike) -> None:
+        """A 4D image (x, y, z, channel) holding ``channels`` (K, z, y, x) on ``grid``."""
+        p = self._prepare(final)
+        tmp = _tmp_beside(p, _suffix(p))
+        self._staged.append((role, tmp, p))
+        vols = [grid.with_array(np.asarray(c, np.float32)).to_sitk() for c in channels]
+        sitk.WriteImage(sitk.JoinSeries(vols), str(tmp), useCompression=True)
+
+    def add_json(self, role: str, data: Any, final: str | os.PathLike) -> None:
+        p = self._prepare(final)
+        tmp = _tmp_beside(p, ".json")
+        self._staged.append((role, tmp, p))
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+    def commit(self) -> dict[str, str]:
+        for role, tmp, final in self._staged:
+            os.replace(tmp, final)
+            self.files[role] = str(final)
+        self._staged.clear()
+        self.committed = True
+        return self.files
+
+    def rollback(self) -> None:
+        for _, tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+        self._staged.clear()
+        for d in reversed(self._made_dirs):
+            try:
+                d.rmdir()  # only when empty: never removes anything of the user's
+            except OSError:
+                pass
+
+    def __enter__(self) -> "OutputSet":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+        return False
+
+
+def _covered_block(target: Image, grid: Image) -> tuple[np.ndarray, np.ndarray] | None:
+    """Index range (lo, hi inclusive, i j k) of ``target`` voxels that may lie inside ``grid``."""
+    cont = target.physical_to_index(grid.corners_lps())
+    n = np.asarray(target.shape_xyz)
+    if np.any(cont.max(axis=0) < -0.5) or np.any(cont.min(axis=0) > n - 0.5):
+        return None
+    lo = np.clip(np.floor(cont.min(axis=0)).astype(int) - 1, 0, n - 1)
+    hi = np.clip(np.ceil(cont.max(axis=0)).astype(int) + 1, 0, n - 1)
+    return lo, hi
+
+
+Slices3 = tuple[slice, slice, slice]
+
+
+def to_target_block(channels: np.ndarray, grid: Image, target: Image, fill) -> tuple[np.ndarray, Slices3]:
+    """Resample ``channels`` (K, z, y, x) on ``grid`` linearly onto the block of ``target`` it covers.
+
+    Returns the block's values (K, bz, by, bx) and its slices in ``target``; voxels of the block
+    outside ``grid`` get ``fill[k]``. Only the block is computed: a 144 mm crop on a whole-body CT
+    never costs whole-body memory.
+    """
+    k = channels.shape[0]
+    if grid.same_grid(target):
+        return channels.astype(np.float32, copy=False), (slice(None),) * 3
+    block = _covered_block(target, grid)
+    if block is None:
+        return np.zeros((k, 0, 0, 0), np.float32), (slice(0, 0),) * 3
+    lo, hi = block
+    sub = Image(np.zeros((hi - lo + 1)[::-1], np.uint8), target.spacing, tuple(target.index_to_physical(lo)),
+                target.direction)
+    sl = (slice(int(lo[2]), int(hi[2]) + 1), slice(int(lo[1]), int(hi[1]) + 1), slice(int(lo[0]), int(hi[0]) + 1))
+    out = np.empty((k,) + sub.array.shape, np.float32)
+    for c in range(k):
+        moved = resample_to(grid.with_array(channels[c].astype(np.float32, copy=False)), sub,
+                            interpolator="linear", default_value=float(fill[c]))
+        out[c] = moved.array
+    return out, sl
+
+
+def paste(block: np.ndarray, sl: Slices3, shape: tuple[int, int, int], fill, dtype=np.float32) -> np.ndarray:
+    """A full (K, z, y, x) array of ``shape`` holding ``block`` at ``sl`` and ``fill[k]`` elsewhere."""
+    k = block.shape[0]
+    out = np.empty((k,) + tuple(shape), dtype)
+    for c in range(k):
+        out[c] = fill[c]
+        out[c][sl] = block[c]
+    return out

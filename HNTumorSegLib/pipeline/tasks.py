@@ -1,0 +1,140 @@
+"""Per-task composition: from validated inputs to the images, boxes and region the network runs on.
+
+Each task returns a :class:`Work`: the images on the *working grid* (the model's spacing), the
+lesion boxes, an optional region (box-restricted inference) and the *target* grid the labels
+are written on (the first input: T2 or CT).
+
+* ``prert``: the T2; with ``--boxes`` only the boxes (+ :data:`REGION_CONTEXT_MM`) are segmented.
+* ``midrt`` (seed 003): the registered pre-RT mask is put on the T2 grid (nearest neighbour)
+  when it lies elsewhere; one box per lesion with a fixed margin of ``box_margin_vox`` voxels
+  per side (the card's value, default :data:`DEFAULT_BOX_MARGIN_VOX` = 4, the middle of the
+  2-6 voxel random margin seed 003 trains with; choice: deterministic at inference, so the
+  same case always gives the same boxes); ``--boxes`` replaces the prior's boxes. The
+  gradient map is computed inside the boxes (:mod:`.channels`) and only tiles near the boxes
+  run (box-restricted mode).
+* ``petct`` (seeds 002, 004): seed 004's head crop around the PET hot spot
+  (:func:`~HNTumorSegLib.prompts.head_localisation.locate_head`), or with ``--boxes`` a crop
+  around the boxes (+20 mm), made directly at the model's spacing when it is isotropic
+  (no second resampling); the whole crop is segmented.
+* no task (an nnU-Net folder or a card without one): every input resampled onto the first;
+  the whole image (or the boxes' region) is segmented.
+
+Images go to the working grid with linear interpolation (choice: B-spline rings at edges
+and costs more; nnU-Net uses 3rd order in-plane, the difference is small beside the seeds'
+voxel sizes).
+
+Example:
+    >>> work = prepare_work(case)
+    >>> work.images["T2"].spacing == tuple(case.model.card.spacing)
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..image import Image, resample_to, resample_to_spacing
+from ..prompts.boxes import LesionBox, boxes_from_mask, boxes_to_mask
+from .validate import ValidatedCase
+
+DEFAULT_BOX_MARGIN_VOX = 4
+#: context kept around user or prior boxes in box-restricted runs (mm): a lesion that grew a
+#: little beyond its box is still segmented (seed 003 Fig. 3 shows the cost of cutting at the box).
+REGION_CONTEXT_MM = 5.0
+
+
+@dataclass
+class Work:
+    """What the network runs on (see the module docstring)."""
+
+    images: dict[str, Image]          # on the working grid, model input order
+    target: Image                     # the output grid (first input)
+    boxes: list[LesionBox] = field(default_factory=list)
+    region: np.ndarray | None = None  # bool mask on the working grid (box-restricted mode)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def grid(self) -> Image:
+        return next(iter(self.images.values()))
+
+
+def to_spacing(image: Image, spacing: Sequence[float] | None) -> Image:
+    """``image`` on a grid of the same extent at ``spacing`` (x, y, z); unchanged when equal or None."""
+    if spacing is None or np.allclose(image.spacing, spacing, rtol=1e-4, atol=1e-4):
+        return image
+    return resample_to_spacing(image, tuple(spacing), interpolator="linear")
+
+
+def _on_grid(images: dict[str, Image], grid: Image) -> dict[str, Image]:
+    return {name: (img if img.same_grid(grid) else resample_to(img, grid, interpolator="linear"))
+            for name, img in images.items()}
+
+
+def _working_images(images: dict[str, Image], spacing) -> dict[str, Image]:
+    first = next(iter(images.values()))
+    grid = to_spacing(first, spacing)
+    return _on_grid(images, grid)
+
+
+def _region(boxes: list[LesionBox], grid: Image) -> np.ndarray | None:
+    return boxes_to_mask(boxes, grid, margin_mm=REGION_CONTEXT_MM) if boxes else None
+
+
+def prepare_midrt(case: ValidatedCase) -> Work:
+    card = case.model.card
+    t2 = case.reference
+    boxes = list(case.boxes)
+    notes = []
+    if not boxes:
+        prior = case.prior if case.prior.same_grid(t2) else resample_to(case.prior, t2, label=True)
+        margin = int(card.extra.get("box_margin_vox", DEFAULT_BOX_MARGIN_VOX))
+        boxes = boxes_from_mask(prior, margin_vox=margin)
+        notes.append(f"{len(boxes)} box(es) from the prior, margin {margin} voxels")
+    images = _working_images(case.images, card.spacing)
+    return Work(images, t2, boxes, _region(boxes, next(iter(images.values()))), notes)
+
+
+def prepare_prert(case: ValidatedCase) -> Work:
+    images = _working_images(case.images, case.model.card.spacing)
+    boxes = list(case.boxes)
+    return Work(images, case.reference, boxes, _region(boxes, next(iter(images.values()))))
+
+
+def prepare_petct(case: ValidatedCase) -> Work:
+    from ..prompts.head_localisation import crop_around_boxes, locate_head
+
+    card = case.model.card
+    ct, pet = case.images["CT"], case.images["PET"]
+    spacing = card.spacing
+    iso = float(min(spacing)) if spacing else 1.0
+    if case.boxes:
+        crop = crop_around_boxes(ct, pet, case.boxes, spacing=iso)
+        note = "crop around the boxes"
+    else:
+        crop = locate_head(ct, pet, spacing=iso)
+        note = "head crop around the PET hot spot" if crop.found_hot_region else \
+            "no PET hot spot found: crop at the top of the scan"
+    images = {"CT": crop.ct, "PET": crop.pet}
+    images.update({k: v for k, v in case.images.items() if k not in images})  # extra channels, if any
+    images = _working_images(images, spacing)
+    return Work(images, ct, list(case.boxes), None, [note])
+
+
+def prepare_generic(case: ValidatedCase) -> Work:
+    images = _working_images(case.images, case.model.card.spacing)
+    boxes = list(case.boxes)
+    return Work(images, case.reference, boxes, _region(boxes, next(iter(images.values()))))
+
+
+def prepare_work(case: ValidatedCase) -> Work:
+    """The :class:`Work` of ``case``'s task (module docstring)."""
+    if case.task == "midrt":
+        return prepare_midrt(case)
+    if case.task == "petct" and "CT" in case.images and "PET" in case.images:
+        return prepare_petct(case)
+    if case.task == "prert":
+        return prepare_prert(case)
+    return prepare_generic(case)

@@ -1,0 +1,187 @@
+"""Check a :class:`~.request.SegmentRequest` completely before any work, and load what it names.
+
+Everything a user can get wrong is found here, each as one :class:`InputError` line naming
+the file and the fix (exit code 2), before a single voxel is predicted or written:
+
+* output paths: an image suffix, not equal to any input (nor to each other), a folder that
+  exists or can be made and is writable;
+* the device (an explicitly asked, absent device is a DeviceError);
+* the model: folder or catalogue id, card, checkpoints, folds (ModelError from the loader);
+* the task: known, and the model's own task when the model names one;
+* input names: every name the model needs, no unknown one;
+* every image: readable, 3D, finite (:func:`HNTumorSegLib.image.read_image`), and lying over the
+  first input in physical space (:func:`HNTumorSegLib.image.check_overlap`);
+* the prior (mid-RT): a label map in {0, 1, 2} over the T2, holding at least one lesion;
+* boxes: valid ``boxes.json`` whose every box touches the first input.
+
+Example:
+    >>> case = validate_request(SegmentRequest(model="demo-midrt", inputs={"T2": "t2.nii.gz"},
+    ...                                        prior="prior.nii.gz", output="out.nii.gz"))
+    >>> case.reference_name, case.task
+    ('T2', 'midrt')
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..image import Image, check_labels, check_overlap, read_image
+from .channels import user_inputs
+from .request import TASKS, SegmentRequest
+
+WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+
+
+@dataclass
+class ValidatedCase:
+    """A request whose inputs were read and checked, with the model loaded."""
+
+    request: SegmentRequest
+    model: Any                      # models.loader.LoadedModel
+    task: str | None
+    images: dict[str, Image]        # in the model's input order; the first is the reference grid
+    prior: Image | None = None
+    boxes: list = field(default_factory=list)   # LesionBox list from --boxes (empty if none)
+    device: Any = None              # torch.device
+
+    @property
+    def reference_name(self) -> str:
+        return next(iter(self.images))
+
+    @property
+    def reference(self) -> Image:
+        return self.images[self.reference_name]
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+    except OSError:
+        pass
+    return pa.resolve() == pb.resolve()
+
+
+def check_output_paths(request: SegmentRequest) -> None:
+    """Outputs: image suffix, distinct from every input and each other, in a writable folder."""
+    outputs = {"--output": request.output, "--probabilities": request.probabilities,
+               "--uncertainty": request.uncertainty, "--save-boxes": request.boxes_output}
+    outputs = {k: v for k, v in outputs.items() if v}
+    given = dict(request.inputs)
+    if request.prior:
+        given["--prior"] = request.prior
+    if request.boxes:
+        given["--boxes"] = request.boxes
+    for flag, out in outputs.items():
+        name = Path(out).name.lower()
+        if flag == "--save-boxes":
+            if not name.endswith(".json"):
+                raise InputError("boxes are written as JSON", out, "give a path ending in .json")
+        elif not name.endswith(WRITABLE_SUFFIXES):
+            raise InputError(f"{flag} needs an image file name", out,
+                             f"end it with one of {', '.join(WRITABLE_SUFFIXES)}")
+        for what, path in given.items():
+            if _same_file(out, path):
+                raise InputError(f"{flag} is the same file as the input {what}", out,
+                                 "choose another output path so the input is not overwritten")
+        folder = Path(out).expanduser().resolve().parent
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise InputError(f"cannot write {flag} into {folder}", out, "choose a folder you can write to")
+    paths = list(outputs.items())
+    for i, (fa, a) in enumerate(paths):
+        for fb, b in paths[i + 1:]:
+            if _same_file(a, b):
+                raise InputError(f"{fa} and {fb} name the same file", a, "give each output its own path")
+
+
+def expected_inputs(model: Any) -> list[str]:
+    """Input names the user gives for this model, first = output grid (T2, or CT; nnU-Net: channel 0)."""
+    if getattr(model, "kind", None) == "nnunet" or getattr(model, "channel_names", None):
+        return list(model.input_names)
+    return user_inputs(model.card)
+
+
+def resolve_task(request: SegmentRequest, model: Any) -> str | None:
+    """The task: ``--task`` or the model's; a conflict or an unknown task is an InputError."""
+    card_task = getattr(model.card, "task", None)
+    task = request.task
+    if task is not None and task not in TASKS:
+        raise InputError(f"unknown task {task!r}", None, f"use one of {', '.join(TASKS)}")
+    if task and card_task and task != card_task:
+        raise InputError(f"--task {task} does not match the model, which is for {card_task}", None,
+                         f"use --task {card_task} or a {task} model")
+    return task or card_task
+
+
+def check_input_names(request: SegmentRequest, expected: list[str], model_name: str) -> None:
+    unknown = [n for n in request.inputs if n not in expected]
+    if unknown:
+        raise InputError(f"unknown input name {unknown[0]!r}: model {model_name} takes {', '.join(expected)}", None,
+                         "name each --input after the model's inputs, e.g. --input " + f"{expected[0]}=PATH")
+    missing = [n for n in expected if n not in request.inputs]
+    if missing:
+        raise InputError(f"missing input {missing[0]!r}: model {model_name} takes {', '.join(expected)}", None,
+                         f"add --input {missing[0]}=PATH")
+
+
+def validate_request(request: SegmentRequest, load_model_fn=None) -> ValidatedCase:
+    """Check everything (module docstring) and return the loaded case. Raises InputError on any problem."""
+    from ..inference.devices import resolve_device
+    from ..models.loader import load_model, parse_folds
+    from ..prompts.boxes import box_to_index_slices, read_boxes
+
+    if not request.inputs:
+        raise InputError("no input image given", None, "add --input NAME=PATH (T2, or CT and PET)")
+    check_output_paths(request)
+    device = resolve_device(request.device)
+    folds = None if request.folds in (None, "all") else parse_folds(request.folds)
+    model = (load_model_fn or load_model)(request.model, folds=folds, device="cpu")
+    task = resolve_task(request, model)
+    expected = expected_inputs(model)
+    check_input_names(request, expected, model.card.id)
+
+    images: dict[str, Image] = {}
+    for name in expected:
+        images[name] = read_image(request.inputs[name], name=f"{name} image")
+    ref_name = expected[0]
+    ref = images[ref_name]
+    for name in expected[1:]:
+        check_overlap(ref, images[name], ref_name, name, request.inputs[name])
+
+    prior = None
+    if request.prior:
+        if task != "midrt":
+            raise InputError(f"--prior is used by the midrt task only (this run is {task or 'without a task'})",
+                             request.prior, "leave --prior out, or give --boxes")
+        prior = read_image(request.prior, label=True, name="prior mask")
+        check_labels(prior, path=request.prior, name="prior mask")
+        check_overlap(ref, prior, ref_name, "prior mask", request.prior)
+        if not np.any(prior.array):
+            raise InputError("prior mask holds no lesion (no voxel labelled 1 or 2)", request.prior,
+                             "give the pre-RT mask registered to the mid-RT T2, or --boxes")
+    boxes: list = []
+    if request.boxes:
+        boxes = read_boxes(request.boxes)
+        if not boxes:
+            raise InputError("boxes file holds no box", request.boxes, "draw at least one box, or leave --boxes out")
+        for box in boxes:
+            try:
+                box_to_index_slices(box, ref)
+            except InputError as exc:  # the message names the box; add the file it came from
+                raise InputError(exc.problem, request.boxes,
+                                 exc.fix or f"boxes are RAS mm and must lie over the {ref_name} image") from None
+    if task == "midrt" and prior is None and not boxes:
+        raise InputError("the midrt task needs the registered pre-RT mask", None,
+                         "add --prior PRE_RT_MASK.nii.gz (or --boxes boxes.json)")
+    return ValidatedCase(request=request, model=model, task=task, images=images, prior=prior, boxes=boxes,
+                         device=device)
