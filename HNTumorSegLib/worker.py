@@ -15,9 +15,10 @@ Only event lines reach stdout: the real stdout is kept for events and file descr
 pointed at stderr, so a library that prints cannot corrupt the protocol.
 
 Out of memory: a GPU OOM frees the cache and retries once in the pipeline's low-memory mode
-(``run_segmentation(..., low_memory=True)``: today the accumulators move to the CPU, so only
-the tiles themselves need GPU memory); a second OOM is reported as ``out_of_memory``. SIGTERM (the client's cancel) exits through ``finally`` blocks, so the
-pipeline's atomic writes leave nothing half-written.
+(``run_segmentation(..., low_memory=True)``: the accumulators move to the CPU and the tiles
+shrink to about half the patch per axis, so only small tiles need GPU memory); a second OOM
+is reported as ``out_of_memory``. SIGTERM (the client's cancel) exits through ``finally``
+blocks, so the pipeline's atomic writes leave nothing half-written.
 
 Example:
     $ python -m HNTumorSegLib.worker /tmp/hntumorseg-run-x/request.json
@@ -27,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import os
@@ -132,14 +132,6 @@ def _result_files(result: Any) -> dict[str, str]:
     return out
 
 
-def _accepts(fn: Callable, name: str) -> bool:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def run_request(request: Any, emit: Callable[[Event], None]) -> ResultEvent:
     """Run one request through the pipeline, emitting progress; retry once on out-of-memory."""
     from .pipeline import run_segmentation
@@ -153,8 +145,6 @@ def run_request(request: Any, emit: Callable[[Event], None]) -> ResultEvent:
             break
         except Exception as exc:
             if not is_out_of_memory(exc) or retries or isinstance(exc, MemoryError):
-                raise
-            if not _accepts(run_segmentation, "low_memory"):
                 raise
             print(f"worker: out of memory ({type(exc).__name__}); retrying once in low-memory mode", file=sys.stderr)
             _free_gpu_memory()

@@ -82,6 +82,20 @@ def test_identity_network_gives_input_back_including_padding():
         np.testing.assert_allclose(logits, x, rtol=1e-5, atol=1e-5)
 
 
+def test_low_memory_mode_runs_smaller_tiles_with_the_same_answer():
+    """The retry after a GPU out-of-memory: half-size tiles, accumulators on the CPU."""
+    from HNTumorSegLib.inference.tiling import reduced_patch
+
+    assert reduced_patch((48, 192, 192), divisor=(8, 32, 32)) == (24, 96, 96)
+    assert reduced_patch((16, 96, 96)) == (16, 64, 64)   # never below one divisor, never above the patch
+    x = rand_input((2, 20, 40, 36))
+    normal = Predictor(pointwise_net(), (16, 40, 36), 3, device="cpu")
+    low = Predictor(pointwise_net(), (16, 40, 36), 3, device="cpu", low_memory=True)
+    assert low.accumulate_on == "cpu"
+    assert low.count_tiles(x.shape[1:]) > normal.count_tiles(x.shape[1:])
+    np.testing.assert_allclose(low.predict_logits(x), normal.predict_logits(x), atol=1e-5)
+
+
 def test_probabilities_sum_to_one_and_progress_reported():
     calls = []
     pred = Predictor([pointwise_net(seed=0), pointwise_net(seed=1)], (8, 16, 16), 3, device="cpu",

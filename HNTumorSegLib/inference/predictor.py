@@ -81,6 +81,9 @@ class Predictor:
             ``"shrink"`` behaves as ``"fit"``.
         accumulate_on: ``"auto"`` (GPU when the accumulators fit in ``memory_fraction`` of its
             free memory, else CPU), ``"device"`` or ``"cpu"``.
+        low_memory: the retry after a GPU out-of-memory: accumulators on the CPU and tiles
+            about half the patch along each axis (:func:`.tiling.reduced_patch`); slower, and
+            with less context per tile, but it fits where the full patch did not.
     """
 
     def __init__(self, networks: Any, patch_size: Sequence[int], num_classes: int, device: Any = "auto",
@@ -90,7 +93,7 @@ class Predictor:
                  region_margin: int | Sequence[int] = 0, progress: ProgressFn | None = None,
                  num_threads: int | None = None, accumulate_on: str = "auto",
                  memory_fraction: float = 0.5, use_gaussian: bool = True,
-                 shape_divisor: Sequence[int] | None = None) -> None:
+                 shape_divisor: Sequence[int] | None = None, low_memory: bool = False) -> None:
         self.members = as_members(networks, output=output)
         self.output = self.members[0].output
         self.patch_size = tuple(int(p) for p in patch_size)
@@ -119,7 +122,8 @@ class Predictor:
         self.num_threads = num_threads
         if accumulate_on not in ("auto", "device", "cpu"):
             raise ValueError("accumulate_on must be 'auto', 'device' or 'cpu'")
-        self.accumulate_on = accumulate_on
+        self.low_memory = bool(low_memory)
+        self.accumulate_on = "cpu" if self.low_memory else accumulate_on
         self.memory_fraction = float(memory_fraction)
         self.use_gaussian = bool(use_gaussian)
         self.shape_divisor = None if shape_divisor is None else tuple(int(d) for d in shape_divisor)
@@ -243,7 +247,7 @@ class Predictor:
 
     def _plan(self, member: EnsembleMember, shape: tuple, keep: tuple | None):
         """Tiles (in padded coordinates), the accumulator's box, the un-padding slices, the padded shape."""
-        patch = member.patch_size or self.patch_size
+        patch = self._patch_for(member)
         pads = tiling.padding_for(shape, patch)
         padded_shape = tuple(s + lo + hi for s, (lo, hi) in zip(shape, pads))
         revert = tuple(slice(lo, lo + s) for (lo, _), s in zip(pads, shape))
@@ -262,6 +266,10 @@ class Predictor:
         bbox = tiling.tiles_bounding_box(tiles)
         return tiles, bbox, revert, padded_shape
 
+    def _patch_for(self, member: EnsembleMember) -> tuple[int, ...]:
+        patch = tuple(member.patch_size or self.patch_size)
+        return tiling.reduced_patch(patch, self._divisor(member)) if self.low_memory else patch
+
     def _divisor(self, member: EnsembleMember) -> tuple[int, ...] | None:
         if self.shape_divisor is not None:
             return self.shape_divisor
@@ -275,7 +283,7 @@ class Predictor:
         """Gaussian-weighted, fold-averaged logits over ``bbox`` (K, *bbox) as a torch tensor."""
         import torch
 
-        patch = member.patch_size or self.patch_size
+        patch = self._patch_for(member)
         if any(lo or hi for lo, hi in tiling.padding_for(x.shape[1:], patch)):
             x, _ = tiling.pad_to_patch(x, patch)
         xt = torch.from_numpy(x)

@@ -176,3 +176,22 @@ def tiles_fitting_boxes(boxes: list[Slices3], image_size: Sequence[int], patch: 
 def tiles_bounding_box(tiles: list[Slices3]) -> Slices3:
     """The smallest box holding all ``tiles``."""
     return tuple(slice(min(t[a].start for t in tiles), max(t[a].stop for t in tiles)) for a in range(3))
+
+
+def reduced_patch(patch: Sequence[int], divisor: Sequence[int] | None = None, factor: float = 0.5) -> tuple[int, ...]:
+    """A smaller tile for a retry after running out of GPU memory.
+
+    Each axis is scaled by ``factor`` and rounded to a multiple of the network's divisor
+    (the product of its strides along that axis); without one, the largest power of two
+    (at most 32) dividing the original size, which the original patch already satisfied.
+    Never larger than ``patch`` and never below one divisor.
+
+    Example:
+        >>> reduced_patch((48, 192, 192), divisor=(8, 32, 32))
+        (24, 96, 96)
+    """
+    out = []
+    for i, p in enumerate(int(v) for v in patch):
+        d = int(divisor[i]) if divisor is not None else min(p & -p, 32)
+        out.append(min(p, max(d, int(round(p * factor / d)) * d)))
+    return tuple(out)

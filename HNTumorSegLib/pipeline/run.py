@@ -137,16 +137,12 @@ def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False
     stages("inference", "starting")
     output = _predictor_output(card.output)
     patch = model.patch_size or card.patch_size or list(x.shape[1:])
-    if low_memory:  # the worker's retry after a GPU out-of-memory: CPU accumulators
-        accumulate_on = "cpu"
-    else:
-        accumulate_on = "auto"
     predictor = Predictor(
         model.networks, patch, model.num_classes, device=case.device, tta=request.tta, output=output,
         mirror_axes=tuple(card.tta_axes or (0, 1, 2)),
         uncertainty="entropy" if request.uncertainty else None,
         progress=lambda stage="inference", fraction=0.0, message="": stages.progress("inference", fraction, message),
-        accumulate_on=accumulate_on)
+        low_memory=low_memory)  # the worker's retry after a GPU out-of-memory
     pred = predictor.predict(x, region=work.region)
 
     stages("clean-up", "back to the output grid")
