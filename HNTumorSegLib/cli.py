@@ -15,7 +15,7 @@ import importlib
 import sys
 
 from . import __version__
-from .errors import EXIT_BAD_INPUT, InputError
+from .errors import EXIT_BAD_INPUT, InputError, WorkerFailed
 
 SUBCOMMANDS = {
     "demo": "Segment a synthetic case with the bundled demo model (offline); writes labels, overlay and metrics.",
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"hntumorseg {args.command}: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except WorkerFailed as exc:
+        print(f"hntumorseg {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"hntumorseg {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -50,3 +50,8 @@ class DeviceError(InputError):
     """A device was asked for explicitly and is not present."""
 
     kind = "device"
+
+
+class WorkerFailed(HNTumorSegError):
+    """The background worker failed in a way the inputs cannot fix (out_of_memory, internal,
+    crashed, timeout): reported as one line and exit code 1."""

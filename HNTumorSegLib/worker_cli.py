@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .errors import DeviceError, InputError, ModelError
+from .errors import DeviceError, InputError, ModelError, WorkerFailed
 from .progress import TextProgressBar
 from .protocol import ErrorEvent, ProgressEvent, ResultEvent
 from .runner import WorkerRun
@@ -74,13 +74,22 @@ def run_in_worker(request: Any, progress_mode: str = "bar", python: str | None =
     Raises InputError / ModelError / DeviceError for the user-fixable kinds (exit 2 via the CLI).
     """
     final = run_worker(request, progress_mode, python=python, timeout_s=timeout_s)
+    try:
+        result = raise_for_failure(final)
+    except WorkerFailed as exc:
+        if progress_mode != "json":  # in json mode the error event itself was printed
+            print(f"hntumorseg: {exc}", file=sys.stderr)
+        return 1
+    if progress_mode != "json":
+        print(summary(result))
+    return 0
+
+
+def raise_for_failure(final: ResultEvent | ErrorEvent) -> ResultEvent:
+    """Return the result event; raise InputError (and subclasses) for user-fixable kinds, else WorkerFailed."""
     if isinstance(final, ResultEvent):
-        if progress_mode != "json":
-            print(summary(final))
-        return 0
+        return final
     if final.kind in _USER_ERRORS:
         # The worker's message is already "path: problem - fix"; keep it as is.
         raise _USER_ERRORS[final.kind](final.message)
-    if progress_mode != "json":  # in json mode the error event itself was printed
-        print(f"hntumorseg: {final.kind.replace('_', ' ')}: {final.message}", file=sys.stderr)
-    return 1
+    raise WorkerFailed(f"{final.kind.replace('_', ' ')}: {final.message}")

@@ -72,7 +72,7 @@ def run_demo(out: Path, task: str = "midrt", seed: int = 0, device: str = "auto"
     from ..metrics import evaluate_pairs, write_json
     from ..overlay import render_overlay
     from ..pipeline.request import SegmentRequest
-    from .segment import run_request
+    from ..worker_cli import raise_for_failure, run_worker
 
     stdout = stdout or sys.stdout
     t0 = time.perf_counter()
@@ -87,7 +87,7 @@ def run_demo(out: Path, task: str = "midrt", seed: int = 0, device: str = "auto"
                              prior=str(prior) if prior else None, output=str(out / "labels.nii.gz"),
                              device=device, tta=tta,
                              boxes_output=str(out / "boxes.json") if task == "midrt" else None)
-    result = run_request(request, progress, stdout=stdout, print_summary=False)
+    result = raise_for_failure(run_worker(request, progress, out=stdout))
 
     pred = read_image(result.files["labels"], label=True, name="prediction")
     truth = read_image(truth_path, label=True, name="phantom truth")
@@ -104,7 +104,7 @@ def run_demo(out: Path, task: str = "midrt", seed: int = 0, device: str = "auto"
     files = dict(result.files, overlay=str(overlay), metrics=str(metrics_path), inputs=str(out / "inputs"))
     if progress != "json":
         scores = metrics["cases"][case_id]
-        print(f"hntumorseg demo ({task}, phantom seed {seed}, model demo-{task}, {result.device}): "
+        print(f"hntumorseg demo ({task}, phantom seed {seed}, model demo-{task}, {result.info.get('device')}): "
               f"{seconds:.1f} s", file=stdout)
         for name in ("GTVp", "GTVn"):
             s = scores.get(name, {})

@@ -14,15 +14,13 @@ Any mistake in the inputs is one line on stderr, exit code 2, and no output file
 ``result``); ``bar`` draws a bar on stderr; ``none`` is silent. Without ``json`` a one-line
 summary is printed at the end.
 
-The run goes through :func:`execute` so the in-process call can be swapped for the background
-worker (:mod:`HNTumorSegLib.runner`) without touching the command line.
+The run goes through the background worker (:mod:`HNTumorSegLib.worker_cli`), the same child
+process the Slicer module and batch runs use: one path, and Ctrl-C ends the whole tree.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Callable
 
 from ..pipeline.request import DEVICES, PROGRESS_MODES, TASKS, SegmentRequest
 
@@ -49,60 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-boxes", metavar="PATH", help="also write the lesion boxes used (boxes.json)")
 
 
-def execute(request: SegmentRequest, progress: Callable[[str, float, str], None] | None):
-    """Run one request. In-process today; the single place to switch to the background worker."""
-    from ..pipeline import run_segmentation
-
-    return run_segmentation(request, progress=progress)
-
-
-def summary(result) -> str:
-    """``labels.nii.gz: GTVp 12.3 mL, GTVn 4.5 mL (8.1 s on cpu)``."""
-    vols = ", ".join(f"{name} {ml:.2f} mL" for name, ml in result.volumes_ml.items())
-    return (f"wrote {result.files['labels']}: {vols} "
-            f"({result.timings.get('total', 0.0):.1f} s on {result.device})")
-
-
-def run_request(request: SegmentRequest, mode: str, stdout=None, stderr=None, print_summary: bool = True):
-    """Run with the chosen progress display (json / bar / none); returns the SegmentResult."""
-    from ..progress import ProgressReporter, TextProgressBar
-    from ..protocol import ResultEvent
-
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
-    if mode == "json":
-        def emit(ev):
-            stdout.write(ev.to_json() + "\n")
-            stdout.flush()
-        reporter = ProgressReporter(emit)
-        result = execute(request, reporter)
-        timings = reporter.finish()
-        timings.update({f"pipeline.{k}": v for k, v in result.timings.items()})
-        emit(ResultEvent(files=dict(result.files), timings=timings,
-                         info={"device": result.device, "model_id": result.model_id, "n_tiles": result.n_tiles,
-                               "volumes_ml": result.volumes_ml}))
-        return result
-    if mode == "bar":
-        bar = TextProgressBar(stderr)
-
-        def draw(ev):
-            # The load stage is where every input is checked: drawing nothing there keeps a
-            # user mistake to exactly one line on stderr (the error itself).
-            if ev.stage != "load":
-                bar.update(ev)
-        reporter = ProgressReporter(draw)
-        try:
-            result = execute(request, reporter)
-        finally:
-            bar.close()
-    else:
-        result = execute(request, None)
-    if print_summary:
-        print(summary(result), file=stdout)
-    return result
-
-
 def run(args: argparse.Namespace) -> int:
-    request = SegmentRequest.from_args(args)
-    run_request(request, args.progress)
-    return 0
+    from ..worker_cli import run_in_worker
+
+    return run_in_worker(SegmentRequest.from_args(args), args.progress)
