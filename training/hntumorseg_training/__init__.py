@@ -15,7 +15,7 @@ Modules:
 * :mod:`.segresnet` - MONAI SegResNetDS with seed 002's recipe (torchrun-ready).
 * :mod:`.crossval` - fold evaluation, probability-averaging ensembles, clean-up threshold search.
 * :mod:`.export` - nnU-Net results folder / SegResNet run -> model-card folder.
-* :mod:`.cli` - ``python -m hntumorseg_training ...`` (see docs/training.md).
+* :mod:`.cli` - ``python -m hntumorseg_training ...`` (see README section 8, "Training the seeds' models").
 """
 
 __version__ = "0.1.0"

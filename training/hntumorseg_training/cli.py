@@ -1,4 +1,4 @@
-"""``python -m hntumorseg_training ...``: the training glue as commands (see docs/training.md).
+"""``python -m hntumorseg_training ...``: the training glue as commands (see README section 8, "Training the seeds' models").
 
 Subcommands: ``convert-hntsmrg``, ``convert-hecktor``, ``splits``, ``install-splits``, ``datalist``,
 ``env`` (prints the nnU-Net environment line for our trainers), ``segresnet``, ``cv-evaluate``,

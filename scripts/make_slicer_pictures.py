@@ -1,4 +1,4 @@
-"""Make the pictures of docs/slicer.md and the extension screenshots (run: .venv/bin/python docs/slicer_pictures.py).
+"""Make the pictures of README section 1 (the clinician's guide) and the extension screenshots (run: .venv/bin/python docs/slicer_pictures.py).
 
 Slice pictures are rendered offscreen from a real MRML scene (slicer-core): a phantom mid-RT
 case is loaded, boxes are made from the registered prior, the bundled demo model segments it
