@@ -34,3 +34,15 @@ def tiny_nnunet_results(test_cache_dir: Path) -> Path:
     from nnunet_fixture import build_tiny_nnunet_results
 
     return build_tiny_nnunet_results(test_cache_dir)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch thread (the 2-core CI machine runs other work beside it),
+    restoring the setting afterwards. Use as ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -22,14 +22,7 @@ from pipeline_testlib import DEMO_MIDRT, DEMO_PETCT
 HELD_OUT_SEEDS = range(5)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _mean_dsc(pairs) -> tuple[float, dict]:

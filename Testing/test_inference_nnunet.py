@@ -17,12 +17,7 @@ from HNTumorSegLib.inference.nnunet_inference import (input_files_for, load_nnun
                                                       predict_nnunet_case)
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_nnunet_predictor(folder, files, out_dir, folds=(0, 1)):

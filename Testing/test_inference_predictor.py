@@ -13,12 +13,7 @@ from HNTumorSegLib.inference import tiling  # noqa: E402
 from HNTumorSegLib.inference.devices import resolve_device  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def pointwise_net(c_in: int = 2, k: int = 3, seed: int = 0) -> torch.nn.Module:

@@ -15,14 +15,7 @@ from HNTumorSegLib.image import read_image  # noqa: E402
 from HNTumorSegLib.inference.nnunet_inference import load_nnunet_folder, predict_nnunet_case  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow

@@ -17,14 +17,7 @@ from HNTumorSegLib.protocol import ProgressEvent, ResultEvent, parse_event
 from pipeline_testlib import make_random_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_prert_with_boxes_segments_only_the_boxes(tmp_path, capsys):

@@ -188,7 +188,7 @@ def write_card(card: ModelCard | dict, path: str | Path) -> Path:
     return path
 
 
-def _bad(where: Any, problem: str, fix: str = "fix the model card (see README section 6, "Models")") -> None:
+def _bad(where: Any, problem: str, fix: str = "fix the model card (see README section 6, Models)") -> None:
     raise ModelError(f"model card {problem}", where, fix)
 
 

@@ -150,7 +150,7 @@ def load_model(id_or_path: str | Path, folds: Any = None, device: Any = "cpu",
             folder = folder.parent
         else:
             raise ModelError("is a single file; a model is a folder", folder,
-                             "put a model.json card beside the checkpoint (see README section 6, "Models") and give the folder")
+                             "put a model.json card beside the checkpoint (see README section 6, Models) and give the folder")
     if (folder / CARD_NAME).is_file():
         return load_card_folder(folder, folds=folds, device=device)
     if is_nnunet_folder(folder):
