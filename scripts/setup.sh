@@ -10,10 +10,21 @@ want=$(cat requirements.txt requirements-test.txt pyproject.toml training/pyproj
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
-echo "[setup] creating .venv with $($PY --version)" >&2
+echo "[setup] installing into .venv ($($PY --version); about 3 minutes the first time)" >&2
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -r requirements.txt -r requirements-test.txt 2> >(grep -v "is ignored: it is neither" >&2)
-.venv/bin/python -m pip install -q --no-deps -e . -e training
+# pip's own chatter (local-index notices, setuptools deprecation banners) goes to a log that
+# is shown only when a step fails, so a working set-up prints two lines.
+log=.venv/setup.log
+: > "$log"
+step() {
+  if ! "$@" >>"$log" 2>&1; then
+    echo "[setup] failed: $* (full log: $log)" >&2
+    grep -v "is ignored: it is neither" "$log" | tail -n 30 >&2
+    exit 1
+  fi
+}
+step .venv/bin/python -m pip install -q --upgrade pip
+step .venv/bin/python -m pip install -q -r requirements.txt -r requirements-test.txt
+step .venv/bin/python -m pip install -q --no-deps -e . -e training
 echo "$want" > "$stamp"
 echo "[setup] done" >&2
