@@ -9,6 +9,7 @@ still run in CI.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,16 @@ torch = pytest.importorskip("torch")
 from training_fixture import make_trainer, planned_dataset  # noqa: E402
 
 TRAINERS = ("nnUNetTrainer_Seed001", "nnUNetTrainerV2StarStar", "STUNetTrainer_small")
+
+
+def shortened_training_env(monkeypatch, info: dict, results: Path) -> None:
+    """nnU-Net's folders for the planned dataset, and training cut to 1 epoch of 2 iterations."""
+    for key, value in info["env"].items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("nnUNet_results", str(results))
+    monkeypatch.setenv("HNTUMORSEG_NUM_EPOCHS", "1")
+    monkeypatch.setenv("HNTUMORSEG_ITERS_PER_EPOCH", "2")
+    monkeypatch.setenv("HNTUMORSEG_VAL_ITERS", "1")
 
 
 @pytest.mark.slow
@@ -32,12 +43,7 @@ def test_train_predict_evaluate_export_segment(test_cache_dir, tmp_path, monkeyp
 
     torch.set_num_threads(2)
     info = planned_dataset(test_cache_dir)
-    for key, value in info["env"].items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
-    monkeypatch.setenv("HNTUMORSEG_NUM_EPOCHS", "1")
-    monkeypatch.setenv("HNTUMORSEG_ITERS_PER_EPOCH", "2")
-    monkeypatch.setenv("HNTUMORSEG_VAL_ITERS", "1")
+    shortened_training_env(monkeypatch, info, tmp_path / "results")
 
     folders, trainers = {}, {}
     for name in TRAINERS:
@@ -111,12 +117,7 @@ def test_hecktor_stunet_finetune_export_segment(test_cache_dir, tmp_path, monkey
 
     torch.set_num_threads(2)
     info = planned_dataset(test_cache_dir, layout="hecktor")
-    for key, value in info["env"].items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
-    monkeypatch.setenv("HNTUMORSEG_NUM_EPOCHS", "1")
-    monkeypatch.setenv("HNTUMORSEG_ITERS_PER_EPOCH", "2")
-    monkeypatch.setenv("HNTUMORSEG_VAL_ITERS", "1")
+    shortened_training_env(monkeypatch, info, tmp_path / "results")
     torch.manual_seed(0)
     source = build_stunet("small", 1, 105)  # a "TotalSegmentator" checkpoint: 1 channel, 105 classes
     ckpt = tmp_path / "pretrained.pth"
