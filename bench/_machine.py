@@ -43,3 +43,10 @@ def machine_info() -> dict:
 def machine_line(info: dict) -> str:
     return (f"{info['nproc']} cores ({info['cpu_model']}), {info.get('memory_gb')} GB, torch {info['torch']}, "
             f"load average at start {info['load_average_1_5_15']}")
+
+
+def load_note(info: dict) -> str:
+    """Say whether other jobs shared the cores: a 1-minute load above 1.5 (of 2 cores) means they did."""
+    if max(info["load_average_at_end"][0], info["load_average_1_5_15"][0]) > 1.5:
+        return "Other jobs shared the machine while this ran (see the load averages): times are upper bounds."
+    return "The machine was otherwise idle (1-minute load average below 1.5)."

@@ -112,13 +112,6 @@ def run_child(mode: str, threads: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def load_note(info: dict) -> str:
-    """Say whether other jobs shared the 2 cores: a 1-minute load above 1.5 means they did."""
-    if max(info["load_average_at_end"][0], info["load_average_1_5_15"][0]) > 1.5:
-        return "Other jobs shared the machine while this ran (see the load averages): times are upper bounds."
-    return "The machine was otherwise idle (1-minute load average below 1.5)."
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--child")
@@ -132,7 +125,7 @@ def main() -> None:
 
     import numpy as np
 
-    from _machine import machine_info, machine_line
+    from _machine import load_note, machine_info, machine_line
 
     info = machine_info()
     subprocess.run([sys.executable, "-c", "import sys; sys.path[:0] = %r; import bench_box_restricted as b; "

@@ -102,7 +102,7 @@ def main() -> None:
 
     import numpy as np
     import SimpleITK as sitk
-    from _machine import machine_info, machine_line
+    from _machine import load_note, machine_info, machine_line
     from nnunet_fixture import build_tiny_nnunet_results, tiny_nnunet_test_cases
 
     cache = Path(os.environ.get("HNTUMORSEG_TEST_CACHE") or REPO / "build" / "test-cache")
@@ -137,7 +137,7 @@ def main() -> None:
     lines = [
         "# nnU-Net folder inference: ours vs nnUNetPredictor (CPU, no TTA, 2 folds)", "",
         f"Machine: {machine_line(info)}; load average at end {info['load_average_at_end']}. "
-        f"torch threads {args.threads}. Shared machine: other engineers' jobs ran at the same time.",
+        f"torch threads {args.threads}. " + load_note(info),
         f"Folder: tiny real nnU-Net v2 folder from Testing/nnunet_fixture.py; case {files[0].name} "
         f"({'x'.join(map(str, segs['ours'].shape))} voxels, resampled to the plan and back). "
         f"Median of {args.repeats} fresh processes per mode.", "",
