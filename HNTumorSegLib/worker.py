@@ -110,26 +110,10 @@ def load_request(path: str | os.PathLike) -> Any:
         raise InputError("the request is not a JSON object", path=p, fix="write an object with task, inputs, model ...")
     from .pipeline import SegmentRequest
 
-    if hasattr(SegmentRequest, "from_dict"):
-        return SegmentRequest.from_dict(data)
     try:
-        return SegmentRequest(**data)
-    except TypeError as exc:
-        raise InputError(f"unexpected fields in the request ({exc})", path=p,
-                         fix="use the fields of DESIGN.md's worker protocol") from None
-
-
-def _result_files(result: Any) -> dict[str, str]:
-    """The output files of a ``SegmentResult`` as {role: path}."""
-    files = getattr(result, "files", None)
-    if isinstance(files, dict):
-        return {str(k): str(v) for k, v in files.items() if v is not None}
-    out = {}
-    for role in ("labels", "output", "probabilities", "uncertainty", "boxes"):
-        v = getattr(result, role, None)
-        if isinstance(v, (str, os.PathLike)):
-            out[role] = str(v)
-    return out
+        return SegmentRequest.from_dict(data)
+    except InputError as exc:  # name the request file in the one-line message
+        raise InputError(exc.problem, path=p, fix=exc.fix) from None
 
 
 def run_request(request: Any, emit: Callable[[Event], None]) -> ResultEvent:
@@ -151,21 +135,16 @@ def run_request(request: Any, emit: Callable[[Event], None]) -> ResultEvent:
             retries += 1
             kwargs["low_memory"] = True
             reporter("inference", 0.0, "out of GPU memory: retrying once in low-memory mode")
-    # The pipeline's own per-stage seconds are exact; the reporter's (from event times) stand in
-    # for a pipeline that keeps none.
-    timings = reporter.finish()
-    exact = getattr(result, "timings", None)
-    if isinstance(exact, dict) and exact:
-        timings = {str(k): float(v) for k, v in exact.items()}
+    # The pipeline's own per-stage seconds are exact (it always keeps them, "total" included).
+    reporter.finish()
     info: dict[str, Any] = {"oom_retries": retries}
     for key in ("device", "model_id", "n_tiles", "task"):
-        v = getattr(result, key, None)
+        v = getattr(result, key)
         if v is not None:
             info[key] = v if isinstance(v, (int, float, str, bool)) else str(v)
-    volumes = getattr(result, "volumes_ml", None)
-    if isinstance(volumes, dict):
-        info["volumes_ml"] = {str(k): float(v) for k, v in volumes.items()}
-    return ResultEvent(files=_result_files(result), timings=timings, info=info)
+    info["volumes_ml"] = {str(k): float(v) for k, v in result.volumes_ml.items()}
+    files = {str(k): str(v) for k, v in result.files.items() if v is not None}
+    return ResultEvent(files=files, timings={str(k): float(v) for k, v in result.timings.items()}, info=info)
 
 
 def error_event(exc: BaseException) -> ErrorEvent:
