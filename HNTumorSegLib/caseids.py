@@ -220,10 +220,10 @@ def match_cases(pred: str | os.PathLike, ref: str | os.PathLike, timepoint: str 
         counts[pair.case_id] = counts.get(pair.case_id, 0) + 1
     result.pairs = [CasePair(pair.ref.display if counts[pair.case_id] > 1 else pair.case_id, pair.pred, pair.ref)
                     for pair in result.pairs]
-    result.pairs.sort(key=lambda pair: _natural_key(pair.case_id))
+    result.pairs.sort(key=lambda pair: natural_key(pair.case_id))
     return result
 
 
-def _natural_key(text: str) -> list:
+def natural_key(text: str) -> list:
     """Sort "2" before "10" (HNTS-MRG ids are numbers)."""
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t]

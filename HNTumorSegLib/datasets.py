@@ -37,18 +37,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .caseids import case_id_from_filename, is_image_file
+from .caseids import case_id_from_filename, is_image_file, natural_key
 from .errors import InputError
 from .image import IMAGE_SUFFIXES, Image, read_image, strip_image_suffix
 
 TASKS = ("prert", "midrt", "petct")
 LAYOUTS = ("hntsmrg", "hecktor", "folder")
 _CHANNEL = re.compile(r"^(?P<id>.+)_(?P<ch>\d{4})$")
-
-
-def _natural_key(text: str) -> list:
-    """Sort "2" before "10" (HNTS-MRG ids are numbers)."""
-    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t]
 
 
 def _find_named(folder: Path, stem: str) -> Path | None:
@@ -161,7 +156,7 @@ def find_hntsmrg_cases(root: str | os.PathLike, task: str | None = None) -> list
     """
     root = _check_root(root, "HNTS-MRG")
     folders = [root] if _is_hntsmrg_case(root) else sorted(
-        (p for p in root.iterdir() if p.is_dir() and _is_hntsmrg_case(p)), key=lambda p: _natural_key(p.name))
+        (p for p in root.iterdir() if p.is_dir() and _is_hntsmrg_case(p)), key=lambda p: natural_key(p.name))
     if not folders:
         raise InputError("no HNTS-MRG case folder found (expected <ID>/preRT/ or <ID>/midRT/)", root,
                          "point to the folder that holds the numbered case folders")
@@ -239,7 +234,7 @@ def find_hecktor_cases(root: str | os.PathLike) -> list[HecktorCase]:
                                  f"{', '.join(map(str, labels[cid]))}", root, "keep one label per case")
             label = labels[cid][0]
         cases.append(HecktorCase(cid, ct, pet, label))
-    return sorted(cases, key=lambda c: _natural_key(c.case_id))
+    return sorted(cases, key=lambda c: natural_key(c.case_id))
 
 
 # ---- plain folders -----------------------------------------------------------------------
@@ -278,7 +273,7 @@ def find_plain_cases(root: str | os.PathLike, labels_dir: str | os.PathLike | No
         by_id[cid][ch] = p
     n_channels = max(len(v) for v in by_id.values())
     cases = []
-    for cid in sorted(by_id, key=_natural_key):
+    for cid in sorted(by_id, key=natural_key):
         chans = by_id[cid]
         for ch in range(n_channels):
             if ch not in chans:

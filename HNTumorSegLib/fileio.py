@@ -36,6 +36,25 @@ def _suffix(name: str) -> str:
     return Path(name).suffix
 
 
+def temp_beside(path: str | os.PathLike) -> Path:
+    """An empty temporary file in ``path``'s folder (created), with ``path``'s whole extension.
+
+    For writers that stage several files and publish them together (:func:`publish`).
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=_suffix(final.name), dir=final.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Give a finished temporary file the usual permissions and rename it over ``path``."""
+    os.chmod(tmp, _default_mode())
+    os.replace(tmp, path)
+    return Path(path)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` when the block succeeds.
@@ -43,15 +62,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The parent folder is created. On any exception (KeyboardInterrupt included) the
     temporary file is removed and ``path`` is left as it was.
     """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=_suffix(final.name), dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = temp_beside(path)
     try:
         yield tmp
-        os.chmod(tmp, _default_mode())
-        os.replace(tmp, final)
+        publish(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

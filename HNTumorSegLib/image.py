@@ -138,10 +138,6 @@ class Image:
 
 # ---- reading and writing ---------------------------------------------------------------
 
-def _is_dicom_dir(path: Path) -> bool:
-    return path.is_dir() and bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path)))
-
-
 def _nifti_has_nonfinite(path: Path) -> bool:
     """True when a float NIfTI-1 file holds NaN or +-Inf voxels.
 

@@ -17,13 +17,13 @@ Example:
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from . import LABEL_NAMES
+from .fileio import atomic_path
 from .image import Image, resample_to
 
 PRED_COLOURS = {1: "#ff3030", 2: "#00e5ff"}
@@ -129,14 +129,6 @@ def render_overlay(image: Image, prediction: Image, reference: Image | None = No
     legend_h = 0.55 / (panel_inches * nrows + 0.9)
     fig.tight_layout(rect=(0, legend_h, 1, 1 - 0.35 / (panel_inches * nrows + 0.9) if title else 1))
 
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", facecolor=fig.get_facecolor())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return Path(path)

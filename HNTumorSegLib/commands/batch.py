@@ -19,11 +19,11 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from ..errors import InputError
+from ..fileio import write_json_atomic
 
 LAYOUT_CHOICES = ("hntsmrg", "hecktor", "folder")
 
@@ -133,9 +133,9 @@ def run(args) -> int:
         summary[c.case_id] = {"status": "skipped" if c.case_id in skipped else ("ok" if error is None else "failed"),
                               "error": error, "seconds": seconds, "prediction": str(c.prediction)}
     failed = [k for k, v in summary.items() if v["status"] == "failed"]
-    (out / "batch.json").write_text(json.dumps({"task": task, "model": args.model, "layout": args.layout,
-                                                "workers": args.workers, "cluster": args.cluster,
-                                                "wall_s": round(wall, 2), "cases": summary}, indent=1))
+    write_json_atomic(out / "batch.json", {"task": task, "model": args.model, "layout": args.layout,
+                                           "workers": args.workers, "cluster": args.cluster,
+                                           "wall_s": round(wall, 2), "cases": summary}, indent=1)
     if not args.no_report:
         page = write_qa_report(out / "report", qa, aggregate=(result or {}).get("aggregate"),
                                title=f"HNTumorSeg QA - {task} - {Path(str(args.model)).name}",

@@ -98,18 +98,6 @@ def available_cpu_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def default_num_threads() -> int:
-    """Torch intra-op threads for CPU inference: every core we may use, overridable with HNTUMORSEG_THREADS.
-
-    Why not torch's default: inside containers torch may see the host's cores and oversubscribe
-    (nnUNetPredictor sets 8 threads regardless, which is slower than 2 on a 2-core machine).
-    """
-    env = os.environ.get("HNTUMORSEG_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
-    return available_cpu_cores()
-
-
 def free_device_memory(device: "torch.device") -> int | None:
     """Free bytes on a CUDA device, or None when unknown (CPU, MPS)."""
     import torch

@@ -13,14 +13,14 @@ Example:
 
 from .aggregate import CohortScorer, evaluate_pairs, on_reference_grid, score_case, warn_to_stderr
 from .distances import directed_surface_distances, hd95, hd95_and_msd, msd
-from .lesions import IOU_THRESHOLD, LesionCounts, count_lesions, f1_aggregate, label_lesions, lesion_f1_counts
+from .lesions import IOU_THRESHOLD, LesionCounts, f1_aggregate, label_lesions, lesion_f1_counts
 from .overlap import OverlapCounts, dsc, iou, volume_ml
 from .report import format_table, to_jsonable, write_json
 
 __all__ = [
     "CohortScorer", "evaluate_pairs", "on_reference_grid", "score_case", "warn_to_stderr",
     "directed_surface_distances", "hd95", "hd95_and_msd", "msd",
-    "IOU_THRESHOLD", "LesionCounts", "count_lesions", "f1_aggregate", "label_lesions", "lesion_f1_counts",
+    "IOU_THRESHOLD", "LesionCounts", "f1_aggregate", "label_lesions", "lesion_f1_counts",
     "OverlapCounts", "dsc", "iou", "volume_ml",
     "format_table", "to_jsonable", "write_json",
 ]

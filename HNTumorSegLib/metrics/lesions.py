@@ -57,11 +57,6 @@ def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labelled, int(n)
 
 
-def count_lesions(mask: np.ndarray) -> int:
-    """Number of 26-connected components."""
-    return label_lesions(mask)[1]
-
-
 def match_lesions(pred_labels: np.ndarray, n_pred: int, ref_labels: np.ndarray, n_ref: int,
                   iou_threshold: float = IOU_THRESHOLD) -> list[tuple[int, int, float]]:
     """One-to-one matches ``(ref component, pred component, IoU)`` with IoU > ``iou_threshold``.

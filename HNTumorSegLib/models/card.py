@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
+from ..fileio import write_json_atomic
 
 CARD_FORMAT = "hntumorseg-model/1"
 CARD_NAME = "model.json"
@@ -184,8 +185,7 @@ def write_card(card: ModelCard | dict, path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         path = path / CARD_NAME
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_json_atomic(path, data)
 
 
 def _bad(where: Any, problem: str, fix: str = "fix the model card (see README section 6, Models)") -> None:

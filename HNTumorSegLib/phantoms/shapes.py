@@ -115,12 +115,6 @@ def soft_membership(level: np.ndarray, softness: float = 0.08) -> np.ndarray:
     return (1.0 / (1.0 + np.exp(-t))).astype(np.float32)
 
 
-def ellipsoid(points: np.ndarray, centre, radii) -> np.ndarray:
-    """Boolean: points inside the axis-aligned ellipsoid."""
-    q = (points - np.asarray(centre, np.float32)) / np.asarray(radii, np.float32)
-    return (q * q).sum(-1) <= 1.0
-
-
 def bias_field(rng: np.random.Generator, strength: float = 0.15) -> "BiasField":
     """A smooth multiplicative MRI bias field (coil sensitivity), see :class:`BiasField`."""
     return BiasField(rng.normal(scale=strength, size=3), rng.normal(scale=strength / 2, size=3))

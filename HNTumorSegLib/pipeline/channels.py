@@ -32,15 +32,9 @@ from ..prompts.ct_channels import CT_WINDOW_HU, window_ct
 from ..prompts.gradient_map import gradient_map
 from ..prompts.normalisation import normalise
 
-#: derived channel name -> the input it is computed from (when the card does not say).
-DERIVED_DEFAULT_SOURCE = {"gradient_map": "T2", "ct_sq": "CT", "ct_cbrt": "CT"}
-
-
 def derived_source(spec) -> str | None:
     """The input a card input is derived from, or None for an image the user gives."""
-    if spec.derived_from:
-        return spec.derived_from
-    return None
+    return spec.derived_from or None
 
 
 def user_inputs(card) -> list[str]:

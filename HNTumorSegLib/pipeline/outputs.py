@@ -22,24 +22,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..fileio import publish, temp_beside
 from ..image import Image, resample_to, write_image
-
-
-def _tmp_beside(final: Path, suffix: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix, dir=final.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _suffix(path: Path) -> str:
-    return ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
 
 
 class OutputSet:
@@ -64,27 +54,27 @@ class OutputSet:
 
     def add_image(self, role: str, image: Image, final: str | os.PathLike) -> None:
         p = self._prepare(final)
-        tmp = _tmp_beside(p, _suffix(p))
+        tmp = temp_beside(p)
         self._staged.append((role, tmp, p))
         write_image(image, tmp)
 
     def add_multichannel(self, role: str, channels: np.ndarray, grid: Image, final: str | os.PathLike) -> None:
         """A 4D image (x, y, z, channel) holding ``channels`` (K, z, y, x) on ``grid``."""
         p = self._prepare(final)
-        tmp = _tmp_beside(p, _suffix(p))
+        tmp = temp_beside(p)
         self._staged.append((role, tmp, p))
         vols = [grid.with_array(np.asarray(c, np.float32)).to_sitk() for c in channels]
         sitk.WriteImage(sitk.JoinSeries(vols), str(tmp), useCompression=True)
 
     def add_json(self, role: str, data: Any, final: str | os.PathLike) -> None:
         p = self._prepare(final)
-        tmp = _tmp_beside(p, ".json")
+        tmp = temp_beside(p)
         self._staged.append((role, tmp, p))
         tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
     def commit(self) -> dict[str, str]:
         for role, tmp, final in self._staged:
-            os.replace(tmp, final)
+            publish(tmp, final)
             self.files[role] = str(final)
         self._staged.clear()
         self.committed = True

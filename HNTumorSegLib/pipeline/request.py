@@ -20,12 +20,12 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..fileio import write_json_atomic
 
 TASKS = ("prert", "midrt", "petct")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -112,9 +112,7 @@ class SegmentRequest:
 
     def write_json(self, path: str | Path) -> Path:
         """Write ``request.json`` for the worker."""
-        p = Path(path)
-        p.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        return p
+        return write_json_atomic(path, self.to_dict())
 
     # ---- command line --------------------------------------------------------------------------
     def to_argv(self, progress: str | None = None) -> list[str]:

@@ -97,12 +97,6 @@ def prepare_midrt(case: ValidatedCase) -> Work:
     return Work(images, t2, boxes, _region(boxes, next(iter(images.values()))), notes)
 
 
-def prepare_prert(case: ValidatedCase) -> Work:
-    images = _working_images(case.images, case.model.card.spacing)
-    boxes = list(case.boxes)
-    return Work(images, case.reference, boxes, _region(boxes, next(iter(images.values()))))
-
-
 def prepare_petct(case: ValidatedCase) -> Work:
     from ..prompts.head_localisation import crop_around_boxes, locate_head
 
@@ -135,6 +129,4 @@ def prepare_work(case: ValidatedCase) -> Work:
         return prepare_midrt(case)
     if case.task == "petct" and "CT" in case.images and "PET" in case.images:
         return prepare_petct(case)
-    if case.task == "prert":
-        return prepare_prert(case)
     return prepare_generic(case)

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from HNTumorSegLib.errors import InputError
+from HNTumorSegLib.fileio import write_text_atomic
 
 TRAINERS_DIR = Path(__file__).resolve().parent / "nnunet_trainers"
 
@@ -96,7 +97,7 @@ def _need(value, what: str, flag: str) -> str:
 def _dump(data, path) -> None:
     text = json.dumps(data, indent=2, default=str)
     if path:
-        Path(path).write_text(text + "\n", encoding="utf-8")
+        write_text_atomic(path, text + "\n")
     print(text if not path else f"wrote {path}")
 
 

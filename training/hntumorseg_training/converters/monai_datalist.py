@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from HNTumorSegLib.errors import InputError
+from HNTumorSegLib.fileio import write_json_atomic
 
 from .nnunet_raw import case_channel_paths, read_raw_dataset
 from .splits import SPLITS_NAME, fold_of_patients
@@ -49,8 +50,7 @@ def build_datalist(raw_folder: str | os.PathLike) -> dict:
 def write_datalist(raw_folder: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write the datalist (default ``<raw>/datalist.json``)."""
     out = Path(out) if out is not None else Path(raw_folder) / "datalist.json"
-    out.write_text(json.dumps(build_datalist(raw_folder), indent=2) + "\n", encoding="utf-8")
-    return out
+    return write_json_atomic(out, build_datalist(raw_folder))
 
 
 def fold_lists(datalist: dict, fold: int) -> tuple[list[dict], list[dict]]:

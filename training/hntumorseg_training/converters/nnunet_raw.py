@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from HNTumorSegLib.errors import InputError
+from HNTumorSegLib.fileio import write_json_atomic
 from HNTumorSegLib.image import Image, write_image
 
 LABELS = {"background": 0, "GTVp": 1, "GTVn": 2}
@@ -110,9 +111,7 @@ class RawDatasetWriter:
                 **(extra or {}),
             },
         }
-        tmp = self.folder / "dataset.json.tmp"
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.folder / "dataset.json")
+        write_json_atomic(self.folder / "dataset.json", data)
         return self.folder
 
 

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from HNTumorSegLib.errors import InputError
+from HNTumorSegLib.fileio import write_json_atomic
 
 from .nnunet_raw import read_raw_dataset
 
@@ -65,8 +65,7 @@ def write_splits(splits: list[dict], path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         path = path / SPLITS_NAME
-    path.write_text(json.dumps(splits, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_json_atomic(path, splits)
 
 
 def write_dataset_splits(raw_folder: str | os.PathLike, n_folds: int = 5, seed: int = 12345) -> Path:
