@@ -82,17 +82,17 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        from HNTumorSegLib.scene.inputs import TASK_TITLES, TASKS
-        from HNTumorSegLib.scene.logic import DEVICES, QUALITIES
+        from HNTumorSegLib.scene.inputs import TASK_TITLES
+        from HNTumorSegLib.vocab import Device, Quality, Task
 
         ui_widget = slicer.util.loadUI(self.resourcePath("UI/HNTumorSeg.ui"))
         self.layout.addWidget(ui_widget)
         self.ui = slicer.util.childWidgetVariables(ui_widget)
         ui_widget.setMRMLScene(slicer.mrmlScene)
-        for task in TASKS:
-            self.ui.taskComboBox.addItem(TASK_TITLES[task], task)
-        self.ui.deviceComboBox.addItems(list(DEVICES))
-        self.ui.qualityComboBox.addItems(list(QUALITIES))
+        for task in Task:
+            self.ui.taskComboBox.addItem(TASK_TITLES[task], task.value)
+        self.ui.deviceComboBox.addItems(list(Device.values()))
+        self.ui.qualityComboBox.addItems(list(Quality.values()))
         self.ui.modelComboBox.addItems(_model_ids())
         self.logic = HNTumorSegLogic()
         self._param = self.logic.getParameterNode()
@@ -135,8 +135,8 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self):
         self.poll_timer.stop()
         self.preview_timer.stop()
-        if self.logic.scene_logic.running:
-            self.logic.scene_logic.cancel()
+        if self.logic.running:
+            self.logic.cancel()
         self.removeObservers()
 
     # ---- parameter node <-> GUI --------------------------------------------------------------
@@ -181,7 +181,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 w.setVisible(role in shown)
         self.ui.gradientPreviewCheckBox.setVisible(task == "midrt")
         self.ui.boxesFromPriorButton.setEnabled(self.ui.priorSelector.currentNode() is not None)
-        running = self.logic.scene_logic.running
+        running = self.logic.running
         self.ui.applyButton.text = "Cancel" if running else "Apply"
         self.ui.applyButton.setEnabled(running or all(p.GetNodeReference(r) for r in shown))
         self._updating = False
@@ -196,7 +196,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                           prior=p.GetNodeReferenceID("prior") or "", model=p.GetParameter("model"),
                           device=p.GetParameter("device") or "auto", quality=p.GetParameter("quality") or "fast",
                           use_boxes=p.GetParameter("useBoxes") != "false",
-                          uncertainty=p.GetParameter("uncertainty") == "true")
+                          save_uncertainty=p.GetParameter("uncertainty") == "true")
 
     # ---- inputs and boxes ----------------------------------------------------------------------
     def onLoadCase(self):
@@ -218,7 +218,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Could not make boxes from the prior.", waitCursor=True):
             params = self.parameters()
             reference = slicer.mrmlScene.GetNodeByID(params.inputs.get("T2") or params.inputs.get("CT"))
-            self.logic.scene_logic.boxes_from_prior(self.ui.priorSelector.currentNode(), reference)
+            self.logic.boxes_from_prior(self.ui.priorSelector.currentNode(), reference, model=params.model)
 
     def onAddBox(self, label):
         from HNTumorSegLib.scene.roi_boxes import add_box_at
@@ -267,9 +267,8 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ---- run -----------------------------------------------------------------------------------
     def onApplyOrCancel(self):
-        sl = self.logic.scene_logic
-        if sl.running:
-            sl.cancel()
+        if self.logic.running:
+            self.logic.cancel()
             self.poll_timer.stop()
             self._log("cancelled")
             self.ui.progressBar.setVisible(False)
@@ -278,7 +277,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.logic.ensureDependencies():
             return
         with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
-            sl.start(self.parameters())
+            self.logic.start(self.parameters())
             self.ui.logTextEdit.clear()
             self.ui.progressBar.setValue(0)
             self.ui.progressBar.setVisible(True)
@@ -286,8 +285,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateGUIFromParameterNode()
 
     def onPoll(self):
-        sl = self.logic.scene_logic
-        state = sl.poll()
+        state = self.logic.poll()
         self.ui.progressBar.setValue(state.percent)
         self.ui.stageLabel.text = f"{state.stage}: {state.message}" if state.stage else ""
         for line in state.log:
@@ -298,7 +296,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.setVisible(False)
         if state.state == "succeeded":
             with slicer.util.tryWithErrorDisplay("Could not import the result.", waitCursor=True):
-                seg = sl.import_result()
+                seg = self.logic.import_result()
                 self.ui.segmentationSelector.setCurrentNode(seg)
                 self.ui.stageLabel.text = "Done: review the contours, edit them in Segment Editor, then export."
         elif state.error and state.state != "cancelled":
@@ -319,7 +317,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onReview(self):
         with slicer.util.tryWithErrorDisplay("Could not review the segmentation.", waitCursor=True):
             seg, ref = self._result_and_reference()
-            tables = self.logic.scene_logic.review(seg, ref, reference=self.ui.referenceSelector.currentNode())
+            tables = self.logic.review(seg, ref, reference=self.ui.referenceSelector.currentNode())
             slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
             slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(
                 (tables.get("comparison") or tables["lesions"]).GetID())
@@ -333,8 +331,9 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return  # highdicom / scikit-image come with the first-run install
         with slicer.util.tryWithErrorDisplay("Could not export.", waitCursor=True):
             seg, ref = self._result_and_reference()
-            files = self.logic.scene_logic.export(seg, ref, self.ui.exportDirectoryPathLineEdit.currentPath, formats,
-                                                  source_files=_dicom_files_of(ref))
+            files = self.logic.export(seg, ref, self.ui.exportDirectoryPathLineEdit.currentPath, formats,
+                                      source_files=_dicom_files_of(ref))
+            _add_to_dicom_database([files[k] for k in ("dicom_seg", "rtstruct") if k in files])
             slicer.util.infoDisplay("Written:\n" + "\n".join(str(f) for f in files.values()))
 
 
@@ -353,6 +352,16 @@ def _model_ids():
         return []
 
 
+def _add_to_dicom_database(paths):
+    """Exported DICOM objects into Slicer's DICOM database (when one is open): the DICOM browser and
+    Slicer's own Send then see them beside their source series."""
+    database = getattr(slicer, "dicomDatabase", None)
+    if not paths or database is None or not database.isOpen:
+        return
+    for path in paths:
+        database.insert(str(path))
+
+
 def _dicom_files_of(volume):
     """Files of a volume loaded through Slicer's DICOM module (None for others: the logic then says why)."""
     uids = (volume.GetAttribute("DICOM.instanceUIDs") or "").split()
@@ -362,13 +371,52 @@ def _dicom_files_of(volume):
 
 
 class HNTumorSegLogic(ScriptedLoadableModuleLogic):
-    """Slicer-side logic: owns the scene logic (HNTumorSegLib.scene.logic) and the dependency set-up."""
+    """Slicer-side logic: the dependency set-up, and the widget's one door to the scene logic.
+
+    The work is :class:`HNTumorSegLib.scene.logic.SegmentationSceneLogic` (no Qt, tested on
+    slicer-core); the methods below hand each widget action to it, so the widget never reaches
+    through to it. It is made on first use, not at import: Slicer imports this file at start-up,
+    before the first-run install (:meth:`ensureDependencies`) may have run.
+    """
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        from HNTumorSegLib.scene.logic import HNTumorSegLogic as SceneLogic
+        self._segmentation = None
 
-        self.scene_logic = SceneLogic(slicer.mrmlScene)
+    @property
+    def segmentation(self):
+        """The :class:`~HNTumorSegLib.scene.logic.SegmentationSceneLogic` of the current scene."""
+        if self._segmentation is None:
+            from HNTumorSegLib.scene.logic import SegmentationSceneLogic
+
+            self._segmentation = SegmentationSceneLogic(slicer.mrmlScene)
+        return self._segmentation
+
+    @property
+    def running(self):
+        return self._segmentation is not None and self._segmentation.running
+
+    def start(self, params):
+        return self.segmentation.start(params)
+
+    def poll(self):
+        return self.segmentation.poll()
+
+    def cancel(self):
+        if self._segmentation is not None:
+            self._segmentation.cancel()
+
+    def import_result(self):
+        return self.segmentation.import_result()
+
+    def boxes_from_prior(self, prior_node, reference_node, model=""):
+        return self.segmentation.boxes_from_prior(prior_node, reference_node, model=model)
+
+    def review(self, seg_node, reference_node, reference=None):
+        return self.segmentation.review(seg_node, reference_node, reference=reference)
+
+    def export(self, seg_node, reference_node, out_dir, formats, source_files=None):
+        return self.segmentation.export(seg_node, reference_node, out_dir, formats, source_files=source_files)
 
     def ensureDependencies(self):
         from HNTumorSegLib.install import ensure_dependencies

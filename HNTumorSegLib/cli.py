@@ -23,11 +23,15 @@ SUBCOMMANDS = {
     "evaluate": "Score predictions against references: DSC, DSCagg, HD95, MSD, volumes, GTVn F1agg.",
     "batch": "Segment a whole cohort (HNTS-MRG, HECKTOR or plain layout), evaluate, and write a QA report.",
     "models": "List, show, fetch and verify the models of the catalogue.",
+    "export": "Write a label map as DICOM RTSTRUCT and/or SEG on its source series; optionally send them (C-STORE).",
+    "biomarkers": "PET biomarkers of GTVp/GTVn: MTV, NTV, SUVmax, SUVmean, SUVpeak, TLG, NLG (patient and lesions).",
+    "outcome": "Research only: recurrence-free survival risk and HPV probability of a PET/CT case (seed 004).",
+    "evaluate-outcome": "Score RFS risks (Harrell C-index) and HPV probabilities (balanced accuracy, AUC) against the truth.",
 }
 
 
 def _load(name: str):
-    return importlib.import_module(f"HNTumorSegLib.commands.{name}")
+    return importlib.import_module(f"HNTumorSegLib.commands.{name.replace('-', '_')}")
 
 
 def build_parser() -> argparse.ArgumentParser:

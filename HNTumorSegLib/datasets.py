@@ -40,8 +40,8 @@ from pathlib import Path
 from .caseids import case_id_from_filename, is_image_file, natural_key
 from .errors import InputError
 from .image import IMAGE_SUFFIXES, Image, read_image, strip_image_suffix
+from .vocab import Task
 
-TASKS = ("prert", "midrt", "petct")
 LAYOUTS = ("hntsmrg", "hecktor", "folder")
 _CHANNEL = re.compile(r"^(?P<id>.+)_(?P<ch>\d{4})$")
 
@@ -293,8 +293,7 @@ def prediction_path(layout: str, out_dir: str | os.PathLike, case_id: str, task:
     """Where a prediction of ``case_id`` is written for ``layout`` (see the module docstring)."""
     if layout not in LAYOUTS:
         raise InputError(f"unknown layout {layout!r}", fix=f"use one of {', '.join(LAYOUTS)}")
-    if task not in TASKS:
-        raise InputError(f"unknown task {task!r}", fix=f"use one of {', '.join(TASKS)}")
+    task = Task.parse(task)
     if not case_id or "/" in case_id or "\\" in case_id or case_id in (".", ".."):
         raise InputError(f"case id {case_id!r} cannot be a file name", fix="use ids without path separators")
     out = Path(out_dir)
@@ -309,5 +308,5 @@ def prediction_path(layout: str, out_dir: str | os.PathLike, case_id: str, task:
 
 
 __all__ = ["HNTSMRGCase", "HecktorCase", "PlainCase", "read_hntsmrg_case", "find_hntsmrg_cases",
-           "find_hecktor_cases", "find_plain_cases", "prediction_path", "case_id_from_filename", "TASKS",
+           "find_hecktor_cases", "find_plain_cases", "prediction_path", "case_id_from_filename",
            "LAYOUTS"]

@@ -168,8 +168,51 @@ def _nifti_has_nonfinite(path: Path) -> bool:
     return not np.isfinite(values).all()
 
 
-def read_image(path: str | os.PathLike, label: bool = False, name: str | None = None) -> Image:
+def _check_nifti_complete(path: Path, what: str) -> None:
+    """Raise :class:`InputError` when a NIfTI file is truncated or its gzip stream is corrupt.
+
+    Needed because ITK reads a truncated ``.nii.gz`` without a word (missing voxels become 0)
+    and Python's gzip raises a bare EOFError. Checks the voxel bytes the header promises.
+    """
+    import gzip
+    import zlib
+
+    fix = "the file is incomplete or damaged: copy or export it again"
+    try:
+        opener = gzip.open if path.name.lower().endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"cannot read the {what}: the file is truncated or corrupt ({exc.__class__.__name__})",
+                         path, fix) from None
+    for endian in ("<", ">"):
+        size = int(np.frombuffer(data[:4], f"{endian}i4")[0]) if len(data) >= 4 else 0
+        if size in (348, 540):
+            break
+    else:
+        raise InputError(f"cannot read the {what}: the file has no NIfTI header", path, fix)
+    if len(data) < size:
+        raise InputError(f"cannot read the {what}: the file is truncated inside its header", path, fix)
+    if size == 348:
+        dims = np.frombuffer(data[40:56], f"{endian}i2").astype(np.int64)
+        bitpix = int(np.frombuffer(data[72:74], f"{endian}i2")[0])
+        offset = int(np.frombuffer(data[108:112], f"{endian}f4")[0])
+    else:
+        dims = np.frombuffer(data[16:80], f"{endian}i8").astype(np.int64)
+        bitpix = int(np.frombuffer(data[14:16], f"{endian}i2")[0])
+        offset = int(np.frombuffer(data[168:176], f"{endian}i8")[0])
+    ndim = int(dims[0]) if 0 < int(dims[0]) <= 7 else 0
+    expected = offset + int(np.prod(np.maximum(dims[1:1 + ndim], 1))) * max(bitpix, 8) // 8
+    if ndim and len(data) < expected:
+        raise InputError(f"cannot read the {what}: the file is truncated ({len(data)} of {expected} bytes)", path, fix)
+
+
+def read_image(path: str | os.PathLike, label: bool = False, name: str | None = None,
+               series: str | None = None) -> Image:
     """Read a 3D NIfTI, NRRD, MetaImage file or a DICOM series folder.
+
+    A folder is read by :func:`HNTumorSegLib.dicom.read.read_dicom_folder`: its one image
+    series, or ``series`` (a SeriesInstanceUID) when it holds several.
 
     ``label=True`` checks that values are whole numbers and returns ``uint8``.
     ``name`` is a human name for messages ("the CT", "the prior"). Every failure raises
@@ -180,19 +223,13 @@ def read_image(path: str | os.PathLike, label: bool = False, name: str | None = 
     if not p.exists():
         raise InputError(f"{what} file does not exist", p, "check the path")
     try:
-        if p.is_dir():
-            series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p))
-            if not series:
-                raise InputError(f"folder holds no DICOM series for the {what}", p,
-                                 "give a NIfTI/NRRD file or a folder of one DICOM series")
-            if len(series) > 1:
-                raise InputError(f"folder holds {len(series)} DICOM series, expected one for the {what}", p,
-                                 "give the folder of a single series")
-            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p), series[0])
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(files)
-            img = reader.Execute()
+        if p.is_dir():  # one checked image series (other series, README, RTSTRUCT ... told apart)
+            from .dicom.read import read_dicom_folder
+
+            img = read_dicom_folder(p, series_uid=series, name=what).to_sitk()
         else:
+            if p.name.lower().endswith((".nii", ".nii.gz")):
+                _check_nifti_complete(p, what)
             img = sitk.ReadImage(str(p))
     except InputError:
         raise

@@ -1,74 +1,118 @@
-"""First-run dependency set-up inside 3D Slicer: ask, then install exactly what is missing.
+"""First-run dependency set-up inside 3D Slicer: ask once, install what is missing, never downgrade.
 
-Slicer ships its own Python with SimpleITK, numpy, VTK... Installing nnU-Net naively would let
-pip replace Slicer's SimpleITK (and more) with wheels built for another ABI. So:
+Other AI extensions (NNUNet, TotalSegmentator, MONAIAuto3DSeg, MONAILabel ...) share Slicer's one
+Python. Installing "nnunetv2<2.9" there would *downgrade* the nnunetv2 that TotalSegmentator put
+in and break it, so:
 
-1. :func:`missing` tells which of :data:`REQUIREMENTS` are absent or outside their pins
-   (``importlib.metadata`` + ``packaging`` specifiers, environment markers evaluated);
-2. nothing is installed before the user says yes (``confirm`` gets the full list);
-3. torch comes first, through the PyTorch extension's ``PyTorchUtils`` when the caller passes
-   its installer (it picks the CUDA build matching the driver), else from PyPI;
-4. each package is installed with ``pip install --no-deps``; then its declared requirements are
-   read from its installed metadata and only the unsatisfied ones are installed, the same way,
-   until nothing is missing (:func:`plan_closure`). :data:`PROTECTED` packages (SimpleITK,
-   numpy, VTK, torch ...) are never installed or replaced by this: a conflict with them is
-   reported instead.
+1. :data:`REQUIREMENTS` are **floors only** (the oldest versions this project works with). A
+   newer installed version is left as it is; it is merely noted when it is newer than the
+   versions tested here (:data:`TESTED_BELOW`), never replaced.
+2. pip also gets a **constraints file** (:func:`constraints_text`): every package already
+   installed may not go below its current version (``name>=installed``) and Slicer's own builds
+   (:data:`PROTECTED`: SimpleITK, numpy, VTK, torch ...) stay exactly as they are
+   (``name==installed``). A transitive requirement that would need a downgrade therefore makes
+   pip stop with an error instead of silently replacing another extension's package.
+3. torch comes from the **PyTorch extension** (``PyTorchUtils``, a build dependency of this
+   extension) with a minimum version (:data:`TORCH_MIN`); it picks the CUDA build matching the
+   driver, where a plain ``pip install torch`` is CPU-only on Windows. Its result is checked
+   (``None`` = declined or failed; an older version = error with what to do).
+4. The other packages go through ``slicer.packaging.pip_ensure`` where Slicer has it (5.12+:
+   progress dialog, skip list, restart prompt); older Slicer falls back to
+   ``slicer.util.pip_install`` with the same constraints and our own restart prompt.
+5. Nothing is installed before the user says yes (one question listing everything). When pip
+   fails (typically: no internet), the error says how to install from wheels instead
+   (:func:`offline_help`).
 
-Pins (floors and ceilings): the versions this project is tested with, see requirements.txt.
+Everything Slicer-specific is passed in (:class:`SlicerHooks`), so the logic runs in plain
+Python tests with fake ``pip_ensure`` / installed versions; :func:`slicer_hooks` builds the real
+ones inside Slicer.
 
-Example (the Slicer widget's use; ``pip_install`` is ``slicer.util.pip_install``):
-    >>> ensure_dependencies(confirm=slicer.util.confirmOkCancelDisplay,
-    ...                     pip_install=slicer.util.pip_install, torch_installer=pytorch_utils_install)
+Example (the module's Apply button):
+    >>> report = ensure_dependencies(slicer_hooks())      # doctest: +SKIP
+    >>> report.installed, report.restart_recommended      # doctest: +SKIP
+    (['nnunetv2>=2.5', 'monai>=1.4'], False)
 """
 
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import os
+import sys
+import tempfile
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from packaging.markers import default_environment
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 #: What the inference worker needs beyond Slicer's own Python (torch is handled separately).
+#: Floors only: see the module docstring (never downgrade another extension's packages).
 REQUIREMENTS = (
-    "nnunetv2>=2.5,<2.9",
-    "dynamic-network-architectures>=0.4,<0.5",
-    "monai>=1.4,<1.7",
-    "highdicom>=0.23,<0.29",
-    "pydicom>=2.4,<4",
-    "scikit-image>=0.21,<0.27",
-    "psutil>=5.9,<8",
+    "nnunetv2>=2.5",
+    "dynamic-network-architectures>=0.4",
+    "monai>=1.4",
+    "highdicom>=0.23",
+    "pydicom>=2.4",
+    "scikit-image>=0.21",
+    "psutil>=5.9",
 )
-TORCH_REQUIREMENT = "torch>=2.3"
-#: Never installed or replaced by us: Slicer's own builds (or torch's installer's job).
+#: Versions this project was tested below (requirements.txt); newer ones are kept and only noted.
+TESTED_BELOW = {"nnunetv2": "2.9", "dynamic-network-architectures": "0.5", "monai": "1.7",
+                "highdicom": "0.29", "pydicom": "4", "scikit-image": "0.27"}
+#: The oldest torch the worker runs with (``torch.load(weights_only=True)`` defaults, SDPA).
+TORCH_MIN = "2.3"
+TORCH_REQUIREMENT = f"torch>={TORCH_MIN}"
+#: Slicer's own builds (or the PyTorch extension's job): pinned to the installed version, never passed to pip.
 PROTECTED = frozenset(canonicalize_name(n) for n in (
-    "SimpleITK", "numpy", "vtk", "torch", "torchvision", "torchaudio", "pip", "setuptools", "wheel"))
+    "SimpleITK", "numpy", "vtk", "torch", "torchvision", "torchaudio", "pip", "setuptools", "wheel", "requests"))
+REQUESTER = "HNTumorSeg"
+
+
+class DependencyError(RuntimeError):
+    """Installation refused, declined or failed; the message says what to do."""
 
 
 @dataclass
-class Status:
-    """One requirement's state in this Python."""
+class SlicerHooks:
+    """What the installer needs from Slicer, passed in so tests can fake it.
 
-    requirement: Requirement
-    installed: str | None
+    ``pip_ensure``: ``slicer.packaging.pip_ensure`` (None on Slicer < 5.12); ``pip_install``:
+    ``slicer.util.pip_install`` (fallback); ``torch_logic``: ``PyTorchUtils.PyTorchUtilsLogic()``
+    (None when the PyTorch extension is absent); ``confirm(message, details) -> bool``;
+    ``restart()``: restarts Slicer; ``installed_version(name)``; ``imported``: module names
+    already imported (``sys.modules``).
+    """
 
-    @property
-    def ok(self) -> bool:
-        if self.installed is None:
-            return False
-        return not self.requirement.specifier or self.requirement.specifier.contains(self.installed, prereleases=True)
+    confirm: Callable[[str, str], bool]
+    pip_install: Callable[[str], object]
+    pip_ensure: Callable[..., object] | None = None
+    torch_logic: object | None = None
+    restart: Callable[[], object] | None = None
+    log: Callable[[str], object] = print
+    installed_version: Callable[[str], str | None] | None = None
+    installed_versions: Callable[[], Mapping[str, str]] | None = None
+    imported: Iterable[str] | None = None
+
+    def version_of(self, name: str) -> str | None:
+        return (self.installed_version or installed_version)(name)
+
+    def all_versions(self) -> dict[str, str]:
+        return dict((self.installed_versions or installed_versions)())
 
 
 @dataclass
-class Plan:
-    """What :func:`plan_closure` decided: ``install`` (pip --no-deps, in order) and ``conflicts``."""
+class InstallReport:
+    """What :func:`ensure_dependencies` did."""
 
-    install: list[str] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
+    installed: list[str] = field(default_factory=list)
+    torch_version: str | None = None
+    notes: list[str] = field(default_factory=list)
+    restart_recommended: bool = False
 
 
+# ---- reading this Python's state ----------------------------------------------------------------
 def installed_version(name: str) -> str | None:
     try:
         return metadata.version(name)
@@ -76,14 +120,36 @@ def installed_version(name: str) -> str | None:
         return None
 
 
-def status(requirement: str | Requirement) -> Status:
+def installed_versions() -> dict[str, str]:
+    """``{canonical name: version}`` of every installed distribution."""
+    out = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            out[canonicalize_name(name)] = dist.version
+    return out
+
+
+def _public(version: str) -> Version | None:
+    try:
+        return Version(Version(version).public)  # "2.4.1+cu121" -> 2.4.1 (local labels not allowed in >=)
+    except InvalidVersion:
+        return None
+
+
+def satisfied(requirement: str | Requirement, version: str | None) -> bool:
     req = requirement if isinstance(requirement, Requirement) else Requirement(requirement)
-    return Status(req, installed_version(req.name))
+    if req.marker is not None and not req.marker.evaluate(default_environment()):
+        return True
+    if version is None:
+        return False
+    return not req.specifier or req.specifier.contains(version, prereleases=True)
 
 
-def missing(requirements: Iterable[str] = REQUIREMENTS) -> list[str]:
-    """The requirement strings not satisfied in this Python (absent, or version outside the pins)."""
-    return [str(s.requirement) for s in map(status, requirements) if not s.ok]
+def missing(requirements: Iterable[str] = REQUIREMENTS,
+            version_of: Callable[[str], str | None] = installed_version) -> list[str]:
+    """The requirement strings not satisfied here (absent, or older than the floor)."""
+    return [r for r in requirements if not satisfied(r, version_of(Requirement(r).name))]
 
 
 def declared_requirements(name: str, extras: Iterable[str] = ()) -> list[Requirement]:
@@ -106,72 +172,159 @@ def declared_requirements(name: str, extras: Iterable[str] = ()) -> list[Require
     return out
 
 
-def plan_closure(roots: Iterable[str], installed_after: Callable[[str], None] | None = None) -> Plan:
-    """Unsatisfied requirements of ``roots`` and, transitively, of what is installed, protected ones apart.
+def newer_than_tested(version_of: Callable[[str], str | None] = installed_version) -> list[str]:
+    """Notes for installed packages newer than tested here (kept: another extension may need them)."""
+    notes = []
+    for name, below in TESTED_BELOW.items():
+        v = version_of(name)
+        if v is not None and _public(v) is not None and _public(v) >= Version(below):
+            notes.append(f"{name} {v} is newer than the versions tested with HNTumorSeg (<{below}); "
+                         "it is kept as it is (other extensions may rely on it)")
+    return notes
 
-    Walks installed metadata only: a requirement not installed yet goes into ``install``; the
-    caller installs it (``installed_after`` is called with it, then its own requirements are
-    walked). A protected package that is absent or off its pins becomes a ``conflict``.
-    """
-    plan = Plan()
-    seen: set[str] = set()
-    queue = [Requirement(r) for r in roots]
-    while queue:
-        req = queue.pop(0)
-        key = canonicalize_name(req.name)
-        st = status(req)
-        if key in PROTECTED:
-            if not st.ok:
-                plan.conflicts.append(f"{req} (installed: {st.installed or 'none'})")
+
+def constraints_text(versions: Mapping[str, str]) -> str:
+    """pip constraints: nothing installed may go down; Slicer's own builds may not change at all."""
+    lines = ["# written by HNTumorSeg: never downgrade what other extensions installed"]
+    for name in sorted(versions):
+        v = _public(versions[name])
+        if v is None:
             continue
-        if key in seen:
-            continue
-        seen.add(key)
-        if not st.ok:
-            plan.install.append(str(req))
-            if installed_after is None:
-                continue  # dry run: cannot see its requirements before it is installed
-            installed_after(str(req))
-        queue.extend(declared_requirements(req.name, req.extras))
-    return plan
+        key = canonicalize_name(name)
+        op = "==" if key in PROTECTED else ">="
+        lines.append(f"{key}{op}{v}")
+    return "\n".join(lines) + "\n"
 
 
-def ensure_dependencies(confirm: Callable[[str], bool], pip_install: Callable[[str], None],
-                        torch_installer: Callable[[], object] | None = None,
-                        requirements: Iterable[str] = REQUIREMENTS) -> list[str]:
-    """Ask, then install what is missing; returns the requirement strings installed (empty if none or declined).
+def offline_help(requirements: Iterable[str]) -> str:
+    """One paragraph: how to install the same packages without internet, from wheel files."""
+    reqs = " ".join(f'"{r}"' for r in requirements)
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return (f"If this computer has no internet access: on a computer with internet and Python {py} on the same "
+            f"operating system, run  python -m pip download -d hntumorseg-wheels {reqs}  then copy the "
+            "hntumorseg-wheels folder here and, in Slicer's Python console, run  "
+            f"slicer.util.pip_install('--no-index --find-links=/path/to/hntumorseg-wheels {reqs}')  "
+            "and restart Slicer.")
 
-    ``pip_install`` gets a pip argument string (``slicer.util.pip_install`` takes that form).
-    Raises ``RuntimeError`` when a protected package (e.g. SimpleITK) conflicts: we never replace it.
-    """
-    requirements = list(requirements)
-    _raise_on_conflicts(plan_closure(requirements))  # before asking: a yes must not end in a refusal
-    need_torch = not status(TORCH_REQUIREMENT).ok
-    todo = missing(requirements)
-    if not todo and not need_torch:
-        return []
-    listing = ([TORCH_REQUIREMENT + (" (through the PyTorch extension)" if torch_installer else "")]
-               if need_torch else []) + todo
-    if not confirm("HNTumorSeg needs these Python packages, about 1-3 GB, downloaded once:\n  "
-                   + "\n  ".join(listing) + "\nInstall them now?"):
-        return []
-    done = []
-    if need_torch:
-        if torch_installer is not None:
-            torch_installer()
+
+# ---- the steps ----------------------------------------------------------------------------------
+def _check_torch(version: str | None) -> str:
+    if version is None:
+        raise DependencyError("PyTorch was not installed (declined, or the install failed). Install it with the "
+                              f"'PyTorch Utils' module (version requirement >={TORCH_MIN}), then press Apply again.")
+    v = _public(version)
+    if v is None or v < Version(TORCH_MIN):
+        raise DependencyError(f"PyTorch {version} is older than HNTumorSeg needs ({TORCH_REQUIREMENT}). Open the "
+                              f"'PyTorch Utils' module, uninstall PyTorch, install it with version requirement "
+                              f">={TORCH_MIN}, restart Slicer, then press Apply again.")
+    return version
+
+
+def _install_torch(hooks: SlicerHooks) -> str:
+    """torch through the PyTorch extension (the matching CUDA build) or, without it, from PyPI."""
+    if hooks.torch_logic is not None:
+        torch = hooks.torch_logic.installTorch(askConfirmation=False, torchVersionRequirement=f">={TORCH_MIN}")
+        return _check_torch(getattr(torch, "__version__", None) if torch is not None else None)
+    hooks.log("The PyTorch extension is not installed: installing torch from PyPI (CPU-only on Windows). "
+              "Install the PyTorch extension from the Extensions Manager for GPU support.")
+    hooks.pip_install(f'"{TORCH_REQUIREMENT}"')
+    return _check_torch(hooks.version_of("torch"))
+
+
+def _write_constraints(versions: Mapping[str, str]) -> str:
+    fd, path = tempfile.mkstemp(prefix="hntumorseg-constraints-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(constraints_text(versions))
+    return path
+
+
+def updated_and_imported(before: Mapping[str, str], after: Mapping[str, str], imported: Iterable[str]) -> list[str]:
+    """Packages whose version changed while they were already imported (old code still in memory)."""
+    mods = {canonicalize_name(m.split(".")[0]) for m in imported}
+    return [f"{name}: {before.get(name)} -> {v}" for name, v in sorted(after.items())
+            if before.get(name) not in (None, v) and canonicalize_name(name) in mods]
+
+
+def _install_packages(hooks: SlicerHooks, todo: list[str], report: InstallReport) -> None:
+    before = hooks.all_versions()
+    constraints = _write_constraints(before)
+    try:
+        if hooks.pip_ensure is not None:
+            # Slicer 5.12+: progress dialog, Slicer's own packages skipped, restart prompt when needed
+            hooks.pip_ensure(todo, constraints=constraints, skip_packages=sorted(PROTECTED),
+                             prompt_install=False, prompt_restart=True, requester=REQUESTER)
         else:
-            pip_install(f'"{TORCH_REQUIREMENT}"')
-        done.append(TORCH_REQUIREMENT)
+            hooks.pip_install(" ".join(f'"{r}"' for r in todo) + f' -c "{constraints}"')
+            changed = updated_and_imported(before, hooks.all_versions(),
+                                           sys.modules if hooks.imported is None else hooks.imported)
+            if changed:
+                report.restart_recommended = True
+                if hooks.restart is not None and hooks.confirm(
+                        "Some updated packages were already loaded and may not work until Slicer restarts. "
+                        "Restart Slicer now?", "\n".join(changed)):
+                    hooks.restart()
+    except DependencyError:
+        raise
+    except Exception as exc:  # CalledProcessError, OSError ...: pip could not do it
+        raise DependencyError(f"Installing {', '.join(todo)} failed ({exc}); the details are in the Python "
+                              "console. " + offline_help(todo)) from exc
+    finally:
+        os.unlink(constraints)
+    report.installed.extend(todo)
 
-    def install(req: str) -> None:
-        pip_install(f'--no-deps "{req}"')
-        done.append(req)
 
-    _raise_on_conflicts(plan_closure(requirements, installed_after=install))
-    return done
+def ensure_dependencies(hooks: SlicerHooks, requirements: Iterable[str] = REQUIREMENTS) -> InstallReport:
+    """Ask once, then install what is missing (torch first); raises :class:`DependencyError` on refusal/failure."""
+    requirements = list(requirements)
+    report = InstallReport(notes=newer_than_tested(hooks.version_of))
+    for note in report.notes:
+        hooks.log(note)
+    torch_version = hooks.version_of("torch")
+    need_torch = torch_version is None
+    if not need_torch:
+        report.torch_version = _check_torch(torch_version)  # too old: say so, never replace it here
+    todo = missing(requirements, hooks.version_of)
+    if not todo and not need_torch:
+        return report
+    listing = ([TORCH_REQUIREMENT + (" (through the PyTorch extension)" if hooks.torch_logic is not None
+                                     else " (from PyPI)")] if need_torch else []) + todo
+    if not hooks.confirm("HNTumorSeg needs some Python packages (about 1-3 GB, downloaded once). Packages that "
+                         "are already installed are kept; none is downgraded. Install them now?",
+                         "\n".join(listing)):
+        raise DependencyError("The Python packages were not installed (declined), so HNTumorSeg cannot run yet.")
+    if need_torch:
+        try:
+            report.torch_version = _install_torch(hooks)
+        except DependencyError:
+            raise
+        except Exception as exc:
+            raise DependencyError(f"Installing PyTorch failed ({exc}). " + offline_help([TORCH_REQUIREMENT])) from exc
+        report.installed.append(TORCH_REQUIREMENT)
+    if todo:
+        _install_packages(hooks, todo, report)
+    return report
 
 
-def _raise_on_conflicts(plan: Plan) -> None:
-    if plan.conflicts:
-        raise RuntimeError("these packages of Slicer's own Python do not fit the requirements and are left as "
-                           "they are: " + "; ".join(plan.conflicts) + " - update Slicer, or report this")
+def slicer_hooks(log: Callable[[str], object] = print) -> SlicerHooks:
+    """The real hooks inside Slicer (imports ``slicer`` lazily; the PyTorch extension when present)."""
+    import slicer
+
+    packaging_module = getattr(slicer, "packaging", None)
+    if packaging_module is None:
+        try:
+            import slicer.packaging as packaging_module  # type: ignore[no-redef]
+        except ImportError:
+            packaging_module = None
+    try:
+        import PyTorchUtils
+
+        torch_logic = PyTorchUtils.PyTorchUtilsLogic()
+    except ImportError:
+        torch_logic = None
+
+    def confirm(message: str, details: str) -> bool:
+        return bool(slicer.util.confirmOkCancelDisplay(message, "HNTumorSeg", detailedText=details))
+
+    return SlicerHooks(confirm=confirm, pip_install=slicer.util.pip_install,
+                       pip_ensure=getattr(packaging_module, "pip_ensure", None), torch_logic=torch_logic,
+                       restart=slicer.util.restart, log=log)

@@ -20,7 +20,8 @@ Design choices:
 
 Example:
     >>> run = WorkerRun(python="/path/to/PythonSlicer", timeout_s=3600)   # doctest: +SKIP
-    >>> request = {...; "inputs": {"T2": str(run.temp_dir / "t2.nii.gz")}, ...}  # doctest: +SKIP
+    >>> request = SegmentRequest(model="demo-midrt", input_paths={"T2": str(run.temp_dir / "t2.nii.gz")},
+    ...                          output_path="labels.nii.gz")                  # doctest: +SKIP
     >>> run.start(request)                                              # doctest: +SKIP
     >>> while run.running:                                              # doctest: +SKIP
     ...     for ev in run.poll(): print(ev)
@@ -31,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import os
 import queue
@@ -44,7 +44,10 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from .pipeline.request import SegmentRequest
 
 from .protocol import ErrorEvent, Event, ProgressEvent, ProtocolError, ResultEvent, parse_event
 
@@ -64,17 +67,18 @@ def default_python() -> str:
     return sys.executable
 
 
-def request_to_dict(request: Any) -> dict:
-    """A request as JSON-ready dict: accepts a Mapping, an object with ``to_dict()``, or a dataclass."""
-    if hasattr(request, "to_dict"):
-        d = request.to_dict()
-    elif dataclasses.is_dataclass(request):
-        d = dataclasses.asdict(request)
-    elif isinstance(request, Mapping):
-        d = dict(request)
-    else:
-        raise TypeError(f"cannot serialise a request of type {type(request).__name__}")
-    return json.loads(json.dumps(d, default=str))  # Paths -> str, and proves it is JSON
+def request_to_dict(request: "SegmentRequest") -> dict:
+    """A :class:`~HNTumorSegLib.pipeline.request.SegmentRequest` as the ``request.json`` dict.
+
+    Strict on purpose: a plain dict (or any other object) is a TypeError, so a request is
+    always built, and checked, as a SegmentRequest in the caller's process; a renamed field
+    fails there, at construction, never later inside the worker.
+    """
+    from .pipeline.request import SegmentRequest  # light (no torch); lazy to keep `import runner` small
+
+    if not isinstance(request, SegmentRequest):
+        raise TypeError(f"a worker request must be a SegmentRequest, not {type(request).__name__}")
+    return json.loads(json.dumps(request.to_dict()))  # proves it is JSON
 
 
 def _signal_name(code: int) -> str:
@@ -203,7 +207,7 @@ class WorkerRun:
         env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         return env
 
-    def start(self, request: Any) -> "WorkerRun":
+    def start(self, request: "SegmentRequest") -> "WorkerRun":
         """Write ``request.json`` into the temp folder and start the worker."""
         if self.state != "created":
             raise RuntimeError(f"this run was already started (state {self.state})")

@@ -13,38 +13,40 @@ exits 2; other failures (out_of_memory, internal, crashed, timeout) print one li
 and give exit code 1. Ctrl-C cancels the worker's whole tree before it propagates.
 
 Example:
-    >>> code = run_in_worker({"task": "midrt", "inputs": {"T2": "t2.nii.gz"}, ...}, "bar")  # doctest: +SKIP
+    >>> code = run_in_worker(SegmentRequest(model="demo-midrt", input_paths={"T2": "t2.nii.gz"}, ...),
+    ...                      "bar")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .errors import DeviceError, InputError, ModelError, WorkerFailed
 from .progress import TextProgressBar
 from .protocol import ErrorEvent, ProgressEvent, ResultEvent
 from .runner import WorkerRun
+from .vocab import ProgressMode
 
-PROGRESS_MODES = ("bar", "json", "none")
+if TYPE_CHECKING:
+    from .pipeline.request import SegmentRequest
 _USER_ERRORS = {"bad_input": InputError, "model": ModelError, "device": DeviceError}
 
 
-def run_worker(request: Any, progress_mode: str = "bar", python: str | None = None,
+def run_worker(request: "SegmentRequest", progress_mode: str | ProgressMode = "bar", python: str | None = None,
                timeout_s: float | None = None, out: TextIO | None = None,
                err: TextIO | None = None) -> ResultEvent | ErrorEvent:
     """Run the request in a worker, render its events; return the final event (never raises for failures)."""
-    if progress_mode not in PROGRESS_MODES:
-        raise InputError(f"unknown progress mode {progress_mode!r}", None, f"use {', '.join(PROGRESS_MODES)}")
+    progress_mode = ProgressMode.parse(progress_mode)
     out = out or sys.stdout
-    bar = TextProgressBar(err or sys.stderr) if progress_mode == "bar" else None
+    bar = TextProgressBar(err or sys.stderr) if progress_mode is ProgressMode.BAR else None
     with WorkerRun(python=python, timeout_s=timeout_s) as run:
         run.start(request)
         try:
             while True:
                 for ev in run.poll():
-                    if progress_mode == "json":
+                    if progress_mode is ProgressMode.JSON:
                         out.write(ev.to_json() + "\n")
                         out.flush()
                     elif bar is not None and isinstance(ev, ProgressEvent) and ev.stage != "load":
@@ -67,20 +69,21 @@ def summary(result: ResultEvent) -> str:
     return f"wrote {result.files.get('labels', '?')}: {vols} ({total:.1f} s on {where})"
 
 
-def run_in_worker(request: Any, progress_mode: str = "bar", python: str | None = None,
+def run_in_worker(request: "SegmentRequest", progress_mode: str | ProgressMode = "bar", python: str | None = None,
                   timeout_s: float | None = None) -> int:
     """Run ``request`` in a worker; 0 on success, 1 on a failure the user cannot fix by changing inputs.
 
     Raises InputError / ModelError / DeviceError for the user-fixable kinds (exit 2 via the CLI).
     """
+    progress_mode = ProgressMode.parse(progress_mode)
     final = run_worker(request, progress_mode, python=python, timeout_s=timeout_s)
     try:
         result = raise_for_failure(final)
     except WorkerFailed as exc:
-        if progress_mode != "json":  # in json mode the error event itself was printed
+        if progress_mode is not ProgressMode.JSON:  # in json mode the error event itself was printed
             print(f"hntumorseg: {exc}", file=sys.stderr)
         return 1
-    if progress_mode != "json":
+    if progress_mode is not ProgressMode.JSON:
         print(summary(result))
     return 0
 

@@ -1,14 +1,15 @@
 """Exports read back equal the segmentation: NIfTI (SimpleITK), DICOM SEG (highdicom, pydicom), RTSTRUCT, CSV.
 
-The DICOM case is made here: a small MR series written with pydicom from a phantom T2, loaded
-into a real vtkMRMLScene (slicer-core) from its folder, segmented with the phantom's label map,
-then exported through the module's logic.
+The DICOM case is made here: a small conformant MR series (dciodvfy-clean, written by
+:mod:`HNTumorSegLib.phantoms.dicom_series`), loaded into a real vtkMRMLScene (slicer-core)
+from its folder by series, segmented with the phantom's label map, then exported through the
+module's logic; the last test's folder also holds a README and an earlier RTSTRUCT.
 """
 
 from __future__ import annotations
 
 import csv
-from pathlib import Path
+import shutil
 
 import numpy as np
 import pytest
@@ -23,46 +24,11 @@ from HNTumorSegLib.errors import InputError  # noqa: E402
 from HNTumorSegLib.export.dicom_seg import read_dicom_seg_labels  # noqa: E402
 from HNTumorSegLib.export.rtstruct import read_rtstruct_labels  # noqa: E402
 from HNTumorSegLib.image import Image  # noqa: E402
+from HNTumorSegLib.phantoms.dicom_series import write_dicom_series  # noqa: E402
 from HNTumorSegLib.scene.inputs import load_image_node  # noqa: E402
-from HNTumorSegLib.scene.logic import HNTumorSegLogic  # noqa: E402
+from HNTumorSegLib.scene.logic import SegmentationSceneLogic  # noqa: E402
 from HNTumorSegLib.scene.mrml import image_from_volume_node, make_scene  # noqa: E402
 from HNTumorSegLib.scene.segmentation_io import import_label_map  # noqa: E402
-
-
-def write_dicom_series(image: Image, folder: Path, modality: str = "MR") -> list[Path]:
-    """One file per slice with the tags highdicom needs (patient, study, series, frame of reference, plane)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    folder.mkdir(parents=True, exist_ok=True)
-    study, series, frame = generate_uid(), generate_uid(), generate_uid()
-    sop_class = "1.2.840.10008.5.1.4.1.1.4" if modality == "MR" else "1.2.840.10008.5.1.4.1.1.2"
-    d = image.direction
-    files = []
-    for k in range(image.array.shape[0]):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = sop_class
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = sop_class, meta.MediaStorageSOPInstanceUID, modality
-        ds.PatientID, ds.PatientName, ds.PatientBirthDate, ds.PatientSex = "HNTS-1", "Phantom^One", "", "O"
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
-        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20240101", "120000", "1", ""
-        ds.ReferringPhysicianName, ds.SeriesNumber, ds.InstanceNumber, ds.Manufacturer = "", 1, k + 1, "phantom"
-        ds.ImagePositionPatient = [float(v) for v in image.index_to_physical(np.array([0.0, 0.0, k]))]
-        ds.ImageOrientationPatient = [float(v) for v in np.concatenate([d[:, 0], d[:, 1]])]
-        ds.PixelSpacing = [float(image.spacing[1]), float(image.spacing[0])]
-        ds.SliceThickness = float(image.spacing[2])
-        ds.Rows, ds.Columns = image.array.shape[1], image.array.shape[2]
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.PixelData = np.ascontiguousarray(image.array[k].astype(np.int16)).tobytes()
-        path = folder / f"slice_{k:03d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        files.append(path)
-    return files
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +37,7 @@ def dicom_case(tmp_path_factory):
 
     case = make_prert_case(seed=3, shape=(12, 40, 40), spacing=(1.5, 1.5, 3.0), n_nodes=2)
     folder = tmp_path_factory.mktemp("dicom") / "T2"
-    files = write_dicom_series(case["T2"], folder)
+    files = write_dicom_series(case["T2"], folder, "MR")
     app = make_scene()
     node = load_image_node(app.scene, folder, name="T2")
     grid = image_from_volume_node(node)
@@ -83,14 +49,14 @@ def dicom_case(tmp_path_factory):
 
 def test_loaded_dicom_series_keeps_geometry_and_files(dicom_case):
     _, node, _, labels, files = dicom_case
-    assert sorted(node.GetAttribute("HNTumorSeg.SourceFiles").split("|")) == sorted(str(f) for f in files)
+    assert node.GetAttribute("HNTumorSeg.SourceFiles").split("|") == [str(f) for f in files]
     ds = pydicom.dcmread(files[0])
     np.testing.assert_allclose(labels.origin, [float(v) for v in ds.ImagePositionPatient], atol=1e-4)
 
 
 def test_all_exports_read_back_equal_the_segmentation(dicom_case, tmp_path):
     app, node, seg, labels, files = dicom_case
-    out = HNTumorSegLogic(app.scene).export(seg, node, tmp_path, formats=("nifti", "dicom_seg", "rtstruct", "csv"),
+    out = SegmentationSceneLogic(app.scene).export(seg, node, tmp_path, formats=("nifti", "dicom_seg", "rtstruct", "csv"),
                                             basename="case1")
     # NIfTI through SimpleITK: same voxels, same grid, uint8 0/1/2
     nii = sitk.ReadImage(str(out["nifti"]))
@@ -150,8 +116,36 @@ def test_dicom_export_refused_for_a_nifti_input(tmp_path):
     labels = img.with_array(np.pad(np.ones((1, 2, 2), np.uint8), ((1, 1), (1, 1), (1, 2))))
     seg = import_label_map(app.scene, labels, node)
     with pytest.raises(InputError, match="not loaded from DICOM"):
-        HNTumorSegLogic(app.scene).export(seg, node, tmp_path / "out", formats=("dicom_seg",))
+        SegmentationSceneLogic(app.scene).export(seg, node, tmp_path / "out", formats=("dicom_seg",))
     with pytest.raises(InputError, match="NIfTI file name"):
         from HNTumorSegLib.export.nifti import write_label_nifti
 
         write_label_nifti(labels, tmp_path / "x.nrrd")
+
+
+def test_folder_with_other_files_loads_and_exports_its_image_series(tmp_path):
+    """A README and an earlier RTSTRUCT beside the MR: load by series, export on it only."""
+    from HNTumorSegLib.phantoms import make_prert_case
+
+    case = make_prert_case(seed=4, shape=(8, 32, 32), spacing=(1.5, 1.5, 3.0), n_nodes=1)
+    folder = tmp_path / "study"
+    files = write_dicom_series(case["T2"], folder, "MR", prefix="MR")
+    (folder / "README").write_text("not DICOM")
+    app = make_scene()
+    node = load_image_node(app.scene, folder, name="T2")
+    labels = image_from_volume_node(node).with_array(case["mask"].array.astype(np.uint8))
+    seg = import_label_map(app.scene, labels, node)
+    first = SegmentationSceneLogic(app.scene).export(seg, node, tmp_path / "a", formats=("rtstruct",), basename="c")
+    shutil.copy(first["rtstruct"], folder / "old_rtstruct.dcm")  # an earlier export now lies in the folder
+    node2 = load_image_node(app.scene, folder, name="T2 again")
+    assert node2.GetAttribute("HNTumorSeg.SourceFiles").split("|") == [str(f) for f in files]
+    out = SegmentationSceneLogic(app.scene).export(seg, node2, tmp_path / "b", formats=("dicom_seg", "rtstruct"),
+                                            basename="c", holes="keyhole")
+    np.testing.assert_array_equal(read_dicom_seg_labels(out["dicom_seg"], labels, files).array, labels.array)
+    np.testing.assert_array_equal(read_rtstruct_labels(out["rtstruct"], labels).array, labels.array)
+    # source files of two series (what "every file in the folder" was) are refused before anything is written
+    other = write_dicom_series(case["T2"], tmp_path / "other", "MR")
+    with pytest.raises(InputError, match="belong to 2 series"):
+        SegmentationSceneLogic(app.scene).export(seg, node2, tmp_path / "c", formats=("nifti", "rtstruct"),
+                                          source_files=files + other)
+    assert not (tmp_path / "c" / "c_gtv.nii.gz").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import SimpleITK as sitk
 from HNTumorSegLib.errors import InputError
 from HNTumorSegLib.image import (Image, check_overlap, read_image, resample_to, resample_to_spacing,
                                  write_image)
+from HNTumorSegLib.phantoms.dicom_series import write_dicom_series  # conformant CT series (dciodvfy-clean)
 
 
 def rotation(ax_deg: float, az_deg: float) -> np.ndarray:
@@ -41,38 +41,6 @@ def test_file_round_trip_keeps_geometry(tmp_path, oblique_image, suffix):
     assert back.same_grid(oblique_image)
 
 
-def write_dicom_series(image: Image, folder: Path) -> None:
-    """One CT DICOM file per slice with the tags a reader needs to rebuild the volume's geometry.
-
-    Follows SimpleITK's "Dicom Series Read Modify Write" example: a shared series UID,
-    ImageOrientationPatient from the direction, ImagePositionPatient per slice.
-    """
-    folder.mkdir(parents=True)
-    img = image.to_sitk()
-    d = img.GetDirection()
-    date, now = time.strftime("%Y%m%d"), time.strftime("%H%M%S")
-    series = [
-        ("0008|0031", now), ("0008|0021", date), ("0008|0008", "ORIGINAL\\PRIMARY\\AXIAL"),
-        ("0020|000e", f"1.2.826.0.1.3680043.2.1125.{date}.1{now}"),
-        ("0020|0037", "\\".join(f"{v:.10f}" for v in (d[0], d[3], d[6], d[1], d[4], d[7]))),
-        ("0008|103e", "HNTumorSeg geometry test"), ("0008|0060", "CT"),
-        ("0028|1050", "40"), ("0028|1051", "400"),
-    ]
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for k in range(img.GetDepth()):
-        sl = img[:, :, k]
-        for tag, value in series:
-            sl.SetMetaData(tag, value)
-        sl.SetMetaData("0008|0012", date)
-        sl.SetMetaData("0008|0013", now)
-        sl.SetMetaData("0020|0032", "\\".join(f"{v:.6f}" for v in img.TransformIndexToPhysicalPoint((0, 0, k))))
-        sl.SetMetaData("0020|0013", str(k + 1))
-        sl.SetMetaData("0008|0018", f"1.2.826.0.1.3680043.2.1125.{date}.2{now}.{k + 1}")
-        writer.SetFileName(str(folder / f"slice_{k:03d}.dcm"))
-        writer.Execute(sl)
-
-
 def test_dicom_series_round_trip_keeps_geometry(tmp_path, oblique_image):
     write_dicom_series(oblique_image, tmp_path / "series")
     back = read_image(tmp_path / "series", name="the CT")
@@ -84,16 +52,10 @@ def test_dicom_series_round_trip_keeps_geometry(tmp_path, oblique_image):
 
 
 def test_dicom_folder_with_two_series_is_an_error(tmp_path, oblique_image):
-    write_dicom_series(oblique_image, tmp_path / "a")
-    time.sleep(1.1)  # another second: another series UID
-    write_dicom_series(oblique_image.with_array(oblique_image.array + 1), tmp_path / "b")
-    both = tmp_path / "both"
-    both.mkdir()
-    for sub in ("a", "b"):
-        for f in (tmp_path / sub).iterdir():
-            (both / f"{sub}_{f.name}").write_bytes(f.read_bytes())
-    with pytest.raises(InputError, match="2 DICOM series"):
-        read_image(both)
+    write_dicom_series(oblique_image, tmp_path / "both", prefix="A")
+    write_dicom_series(oblique_image.with_array(oblique_image.array + 1), tmp_path / "both", prefix="B")
+    with pytest.raises(InputError, match="holds 2 image series"):
+        read_image(tmp_path / "both")
 
 
 def _ellipsoid_label(spacing=(0.8, 0.8, 2.0), shape=(40, 90, 90)) -> tuple[Image, float, np.ndarray]:

@@ -13,7 +13,7 @@ pytest.importorskip("nnunetv2")
 from nnunet_fixture import tiny_nnunet_test_cases  # noqa: E402
 
 from HNTumorSegLib.errors import InputError, ModelError  # noqa: E402
-from HNTumorSegLib.inference.nnunet_inference import (input_files_for, load_nnunet_folder,  # noqa: E402
+from HNTumorSegLib.inference.nnunet_inference import (input_files_for, load_nnunet_model,  # noqa: E402
                                                       predict_nnunet_case)
 
 
@@ -41,7 +41,7 @@ def test_agreement_with_nnunet_predictor_both_folds_no_tta(tiny_nnunet_results, 
 
     files = tiny_nnunet_test_cases(tiny_nnunet_results)[case_index]
     theirs_seg, theirs_prob = run_nnunet_predictor(tiny_nnunet_results, files, tmp_path)
-    model = load_nnunet_folder(tiny_nnunet_results, folds=(0, 1))
+    model = load_nnunet_model(tiny_nnunet_results, folds=(0, 1))
     assert len(model.networks) == 2
     out = tmp_path / "ours.nii.gz"
     res = predict_nnunet_case(model, files, device="cpu", tta=False, return_probabilities=True, output_file=out)
@@ -65,7 +65,7 @@ def test_agreement_with_nnunet_predictor_both_folds_no_tta(tiny_nnunet_results, 
 
 
 def test_inputs_by_channel_name_and_errors(tiny_nnunet_results, tmp_path):
-    model = load_nnunet_folder(tiny_nnunet_results, folds=(0,))
+    model = load_nnunet_model(tiny_nnunet_results, folds=(0,))
     ct, pet = tiny_nnunet_test_cases(tiny_nnunet_results)[0]
     assert input_files_for(model, {"PET": pet, "CT": ct}) == [str(ct), str(pet)]
     with pytest.raises(InputError, match="channels"):
@@ -75,14 +75,14 @@ def test_inputs_by_channel_name_and_errors(tiny_nnunet_results, tmp_path):
     with pytest.raises(InputError, match="not found"):
         input_files_for(model, [ct, tmp_path / "missing.nii.gz"])
     with pytest.raises(ModelError):
-        load_nnunet_folder(tiny_nnunet_results, folds=(4,))
+        load_nnunet_model(tiny_nnunet_results, folds=(4,))
     with pytest.raises(ModelError):
-        load_nnunet_folder(tmp_path, folds=None)
+        load_nnunet_model(tmp_path, folds=None)
 
 
 def test_single_fold_runs_and_reports_progress(tiny_nnunet_results):
     calls = []
-    model = load_nnunet_folder(tiny_nnunet_results, folds=(1,))
+    model = load_nnunet_model(tiny_nnunet_results, folds=(1,))
     files = tiny_nnunet_test_cases(tiny_nnunet_results)[0]
     t = time.perf_counter()
     res = predict_nnunet_case(model, {"CT": files[0], "PET": files[1]}, device="cpu",
@@ -100,7 +100,7 @@ def test_project_loader_builds_the_network_nnunet_builds(tiny_nnunet_results):
 
     from HNTumorSegLib.models.safe_load import load_checkpoint
 
-    project = load_nnunet_folder(tiny_nnunet_results, folds=(0, 1))
+    project = load_nnunet_model(tiny_nnunet_results, folds=(0, 1))
     assert project.folds == (0, 1)
     x = torch.randn(1, 2, 16, 48, 48)
     for fold, ours in zip((0, 1), project.networks):

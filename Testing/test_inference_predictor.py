@@ -1,4 +1,5 @@
-"""Tests of the sliding-window Predictor: tiling, Gaussian, identity round-trip, box-restricted mode, TTA, devices."""
+"""Tests of the sliding window (TiledPredictor) and ensembles (EnsemblePredictor): tiling, Gaussian,
+identity round-trip, box-restricted mode, TTA, ensembles and uncertainty, devices."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from HNTumorSegLib.errors import DeviceError, InputError  # noqa: E402
-from HNTumorSegLib.inference import EnsembleMember, Predictor  # noqa: E402
+from HNTumorSegLib.inference import (EnsembleMember, EnsembleOptions, EnsemblePredictor, TiledPredictor,  # noqa: E402
+                                     TilingOptions)
 from HNTumorSegLib.inference import tiling  # noqa: E402
 from HNTumorSegLib.inference.devices import resolve_device  # noqa: E402
 
@@ -71,8 +73,8 @@ def test_tiles_cover_volume_and_match_nnunet(size, patch, step):
 def test_identity_network_gives_input_back_including_padding():
     for shape in [(2, 20, 40, 36), (2, 5, 11, 40)]:   # second is smaller than the patch on 2 axes
         x = rand_input(shape)
-        pred = Predictor(identity_net(2), (8, 16, 16), 2, device="cpu", use_gaussian=True)
-        logits = pred.predict_raw_logits(x).numpy()
+        pred = TiledPredictor(identity_net(2), (8, 16, 16), 2, device="cpu", options=TilingOptions(use_gaussian=True))
+        logits = pred.predict_logits(x).numpy()
         assert logits.shape == x.shape
         np.testing.assert_allclose(logits, x, rtol=1e-5, atol=1e-5)
 
@@ -84,18 +86,18 @@ def test_low_memory_mode_runs_smaller_tiles_with_the_same_answer():
     assert reduced_patch((48, 192, 192), divisor=(8, 32, 32)) == (24, 96, 96)
     assert reduced_patch((16, 96, 96)) == (16, 64, 64)   # never below one divisor, never above the patch
     x = rand_input((2, 20, 40, 36))
-    normal = Predictor(pointwise_net(), (16, 40, 36), 3, device="cpu")
-    low = Predictor(pointwise_net(), (16, 40, 36), 3, device="cpu", low_memory=True)
+    normal = TiledPredictor(pointwise_net(), (16, 40, 36), 3, device="cpu")
+    low = TiledPredictor(pointwise_net(), (16, 40, 36), 3, device="cpu", options=TilingOptions(low_memory=True))
     assert low.accumulate_on == "cpu"
     assert low.count_tiles(x.shape[1:]) > normal.count_tiles(x.shape[1:])
-    np.testing.assert_allclose(low.predict_logits(x), normal.predict_logits(x), atol=1e-5)
+    np.testing.assert_allclose(low.predict_probabilities(x), normal.predict_probabilities(x), atol=1e-5)
 
 
 def test_probabilities_sum_to_one_and_progress_reported():
     calls = []
-    pred = Predictor([pointwise_net(seed=0), pointwise_net(seed=1)], (8, 16, 16), 3, device="cpu",
-                     progress=lambda **kw: calls.append(kw))
-    p = pred.predict_logits(rand_input())
+    pred = EnsemblePredictor([pointwise_net(seed=0), pointwise_net(seed=1)], (8, 16, 16), 3, device="cpu",
+                             progress=lambda **kw: calls.append(kw))
+    p = pred.predict_probabilities(rand_input())
     np.testing.assert_allclose(p.sum(0), 1.0, atol=1e-5)
     n = pred.count_tiles((20, 40, 36))
     assert len(calls) == 2 * n
@@ -106,9 +108,9 @@ def test_probabilities_sum_to_one_and_progress_reported():
 def test_fold_logits_average_equals_mean_of_single_fold_logits():
     x = rand_input()
     a, b = conv3_net(seed=3), conv3_net(seed=4)
-    both = Predictor([a, b], (8, 16, 16), 3, device="cpu").predict_raw_logits(x)
-    la = Predictor(a, (8, 16, 16), 3, device="cpu").predict_raw_logits(x)
-    lb = Predictor(b, (8, 16, 16), 3, device="cpu").predict_raw_logits(x)
+    both = TiledPredictor([a, b], (8, 16, 16), 3, device="cpu").predict_logits(x)
+    la = TiledPredictor(a, (8, 16, 16), 3, device="cpu").predict_logits(x)
+    lb = TiledPredictor(b, (8, 16, 16), 3, device="cpu").predict_logits(x)
     torch.testing.assert_close(both, (la + lb) / 2, rtol=1e-5, atol=1e-5)
 
 
@@ -116,8 +118,8 @@ def test_fold_logits_average_equals_mean_of_single_fold_logits():
 def test_box_restricted_equals_full_inside_and_background_outside(tiling_mode):
     x = rand_input((2, 24, 64, 64))
     net = pointwise_net()
-    full_pred = Predictor(net, (8, 16, 16), 3, device="cpu", region_tiling=tiling_mode)
-    full = full_pred.predict_logits(x)
+    full_pred = EnsemblePredictor(net, (8, 16, 16), 3, device="cpu", tiling=TilingOptions(region_tiling=tiling_mode))
+    full = full_pred.predict_probabilities(x)
     boxes = [(slice(3, 9), slice(5, 15), slice(40, 50)), (slice(15, 20), slice(44, 60), slice(2, 9))]
     res = full_pred.predict(x, region=boxes)
     inside = tiling.region_to_mask(boxes, x.shape[1:])
@@ -129,16 +131,17 @@ def test_box_restricted_equals_full_inside_and_background_outside(tiling_mode):
 def test_box_restricted_grid_exact_for_any_network_and_fewer_tiles():
     # grid mode keeps every tile touching the region, so even a 3x3x3 network agrees exactly
     x = rand_input((2, 24, 64, 64), seed=5)
-    pred = Predictor(conv3_net(), (8, 16, 16), 3, device="cpu", region_tiling="grid")
+    pred = EnsemblePredictor(conv3_net(), (8, 16, 16), 3, device="cpu", tiling=TilingOptions(region_tiling="grid"))
     mask = np.zeros(x.shape[1:], bool)
     mask[10:14, 20:30, 30:33] = True
-    full = pred.predict_logits(x)
+    full = pred.predict_probabilities(x)
     box = pred.predict(x, region=mask)
     np.testing.assert_allclose(box.probabilities[:, mask], full[:, mask], rtol=1e-5, atol=1e-6)
     assert box.n_tiles < pred.count_tiles(x.shape[1:])
     # fit mode with a margin >= the receptive field (2 voxels): inside the region it equals the
     # network run on the whole image at once (no tile borders at all)
-    fit = Predictor(conv3_net(), (8, 16, 16), 3, device="cpu", region_tiling="fit", region_margin=2)
+    fit = EnsemblePredictor(conv3_net(), (8, 16, 16), 3, device="cpu",
+                            tiling=TilingOptions(region_tiling="fit", region_margin=2))
     res = fit.predict(x, region=mask)
     with torch.inference_mode():
         whole = torch.softmax(conv3_net()(torch.from_numpy(x)[None])[0], 0).numpy()
@@ -147,7 +150,8 @@ def test_box_restricted_grid_exact_for_any_network_and_fewer_tiles():
 
 
 def test_empty_region_is_all_background_without_running():
-    pred = Predictor(pointwise_net(), (8, 16, 16), 3, device="cpu", uncertainty="entropy")
+    pred = EnsemblePredictor(pointwise_net(), (8, 16, 16), 3, device="cpu",
+                             options=EnsembleOptions(uncertainty="entropy"))
     res = pred.predict(rand_input(), region=np.zeros((20, 40, 36), bool))
     assert res.n_tiles == 0 and (res.probabilities[0] == 1).all() and (res.uncertainty == 0).all()
 
@@ -173,9 +177,9 @@ def test_tta_of_flip_equivariant_network_equals_no_tta_and_runs_8_passes():
     passes = []
     net.register_forward_hook(lambda *a: passes.append(1))
     x = rand_input((2, 10, 20, 20))
-    plain = Predictor(net, (8, 16, 16), 3, device="cpu").predict_raw_logits(x)
+    plain = TiledPredictor(net, (8, 16, 16), 3, device="cpu").predict_logits(x)
     n_plain = len(passes)
-    tta = Predictor(net, (8, 16, 16), 3, device="cpu", tta=True).predict_raw_logits(x)
+    tta = TiledPredictor(net, (8, 16, 16), 3, device="cpu", options=TilingOptions(tta=True)).predict_logits(x)
     assert len(passes) - n_plain == 8 * n_plain
     torch.testing.assert_close(tta, plain, rtol=1e-4, atol=1e-5)
 
@@ -183,22 +187,23 @@ def test_tta_of_flip_equivariant_network_equals_no_tta_and_runs_8_passes():
 def test_ensemble_members_probability_average_and_uncertainty():
     x = rand_input()
     a, b = pointwise_net(seed=1), pointwise_net(seed=2)
-    pa = Predictor(a, (8, 16, 16), 3, device="cpu").predict_logits(x)
-    pb = Predictor(b, (8, 16, 16), 3, device="cpu").predict_logits(x)
-    res = Predictor([([a], 3.0), EnsembleMember([b], weight=1.0)], (8, 16, 16), 3, device="cpu",
-                    uncertainty="disagreement").predict(x)
+    pa = TiledPredictor(a, (8, 16, 16), 3, device="cpu").predict_probabilities(x)
+    pb = TiledPredictor(b, (8, 16, 16), 3, device="cpu").predict_probabilities(x)
+    res = EnsemblePredictor([([a], 3.0), EnsembleMember([b], weight=1.0)], (8, 16, 16), 3, device="cpu",
+                            options=EnsembleOptions(uncertainty="disagreement")).predict(x)
     np.testing.assert_allclose(res.probabilities, 0.75 * pa + 0.25 * pb, rtol=1e-5, atol=1e-6)
     lab_a, lab_b = pa.argmax(0), pb.argmax(0)
     expected = ((lab_a != res.probabilities.argmax(0)).astype(float)
                 + (lab_b != res.probabilities.argmax(0))) / 2
     np.testing.assert_allclose(res.uncertainty, expected)
-    ent = Predictor(a, (8, 16, 16), 3, device="cpu", uncertainty="entropy").predict(x).uncertainty
+    ent = EnsemblePredictor(a, (8, 16, 16), 3, device="cpu",
+                            options=EnsembleOptions(uncertainty="entropy")).predict(x).uncertainty
     assert ent.min() >= 0 and ent.max() <= 1 + 1e-6 and ent.std() > 0
 
 
 def test_sigmoid_output_background_is_zero_outside_region():
     net = pointwise_net(k=2)
-    pred = Predictor(net, (8, 16, 16), 2, device="cpu", output="sigmoid")
+    pred = EnsemblePredictor(net, (8, 16, 16), 2, device="cpu", output="sigmoid")
     res = pred.predict(rand_input(), region=(slice(2, 6), slice(3, 9), slice(3, 9)))
     p = res.probabilities
     assert p.shape == (2, 20, 40, 36) and (p[:, 10:] == 0).all() and (p[:, 2:6, 3:9, 3:9] > 0).all()
@@ -207,7 +212,7 @@ def test_sigmoid_output_background_is_zero_outside_region():
 def test_device_errors():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError) as err:
-            Predictor(pointwise_net(), (8, 16, 16), 3, device="cuda")
+            TiledPredictor(pointwise_net(), (8, 16, 16), 3, device="cuda")
         assert isinstance(err.value, InputError) and "cuda" in err.value.one_line()
     with pytest.raises(DeviceError):
         resolve_device("tpu")
@@ -222,7 +227,7 @@ def test_shrink_mode_uses_box_sized_tiles_rounded_to_the_divisor():
     net.register_forward_hook(lambda m, i, o: shapes.append(tuple(i[0].shape[2:])))
     x = rand_input((2, 24, 64, 64), seed=9)
     boxes = [(slice(3, 6), slice(5, 15), slice(40, 50)), (slice(15, 20), slice(44, 60), slice(2, 9))]
-    pred = Predictor(net, (8, 32, 32), 3, device="cpu", region_tiling="shrink")
+    pred = EnsemblePredictor(net, (8, 32, 32), 3, device="cpu", tiling=TilingOptions(region_tiling="shrink"))
     res = pred.predict(x, region=boxes)
     assert res.n_tiles == 2 and sorted(shapes) == [(4, 16, 16), (8, 16, 8)]
     with torch.inference_mode():
@@ -230,7 +235,7 @@ def test_shrink_mode_uses_box_sized_tiles_rounded_to_the_divisor():
     inside = tiling.region_to_mask(boxes, x.shape[1:])
     np.testing.assert_allclose(res.probabilities[:, inside], whole[:, inside], rtol=1e-5, atol=1e-6)
     # without a known divisor "shrink" falls back to whole patches
-    plain = Predictor(pointwise_net(), (8, 32, 32), 3, device="cpu", region_tiling="shrink")
+    plain = TiledPredictor(pointwise_net(), (8, 32, 32), 3, device="cpu", options=TilingOptions(region_tiling="shrink"))
     assert plain.count_tiles(x.shape[1:], region=boxes) == 2
 
 
@@ -238,8 +243,30 @@ def test_thread_tuning_keeps_results_and_restores_the_setting():
     torch.set_num_threads(2)
     x = rand_input((2, 20, 64, 64), seed=11)
     nets = [conv3_net(seed=5), conv3_net(seed=6)]
-    tuned = Predictor(nets, (8, 16, 16), 3, device="cpu").predict_raw_logits(x)   # tunes 2 vs 1 thread
+    tuned = TiledPredictor(nets, (8, 16, 16), 3, device="cpu").predict_logits(x)   # tunes 2 vs 1 thread
     assert torch.get_num_threads() == 2
-    fixed = Predictor(nets, (8, 16, 16), 3, device="cpu", num_threads=1).predict_raw_logits(x)
+    fixed = TiledPredictor(nets, (8, 16, 16), 3, device="cpu", options=TilingOptions(num_threads=1)).predict_logits(x)
     assert torch.get_num_threads() == 2
     torch.testing.assert_close(tuned, fixed, rtol=1e-4, atol=1e-5)
+
+
+def test_ensemble_of_one_equals_the_tiled_predictor_and_fold_probability_average():
+    """The split keeps one answer: an ensemble of one network is its TiledPredictor, and
+    fold_average="probabilities" makes each fold a member (mean of the folds' probabilities)."""
+    x = rand_input(seed=3)
+    a, b = conv3_net(seed=3), conv3_net(seed=4)
+    tiled = TiledPredictor([a, b], (8, 16, 16), 3, device="cpu").predict_probabilities(x)
+    ens = EnsemblePredictor([a, b], (8, 16, 16), 3, device="cpu").predict_probabilities(x)
+    np.testing.assert_array_equal(tiled, ens)
+    per_fold = EnsemblePredictor([a, b], (8, 16, 16), 3, device="cpu",
+                                 options=EnsembleOptions(fold_average="probabilities"))
+    assert len(per_fold.members) == 2
+    pa = TiledPredictor(a, (8, 16, 16), 3, device="cpu").predict_probabilities(x)
+    pb = TiledPredictor(b, (8, 16, 16), 3, device="cpu").predict_probabilities(x)
+    np.testing.assert_allclose(per_fold.predict_probabilities(x), (pa + pb) / 2, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="one network"):
+        TiledPredictor([([a], 1.0), ([b], 1.0)], (8, 16, 16), 3, device="cpu")
+    with pytest.raises(ValueError, match="fold_average"):
+        EnsembleOptions(fold_average="votes")
+    with pytest.raises(ValueError, match="region_tiling"):
+        TilingOptions(region_tiling="tiny")

@@ -11,7 +11,7 @@ from HNTumorSegLib.errors import InputError
 from HNTumorSegLib.image import Image
 from HNTumorSegLib.metrics import CohortScorer, evaluate_pairs, format_table, score_case, write_json
 
-CASE_KEYS = {"DSC", "HD95", "MSD", "IoU", "sensitivity", "specificity", "volume_pred_ml", "volume_ref_ml",
+CASE_KEYS = {"DSC", "HD95", "HD99_9", "HD100", "MSD", "IoU", "sensitivity", "specificity", "volume_pred_ml", "volume_ref_ml",
              "n_lesions_pred", "n_lesions_ref"}
 
 

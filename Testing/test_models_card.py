@@ -32,7 +32,7 @@ def test_valid_card_round_trip(tmp_path):
     path.write_text(json.dumps(CARD))
     card = read_card(tmp_path)
     assert card.input_names == ["T2", "gradient_map"] and card.inputs[1].derived_from == "T2"
-    assert card.folds == [0, 1] and card.num_output_channels == 3 and card.spacing == [0.9, 0.9, 3.0]
+    assert card.folds == [0, 1] and card.num_output_channels == 3 and card.spacing_xyz == [0.9, 0.9, 3.0]
     assert ModelCard.from_dict(card.to_dict()).to_dict() == card.to_dict()
 
 
@@ -222,15 +222,49 @@ def test_bundled_demo_models_load_by_id(model_id):
 
 
 def test_parse_folds_and_absent_device():
+    # the loaders take HNTumorSegLib.folds (the one parser); its every form is tested by the fold tests
     from HNTumorSegLib.errors import DeviceError
-    from HNTumorSegLib.models.loader import move_networks, parse_folds
+    from HNTumorSegLib.folds import parse_folds
+    from HNTumorSegLib.models.types import move_networks
 
-    assert parse_folds(None) is None and parse_folds("all") is None and parse_folds(" ALL ") is None
-    assert parse_folds("0, 2,2") == [0, 2] and parse_folds(3) == [3] and parse_folds(["1", 0]) == [1, 0]
-    assert parse_folds("fold_all") == ["all"]
-    with pytest.raises(ModelError, match="bad fold '-1'"):
+    assert parse_folds(None).is_all and parse_folds("all").is_all and parse_folds(" ALL ").is_all
+    assert parse_folds("0, 2").items == (0, 2) and parse_folds(3).items == (3,) and parse_folds(["1", 0]).items == (1, 0)
+    assert parse_folds("fold_all").items == ("all",)
+    with pytest.raises(InputError, match="negative"):
         parse_folds("-1")
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA was asked for"):
             move_networks([torch.nn.Linear(1, 1)], "cuda")
+
+
+@pytest.mark.parametrize("margin", [-1, 2.5, "4", True, None, [4]])
+def test_box_margin_must_be_a_whole_number_of_voxels(tmp_path, margin):
+    data = dict(copy.deepcopy(CARD), box_margin_vox=margin)
+    (tmp_path / "model.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="box_margin_vox must be a whole number") as err:
+        read_card(tmp_path)
+    assert isinstance(err.value, ModelError) and "model.json" in err.value.one_line()
+
+
+def test_box_margin_default_round_trip_and_axis_order_keys(tmp_path):
+    from HNTumorSegLib.models.card import DEFAULT_BOX_MARGIN_VOX
+
+    card = ModelCard.from_dict(copy.deepcopy(CARD))
+    assert DEFAULT_BOX_MARGIN_VOX == 4 and card.box_margin_vox == 4 and "box_margin_vox" not in card.extra
+    assert ModelCard.from_dict(dict(copy.deepcopy(CARD), box_margin_vox=0)).box_margin_vox == 0
+    # model.json keeps its keys; the Python names say the axis order
+    out = ModelCard.from_dict(dict(copy.deepcopy(CARD), box_margin_vox=6)).to_dict()
+    assert out["spacing"] == [0.9, 0.9, 3.0] and out["patch_size"] == [16, 64, 64] and out["box_margin_vox"] == 6
+    assert "spacing_xyz" not in out and "patch_size_zyx" not in out
+    assert card.patch_size_zyx == [16, 64, 64]
+
+
+def test_bundled_demo_cards_declare_the_box_margin():
+    from HNTumorSegLib.models.loader import box_margin_vox_of, resolve_model_path
+
+    for model_id in ("demo-midrt", "demo-petct"):
+        raw = json.loads((resolve_model_path(model_id) / "model.json").read_text())
+        assert raw["box_margin_vox"] == 4
+        assert read_card(resolve_model_path(model_id)).box_margin_vox == box_margin_vox_of(model_id) == 4
+    assert box_margin_vox_of("") == 4   # no model chosen: the card default

@@ -68,7 +68,7 @@ def test_exposes_nnunet_objects_for_preprocessing_and_export(stunet_folder):
     assert model.channel_names == {"0": "CT", "1": "PET"} and model.input_names == ["CT", "PET"]
     ct = model.card.inputs[0].normalisation
     assert ct["type"] == "ct" and ct["mean"] == h.CT_PROPS["mean"] and ct["percentile_99_5"] == h.CT_PROPS["percentile_99_5"]
-    assert model.card.spacing == [1.0, 1.0, 3.0]  # x, y, z
+    assert model.card.spacing_xyz == [1.0, 1.0, 3.0]  # x, y, z
     assert model.card.architecture["name"] == "STUNet"
 
 
@@ -88,7 +88,7 @@ def test_fold_selection(stunet_folder):
     with pytest.raises(ModelError, match=r"fold\(s\) 3 not found; this model has fold\(s\) 0, 1") as err:
         load_model(stunet_folder, folds="3")
     assert isinstance(err.value, InputError) and "\n" not in err.value.one_line()
-    with pytest.raises(ModelError, match="bad fold"):
+    with pytest.raises(InputError, match="folds 'zero' not understood"):   # the one parser, HNTumorSegLib.folds
         load_model(stunet_folder, folds="zero")
 
 
@@ -176,13 +176,12 @@ def test_default_resenc_and_custom_trainer_folders(tmp_path, trainer, cls):
 
 
 def test_predictor_runs_on_the_folder_when_available(stunet_folder):
-    inference = pytest.importorskip("HNTumorSegLib.inference")
-    if not hasattr(inference, "Predictor"):
-        pytest.skip("HNTumorSegLib.inference.Predictor not built yet")
+    from HNTumorSegLib.inference import EnsemblePredictor
+
     model = load_model(stunet_folder, folds="0")
-    predictor = inference.Predictor(model.networks, patch_size=model.patch_size, num_classes=model.num_classes,
-                                    device="cpu", tta=False)
-    probs = predictor.predict_logits(np.random.default_rng(0).normal(size=(2, 33, 64, 64)).astype(np.float32))
+    predictor = EnsemblePredictor(model.networks, patch_size=model.patch_size, num_classes=model.num_classes,
+                                  device="cpu")
+    probs = predictor.predict_probabilities(np.random.default_rng(0).normal(size=(2, 33, 64, 64)).astype(np.float32))
     assert probs.shape == (3, 33, 64, 64)
 
 
@@ -199,3 +198,23 @@ def test_models_verify_command(stunet_copy, capsys, tmp_path):
     assert "model folder not found" in capsys.readouterr().err
     assert main(["models", "verify", "no-such-id"]) == 2
     assert "no model folder and no catalogue entry" in capsys.readouterr().err
+
+
+def test_fold_all_folders_load_through_the_one_folds_resolver(stunet_copy):
+    """A folder with only nnU-Net's fold_all loads by default, by "fold_all" and by "first"
+    (Slicer's fast quality); with numbered folds beside it, "all" means the numbered ones."""
+    from HNTumorSegLib.folds import parse_folds
+    from HNTumorSegLib.inference.nnunet_inference import load_nnunet_model
+
+    shutil.copytree(stunet_copy / "fold_1", stunet_copy / "fold_all")
+    assert load_model(stunet_copy).folds == [0, 1]
+    assert load_model(stunet_copy, folds="0,fold_all").folds == [0, "all"]
+    shutil.rmtree(stunet_copy / "fold_0")
+    shutil.rmtree(stunet_copy / "fold_1")
+    for asked in (None, "all", "fold_all", "first", parse_folds("fold_all")):
+        model = load_model(stunet_copy, folds=asked)
+        assert model.folds == ["all"] and len(model.networks) == 1
+        assert model.checkpoints[0].parent.name == "fold_all"
+    assert load_nnunet_model(stunet_copy, folds="fold_all").folds == ("all",)
+    with pytest.raises(ModelError, match=r"fold\(s\) 0 not found; this model has fold\(s\) fold_all"):
+        load_model(stunet_copy, folds="0")

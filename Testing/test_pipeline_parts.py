@@ -15,13 +15,14 @@ from HNTumorSegLib.models.card import ModelCard
 from HNTumorSegLib.pipeline import SegmentRequest
 from HNTumorSegLib.pipeline.channels import model_channels, needs_boxes, user_inputs
 from HNTumorSegLib.pipeline.outputs import OutputSet, paste, to_target_block
-from HNTumorSegLib.pipeline.request import parse_folds_text, parse_input_pair
+from HNTumorSegLib.folds import parse_folds
+from HNTumorSegLib.pipeline.request import parse_input_pair
 
 
 def _request() -> SegmentRequest:
-    return SegmentRequest(model="demo-petct", inputs={"CT": "ct.nii.gz", "PET": "pet.nii.gz"}, output="o.nii.gz",
-                          task="petct", boxes="b.json", device="cpu", folds=[0, 2], tta=True,
-                          probabilities="p.nii.gz", uncertainty="u.nii.gz")
+    return SegmentRequest(model="demo-petct", input_paths={"CT": "ct.nii.gz", "PET": "pet.nii.gz"},
+                          output_path="o.nii.gz", task="petct", boxes_path="b.json", device="cpu", folds=[0, 2],
+                          tta=True, probabilities_path="p.nii.gz", uncertainty_path="u.nii.gz")
 
 
 def test_request_round_trips_through_json_and_the_command_line():
@@ -29,17 +30,18 @@ def test_request_round_trips_through_json_and_the_command_line():
     assert SegmentRequest.from_dict(json.loads(json.dumps(req.to_dict()))) == req
     args = build_parser().parse_args(req.to_argv(progress="none"))
     assert SegmentRequest.from_args(args) == req
-    assert list(SegmentRequest.from_args(args).inputs) == ["CT", "PET"]  # order kept: first = output grid
+    assert list(SegmentRequest.from_args(args).input_paths) == ["CT", "PET"]  # order kept: first = output grid
 
 
 def test_request_json_written_for_the_worker(tmp_path):
     path = _request().write_json(tmp_path / "request.json")
     data = json.loads(path.read_text())
-    assert data["inputs"] == {"CT": "ct.nii.gz", "PET": "pet.nii.gz"} and data["folds"] == [0, 2]
+    assert data["input_paths"] == {"CT": "ct.nii.gz", "PET": "pet.nii.gz"} and data["folds"] == [0, 2]
 
 
-@pytest.mark.parametrize("bad", [{"model": "m", "inputs": {"T2": "a"}}, {"model": "m", "inputs": ["a"], "output": "o"},
-                                 {"model": "m", "inputs": {"T2": "a"}, "output": "o", "colour": "red"}])
+@pytest.mark.parametrize("bad", [{"model": "m", "input_paths": {"T2": "a"}},
+                                 {"model": "m", "input_paths": ["a"], "output_path": "o"},
+                                 {"model": "m", "input_paths": {"T2": "a"}, "output_path": "o", "colour": "red"}])
 def test_bad_request_json_is_an_input_error(bad):
     with pytest.raises(InputError):
         SegmentRequest.from_dict(bad)
@@ -47,12 +49,12 @@ def test_bad_request_json_is_an_input_error(bad):
 
 def test_parsers():
     assert parse_input_pair("T2=a=b.nii.gz") == ("T2", "a=b.nii.gz")
-    assert parse_folds_text("all") == "all" and parse_folds_text("0, 3") == [0, 3]
+    assert parse_folds("all").is_all and parse_folds("0, 3").to_json() == [0, 3]
     for bad in ("T2", "=x", "T2="):
         with pytest.raises(InputError):
             parse_input_pair(bad)
     with pytest.raises(InputError):
-        parse_folds_text("one")
+        parse_folds("one")
 
 
 def _grid(shape=(6, 8, 10), spacing=(1.0, 1.0, 2.0), origin=(0.0, 0.0, 0.0)) -> Image:

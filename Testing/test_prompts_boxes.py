@@ -20,7 +20,7 @@ def _mask_image(spacing=(0.5, 0.8, 2.0), origin=(10.0, -20.0, 5.0), direction=No
     m = np.zeros((12, 30, 40), np.uint8)
     m[2:6, 4:14, 5:11] = 1           # GTVp, 4*10*6 = 240 voxels
     m[8:10, 20:23, 30:33] = 2        # GTVn, 18 voxels
-    m[3, 25, 25] = 2                 # GTVn: two voxels touching only at a corner = one 26-component
+    m[3, 25, 25] = 2                 # GTVn: two voxels touching only at a corner = two face-connected lesions
     m[4, 26, 26] = 2
     m[10, 2, 38] = 2                 # GTVn, single voxel
     return Image(m, spacing, origin, np.eye(3) if direction is None else direction)
@@ -31,13 +31,32 @@ def _mask_image(spacing=(0.5, 0.8, 2.0), origin=(10.0, -20.0, 5.0), direction=No
 def test_components_names_and_order():
     img = _mask_image()
     boxes = boxes_from_mask(img)
-    assert [b.name for b in boxes] == ["GTVp-1", "GTVn-1", "GTVn-2", "GTVn-3"]
-    assert [b.label for b in boxes] == [1, 2, 2, 2]
+    assert [b.name for b in boxes] == ["GTVp-1", "GTVn-1", "GTVn-2", "GTVn-3", "GTVn-4"]
+    assert [b.label for b in boxes] == [1, 2, 2, 2, 2]
     ranges = [box_to_index_slices(b, img) for b in boxes]
     assert ranges[0] == (slice(2, 6), slice(4, 14), slice(5, 11))
     assert ranges[1] == (slice(8, 10), slice(20, 23), slice(30, 33))       # largest node first
-    assert ranges[2] == (slice(3, 5), slice(25, 27), slice(25, 27))        # the corner-touching pair
-    assert ranges[3] == (slice(10, 11), slice(2, 3), slice(38, 39))
+    # the corner-touching pair: two boxes (seed 003's face connectivity), ties ordered by z, y, x
+    assert ranges[2] == (slice(3, 4), slice(25, 26), slice(25, 26))
+    assert ranges[3] == (slice(4, 5), slice(26, 27), slice(26, 27))
+    assert ranges[4] == (slice(10, 11), slice(2, 3), slice(38, 39))
+
+
+def test_face_connectivity_splits_diagonal_only_neighbours():
+    from HNTumorSegLib.prompts.boxes import lesion_components
+
+    m = np.zeros((5, 6, 6), np.uint8)
+    m[1, 1, 1] = m[2, 2, 2] = 2          # corner neighbours
+    m[1, 4, 1] = m[1, 5, 2] = 2          # edge neighbours (in-plane diagonal)
+    m[3, 1, 4] = m[3, 1, 5] = 2          # face neighbours: one lesion whatever the rule
+    img = Image(m, (1.0, 1.0, 3.0), (0.0, 0.0, 0.0))
+    assert len(boxes_from_mask(img)) == 5
+    assert len(lesion_components(m, 2, connectivity=6)) == 5
+    assert len(lesion_components(m, 2, connectivity=26)) == 3       # the old rule merges the diagonals
+    face = [b for b in boxes_from_mask(img) if box_to_index_slices(b, img)[2] == slice(4, 6)]
+    assert len(face) == 1
+    with pytest.raises(ValueError):
+        lesion_components(m, 2, connectivity=18)
 
 
 def test_box_covers_voxel_edges_in_ras():
@@ -94,7 +113,7 @@ def test_boxes_to_mask_and_union_region():
     m = boxes_to_mask(boxes, img)
     assert m.dtype == bool and m.shape == img.array.shape
     assert m[img.array > 0].all()
-    assert m.sum() == 240 + 18 + 8 + 1
+    assert m.sum() == 240 + 18 + 1 + 1 + 1
     grown = boxes_to_mask(boxes[:1], img, margin_mm=2.0)      # 2 mm = 4 x-voxels, 2.5 y, 1 z
     # y: faces at 3.5 - 2.5 = 1.0 and 13.5 + 2.5 = 16.0 pass through voxel centres 1 and 16: kept
     assert box_to_index_slices(boxes[0].expanded(2.0), img) == (slice(1, 7), slice(1, 17), slice(1, 15))

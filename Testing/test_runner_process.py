@@ -18,7 +18,11 @@ import psutil
 import pytest
 
 from HNTumorSegLib.protocol import ErrorEvent, ProgressEvent, ResultEvent
+from HNTumorSegLib.pipeline.request import SegmentRequest
 from HNTumorSegLib.runner import WorkerRun, request_to_dict
+
+# The fake workers below never read it; WorkerRun.start takes only a SegmentRequest.
+REQUEST = SegmentRequest(model="demo-midrt", input_paths={"T2": "t2.nii.gz"}, output_path="labels.nii.gz")
 
 # Child: prints two progress events, starts a grandchild that sleeps, says so, then hangs.
 TREE_SCRIPT = textwrap.dedent("""
@@ -76,7 +80,7 @@ def _temp_dirs(parent: Path) -> list[Path]:
 def test_cancel_ends_whole_tree_within_2s_and_removes_temp(tmp_path):
     run = _script_run(tmp_path, TREE_SCRIPT)
     (run.temp_dir / "t2.nii.gz").write_bytes(b"input copied by the caller")
-    run.start({"task": "midrt"})
+    run.start(REQUEST)
     seen = _wait_for(run, lambda ev: any(e.fraction >= 0.3 for e in ev if isinstance(e, ProgressEvent)))
     grandchild = int(seen[-1].message)
     tree = [psutil.Process(run.proc.pid)] + psutil.Process(run.proc.pid).children(recursive=True)
@@ -92,7 +96,7 @@ def test_cancel_ends_whole_tree_within_2s_and_removes_temp(tmp_path):
 
 def test_sigkill_is_reported_as_crash_with_last_stderr(tmp_path):
     run = _script_run(tmp_path, TREE_SCRIPT)
-    run.start({})
+    run.start(REQUEST)
     seen = _wait_for(run, lambda ev: any(e.fraction >= 0.3 for e in ev if isinstance(e, ProgressEvent)))
     grandchild = psutil.Process(int(seen[-1].message))
     _wait_for(run, lambda ev: run.stderr_tail, timeout=5)
@@ -109,7 +113,7 @@ def test_sigkill_is_reported_as_crash_with_last_stderr(tmp_path):
 
 def test_poll_never_blocks(tmp_path):
     run = _script_run(tmp_path, TREE_SCRIPT)
-    run.start({})
+    run.start(REQUEST)
     try:
         worst = 0.0
         for _ in range(50):
@@ -126,7 +130,7 @@ def test_poll_never_blocks(tmp_path):
 
 def test_timeout_kills_and_reports(tmp_path):
     run = _script_run(tmp_path, TREE_SCRIPT, timeout_s=1.0)
-    run.start({})
+    run.start(REQUEST)
     final = run.wait(timeout=10)
     assert run.state == "timeout" and final.kind == "timeout" and "longer than 1 s" in final.message
     assert not run.temp_dir.exists()
@@ -134,7 +138,7 @@ def test_timeout_kills_and_reports(tmp_path):
 
 def test_stray_stdout_is_kept_apart_and_result_ends_run(tmp_path):
     run = _script_run(tmp_path, QUICK_SCRIPT)
-    run.start({"a": Path("/x")})
+    run.start(REQUEST)
     final = run.wait(timeout=20)
     assert run.state == "succeeded" and isinstance(final, ResultEvent)
     assert final.files == {"labels": "x.nii.gz"}
@@ -145,7 +149,7 @@ def test_stray_stdout_is_kept_apart_and_result_ends_run(tmp_path):
 
 def test_missing_python_is_reported_not_raised(tmp_path):
     run = WorkerRun(python=str(tmp_path / "no-such-python"), temp_parent=tmp_path)
-    run.start({})
+    run.start(REQUEST)
     assert run.state == "crashed" and "could not start the worker" in run.final.message
     assert _temp_dirs(tmp_path) == []
 
@@ -161,7 +165,7 @@ def test_real_worker_bad_request_is_bad_input(tmp_path):
     # The real worker module, given a request file that does not exist: exit 2, one error event.
     run = WorkerRun(argv=[sys.executable, "-m", "HNTumorSegLib.worker", str(tmp_path / "missing.json")],
                     temp_parent=tmp_path)
-    run.start({})
+    run.start(REQUEST)
     final = run.wait(timeout=60)
     assert run.state == "failed" and run.returncode == 2
     assert final.kind == "bad_input" and "request file not found" in final.message
@@ -169,6 +173,15 @@ def test_real_worker_bad_request_is_bad_input(tmp_path):
 
 
 def test_request_to_dict_accepts_paths():
-    assert request_to_dict({"inputs": {"T2": Path("/a/b.nii.gz")}}) == {"inputs": {"T2": "/a/b.nii.gz"}}
+    req = SegmentRequest(model="m", input_paths={"T2": Path("/a/b.nii.gz")}, output_path=Path("/o.nii.gz"))
+    assert request_to_dict(req)["input_paths"] == {"T2": "/a/b.nii.gz"}
     with pytest.raises(TypeError):
         request_to_dict(42)
+
+
+def test_a_request_must_be_a_segment_request():
+    # a plain dict (e.g. with an old field name) is refused in the caller, before any process starts
+    with pytest.raises(TypeError, match="SegmentRequest"):
+        request_to_dict({"inputs": {"T2": "a.nii.gz"}, "output": "o.nii.gz"})
+    with pytest.raises(TypeError):
+        SegmentRequest(model="m", inputs={"T2": "a"}, output_path="o")  # type: ignore[call-arg]

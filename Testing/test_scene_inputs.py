@@ -11,7 +11,7 @@ from HNTumorSegLib.errors import InputError  # noqa: E402
 from HNTumorSegLib.image import Image  # noqa: E402
 from HNTumorSegLib.prompts.boxes import boxes_from_mask  # noqa: E402
 from HNTumorSegLib.scene.inputs import auto_assign, load_case_folder, score_name  # noqa: E402
-from HNTumorSegLib.scene.logic import HNTumorSegLogic  # noqa: E402
+from HNTumorSegLib.scene.logic import SegmentationSceneLogic  # noqa: E402
 from HNTumorSegLib.scene.mrml import make_scene, volume_node_from_image  # noqa: E402
 from HNTumorSegLib.scene.roi_boxes import boxes_from_roi_nodes  # noqa: E402
 from HNTumorSegLib.scene.segmentation_io import import_label_map  # noqa: E402
@@ -59,7 +59,7 @@ def test_prior_as_segmentation_gives_the_same_boxes_as_the_label_map():
 
     prior_img = image_from_volume_node(prior_lm)
     prior_seg = import_label_map(app.scene, prior_img, t2, name="prior segmentation")
-    logic = HNTumorSegLogic(app.scene)
+    logic = SegmentationSceneLogic(app.scene)
     from_lm = boxes_from_roi_nodes(logic.boxes_from_prior(prior_lm, t2))
     from_seg = boxes_from_roi_nodes(logic.boxes_from_prior(prior_seg, t2))
     assert from_lm == from_seg

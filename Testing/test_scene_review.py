@@ -9,7 +9,7 @@ pytest.importorskip("slicer")
 
 from HNTumorSegLib.image import Image, lps_to_ras  # noqa: E402
 from HNTumorSegLib.metrics import score_case  # noqa: E402
-from HNTumorSegLib.scene.logic import HNTumorSegLogic  # noqa: E402
+from HNTumorSegLib.scene.logic import SegmentationSceneLogic  # noqa: E402
 from HNTumorSegLib.scene.mrml import make_scene, volume_node_from_image  # noqa: E402
 from HNTumorSegLib.scene.review import rows_from_table_node  # noqa: E402
 from HNTumorSegLib.scene.segmentation_io import import_label_map  # noqa: E402
@@ -33,7 +33,7 @@ def test_review_tables_equal_metrics(app):
     t2 = volume_node_from_image(app.scene, grid.with_array(result.astype(np.float32)), "T2")
     seg = import_label_map(app.scene, grid, t2)
     ref_node = volume_node_from_image(app.scene, grid.with_array(ref), "reference", label=True)
-    tables = HNTumorSegLogic(app.scene).review(seg, t2, reference=ref_node)
+    tables = SegmentationSceneLogic(app.scene).review(seg, t2, reference=ref_node)
     voxel_ml = np.prod(spacing) / 1000.0
 
     volumes = rows_from_table_node(tables["volumes"])

@@ -18,7 +18,8 @@ from HNTumorSegLib.scene.roi_boxes import LABEL_COLOURS  # noqa: E402
 from HNTumorSegLib.scene.segmentation_io import (TERMINOLOGY_CONTEXT, add_uncertainty_volume,  # noqa: E402
                                                  export_label_map, import_label_map, label_of_segment)
 
-TERM_JSON = Path(__file__).resolve().parent.parent / "HNTumorSeg" / "Resources" / "HNTumorSeg.term.json"
+TERM_JSON = (Path(__file__).resolve().parent.parent / "HNTumorSeg" / "Resources"
+             / "SegmentationCategoryTypeModifier-HNTumorSeg.term.json")
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,11 @@ import pytest
 pytest.importorskip("slicer")
 
 from HNTumorSegLib.errors import InputError  # noqa: E402
+from HNTumorSegLib.folds import Folds  # noqa: E402
 from HNTumorSegLib.image import read_image  # noqa: E402
 from HNTumorSegLib.prompts.boxes import boxes_from_mask, read_boxes  # noqa: E402
 from HNTumorSegLib.scene.inputs import auto_assign, load_case_folder  # noqa: E402
-from HNTumorSegLib.scene.logic import HNTumorSegLogic, Parameters  # noqa: E402
+from HNTumorSegLib.scene.logic import SegmentationSceneLogic, Parameters  # noqa: E402
 from HNTumorSegLib.scene.mrml import make_scene  # noqa: E402
 from HNTumorSegLib.scene.review import rows_from_table_node  # noqa: E402
 from HNTumorSegLib.scene.roi_boxes import box_from_roi_node, lesion_roi_nodes  # noqa: E402
@@ -57,7 +58,7 @@ def test_load_assign_boxes_and_request(case, tmp_path):
     study = sh.GetItemParent(sh.GetItemByDataNode(nodes["midRT_T2"]))
     assert sh.GetItemName(study) == "midRT" and sh.GetItemName(sh.GetItemParent(study)) == case.name
 
-    logic = HNTumorSegLogic(app.scene)
+    logic = SegmentationSceneLogic(app.scene)
     rois = logic.boxes_from_prior(nodes["preRT_mask_registered"], nodes["midRT_T2"])
     prior = read_image(case / "midRT" / f"{case.name}_preRT_mask_registered.nii.gz", label=True)
     assert len(rois) >= 1 and rois[0].GetName() == "GTVp-1"
@@ -67,13 +68,13 @@ def test_load_assign_boxes_and_request(case, tmp_path):
     params = Parameters(task="midrt", inputs={"T2": nodes["midRT_T2"].GetID()},
                         prior=nodes["preRT_mask_registered"].GetID(), model=DEMO_MODEL, quality="fast")
     request = logic.build_request(params, tmp_path, tmp_path)
-    assert request["folds"] == [0] and request["tta"] is False and request["task"] == "midrt"
-    boxes = read_boxes(request["boxes"])
+    assert request.folds == Folds.first() and request.tta is False and request.task == "midrt"
+    boxes = read_boxes(request.boxes_path)
     np.testing.assert_allclose(boxes[0].centre_ras, moved, atol=1e-6)
     np.testing.assert_allclose(boxes[0].min_ras, box_from_roi_node(rois[0]).min_ras, atol=1e-5)  # json: 6 decimals
-    np.testing.assert_array_equal(read_image(request["prior"], label=True).array, prior.array)
-    assert read_image(request["inputs"]["T2"]).same_grid(prior)
-    json.dumps(request)
+    np.testing.assert_array_equal(read_image(request.prior_path, label=True).array, prior.array)
+    assert read_image(request.input_paths["T2"]).same_grid(prior)
+    json.dumps(request.to_dict())
     with pytest.raises(InputError, match="no pre-RT prior"):
         logic.build_request(Parameters(task="midrt", inputs=params.inputs, model=DEMO_MODEL), tmp_path, tmp_path)
 
@@ -82,7 +83,7 @@ def test_load_assign_boxes_and_request(case, tmp_path):
 def test_full_session_runs_the_worker_and_exports(case, tmp_path):
     app = make_scene()
     nodes = load_case_folder(app.scene, case)
-    logic = HNTumorSegLogic(app.scene, timeout_s=600)
+    logic = SegmentationSceneLogic(app.scene, timeout_s=600)
     rois = logic.boxes_from_prior(nodes["preRT_mask_registered"], nodes["midRT_T2"])
     rois[0].SetCenter(*(np.array(rois[0].GetCenter()) + [1.8, 0.0, 0.0]))
     params = Parameters(task="midrt", inputs={"T2": nodes["midRT_T2"].GetID()},
@@ -111,7 +112,7 @@ def test_full_session_runs_the_worker_and_exports(case, tmp_path):
 def _start(case, model):
     app = make_scene()
     nodes = load_case_folder(app.scene, case)
-    logic = HNTumorSegLogic(app.scene, timeout_s=300)
+    logic = SegmentationSceneLogic(app.scene, timeout_s=300)
     params = Parameters(task="prert", inputs={"T2": nodes["preRT_T2"].GetID()}, model=model, device="cpu")
     logic.start(params)
     return logic

@@ -12,7 +12,7 @@ from nnunet_fixture import tiny_nnunet_test_cases  # noqa: E402
 
 from HNTumorSegLib.cli import main  # noqa: E402
 from HNTumorSegLib.image import read_image  # noqa: E402
-from HNTumorSegLib.inference.nnunet_inference import load_nnunet_folder, predict_nnunet_case  # noqa: E402
+from HNTumorSegLib.inference.nnunet_inference import load_nnunet_model, predict_nnunet_case  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -27,7 +27,7 @@ def test_segment_runs_an_nnunet_folder_by_channel_names(tiny_nnunet_results, tmp
     assert rc == 0, capsys.readouterr().err
     labels = read_image(out, label=True)
     assert labels.same_grid(read_image(ct))
-    direct = predict_nnunet_case(load_nnunet_folder(tiny_nnunet_results, folds=(0,)), [ct, pet], device="cpu")
+    direct = predict_nnunet_case(load_nnunet_model(tiny_nnunet_results, folds=(0,)), [ct, pet], device="cpu")
     np.testing.assert_array_equal(labels.array, direct.segmentation)
 
 

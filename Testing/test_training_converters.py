@@ -147,3 +147,22 @@ def test_cli_convert_splits_and_errors(hnts_cohort, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "missing" in err[0]
     assert main(["install-splits", "--dataset", str(folder), "--preprocessed", str(tmp_path / "pp")]) == 2
+
+
+def test_hecktor_channel_sets_2_and_6_released(hecktor_cohort, tmp_path):
+    """Seed 002's released channel sets: the count comes from the caller, each channel as the card says."""
+    from HNTumorSegLib.prompts.ct_channels import channel_set_arrays
+
+    two = convert_hecktor(hecktor_cohort, tmp_path, 507, channel_set=("seed002", 2))
+    six = convert_hecktor(hecktor_cohort, tmp_path, 508, channel_set=("seed002", 6))
+    d2, d6 = read_raw_dataset(two), read_raw_dataset(six)
+    assert [i["name"] for i in d2["hntumorseg"]["inputs"]] == ["CT", "PET"]
+    assert d2["hntumorseg"]["inputs"][0]["normalisation"]["type"] == "window01"
+    assert len(d6["channel_names"]) == 6 and d6["hntumorseg"]["channel_set"] == ["seed002", 6]
+    cid = sorted(d6["hntumorseg"]["cases"])[0]
+    chans = [read_image(six / "imagesTr" / f"{cid}_{k:04d}.nii.gz").array for k in range(6)]
+    assert 0.0 <= min(c.min() for c in chans) and max(c.max() for c in chans) <= 1.0 + 1e-6
+    np.testing.assert_allclose(chans[2], chans[0] ** (1 / 3), atol=1e-5)
+    np.testing.assert_allclose(chans[5], chans[3] ** (1 / 3), atol=1e-5)
+    ct = read_image(two / "imagesTr" / f"{cid}_0000.nii.gz")
+    np.testing.assert_allclose(ct.array, chans[0], atol=1e-6)

@@ -16,11 +16,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = ROOT / "HNTumorSeg" / "HNTumorSeg.py"
 UI = ROOT / "HNTumorSeg" / "Resources" / "UI" / "HNTumorSeg.ui"
+SELFTEST = ROOT / "HNTumorSeg" / "HNTumorSegSelfTest.py"
 
 COMMON = {"connect", "setVisible", "setEnabled", "visible", "enabled", "toolTip", "setToolTip"}
 API = {
     "QComboBox": {"addItem", "addItems", "currentData", "currentText", "currentIndex", "setCurrentIndex", "findData",
-                  "findText", "setEditText", "clear", "count"},
+                  "findText", "setEditText", "clear", "count", "setItemData", "blockSignals"},
     "qMRMLNodeComboBox": {"currentNode", "currentNodeID", "setCurrentNode", "setCurrentNodeID", "setMRMLScene"},
     "QPushButton": {"text", "setText", "click"},
     "QCheckBox": {"checked", "setChecked", "text"},
@@ -107,9 +108,102 @@ def test_members_and_signals_belong_to_the_widget_class():
             assert signal in SIGNALS.get(cls, set()), f"HNTumorSeg.py:{line}: {cls} {name!r} has no signal {signal!r}"
 
 
+def test_every_ui_widget_is_covered_and_every_declared_widget_used():
+    """No widget of the .ui escapes the check: all but captions and containers are in UI_WIDGETS, and used."""
+    root = ET.parse(UI).getroot()
+    containers = {"qMRMLWidget", "QWidget", "ctkCollapsibleButton"}
+    decl, used = declared(), {name for name, _, _, _ in uses()}
+    for w in root.iter("widget"):
+        name, cls = w.get("name"), w.get("class")
+        text = w.find("property[@name='text']/string")
+        caption = cls == "QLabel" and text is not None and (text.text or "").strip()
+        if cls in containers or caption:
+            continue
+        assert name in decl, f"{cls} {name!r} of the .ui is not in UI_WIDGETS (so not checked)"
+    for name in decl:
+        assert name in used, f"UI_WIDGETS declares {name!r} but HNTumorSeg.py never uses self.ui.{name}"
+    for new in ("modelBrowseButton", "modelInfoLabel", "deviceUsedLabel"):
+        assert new in decl and new in used
+
+
+def test_parameter_names_in_the_ui_are_typed_fields():
+    """connectGui binds widgets by their SlicerParameterName: each must be a PanelParameters field of the right kind."""
+    from HNTumorSegLib.scene.panel_params import field_annotations
+
+    fields = field_annotations()
+    bound = {}
+    for w in ET.parse(UI).getroot().iter("widget"):
+        prop = w.find("property[@name='SlicerParameterName']/string")
+        if prop is not None:
+            bound[prop.text] = w.get("class")
+    assert bound, "no widget of the .ui carries a SlicerParameterName"
+    for field, cls in bound.items():
+        assert field in fields, f"SlicerParameterName {field!r} is not a field of PanelParameters"
+        kind = fields[field]
+        assert (cls == "qMRMLNodeComboBox") == ("vtkMRML" in kind), (field, cls, kind)
+        assert (cls == "QCheckBox") == (kind == "bool"), (field, cls, kind)
+    by_hand = {"task", "model", "device", "quality"}  # combo boxes with titles / free text: bound in HNTumorSeg.py
+    assert set(fields) == set(bound) | by_hand
+
+
+TRANSLATED_CALLS = {"tryWithErrorDisplay", "errorDisplay", "infoDisplay", "warningDisplay", "confirmOkCancelDisplay",
+                    "getExistingDirectory", "_log"}
+
+
+def test_user_facing_strings_are_wrapped_for_translation():
+    """Literal text shown to the user goes through _() (Slicer's tr), so translators can reach it."""
+    tree = ast.parse(MODULE.read_text())
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            fname = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if fname in TRANSLATED_CALLS:
+                bad += [node.lineno for a in node.args if isinstance(a, (ast.Constant, ast.JoinedStr))
+                        and isinstance(getattr(a, "value", ""), str) and getattr(a, "value", "x") != ""]
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            for t in node.targets:
+                if isinstance(t, ast.Attribute) and t.attr in ("text", "title", "helpText", "acknowledgementText"):
+                    if node.value.value:
+                        bad.append(node.lineno)
+    assert not bad, f"HNTumorSeg.py lines {bad}: user-facing literal not wrapped in _()"
+    text = MODULE.read_text()
+    assert "from slicer.i18n import tr as _" in text and "except ImportError" in text  # guarded for older Slicer
+
+
+def test_help_links_the_documentation_and_states_research_use():
+    text = MODULE.read_text()
+    tree = ast.parse(text)
+    doc_url = next(ast.literal_eval(n.value) for n in tree.body
+                   if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "DOC_URL")
+    assert doc_url.startswith("https://github.com/hntumorseg/SlicerHNTumorSeg")
+    assert '<a href="{url}">documentation</a>' in text and ".format(url=DOC_URL)" in text
+    assert "For research use only" in text
+    # terminology and Sample Data at start-up, not when the panel first opens
+    assert 'slicer.app.connect("startupCompleted()", loadTerminology)' in text
+    assert 'slicer.app.connect("startupCompleted()", registerSampleData)' in text
+    assert "SegmentationCategoryTypeModifier-HNTumorSeg.term.json" in text
+
+
+def test_self_test_fails_when_it_cannot_run():
+    """Without pytest or without the test files the self-test must fail, never pass having tested nothing."""
+    assert "from HNTumorSegSelfTest import HNTumorSegTest" in MODULE.read_text()  # Slicer finds <Module>Test there
+    tree = ast.parse(SELFTEST.read_text())
+    test_cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "HNTumorSegTest")
+    suite = next(n for n in test_cls.body if isinstance(n, ast.FunctionDef) and n.name == "test_suite")
+    handler = next(n for n in ast.walk(suite) if isinstance(n, ast.ExceptHandler)
+                   and getattr(n.type, "id", "") == "ImportError")
+    calls = [c.func.attr for c in ast.walk(handler) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)]
+    assert "fail" in calls and not any(isinstance(n, ast.Return) for n in ast.walk(handler))
+    names = {n.name for n in test_cls.body if isinstance(n, ast.FunctionDef)}
+    assert {"test_suite", "test_panel_on_phantom"} <= names
+    run = next(n for n in test_cls.body if isinstance(n, ast.FunctionDef) and n.name == "runTest")
+    called = {c.func.attr for c in ast.walk(run) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)}
+    assert {"test_suite", "test_panel_on_phantom"} <= called
+
+
 def test_module_metadata_and_acknowledgement_cite_the_five_seeds():
     text = MODULE.read_text()
-    assert 'self.parent.categories = ["Segmentation"]' in text
+    assert 'self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]' in text
     tree = ast.parse(text)
     seeds = next(ast.literal_eval(n.value) for n in tree.body
                  if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "SEEDS")

@@ -13,6 +13,7 @@ import pytest
 
 from HNTumorSegLib.image import read_image, write_image
 from HNTumorSegLib.phantoms import make_midrt_case
+from HNTumorSegLib.pipeline.request import SegmentRequest
 from HNTumorSegLib.progress import STAGES
 from HNTumorSegLib.protocol import ErrorEvent, ProgressEvent, ResultEvent
 from HNTumorSegLib.runner import WorkerRun
@@ -26,8 +27,8 @@ def _case(root: Path, shape=(24, 64, 64), seed=2) -> dict:
     t2, prior = root / "mid_T2.nii.gz", root / "prior.nii.gz"
     write_image(case["midRT_T2"], t2)
     write_image(case["preRT_mask_registered"], prior)
-    return {"task": "midrt", "model": MODEL, "inputs": {"T2": str(t2)}, "prior": str(prior),
-            "output": str(root / "out" / "labels.nii.gz"), "device": "cpu"}
+    return {"task": "midrt", "model": MODEL, "input_paths": {"T2": str(t2)}, "prior_path": str(prior),
+            "output_path": str(root / "out" / "labels.nii.gz"), "device": "cpu"}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def long_request(tmp_path_factory) -> dict:
 
 def _run(req: dict, tmp_path: Path, **kw) -> WorkerRun:
     run = WorkerRun(temp_parent=tmp_path, env={"OMP_NUM_THREADS": "1"}, **kw)
-    return run.start(req)
+    return run.start(SegmentRequest.from_dict(req))   # the request is made (and checked) here
 
 
 def _until_inference(run: WorkerRun, timeout: float = 120) -> list:
@@ -71,7 +72,7 @@ def _alive(pids: list[int]) -> list[int]:
 
 
 def test_events_in_order_with_rising_fraction(small_request, tmp_path):
-    req = dict(small_request, output=str(tmp_path / "labels.nii.gz"))
+    req = dict(small_request, output_path=str(tmp_path / "labels.nii.gz"))
     run = _run(req, tmp_path)
     final = run.wait(timeout=300)
     assert run.state == "succeeded", (final, list(run.stderr_tail))
@@ -93,7 +94,7 @@ def test_events_in_order_with_rising_fraction(small_request, tmp_path):
 
 
 def test_cancel_during_inference_leaves_no_process_temp_or_output(long_request, tmp_path):
-    req = dict(long_request, output=str(tmp_path / "out" / "labels.nii.gz"))
+    req = dict(long_request, output_path=str(tmp_path / "out" / "labels.nii.gz"))
     run = _run(req, tmp_path)
     _until_inference(run)
     tree = [run.proc.pid] + [p.pid for p in psutil.Process(run.proc.pid).children(recursive=True)]
@@ -104,12 +105,12 @@ def test_cancel_during_inference_leaves_no_process_temp_or_output(long_request, 
     time.sleep(0.2)
     assert _alive(tree) == []
     assert not run.temp_dir.exists() and list(tmp_path.glob("hntumorseg-run-*")) == []
-    assert not Path(req["output"]).exists()
+    assert not Path(req["output_path"]).exists()
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
 def test_sigkill_during_inference_is_reported_as_crash(long_request, tmp_path):
-    req = dict(long_request, output=str(tmp_path / "labels.nii.gz"))
+    req = dict(long_request, output_path=str(tmp_path / "labels.nii.gz"))
     run = _run(req, tmp_path)
     _until_inference(run)
     os.kill(run.proc.pid, signal.SIGKILL)
@@ -117,21 +118,21 @@ def test_sigkill_during_inference_is_reported_as_crash(long_request, tmp_path):
     assert run.state == "crashed" and isinstance(final, ErrorEvent) and final.kind == "crashed"
     assert "stopped unexpectedly" in final.message and "SIGKILL" in final.message
     assert not run.temp_dir.exists()
-    assert not Path(req["output"]).exists()
+    assert not Path(req["output_path"]).exists()
 
 
 def test_missing_input_is_bad_input_naming_the_file(small_request, tmp_path):
-    req = dict(small_request, inputs={"T2": str(tmp_path / "no_such_T2.nii.gz")},
-               output=str(tmp_path / "labels.nii.gz"))
+    req = dict(small_request, input_paths={"T2": str(tmp_path / "no_such_T2.nii.gz")},
+               output_path=str(tmp_path / "labels.nii.gz"))
     run = _run(req, tmp_path)
     final = run.wait(timeout=120)
     assert run.state == "failed" and run.returncode == 2
     assert final.kind == "bad_input" and "no_such_T2.nii.gz" in final.message
-    assert "Traceback" not in final.message and not Path(req["output"]).exists()
+    assert "Traceback" not in final.message and not Path(req["output_path"]).exists()
 
 
 def test_unknown_model_is_model_error(small_request, tmp_path):
-    req = dict(small_request, model=str(tmp_path / "no-model-here"), output=str(tmp_path / "l.nii.gz"))
+    req = dict(small_request, model=str(tmp_path / "no-model-here"), output_path=str(tmp_path / "l.nii.gz"))
     run = _run(req, tmp_path)
     final = run.wait(timeout=120)
     assert run.state == "failed" and final.kind in ("model", "bad_input") and run.returncode == 2
@@ -161,14 +162,14 @@ def test_twenty_runs_leave_no_fds_processes_or_temp_folders(small_request, tmp_p
         return me.num_fds(), len(me.children(recursive=True)), len(list(tmp_path.glob("hntumorseg-run-*")))
 
     # one warm-up run so lazily opened files of this process (imports, logging) are not counted
-    _run(dict(small_request, output=str(tmp_path / "w.nii.gz")), tmp_path).wait(timeout=300)
+    _run(dict(small_request, output_path=str(tmp_path / "w.nii.gz")), tmp_path).wait(timeout=300)
     before = snapshot()
     endings = []
     for i in range(20):
         mode = ("ok", "bad", "cancel", "kill")[i % 4]
-        req = dict(small_request, output=str(tmp_path / f"l{i}.nii.gz"))
+        req = dict(small_request, output_path=str(tmp_path / f"l{i}.nii.gz"))
         if mode == "bad":
-            req["inputs"] = {"T2": str(tmp_path / "missing.nii.gz")}
+            req["input_paths"] = {"T2": str(tmp_path / "missing.nii.gz")}
         run = _run(req, tmp_path)
         if mode in ("cancel", "kill"):
             while run.running and not any(isinstance(e, ProgressEvent) for e in run.events):
@@ -195,7 +196,6 @@ def test_gpu_oom_retries_once_in_low_memory_mode(small_request, tmp_path, monkey
     import torch
 
     import HNTumorSegLib.pipeline as pipeline
-    from HNTumorSegLib.pipeline import SegmentRequest
     from HNTumorSegLib.worker import error_event, run_request
 
     real = pipeline.run_segmentation
@@ -209,7 +209,7 @@ def test_gpu_oom_retries_once_in_low_memory_mode(small_request, tmp_path, monkey
 
     monkeypatch.setattr(pipeline, "run_segmentation", first_call_ooms)
     events = []
-    req = SegmentRequest.from_dict(dict(small_request, output=str(tmp_path / "l.nii.gz")))
+    req = SegmentRequest.from_dict(dict(small_request, output_path=str(tmp_path / "l.nii.gz")))
     result = run_request(req, events.append)
     assert calls == [False, True] and result.info["oom_retries"] == 1
     assert Path(result.files["labels"]).is_file()

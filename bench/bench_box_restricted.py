@@ -76,7 +76,7 @@ def child(mode: str, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from HNTumorSegLib.inference import Predictor
+    from HNTumorSegLib.inference import EnsemblePredictor, TilingOptions
     from HNTumorSegLib.networks.stunet import build_stunet
 
     t_import = time.perf_counter() - t0
@@ -87,7 +87,7 @@ def child(mode: str, threads: int) -> dict:
     net = build_stunet("small", 1, 3, pool_op_kernel_sizes=STRIDES).eval()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     tiling = {"shrink": "shrink", "fit": "fit", "full": "fit"}[mode]
-    pred = Predictor(net, PATCH, 3, device="cpu", region_tiling=tiling, num_threads=threads)
+    pred = EnsemblePredictor(net, PATCH, 3, device="cpu", tiling=TilingOptions(region_tiling=tiling, num_threads=threads))
     region = None if mode == "full" else boxes
     shapes = []
     net.register_forward_hook(lambda m, i, o: shapes.append(list(i[0].shape[2:])))

@@ -1,6 +1,6 @@
 """GPU figure of issue 4: STU-Net-S, 5 folds + mirroring TTA on a 200x200x310 mm crop at 1 mm.
 
-Seed 004 reports 5 s per case (10-fold STU-Net-S, A6000). This times our Predictor on the same
+Seed 004 reports 5 s per case (10-fold STU-Net-S, A6000). This times our EnsemblePredictor on the same
 workload with random weights (speed does not depend on them): 2 channels (CT, PET), 3 classes,
 patch (192, 112, 112) as seed 004's nnU-Net plan (z, y, x), step 0.5, 8 TTA passes, bf16 autocast.
 Needs a CUDA GPU; without one it says so and exits 2. Not run yet: no GPU was lent to the
@@ -39,21 +39,21 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("bench_gpu_stunet: no CUDA GPU here - run it on a machine with one", file=sys.stderr)
         return 2
-    from HNTumorSegLib.inference import Predictor
+    from HNTumorSegLib.inference import EnsemblePredictor, TilingOptions
     from HNTumorSegLib.networks.stunet import build_stunet
 
     # 112 is not a multiple of 32: the last pooling halves z only (z 32, y/x 16 in total).
     pools = [[2, 2, 2]] * 4 + [[2, 1, 1]]
     nets = [build_stunet("small", 2, 3, pool_op_kernel_sizes=pools).eval() for _ in range(args.folds)]
     x = np.random.default_rng(0).standard_normal((2, 310, 200, 200)).astype(np.float32)
-    pred = Predictor(nets, (192, 112, 112), 3, device="cuda", tta=not args.no_tta, fold_average="logits")
-    pred.predict_logits(x)  # warm-up: cuDNN autotune, allocator
+    pred = EnsemblePredictor(nets, (192, 112, 112), 3, device="cuda", tiling=TilingOptions(tta=not args.no_tta))
+    pred.predict_probabilities(x)  # warm-up: cuDNN autotune, allocator
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(args.repeats):
         t = time.perf_counter()
-        pred.predict_logits(x)
+        pred.predict_probabilities(x)
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
     result = {"machine": machine_info(), "gpu": torch.cuda.get_device_name(0), "folds": args.folds,

@@ -1,8 +1,8 @@
 """How long the Slicer module's poll of a running worker takes (the GUI thread's cost per QTimer tick).
 
 Loads a phantom mid-RT case into a real MRML scene (slicer-core), makes boxes from the prior,
-starts the real worker with the bundled demo model through ``HNTumorSegLogic.start`` and calls
-``HNTumorSegLogic.poll()`` every 50 ms (the GUI uses 200 ms) until the run ends, timing each call.
+starts the real worker with the bundled demo model through ``SegmentationSceneLogic.start`` and calls
+``SegmentationSceneLogic.poll()`` every 50 ms (the GUI uses 200 ms) until the run ends, timing each call.
 Writes ``bench/results/poll.json`` and ``poll.md``.
 
 Run: ``.venv/bin/python bench/bench_poll.py [--model demo-midrt] [--device cpu]``
@@ -47,14 +47,14 @@ def main() -> int:
 
     from HNTumorSegLib.phantoms import write_hntsmrg_cohort
     from HNTumorSegLib.scene.inputs import load_case_folder
-    from HNTumorSegLib.scene.logic import HNTumorSegLogic, Parameters
+    from HNTumorSegLib.scene.logic import SegmentationSceneLogic, Parameters
     from HNTumorSegLib.scene.mrml import make_scene
 
     with tempfile.TemporaryDirectory() as tmp:
         case = Path(tmp) / write_hntsmrg_cohort(tmp, n=1, seed=5, shape=(16, 48, 48), spacing=(1.8, 1.8, 3.0))[0]
         app = make_scene()
         nodes = load_case_folder(app.scene, case)
-        logic = HNTumorSegLogic(app.scene, timeout_s=900)
+        logic = SegmentationSceneLogic(app.scene, timeout_s=900)
         logic.boxes_from_prior(nodes["preRT_mask_registered"], nodes["midRT_T2"])
         params = Parameters(task="midrt", inputs={"T2": nodes["midRT_T2"].GetID()},
                             prior=nodes["preRT_mask_registered"].GetID(), model=args.model, device=args.device)
@@ -75,7 +75,7 @@ def main() -> int:
             logic.import_result()
     times_ms.sort()
     result = {
-        "what": "HNTumorSegLogic.poll() of a running worker (real worker, demo model, phantom mid-RT case 16x48x48)",
+        "what": "SegmentationSceneLogic.poll() of a running worker (real worker, demo model, phantom mid-RT case 16x48x48)",
         "model": args.model, "device": args.device, "run_state": final, "error": error,
         "polls": len(times_ms), "events": n_events, "run_wall_s": round(wall, 2), "start_call_s": round(t_start, 3),
         "poll_ms": {"median": round(statistics.median(times_ms), 3),

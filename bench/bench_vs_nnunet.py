@@ -9,7 +9,7 @@ both folds, CPU. Every run is a fresh Python process, so start-up is measured to
   (3 preprocessing and 3 export worker processes), as a user runs it;
 * ``nnunet_seq``: ``nnUNetPredictor.predict_from_files_sequential`` (no worker processes:
   nnU-Net's own fastest path for one case);
-* ``ours``: ``load_nnunet_folder`` + ``predict_nnunet_case`` (nnU-Net's preprocessing and export,
+* ``ours``: ``load_nnunet_model`` + ``predict_nnunet_case`` (nnU-Net's preprocessing and export,
   our sliding window).
 
 Reported per mode: import time, folder loading, prediction (reading, preprocessing, network,
@@ -44,13 +44,13 @@ def child(mode: str, folder: str, files: list[str], out: str, threads: int) -> d
 
     torch.set_num_threads(threads)
     if mode == "ours":
-        from HNTumorSegLib.inference.nnunet_inference import load_nnunet_folder, predict_nnunet_case
+        from HNTumorSegLib.inference.nnunet_inference import load_nnunet_model, predict_nnunet_case
     else:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     t_import = time.perf_counter() - t0
     t = time.perf_counter()
     if mode == "ours":
-        model = load_nnunet_folder(folder, folds=(0, 1))
+        model = load_nnunet_model(folder, folds=(0, 1))
     else:
         pred = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
                                perform_everything_on_device=True, device=torch.device("cpu"),
@@ -60,7 +60,7 @@ def child(mode: str, folder: str, files: list[str], out: str, threads: int) -> d
     t = time.perf_counter()
     timings = {}
     if mode == "ours":
-        # num_threads left to the Predictor: it times 2 threads against 1 on the first tiles
+        # num_threads left to the TiledPredictor: it times 2 threads against 1 on the first tiles
         res = predict_nnunet_case(model, files, device="cpu", tta=False, output_file=out + ".nii.gz")
         timings = {k: round(v, 3) for k, v in res.timings.items()}
     elif mode == "nnunet":

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from HNTumorSegLib.image import write_image  # noqa: E402
 from HNTumorSegLib.phantoms import make_midrt_case, write_hntsmrg_cohort  # noqa: E402
+from HNTumorSegLib.pipeline.request import SegmentRequest  # noqa: E402
 from HNTumorSegLib.protocol import ResultEvent  # noqa: E402
 from HNTumorSegLib.runner import WorkerRun  # noqa: E402
 
@@ -60,8 +61,8 @@ def fixed_cost(tmp: Path, repeats: int, device: str) -> dict:
     write_image(case["preRT_mask_registered"], prior)
     rows = []
     for i in range(repeats):
-        req = {"task": "midrt", "model": DEMO_MODEL, "inputs": {"T2": str(t2)}, "prior": str(prior),
-               "output": str(tmp / f"pred{i}.nii.gz"), "device": device}
+        req = SegmentRequest(task="midrt", model=DEMO_MODEL, input_paths={"T2": str(t2)}, prior_path=str(prior),
+                             output_path=str(tmp / f"pred{i}.nii.gz"), device=device)
         run = WorkerRun()
         t0 = time.monotonic()
         run.start(req)

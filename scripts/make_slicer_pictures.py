@@ -125,7 +125,7 @@ def slice_pictures() -> list[Path]:
     from HNTumorSegLib.image import lps_to_ras
     from HNTumorSegLib.phantoms import write_hntsmrg_cohort
     from HNTumorSegLib.scene.inputs import auto_assign, load_case_folder
-    from HNTumorSegLib.scene.logic import HNTumorSegLogic, Parameters
+    from HNTumorSegLib.scene.logic import SegmentationSceneLogic, Parameters
     from HNTumorSegLib.scene.mrml import image_from_volume_node, make_scene
     from HNTumorSegLib.scene.roi_boxes import update_gradient_preview
 
@@ -135,7 +135,7 @@ def slice_pictures() -> list[Path]:
         app = make_scene()
         load_case_folder(app.scene, case)
         inputs = auto_assign(app.scene, "midrt")
-        logic = HNTumorSegLogic(app.scene, timeout_s=900)
+        logic = SegmentationSceneLogic(app.scene, timeout_s=900)
         rois = logic.boxes_from_prior(inputs["prior"], inputs["T2"])
         for roi in rois:  # outlines only: a filled box hides the tumour in a still picture
             roi.GetDisplayNode().SetFillVisibility(False)

@@ -17,7 +17,7 @@ from the model card's ``task`` when the model is a local folder.
 
 Example:
     >>> cases = discover_cases("hntsmrg", "HNTSMRG24_train", "preds", task="midrt")   # doctest: +SKIP
-    >>> cases[0].inputs, cases[0].prediction                                          # doctest: +SKIP
+    >>> cases[0].input_paths, cases[0].prediction_path                                         # doctest: +SKIP
     ({'T2': '.../2_midRT_T2.nii.gz'}, PosixPath('preds/2_midRT_pred.nii.gz'))
 """
 
@@ -31,20 +31,22 @@ from typing import Any
 
 from ..datasets import LAYOUTS, find_hecktor_cases, find_hntsmrg_cases, find_plain_cases, prediction_path
 from ..errors import InputError
+from ..pipeline.request import SegmentRequest
+from ..vocab import Task
 
 FOLDER_CHANNELS = {"prert": ("T2",), "petct": ("CT", "PET")}
 
 
 @dataclass
 class BatchCase:
-    """One case of a cohort: inputs by name, optional prior and reference, where its prediction goes."""
+    """One case of a cohort: input paths by name, optional prior and reference, where its prediction goes."""
 
     case_id: str
-    task: str
-    inputs: dict[str, str]
-    prediction: Path
-    prior: str | None = None
-    reference: str | None = None
+    task: Task
+    input_paths: dict[str, str]
+    prediction_path: Path
+    prior_path: str | None = None
+    reference_path: str | None = None
 
 
 def model_task(model: str) -> str | None:
@@ -56,14 +58,15 @@ def model_task(model: str) -> str | None:
         return None
 
 
-def resolve_task(layout: str, task: str | None, model: str) -> str:
+def resolve_task(layout: str, task: str | None, model: str) -> Task:
+    """``--task`` (converted, "did you mean" on a typo), else petct for HECKTOR, else the model card's."""
     if task:
-        return task
+        return Task.parse(task, "--task")
     if layout == "hecktor":
-        return "petct"
+        return Task.PETCT
     found = model_task(model)
     if found:
-        return found
+        return Task.parse(found, f"task of model {model!r}")
     raise InputError(f"cannot tell the task of model {model!r} for the {layout} layout", None,
                      "give --task prert, midrt or petct")
 
@@ -105,16 +108,8 @@ def discover_cases(layout: str, data: str | os.PathLike, out: str | os.PathLike,
 
 
 def build_request(case: BatchCase, model: str, device: str = "auto", folds: Any = None,
-                  tta: bool = False) -> dict:
-    """The worker's request for one case (DESIGN.md worker protocol)."""
-    return {
-        "task": case.task,
-        "inputs": dict(case.inputs),
-        "prior": case.prior,
-        "boxes": None,
-        "model": str(model),
-        "device": device,
-        "folds": folds,
-        "tta": bool(tta),
-        "output": str(case.prediction),
-    }
+                  tta: bool = False) -> SegmentRequest:
+    """The worker's request for one case (``folds``: anything :func:`~HNTumorSegLib.folds.parse_folds` reads)."""
+    return SegmentRequest(task=case.task, input_paths=dict(case.input_paths), prior_path=case.prior_path,
+                          model=str(model), device=device, folds=folds, tta=bool(tta),
+                          output_path=str(case.prediction_path))

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..pipeline.request import SegmentRequest
 from ..protocol import ErrorEvent, ProgressEvent, ResultEvent
 from ..runner import WorkerRun
 from .resume import mark_done
@@ -30,11 +31,11 @@ from .resume import mark_done
 
 @dataclass
 class Job:
-    """One case to segment: its request (JSON-ready dict) and where its prediction will lie."""
+    """One case to segment: its request and where its prediction will lie."""
 
     case_id: str
-    request: dict
-    prediction: str
+    request: SegmentRequest
+    prediction_path: str
     fingerprint: str
 
 
@@ -109,7 +110,7 @@ def run_local(jobs: list[Job], out_dir: str | os.PathLike, workers: int = 1, pyt
                                       dict(final.timings) if isinstance(final, ResultEvent) else {})
                     outcomes[case_id] = outcome
                     if outcome.ok:
-                        mark_done(out_dir, case_id, job.prediction, job.fingerprint, outcome.timings)
+                        mark_done(out_dir, case_id, job.prediction_path, job.fingerprint, outcome.timings)
                         log_line(case_id, f"done in {outcome.seconds:.1f} s")
                     else:
                         log_line(case_id, f"FAILED ({final.kind}): {final.message}")

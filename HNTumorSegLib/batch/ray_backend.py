@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..protocol import ErrorEvent, ResultEvent, parse_event
 from ..runner import PACKAGE_ROOT
 from .local import Job, Outcome, log_line
 from .resume import mark_done
+
+if TYPE_CHECKING:
+    from ..pipeline.request import SegmentRequest
 
 
 def import_ray():
@@ -42,7 +45,7 @@ def import_ray():
     return ray
 
 
-def _segment_on_node(request: dict, python: str | None, timeout_s: float | None) -> str:
+def _segment_on_node(request: "SegmentRequest", python: str | None, timeout_s: float | None) -> str:
     """Body of the Ray task: run one worker child on this node; return the final event as JSON."""
     from HNTumorSegLib.runner import WorkerRun  # imported on the node
 
@@ -110,7 +113,7 @@ def run_ray(jobs: list[Job], out_dir: str | os.PathLike, address: str = "auto", 
             timings = dict(final.timings) if isinstance(final, ResultEvent) else {}
             outcomes[job.case_id] = Outcome(job.case_id, final, time.monotonic() - started, timings)
             if isinstance(final, ResultEvent):
-                mark_done(out_dir, job.case_id, job.prediction, job.fingerprint, timings)
+                mark_done(out_dir, job.case_id, job.prediction_path, job.fingerprint, timings)
                 log_line(job.case_id, "done")
             else:
                 log_line(job.case_id, f"FAILED ({final.kind}): {final.message}")

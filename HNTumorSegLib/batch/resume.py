@@ -10,7 +10,8 @@ recomputed: the predictions themselves are written atomically by the pipeline, s
 half-written is ever taken for done.
 
 Example:
-    >>> fp = fingerprint({"model": "demo-midrt", "task": "midrt", "inputs": {"T2": "a.nii.gz"}})
+    >>> fp = fingerprint(SegmentRequest(model="demo-midrt", task="midrt", input_paths={"T2": "a.nii.gz"},
+    ...                                 output_path="preds/case1.nii.gz"))         # doctest: +SKIP
     >>> is_done(out_dir, "case1", "preds/case1.nii.gz", fp)          # doctest: +SKIP
     False
 """
@@ -22,18 +23,22 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from ..fileio import write_json_atomic
 
+if TYPE_CHECKING:
+    from ..pipeline.request import SegmentRequest
+
 MARKER_DIR = ".hntumorseg-done"
 #: Request fields that change the prediction; device, progress and output paths do not.
-FINGERPRINT_KEYS = ("task", "model", "inputs", "prior", "boxes", "folds", "tta")
+FINGERPRINT_KEYS = ("task", "model", "input_paths", "prior_path", "boxes_path", "folds", "tta")
 
 
-def fingerprint(request: Mapping[str, Any]) -> str:
+def fingerprint(request: "SegmentRequest") -> str:
     """sha256 over the request fields that decide the prediction (stable key order)."""
-    picked = {k: request.get(k) for k in FINGERPRINT_KEYS}
+    data = request.to_dict()
+    picked = {k: data.get(k) for k in FINGERPRINT_KEYS}
     blob = json.dumps(picked, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 

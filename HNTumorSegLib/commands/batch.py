@@ -2,7 +2,7 @@
 
     hntumorseg batch --layout {hntsmrg,hecktor,folder} --data DIR --model M --out DIR
                      [--task prert|midrt|petct] [--workers N] [--cluster auto|ray://host:port]
-                     [--device auto|cpu|cuda|mps] [--folds all|0,1] [--tta] [--labels DIR]
+                     [--device auto|cpu|cuda|mps] [--folds all|first|fold_all|0,1] [--tta] [--labels DIR]
 
 Each case runs in its own worker process (:mod:`HNTumorSegLib.worker`), N at a time, or as
 Ray tasks with ``--cluster``. Predictions go where the challenge expects them
@@ -24,6 +24,8 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..fileio import write_json_atomic
+from ..folds import ACCEPTED_FORMS, parse_folds
+from ..vocab import Task
 
 LAYOUT_CHOICES = ("hntsmrg", "hecktor", "folder")
 
@@ -33,31 +35,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="the cohort's root folder")
     parser.add_argument("--model", required=True, help="model id of the catalogue, or a model folder")
     parser.add_argument("--out", required=True, help="output folder (predictions, metrics.json, report/)")
-    parser.add_argument("--task", choices=("prert", "midrt", "petct"), default=None,
+    parser.add_argument("--task", metavar="{" + ",".join(Task.values()) + "}", default=None,
                         help="task (default: petct for hecktor, else the model card's task)")
     parser.add_argument("--workers", type=int, default=1, help="local worker processes at once (default 1)")
     parser.add_argument("--cluster", default=None, metavar="auto|ray://HOST:PORT",
                         help="run the cases as Ray tasks (needs the ray extra; data and --out on a shared file system)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or mps (default auto)")
-    parser.add_argument("--folds", default="all", help="all, or fold numbers like 0,1")
+    parser.add_argument("--folds", default="all", help=f"{ACCEPTED_FORMS} (default all)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                         help="mirroring test-time augmentation (8x slower on 3D)")
     parser.add_argument("--labels", default=None, help="folder layout: folder of reference <ID>.nii.gz")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per case before it is stopped")
     parser.add_argument("--python", default=None, help="Python interpreter for the workers (default: this one)")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML QA report")
-
-
-def parse_folds(text: str | None):
-    if text is None or text == "all":
-        return None
-    try:
-        folds = [int(t) for t in text.split(",") if t.strip() != ""]
-    except ValueError:
-        raise InputError(f"--folds {text!r} is not 'all' or a list of numbers", None, "e.g. --folds 0,1,2") from None
-    if not folds:
-        raise InputError("--folds is empty", None, "use --folds all or e.g. --folds 0,1")
-    return folds
 
 
 def _evaluate(cases, outcomes) -> dict | None:
@@ -67,9 +57,9 @@ def _evaluate(cases, outcomes) -> dict | None:
 
     scorer = CohortScorer(warn=warn_to_stderr)
     for c in cases:
-        if c.reference and c.prediction.is_file() and (c.case_id not in outcomes or outcomes[c.case_id].ok):
-            scorer.add(c.case_id, read_image(c.prediction, label=True, name=f"prediction of case {c.case_id}"),
-                       read_image(c.reference, label=True, name=f"reference of case {c.case_id}"))
+        if c.reference_path and c.prediction_path.is_file() and (c.case_id not in outcomes or outcomes[c.case_id].ok):
+            scorer.add(c.case_id, read_image(c.prediction_path, label=True, name=f"prediction of case {c.case_id}"),
+                       read_image(c.reference_path, label=True, name=f"reference of case {c.case_id}"))
     return scorer.result() if scorer.cases else None
 
 
@@ -91,17 +81,17 @@ def run(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create the output folder ({exc.strerror})", out, "choose a writable folder") from None
-    folds = parse_folds(args.folds)
+    folds = parse_folds(args.folds)   # also checked per case by SegmentRequest; here once, before any work
     model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
 
     jobs, skipped = [], []
     for c in cases:
         request = build_request(c, model, device=args.device, folds=folds, tta=args.tta)
         fp = fingerprint(request)
-        if is_done(out, c.case_id, c.prediction, fp):
+        if is_done(out, c.case_id, c.prediction_path, fp):
             skipped.append(c.case_id)
         else:
-            jobs.append(Job(c.case_id, request, str(c.prediction), fp))
+            jobs.append(Job(c.case_id, request, str(c.prediction_path), fp))
     log_line("batch", f"{len(cases)} cases ({task}), {len(skipped)} already done, {len(jobs)} to run"
                       + (f" on {args.cluster}" if args.cluster else f" with {args.workers} worker(s)"))
     t0 = time.monotonic()
@@ -127,11 +117,11 @@ def run(args) -> int:
         marker = read_marker(out, c.case_id) or {}
         seconds = o.seconds if o is not None else (marker.get("timings") or {}).get("total")
         metrics = (result or {}).get("cases", {}).get(c.case_id)
-        qa.append(QACase(c.case_id, image=next(iter(c.inputs.values())), prediction=str(c.prediction)
-                         if c.prediction.is_file() else None, reference=c.reference, metrics=metrics,
+        qa.append(QACase(c.case_id, image=next(iter(c.input_paths.values())), prediction=str(c.prediction_path)
+                         if c.prediction_path.is_file() else None, reference=c.reference_path, metrics=metrics,
                          error=error, seconds=seconds))
         summary[c.case_id] = {"status": "skipped" if c.case_id in skipped else ("ok" if error is None else "failed"),
-                              "error": error, "seconds": seconds, "prediction": str(c.prediction)}
+                              "error": error, "seconds": seconds, "prediction": str(c.prediction_path)}
     failed = [k for k, v in summary.items() if v["status"] == "failed"]
     write_json_atomic(out / "batch.json", {"task": task, "model": args.model, "layout": args.layout,
                                            "workers": args.workers, "cluster": args.cluster,

@@ -22,10 +22,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..pipeline.request import PROGRESS_MODES
+from ..vocab import OutputKind, ProgressMode, Task
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = "hntumorseg-demo"
+#: The tasks with a bundled demo model (resources/models/demo-midrt, demo-petct).
+DEMO_TASKS = (Task.MIDRT.value, Task.PETCT.value)
 
 
 def demo_model_folder(task: str) -> Path:
@@ -36,13 +38,13 @@ def demo_model_folder(task: str) -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"folder for inputs, labels, overlay and metrics (default ./{DEFAULT_OUT})")
-    parser.add_argument("--task", choices=("midrt", "petct"), default="midrt",
+    parser.add_argument("--task", choices=DEMO_TASKS, default=Task.MIDRT.value,
                         help="midrt (mid-RT T2 + registered pre-RT mask, default) or petct (CT + PET)")
     parser.add_argument("--seed", type=int, default=0, help="phantom seed (default 0)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                         help="mirroring test-time augmentation (8x the time)")
-    parser.add_argument("--progress", choices=PROGRESS_MODES, default="bar", help="bar (default), json or none")
+    parser.add_argument("--progress", choices=ProgressMode.values(), default="bar", help="bar (default), json or none")
 
 
 def write_phantom(task: str, seed: int, folder: Path) -> tuple[dict[str, Path], Path | None, Path]:
@@ -83,13 +85,13 @@ def run_demo(out: Path, task: str = "midrt", seed: int = 0, device: str = "auto"
                          f"--task {task} --out {model}")
     out = Path(out)
     inputs, prior, truth_path = write_phantom(task, seed, out / "inputs")
-    request = SegmentRequest(model=str(model), task=task, inputs={k: str(v) for k, v in inputs.items()},
-                             prior=str(prior) if prior else None, output=str(out / "labels.nii.gz"),
+    request = SegmentRequest(model=str(model), task=task, input_paths={k: str(v) for k, v in inputs.items()},
+                             prior_path=str(prior) if prior else None, output_path=str(out / "labels.nii.gz"),
                              device=device, tta=tta,
-                             boxes_output=str(out / "boxes.json") if task == "midrt" else None)
+                             boxes_output_path=str(out / "boxes.json") if task == "midrt" else None)
     result = raise_for_failure(run_worker(request, progress, out=stdout))
 
-    pred = read_image(result.files["labels"], label=True, name="prediction")
+    pred = read_image(result.files[OutputKind.LABELS], label=True, name="prediction")
     truth = read_image(truth_path, label=True, name="phantom truth")
     case_id = f"phantom-{task}-{seed}"
     metrics = evaluate_pairs([(case_id, pred, truth)])

@@ -2,8 +2,10 @@
 
 ``--pred`` and ``--ref`` are label files or folders; cases are paired by id
 (:mod:`HNTumorSegLib.caseids`). Per case and label: DSC, HD95, MSD, IoU, sensitivity,
-specificity, volumes (mL), lesion counts; per cohort: DSCagg per label and their mean
-(HNTS-MRG 2024), GTVn F1agg (HECKTOR 2025). Definitions: :mod:`HNTumorSegLib.metrics`.
+specificity, volumes (mL), lesion counts, HD99.9 and HD100; per cohort: DSCagg per label and
+their mean (HNTS-MRG 2024), GTVp mean per-patient DSC and GTVn F1agg (HECKTOR 2025).
+``--challenge hntsmrg2024|hecktor2025`` prints only that challenge's ranking metrics.
+Definitions: :mod:`HNTumorSegLib.metrics`.
 
 Bad input (missing path, no matching case, labels outside {0,1,2}, unreadable file) ends
 with one line on stderr and exit code 2, and no JSON is written: the JSON file is written
@@ -23,7 +25,7 @@ from pathlib import Path
 from ..caseids import TIMEPOINTS, match_cases
 from ..errors import InputError
 from ..image import check_labels, read_image
-from ..metrics import CohortScorer, format_table, write_json
+from ..metrics import Challenge, CohortScorer, format_challenge, format_table, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write per-case and aggregate scores to this JSON file")
     parser.add_argument("--timepoint", choices=TIMEPOINTS, default=None,
                         help="HNTS-MRG: which reference mask to score against when a case has both")
+    parser.add_argument("--challenge", default=None,
+                        metavar="|".join(Challenge.values()),
+                        help="print only that challenge's ranking metrics (hntsmrg2024: DSCagg GTVp, GTVn, mean; "
+                             "hecktor2025: GTVp mean per-patient DSC, GTVn DSCagg, GTVn F1agg); "
+                             "the JSON keeps every score")
 
 
 def _check_json_target(path: Path) -> None:
@@ -47,6 +54,7 @@ def _check_json_target(path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     json_path = Path(args.json) if args.json else None
+    challenge = Challenge.parse_optional(getattr(args, "challenge", None), "--challenge")
     if json_path is not None:
         _check_json_target(json_path)
     matched = match_cases(args.pred, args.ref, timepoint=args.timepoint)
@@ -71,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         write_json(result, json_path)
     for message in warnings:
         print(f"hntumorseg evaluate: warning: {message}", file=sys.stderr)
-    print(format_table(result))
+    print(format_challenge(result, challenge) if challenge is not None else format_table(result))
     if json_path is not None:
         print(f"\nScores written to {json_path}")
     return 0

@@ -1,10 +1,17 @@
-"""Reading a source DICOM series and matching its slices to a label map's grid (shared by SEG and RTSTRUCT).
+"""The source series of a DICOM export: checked, matched slice by slice to the label map, and the
+patient/study identity the exported objects copy from it (shared by SEG and RTSTRUCT).
 
-Each source file is one slice. Its ``ImagePositionPatient`` (the first pixel's centre, LPS mm,
-the same world as ITK's) goes through the label map's inverse geometry to a continuous index;
-the slice must fall on an integer ``k`` with ``i = j = 0`` (within 1 % of a voxel), and its
-rows / columns must match the grid. So the label map must lie on the series' own grid, which is
-what the worker produces (the output lies on the first input's grid).
+The source is one image series (:mod:`HNTumorSegLib.dicom`): a :class:`SeriesGeometry`
+already chosen and checked, or a list of files (Slicer gives the files of the series the volume
+was loaded from) that must all belong to one checked series. Each slice's
+``ImagePositionPatient`` goes through the label map's inverse geometry to a continuous index;
+it must fall on an integer ``k`` with ``i = j = 0`` (within 0.1 voxel), so the label map must
+lie on the series' own grid (the worker's output does: it lies on the first input's grid).
+
+Identity: ``SpecificCharacterSet`` and the Patient, Clinical Trial Subject, General Study and
+Patient Study modules are copied element by element from the first source slice, so a name
+in any character set ("Müller–Ng^Wén" in UTF-8) is written with the bytes the images carry
+and a PACS or planning system matches the objects to the patient.
 
 Example:
     >>> slices = match_series(labels, sorted(Path("ct_dicom").glob("*.dcm")))
@@ -13,54 +20,114 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
-import numpy as np
-
+from ..dicom.geometry import SeriesGeometry, check_series, slice_index_on
+from ..dicom.scan import SeriesInfo, list_series_text, read_header
 from ..errors import InputError
 from ..image import Image
 
-_TOL = 0.01  # voxels
+GRID_TOL = 0.1  # voxels
+
+# PS3.3 C.7.1.1 Patient, C.7.1.3 Clinical Trial Subject, C.7.2.1 General Study, C.7.2.2 Patient Study
+PATIENT_STUDY_KEYWORDS = (
+    "PatientName", "PatientID", "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence", "TypeOfPatientID",
+    "PatientBirthDate", "PatientBirthTime", "PatientSex", "QualityControlSubject", "OtherPatientIDsSequence",
+    "OtherPatientNames", "EthnicGroup", "PatientComments", "PatientSpeciesDescription",
+    "PatientSpeciesCodeSequence", "PatientBreedDescription", "PatientBreedCodeSequence",
+    "BreedRegistrationSequence", "StrainDescription", "ResponsiblePerson", "ResponsiblePersonRole",
+    "ResponsibleOrganization", "PatientIdentityRemoved", "DeidentificationMethod",
+    "DeidentificationMethodCodeSequence", "SourcePatientGroupIdentificationSequence",
+    "GroupOfPatientsIdentificationSequence", "ReferencedPatientPhotoSequence",
+    "ClinicalTrialSponsorName", "ClinicalTrialProtocolID", "ClinicalTrialProtocolName", "ClinicalTrialSiteID",
+    "ClinicalTrialSiteName", "ClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID",
+    "StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysicianName",
+    "ReferringPhysicianIdentificationSequence", "ConsultingPhysicianName",
+    "ConsultingPhysicianIdentificationSequence", "StudyID", "AccessionNumber",
+    "IssuerOfAccessionNumberSequence", "StudyDescription", "PhysiciansOfRecord",
+    "PhysiciansOfRecordIdentificationSequence", "NameOfPhysiciansReadingStudy",
+    "PhysiciansReadingStudyIdentificationSequence", "RequestingServiceCodeSequence",
+    "ReferencedStudySequence", "ProcedureCodeSequence", "ReasonForPerformedProcedureCodeSequence",
+    "AdmittingDiagnosesDescription", "AdmittingDiagnosesCodeSequence", "PatientAge", "PatientSize",
+    "PatientWeight", "PatientSizeCodeSequence", "MedicalAlerts", "Allergies", "SmokingStatus",
+    "PregnancyStatus", "LastMenstrualDate", "PatientState", "AdditionalPatientHistory", "Occupation",
+    "AdmissionID", "IssuerOfAdmissionIDSequence", "ServiceEpisodeID", "ServiceEpisodeDescription",
+)
+TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+         "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
 
 @dataclass
 class SourceSlice:
     k: int
-    dataset: object  # pydicom.Dataset
+    dataset: object  # pydicom.Dataset (with pixels: highdicom reads source attributes from it)
     path: str
 
 
-def match_series(labels: Image, files: Iterable[str | os.PathLike]) -> list[SourceSlice]:
+def _geometry_of_files(files: list[Path]) -> SeriesGeometry:
+    by_uid: dict[str, SeriesInfo] = {}
+    for f in files:
+        h = read_header(f)
+        if h is None:
+            raise InputError("is not a readable DICOM file", f,
+                             "give the files of the series the segmentation was made on")
+        uid = str(h.get("SeriesInstanceUID", "") or "")
+        info = by_uid.setdefault(uid, SeriesInfo(uid, str(h.get("Modality", "") or ""),
+                                                 str(h.get("SeriesDescription", "") or "")))
+        info.files.append(Path(f))
+        info.headers.append(h)
+    if not by_uid:
+        raise InputError("no source DICOM files given", None, "give the files of the source series")
+    if len(by_uid) > 1:
+        raise InputError(f"the source files belong to {len(by_uid)} series; {list_series_text(list(by_uid.values()))}",
+                         Path(files[0]).parent, "give the files of the one series the segmentation was made on")
+    return check_series(next(iter(by_uid.values())))
+
+
+def source_geometry(source: SeriesGeometry | Iterable[str | os.PathLike]) -> SeriesGeometry:
+    """A checked :class:`SeriesGeometry` from either a geometry or the series' files."""
+    if isinstance(source, SeriesGeometry):
+        return source
+    return _geometry_of_files([Path(f) for f in source])
+
+
+def match_series(labels: Image, source: SeriesGeometry | Iterable[str | os.PathLike]) -> list[SourceSlice]:
     """The source slices with their ``k`` index on ``labels``' grid, ordered by ``k``."""
     import pydicom
 
+    geometry = source_geometry(source)
+    if labels.shape_xyz[:2] != geometry.grid.shape_xyz[:2]:
+        nx, ny = geometry.grid.shape_xyz[:2]
+        raise InputError(f"has {ny}x{nx} pixels per slice, "
+                         f"the segmentation {labels.shape_xyz[1]}x{labels.shape_xyz[0]}",
+                         geometry.files[0], "export on the grid of the DICOM series it was made on")
     out: list[SourceSlice] = []
-    nx, ny, nz = labels.shape_xyz
-    for f in files:
-        try:
-            ds = pydicom.dcmread(str(f))
-        except Exception as exc:  # pydicom raises many kinds for a non-DICOM file
-            raise InputError(f"is not a readable DICOM file ({exc.__class__.__name__})", f,
-                             "give the files of the series the segmentation was made on") from None
-        if "ImagePositionPatient" not in ds or "PixelData" not in ds:
-            raise InputError("is not an image slice (no ImagePositionPatient or pixels)", f,
-                             "give only the image files of the source series")
-        if int(ds.Rows) != ny or int(ds.Columns) != nx:
-            raise InputError(f"has {ds.Rows}x{ds.Columns} pixels, the segmentation {ny}x{nx}", f,
-                             "export on the grid of the DICOM series it was made on")
-        ijk = labels.physical_to_index(np.array([float(v) for v in ds.ImagePositionPatient]))
-        k = int(round(ijk[2]))
-        if abs(ijk[0]) > _TOL or abs(ijk[1]) > _TOL or abs(ijk[2] - k) > _TOL or not 0 <= k < nz:
+    for f, h in zip(geometry.files, geometry.headers):
+        k = slice_index_on(labels, h, GRID_TOL)
+        if k is None:
             raise InputError("does not lie on the segmentation's grid", f,
                              "export on the grid of the DICOM series it was made on (do not resample the result)")
-        out.append(SourceSlice(k, ds, str(f)))
-    if not out:
-        raise InputError("no source DICOM files given", None, "give the files of the source series")
+        out.append(SourceSlice(k, pydicom.dcmread(str(f)), str(f)))
     out.sort(key=lambda s: s.k)
     ks = [s.k for s in out]
     if len(set(ks)) != len(ks):
-        raise InputError("two source files fall on the same slice", out[0].path,
-                         "give the files of one series only")
+        raise InputError("two source files fall on the same slice", out[0].path, "give the files of one series only")
     return out
+
+
+def copy_identity(source, target) -> None:
+    """Copy ``SpecificCharacterSet`` and the patient/study modules from ``source`` to ``target`` exactly."""
+    for keyword in ("SpecificCharacterSet",) + PATIENT_STUDY_KEYWORDS:
+        if keyword in source:
+            target[keyword] = copy.deepcopy(source[keyword])
+        elif keyword in target and keyword != "SpecificCharacterSet":
+            del target[keyword]
+    if "SpecificCharacterSet" not in source and "SpecificCharacterSet" in target:
+        del target.SpecificCharacterSet
+    for keyword in TYPE2:
+        if keyword not in target:
+            setattr(target, keyword, "")

@@ -8,8 +8,17 @@ Codes checked against DICOM PS3.16 as shipped in pydicom 3.0's code dictionary:
   recognised when reading);
 * anatomic region SCT 774007 "Head and Neck" (CID 4031 Common Anatomic Region) for both.
 
+Radiotherapy codes (choice): PS3.16 CID 9534 "Radiotherapy Target" has DCM 130052 "GTV Primary"
+and DCM 130051 "GTV Nodal". They are written in the RTSTRUCT (``RTROIIdentificationCodeSequence``
+of each RT ROI Observation, beside ``RTROIInterpretedType`` GTV), which is what planning systems
+read. The SEG keeps the SNOMED lesion types above and does NOT add the RT codes: a SEG segment
+has exactly one ``SegmentedPropertyTypeCodeSequence``, and Slicer's terminology, dcmqi, OHIF and
+the challenges' tooling match segments by these SNOMED codes; putting the RT code there would
+break that matching, and a modifier would misuse the attribute.
+
 Colours (RGB 0..255): GTVp a warm red, GTVn a blue-green (told apart with red-green colour
-blindness). ``HNTumorSeg/Resources/HNTumorSeg.term.json`` carries the same codes and colours
+blindness). ``HNTumorSeg/Resources/SegmentationCategoryTypeModifier-HNTumorSeg.term.json`` carries
+the same codes and colours
 (a test checks it).
 
 Example:
@@ -23,6 +32,8 @@ from __future__ import annotations
 CATEGORY = ("SCT", "49755003", "Morphologically Abnormal Structure")
 TYPES = {1: ("SCT", "372087000", "Neoplasm, Primary"), 2: ("SCT", "14799000", "Neoplasm, Secondary")}
 REGION = ("SCT", "774007", "Head and Neck")
+# the standard's radiotherapy target codes (PS3.16 CID 9534), written in RTSTRUCT only (see above)
+RT_TYPES = {1: ("DCM", "130052", "GTV Primary"), 2: ("DCM", "130051", "GTV Nodal")}
 RETIRED_TYPES = {"86049000": 1}  # older "Neoplasm, Primary" code, accepted when reading
 RGB = {1: (227, 66, 51), 2: (31, 158, 191)}
 

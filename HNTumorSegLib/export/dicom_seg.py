@@ -7,7 +7,8 @@ anatomic region SCT 774007 "Head and Neck"), with the segment's
 display colour in CIELab and HNTumorSeg as the algorithm (family "Artificial Intelligence").
 ``algorithm_type`` is ``SEMIAUTOMATIC`` by default: what leaves Slicer may have been edited.
 Empty frames are omitted (highdicom's default); the label map must lie on the series' grid
-(:func:`._dicom_source.match_series`).
+(:func:`._dicom_source.match_series`). ``SpecificCharacterSet`` and the patient/study modules
+are copied exactly from the source (:func:`._dicom_source.copy_identity`), as in RTSTRUCT.
 
 Example:
     >>> write_dicom_seg(labels, sorted(Path("mr").glob("*.dcm")), "out/seg.dcm")
@@ -26,7 +27,8 @@ from ..errors import InputError
 from ..fileio import atomic_path
 from ..image import Image, check_labels
 from ..prompts.boxes import LABEL_NAMES
-from ._dicom_source import match_series
+from ..dicom.geometry import SeriesGeometry
+from ._dicom_source import copy_identity, match_series
 from .codes import CATEGORY, REGION, RGB, TYPES
 
 
@@ -55,7 +57,7 @@ def _segment_descriptions(labels_present: Iterable[int], algorithm_type: str):
     return out
 
 
-def write_dicom_seg(labels: Image, source_files: Iterable[str | os.PathLike], path: str | os.PathLike,
+def write_dicom_seg(labels: Image, source_files: SeriesGeometry | Iterable[str | os.PathLike], path: str | os.PathLike,
                     series_description: str = "HNTumorSeg GTV", algorithm_type: str = "SEMIAUTOMATIC",
                     series_number: int = 900) -> Path:
     """Write a DICOM SEG of ``labels`` (0/1/2 on the source series' grid) to ``path``."""
@@ -75,13 +77,14 @@ def write_dicom_seg(labels: Image, source_files: Iterable[str | os.PathLike], pa
         series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(),
         instance_number=1, manufacturer="HNTumorSeg", manufacturer_model_name="HNTumorSeg",
         software_versions=__version__, device_serial_number="0", series_description=series_description)
+    copy_identity(slices[0].dataset, seg)
     with atomic_path(path) as tmp:
         seg.save_as(tmp)
     return Path(path)
 
 
 def read_dicom_seg_labels(path: str | os.PathLike, labels_grid: Image,
-                          source_files: Iterable[str | os.PathLike]) -> Image:
+                          source_files: SeriesGeometry | Iterable[str | os.PathLike]) -> Image:
     """Read a SEG back as a label map on ``labels_grid`` (for checks: the inverse of :func:`write_dicom_seg`)."""
     import highdicom as hd
 

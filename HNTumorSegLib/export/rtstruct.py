@@ -1,22 +1,26 @@
-"""DICOM RT Structure Set (RTSTRUCT) of a result, written with pydicom.
+"""DICOM RT Structure Set (RTSTRUCT) of a result, written with pydicom; 0 errors from ``dciodvfy``.
 
 Choice: inside Slicer with SlicerRT installed, the clinician can also export the segmentation
 through Slicer's DICOM export (SlicerRT's RTSTRUCT exporter; the segmentation already sits in
 the source study for that). This module is the exporter that works everywhere else (and in
 Slicer without SlicerRT): ``rt-utils`` pulls in OpenCV and is not maintained for pydicom 3, and
 highdicom has no RTSTRUCT writer, so we write the IOD with pydicom (a maintained library) from
-the PS3.3 C.8.8 modules: patient / study / series, Structure Set, ROI Contour, RT ROI Observations.
+the PS3.3 A.19 modules: Patient, General Study, Patient Study (copied exactly from the source,
+with its ``SpecificCharacterSet``: :func:`._dicom_source.copy_identity`), RT Series (with
+``OperatorsName``), General Equipment, Frame of Reference, Structure Set, ROI Contour, RT ROI
+Observations, SOP Common.
 
-Contours: on every source slice, each label's mask is traced with marching squares
-(``skimage.measure.find_contours`` at level 0.5 on the zero-padded slice), so a contour runs
-half-way between inside and outside voxel centres; every closed line becomes one
-``CLOSED_PLANAR`` contour in patient coordinates (LPS mm = DICOM's patient system) referencing
-its slice. Holes come out as separate nested contours, to be read with the even-odd rule (as
-SlicerRT and most planning systems do). ROI numbers are the labels (1 GTVp, 2 GTVn),
-``RTROIInterpretedType`` ``GTV``, colours as the segments.
+Contours (:mod:`.contours`): on every source slice, one ``CLOSED_PLANAR`` contour per island
+in patient coordinates (LPS mm = DICOM's patient system), each referencing its image; holes
+as nested contours read with the even-odd rule (default) or, with ``holes="keyhole"``, joined
+to their island by a zero-width cut so each island is one contour. A one-voxel lesion is
+kept (a small diamond around the voxel centre). ROI numbers are the labels (1 GTVp, 2 GTVn),
+``RTROIInterpretedType`` ``GTV``, colours as the segments, and the radiotherapy target codes
+(DCM 130052 "GTV Primary" / 130051 "GTV Nodal", CID 9534) in ``RTROIIdentificationCodeSequence``
+(see :mod:`.codes`).
 
 Example:
-    >>> write_rtstruct(labels, sorted(Path("ct").glob("*.dcm")), "out/rtstruct.dcm")
+    >>> write_rtstruct(labels, select_series("study/", labels=labels), "out/rtstruct.dcm", holes="keyhole")
 """
 
 from __future__ import annotations
@@ -29,31 +33,22 @@ from typing import Iterable
 import numpy as np
 
 from .. import __version__
+from ..dicom.geometry import SeriesGeometry
 from ..errors import InputError
 from ..fileio import atomic_path
 from ..image import Image, check_labels
 from ..prompts.boxes import LABEL_NAMES
-from ._dicom_source import match_series
-from .codes import RGB
+from ._dicom_source import copy_identity, match_series
+from .codes import RGB, RT_TYPES
+from .contours import HOLE_MODES, island_contours
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
-_COPY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
-         "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName", "StudyDescription")
+DETACHED_STUDY_CLASS = "1.2.840.10008.3.1.2.3.1"  # retired, but what planning systems expect here
 
 
-def slice_contours(mask2d: np.ndarray) -> list[np.ndarray]:
-    """Closed contours (N, 2) in (row, col) voxel coordinates around a 2D mask (holes included)."""
-    from skimage.measure import find_contours
-
-    padded = np.pad(np.asarray(mask2d, dtype=float), 1)
-    out = []
-    for c in find_contours(padded, 0.5):
-        c = c - 1.0  # undo the padding
-        if np.allclose(c[0], c[-1]):
-            c = c[:-1]  # DICOM closes the polygon itself
-        if len(c) >= 3:
-            out.append(c)
-    return out
+def slice_contours(mask2d: np.ndarray, holes: str = "nested") -> list[np.ndarray]:
+    """Closed contours (N, 2) in (row, col) voxel coordinates around a 2D mask (see :mod:`.contours`)."""
+    return island_contours(mask2d, holes=holes)
 
 
 def _item(**kw):
@@ -65,15 +60,32 @@ def _item(**kw):
     return ds
 
 
-def write_rtstruct(labels: Image, source_files: Iterable[str | os.PathLike], path: str | os.PathLike,
-                   structure_set_label: str = "HNTumorSeg", series_number: int = 901) -> Path:
-    """Write an RTSTRUCT of ``labels`` (0/1/2 on the source series' grid) to ``path``."""
+def _code_item(code: tuple[str, str, str]):
+    scheme, value, meaning = code
+    return _item(CodeValue=value, CodingSchemeDesignator=scheme, CodeMeaning=meaning)
+
+
+def _ds(v: float) -> str:
+    text = f"{v:.4f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def write_rtstruct(labels: Image, source: SeriesGeometry | Iterable[str | os.PathLike], path: str | os.PathLike,
+                   structure_set_label: str = "HNTumorSeg", series_number: int = 901, holes: str = "nested",
+                   operator: str = "", algorithm: str = "SEMIAUTOMATIC") -> Path:
+    """Write an RTSTRUCT of ``labels`` (0/1/2 on the source series' grid) to ``path``.
+
+    ``source``: the checked source series (:func:`HNTumorSegLib.dicom.select.select_series`) or
+    its files. ``holes``: ``"nested"`` or ``"keyhole"``. ``operator``: OperatorsName (may be empty).
+    """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
+    if holes not in HOLE_MODES:
+        raise InputError(f"unknown hole style {holes!r}", None, f"choose one of {', '.join(HOLE_MODES)}")
     check_labels(labels)
-    slices = match_series(labels, source_files)
+    slices = match_series(labels, source)
     present = [v for v in LABEL_NAMES if np.any(labels.array == v)]
     if not present:
         raise InputError("the segmentation is empty", None, "segment at least one lesion before exporting RTSTRUCT")
@@ -85,49 +97,57 @@ def write_rtstruct(labels: Image, source_files: Iterable[str | os.PathLike], pat
     meta.MediaStorageSOPClassUID = RTSTRUCT_SOP_CLASS
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds = Dataset()
     ds.file_meta = meta
+    copy_identity(first, ds)
     ds.SOPClassUID = RTSTRUCT_SOP_CLASS
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    for key in _COPY:
-        setattr(ds, key, getattr(first, key, ""))
+    ds.InstanceCreationDate, ds.InstanceCreationTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.Modality = "RTSTRUCT"
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = series_number
     ds.SeriesDescription = structure_set_label
-    ds.InstanceNumber = 1
+    ds.SeriesDate, ds.SeriesTime = ds.InstanceCreationDate, ds.InstanceCreationTime
+    ds.OperatorsName = operator
     ds.Manufacturer = "HNTumorSeg"
+    ds.ManufacturerModelName = "HNTumorSeg"
     ds.SoftwareVersions = __version__
+    ds.FrameOfReferenceUID = frame_uid
+    ds.PositionReferenceIndicator = first.get("PositionReferenceIndicator", "") or ""
+    ds.InstanceNumber = 1
     ds.StructureSetLabel = structure_set_label[:16]
-    ds.StructureSetDate = now.strftime("%Y%m%d")
-    ds.StructureSetTime = now.strftime("%H%M%S")
+    ds.StructureSetName = structure_set_label[:64]
+    ds.StructureSetDate = ds.InstanceCreationDate
+    ds.StructureSetTime = ds.InstanceCreationTime
 
     contour_images = Sequence([_item(ReferencedSOPClassUID=s.dataset.SOPClassUID,
                                      ReferencedSOPInstanceUID=s.dataset.SOPInstanceUID) for s in slices])
     series_ref = _item(SeriesInstanceUID=first.SeriesInstanceUID, ContourImageSequence=contour_images)
-    study_ref = _item(ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1",  # Detached Study Management (retired, customary)
-                      ReferencedSOPInstanceUID=first.StudyInstanceUID,
+    study_ref = _item(ReferencedSOPClassUID=DETACHED_STUDY_CLASS, ReferencedSOPInstanceUID=first.StudyInstanceUID,
                       RTReferencedSeriesSequence=Sequence([series_ref]))
     ds.ReferencedFrameOfReferenceSequence = Sequence([_item(FrameOfReferenceUID=frame_uid,
                                                             RTReferencedStudySequence=Sequence([study_ref]))])
     rois, contours, observations = [], [], []
     for label in present:
         rois.append(_item(ROINumber=label, ReferencedFrameOfReferenceUID=frame_uid, ROIName=LABEL_NAMES[label],
-                          ROIGenerationAlgorithm="SEMIAUTOMATIC"))
+                          ROIGenerationAlgorithm=algorithm))
         items = []
         for s in slices:
-            for rc in slice_contours(labels.array[s.k] == label):
+            for rc in island_contours(labels.array[s.k] == label, holes=holes):
                 ijk = np.column_stack([rc[:, 1], rc[:, 0], np.full(len(rc), float(s.k))])
                 xyz = labels.index_to_physical(ijk)
                 items.append(_item(ContourImageSequence=Sequence([_item(
                                        ReferencedSOPClassUID=s.dataset.SOPClassUID,
                                        ReferencedSOPInstanceUID=s.dataset.SOPInstanceUID)]),
                                    ContourGeometricType="CLOSED_PLANAR", NumberOfContourPoints=len(xyz),
-                                   ContourData=[f"{v:.4f}" for v in xyz.ravel()]))
+                                   ContourNumber=len(items) + 1,
+                                   ContourData=[_ds(v) for v in xyz.ravel()]))
         contours.append(_item(ReferencedROINumber=label, ROIDisplayColor=list(RGB[label]),
                               ContourSequence=Sequence(items)))
-        observations.append(_item(ObservationNumber=label, ReferencedROINumber=label, RTROIInterpretedType="GTV",
-                                  ROIInterpreter=""))
+        observations.append(_item(ObservationNumber=label, ReferencedROINumber=label,
+                                  RTROIIdentificationCodeSequence=Sequence([_code_item(RT_TYPES[label])]),
+                                  RTROIInterpretedType="GTV", ROIInterpreter=""))
     ds.StructureSetROISequence = Sequence(rois)
     ds.ROIContourSequence = Sequence(contours)
     ds.RTROIObservationsSequence = Sequence(observations)

@@ -21,8 +21,6 @@ if TYPE_CHECKING:  # torch is imported lazily: `import HNTumorSegLib` must not l
 
 from ..errors import DeviceError
 
-DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
-
 
 def _mps_available(torch: Any) -> bool:
     backend = getattr(torch.backends, "mps", None)

@@ -5,8 +5,13 @@ reading with the plan's reader (``SimpleITKIO``), ``DefaultPreprocessor.run_case
 crop to non-zero, normalisation schemes incl. CT statistics from the plans, resampling to the
 plan's spacing), and ``convert_predicted_logits_to_segmentation_with_correct_shape`` /
 ``export_prediction_from_logits`` (resampling back, softmax/sigmoid, argmax, un-cropping,
-writing). In between runs our :class:`~.predictor.Predictor` with nnU-Net's tiling, Gaussian
+writing). In between runs our :class:`~.tiled.TiledPredictor` with nnU-Net's tiling, Gaussian
 and fold averaging (in logit space, as nnU-Net).
+
+The folder itself is loaded by the one nnU-Net loader,
+:func:`HNTumorSegLib.models.nnunet_folder.load_nnunet_folder` (a ``LoadedModel``);
+:func:`load_nnunet_model` is that loader plus :func:`as_nnunet_model`, the narrow
+:class:`NnUNetModel` view this module needs.
 
 What is cut compared with ``nnUNetPredictor.predict_from_files`` on a CPU (output unchanged):
 no worker processes for preprocessing and export (spawning them costs seconds), float32 instead
@@ -15,7 +20,7 @@ cores available instead of 8, every fold a ready module (no ``load_state_dict`` 
 producer thread and queue per tile.
 
 Example:
-    >>> model = load_nnunet_folder("Dataset987_X/nnUNetTrainer__nnUNetPlans__3d_fullres", folds=(0, 1))
+    >>> model = load_nnunet_model("Dataset987_X/nnUNetTrainer__nnUNetPlans__3d_fullres", folds=(0, 1))
     >>> res = predict_nnunet_case(model, ["case_0000.nii.gz", "case_0001.nii.gz"], device="cpu",
     ...                           output_file="pred.nii.gz")
     >>> res.segmentation.shape   # (z, y, x) on the grid of the first input file
@@ -31,12 +36,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError, ModelError
-from .predictor import Predictor
+from .tiled import TiledPredictor, TilingOptions
 
 
 @dataclass
 class NnUNetModel:
-    """What this module needs from a loaded nnU-Net folder (``models.loader.LoadedModel`` has the same)."""
+    """What this module needs from a loaded nnU-Net folder (``models.types.LoadedModel`` has the same)."""
 
     networks: list
     plans_manager: Any
@@ -57,9 +62,12 @@ class NnUNetCaseResult:
     timings: dict = field(default_factory=dict)
 
 
-def load_nnunet_folder(folder: str | Path, folds: Sequence[int | str] | None = None,
-                       device: Any = "cpu") -> NnUNetModel:
-    """Load an nnU-Net v2 results folder (``<Trainer>__<Plans>__<config>``) with weights-only loading."""
+def load_nnunet_model(folder: str | Path, folds: Any = None, device: Any = "cpu") -> NnUNetModel:
+    """An nnU-Net v2 results folder (``<Trainer>__<Plans>__<config>``, or a catalogue id / a folder
+    holding one) as an :class:`NnUNetModel` (``models.load_model`` + :func:`as_nnunet_model`).
+
+    ``folds``: a ``Folds`` or any :func:`HNTumorSegLib.folds.parse_folds` form.
+    """
     from ..models.loader import load_model
 
     return as_nnunet_model(load_model(Path(folder), folds=folds, device=device))
@@ -134,10 +142,11 @@ def predict_nnunet_case(model: Any, inputs: Sequence[str | Path] | dict, *, devi
 
     label_manager = pm.get_label_manager(model.dataset_json)
     t = time.perf_counter()
-    predictor = Predictor(model.networks, cm.patch_size, label_manager.num_segmentation_heads, device=device,
-                          tta=tta and model.mirror_axes is not None, step=step, use_amp=use_amp,
-                          mirror_axes=model.mirror_axes or (), progress=progress, num_threads=num_threads)
-    logits = predictor.predict_raw_logits(data)
+    options = TilingOptions(tta=tta and model.mirror_axes is not None, step=step, use_amp=use_amp,
+                            mirror_axes=model.mirror_axes or (), num_threads=num_threads)
+    predictor = TiledPredictor(model.networks, cm.patch_size, label_manager.num_segmentation_heads, device=device,
+                               options=options, progress=progress)
+    logits = predictor.predict_logits(data)
     timings["network_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -21,9 +21,10 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -128,6 +129,50 @@ def region_boxes(mask: np.ndarray) -> list[Slices3]:
 def dilate_box(box: Slices3, margin: Sequence[int], shape: Sequence[int]) -> Slices3:
     """Grow a box by ``margin`` voxels per axis, clamped to the image."""
     return tuple(slice(max(0, b.start - m), min(s, b.stop + m)) for b, m, s in zip(box, margin, shape))
+
+
+@dataclass
+class Region:
+    """Where a box-restricted prediction runs and what it keeps, already grown by the margin.
+
+    ``mask_zyx`` (bool, the image shape) is kept, everything else becomes background;
+    ``boxes`` are its components' boxes, where the tiles go. The one type every predictor
+    method takes for a restricted run (a raw mask or slices go through :func:`grow_region`).
+    """
+
+    mask_zyx: np.ndarray
+    boxes: list[Slices3]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.boxes
+
+
+def grow_region(region: Any, shape: Sequence[int], margin_zyx: Sequence[int] = (0, 0, 0)) -> Region:
+    """A :class:`Region` from a bool mask, one ``(z, y, x)`` tuple of slices or a list of them.
+
+    Boxes given as slices are used as they are (no connected-component labelling of a
+    whole-volume mask: that alone costs seconds on a 512 x 512 x 123 volume); each box is
+    grown by ``margin_zyx`` voxels and the mask with it (the caller's mask is never changed).
+    A :class:`Region` is returned unchanged.
+    """
+    if isinstance(region, Region):
+        return region
+    shape = tuple(int(s) for s in shape)
+    mask = region_to_mask(region, shape)
+    if isinstance(region, np.ndarray):
+        boxes = region_boxes(mask) if mask.any() else []
+    else:
+        given = [region] if _is_slices(region) else list(region)
+        boxes = [tuple(slice(*sl.indices(n)[:2]) for sl, n in zip(b, shape)) for b in given]
+        boxes = [b for b in boxes if all(sl.stop > sl.start for sl in b)]
+    if any(margin_zyx):
+        boxes = [dilate_box(b, margin_zyx, shape) for b in boxes]
+        if isinstance(region, np.ndarray):
+            mask = mask.copy()      # never grow the caller's own mask
+        for b in boxes:
+            mask[b] = True
+    return Region(mask, boxes)
 
 
 def tiles_touching(tiles: list[Slices3], mask: np.ndarray) -> list[Slices3]:

@@ -1,7 +1,7 @@
 """Per-case scores and the challenges' cohort aggregates.
 
 Per case and per label (GTVp = 1, GTVn = 2), on the **reference grid**: ``DSC``, ``HD95``,
-``MSD`` (mm), ``IoU``, ``sensitivity``, ``specificity``, ``volume_pred_ml``, ``volume_ref_ml``,
+``HD99_9``, ``HD100``, ``MSD`` (mm), ``IoU``, ``sensitivity``, ``specificity``, ``volume_pred_ml``, ``volume_ref_ml``,
 ``n_lesions_pred``, ``n_lesions_ref`` (26-connected components); GTVn also ``TP``, ``FP``,
 ``FN`` lesions. See :mod:`.overlap`, :mod:`.distances`, :mod:`.lesions` for definitions and
 for when a score is undefined (``None``, JSON ``null``).
@@ -14,7 +14,17 @@ Cohort (``"aggregate"``), as the challenges' own scoring code:
   prediction and every reference gives ``None`` (undefined);
 * DSCagg_mean = mean of the GTVp and GTVn DSCagg; ``None`` when either is undefined
   (the official script yields NaN there);
-* F1agg (HECKTOR 2025) for GTVn = 2ΣTP / (2ΣTP + ΣFP + ΣFN).
+* F1agg (HECKTOR 2025) for GTVn = 2ΣTP / (2ΣTP + ΣFP + ΣFN);
+* DSC_mean (HECKTOR 2025 ranks GTVp by "the mean DSC across all patients") = the mean of the
+  per-case DSC over the cases whose **reference** holds the label. A case without that label
+  in its reference is left out of the mean, whatever the prediction (so a case empty in both
+  counts neither 1 nor 0). The organisers publish no scoring code for 2025; this is what
+  their own published baseline computes (BioMedIA-MBZUAI/HECKTOR2025 ``Task1/scripts/train.py``:
+  MONAI ``DiceMetric(include_background=False, reduction="mean")``, whose default
+  ``ignore_empty=True`` makes an empty-reference case NaN and the mean skip it), and it keeps
+  a correct "no tumour" answer from scoring 0. ``DSC_mean_n`` says how many cases were
+  averaged. An empty prediction against a non-empty reference counts 0 (as in the organisers'
+  HECKTOR 2021 evaluator, voreille/hecktor ``segmentation_metrics.py``).
 
 A prediction on another grid than its reference is first resampled onto the reference
 grid with nearest neighbour, as the HNTS-MRG scoring script does, and a warning is given.
@@ -34,7 +44,7 @@ from typing import Callable, Iterable
 from .. import LABEL_NAMES
 from ..errors import InputError
 from ..image import Image, check_labels, physical_overlap_fraction, resample_to
-from .distances import bounding_box, hd95_and_msd
+from .distances import bounding_box, surface_scores
 from .lesions import f1_aggregate, lesion_f1_counts
 from .overlap import OverlapCounts, volume_ml
 
@@ -56,16 +66,24 @@ class LabelTotals:
     tp: int = 0
     fp: int = 0
     fn: int = 0
+    dsc_sum: float = 0.0  # per-case DSC summed over the cases whose reference holds the label
+    dsc_n: int = 0
 
     def add(self, other: "LabelTotals") -> None:
         self.intersection_mm3 += other.intersection_mm3
         self.sum_mm3 += other.sum_mm3
+        self.dsc_sum += other.dsc_sum
+        self.dsc_n += other.dsc_n
         self.tp += other.tp
         self.fp += other.fp
         self.fn += other.fn
 
     def dsc_agg(self) -> float | None:
         return None if self.sum_mm3 == 0 else 2.0 * self.intersection_mm3 / self.sum_mm3
+
+    def dsc_mean(self) -> float | None:
+        """Mean per-case DSC over the cases with the label in the reference (HECKTOR 2025 GTVp)."""
+        return None if self.dsc_n == 0 else self.dsc_sum / self.dsc_n
 
 
 @dataclass
@@ -114,12 +132,14 @@ def score_case(pred: Image, ref: Image, case_id: str = "case", warn: Warn | None
         p, r = pred_arr == value, ref_arr == value
         counts = OverlapCounts.from_masks(p, r)
         counts = OverlapCounts(counts.intersection, counts.pred, counts.ref, total)
-        hd, md = hd95_and_msd(p, r, spacing_zyx)
+        surface = surface_scores(p, r, spacing_zyx)
         lesions = lesion_f1_counts(p, r)
         entry = {
             "DSC": counts.dsc(),
-            "HD95": hd,
-            "MSD": md,
+            "HD95": surface["HD95"],
+            "HD99_9": surface["HD99_9"],
+            "HD100": surface["HD100"],
+            "MSD": surface["MSD"],
             "IoU": counts.iou(),
             "sensitivity": counts.sensitivity(),
             "specificity": counts.specificity(),
@@ -132,6 +152,8 @@ def score_case(pred: Image, ref: Image, case_id: str = "case", warn: Warn | None
             intersection_mm3=counts.intersection * voxel_mm3,
             sum_mm3=(counts.pred + counts.ref) * voxel_mm3,
         )
+        if counts.ref > 0:  # only cases with the label in the reference enter DSC_mean
+            label_totals.dsc_sum, label_totals.dsc_n = float(counts.dsc() or 0.0), 1
         if name in DETECTION_LABELS:
             entry.update({"TP": lesions.tp, "FP": lesions.fp, "FN": lesions.fn})
             label_totals.tp, label_totals.fp, label_totals.fn = lesions.tp, lesions.fp, lesions.fn
@@ -168,8 +190,9 @@ class CohortScorer:
         gtvp = self.totals["GTVp"].dsc_agg()
         gtvn = self.totals["GTVn"].dsc_agg()
         nodes = self.totals["GTVn"]
+        primary = self.totals["GTVp"]
         return {
-            "GTVp": {"DSCagg": gtvp},
+            "GTVp": {"DSCagg": gtvp, "DSC_mean": primary.dsc_mean(), "DSC_mean_n": primary.dsc_n},
             "GTVn": {"DSCagg": gtvn, "F1agg": f1_aggregate(nodes.tp, nodes.fp, nodes.fn)},
             "DSCagg_mean": None if gtvp is None or gtvn is None else (gtvp + gtvn) / 2.0,
         }

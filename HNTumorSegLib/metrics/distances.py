@@ -8,7 +8,9 @@ and B (reference) and voxel spacing s:
 * d(A→B) = for every surface voxel of A, the Euclidean distance (mm, ``sampling=s``) to the
   nearest surface voxel of B: ``distance_transform_edt(~surface(B), sampling=s)[surface(A)]``;
 * ``hd95``  = ``numpy.percentile(hstack(d(A→B), d(B→A)), 95)`` (linear interpolation,
-  both directed sets pooled);
+  both directed sets pooled); ``HD99.9`` and ``HD100`` (seed 001's other two) are the same
+  with the 99.9th and 100th percentile (HD100 = the classical Hausdorff distance,
+  ``max(max d(A→B), max d(B→A))``, MedPy's ``hd``);
 * ``assd``  = ``concatenate(d(A→B), d(B→A)).mean()``: the mean of the pooled set (MedPy
   0.5.x, checked against MedPy 0.5.2). We call it MSD (mean surface distance), as HNTS-MRG
   does. MedPy <= 0.4 and the later HNTS-MRG SimpleITK script average the two directed means
@@ -89,6 +91,31 @@ def directed_surface_distances(pred: np.ndarray, ref: np.ndarray,
     return to_ref, to_pred
 
 
+HD_PERCENTILES = {"HD95": 95.0, "HD99_9": 99.9, "HD100": 100.0}  # JSON key -> percentile
+
+
+def hausdorff_percentiles(sets: tuple[np.ndarray, np.ndarray] | None,
+                          percentiles: dict[str, float] = HD_PERCENTILES) -> dict[str, float | None]:
+    """``{key: percentile of both directed sets pooled}`` (mm); every value ``None`` when ``sets`` is.
+
+    Example:
+        >>> hausdorff_percentiles(directed_surface_distances(a, b, (3.0, 1.0, 1.0)))
+        {'HD95': 6.0, 'HD99_9': 6.0, 'HD100': 6.0}
+    """
+    if sets is None:
+        return {key: None for key in percentiles}
+    pooled = np.hstack(sets)
+    return {key: float(np.percentile(pooled, q)) for key, q in percentiles.items()}
+
+
+def hd_percentile(pred: np.ndarray, ref: np.ndarray, percentile: float,
+                  spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> float | None:
+    """Any percentile of both directed surface-distance sets pooled (mm): 95, 99.9, 100 (= Hausdorff)."""
+    if not 0.0 <= percentile <= 100.0:
+        raise ValueError(f"percentile must lie in [0, 100], got {percentile}")
+    return hausdorff_percentiles(directed_surface_distances(pred, ref, spacing_zyx), {"hd": percentile})["hd"]
+
+
 def hd95(pred: np.ndarray, ref: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0)) -> float | None:
     """95th percentile of both directed surface-distance sets pooled (mm); ``None`` if a mask is empty."""
     sets = directed_surface_distances(pred, ref, spacing_zyx)
@@ -115,8 +142,17 @@ def msd(pred: np.ndarray, ref: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 
 
 def hd95_and_msd(pred: np.ndarray, ref: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0),
                  pooled: bool = True) -> tuple[float | None, float | None]:
-    """Both distances from one pair of distance transforms (what the per-case scoring uses)."""
+    """Both distances from one pair of distance transforms."""
     sets = directed_surface_distances(pred, ref, spacing_zyx)
     if sets is None:
         return None, None
     return float(np.percentile(np.hstack(sets), 95)), _mean_surface_distance(sets, pooled)
+
+
+def surface_scores(pred: np.ndarray, ref: np.ndarray, spacing_zyx: Sequence[float] = (1.0, 1.0, 1.0),
+                   pooled: bool = True) -> dict[str, float | None]:
+    """``HD95``, ``HD99_9``, ``HD100`` and ``MSD`` from one pair of distance transforms (per-case scoring)."""
+    sets = directed_surface_distances(pred, ref, spacing_zyx)
+    scores = hausdorff_percentiles(sets)
+    scores["MSD"] = None if sets is None else _mean_surface_distance(sets, pooled)
+    return scores

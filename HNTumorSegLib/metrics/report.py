@@ -23,6 +23,8 @@ from ..fileio import write_json_atomic
 _COLUMNS = [  # (header, key, format)
     ("DSC", "DSC", "{:.4f}"),
     ("HD95 mm", "HD95", "{:.2f}"),
+    ("HD99.9 mm", "HD99_9", "{:.2f}"),
+    ("HD100 mm", "HD100", "{:.2f}"),
     ("MSD mm", "MSD", "{:.2f}"),
     ("IoU", "IoU", "{:.4f}"),
     ("Sens", "sensitivity", "{:.4f}"),
@@ -84,6 +86,8 @@ def format_table(result: dict) -> str:
         "",
         f"Aggregate over {n} case{'s' if n != 1 else ''}:",
         f"  GTVp DSCagg  {_fmt(agg.get('GTVp', {}).get('DSCagg'), '{:.4f}')}",
+        f"  GTVp DSC mean {_fmt(agg.get('GTVp', {}).get('DSC_mean'), '{:.4f}')}  (HECKTOR 2025, over "
+        f"{agg.get('GTVp', {}).get('DSC_mean_n', 0)} cases with a reference GTVp)",
         f"  GTVn DSCagg  {_fmt(agg.get('GTVn', {}).get('DSCagg'), '{:.4f}')}",
         f"  DSCagg mean  {_fmt(agg.get('DSCagg_mean'), '{:.4f}')}   (HNTS-MRG 2024)",
         f"  GTVn F1agg   {_fmt(agg.get('GTVn', {}).get('F1agg'), '{:.4f}')}   (HECKTOR 2025, lesion IoU > 0.3)",

@@ -1,6 +1,7 @@
 """Models: cards, loaders (card folders, nnU-Net results folders, SegResNet), catalogue.
 
-``load_model(id_or_path, folds=None, device="cpu") -> LoadedModel`` is the entry point;
+``load_model(id_or_path, folds=None, device="cpu") -> LoadedModel`` is the entry point
+(``folds``: :func:`HNTumorSegLib.folds.parse_folds` forms or a ``Folds``);
 torch is imported only when a model is actually loaded.
 
 Example:
@@ -9,6 +10,7 @@ Example:
 """
 
 from .card import InputSpec, ModelCard, read_card, write_card
-from .loader import LoadedModel, load_model, parse_folds
+from .loader import load_model
+from .types import LoadedModel
 
-__all__ = ["InputSpec", "LoadedModel", "ModelCard", "load_model", "parse_folds", "read_card", "write_card"]
+__all__ = ["InputSpec", "LoadedModel", "ModelCard", "load_model", "read_card", "write_card"]

@@ -6,6 +6,28 @@ field and the fix (:class:`ModelError`, exit 2), never deep inside inference.
 nnU-Net results folders have no card; the loader synthesises one from their plans and
 dataset.json (``format`` is then ``"nnunet"``) so the rest of the program sees one shape.
 
+Axis orders (both exist, so the Python names say which): ``model.json`` keeps its keys
+``"spacing"`` and ``"patch_size"`` (every card written so far uses them), documented here:
+
+==================  ========================  ==============================================
+JSON key            Python field              order and unit
+==================  ========================  ==============================================
+``spacing``         ``spacing_xyz``           x, y, z in mm (SimpleITK's order); null = native
+``patch_size``      ``patch_size_zyx``        z, y, x voxels (the numpy array order the
+                                              network runs in)
+``box_margin_vox``  ``box_margin_vox``        voxels added on every side of a lesion box
+                                              made from a prior mask (int >= 0, default 4)
+==================  ========================  ==============================================
+
+Why the box margin is a card field, and why 4: seed 003 (Ren et al., mid-RT gradient maps)
+trains with boxes around the registered pre-RT lesions grown by a *random* 2-6 voxels per
+side, and its authors' released evaluation (GradientSegHNTS ``src/midRT/create_margins.py``)
+then predicts with *fixed* margins of 2, 4, 6 and 8 voxels; 4 is the fixed margin in the middle
+of the training range, so a box at inference looks like a typical training box. The number
+belongs to the model (a model trained with other margins needs another), so the pipeline's
+mid-RT boxes and Slicer's "Boxes from prior" both read ``card.box_margin_vox``: pressing the
+button gives the boxes the pipeline would have made.
+
 Example:
     >>> card = read_card("models/demo-midrt/model.json")
     >>> card.input_names
@@ -20,19 +42,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from ..fileio import write_json_atomic
+from ..vocab import NetworkOutput, Task
 
 CARD_FORMAT = "hntumorseg-model/1"
 CARD_NAME = "model.json"
-TASKS = ("prert", "midrt", "petct")
 ARCHITECTURES = ("STUNet", "PlainConvUNet", "ResidualEncoderUNet", "SegResNetDS")
-OUTPUTS = ("softmax", "sigmoid_regions")
 #: normalisation type -> the numeric keys it needs (prompts/normalisation.py applies them).
 NORMALISATIONS: dict[str, tuple[str, ...]] = {
-    "zscore": (), "none": (), "range": (), "window": ("lo", "hi"),
+    "zscore": (), "none": (), "range": (), "window": ("lo", "hi"), "window01": ("lo", "hi"),
+    "auto3dseg_range": ("lo", "hi"), "scale": (),
     "ct": ("mean", "std", "percentile_00_5", "percentile_99_5"),
 }
+#: seed 003's fixed inference margin (module docstring): the default of ``box_margin_vox``.
+DEFAULT_BOX_MARGIN_VOX = 4
+#: Python field -> model.json key, where they differ (the JSON keys predate the axis-order names).
+JSON_KEYS = {"spacing_xyz": "spacing", "patch_size_zyx": "patch_size"}
 _REQUIRED = ("format", "id", "title", "inputs", "architecture", "labels", "folds", "weights")
 
 
@@ -53,7 +79,7 @@ class InputSpec:
 
 @dataclass
 class ModelCard:
-    """A validated model card (see the module docstring and DESIGN.md "Models")."""
+    """A validated model card (see the module docstring and docs/design.md "Models")."""
 
     id: str
     title: str
@@ -65,8 +91,9 @@ class ModelCard:
     format: str = CARD_FORMAT
     version: str = "1"
     task: str | None = None
-    spacing: list[float] | None = None  # x, y, z in mm; None = native grid
-    patch_size: list[int] | None = None  # z, y, x voxels
+    spacing_xyz: list[float] | None = None  # JSON "spacing": x, y, z in mm; None = native grid
+    patch_size_zyx: list[int] | None = None  # JSON "patch_size": z, y, x voxels
+    box_margin_vox: int = DEFAULT_BOX_MARGIN_VOX  # per-side margin of boxes made from a prior mask
     output: str = "softmax"
     sha256: dict[str, str] = field(default_factory=dict)
     postprocess: dict = field(default_factory=dict)
@@ -92,7 +119,7 @@ class ModelCard:
         return len(self.labels) if self.output == "softmax" else len(self.labels) - 1
 
     def to_dict(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("extra", "path")}
+        out = {JSON_KEYS.get(k, k): v for k, v in asdict(self).items() if k not in ("extra", "path")}
         out["inputs"] = [i.to_dict() for i in self.inputs]
         out.update(self.extra)
         return out
@@ -113,8 +140,11 @@ class ModelCard:
             if not isinstance(data[key], str) or not data[key].strip():
                 _bad(where, f"field {key!r} must be a non-empty string")
         task = data.get("task")
-        if task is not None and task not in TASKS:
-            _bad(where, f"task {task!r} is not one of {', '.join(TASKS)}")
+        if task is not None:
+            try:
+                task = Task.parse(task, "task")
+            except InputError as exc:  # keep its "did you mean"; _bad says it is the card
+                _bad(where, f"{exc.problem}: {exc.fix}")
         inputs = _inputs(data["inputs"], where)
         arch = data["architecture"]
         if not isinstance(arch, dict) or arch.get("name") not in ARCHITECTURES:
@@ -128,8 +158,8 @@ class ModelCard:
             _bad(where, "labels must map names to 0..K-1 with background 0, e.g. "
                         '{"background": 0, "GTVp": 1, "GTVn": 2}')
         output = data.get("output", "softmax")
-        if output not in OUTPUTS:
-            _bad(where, f"output {output!r} is not one of {', '.join(OUTPUTS)}")
+        if output not in NetworkOutput.values():
+            _bad(where, f"output {output!r} is not one of {', '.join(NetworkOutput.values())}")
         folds = data["folds"]
         if not isinstance(folds, list) or not folds or not all(_is_fold(f) for f in folds):
             _bad(where, "folds must be a non-empty list of fold numbers (or \"all\")")
@@ -147,15 +177,19 @@ class ModelCard:
             _bad(where, "sha256 must map file names to 64-digit hex digests")
         spacing = _numbers(data.get("spacing"), 3, "spacing", where, positive=True)
         patch = _numbers(data.get("patch_size"), 3, "patch_size", where, positive=True, integer=True)
+        margin = data.get("box_margin_vox", DEFAULT_BOX_MARGIN_VOX)
+        if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
+            _bad(where, f"box_margin_vox must be a whole number of voxels >= 0, got {margin!r}",
+                 f"set \"box_margin_vox\": {DEFAULT_BOX_MARGIN_VOX} (seed 003's inference margin) or leave it out")
         tta = data.get("tta_axes", [0, 1, 2])
         if not isinstance(tta, list) or not all(a in (0, 1, 2) for a in tta):
             _bad(where, "tta_axes must be a list drawn from 0, 1, 2")
-        known = {f for f in cls.__dataclass_fields__ if f not in ("extra", "path")}
+        known = {JSON_KEYS.get(f, f) for f in cls.__dataclass_fields__ if f not in ("extra", "path")}
         return cls(
             id=data["id"], title=data["title"], inputs=inputs, architecture=dict(arch), labels=dict(labels),
             folds=[f if f == "all" else int(f) for f in folds], weights={str(k): v for k, v in weights.items()},
             format=data["format"], version=str(data.get("version", "1")), task=task,
-            spacing=spacing, patch_size=patch, output=output, sha256=dict(sha),
+            spacing_xyz=spacing, patch_size_zyx=patch, box_margin_vox=int(margin), output=output, sha256=dict(sha),
             postprocess=dict(data.get("postprocess") or {}), tta_axes=list(tta),
             licence=str(data.get("licence", "")), source=str(data.get("source", "")),
             citation=str(data.get("citation", "")), intended_use=str(data.get("intended_use", "")),

@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from .card import ModelCard, InputSpec
+from ..folds import Folds, parse_folds
+from .card import InputSpec, ModelCard
 from .safe_load import load_checkpoint
+from .types import LoadedModel, move_networks
 from .weights import load_strict
 
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
@@ -60,24 +62,6 @@ def available_folds(folder: Path) -> list[int | str]:
         elif tail == "all":
             named.append("all")
     return sorted(numbered) + named
-
-
-def select_folds(asked: Any, present: list[int | str], folder: Path) -> list[int | str]:
-    """Resolve the user's fold choice against the folds that exist (ModelError if absent)."""
-    from .loader import parse_folds
-
-    wanted = parse_folds(asked)
-    if not present:
-        raise ModelError("model folder has no fold_* subfolder", folder,
-                         "give the nnU-Net results folder (Trainer__Plans__configuration) with trained folds")
-    if wanted is None:
-        numbered = [f for f in present if f != "all"]
-        return numbered or ["all"]
-    absent = [f for f in wanted if f not in present]
-    if absent:
-        raise ModelError(f"fold(s) {', '.join(map(str, absent))} not found; this model has fold(s) "
-                         f"{', '.join(map(str, present))}", folder, "choose --folds among those, or leave it out")
-    return wanted
 
 
 def find_checkpoint(fold_dir: Path, checkpoint_name: str | None = None) -> Path:
@@ -167,18 +151,20 @@ def _nnunet_trainer_class(trainer_name: str):
         return None
 
 
-def load_nnunet_folder(folder: str | Path, folds: Any = None, device: Any = "cpu",
-                       checkpoint_name: str | None = None):
-    """Load an nnU-Net v2 results folder; returns a :class:`~.loader.LoadedModel` (kind ``nnunet``)."""
+def load_nnunet_folder(folder: str | Path, folds: Folds | Any = None, device: Any = "cpu",
+                       checkpoint_name: str | None = None) -> LoadedModel:
+    """Load an nnU-Net v2 results folder; returns a :class:`~.types.LoadedModel` (kind ``nnunet``).
+
+    ``folds``: a :class:`~HNTumorSegLib.folds.Folds` or what ``parse_folds`` reads; a folder
+    holding only ``fold_all`` loads with the default (every fold) and with ``"fold_all"``.
+    """
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-    from .loader import LoadedModel, move_networks
 
     folder = Path(folder)
     plans = _read_json(folder / "plans.json")
     dataset_json = _read_json(folder / "dataset.json")
-    chosen = select_folds(folds, available_folds(folder), folder)
+    chosen = parse_folds(folds).resolve(available_folds(folder), folder)
     checkpoints = [find_checkpoint(folder / f"fold_{f}", checkpoint_name) for f in chosen]
     first = load_checkpoint(checkpoints[0])
     if not isinstance(first, dict) or "network_weights" not in first:
@@ -259,7 +245,7 @@ def _card_for(folder: Path, pm: Any, cm: Any, dataset_json: dict, label_manager:
         inputs=inputs, architecture={"name": "STUNet" if stunet_size(trainer) else
                                      cm.network_arch_class_name.split(".")[-1], "kwargs": {}},
         labels=labels, folds=list(folds), weights={str(f): f"fold_{f}" for f in folds}, format="nnunet",
-        spacing=spacing_zyx[::-1] if spacing_zyx else None, patch_size=patch_zyx, output=output,
+        spacing_xyz=spacing_zyx[::-1] if spacing_zyx else None, patch_size_zyx=patch_zyx, output=output,
         tta_axes=[int(a) for a in mirroring] if mirroring is not None else [0, 1, 2],
         licence=str(dataset_json.get("licence", "")), source=str(folder),
         citation=str(dataset_json.get("reference", "")),

@@ -12,8 +12,8 @@ torch is imported only when a run starts (never at ``import HNTumorSegLib.pipeli
 
 Example:
     >>> from HNTumorSegLib.pipeline import SegmentRequest, run_segmentation
-    >>> res = run_segmentation(SegmentRequest(model="demo-midrt", inputs={"T2": "mid_T2.nii.gz"},
-    ...                                       prior="pre_mask_reg.nii.gz", output="labels.nii.gz"))
+    >>> res = run_segmentation(SegmentRequest(model="demo-midrt", input_paths={"T2": "mid_T2.nii.gz"},
+    ...                                       prior_path="pre_mask_reg.nii.gz", output_path="labels.nii.gz"))
 """
 
 from .request import SegmentRequest, SegmentResult

@@ -10,8 +10,13 @@ or a channel *derived* from one (``derived_from``):
 
 * ``gradient_map`` (from ``T2``): seed 003's gradient magnitude inside the lesion boxes
   (:func:`HNTumorSegLib.prompts.gradient_map.gradient_map`), already in [0, 1];
-* ``ct_sq`` / ``ct_cbrt`` (from ``CT``): seed 002's ``x**2`` and ``cbrt(x)`` of the windowed
-  CT ``x`` in [-1, 1] (the CT's own ``window`` scheme if it has one, else [-110, 190] HU).
+* ``ct_sq`` / ``ct_cbrt`` (from ``CT``): seed 002's powers of the windowed CT ``x``. With the
+  CT scheme ``window01`` (seed 002's released code, the ``seed002`` channel set) ``x`` is the
+  CT's own normalised channel in [0, 1] and the powers are ``x**2``, ``x**(1/3)``; otherwise
+  ``x`` is in [-1, 1] (the CT's ``window`` scheme if it has one, else [-110, 190] HU, the
+  paper's ``seed002_paper`` set) and the cube root keeps the sign;
+* ``pet_sq`` / ``pet_cbrt`` (from ``PET``): the same powers of the PET's normalised channel
+  (the released 6-channel set); see :mod:`HNTumorSegLib.prompts.ct_channels`.
 
 All images must already lie on one grid (the pipeline resamples them first).
 
@@ -60,6 +65,25 @@ def _ct_window(card) -> tuple[float, float]:
     return CT_WINDOW_HU
 
 
+def _spec_of(card, name: str):
+    return next((spec for spec in card.inputs if spec.name == name and not derived_source(spec)), None)
+
+
+def _power_channel(card, name: str, base: Image) -> np.ndarray:
+    """``ct_sq`` / ``ct_cbrt`` / ``pet_sq`` / ``pet_cbrt`` from the base image (module docstring)."""
+    source = "CT" if name.startswith("ct_") else "PET"
+    spec = _spec_of(card, source)
+    kind = str(spec.normalisation.get("type", "")).lower() if spec is not None else ""
+    if source == "PET" or kind == "window01":
+        if spec is None:
+            raise ModelError(f"derived input {name!r} needs a {source} input in the card", card.path,
+                             f"list {source} with its normalisation before {name}")
+        x = normalise(base.array, {k: v for k, v in spec.normalisation.items() if k != "then"})
+        return x * x if name.endswith("_sq") else np.power(np.clip(x, 0.0, None), 1.0 / 3.0)
+    x = window_ct(base, *_ct_window(card))
+    return x * x if name.endswith("_sq") else np.cbrt(x)
+
+
 def model_channels(card, images: dict[str, Image], boxes: Sequence[LesionBox] | None = None) -> np.ndarray:
     """Stack the card's input channels into one float32 array ``(C, z, y, x)``.
 
@@ -82,13 +106,11 @@ def model_channels(card, images: dict[str, Image], boxes: Sequence[LesionBox] | 
         if spec.name == "gradient_map":
             grad = gradient_map(base, list(boxes or []))
             channels.append(normalise(grad.array, spec.normalisation))
-        elif spec.name in ("ct_sq", "ct_cbrt"):
-            x = window_ct(base, *_ct_window(card))
-            value = x * x if spec.name == "ct_sq" else np.cbrt(x)
-            channels.append(normalise(value, spec.normalisation))
+        elif spec.name in ("ct_sq", "ct_cbrt", "pet_sq", "pet_cbrt"):
+            channels.append(normalise(_power_channel(card, spec.name, base), spec.normalisation))
         else:
             raise ModelError(f"unknown derived input {spec.name!r}", card.path,
-                             "use gradient_map, ct_sq or ct_cbrt, or give it as an image")
+                             "use gradient_map, ct_sq, ct_cbrt, pet_sq or pet_cbrt, or give it as an image")
     shapes = {c.shape for c in channels}
     if len(shapes) != 1:
         raise InputError(f"input channels lie on different grids {sorted(shapes)}", None,

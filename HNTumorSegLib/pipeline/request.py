@@ -6,30 +6,39 @@ parameter dataclass):
 * the ``hntumorseg segment`` command line (:meth:`SegmentRequest.to_argv`,
   :meth:`SegmentRequest.from_args`),
 * the worker's ``request.json`` (:meth:`SegmentRequest.to_dict` / :meth:`SegmentRequest.from_dict`,
-  DESIGN.md "Worker protocol"),
+  docs/internal-api.md "request.json"),
 * the Python object the pipeline runs (:func:`HNTumorSegLib.pipeline.run_segmentation`).
 
 Example:
-    >>> req = SegmentRequest(model="demo-midrt", inputs={"T2": "mid.nii.gz"}, prior="pre_mask.nii.gz",
-    ...                      output="out/labels.nii.gz", task="midrt")
+    >>> req = SegmentRequest(model="demo-midrt", input_paths={"T2": "mid.nii.gz"}, prior_path="pre_mask.nii.gz",
+    ...                      output_path="out/labels.nii.gz", task="midrt")
     >>> req.to_argv()[:4]
     ['segment', '--task', 'midrt', '--model']
     >>> SegmentRequest.from_dict(req.to_dict()) == req
     True
+
+Values are converted when the request is made (``task`` -> :class:`~HNTumorSegLib.vocab.Task`,
+``device`` -> :func:`~HNTumorSegLib.vocab.parse_device`, ``folds`` ->
+:class:`~HNTumorSegLib.folds.Folds`), so a typo or a renamed field fails at construction,
+in the caller's process, not later inside the worker. Every field holding a file path ends
+in ``_path`` (``input_paths`` maps input names to paths); the ``request.json`` keys are the
+field names (docs/internal-api.md, "request.json").
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
 from ..fileio import write_json_atomic
+from ..folds import Folds, parse_folds
+from ..vocab import ProgressMode, Task, did_you_mean, parse_device
 
-TASKS = ("prert", "midrt", "petct")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PROGRESS_MODES = ("json", "bar", "none")
+#: Fields holding one optional file path (``None`` = not given / not wanted).
+PATH_FIELDS = ("prior_path", "boxes_path", "probabilities_path", "uncertainty_path", "boxes_output_path")
+REQUIRED_FIELDS = ("model", "input_paths", "output_path")
 
 
 def parse_input_pair(text: str) -> tuple[str, str]:
@@ -41,73 +50,75 @@ def parse_input_pair(text: str) -> tuple[str, str]:
     return name, path
 
 
-def parse_folds_text(text: str | None) -> str | list[int] | None:
-    """``None``/``"all"`` -> ``"all"``; ``"0,1"`` -> ``[0, 1]``. Bad text is an InputError."""
-    if text is None:
-        return None
-    t = str(text).strip().lower()
-    if t in ("", "all"):
-        return "all"
-    try:
-        folds = [int(x) for x in t.split(",") if x.strip() != ""]
-    except ValueError:
-        raise InputError(f"--folds {text!r} is not 'all' or a list of fold numbers", None,
-                         "write e.g. --folds all or --folds 0,1") from None
-    if not folds or any(f < 0 for f in folds):
-        raise InputError(f"--folds {text!r} is not 'all' or a list of fold numbers", None,
-                         "write e.g. --folds all or --folds 0,1")
-    return folds
-
-
 @dataclass
 class SegmentRequest:
-    """One segmentation job (DESIGN.md ``hntumorseg segment`` contract).
+    """One segmentation job (docs/design.md ``hntumorseg segment`` contract).
 
-    ``inputs`` maps input names (``T2``; ``CT`` and ``PET``; or an nnU-Net folder's
+    ``input_paths`` maps input names (``T2``; ``CT`` and ``PET``; or an nnU-Net folder's
     ``channel_names``) to image paths, in the order given: the first input's grid is the
-    output grid. ``folds`` is ``None``/``"all"`` or a list of fold numbers. ``tta`` defaults
-    to off: on a CPU mirroring costs 8x the time (choice; turn it on with ``--tta``).
+    output grid. ``model`` is a model folder or a catalogue id. ``folds`` is a
+    :class:`~HNTumorSegLib.folds.Folds` (anything :func:`~HNTumorSegLib.folds.parse_folds`
+    accepts is converted). ``tta`` defaults to off: on a CPU mirroring costs 8x the time
+    (choice; turn it on with ``--tta``). ``boxes_output_path`` is where to write the boxes
+    used (mid-RT: those made from the prior); ``uncertainty_path`` where to write the
+    voxel-wise uncertainty map (``None``: none is computed).
     """
 
     model: str
-    inputs: dict[str, str]
-    output: str
-    task: str | None = None
-    prior: str | None = None
-    boxes: str | None = None
+    input_paths: dict[str, str]
+    output_path: str
+    task: Task | None = None
+    prior_path: str | None = None
+    boxes_path: str | None = None
     device: str = "auto"
-    folds: Any = None
+    folds: Folds = field(default_factory=Folds.all)
     tta: bool = False
-    probabilities: str | None = None
-    uncertainty: str | None = None
-    boxes_output: str | None = None  # where to write the boxes used (mid-RT: those made from the prior)
+    probabilities_path: str | None = None
+    uncertainty_path: str | None = None
+    boxes_output_path: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.input_paths, dict):
+            raise InputError("request field 'input_paths' must map names to paths", None,
+                             'write e.g. "input_paths": {"T2": "mid_T2.nii.gz"}')
+        self.model = str(self.model)
+        self.input_paths = {str(k): str(v) for k, v in self.input_paths.items()}
+        self.output_path = str(self.output_path)
+        for name in PATH_FIELDS:
+            value = getattr(self, name)
+            setattr(self, name, None if value in (None, "") else str(value))
+        self.task = Task.parse_optional(self.task)
+        self.device = parse_device(self.device)
+        self.folds = parse_folds(self.folds)
+        if not isinstance(self.tta, bool):
+            raise InputError(f"request field 'tta' must be true or false, not {self.tta!r}", None,
+                             'write "tta": true or "tta": false')
 
     # ---- request.json -----------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """JSON-ready dict (the worker's ``request.json``)."""
-        d = asdict(self)
-        d["inputs"] = {str(k): str(v) for k, v in self.inputs.items()}
-        for key in ("output", "prior", "boxes", "probabilities", "uncertainty", "boxes_output", "model"):
-            if d[key] is not None:
-                d[key] = str(d[key])
+        """JSON-ready dict (the worker's ``request.json``; keys = field names)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["input_paths"] = dict(self.input_paths)
+        d["task"] = None if self.task is None else str(self.task)
+        d["device"] = str(self.device)
+        d["folds"] = self.folds.to_json()
         return d
 
     @classmethod
     def from_dict(cls, data: dict) -> "SegmentRequest":
-        """Read a ``request.json`` object; unknown or missing fields are an InputError."""
+        """Read a ``request.json`` object; unknown, renamed or missing fields are an InputError."""
         if not isinstance(data, dict):
-            raise InputError("the request is not a JSON object", None, "write an object with model, inputs, output")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+            raise InputError("the request is not a JSON object", None,
+                             "write an object with model, input_paths, output_path")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
         if unknown:
-            raise InputError(f"unknown request field(s) {', '.join(unknown)}", None,
-                             f"use only {', '.join(sorted(known))}")
-        missing = [k for k in ("model", "inputs", "output") if not data.get(k)]
+            hints = "".join(did_you_mean(k, known) for k in unknown)
+            raise InputError(f"unknown request field(s) {', '.join(unknown)}{hints}", None,
+                             f"use only {', '.join(known)}")
+        missing = [k for k in REQUIRED_FIELDS if not data.get(k)]
         if missing:
-            raise InputError(f"the request lacks {', '.join(missing)}", None, "give model, inputs and output")
-        if not isinstance(data["inputs"], dict):
-            raise InputError("request field 'inputs' must map names to paths", None,
-                             'write e.g. "inputs": {"T2": "mid_T2.nii.gz"}')
+            raise InputError(f"the request lacks {', '.join(missing)}", None, f"give {', '.join(REQUIRED_FIELDS)}")
         return cls(**data)
 
     def write_json(self, path: str | Path) -> Path:
@@ -115,47 +126,48 @@ class SegmentRequest:
         return write_json_atomic(path, self.to_dict())
 
     # ---- command line --------------------------------------------------------------------------
-    def to_argv(self, progress: str | None = None) -> list[str]:
+    def to_argv(self, progress: str | ProgressMode | None = None) -> list[str]:
         """The ``hntumorseg segment ...`` arguments that make this request (without the program name)."""
         argv = ["segment"]
         if self.task:
-            argv += ["--task", self.task]
+            argv += ["--task", str(self.task)]
         argv += ["--model", str(self.model)]
-        for name, path in self.inputs.items():
+        for name, path in self.input_paths.items():
             argv += ["--input", f"{name}={path}"]
-        if self.prior:
-            argv += ["--prior", str(self.prior)]
-        if self.boxes:
-            argv += ["--boxes", str(self.boxes)]
-        argv += ["--output", str(self.output), "--device", self.device]
-        if self.folds is not None and self.folds != "all":
-            argv += ["--folds", ",".join(str(f) for f in self.folds)]
+        if self.prior_path:
+            argv += ["--prior", self.prior_path]
+        if self.boxes_path:
+            argv += ["--boxes", self.boxes_path]
+        argv += ["--output", self.output_path, "--device", str(self.device)]
+        if not self.folds.is_all:
+            argv += ["--folds", self.folds.to_text()]
         argv.append("--tta" if self.tta else "--no-tta")
-        if self.probabilities:
-            argv += ["--probabilities", str(self.probabilities)]
-        if self.uncertainty:
-            argv += ["--uncertainty", str(self.uncertainty)]
-        if self.boxes_output:
-            argv += ["--save-boxes", str(self.boxes_output)]
+        if self.probabilities_path:
+            argv += ["--probabilities", self.probabilities_path]
+        if self.uncertainty_path:
+            argv += ["--uncertainty", self.uncertainty_path]
+        if self.boxes_output_path:
+            argv += ["--save-boxes", self.boxes_output_path]
         if progress:
-            argv += ["--progress", progress]
+            argv += ["--progress", str(ProgressMode.parse(progress))]
         return argv
 
     @classmethod
     def from_args(cls, args: Any) -> "SegmentRequest":
-        """Build from ``hntumorseg segment``'s parsed arguments (argparse Namespace)."""
-        inputs: dict[str, str] = {}
+        """Build from ``hntumorseg segment``'s parsed arguments (argparse Namespace; the option
+        names users type are unchanged: ``--output``, ``--prior``, ``--boxes`` ...)."""
+        input_paths: dict[str, str] = {}
         for text in args.input or []:
             name, path = parse_input_pair(text)
-            if name in inputs:
+            if name in input_paths:
                 raise InputError(f"input {name!r} is given twice", None, "give each --input NAME once")
-            inputs[name] = path
-        if not inputs:
+            input_paths[name] = path
+        if not input_paths:
             raise InputError("no input image given", None, "add --input NAME=PATH (T2, or CT and PET)")
-        return cls(model=args.model, inputs=inputs, output=args.output, task=args.task, prior=args.prior,
-                   boxes=args.boxes, device=args.device, folds=parse_folds_text(args.folds), tta=bool(args.tta),
-                   probabilities=args.probabilities, uncertainty=args.uncertainty,
-                   boxes_output=getattr(args, "save_boxes", None))
+        return cls(model=args.model, input_paths=input_paths, output_path=args.output, task=args.task,
+                   prior_path=args.prior, boxes_path=args.boxes, device=args.device, folds=args.folds,
+                   tta=bool(args.tta), probabilities_path=args.probabilities, uncertainty_path=args.uncertainty,
+                   boxes_output_path=getattr(args, "save_boxes", None))
 
 
 @dataclass
@@ -171,6 +183,7 @@ class SegmentResult:
     task: str | None = None
     volumes_ml: dict[str, float] = field(default_factory=dict)
     boxes: list = field(default_factory=list)
+    regions: list = field(default_factory=list)   # seed 002's stage ROIs (coarse-to-fine pipeline)
 
     @property
     def labels(self) -> str:

@@ -6,10 +6,10 @@ are written on (the first input: T2 or CT).
 
 * ``prert``: the T2; with ``--boxes`` only the boxes (+ :data:`REGION_CONTEXT_MM`) are segmented.
 * ``midrt`` (seed 003): the registered pre-RT mask is put on the T2 grid (nearest neighbour)
-  when it lies elsewhere; one box per lesion with a fixed margin of ``box_margin_vox`` voxels
-  per side (the card's value, default :data:`DEFAULT_BOX_MARGIN_VOX` = 4, the middle of the
-  2-6 voxel random margin seed 003 trains with; choice: deterministic at inference, so the
-  same case always gives the same boxes); ``--boxes`` replaces the prior's boxes. The
+  when it lies elsewhere; one box per lesion with a fixed margin of ``card.box_margin_vox``
+  voxels per side (a validated card field, default 4: why 4 is in
+  :mod:`HNTumorSegLib.models.card`; Slicer's "Boxes from prior" reads the same field);
+  ``--boxes`` replaces the prior's boxes. The
   gradient map is computed inside the boxes (:mod:`.channels`) and only tiles near the boxes
   run (box-restricted mode).
 * ``petct`` (seeds 002, 004): seed 004's head crop around the PET hot spot
@@ -25,7 +25,7 @@ voxel sizes).
 
 Example:
     >>> work = prepare_work(case)
-    >>> work.images["T2"].spacing == tuple(case.model.card.spacing)
+    >>> work.images["T2"].spacing == tuple(case.model.card.spacing_xyz)
     True
 """
 
@@ -40,7 +40,6 @@ from ..image import Image, resample_to, resample_to_spacing
 from ..prompts.boxes import LesionBox, boxes_from_mask, boxes_to_mask
 from .validate import ValidatedCase
 
-DEFAULT_BOX_MARGIN_VOX = 4
 #: context kept around user or prior boxes in box-restricted runs (mm): a lesion that grew a
 #: little beyond its box is still segmented (seed 003 Fig. 3 shows the cost of cutting at the box).
 REGION_CONTEXT_MM = 5.0
@@ -90,10 +89,10 @@ def prepare_midrt(case: ValidatedCase) -> Work:
     notes = []
     if not boxes:
         prior = case.prior if case.prior.same_grid(t2) else resample_to(case.prior, t2, label=True)
-        margin = int(card.extra.get("box_margin_vox", DEFAULT_BOX_MARGIN_VOX))
+        margin = card.box_margin_vox
         boxes = boxes_from_mask(prior, margin_vox=margin)
         notes.append(f"{len(boxes)} box(es) from the prior, margin {margin} voxels")
-    images = _working_images(case.images, card.spacing)
+    images = _working_images(case.images, card.spacing_xyz)
     return Work(images, t2, boxes, _region(boxes, next(iter(images.values()))), notes)
 
 
@@ -102,7 +101,7 @@ def prepare_petct(case: ValidatedCase) -> Work:
 
     card = case.model.card
     ct, pet = case.images["CT"], case.images["PET"]
-    spacing = card.spacing
+    spacing = card.spacing_xyz
     iso = float(min(spacing)) if spacing else 1.0
     if case.boxes:
         crop = crop_around_boxes(ct, pet, case.boxes, spacing=iso)
@@ -114,11 +113,11 @@ def prepare_petct(case: ValidatedCase) -> Work:
     images = {"CT": crop.ct, "PET": crop.pet}
     images.update({k: v for k, v in case.images.items() if k not in images})  # extra channels, if any
     images = _working_images(images, spacing)
-    return Work(images, ct, list(case.boxes), None, [note])
+    return Work(images, ct, list(case.boxes), None, [*case.notes, note])
 
 
 def prepare_generic(case: ValidatedCase) -> Work:
-    images = _working_images(case.images, case.model.card.spacing)
+    images = _working_images(case.images, case.model.card.spacing_xyz)
     boxes = list(case.boxes)
     return Work(images, case.reference, boxes, _region(boxes, next(iter(images.values()))))
 

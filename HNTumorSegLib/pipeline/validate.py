@@ -10,7 +10,9 @@ the file and the fix (exit code 2), before a single voxel is predicted or writte
 * the task: known, and the model's own task when the model names one;
 * input names: every name the model needs, no unknown one;
 * every image: readable, 3D, finite (:func:`HNTumorSegLib.image.read_image`), and lying over the
-  first input in physical space (:func:`HNTumorSegLib.image.check_overlap`);
+  first input in physical space (:func:`HNTumorSegLib.image.check_overlap`); a PET that covers
+  less than half of its CT is registered to it rigidly instead, with a note in the progress
+  (seed 004's fallback, :mod:`HNTumorSegLib.prompts.pet_ct_registration`);
 * the prior (mid-RT): a label map in {0, 1, 2} over the T2, holding at least one lesion;
 * boxes: valid ``boxes.json`` whose every box touches the first input.
 
@@ -33,7 +35,7 @@ import numpy as np
 from ..errors import InputError
 from ..image import Image, check_labels, check_overlap, read_image
 from .channels import user_inputs
-from .request import TASKS, SegmentRequest
+from .request import SegmentRequest
 
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 
@@ -43,12 +45,13 @@ class ValidatedCase:
     """A request whose inputs were read and checked, with the model loaded."""
 
     request: SegmentRequest
-    model: Any                      # models.loader.LoadedModel
+    model: Any                      # models.types.LoadedModel
     task: str | None
     images: dict[str, Image]        # in the model's input order; the first is the reference grid
     prior: Image | None = None
     boxes: list = field(default_factory=list)   # LesionBox list from --boxes (empty if none)
     device: Any = None              # torch.device
+    notes: list[str] = field(default_factory=list)  # warnings for the progress (e.g. PET registered to the CT)
 
     @property
     def reference_name(self) -> str:
@@ -71,14 +74,14 @@ def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 def check_output_paths(request: SegmentRequest) -> None:
     """Outputs: image suffix, distinct from every input and each other, in a writable folder."""
-    outputs = {"--output": request.output, "--probabilities": request.probabilities,
-               "--uncertainty": request.uncertainty, "--save-boxes": request.boxes_output}
+    outputs = {"--output": request.output_path, "--probabilities": request.probabilities_path,
+               "--uncertainty": request.uncertainty_path, "--save-boxes": request.boxes_output_path}
     outputs = {k: v for k, v in outputs.items() if v}
-    given = dict(request.inputs)
-    if request.prior:
-        given["--prior"] = request.prior
-    if request.boxes:
-        given["--boxes"] = request.boxes
+    given = dict(request.input_paths)
+    if request.prior_path:
+        given["--prior"] = request.prior_path
+    if request.boxes_path:
+        given["--boxes"] = request.boxes_path
     for flag, out in outputs.items():
         name = Path(out).name.lower()
         if flag == "--save-boxes":
@@ -114,9 +117,7 @@ def expected_inputs(model: Any) -> list[str]:
 def resolve_task(request: SegmentRequest, model: Any) -> str | None:
     """The task: ``--task`` or the model's; a conflict or an unknown task is an InputError."""
     card_task = getattr(model.card, "task", None)
-    task = request.task
-    if task is not None and task not in TASKS:
-        raise InputError(f"unknown task {task!r}", None, f"use one of {', '.join(TASKS)}")
+    task = request.task          # a Task (or None): SegmentRequest converted it
     if task and card_task and task != card_task:
         raise InputError(f"--task {task} does not match the model, which is for {card_task}", None,
                          f"use --task {card_task} or a {task} model")
@@ -124,64 +125,70 @@ def resolve_task(request: SegmentRequest, model: Any) -> str | None:
 
 
 def check_input_names(request: SegmentRequest, expected: list[str], model_name: str) -> None:
-    unknown = [n for n in request.inputs if n not in expected]
+    unknown = [n for n in request.input_paths if n not in expected]
     if unknown:
         raise InputError(f"unknown input name {unknown[0]!r}: model {model_name} takes {', '.join(expected)}", None,
                          "name each --input after the model's inputs, e.g. --input " + f"{expected[0]}=PATH")
-    missing = [n for n in expected if n not in request.inputs]
+    missing = [n for n in expected if n not in request.input_paths]
     if missing:
         raise InputError(f"missing input {missing[0]!r}: model {model_name} takes {', '.join(expected)}", None,
                          f"add --input {missing[0]}=PATH")
 
 
-def validate_request(request: SegmentRequest, load_model_fn=None) -> ValidatedCase:
+def validate_request(request: SegmentRequest) -> ValidatedCase:
     """Check everything (module docstring) and return the loaded case. Raises InputError on any problem."""
     from ..inference.devices import resolve_device
-    from ..models.loader import load_model, parse_folds
+    from ..models.loader import load_model
     from ..prompts.boxes import box_to_index_slices, read_boxes
+    from ..prompts.pet_ct_registration import pet_on_ct
 
-    if not request.inputs:
+    if not request.input_paths:
         raise InputError("no input image given", None, "add --input NAME=PATH (T2, or CT and PET)")
     check_output_paths(request)
     device = resolve_device(request.device)
-    folds = None if request.folds in (None, "all") else parse_folds(request.folds)
-    model = (load_model_fn or load_model)(request.model, folds=folds, device="cpu")
+    model = load_model(request.model, folds=request.folds, device="cpu")   # request.folds: a Folds
     task = resolve_task(request, model)
     expected = expected_inputs(model)
     check_input_names(request, expected, model.card.id)
 
     images: dict[str, Image] = {}
     for name in expected:
-        images[name] = read_image(request.inputs[name], name=f"{name} image")
+        images[name] = read_image(request.input_paths[name], name=f"{name} image")
     ref_name = expected[0]
     ref = images[ref_name]
+    notes: list[str] = []
     for name in expected[1:]:
-        check_overlap(ref, images[name], ref_name, name, request.inputs[name])
+        if ref_name == "CT" and name == "PET":  # seed 004: a PET that lost its place is registered rigidly
+            placed = pet_on_ct(ref, images[name], warn=notes.append)
+            if placed.registered:  # otherwise the PET keeps its own grid (resampled once, later, onto the crop)
+                images[name] = placed.pet
+            continue
+        check_overlap(ref, images[name], ref_name, name, request.input_paths[name])
 
     prior = None
-    if request.prior:
+    if request.prior_path:
         if task != "midrt":
             raise InputError(f"--prior is used by the midrt task only (this run is {task or 'without a task'})",
-                             request.prior, "leave --prior out, or give --boxes")
-        prior = read_image(request.prior, label=True, name="prior mask")
-        check_labels(prior, path=request.prior, name="prior mask")
-        check_overlap(ref, prior, ref_name, "prior mask", request.prior)
+                             request.prior_path, "leave --prior out, or give --boxes")
+        prior = read_image(request.prior_path, label=True, name="prior mask")
+        check_labels(prior, path=request.prior_path, name="prior mask")
+        check_overlap(ref, prior, ref_name, "prior mask", request.prior_path)
         if not np.any(prior.array):
-            raise InputError("prior mask holds no lesion (no voxel labelled 1 or 2)", request.prior,
+            raise InputError("prior mask holds no lesion (no voxel labelled 1 or 2)", request.prior_path,
                              "give the pre-RT mask registered to the mid-RT T2, or --boxes")
     boxes: list = []
-    if request.boxes:
-        boxes = read_boxes(request.boxes)
+    if request.boxes_path:
+        boxes = read_boxes(request.boxes_path)
         if not boxes:
-            raise InputError("boxes file holds no box", request.boxes, "draw at least one box, or leave --boxes out")
+            raise InputError("boxes file holds no box", request.boxes_path, "draw at least one box, or leave --boxes out")
         for box in boxes:
             try:
                 box_to_index_slices(box, ref)
             except InputError as exc:  # the message names the box; add the file it came from
-                raise InputError(exc.problem, request.boxes,
+                raise InputError(exc.problem, request.boxes_path,
                                  exc.fix or f"boxes are RAS mm and must lie over the {ref_name} image") from None
     if task == "midrt" and prior is None and not boxes:
         raise InputError("the midrt task needs the registered pre-RT mask", None,
                          "add --prior PRE_RT_MASK.nii.gz (or --boxes boxes.json)")
     return ValidatedCase(request=request, model=model, task=task, images=images, prior=prior, boxes=boxes,
-                         device=device)
+                         device=device, notes=notes)

@@ -11,17 +11,17 @@ gives a superset of the original voxels (never loses one).
 
 Choices (seed 003 is vague or its code differs from its paper):
 
-* lesions are 26-connected components of each label (``scipy.ndimage.label`` with a 3x3x3
-  structure). Boxes come out ordered by label (GTVp first), then by size (voxel count,
+* lesions are **face-connected (6-connected)** components of each label, as seed 003's
+  released code (``sitk.ConnectedComponent``, default ``fullyConnected=False``): two voxels
+  touching only at an edge or a corner are two lesions and get two boxes. Boxes come out ordered by label (GTVp first), then by size (voxel count,
   largest first), ties by position (first voxel in z, y, x order). Names count from 1 within
   a label: ``GTVp-1``, ``GTVn-1``, ``GTVn-2``...
-* the training-time random margin of seed 003 ("random perturbations of 2-6 voxels in x, y
-  and z") is ``random_margin_vox=(2, 6)``: an integer drawn uniformly from 2..6 *inclusive*,
-  independently for each of the 6 sides (low/high x, y, z), in that order per box
-  (``rng.integers(lo, hi + 1, size=(2, 3))``: row 0 the low sides i, j, k, row 1 the high
-  sides). The paper says 2-6; the last version of the published code (GradientSegHNTS,
-  ``data_conversion.py``) draws ``randint(4, 8)`` with an exclusive upper slice bound, i.e. 4-7
-  voxels below and 3-6 above; pass ``(4, 7)`` to get close to it. We follow the paper.
+* the training-time random margin of seed 003 is ``random_margin_vox=``: a
+  :class:`~HNTumorSegLib.prompts.margins.MarginDraw`, a preset name or a symmetric ``(lo, hi)``.
+  ``SEED003_RELEASED`` (the released code's ``randint(4, 8)`` with an exclusive slice end: 4-7
+  voxels below, 3-6 above) is the training default; ``SEED003_PAPER`` = ``(2, 6)`` is the
+  paper's. Per box one draw of shape (2, 3): row 0 the low sides i, j, k, row 1 the high sides
+  (:mod:`HNTumorSegLib.prompts.margins`).
 * ``margin_vox`` (fixed, voxels) and ``margin_mm`` (fixed, RAS mm on every side) add up.
   Boxes are not clamped to the image here; :func:`box_to_index_slices` clamps.
 
@@ -47,10 +47,12 @@ from scipy import ndimage
 from ..errors import InputError
 from ..fileio import write_json_atomic
 from ..image import Image, lps_to_ras, ras_to_lps
+from .margins import MarginDraw
 
 LABEL_NAMES = {1: "GTVp", 2: "GTVn"}
 NAME_LABELS = {v.lower(): k for k, v in LABEL_NAMES.items()}
 STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
+STRUCTURE_6 = ndimage.generate_binary_structure(3, 1)  # face neighbours: seed 003's lesions
 # Slack when deciding whether a voxel centre lies on a box face: absorbs float round-off of the
 # corner transforms (1e-4 voxel is far below any clinical meaning).
 _EPS = 1e-4
@@ -159,12 +161,16 @@ def _as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
     return np.random.default_rng(0 if rng is None else rng)
 
 
-def lesion_components(mask: np.ndarray, label: int) -> list[tuple[np.ndarray, np.ndarray, int]]:
-    """26-connected components of ``mask == label`` as ``(lo_zyx, hi_zyx, n_voxels)``, ordered.
+def lesion_components(mask: np.ndarray, label: int, connectivity: int = 6
+                      ) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Connected components of ``mask == label`` as ``(lo_zyx, hi_zyx, n_voxels)``, ordered.
 
-    Order: size descending, ties by the first voxel's (z, y, x) position.
+    ``connectivity`` 6 (faces, seed 003's released code, the default) or 26. Order: size
+    descending, ties by the first voxel's (z, y, x) position.
     """
-    comps, n = ndimage.label(mask == label, structure=STRUCTURE_26)
+    if connectivity not in (6, 26):
+        raise ValueError(f"connectivity must be 6 or 26, got {connectivity}")
+    comps, n = ndimage.label(mask == label, structure=STRUCTURE_6 if connectivity == 6 else STRUCTURE_26)
     if n == 0:
         return []
     sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:]
@@ -180,14 +186,15 @@ def lesion_components(mask: np.ndarray, label: int) -> list[tuple[np.ndarray, np
 
 
 def boxes_from_mask(mask: Image, margin_mm: float = 0.0, margin_vox: int = 0,
-                    random_margin_vox: tuple[int, int] | None = None,
+                    random_margin_vox: "MarginDraw | tuple[int, int] | str | None" = None,
                     rng: np.random.Generator | int | None = None,
                     labels: Iterable[int] = (1, 2)) -> list[LesionBox]:
-    """One box per 26-connected lesion of each label in ``mask`` (labels 1 GTVp, 2 GTVn).
+    """One box per face-connected lesion of each label in ``mask`` (labels 1 GTVp, 2 GTVn).
 
-    ``margin_vox`` adds whole voxels on every side; ``random_margin_vox=(lo, hi)`` adds, per side
-    and axis, an integer drawn from ``lo..hi`` inclusive (seed 003's training perturbation,
-    ``(2, 6)``) using ``rng`` (a Generator or a seed; ``None`` means seed 0);
+    ``margin_vox`` adds whole voxels on every side; ``random_margin_vox`` adds, per side and
+    axis, a random number of voxels (seed 003's training perturbation: ``SEED003_RELEASED``,
+    ``"paper"`` or a symmetric inclusive ``(lo, hi)``; :mod:`.margins`) using ``rng`` (a
+    Generator or a seed; ``None`` means seed 0);
     ``margin_mm`` then grows the RAS box by that many mm on every side.
 
     Example:
@@ -200,18 +207,15 @@ def boxes_from_mask(mask: Image, margin_mm: float = 0.0, margin_vox: int = 0,
         raise InputError("mask is not a label map (non-integer values)", None,
                          "give a label map with values 0, 1 (GTVp), 2 (GTVn)")
     generator = _as_rng(rng) if random_margin_vox is not None else None
-    if random_margin_vox is not None:
-        r_lo, r_hi = (int(v) for v in random_margin_vox)
-        if r_lo < 0 or r_hi < r_lo:
-            raise ValueError(f"random_margin_vox must be (lo, hi) with 0 <= lo <= hi, got {random_margin_vox}")
+    draw = MarginDraw.coerce(random_margin_vox) if random_margin_vox is not None else None
     boxes: list[LesionBox] = []
     for label in labels:
         prefix = LABEL_NAMES.get(int(label), f"label{int(label)}")
         for number, (lo_zyx, hi_zyx, _) in enumerate(lesion_components(arr, int(label)), start=1):
             lo = lo_zyx[::-1].astype(int) - int(margin_vox)  # to i, j, k
             hi = hi_zyx[::-1].astype(int) + int(margin_vox)
-            if generator is not None:
-                extra = generator.integers(r_lo, r_hi + 1, size=(2, 3))
+            if draw is not None:
+                extra = draw.draw(generator)
                 lo = lo - extra[0]
                 hi = hi + extra[1]
             mn, mx = index_box_to_ras(mask, lo, hi)

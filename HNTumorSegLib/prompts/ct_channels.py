@@ -1,19 +1,30 @@
-"""Seed 002's CT enhancement: a soft-tissue CT window and the 4 channels ``[x, x^2, cbrt(x), PET]``.
+"""Seed 002's CT channels: the released variant (default ``seed002``) and the paper's (``seed002_paper``).
 
-* :func:`window_ct`: CT clipped to [-110, 190] HU and scaled linearly to [-1, 1]
-  (``x = 2 (clip(ct) - lo) / (hi - lo) - 1``), as seed 002 does at every stage.
-* :func:`scale_pet`: PET to [0, 1]. Seed 002 only says "PET values are simply normalized to
-  [0, 1]". We choose **min-max over the given array** (the crop the network sees): it needs no
-  assumption about SUV calibration, which differs between centres. ``suv_max=`` gives the
-  alternative, a fixed clip at that SUV then division by it, for models trained that way.
-* :func:`enhanced_channels`: ``[x, x**2, cbrt(x), PET]`` with ``x`` the windowed CT. The cube
-  root keeps the sign (``np.cbrt``; a real cube root of a negative number is negative), so the
-  channel stays monotonic in HU; ``x**2`` folds fat (-110 HU, x = -1) onto bone-ish values
-  (x = +1), which is the point of the extra channel.
+Seed 002 (SJTU_lab426, HECKTOR 2025) adds powers of the windowed CT as extra input channels.
+Its paper and its released code (MoriiHuang/SJTU_lab426_Solution_of_Hecktor,
+``process_hecktor.py``) differ, and the code made the published weights and scores:
+
+| | released code (``seed002``, default) | paper (``seed002_paper``) |
+|---|---|---|
+| CT window | level 45, width 300 = **[-105, 195] HU**, clipped, to **[0, 1]** (``apply_window``) | [-110, 190] HU to [-1, 1] |
+| then | min-max over the crop the network sees, ``(x - min) / (max - min + 1e-6)`` (``apply_transforms``) | - |
+| powers | ``x**2`` and ``x**(1/3)`` of that [0, 1] value | ``x**2`` and ``cbrt(x)`` of the [-1, 1] value |
+| PET | min-max over the crop, ``+ 1e-6`` as above | min-max over the crop |
+| channels | declared by the model: **2** ``[CT, PET]`` (the released fine ResEnc-L, ``Dataset014_HECKFine2chan``), **4** ``[x, x^2, x^(1/3), PET]``, or **6** ``[x, x^2, x^(1/3), p, p^2, p^(1/3)]`` (its training helper ``save_as_nnunet_extended_sitk``) | **4** ``[x, x^2, x^(1/3), PET]`` |
+
+Why they differ matters: on [-1, 1], ``x**2`` maps fat (-110 HU, x = -1) and bone (x = +1) to
+the same value and the cube root of a negative number needs a sign convention; on [0, 1] both
+powers are monotonic in HU, so nothing folds and no sign question arises. The paper's variant
+is kept for models trained that way (``cbrt`` keeps the sign there).
+
+The number of channels is never guessed: a model card lists its inputs one by one
+(:func:`channel_set_inputs` writes that list for a named set), and
+:func:`channel_set_arrays` refuses a count the set does not define.
 
 Example:
-    >>> x = enhanced_channels(ct_crop, pet_crop)   # float32, shape (4, z, y, x)
-    >>> x[0].min(), x[0].max()                    # within [-1, 1]
+    >>> x = channel_set_arrays("seed002", ct_crop, pet_crop, n_channels=4)   # (4, z, y, x) in [0, 1]
+    >>> [i["name"] for i in channel_set_inputs("seed002", 4)]
+    ['CT', 'ct_sq', 'ct_cbrt', 'PET']
 """
 
 from __future__ import annotations
@@ -23,7 +34,11 @@ import numpy as np
 from ..errors import InputError
 from ..image import Image
 
-CT_WINDOW_HU = (-110.0, 190.0)
+CT_WINDOW_HU = (-110.0, 190.0)                 # the paper's window (-> [-1, 1])
+CT_WINDOW_RELEASED_HU = (-105.0, 195.0)        # the released code's: level 45, width 300 (-> [0, 1])
+RELEASED_EPS = 1e-6                            # the released min-max's denominator term
+CHANNEL_SETS = {"seed002": (2, 4, 6), "seed002_paper": (4,)}
+DEFAULT_CHANNEL_SET = "seed002"
 
 
 def _array(data: Image | np.ndarray) -> np.ndarray:
@@ -66,3 +81,81 @@ def enhanced_channels(ct: Image | np.ndarray, pet: Image | np.ndarray, lo: float
                          "resample the PET onto the CT grid first (image.resample_to)")
     x = window_ct(c, lo, hi)
     return np.stack([x, x * x, np.cbrt(x), scale_pet(p, suv_max)]).astype(np.float32)
+
+
+# ---- the released variant and the named channel sets ------------------------------------------
+
+def window_ct_01(ct: Image | np.ndarray, lo: float = CT_WINDOW_RELEASED_HU[0],
+                 hi: float = CT_WINDOW_RELEASED_HU[1]) -> np.ndarray:
+    """CT clipped to ``[lo, hi]`` HU and mapped to [0, 1] (seed 002's released ``apply_window``)."""
+    if not hi > lo:
+        raise ValueError(f"CT window needs hi > lo, got [{lo}, {hi}]")
+    x = _array(ct).astype(np.float32)
+    return np.clip((x - np.float32(lo)) / np.float32(hi - lo + RELEASED_EPS), 0.0, 1.0).astype(np.float32)
+
+
+def minmax_released(values: np.ndarray) -> np.ndarray:
+    """``(x - min) / (max - min + 1e-6)`` over the array: seed 002's ``apply_transforms`` normalisation."""
+    x = np.asarray(values, dtype=np.float32)
+    return ((x - x.min()) / np.float32(float(x.max()) - float(x.min()) + RELEASED_EPS)).astype(np.float32)
+
+
+def _check_set(name: str, n_channels: int) -> None:
+    if name not in CHANNEL_SETS:
+        raise InputError(f"unknown channel set {name!r}", None, f"use one of {', '.join(CHANNEL_SETS)}")
+    if int(n_channels) not in CHANNEL_SETS[name]:
+        raise InputError(f"channel set {name!r} has no {n_channels}-channel form", None,
+                         f"declare {' or '.join(map(str, CHANNEL_SETS[name]))} channels in the model card")
+
+
+def channel_set_arrays(name: str, ct: Image | np.ndarray, pet: Image | np.ndarray, n_channels: int) -> np.ndarray:
+    """The ``n_channels`` input channels of the named set on one crop (float32, ``(C, z, y, x)``).
+
+    ``seed002``: x = min-max of the [-105, 195] HU window over the crop, p = min-max PET;
+    2 -> ``[x, p]``, 4 -> ``[x, x^2, x^(1/3), p]``, 6 -> ``[x, x^2, x^(1/3), p, p^2, p^(1/3)]``.
+    ``seed002_paper``: 4 -> :func:`enhanced_channels`.
+    """
+    _check_set(name, n_channels)
+    c, p = _array(ct), _array(pet)
+    if c.shape != p.shape:
+        raise InputError(f"CT {c.shape} and PET {p.shape} are not on the same grid", None,
+                         "resample the PET onto the CT grid first (image.resample_to)")
+    if name == "seed002_paper":
+        return enhanced_channels(c, p)
+    x = minmax_released(window_ct_01(c))
+    q = minmax_released(p)
+    if n_channels == 2:
+        out = [x, q]
+    elif n_channels == 4:
+        out = [x, x * x, np.power(x, 1.0 / 3.0), q]
+    else:
+        out = [x, x * x, np.power(x, 1.0 / 3.0), q, q * q, np.power(q, 1.0 / 3.0)]
+    return np.stack(out).astype(np.float32)
+
+
+def channel_set_inputs(name: str, n_channels: int) -> list[dict]:
+    """The model-card ``inputs`` list of a named set (what :func:`channel_set_arrays` computes, by name).
+
+    The released set's CT scheme is ``window01`` with ``minmax``; PET ``range`` with the released
+    ``eps``; powers are derived channels (``ct_sq``, ``ct_cbrt``, ``pet_sq``, ``pet_cbrt``)
+    computed from the normalised base channel (:mod:`HNTumorSegLib.pipeline.channels`).
+    """
+    _check_set(name, n_channels)
+    none = {"type": "none"}
+    if name == "seed002_paper":
+        return [{"name": "CT", "normalisation": {"type": "window", "lo": CT_WINDOW_HU[0], "hi": CT_WINDOW_HU[1]}},
+                {"name": "ct_sq", "derived_from": "CT", "normalisation": dict(none)},
+                {"name": "ct_cbrt", "derived_from": "CT", "normalisation": dict(none)},
+                {"name": "PET", "normalisation": {"type": "range"}}]
+    ct = {"name": "CT", "normalisation": {"type": "window01", "lo": CT_WINDOW_RELEASED_HU[0],
+                                          "hi": CT_WINDOW_RELEASED_HU[1], "minmax": True}}
+    pet = {"name": "PET", "normalisation": {"type": "range", "eps": RELEASED_EPS}}
+    powers_ct = [{"name": "ct_sq", "derived_from": "CT", "normalisation": dict(none)},
+                 {"name": "ct_cbrt", "derived_from": "CT", "normalisation": dict(none)}]
+    powers_pet = [{"name": "pet_sq", "derived_from": "PET", "normalisation": dict(none)},
+                  {"name": "pet_cbrt", "derived_from": "PET", "normalisation": dict(none)}]
+    if n_channels == 2:
+        return [ct, pet]
+    if n_channels == 4:
+        return [ct, *powers_ct, pet]
+    return [ct, *powers_ct, pet, *powers_pet]

@@ -12,12 +12,23 @@ Schemes (``normalise(array, scheme)``, result float32):
   dataset's foreground mean, divide by its std. Seed 004 uses it for the CT; the numbers come
   from the model (nnU-Net plans: ``foreground_intensity_properties_per_channel``; see
   :func:`schemes_from_plans`).
-* ``{"type": "window", "lo", "hi"}`` - clip to [lo, hi] and map to [-1, 1] (seed 002's CT).
+* ``{"type": "window", "lo", "hi"}`` - clip to [lo, hi] and map to [-1, 1] (seed 002's paper CT).
+* ``{"type": "window01", "lo", "hi"}`` - clip to [lo, hi] and map to [0, 1] (seed 002's released
+  CT, [-105, 195] HU); with ``"minmax": true`` then ``(x - min) / (max - min + 1e-6)`` over the
+  array, as the released code does on each crop (:mod:`.ct_channels`).
 * ``{"type": "range"}`` - min-max per case to [0, 1] (nnU-Net's ``RescaleTo01Normalization``,
   seed 002's PET); with ``"lo"`` and ``"hi"`` it is a fixed clip-and-scale to [0, 1] instead
-  (e.g. PET with a fixed SUV range).
+  (e.g. PET with a fixed SUV range); ``"eps": e`` divides by ``max - min + e`` instead (seed
+  002's released code: 1e-6).
 * ``{"type": "scale", "factor": f, "offset": o}`` - ``(x - o) * f``, a fixed linear scaling.
+* ``{"type": "auto3dseg_range", "lo", "hi"}`` - MONAI Auto3DSeg's SegResNet ``normalize_mode:
+  range`` (``segmenter.py``): ``ScaleIntensityRange(a_min=lo, a_max=hi, b_min=-1, b_max=1,
+  clip=False)`` then a sigmoid, i.e. ``sigmoid(2 (x - lo) / (hi - lo) - 1)``; ``lo``/``hi`` are
+  the checkpoint's ``intensity_bounds`` (seed 002's SegResNet: 0.3204, 0.6318).
 * ``{"type": "none"}`` - cast only (e.g. the gradient map, already 0..1).
+* any scheme may carry ``"then": {scheme}``, applied to its result: a model whose own
+  preprocessing precedes nnU-Net's (seed 002's released fine model: ``window01`` + min-max,
+  then nnU-Net's ``CTNormalization``) is described exactly.
 
 nnU-Net's scheme names (``ZScoreNormalization``, ``CTNormalization``, ``NoNormalization``,
 ``RescaleTo01Normalization``) are accepted as types too.
@@ -42,7 +53,7 @@ _ALIASES = {
     "ctnormalization": "ct", "ct": "ct",
     "nonormalization": "none", "none": "none",
     "rescaleto01normalization": "range", "range": "range",
-    "window": "window", "scale": "scale",
+    "window": "window", "window01": "window01", "scale": "scale", "auto3dseg_range": "auto3dseg_range",
 }
 _CT_KEYS = ("mean", "std", "percentile_00_5", "percentile_99_5")
 
@@ -68,7 +79,13 @@ def _need(scheme: dict, keys: tuple[str, ...]) -> list[float]:
 
 
 def normalise(array: np.ndarray, scheme: dict[str, Any], mask: np.ndarray | None = None) -> np.ndarray:
-    """Apply ``scheme`` to ``array`` and return a new float32 array (the input is not changed)."""
+    """Apply ``scheme`` (and its ``then`` chain) to ``array``; a new float32 array (the input is not changed)."""
+    out = _normalise_one(array, scheme, mask)
+    then = scheme.get("then") if isinstance(scheme, dict) else None
+    return out if not then else normalise(out, then, mask)
+
+
+def _normalise_one(array: np.ndarray, scheme: dict[str, Any], mask: np.ndarray | None = None) -> np.ndarray:
     kind = scheme_type(scheme)
     image = np.array(array, dtype=np.float32, copy=True)
     if kind == "none":
@@ -96,6 +113,14 @@ def normalise(array: np.ndarray, scheme: dict[str, Any], mask: np.ndarray | None
             raise ModelError(f"window normalisation needs hi > lo, got [{lo}, {hi}]", None, "fix the model card")
         np.clip(image, lo, hi, out=image)
         return (2.0 * (image - lo) / (hi - lo) - 1.0).astype(np.float32)
+    if kind == "window01":
+        from .ct_channels import minmax_released, window_ct_01  # one implementation of the released formulas
+
+        lo, hi = _need(scheme, ("lo", "hi"))
+        if not hi > lo:
+            raise ModelError(f"window01 normalisation needs hi > lo, got [{lo}, {hi}]", None, "fix the model card")
+        image = window_ct_01(image, lo, hi)
+        return minmax_released(image) if scheme.get("minmax") else image
     if kind == "range":
         if "lo" in scheme or "hi" in scheme:
             lo, hi = _need(scheme, ("lo", "hi"))
@@ -103,9 +128,18 @@ def normalise(array: np.ndarray, scheme: dict[str, Any], mask: np.ndarray | None
                 raise ModelError(f"range normalisation needs hi > lo, got [{lo}, {hi}]", None, "fix the model card")
             np.clip(image, lo, hi, out=image)
             return ((image - lo) / (hi - lo)).astype(np.float32)
+        if "eps" in scheme:
+            eps = float(scheme["eps"])
+            return ((image - image.min()) / np.float32(float(image.max()) - float(image.min()) + eps)).astype(np.float32)
         image -= image.min()
         image /= np.clip(image.max(), a_min=_EPS, a_max=None)
         return image
+    if kind == "auto3dseg_range":
+        lo, hi = _need(scheme, ("lo", "hi"))
+        if not hi > lo:
+            raise ModelError(f"auto3dseg_range needs hi > lo, got [{lo}, {hi}]", None, "fix the model card")
+        z = (image - np.float32(lo)) / np.float32(hi - lo) * np.float32(2.0) - np.float32(1.0)
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
     # scale
     factor = float(scheme.get("factor", 1.0))
     offset = float(scheme.get("offset", 0.0))

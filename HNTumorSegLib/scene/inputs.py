@@ -1,6 +1,6 @@
 """A task's inputs: pick them from the scene's volumes by name, or load a whole case folder.
 
-Tasks and their inputs (DESIGN.md): ``prert`` T2; ``midrt`` T2 (mid-RT) + prior (registered
+Tasks and their inputs (docs/design.md): ``prert`` T2; ``midrt`` T2 (mid-RT) + prior (registered
 pre-RT mask, a label map volume or a segmentation); ``petct`` CT + PET.
 
 Auto-assignment (:func:`auto_assign`) scores every volume's name against each role's patterns
@@ -28,12 +28,12 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..image import read_image
+from ..vocab import Task
 from .mrml import sh_item, study_item, volume_node_from_image
 
-TASKS = ("prert", "midrt", "petct")
-TASK_TITLES = {"prert": "Pre-RT MRI (T2)", "midrt": "Mid-RT MRI (T2 + pre-RT prior)", "petct": "PET/CT"}
-TASK_INPUTS = {"prert": ("T2",), "midrt": ("T2",), "petct": ("CT", "PET")}
-TASK_PRIOR = {"prert": False, "midrt": True, "petct": False}
+TASK_TITLES = {Task.PRERT: "Pre-RT MRI (T2)", Task.MIDRT: "Mid-RT MRI (T2 + pre-RT prior)", Task.PETCT: "PET/CT"}
+TASK_INPUTS = {Task.PRERT: ("T2",), Task.MIDRT: ("T2",), Task.PETCT: ("CT", "PET")}
+TASK_PRIOR = {Task.PRERT: False, Task.MIDRT: True, Task.PETCT: False}
 
 # role -> (required word pieces (any), boosting pieces, excluded pieces)
 _PATTERNS = {
@@ -74,8 +74,7 @@ def _volumes(scene, label: bool | None) -> list:
 
 def auto_assign(scene, task: str) -> dict:
     """``{role: node}`` for the task's inputs (and ``prior`` for midrt) by name; best score wins."""
-    if task not in TASKS:
-        raise InputError(f"unknown task {task!r}", None, f"choose one of {', '.join(TASKS)}")
+    task = Task.parse(task)
     roles = list(TASK_INPUTS[task]) + (["prior"] if TASK_PRIOR[task] else [])
     out = {}
     for role in roles:
@@ -98,11 +97,16 @@ def load_image_node(scene, path: str | os.PathLike, label: bool = False, name: s
     from ..image import strip_image_suffix
 
     p = Path(path)
+    geometry = None
+    if p.is_dir():  # a DICOM folder: its one image series (never "every file of the folder"); PET in SUV
+        from ..dicom.select import select_series
+
+        geometry = select_series(p, need_frame_of_reference=False)  # export checks it, with its own line
     img = read_image(p, label=label)
     node = volume_node_from_image(scene, img, name or strip_image_suffix(p.name), label=label)
     node.SetAttribute("HNTumorSeg.SourcePath", str(p))
-    if p.is_dir():  # a DICOM series: keep its files for DICOM SEG / RTSTRUCT export
-        node.SetAttribute("HNTumorSeg.SourceFiles", "|".join(str(f) for f in sorted(p.iterdir()) if f.is_file()))
+    if geometry is not None:  # the series' own files, for DICOM SEG / RTSTRUCT export
+        node.SetAttribute("HNTumorSeg.SourceFiles", "|".join(str(f) for f in geometry.files))
     if study:
         scene.GetSubjectHierarchyNode().SetItemParent(sh_item(scene, node), study)
     return node

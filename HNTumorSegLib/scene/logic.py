@@ -1,16 +1,20 @@
 """The Slicer module's logic without Qt: parameters, the background run, import, review, export.
 
 The widget (``HNTumorSeg/HNTumorSeg.py``) binds its controls to a :class:`Parameters` and calls
-this class; a ``QTimer`` calls :meth:`HNTumorSegLogic.poll` every 200 ms. Nothing here blocks
+:class:`SegmentationSceneLogic` (through the Slicer module's logic, which hands each action to it);
+a ``QTimer`` calls :meth:`SegmentationSceneLogic.poll` every 200 ms. Nothing here blocks
 for long: :meth:`start` writes the inputs (a few MB of NIfTI) and starts the worker process
 (:class:`HNTumorSegLib.runner.WorkerRun`); :meth:`poll` only drains the events the runner's
 reader threads queued (milliseconds, measured by ``bench/bench_poll.py``).
 
-Quality (the widget's switch): ``fast`` = one fold (the model's first), no test-time
-augmentation; ``full`` = all folds and TTA (flips on the model's ``tta_axes``).
+Quality (the widget's switch, :class:`~HNTumorSegLib.vocab.Quality`): ``fast`` = one fold, the
+first the model has (:meth:`Folds.first <HNTumorSegLib.folds.Folds.first>`: fold 0, or fold 1 of
+a model trained on folds 1-4, or ``fold_all``), no test-time augmentation; ``full`` = all folds
+and TTA (flips on the model's ``tta_axes``). The request is a
+:class:`~HNTumorSegLib.pipeline.request.SegmentRequest`, built and checked here.
 
 Example (a whole session, as ``Testing/test_scene_session.py`` runs it):
-    >>> logic = HNTumorSegLogic(scene)
+    >>> logic = SegmentationSceneLogic(scene)
     >>> nodes = load_case_folder(scene, "cohort/1")
     >>> rois = logic.boxes_from_prior(nodes["preRT_mask_registered"], nodes["midRT_T2"])
     >>> params = Parameters(task="midrt", inputs={"T2": nodes["midRT_T2"].GetID()}, model="demo-midrt")
@@ -32,36 +36,54 @@ from typing import Iterable
 
 from ..errors import InputError
 from ..image import check_labels, read_image, write_image
+from ..folds import Folds
+from ..pipeline.request import SegmentRequest
 from ..prompts.boxes import boxes_from_mask, write_boxes
-from .inputs import TASK_INPUTS, TASK_PRIOR, TASKS
+from ..vocab import OutputKind, Quality, Task, parse_device
+from .inputs import TASK_INPUTS, TASK_PRIOR
 from .mrml import image_from_volume_node
 from .review import (COMPARISON_COLUMNS, LESION_COLUMNS, VOLUME_COLUMNS, comparison_rows, lesion_rows,
                      table_node_from_rows, volume_rows)
 from .roi_boxes import boxes_from_roi_nodes, lesion_roi_nodes, roi_nodes_from_boxes
 from .segmentation_io import add_uncertainty_volume, export_label_map, import_label_map
 
-QUALITIES = {"fast": {"folds": [0], "tta": False}, "full": {"folds": "all", "tta": True}}
-DEVICES = ("auto", "cpu", "cuda", "mps")
 EXPORT_FORMATS = ("nifti", "dicom_seg", "rtstruct", "csv")
+
+
+def quality_settings(quality: Quality | str) -> tuple[Folds, bool]:
+    """``(folds, tta)`` of a quality: fast = (first fold the model has, no TTA); full = (all, TTA).
+
+    Example:
+        >>> quality_settings("fast")
+        (Folds(mode='first', items=()), False)
+    """
+    return (Folds.first(), False) if Quality.parse(quality) is Quality.FAST else (Folds.all(), True)
 
 
 @dataclass
 class Parameters:
-    """What the widget's controls hold (node IDs, not nodes: a parameter node stores strings)."""
+    """What the widget's controls hold (node IDs, not nodes: a parameter node stores strings).
 
-    task: str = "prert"
+    ``task``, ``device`` and ``quality`` arrive as the parameter node's strings and are converted
+    here (:mod:`HNTumorSegLib.vocab`): a bad value is an InputError when the Parameters are made.
+    """
+
+    task: Task = Task.PRERT
     inputs: dict = field(default_factory=dict)  # role -> volume node ID
     prior: str = ""                               # node ID of a label map or segmentation (midrt)
     model: str = ""                               # catalogue id or folder
-    device: str = "auto"
-    quality: str = "fast"
+    device: str = "auto"                          # auto, cpu, cuda, cuda:N, mps
+    quality: Quality = Quality.FAST
     use_boxes: bool = True                        # send the scene's lesion boxes with the request
-    uncertainty: bool = False                     # also ask for the voxel-wise uncertainty map
+    save_uncertainty: bool = False                # also ask for the voxel-wise uncertainty map
+
+    def __post_init__(self) -> None:
+        self.task = Task.parse(self.task)
+        self.device = parse_device(self.device)
+        self.quality = Quality.parse(self.quality)
 
     def check(self, scene) -> None:
         """Refuse what cannot run, with a fix the user can apply in the panel."""
-        if self.task not in TASKS:
-            raise InputError(f"unknown task {self.task!r}", None, f"choose one of {', '.join(TASKS)}")
         for role in TASK_INPUTS[self.task]:
             if not self.inputs.get(role) or scene.GetNodeByID(self.inputs[role]) is None:
                 raise InputError(f"no {role} volume selected", None, f"select the {role} volume in the Inputs section")
@@ -70,10 +92,6 @@ class Parameters:
                              "select the registered pre-RT mask (label map or segmentation) as the prior")
         if not self.model:
             raise InputError("no model selected", None, "choose a model in the Model section")
-        if self.device not in DEVICES:
-            raise InputError(f"unknown device {self.device!r}", None, f"choose one of {', '.join(DEVICES)}")
-        if self.quality not in QUALITIES:
-            raise InputError(f"unknown quality {self.quality!r}", None, "choose fast or full")
 
 
 @dataclass
@@ -89,8 +107,10 @@ class PollState:
     error: str = ""                            # one line when the run failed
 
 
-class HNTumorSegLogic:
-    """Scene-side logic of the module. One run at a time."""
+class SegmentationSceneLogic:
+    """Scene-side logic of the Slicer module (no Qt): inputs from MRML nodes, the background run,
+    import, review and export. One run at a time. The Slicer module's ``HNTumorSegLogic``
+    hands each widget action to it (``HNTumorSeg/HNTumorSeg.py``)."""
 
     def __init__(self, scene, python: str | None = None, timeout_s: float | None = 3600.0):
         self.scene = scene
@@ -102,12 +122,15 @@ class HNTumorSegLogic:
         self.result_files: dict = {}
 
     # ---- boxes ------------------------------------------------------------------------------
-    def boxes_from_prior(self, prior_node, reference_node, margin_vox: int = 3, replace: bool = True) -> list:
-        """One ROI per lesion of the prior (label map or segmentation), ``margin_vox`` voxels of margin.
-
-        ``margin_vox=3``: the middle of seed 003's 2-6 voxel training perturbation, so a box drawn
-        from the registered prior looks like the boxes the model saw in training.
+    def boxes_from_prior(self, prior_node, reference_node, model: str = "", replace: bool = True) -> list:
+        """One ROI per lesion of the prior (label map or segmentation), grown by the selected
+        ``model``'s ``box_margin_vox`` voxels (its card; default 4 without a model or card), the
+        same number the pipeline uses for the prior's boxes (why 4: ``models/card.py``), so
+        pressing the button does not change the result.
         """
+        from ..models.loader import box_margin_vox_of
+
+        margin_vox = box_margin_vox_of(model)
         prior = self._prior_image(prior_node, reference_node)
         if replace:
             for node in lesion_roi_nodes(self.scene):
@@ -126,8 +149,8 @@ class HNTumorSegLogic:
     def running(self) -> bool:
         return self.run is not None and self.run.running
 
-    def build_request(self, params: Parameters, work: Path, out: Path) -> dict:
-        """Write the inputs, prior and boxes under ``work``; the request dict (DESIGN.md worker protocol)."""
+    def build_request(self, params: Parameters, work: Path, out: Path) -> SegmentRequest:
+        """Write the inputs, prior and boxes under ``work``; the :class:`SegmentRequest` for the worker."""
         params.check(self.scene)
         inputs = {}
         for role in TASK_INPUTS[params.task]:
@@ -143,11 +166,11 @@ class HNTumorSegLogic:
         rois = lesion_roi_nodes(self.scene) if params.use_boxes else []
         if rois:
             boxes = str(write_boxes(boxes_from_roi_nodes(rois), work / "boxes.json"))
-        q = QUALITIES[params.quality]
-        return {"task": params.task, "inputs": inputs, "prior": prior, "boxes": boxes, "model": params.model,
-                "device": params.device, "folds": q["folds"], "tta": q["tta"],
-                "output": str(out / "labels.nii.gz"),
-                "uncertainty": str(out / "uncertainty.nii.gz") if params.uncertainty else None}
+        folds, tta = quality_settings(params.quality)
+        return SegmentRequest(task=params.task, input_paths=inputs, prior_path=prior, boxes_path=boxes,
+                              model=params.model, device=params.device, folds=folds, tta=tta,
+                              output_path=str(out / "labels.nii.gz"),
+                              uncertainty_path=str(out / "uncertainty.nii.gz") if params.save_uncertainty else None)
 
     def start(self, params: Parameters, argv: list | None = None):
         """Write the request and start the worker; returns the :class:`WorkerRun`. Raises InputError."""
@@ -212,13 +235,13 @@ class HNTumorSegLogic:
         if self.run is None or self.run.state != "succeeded":
             raise InputError("there is no finished segmentation to import", None, "press Apply and wait for it to finish")
         reference = self.scene.GetNodeByID(self.reference_id)
-        labels_path = self.result_files.get("labels") or self.result_files.get("output")
+        labels_path = self.result_files.get(OutputKind.LABELS)
         if not labels_path:
             labels_path = str(self.result_dir / "labels.nii.gz")
         labels = read_image(labels_path, label=True)
         seg = import_label_map(self.scene, labels, reference, name=name, node=node)
-        if self.result_files.get("uncertainty"):
-            add_uncertainty_volume(self.scene, read_image(self.result_files["uncertainty"]), reference)
+        if self.result_files.get(OutputKind.UNCERTAINTY):
+            add_uncertainty_volume(self.scene, read_image(self.result_files[OutputKind.UNCERTAINTY]), reference)
         self._drop_results()
         return seg
 
@@ -239,11 +262,14 @@ class HNTumorSegLogic:
         return tables
 
     def export(self, seg_node, reference_node, out_dir: str | os.PathLike, formats: Iterable[str] = ("nifti", "csv"),
-               basename: str | None = None, source_files: list | None = None) -> dict:
+               basename: str | None = None, source_files: list | None = None, holes: str = "nested") -> dict:
         """Write the chosen formats into ``out_dir``; returns ``{format: path}``.
 
-        DICOM formats need the source series' files: ``source_files``, else the reference
-        volume's ``HNTumorSeg.SourceFiles`` attribute (set when it was loaded from a DICOM folder).
+        DICOM formats need the source series' files: ``source_files`` (in Slicer: the files of
+        the series the volume was loaded from, by its instance UIDs), else the reference
+        volume's ``HNTumorSeg.SourceFiles`` attribute (set when it was loaded from a DICOM folder:
+        that series' files only). The source is checked before anything is written.
+        ``holes``: RTSTRUCT hole style, ``nested`` or ``keyhole``.
         """
         from ..export.nifti import write_label_nifti
         from ..export.stats_csv import write_stats_csv
@@ -256,11 +282,7 @@ class HNTumorSegLogic:
         out.mkdir(parents=True, exist_ok=True)
         base = basename or reference_node.GetName()
         labels = export_label_map(seg_node, reference_node)
-        files = {}
-        if "nifti" in formats:
-            files["nifti"] = write_label_nifti(labels, out / f"{base}_gtv.nii.gz")
-        if "csv" in formats:
-            files["csv"] = write_stats_csv(labels, out / f"{base}_stats.csv")
+        source = None
         if "dicom_seg" in formats or "rtstruct" in formats:
             if source_files is None:
                 attr = reference_node.GetAttribute("HNTumorSeg.SourceFiles")
@@ -268,12 +290,20 @@ class HNTumorSegLogic:
                     raise InputError(f"volume {reference_node.GetName()!r} was not loaded from DICOM", None,
                                      "export NIfTI instead, or load the images from a DICOM folder")
                 source_files = attr.split("|")
-            if "dicom_seg" in formats:
-                from ..export.dicom_seg import write_dicom_seg
+            from ..export._dicom_source import source_geometry
 
-                files["dicom_seg"] = write_dicom_seg(labels, source_files, out / f"{base}_seg.dcm")
-            if "rtstruct" in formats:
-                from ..export.rtstruct import write_rtstruct
+            source = source_geometry(source_files)  # one checked series, before any file is written
+        files = {}
+        if "nifti" in formats:
+            files["nifti"] = write_label_nifti(labels, out / f"{base}_gtv.nii.gz")
+        if "csv" in formats:
+            files["csv"] = write_stats_csv(labels, out / f"{base}_stats.csv")
+        if "dicom_seg" in formats:
+            from ..export.dicom_seg import write_dicom_seg
 
-                files["rtstruct"] = write_rtstruct(labels, source_files, out / f"{base}_rtstruct.dcm")
+            files["dicom_seg"] = write_dicom_seg(labels, source, out / f"{base}_seg.dcm")
+        if "rtstruct" in formats:
+            from ..export.rtstruct import write_rtstruct
+
+            files["rtstruct"] = write_rtstruct(labels, source, out / f"{base}_rtstruct.dcm", holes=holes)
         return files

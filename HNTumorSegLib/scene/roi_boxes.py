@@ -1,9 +1,9 @@
 """Lesion boxes <-> ``vtkMRMLMarkupsROINode``, and seed 003's gradient-map preview volume.
 
 One ROI markup per lesion, named like the box (``GTVp-1``, ``GTVn-2``), coloured by label
-(:data:`LABEL_COLOURS`, the same colours as the segments and ``HNTumorSeg.term.json``), its
-label stored in the node attribute ``HNTumorSeg.Label``. Reading back goes through the ROI's
-*object-to-world* transform (its own orientation and any parent transforms): all 8 corners are
+(:data:`LABEL_COLOURS`, the same colours as the segments and
+``SegmentationCategoryTypeModifier-HNTumorSeg.term.json``), its label stored in the node attribute
+``HNTumorSeg.Label``. Reading back goes through the ROI's *object-to-world* transform (its own orientation and any parent transforms): all 8 corners are
 mapped to world RAS and their min / max form the box, so a rotated ROI gives the axis-aligned
 RAS bounding box of what the user sees (DESIGN.md "Boxes").
 

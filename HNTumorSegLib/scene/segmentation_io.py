@@ -13,7 +13,8 @@ segments the user renamed, reordered or added in the Segment Editor come back ri
 segments overlap, GTVp wins (a voxel cannot be both in the challenges' label maps).
 
 Terminology codes: :mod:`HNTumorSegLib.export.codes` (category SCT 49755003, types SCT
-372087000 GTVp / 14799000 GTVn, region SCT 774007), the same as ``HNTumorSeg.term.json``.
+372087000 GTVp / 14799000 GTVn, region SCT 774007), the same as
+``SegmentationCategoryTypeModifier-HNTumorSeg.term.json``.
 
 Example:
     >>> seg = import_label_map(scene, labels, t2_node, name="HNTumorSeg result")

@@ -2,7 +2,8 @@
 
 Subcommands: ``convert-hntsmrg``, ``convert-hecktor``, ``splits``, ``install-splits``, ``datalist``,
 ``env`` (prints the nnU-Net environment line for our trainers), ``segresnet``, ``cv-evaluate``,
-``ensemble``, ``threshold``, ``export-nnunet``, ``export-segresnet``. nnU-Net itself is run with
+``ensemble``, ``threshold``, ``export-nnunet``, ``export-segresnet``, ``outcome-train`` (seed 004's
+RFS/HPV networks). nnU-Net itself is run with
 its own commands (``nnUNetv2_plan_and_preprocess``, ``nnUNetv2_train``, ``nnUNetv2_predict``).
 Every user mistake prints one line on stderr and exits with code 2.
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from HNTumorSegLib.errors import InputError
 from HNTumorSegLib.fileio import write_text_atomic
+from HNTumorSegLib.vocab import MRI_TASKS, Task
 
 TRAINERS_DIR = Path(__file__).resolve().parent / "nnunet_trainers"
 
@@ -32,17 +34,25 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--data", required=True)
     c.add_argument("--raw", default=os.environ.get("nnUNet_raw"), help="nnU-Net raw root (default $nnUNet_raw)")
     c.add_argument("--dataset-id", type=int, required=True)
-    c.add_argument("--task", choices=("prert", "midrt"), required=True)
+    c.add_argument("--task", choices=[t.value for t in MRI_TASKS], required=True)
     c.add_argument("--name")
     c.add_argument("--no-prert-extras", action="store_true", help="task 2 without seed 003's pre-RT extra cases")
-    c.add_argument("--seed", type=int, default=0, help="seed of the random box margins (2-6 voxels)")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random box margins")
+    c.add_argument("--random-margin", default="released", metavar="released|paper|LO-HI",
+                   help="seed 003's training box margin: released (its code: 4-7 voxels below, 3-6 above; "
+                        "default), paper (2-6 on every side) or LO-HI voxels")
     c = sub.add_parser("convert-hecktor", help="HECKTOR 2025 folder -> nnU-Net raw dataset")
     c.add_argument("--data", required=True)
     c.add_argument("--raw", default=os.environ.get("nnUNet_raw"))
     c.add_argument("--dataset-id", type=int, required=True)
     c.add_argument("--name")
     c.add_argument("--head-crop", action="store_true", help="seed 004's 200x200x310 mm crop at 1 mm")
-    c.add_argument("--enhanced", action="store_true", help="seed 002's 4 channels [x, x^2, cbrt(x), PET]")
+    c.add_argument("--enhanced", action="store_true",
+                   help="seed 002's 4 channels [x, x^2, x^(1/3), PET] (= --channel-set seed002 --channels 4)")
+    c.add_argument("--channel-set", choices=["seed002", "seed002_paper"], default=None,
+                   help="seed002: the released code's CT window [-105, 195] HU -> [0, 1] (default set); "
+                        "seed002_paper: the paper's [-110, 190] -> [-1, 1]")
+    c.add_argument("--channels", type=int, default=None, help="how many channels of the set: 2, 4 or 6")
     c = sub.add_parser("splits", help="patient-wise folds -> <dataset>/splits_final.json")
     c.add_argument("--dataset", required=True)
     c.add_argument("--folds", type=int, default=5)
@@ -84,7 +94,10 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--overwrite", action="store_true")
         if kind == "nnunet":
             c.add_argument("--folds", type=int, nargs="+")
-            c.add_argument("--task", choices=("prert", "midrt", "petct"))
+            c.add_argument("--task", choices=Task.values())
+    from hntumorseg_training.outcome import command as outcome_command
+
+    outcome_command.add_parser(sub)
     return p
 
 
@@ -107,10 +120,13 @@ def run(args: argparse.Namespace) -> None:
     cmd = args.command
     if cmd == "convert-hntsmrg":
         print(converters.convert_hntsmrg(args.data, _need(args.raw, "raw root", "--raw"), args.dataset_id, args.task,
-                                         args.name, prert_extras=not args.no_prert_extras, seed=args.seed))
+                                         args.name, prert_extras=not args.no_prert_extras, seed=args.seed,
+                                         random_margin_vox=args.random_margin))
     elif cmd == "convert-hecktor":
         print(converters.convert_hecktor(args.data, _need(args.raw, "raw root", "--raw"), args.dataset_id, args.name,
-                                         head_crop=args.head_crop, enhanced=args.enhanced))
+                                         head_crop=args.head_crop, enhanced=args.enhanced,
+                                         channel_set=(args.channel_set or "seed002", args.channels or 4)
+                                         if (args.channel_set or args.channels) else None))
     elif cmd == "splits":
         print(converters.write_dataset_splits(args.dataset, args.folds, args.seed))
     elif cmd == "install-splits":
@@ -140,6 +156,10 @@ def run(args: argparse.Namespace) -> None:
                                        args.overwrite))
         else:
             print(export.export_segresnet(args.source, args.out, args.id, args.title, post, args.overwrite))
+    elif cmd == "outcome-train":
+        from hntumorseg_training.outcome import command as outcome_command
+
+        outcome_command.run(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,13 +51,15 @@ from typing import Sequence
 import numpy as np
 
 from HNTumorSegLib.image import Image, resample_to, resample_to_spacing
-from HNTumorSegLib.models.card import ModelCard, write_card
+from HNTumorSegLib.models.card import DEFAULT_BOX_MARGIN_VOX, ModelCard, write_card
 from HNTumorSegLib.pipeline.channels import model_channels
 from HNTumorSegLib.prompts.boxes import boxes_from_mask, boxes_to_mask
+from HNTumorSegLib.prompts.margins import SEED003_RELEASED
 
-#: deterministic per-side box margin at inference (voxels): the middle of seed 003's 2-6 range.
-INFERENCE_BOX_MARGIN_VOX = 4
-TRAIN_RANDOM_MARGIN_VOX = (2, 6)
+#: deterministic per-side box margin at inference (voxels), written as the card's declared
+#: ``box_margin_vox``: seed 003's fixed inference margin (why 4: HNTumorSegLib/models/card.py).
+INFERENCE_BOX_MARGIN_VOX = DEFAULT_BOX_MARGIN_VOX
+TRAIN_RANDOM_MARGIN_VOX = SEED003_RELEASED  # seed 003's released draw (4-7 below, 3-6 above)
 
 DIMS = (8, 16, 24, 32, 48, 48)
 STRIDES = {  # STU-Net always has 5 strides; the last is 1 so small patches fit
@@ -103,9 +105,9 @@ def demo_card(task: str) -> dict:
         "source": "trained by training/hntumorseg_training/demo_model.py on HNTumorSegLib.phantoms",
         "citation": "HNTumorSeg demo model (synthetic). Recipe after seed 003 (midrt) / seeds 002, 004 (petct).",
         "intended_use": DEMO_NOTICE,
+        # boxes around the prior's lesions at inference (pipeline and Slicer read the same field)
+        "box_margin_vox": INFERENCE_BOX_MARGIN_VOX,
     }
-    if task == "midrt":  # the pipeline reads it: boxes around the prior's lesions at inference
-        card["box_margin_vox"] = INFERENCE_BOX_MARGIN_VOX
     return card
 
 
@@ -127,8 +129,8 @@ def midrt_training_cases(card: ModelCard, seeds: Sequence[int], rng: np.random.G
         case = make_midrt_case(seed=int(seed))
         for image, prior, truth in ((case["midRT_T2"], case["preRT_mask_registered"], case["midRT_mask"]),
                                     (case["preRT_T2"], case["preRT_mask"], case["preRT_mask"])):
-            grid = resample_to_spacing(image, card.spacing, interpolator="linear") \
-                if not np.allclose(image.spacing, card.spacing) else image
+            grid = resample_to_spacing(image, card.spacing_xyz, interpolator="linear") \
+                if not np.allclose(image.spacing, card.spacing_xyz) else image
             boxes = boxes_from_mask(resample_to(prior, image, label=True),
                                     random_margin_vox=TRAIN_RANDOM_MARGIN_VOX, rng=rng)
             out.append(_sample(card, {"T2": grid}, resample_to(truth, grid, label=True), boxes))
@@ -143,7 +145,7 @@ def petct_training_cases(card: ModelCard, seeds: Sequence[int], rng: np.random.G
     out = []
     for i, seed in enumerate(seeds):
         case = make_petct_case(seed=int(seed), tall=(i % 4 == 3))
-        crop = locate_head(case["CT"], case["PET"], spacing=float(card.spacing[0]))
+        crop = locate_head(case["CT"], case["PET"], spacing=float(card.spacing_xyz[0]))
         label = resample_to(case["mask"], crop.ct, label=True)
         out.append(_sample(card, {"CT": crop.ct, "PET": crop.pet}, label, None))
     return out
@@ -228,7 +230,7 @@ def train(task: str, out: Path, n_cases: int = 40, first_seed: int = 1000, itera
         frac = min(1.0, max(it / iterations, (time.time() - t_start) / (minutes * 60)))
         for group in opt.param_groups:
             group["lr"] = lr * (1 - frac) ** 0.9
-        xs, ys = zip(*(_random_patch(*data[rng.integers(len(data))], card.patch_size, rng, p_focus)
+        xs, ys = zip(*(_random_patch(*data[rng.integers(len(data))], card.patch_size_zyx, rng, p_focus)
                        for _ in range(batch)))
         x = torch.from_numpy(np.stack(xs))
         y = torch.from_numpy(np.stack(ys))

@@ -11,8 +11,10 @@
   are marked non-primary, so :mod:`.splits` trains on them only in folds where their patient
   is not validated, and never validates on them.
 
-Boxes come from :func:`HNTumorSegLib.prompts.boxes.boxes_from_mask` with seed 003's training
-perturbation ``random_margin_vox=(2, 6)`` (per side and axis), drawn from a generator seeded by
+Boxes come from :func:`HNTumorSegLib.prompts.boxes.boxes_from_mask` (face-connected lesions) with
+seed 003's training perturbation as its released code draws it (``SEED003_RELEASED``: 4-7 voxels
+below, 3-6 above, per side and axis; ``random_margin_vox="paper"`` gives the paper's 2-6;
+:mod:`HNTumorSegLib.prompts.margins`), drawn from a generator seeded by
 ``(seed, patient index, pre/mid)`` so a conversion is reproducible; the gradient map is
 :func:`HNTumorSegLib.prompts.gradient_map.gradient_map` (sigma 1 voxel), the same function
 inference uses.
@@ -36,13 +38,15 @@ from HNTumorSegLib.errors import InputError
 from HNTumorSegLib.image import check_labels, resample_to
 from HNTumorSegLib.prompts.boxes import boxes_from_mask
 from HNTumorSegLib.prompts.gradient_map import gradient_map
+from HNTumorSegLib.prompts.margins import SEED003_RELEASED, MarginDraw
+from HNTumorSegLib.vocab import MRI_TASKS
 
 from .nnunet_raw import RawDatasetWriter
 
 PRERT_INPUTS = [{"name": "T2", "normalisation": {"type": "zscore"}}]
 MIDRT_INPUTS = [{"name": "T2", "normalisation": {"type": "zscore"}},
                 {"name": "gradient_map", "derived_from": "T2", "normalisation": {"type": "zscore"}}]
-SEED003_RANDOM_MARGIN_VOX = (2, 6)
+SEED003_RANDOM_MARGIN_VOX = SEED003_RELEASED  # the released code's draw; "paper" for the paper's 2-6
 
 
 def _label_on(label_img, image, path):
@@ -55,14 +59,15 @@ def _label_on(label_img, image, path):
 
 def convert_hntsmrg(data_root: str | os.PathLike, raw_root: str | os.PathLike, dataset_id: int,
                     task: str = "prert", name: str | None = None, prert_extras: bool = True,
-                    random_margin_vox: Sequence[int] | None = SEED003_RANDOM_MARGIN_VOX, seed: int = 0,
+                    random_margin_vox: MarginDraw | Sequence[int] | str | None = SEED003_RANDOM_MARGIN_VOX,
+                    seed: int = 0,
                     cases: Sequence[str] | None = None) -> Path:
     """Convert an HNTS-MRG 2024 training folder; returns the written ``DatasetXXX_Name`` folder.
 
     ``cases`` restricts the conversion to these patient ids; ``random_margin_vox=None`` gives
     tight boxes (no perturbation).
     """
-    if task not in ("prert", "midrt"):
+    if task not in MRI_TASKS:
         raise InputError(f"HNTS-MRG task {task!r} is not prert or midrt", None, "use --task prert or --task midrt")
     found = find_hntsmrg_cases(data_root, task=task)
     if cases is not None:
@@ -73,7 +78,7 @@ def convert_hntsmrg(data_root: str | os.PathLike, raw_root: str | os.PathLike, d
                               task, description=f"HNTS-MRG 2024 {task} converted by hntumorseg_training "
                                                 f"(seed 003 gradient maps)" if task == "midrt" else
                               "HNTS-MRG 2024 task 1 (pre-RT T2) converted by hntumorseg_training")
-    margin = tuple(int(v) for v in random_margin_vox) if random_margin_vox is not None else None
+    margin = MarginDraw.coerce(random_margin_vox) if random_margin_vox is not None else None
     for index, case in enumerate(found):
         if task == "prert":
             t2 = case.load("preRT_T2")
@@ -93,5 +98,5 @@ def convert_hntsmrg(data_root: str | os.PathLike, raw_root: str | os.PathLike, d
             pre_boxes = boxes_from_mask(pre_mask, random_margin_vox=margin, rng=np.random.default_rng([seed, index, 0]))
             writer.add_case(f"{case.case_id}_preRT", [pre, gradient_map(pre, pre_boxes)], pre_mask,
                             patient=case.case_id, primary=False)
-    return writer.finish({"source": str(Path(data_root)), "random_margin_vox": list(margin) if margin else None,
+    return writer.finish({"source": str(Path(data_root)), "random_margin_vox": margin.to_json() if margin else None,
                           "seed": seed})

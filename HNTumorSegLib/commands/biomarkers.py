@@ -1,0 +1,58 @@
+"""`hntumorseg biomarkers`: PET biomarkers of GTVp / GTVn (MTV, NTV, SUVmax, SUVmean, SUVpeak, TLG, NLG).
+
+Definitions: :mod:`HNTumorSegLib.outcome.biomarkers`. PET: a NIfTI/NRRD file in SUV (HECKTOR
+ships SUV), or in Bq/mL with ``--pet-units BQML --suv-factor F``, or a DICOM PET folder
+(converted to SUVbw from its own tags). ``--ct`` (optional) is checked to cover the labels.
+Bad input: one line on stderr, exit 2, no JSON written.
+
+Example:
+    $ hntumorseg biomarkers --pet CHUM-001__PT.nii.gz --labels CHUM-001.nii.gz --json bm.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import InputError
+from ..fileio import write_json_atomic
+from ..image import check_overlap, read_image
+from ..outcome.biomarkers import PET_UNITS, compute_biomarkers, format_biomarkers, read_pet
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pet", required=True, help="PET image (SUV), or a DICOM PET series folder")
+    parser.add_argument("--labels", required=True, help="label map: 1 GTVp, 2 GTVn")
+    parser.add_argument("--ct", default=None, help="CT of the same study (checked to cover the labels)")
+    parser.add_argument("--pet-units", default="SUV", type=str.upper, choices=PET_UNITS,
+                        help="units of an image-file PET (default SUV; DICOM is converted from its tags)")
+    parser.add_argument("--suv-factor", type=float, default=None,
+                        help="with --pet-units BQML: SUV = value x factor (body weight g / decay-corrected dose Bq)")
+    parser.add_argument("--json", metavar="OUT", default=None, help="write the biomarkers to this JSON file")
+
+
+def check_json_target(path: Path, inputs: list[str]) -> None:
+    """Refuse a folder, a path under a file, or one of the user's inputs as the JSON output."""
+    if path.is_dir():
+        raise InputError("--json points to a folder", path, "give a file name such as result.json")
+    if any(Path(i).resolve() == path.resolve() for i in inputs if i):
+        raise InputError("--json would overwrite an input", path, "choose another output name")
+
+
+def run(args: argparse.Namespace) -> int:
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None:
+        check_json_target(json_path, [args.pet, args.labels, args.ct])
+    pet = read_pet(args.pet, args.pet_units, args.suv_factor)
+    labels = read_image(args.labels, label=True, name="label map")
+    check_overlap(labels, pet, "label map", "PET", args.pet)
+    if args.ct:
+        ct = read_image(args.ct, name="CT")
+        check_overlap(labels, ct, "label map", "CT", args.ct)
+    result = compute_biomarkers(pet, labels, args.labels)
+    if json_path is not None:
+        write_json_atomic(json_path, result)
+    print(format_biomarkers(result))
+    if json_path is not None:
+        print(f"\nBiomarkers written to {json_path}")
+    return 0

@@ -1,0 +1,106 @@
+"""`hntumorseg export`: a label map as DICOM RTSTRUCT and/or SEG on its source series, optionally sent to a node.
+
+The headless DICOM-out step of a clinic's automatic contouring (README "DICOM in, DICOM out"):
+``--labels`` is the label map (0, 1 GTVp, 2 GTVn) on the grid of the source series, as
+``segment`` writes it for a DICOM input; ``--source`` the study folder (other series, README
+files, old RTSTRUCTs and a DICOMDIR may lie there too). The series is ``--series UID``, else
+the one whose grid the label map lies on (:func:`HNTumorSegLib.dicom.select.select_series`).
+Everything is checked before anything is written: a wrong ``--series``, a label map on no
+series' grid, a tilted or unevenly spaced series -> one line, exit 2, no file written.
+``--send AET@HOST:PORT`` then C-STOREs the written objects (pynetdicom).
+
+Example:
+    $ hntumorseg export --labels out/case1.nii.gz --source study/ --rtstruct out/rtstruct.dcm \\
+          --seg out/seg.dcm --holes keyhole --send PACS@10.0.0.5:104
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+from ..vocab import HoleStyle
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--labels", required=True, metavar="LABELS",
+                        help="label map (0 background, 1 GTVp, 2 GTVn) on the source series' grid")
+    parser.add_argument("--source", required=True, metavar="DICOM_FOLDER",
+                        help="folder holding the source DICOM series (other series and files may be there)")
+    parser.add_argument("--series", default=None, metavar="UID",
+                        help="SeriesInstanceUID of the source series (default: the one the label map lies on)")
+    parser.add_argument("--rtstruct", default=None, metavar="OUT.dcm", help="write a DICOM RT Structure Set here")
+    parser.add_argument("--seg", default=None, metavar="OUT.dcm", help="write a DICOM Segmentation here")
+    parser.add_argument("--holes", default=HoleStyle.NESTED.value, metavar="|".join(HoleStyle.values()),
+                        help="RTSTRUCT holes: nested contours (even-odd, default) or keyhole (one contour per island)")
+    parser.add_argument("--operator", default="", metavar="NAME",
+                        help="OperatorsName written into the RTSTRUCT (e.g. Doe^Jane; default empty)")
+    parser.add_argument("--send", default=None, metavar="AET@HOST:PORT",
+                        help="C-STORE the written objects to this DICOM node")
+    parser.add_argument("--calling-aet", default="HNTUMORSEG", metavar="AET", help="our AE title for --send")
+
+
+def _check_outputs(args, inputs: list[Path]) -> list[Path]:
+    outs = [Path(p) for p in (args.rtstruct, args.seg) if p]
+    if not outs:
+        raise InputError("nothing to write", None, "give --rtstruct OUT.dcm and/or --seg OUT.dcm")
+    if len(outs) == 2 and outs[0].resolve() == outs[1].resolve():
+        raise InputError("--rtstruct and --seg name the same file", outs[0], "give two file names")
+    labels_path, source = (p.resolve() for p in inputs)
+    for out in outs:
+        if out.is_dir():
+            raise InputError("output is a folder", out, "give a file name such as rtstruct.dcm")
+        r = out.resolve()
+        if r == labels_path or (r.exists() and (r == source or source in r.parents)):
+            raise InputError("output would overwrite one of the inputs", out,
+                             "write the DICOM objects to a new file outside the source folder")
+    return outs
+
+
+def export_dicom(labels_path, source, series=None, rtstruct=None, seg=None, holes="nested", operator="") -> dict:
+    """Check everything, then write the requested objects; returns ``{"rtstruct": path, "seg": path}``.
+
+    The library form of the command (``segment --rtstruct/--seg`` and batch call it).
+    """
+    from ..dicom.select import select_series
+    from ..export.dicom_seg import write_dicom_seg
+    from ..export.rtstruct import write_rtstruct
+    from ..image import check_labels, read_image
+
+    style = HoleStyle.parse(holes, "--holes")
+    labels = read_image(labels_path, label=True, name="label map")
+    check_labels(labels, path=labels_path)
+    geometry = select_series(source, series_uid=series, labels=labels)
+    written: dict[str, Path] = {}
+    try:
+        if rtstruct:
+            written["rtstruct"] = write_rtstruct(labels, geometry, rtstruct, holes=style.value, operator=operator)
+        if seg:
+            written["seg"] = write_dicom_seg(labels, geometry, seg)
+    except BaseException:
+        for path in written.values():  # all or nothing
+            Path(path).unlink(missing_ok=True)
+        raise
+    return written
+
+
+def run(args: argparse.Namespace) -> int:
+    HoleStyle.parse(args.holes, "--holes")
+    destination = None
+    if args.send:
+        from ..dicom.send import parse_destination
+
+        destination = parse_destination(args.send)
+    _check_outputs(args, [Path(args.labels), Path(args.source)])
+    written = export_dicom(args.labels, args.source, args.series, args.rtstruct, args.seg, args.holes, args.operator)
+    for kind, path in written.items():
+        print(f"wrote {kind}: {path}")
+    if destination is not None:
+        from ..dicom.send import send_files
+
+        n = send_files(list(written.values()), destination, calling_aet=args.calling_aet)
+        print(f"sent {n} object{'s' if n != 1 else ''} to {destination}")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,17 @@
+"""DICOM in and out without Slicer: find the series in a folder, check and choose one, read it
+(PET in SUV), and send objects to a DICOM node.
+
+* :mod:`.scan` - every DICOM object under a folder, grouped by series (README, DICOMDIR,
+  RTSTRUCT/SEG/RTPLAN and broken files are told apart from image series);
+* :mod:`.geometry` - the checks a series must pass before we read it or export on it (one
+  series, study and frame of reference; one orientation; even slice spacing; no gantry tilt;
+  no Enhanced multi-frame) and its voxel grid;
+* :mod:`.select` - which series: the one named, else the only image series, else the one whose
+  grid a label map lies on; otherwise one line listing the series found;
+* :mod:`.suv` - PET Bq/mL to SUVbw (:func:`.suv.read_pet_suv`);
+* :mod:`.send` - C-STORE to a DICOM node (pynetdicom).
+
+Example:
+    >>> series = select_series("study/", labels=labels)       # the series the label map lies on
+    >>> series.uid, len(series.files)
+"""

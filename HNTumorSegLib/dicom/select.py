@@ -1,0 +1,70 @@
+"""Which series of a folder: the one named, else the only image series, else the one a label map lies on.
+
+A study folder may hold several series (and non-image objects, README files, a DICOMDIR:
+:mod:`.scan`). The choice is never "every file in the folder":
+
+1. ``series_uid`` given: that series (not found: exit 2 listing what was found);
+2. ``labels`` given: the image series whose grid the label map lies on
+   (:func:`.geometry.grid_matches`, 0.1 voxel tolerance); none or several: exit 2, listing;
+3. otherwise the only image series (of ``modality`` when given); several: exit 2, listing.
+
+The chosen series then passes :func:`.geometry.check_series`.
+
+Example:
+    >>> geo = select_series("study/", labels=read_image("labels.nii.gz", label=True))
+    >>> geo.uid, len(geo.files)
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import InputError
+from ..image import Image
+from .geometry import SeriesGeometry, check_series, grid_matches
+from .scan import list_series_text, scan_folder
+
+
+def select_series(folder: str | os.PathLike, series_uid: str | None = None, labels: Image | None = None,
+                  modality: str | None = None, need_frame_of_reference: bool = True) -> SeriesGeometry:
+    """The checked series of ``folder`` chosen as the module docstring says
+    (``need_frame_of_reference``: see :func:`.geometry.check_series`)."""
+    need_for = need_frame_of_reference
+    found = scan_folder(folder)
+    listing = list_series_text(found)
+    if series_uid:
+        chosen = [s for s in found if s.uid == series_uid.strip()]
+        if not chosen:
+            raise InputError(f"holds no series {series_uid}; {listing}", folder, "give one of the series UIDs listed")
+        geometry = check_series(chosen[0], need_for)
+        if labels is not None and not grid_matches(geometry, labels):
+            raise InputError(f"the label map does not lie on the grid of series {series_uid}; {listing}", folder,
+                             "give the series the segmentation was made on (do not resample the result)")
+        return geometry
+    images = [s for s in found if s.is_image and (modality is None or s.modality == modality)]
+    if not images:
+        what = f"{modality} image series" if modality else "image series"
+        raise InputError(f"holds no {what}; {listing}", folder, "give the folder of the image series")
+    if len(images) == 1:
+        geometry = check_series(images[0], need_for)
+        if labels is not None and not grid_matches(geometry, labels):
+            raise InputError(f"the label map does not lie on the grid of the series; {listing}", folder,
+                             "export on the grid of the DICOM series it was made on (do not resample the result)")
+        return geometry
+    if labels is None:
+        raise InputError(f"holds {len(images)} image series; {listing}", folder, "choose one with --series UID")
+    matches = []
+    for s in images:
+        try:
+            geometry = check_series(s, need_for)
+        except InputError:
+            continue  # a broken series cannot be the one the label map lies on
+        if grid_matches(geometry, labels):
+            matches.append(geometry)
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise InputError(f"the label map lies on none of the series' grids; {listing}", folder,
+                         "give the series the segmentation was made on (do not resample the result)")
+    raise InputError(f"the label map lies on the grids of {len(matches)} series; {listing}", folder,
+                     "choose one with --series UID")

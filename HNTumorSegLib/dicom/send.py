@@ -1,0 +1,86 @@
+"""Send DICOM objects to a DICOM node (PACS, planning system) with C-STORE (pynetdicom).
+
+Only when the user asks (``--send AET@HOST:PORT``). Each file is sent in its own transfer
+syntax within one association; we call as ``HNTUMORSEG`` unless told otherwise. Every failure
+is one line saying what happened and what to check: the node refused the association (wrong
+called AE title, or our AE title not configured there), no answer (host/port wrong, firewall:
+``timeout_s``), or the node answered a C-STORE with a failure status.
+
+Example:
+    >>> send_files(["out/rtstruct.dcm", "out/seg.dcm"], parse_destination("ORTHANC@127.0.0.1:4242"))
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from ..errors import InputError
+
+CALLING_AET = "HNTUMORSEG"
+_DEST = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
+
+
+class SendError(InputError):
+    """The DICOM node could not be reached or refused what we sent (exit 2 on the command line)."""
+
+    kind = "send"
+
+
+@dataclass(frozen=True)
+class Destination:
+    aet: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.aet}@{self.host}:{self.port}"
+
+
+def parse_destination(text: str) -> Destination:
+    """``"AET@HOST:PORT"`` -> :class:`Destination`; anything else is an :class:`InputError`."""
+    m = _DEST.match(str(text).strip())
+    if not m or not 0 < int(m["port"]) < 65536:
+        raise InputError(f"--send {text!r} is not AET@HOST:PORT", None,
+                         "give the node's AE title, host and port, e.g. PACS@10.0.0.5:104")
+    return Destination(m["aet"], m["host"], int(m["port"]))
+
+
+def send_files(files: Iterable[str | os.PathLike], destination: Destination, calling_aet: str = CALLING_AET,
+               timeout_s: float = 10.0) -> int:
+    """C-STORE every file to ``destination`` in one association; returns how many were stored."""
+    import pydicom
+    from pynetdicom import AE
+
+    datasets = [(Path(f), pydicom.dcmread(str(f))) for f in files]
+    ae = AE(ae_title=calling_aet)
+    ae.connection_timeout = timeout_s
+    ae.acse_timeout = timeout_s
+    ae.dimse_timeout = timeout_s
+    ae.network_timeout = timeout_s
+    for _, ds in datasets:
+        ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.aet)
+    if not assoc.is_established:
+        if assoc.is_rejected:
+            raise SendError(f"{destination} refused the association (called AE title {destination.aet}, "
+                            f"calling {calling_aet})", None,
+                            "check the node's AE title and that it accepts our AE title")
+        raise SendError(f"{destination} did not answer within {timeout_s:g} s (no association)", None,
+                        "check the host, port and that the DICOM node is running and reachable")
+    stored = 0
+    try:
+        for path, ds in datasets:
+            status = assoc.send_c_store(ds)
+            code = int(getattr(status, "Status", -1)) if status else -1
+            if code not in (0x0000, 0xB000, 0xB007, 0xB006):
+                what = "no answer" if code == -1 else f"status 0x{code:04X}"
+                raise SendError(f"{destination} did not store the object ({what})", path,
+                                "check the node's log; it may refuse this kind of object")
+            stored += 1
+    finally:
+        assoc.release()
+    return stored

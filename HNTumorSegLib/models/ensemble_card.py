@@ -1,0 +1,193 @@
+"""Ensemble cards (``ensemble.json``): several models of any kind run together on one case.
+
+Seed 002 averages an nnU-Net ResEnc-L (5 folds) and a MONAI SegResNet (5 folds); seed 004
+ensembles 10 STU-Net folds. A folder holding ``ensemble.json`` names its members - nnU-Net
+results folders, model-card folders (STU-Net ...), SegResNet checkpoint folders, catalogue ids
+- each run with **its own** preprocessing; their per-class probabilities are averaged with the
+members' weights on a common grid, renormalised and turned into labels
+(:mod:`HNTumorSegLib.pipeline.ensemble_run`). ``load_model(folder)`` returns an
+:class:`EnsembleModel` (``kind == "ensemble"``), so ``hntumorseg segment --model FOLDER``
+runs it like any model.
+
+``ensemble.json``::
+
+    {"format": "hntumorseg-ensemble/1", "id": "seed002-fine", "title": "...", "task": "petct",
+     "inputs": ["CT", "PET"],
+     "members": [{"model": "resencl", "weight": 0.5, "folds": "all"},
+                 {"model": "segresnet", "weight": 0.5, "inputs": {"CT": "CT", "PET": "PET"}}],
+     "tta": false,
+     "pipeline": null,
+     "stages": {},
+     "postprocess": {"min_volume_ml": {"1": 0.2}}}
+
+* ``model``: a path relative to the ensemble folder, an absolute path or a catalogue id;
+* ``weight``: > 0 (default 1); weights are normalised to sum 1;
+* ``inputs`` (optional): member input name -> the ensemble's input name (an nnU-Net folder
+  whose channels are called ``CT_norm`` reads the user's ``CT``);
+* ``tta``: whether the seed ran test-time mirroring (the default of ``segment --tta``);
+* ``pipeline``: ``"seed002-coarse-to-fine"`` runs :mod:`HNTumorSegLib.pipeline.coarse_to_fine`
+  with ``stages.head`` and ``stages.coarse`` (each ``{"model": ..., "folds": ...}``) before
+  the members, which are then the fine stage.
+
+Example:
+    >>> model = load_model("models/seed002")          # an EnsembleModel
+    >>> [m.name for m in model.members], model.pipeline
+    (['resencl', 'segresnet'], 'seed002-coarse-to-fine')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+from ..fileio import write_json_atomic
+from ..folds import Folds
+from .card import InputSpec, ModelCard
+from .types import LoadedModel
+
+ENSEMBLE_NAME = "ensemble.json"
+ENSEMBLE_FORMAT = "hntumorseg-ensemble/1"
+PIPELINES = ("seed002-coarse-to-fine",)
+STAGES = {"seed002-coarse-to-fine": ("head", "coarse")}
+
+
+@dataclass
+class EnsembleMember:
+    """One loaded member, its weight and how its inputs are named."""
+
+    name: str
+    model: LoadedModel
+    weight: float
+    input_map: dict[str, str] = field(default_factory=dict)   # member input -> ensemble input
+
+    def user_name(self, member_input: str) -> str:
+        return self.input_map.get(member_input, member_input)
+
+
+@dataclass
+class EnsembleModel(LoadedModel):
+    """An ensemble card, loaded: its members (and pipeline stages), ready to run."""
+
+    members: list[EnsembleMember] = field(default_factory=list)
+    pipeline: str | None = None
+    stages: dict[str, EnsembleMember] = field(default_factory=dict)
+    tta_default: bool | None = None
+    spec: dict = field(default_factory=dict)
+
+
+def is_ensemble_folder(folder: Path) -> bool:
+    return (Path(folder) / ENSEMBLE_NAME).is_file()
+
+
+def _bad(path: Path, problem: str) -> None:
+    raise ModelError(problem, path, "fix ensemble.json (README section 5, seed 002)")
+
+
+def read_ensemble_spec(path: str | Path) -> dict:
+    """``ensemble.json`` decoded and checked (ModelError naming the file on any problem)."""
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read ensemble card ({exc.__class__.__name__})", path, "give a valid JSON file") from None
+    if not isinstance(spec, dict) or spec.get("format") != ENSEMBLE_FORMAT:
+        _bad(path, f'"format" must be "{ENSEMBLE_FORMAT}"')
+    members = spec.get("members")
+    if not isinstance(members, list) or not members:
+        _bad(path, '"members" must be a non-empty list')
+    for i, m in enumerate(members):
+        if not isinstance(m, dict) or not isinstance(m.get("model"), str):
+            _bad(path, f'members[{i}] needs "model" (a folder or a catalogue id)')
+        w = m.get("weight", 1.0)
+        if not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            _bad(path, f"members[{i}] weight must be a positive number, got {w!r}")
+    pipeline = spec.get("pipeline")
+    if pipeline is not None and pipeline not in PIPELINES:
+        _bad(path, f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
+    for stage in STAGES.get(pipeline, ()):
+        if not isinstance(spec.get("stages", {}).get(stage, {}).get("model"), str):
+            _bad(path, f'pipeline {pipeline} needs stages.{stage}.model')
+    return spec
+
+
+def _member_path(folder: Path, text: str) -> str:
+    candidate = (folder / text)
+    return str(candidate) if candidate.exists() else text
+
+
+def _load_member(folder: Path, item: dict, name: str, device: Any) -> EnsembleMember:
+    from .loader import load_model
+
+    model = load_model(_member_path(folder, item["model"]), folds=item.get("folds"), device=device)
+    if isinstance(model, EnsembleModel):
+        raise ModelError(f"member {name} is itself an ensemble", folder / ENSEMBLE_NAME, "list its members instead")
+    return EnsembleMember(name, model, float(item.get("weight", 1.0)), dict(item.get("inputs") or {}))
+
+
+def load_ensemble(folder: str | Path, device: Any = "cpu", folds: Folds | Any = None) -> EnsembleModel:
+    """Load every member (and stage) of the ensemble card in ``folder``.
+
+    ``folds`` (from ``--folds``) applies to members that do not name their own.
+    """
+    folder = Path(folder)
+    spec = read_ensemble_spec(folder / ENSEMBLE_NAME)
+    members = []
+    for i, item in enumerate(spec["members"]):
+        item = dict(item)
+        if "folds" not in item and folds is not None:
+            item["folds"] = folds
+        members.append(_load_member(folder, item, item.get("name") or Path(item["model"]).name or f"member{i}", device))
+    total = sum(m.weight for m in members)
+    for m in members:
+        m.weight /= total
+    stages = {name: _load_member(folder, spec["stages"][name], name, device)
+              for name in STAGES.get(spec.get("pipeline"), ())}
+    first = members[0].model
+    inputs = spec.get("inputs") or _user_inputs(members)
+    card = ModelCard(id=str(spec.get("id") or folder.name), title=str(spec.get("title") or folder.name),
+                     inputs=[InputSpec(str(n), {"type": "none"}) for n in inputs],
+                     architecture={"name": "Ensemble", "kwargs": {}}, labels=dict(first.card.labels),
+                     folds=["all"], weights={}, task=spec.get("task") or first.card.task,
+                     postprocess=dict(spec.get("postprocess") or {}), licence=str(spec.get("licence", "")),
+                     source=str(spec.get("source", "")), citation=str(spec.get("citation", "")),
+                     intended_use=str(spec.get("intended_use", "")), path=folder / ENSEMBLE_NAME)
+    return EnsembleModel(card=card, networks=[], kind="ensemble", folds=["all"], folder=folder,
+                         members=members, pipeline=spec.get("pipeline"), stages=stages,
+                         tta_default=spec.get("tta"), spec=spec)
+
+
+def _own_inputs(model: LoadedModel) -> list[str]:
+    """The images a member reads: nnU-Net channel names, or its card's inputs that are not derived."""
+    if model.kind == "nnunet":
+        return list(model.input_names)
+    names: list[str] = []
+    for spec in model.card.inputs:
+        name = spec.derived_from or spec.name
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _user_inputs(members: list[EnsembleMember]) -> list[str]:
+    names: list[str] = []
+    for m in members:
+        own = _own_inputs(m.model)
+        for n in own:
+            user = m.user_name(n)
+            if user not in names:
+                names.append(user)
+    return names
+
+
+def write_ensemble(folder: str | Path, spec: dict) -> Path:
+    """Write ``ensemble.json`` into ``folder`` (checked first, atomically)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {"format": ENSEMBLE_FORMAT, **spec}
+    path = write_json_atomic(folder / ENSEMBLE_NAME, spec)
+    read_ensemble_spec(path)
+    return path

@@ -1,0 +1,38 @@
+"""The PET biomarker table of the review section (PET/CT cases) as a ``vtkMRMLTableNode``.
+
+Rows from :func:`HNTumorSegLib.outcome.biomarkers.compute_biomarkers`: first the patient
+(``GTVp`` row: MTV, SUVmax/mean/peak, TLG; ``GTVn`` row: NTV, SUVmax/mean, NLG), then one row per
+lesion (``GTVp-1``, ``GTVn-2``, ... as the lesion table names them). Columns: ``name``,
+``volume_ml``, ``SUVmax``, ``SUVmean``, ``SUVpeak``, ``TLG`` (TLG for GTVp rows, NLG for the GTVn
+patient row, the lesion's SUVmean x volume for lesion rows). Undefined values (an empty label)
+are NaN in the table, as the other review tables. Only MRML/VTK, so it runs in Slicer and on
+the slicer-core wheel.
+
+Example:
+    >>> node = biomarker_table_node(scene, compute_biomarkers(pet, labels))
+"""
+
+from __future__ import annotations
+
+from .review import table_node_from_rows
+
+BIOMARKER_COLUMNS = ("name", "volume_ml", "SUVmax", "SUVmean", "SUVpeak", "TLG")
+TABLE_NAME = "HNTumorSeg PET biomarkers"
+
+
+def biomarker_rows(biomarkers: dict) -> list[dict]:
+    """The table's rows (dicts with :data:`BIOMARKER_COLUMNS`), patient rows first."""
+    p = biomarkers["patient"]
+    rows = [{"name": "GTVp", "volume_ml": p["MTV_ml"], "SUVmax": p["SUVmax_T"], "SUVmean": p["SUVmean_T"],
+             "SUVpeak": p["SUVpeak_T"], "TLG": p["TLG"]},
+            {"name": "GTVn", "volume_ml": p["NTV_ml"], "SUVmax": p["SUVmax_N"], "SUVmean": p["SUVmean_N"],
+             "SUVpeak": None, "TLG": p["NLG"]}]
+    for les in biomarkers["lesions"]:
+        rows.append({"name": f"{'GTVp' if les['label'] == 1 else 'GTVn'}-{les['index']}", "volume_ml": les["volume_ml"],
+                     "SUVmax": les["SUVmax"], "SUVmean": les["SUVmean"], "SUVpeak": les["SUVpeak"], "TLG": les["TLG"]})
+    return rows
+
+
+def biomarker_table_node(scene, biomarkers: dict, node=None, name: str = TABLE_NAME):
+    """A table node (new, or ``node`` refilled) showing :func:`biomarker_rows`."""
+    return table_node_from_rows(scene, biomarker_rows(biomarkers), name, BIOMARKER_COLUMNS, node=node)

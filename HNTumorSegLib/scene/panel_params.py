@@ -1,0 +1,80 @@
+"""The panel's typed parameter pack, defined once here and mirrored by the Slicer module's parameter node.
+
+Inside Slicer the panel's state lives in the module's parameter node through
+``slicer.parameterNodeWrapper`` (typed fields: enums, bools, node references; no "true"/"false"
+strings), so the GUI and the node stay in step and a saved scene restores the panel. That
+wrapper only exists inside Slicer, so the *definition* lives here as a plain dataclass,
+:class:`PanelParameters`, and ``HNTumorSeg/HNTumorSeg.py`` declares ``HNTumorSegParameterNode``
+with exactly these fields, types and defaults (``Testing/test_panel_parameters.py`` compares the
+two). Node fields are typed by their MRML class names; here they hold whatever node objects the
+caller has (real ``vtkMRML*`` nodes from slicer-core in the tests).
+
+:func:`from_object` copies the fields off any object that has them (the wrapper instance), and
+:meth:`PanelParameters.to_run_parameters` gives the scene logic's
+:class:`~HNTumorSegLib.scene.logic.Parameters` (node IDs), so the module never converts by hand.
+
+Example:
+    >>> p = PanelParameters(task=Task.MIDRT, model="demo-midrt", t2=t2_node, prior=prior_node)
+    >>> p.to_run_parameters().inputs
+    {'T2': 'vtkMRMLScalarVolumeNode1'}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Optional, Union  # noqa: F401 (the annotations below)
+
+from ..vocab import Device, Quality, Task
+
+#: node field -> input role of the scene logic (``scene.inputs.TASK_INPUTS``)
+NODE_ROLES = {"t2": "T2", "ct": "CT", "pet": "PET"}
+
+
+@dataclass
+class PanelParameters:
+    """Everything the panel holds. Field names, types and defaults are mirrored by the module's wrapper."""
+
+    task: Task = Task.MIDRT
+    model: str = ""
+    device: Device = Device.AUTO
+    quality: Quality = Quality.FAST
+    use_boxes: bool = True
+    save_uncertainty: bool = False
+    # typing.Optional / Union rather than "X | None": Slicer 5.12's parameterNodeWrapper matches node
+    # unions by typing.Union; the names are MRML classes, resolved in Slicer only (noqa: F821)
+    t2: Optional[vtkMRMLScalarVolumeNode] = None  # noqa: F821
+    ct: Optional[vtkMRMLScalarVolumeNode] = None  # noqa: F821
+    pet: Optional[vtkMRMLScalarVolumeNode] = None  # noqa: F821
+    prior: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode, None] = None  # noqa: F821
+
+    def to_run_parameters(self):
+        """The scene logic's Parameters: node IDs of the task's inputs and prior."""
+        from .logic import Parameters
+
+        inputs = {role: getattr(self, name).GetID() for name, role in NODE_ROLES.items()
+                  if getattr(self, name) is not None}
+        return Parameters(task=self.task, inputs=inputs, prior=self.prior.GetID() if self.prior is not None else "",
+                          model=self.model, device=str(self.device), quality=self.quality,
+                          use_boxes=self.use_boxes, save_uncertainty=self.save_uncertainty)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(PanelParameters)]
+
+
+def field_annotations() -> dict[str, str]:
+    """``{field: annotation text}`` (what the mirror test compares with the module's wrapper)."""
+    return {f.name: str(f.type) for f in fields(PanelParameters)}
+
+
+def from_object(obj: Any) -> PanelParameters:
+    """A PanelParameters with every field read off ``obj`` (the module's parameter-node wrapper)."""
+    return PanelParameters(**{name: getattr(obj, name) for name in field_names()})
+
+
+def assign_nodes(target: Any, assigned: dict) -> None:
+    """Put ``scene.inputs.auto_assign``'s ``{role: node}`` into the node fields of ``target``."""
+    by_role = {role: name for name, role in NODE_ROLES.items()} | {"prior": "prior"}
+    for role, node in assigned.items():
+        if role in by_role:
+            setattr(target, by_role[role], node)
