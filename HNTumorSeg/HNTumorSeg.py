@@ -1,10 +1,16 @@
 """HNTumorSeg: head-and-neck GTVp / GTVn contouring in 3D Slicer (the scripted module).
 
-A thin shell: the widget binds the .ui controls to the module's parameter node and calls
-``HNTumorSegLib.scene`` (all scene logic, no Qt, tested on the slicer-core wheel). Inference
-runs in a child process (``HNTumorSegLib.runner``); a QTimer polls it every 200 ms, so the GUI
-thread never waits. ``UI_WIDGETS`` lists every .ui widget this file touches with the class it
-expects; ``Testing/test_ui_static.py`` checks it against the .ui file.
+A thin shell over ``HNTumorSegLib`` (no Qt there; tested on the slicer-core wheel) and the
+Slicer-side package ``HNTumorSegSlicer`` beside this file (logic, parameter node, self-test). The
+panel's state lives in the module's parameter node through ``parameterNodeWrapper``
+(``HNTumorSegSlicer.logic.HNTumorSegParameterNode``, typed: enums, bools, node references), which
+mirrors ``HNTumorSegLib.scene.panel_params.PanelParameters`` field by field (a test compares them).
+Selectors and check boxes are bound with ``connectGui`` (``SlicerParameterName`` in the .ui), the
+task / model / device / quality boxes by hand (translated titles, an editable model box).
+Inference runs in a child process (``HNTumorSegLib.runner``); a QTimer polls it every 200 ms.
+Closing the scene cancels a running job and re-reads the parameter node
+(``HNTumorSegLib.scene.scene_close``). ``UI_WIDGETS`` lists every .ui widget this file touches
+with the class it expects; ``Testing/test_ui_static.py`` checks it against the .ui file.
 """
 
 from __future__ import annotations
@@ -14,16 +20,32 @@ import sys
 
 import qt
 import slicer
-from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+import vtk
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleWidget
 from slicer.util import VTKObservationMixin
 
+try:  # Slicer's translation functions (5.4+); older Slicer shows the English text
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:  # pragma: no cover
+    def _(text):
+        return text
+
+    def translate(context, text):
+        return text
+
 # HNTumorSegLib is installed beside this file (HNTumorSeg/CMakeLists.txt); in a source tree it is one up.
+# HNTumorSegSlicer (the Slicer-side package) is always beside this file.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 for _p in (_HERE, os.path.dirname(_HERE)):
     if os.path.isdir(os.path.join(_p, "HNTumorSegLib")) and _p not in sys.path:
         sys.path.insert(0, _p)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
+from HNTumorSegLib.vocab import Device, Quality, Task  # noqa: E402 (after the path set-up)
+
+DOC_URL = "https://github.com/hntumorseg/SlicerHNTumorSeg#readme"
 UI_WIDGETS = {
     "taskComboBox": "QComboBox", "loadCaseButton": "QPushButton", "autoAssignButton": "QPushButton",
     "t2Selector": "qMRMLNodeComboBox", "ctSelector": "qMRMLNodeComboBox", "petSelector": "qMRMLNodeComboBox",
@@ -31,8 +53,9 @@ UI_WIDGETS = {
     "priorLabel": "QLabel", "boxListWidget": "QListWidget", "boxesFromPriorButton": "QPushButton",
     "addGTVpBoxButton": "QPushButton", "addGTVnBoxButton": "QPushButton", "deleteBoxButton": "QPushButton",
     "useBoxesCheckBox": "QCheckBox", "gradientPreviewCheckBox": "QCheckBox", "modelComboBox": "QComboBox",
+    "modelBrowseButton": "QPushButton", "modelInfoLabel": "QLabel",
     "deviceComboBox": "QComboBox", "qualityComboBox": "QComboBox", "uncertaintyCheckBox": "QCheckBox",
-    "applyButton": "QPushButton",
+    "applyButton": "QPushButton", "deviceUsedLabel": "QLabel",
     "progressBar": "QProgressBar", "stageLabel": "QLabel", "logTextEdit": "QPlainTextEdit",
     "segmentationSelector": "qMRMLNodeComboBox", "referenceSelector": "qMRMLNodeComboBox",
     "reviewButton": "QPushButton", "exportDirectoryPathLineEdit": "ctkPathLineEdit",
@@ -55,18 +78,24 @@ SEEDS = (
 class HNTumorSeg(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "HNTumorSeg"
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("HNTumorSeg")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = []
-        self.parent.contributors = ["HNTumorSeg contributors"]
-        self.parent.helpText = (
+        self.parent.contributors = ["HNTumorSeg developers"]
+        self.parent.helpText = _(
             "Contours head-and-neck cancer for radiotherapy: GTVp (primary tumour) and GTVn (involved lymph nodes) "
             "on pre-RT or mid-RT T2-weighted MRI, or on PET/CT. Choose the task and the images, check or edit the "
             "lesion boxes, press Apply, then review and edit the result in Segment Editor and export it. "
-            "Research software: every contour must be reviewed by a qualified clinician.")
-        self.parent.acknowledgementText = (
-            "HNTumorSeg implements the methods of these papers:<ul>" + "".join(f"<li>{s}</li>" for s in SEEDS)
-            + "</ul>It builds on nnU-Net v2, STU-Net, MONAI, highdicom and 3D Slicer.")
+            "To try it, load a phantom from Sample Data (category HNTumorSeg). "
+            'See the <a href="{url}">documentation</a>.<br><br>'
+            "<b>For research use only</b>, not a medical device: every contour must be reviewed and edited by a "
+            "qualified clinician before any clinical use.").format(url=DOC_URL)
+        self.parent.acknowledgementText = _(
+            "HNTumorSeg implements the methods of these papers:{papers}It builds on nnU-Net v2, STU-Net, MONAI, "
+            "highdicom and 3D Slicer.").format(papers="<ul>" + "".join(f"<li>{s}</li>" for s in SEEDS) + "</ul>")
+        # at start-up, not when the panel first opens: Segment Editor and Sample Data need them before
+        slicer.app.connect("startupCompleted()", loadTerminology)
+        slicer.app.connect("startupCompleted()", registerSampleData)
 
 
 class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -77,29 +106,29 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self._param = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
         self._updating = False
+        self._devices = {}  # device asked -> device found (asked of a child Python once per session)
+        self._closeGuard = None
+        self._previewNodeID = ""
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
         from HNTumorSegLib.scene.inputs import TASK_TITLES
-        from HNTumorSegLib.vocab import Device, Quality, Task
+        from HNTumorSegLib.scene.scene_close import SceneCloseGuard
 
         ui_widget = slicer.util.loadUI(self.resourcePath("UI/HNTumorSeg.ui"))
         self.layout.addWidget(ui_widget)
         self.ui = slicer.util.childWidgetVariables(ui_widget)
         ui_widget.setMRMLScene(slicer.mrmlScene)
         for task in Task:
-            self.ui.taskComboBox.addItem(TASK_TITLES[task], task.value)
-        self.ui.deviceComboBox.addItems(list(Device.values()))
-        self.ui.qualityComboBox.addItems(list(Quality.values()))
-        self.ui.modelComboBox.addItems(_model_ids())
+            self.ui.taskComboBox.addItem(_(TASK_TITLES[task]), task.value)
+        for device in Device:
+            self.ui.deviceComboBox.addItem(device.value, device.value)
+        for quality in Quality:
+            self.ui.qualityComboBox.addItem(quality.value, quality.value)
         self.logic = HNTumorSegLogic()
-        self._param = self.logic.getParameterNode()
-        # our GTVp / GTVn codes in the terminology selector (Segment Editor, segment properties)
-        terminologies = getattr(slicer.modules, "terminologies", None)
-        if terminologies is not None:
-            terminologies.logic().LoadTerminologyFromFile(self.resourcePath("HNTumorSeg.term.json"))
         self.poll_timer = qt.QTimer()
         self.poll_timer.setInterval(self.POLL_MS)
         self.poll_timer.connect("timeout()", self.onPoll)
@@ -107,13 +136,12 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.preview_timer.setSingleShot(True)
         self.preview_timer.setInterval(self.PREVIEW_DEBOUNCE_MS)
         self.preview_timer.connect("timeout()", self.onRefreshPreview)
-        # every control writes the parameter node; updateGUI reads it back
-        for combo in (self.ui.taskComboBox, self.ui.deviceComboBox, self.ui.qualityComboBox, self.ui.modelComboBox):
-            combo.connect("currentIndexChanged(int)", self.updateParameterNodeFromGUI)
-        for sel in (self.ui.t2Selector, self.ui.ctSelector, self.ui.petSelector, self.ui.priorSelector):
-            sel.connect("currentNodeChanged(vtkMRMLNode*)", self.updateParameterNodeFromGUI)
-        self.ui.useBoxesCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
-        self.ui.uncertaintyCheckBox.connect("toggled(bool)", self.updateParameterNodeFromGUI)
+        # selectors and check boxes: connectGui (SlicerParameterName in the .ui); these four by hand
+        self.ui.taskComboBox.connect("currentIndexChanged(int)", self.onTaskChanged)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceOrQualityChanged)
+        self.ui.qualityComboBox.connect("currentIndexChanged(int)", self.onDeviceOrQualityChanged)
+        self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelTextChanged)
+        self.ui.modelBrowseButton.connect("clicked(bool)", self.onBrowseModel)
         self.ui.gradientPreviewCheckBox.connect("toggled(bool)", lambda on: self.preview_timer.start())
         self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
         self.ui.autoAssignButton.connect("clicked(bool)", self.onAutoAssign)
@@ -127,98 +155,193 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onSceneChanged)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self.onSceneChanged)
-        self.addObserver(self._param, vtk_modified_event(), self.updateGUIFromParameterNode)
-        self.updateGUIFromParameterNode()
-        self.updateParameterNodeFromGUI()  # a fresh parameter node gets the controls' defaults
+        # File > Close Scene: the guard cancels a running job at StartCloseEvent and calls us back at EndCloseEvent
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self._closeGuard = SceneCloseGuard(slicer.mrmlScene, self.logic, on_closed=self.onSceneEndClose,
+                                           on_cancelled=self.onJobCancelledByClose)
+        self.initializeParameterNode()
         self.onSceneChanged()
 
     def cleanup(self):
         self.poll_timer.stop()
         self.preview_timer.stop()
-        if self.logic.running:
-            self.logic.cancel()
+        self.logic.cancel()
+        if self._closeGuard is not None:
+            self._closeGuard.remove()
         self.removeObservers()
 
-    # ---- parameter node <-> GUI --------------------------------------------------------------
-    def updateParameterNodeFromGUI(self, *_):
-        if self._updating:
-            return
-        p = self._param
-        wasModifying = p.StartModify()
-        p.SetParameter("task", self.ui.taskComboBox.currentData or "prert")
-        p.SetParameter("device", self.ui.deviceComboBox.currentText)
-        p.SetParameter("quality", self.ui.qualityComboBox.currentText)
-        p.SetParameter("model", self.ui.modelComboBox.currentText)
-        p.SetParameter("useBoxes", "true" if self.ui.useBoxesCheckBox.checked else "false")
-        p.SetParameter("uncertainty", "true" if self.ui.uncertaintyCheckBox.checked else "false")
-        for role, sel in (("T2", self.ui.t2Selector), ("CT", self.ui.ctSelector), ("PET", self.ui.petSelector),
-                          ("prior", self.ui.priorSelector)):
-            p.SetNodeReferenceID(role, sel.currentNodeID)
-        p.EndModify(wasModifying)
+    # ---- parameter node (as Slicer's scripted-module template) ---------------------------------
+    def enter(self):
+        self.initializeParameterNode()
 
-    def updateGUIFromParameterNode(self, *_):
+    def exit(self):
+        # the GUI is re-read from the node when the user comes back
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+
+    def onSceneStartClose(self, caller=None, event=None):
+        self.setParameterNode(None)  # the node is about to be reset: stop using it
+
+    def onSceneEndClose(self):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def onJobCancelledByClose(self):
+        self.poll_timer.stop()
+        self.ui.progressBar.setVisible(False)
+        self._log(_("cancelled: the scene was closed"))
+
+    def initializeParameterNode(self):
+        from HNTumorSegLib.scene.inputs import auto_assign
+        from HNTumorSegLib.scene.panel_params import assign_nodes
+
+        self.setParameterNode(self.logic.getParameterNode())
+        p = self._parameterNode
+        if not (p.t2 or p.ct or p.pet):  # save the user a few clicks
+            assign_nodes(p, auto_assign(slicer.mrmlScene, p.task))
+        if not p.model:
+            self._selectDefaultModel()
+
+    def setParameterNode(self, node):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+        self._parameterNode = node
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+            self.updateGUIFromParameterNode()
+
+    def updateGUIFromParameterNode(self, caller=None, event=None):
         from HNTumorSegLib.scene.inputs import TASK_INPUTS, TASK_PRIOR
 
+        p = self._parameterNode
+        if p is None or self._updating:
+            return
         self._updating = True
-        p = self._param
-        task = p.GetParameter("task") or "prert"
-        self.ui.taskComboBox.setCurrentIndex(max(0, self.ui.taskComboBox.findData(task)))
-        for combo, key in ((self.ui.deviceComboBox, "device"), (self.ui.qualityComboBox, "quality")):
-            if p.GetParameter(key):
-                combo.setCurrentIndex(max(0, combo.findText(p.GetParameter(key))))
-        if p.GetParameter("model"):
-            self.ui.modelComboBox.setEditText(p.GetParameter("model"))
-        self.ui.useBoxesCheckBox.checked = p.GetParameter("useBoxes") != "false"
-        self.ui.uncertaintyCheckBox.checked = p.GetParameter("uncertainty") == "true"
-        for role, sel in (("T2", self.ui.t2Selector), ("CT", self.ui.ctSelector), ("PET", self.ui.petSelector),
-                          ("prior", self.ui.priorSelector)):
-            sel.setCurrentNode(p.GetNodeReference(role))
-        shown = set(TASK_INPUTS[task]) | ({"prior"} if TASK_PRIOR[task] else set())
-        for role, widgets in (("T2", (self.ui.t2Label, self.ui.t2Selector)), ("CT", (self.ui.ctLabel, self.ui.ctSelector)),
-                              ("PET", (self.ui.petLabel, self.ui.petSelector)),
-                              ("prior", (self.ui.priorLabel, self.ui.priorSelector))):
-            for w in widgets:
-                w.setVisible(role in shown)
-        self.ui.gradientPreviewCheckBox.setVisible(task == "midrt")
-        self.ui.boxesFromPriorButton.setEnabled(self.ui.priorSelector.currentNode() is not None)
-        running = self.logic.running
-        self.ui.applyButton.text = "Cancel" if running else "Apply"
-        self.ui.applyButton.setEnabled(running or all(p.GetNodeReference(r) for r in shown))
-        self._updating = False
+        try:
+            self.ui.taskComboBox.setCurrentIndex(max(0, self.ui.taskComboBox.findData(p.task.value)))
+            self.ui.deviceComboBox.setCurrentIndex(max(0, self.ui.deviceComboBox.findData(p.device.value)))
+            self.ui.qualityComboBox.setCurrentIndex(max(0, self.ui.qualityComboBox.findData(p.quality.value)))
+            self._fillModelList(p.task, p.model)
+            shown = set(TASK_INPUTS[p.task]) | ({"prior"} if TASK_PRIOR[p.task] else set())
+            for role, widgets in (("T2", (self.ui.t2Label, self.ui.t2Selector)),
+                                  ("CT", (self.ui.ctLabel, self.ui.ctSelector)),
+                                  ("PET", (self.ui.petLabel, self.ui.petSelector)),
+                                  ("prior", (self.ui.priorLabel, self.ui.priorSelector))):
+                for w in widgets:
+                    w.setVisible(role in shown)
+            self.ui.gradientPreviewCheckBox.setVisible(p.task == Task.MIDRT)
+            self.ui.boxesFromPriorButton.setEnabled(p.prior is not None)
+            running = self.logic.running
+            self.ui.applyButton.text = _("Cancel") if running else _("Apply")
+            nodes = {"T2": p.t2, "CT": p.ct, "PET": p.pet, "prior": p.prior}
+            self.ui.applyButton.setEnabled(running or (all(nodes[r] is not None for r in shown) and bool(p.model)))
+        finally:
+            self._updating = False
 
-    def parameters(self):
-        from HNTumorSegLib.scene.logic import Parameters
+    # ---- task, model, device, quality ---------------------------------------------------------
+    def onTaskChanged(self, index=None):
+        from HNTumorSegLib.scene.inputs import auto_assign
+        from HNTumorSegLib.scene.panel_params import assign_nodes
 
-        p = self._param
-        task = p.GetParameter("task") or "prert"
-        return Parameters(task=task, inputs={r: p.GetNodeReferenceID(r) for r in ("T2", "CT", "PET")
-                                             if p.GetNodeReferenceID(r)},
-                          prior=p.GetNodeReferenceID("prior") or "", model=p.GetParameter("model"),
-                          device=p.GetParameter("device") or "auto", quality=p.GetParameter("quality") or "fast",
-                          use_boxes=p.GetParameter("useBoxes") != "false",
-                          save_uncertainty=p.GetParameter("uncertainty") == "true")
+        p = self._parameterNode
+        if self._updating or p is None:
+            return
+        with slicer.util.NodeModify(p):
+            p.task = Task(self.ui.taskComboBox.currentData)
+            p.model = ""
+            self._selectDefaultModel()
+            assign_nodes(p, auto_assign(slicer.mrmlScene, p.task))  # the new task's inputs, by name
+
+    def onDeviceOrQualityChanged(self, index=None):
+        if self._updating or self._parameterNode is None:
+            return
+        with slicer.util.NodeModify(self._parameterNode):
+            self._parameterNode.device = Device(self.ui.deviceComboBox.currentData)
+            self._parameterNode.quality = Quality(self.ui.qualityComboBox.currentData)
+
+    def _selectDefaultModel(self):
+        from HNTumorSegLib.scene.model_choice import models_for_task
+
+        choices = models_for_task(self._parameterNode.task)
+        if choices:
+            self._parameterNode.model = choices[0].id
+
+    def _fillModelList(self, task, model_text):
+        """The models of ``task`` (catalogue, runnable); a typed path stays as typed."""
+        from HNTumorSegLib.scene.model_choice import models_for_task
+
+        combo = self.ui.modelComboBox
+        was = combo.blockSignals(True)
+        try:
+            combo.clear()
+            for choice in models_for_task(task):
+                combo.addItem(choice.id, choice.id)
+                combo.setItemData(combo.count - 1, f"{choice.title}\n{choice.info_text()}", qt.Qt.ToolTipRole)
+            index = combo.findData(model_text) if model_text else -1
+            if index >= 0:
+                combo.setCurrentIndex(index)
+            else:
+                combo.setEditText(model_text)
+        finally:
+            combo.blockSignals(was)
+        self._showModelInfo(model_text)
+
+    def onModelTextChanged(self, text):
+        """Typed, pasted, browsed or picked: the text is the model (id or folder)."""
+        if self._updating or self._parameterNode is None:
+            return
+        self._showModelInfo(text)
+        self._updating = True  # keep the cursor where the user types
+        try:
+            self._parameterNode.model = text.strip()
+        finally:
+            self._updating = False
+        self.ui.applyButton.setEnabled(self.logic.running or bool(text.strip()))
+
+    def _showModelInfo(self, text):
+        from HNTumorSegLib.errors import InputError
+        from HNTumorSegLib.scene.model_choice import choose_model
+
+        if not text.strip():
+            self.ui.modelInfoLabel.text = _("No model for this task yet: browse to a model folder, or see "
+                                            "'hntumorseg models list' to install one.")
+            return
+        try:
+            self.ui.modelInfoLabel.text = choose_model(text, self._parameterNode.task).info_text()
+        except InputError as exc:
+            self.ui.modelInfoLabel.text = str(exc)
+
+    def onBrowseModel(self):
+        folder = qt.QFileDialog.getExistingDirectory(None, _("Model folder (model.json, or an nnU-Net results folder)"))
+        if folder:
+            self.ui.modelComboBox.setEditText(folder)  # -> onModelTextChanged
 
     # ---- inputs and boxes ----------------------------------------------------------------------
     def onLoadCase(self):
         from HNTumorSegLib.scene.inputs import load_case_folder
 
-        folder = qt.QFileDialog.getExistingDirectory(None, "Case folder (HNTS-MRG or HECKTOR)")
+        folder = qt.QFileDialog.getExistingDirectory(None, _("Case folder (HNTS-MRG or HECKTOR)"))
         if folder:
-            with slicer.util.tryWithErrorDisplay("Could not load the case.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(_("Could not load the case."), waitCursor=True):
                 load_case_folder(slicer.mrmlScene, folder)
                 self.onAutoAssign()
 
     def onAutoAssign(self):
         from HNTumorSegLib.scene.inputs import auto_assign
+        from HNTumorSegLib.scene.panel_params import assign_nodes
 
-        for role, node in auto_assign(slicer.mrmlScene, self._param.GetParameter("task") or "prert").items():
-            self._param.SetNodeReferenceID(role, node.GetID())
+        p = self._parameterNode
+        with slicer.util.NodeModify(p):
+            assign_nodes(p, auto_assign(slicer.mrmlScene, p.task))
 
     def onBoxesFromPrior(self):
-        with slicer.util.tryWithErrorDisplay("Could not make boxes from the prior.", waitCursor=True):
-            params = self.parameters()
-            reference = slicer.mrmlScene.GetNodeByID(params.inputs.get("T2") or params.inputs.get("CT"))
-            self.logic.boxes_from_prior(self.ui.priorSelector.currentNode(), reference, model=params.model)
+        with slicer.util.tryWithErrorDisplay(_("Could not make boxes from the prior."), waitCursor=True):
+            p = self._parameterNode
+            self.logic.boxes_from_prior(p.prior, p.t2 or p.ct, model=p.model)
 
     def onAddBox(self, label):
         from HNTumorSegLib.scene.roi_boxes import add_box_at
@@ -246,8 +369,8 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             item = qt.QListWidgetItem(node.GetName())
             item.setData(qt.Qt.UserRole, node.GetID())
             self.ui.boxListWidget.addItem(item)
-            if not self.hasObserver(node, vtk_modified_event(), self.onBoxModified):
-                self.addObserver(node, vtk_modified_event(), self.onBoxModified)
+            if not self.hasObserver(node, vtk.vtkCommand.ModifiedEvent, self.onBoxModified):
+                self.addObserver(node, vtk.vtkCommand.ModifiedEvent, self.onBoxModified)
 
     def onBoxModified(self, caller=None, event=None):
         if self.ui.gradientPreviewCheckBox.checked:
@@ -256,13 +379,14 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onRefreshPreview(self):
         from HNTumorSegLib.scene.roi_boxes import lesion_roi_nodes, update_gradient_preview
 
-        t2 = self._param.GetNodeReference("T2")
+        t2 = self._parameterNode.t2 if self._parameterNode else None
         if not (self.ui.gradientPreviewCheckBox.checked and t2):
             return
-        with slicer.util.tryWithErrorDisplay("Could not compute the gradient-map preview."):
+        with slicer.util.tryWithErrorDisplay(_("Could not compute the gradient-map preview.")):
+            previous = slicer.mrmlScene.GetNodeByID(self._previewNodeID) if self._previewNodeID else None
             node = update_gradient_preview(slicer.mrmlScene, t2, lesion_roi_nodes(slicer.mrmlScene),
-                                           preview_node=self._param.GetNodeReference("preview"))
-            self._param.SetNodeReferenceID("preview", node.GetID())
+                                           preview_node=previous)
+            self._previewNodeID = node.GetID()
             slicer.util.setSliceViewerLayers(foreground=node, foregroundOpacity=0.5)
 
     # ---- run -----------------------------------------------------------------------------------
@@ -270,19 +394,44 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.logic.running:
             self.logic.cancel()
             self.poll_timer.stop()
-            self._log("cancelled")
+            self._log(_("cancelled"))
             self.ui.progressBar.setVisible(False)
             self.updateGUIFromParameterNode()
             return
-        if not self.logic.ensureDependencies():
+        if not self.logic.ensureDependencies(log=self._log):
             return
-        with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
-            self.logic.start(self.parameters())
+        from HNTumorSegLib.scene.model_choice import choose_model
+        from HNTumorSegLib.scene.panel_params import from_object
+
+        with slicer.util.tryWithErrorDisplay(_("Could not start the segmentation."), waitCursor=True):
+            params = from_object(self._parameterNode)
+            run_params = params.to_run_parameters()
+            run_params.check(slicer.mrmlScene)  # inputs and prior present, else one line saying which
+            choice = choose_model(params.model, params.task)
+            if not self._confirmDeviceAndTime(params, choice.id):
+                return
+            self.logic.start(run_params)
             self.ui.logTextEdit.clear()
             self.ui.progressBar.setValue(0)
             self.ui.progressBar.setVisible(True)
             self.poll_timer.start()
         self.updateGUIFromParameterNode()
+
+    def _confirmDeviceAndTime(self, params, model) -> bool:
+        """Show the device this run will use; before a long CPU run, say how long and ask."""
+        from HNTumorSegLib.scene.run_estimate import estimate_run, probe_device
+
+        asked = params.device.value
+        if asked not in self._devices:
+            self._devices[asked] = probe_device(asked)
+        reference = params.ct if params.task == Task.PETCT else params.t2
+        dims = reference.GetImageData().GetDimensions()
+        estimate = estimate_run(model, tuple(reversed(dims)), reference.GetSpacing(), resolved_device=self._devices[asked],
+                                all_folds=params.quality == Quality.FULL, tta=params.quality == Quality.FULL)
+        self.ui.deviceUsedLabel.text = _("This run uses: {device}").format(device=estimate.device)
+        if estimate.long_cpu_run:
+            return slicer.util.confirmOkCancelDisplay(estimate.warning_text(), _("HNTumorSeg: long CPU run"))
+        return True
 
     def onPoll(self):
         state = self.logic.poll()
@@ -294,11 +443,12 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.poll_timer.stop()
         self.ui.progressBar.setVisible(False)
+        self.ui.deviceUsedLabel.text = self.logic.deviceUsedText()
         if state.state == "succeeded":
-            with slicer.util.tryWithErrorDisplay("Could not import the result.", waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(_("Could not import the result."), waitCursor=True):
                 seg = self.logic.import_result()
                 self.ui.segmentationSelector.setCurrentNode(seg)
-                self.ui.stageLabel.text = "Done: review the contours, edit them in Segment Editor, then export."
+                self.ui.stageLabel.text = _("Done: review the contours, edit them in Segment Editor, then export.")
         elif state.error and state.state != "cancelled":
             slicer.util.errorDisplay(state.error)
         self.updateGUIFromParameterNode()
@@ -311,11 +461,11 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         seg = self.ui.segmentationSelector.currentNode()
         ref = seg.GetNodeReference(seg.GetReferenceImageGeometryReferenceRole()) if seg else None
         if seg is None or ref is None:
-            raise ValueError("Select a segmentation made on a volume (Review section).")
+            raise ValueError(_("Select a segmentation made on a volume (Review section)."))
         return seg, ref
 
     def onReview(self):
-        with slicer.util.tryWithErrorDisplay("Could not review the segmentation.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not review the segmentation."), waitCursor=True):
             seg, ref = self._result_and_reference()
             tables = self.logic.review(seg, ref, reference=self.ui.referenceSelector.currentNode())
             slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
@@ -327,140 +477,20 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         formats = [f for f, box in (("nifti", self.ui.exportNiftiCheckBox), ("dicom_seg", self.ui.exportDicomSegCheckBox),
                                     ("rtstruct", self.ui.exportRtstructCheckBox), ("csv", self.ui.exportCsvCheckBox))
                    if box.checked]
-        if {"dicom_seg", "rtstruct"} & set(formats) and not self.logic.ensureDependencies():
+        if {"dicom_seg", "rtstruct"} & set(formats) and not self.logic.ensureDependencies(log=self._log):
             return  # highdicom / scikit-image come with the first-run install
-        with slicer.util.tryWithErrorDisplay("Could not export.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Could not export."), waitCursor=True):
             seg, ref = self._result_and_reference()
             files = self.logic.export(seg, ref, self.ui.exportDirectoryPathLineEdit.currentPath, formats,
-                                      source_files=_dicom_files_of(ref))
-            _add_to_dicom_database([files[k] for k in ("dicom_seg", "rtstruct") if k in files])
-            slicer.util.infoDisplay("Written:\n" + "\n".join(str(f) for f in files.values()))
+                                      source_files=dicom_files_of(ref))
+            add_to_dicom_database([files[k] for k in ("dicom_seg", "rtstruct") if k in files])
+            slicer.util.infoDisplay(_("Written:") + "\n" + "\n".join(str(f) for f in files.values()))
+        return files
 
 
-def vtk_modified_event():
-    import vtk
-
-    return vtk.vtkCommand.ModifiedEvent
-
-
-def _model_ids():
-    try:
-        from HNTumorSegLib.models.catalogue import read_catalogue
-
-        return [entry.id for entry in read_catalogue()]
-    except Exception:  # catalogue missing or unreadable: the combo stays editable
-        return []
-
-
-def _add_to_dicom_database(paths):
-    """Exported DICOM objects into Slicer's DICOM database (when one is open): the DICOM browser and
-    Slicer's own Send then see them beside their source series."""
-    database = getattr(slicer, "dicomDatabase", None)
-    if not paths or database is None or not database.isOpen:
-        return
-    for path in paths:
-        database.insert(str(path))
-
-
-def _dicom_files_of(volume):
-    """Files of a volume loaded through Slicer's DICOM module (None for others: the logic then says why)."""
-    uids = (volume.GetAttribute("DICOM.instanceUIDs") or "").split()
-    if not uids or not getattr(slicer, "dicomDatabase", None):
-        return None
-    return [slicer.dicomDatabase.fileForInstance(uid) for uid in uids]
-
-
-class HNTumorSegLogic(ScriptedLoadableModuleLogic):
-    """Slicer-side logic: the dependency set-up, and the widget's one door to the scene logic.
-
-    The work is :class:`HNTumorSegLib.scene.logic.SegmentationSceneLogic` (no Qt, tested on
-    slicer-core); the methods below hand each widget action to it, so the widget never reaches
-    through to it. It is made on first use, not at import: Slicer imports this file at start-up,
-    before the first-run install (:meth:`ensureDependencies`) may have run.
-    """
-
-    def __init__(self):
-        ScriptedLoadableModuleLogic.__init__(self)
-        self._segmentation = None
-
-    @property
-    def segmentation(self):
-        """The :class:`~HNTumorSegLib.scene.logic.SegmentationSceneLogic` of the current scene."""
-        if self._segmentation is None:
-            from HNTumorSegLib.scene.logic import SegmentationSceneLogic
-
-            self._segmentation = SegmentationSceneLogic(slicer.mrmlScene)
-        return self._segmentation
-
-    @property
-    def running(self):
-        return self._segmentation is not None and self._segmentation.running
-
-    def start(self, params):
-        return self.segmentation.start(params)
-
-    def poll(self):
-        return self.segmentation.poll()
-
-    def cancel(self):
-        if self._segmentation is not None:
-            self._segmentation.cancel()
-
-    def import_result(self):
-        return self.segmentation.import_result()
-
-    def boxes_from_prior(self, prior_node, reference_node, model=""):
-        return self.segmentation.boxes_from_prior(prior_node, reference_node, model=model)
-
-    def review(self, seg_node, reference_node, reference=None):
-        return self.segmentation.review(seg_node, reference_node, reference=reference)
-
-    def export(self, seg_node, reference_node, out_dir, formats, source_files=None):
-        return self.segmentation.export(seg_node, reference_node, out_dir, formats, source_files=source_files)
-
-    def ensureDependencies(self):
-        from HNTumorSegLib.install import ensure_dependencies
-
-        def torch_installer():
-            import PyTorchUtils  # the PyTorch extension: installs the torch build matching the GPU driver
-
-            return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False)
-
-        has_pytorch_ext = hasattr(slicer.modules, "pytorchutils")
-        try:
-            ensure_dependencies(confirm=slicer.util.confirmOkCancelDisplay, pip_install=slicer.util.pip_install,
-                                torch_installer=torch_installer if has_pytorch_ext else None)
-        except Exception as exc:
-            slicer.util.errorDisplay(f"Could not install the dependencies: {exc}")
-            return False
-        return True
-
-
-class HNTumorSegTest(ScriptedLoadableModuleTest):
-    """Runs the Testing/ suite inside Slicer (pytest, when installed), then a smoke test of the widget logic."""
-
-    def runTest(self):
-        self.setUp()
-        self.test_suite()
-
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-
-    def test_suite(self):
-        # source tree: <repo>/Testing; installed extension: beside the module (HNTumorSeg/CMakeLists.txt)
-        testing = next((d for d in (os.path.join(os.path.dirname(_HERE), "Testing"),
-                                    os.path.join(_HERE, "HNTumorSegTesting")) if os.path.isdir(d)), "")
-        try:
-            import pytest
-        except ImportError:
-            self.delayDisplay("pytest is not installed: slicer.util.pip_install('pytest') to run the suite")
-            return
-        if not testing:
-            self.delayDisplay("the HNTumorSeg test files are not installed beside the module")
-            return
-        import glob
-
-        files = sorted(glob.glob(os.path.join(testing, "test_scene*.py")) + glob.glob(os.path.join(testing, "test_export*.py")))
-        code = pytest.main(["-q", "-m", "not slow", "-p", "no:cacheprovider", *files])
-        self.assertEqual(int(code), 0, "the HNTumorSeg test suite failed (see the Python console)")
-        self.delayDisplay("HNTumorSeg tests passed")
+# Slicer-side helpers live in the HNTumorSegSlicer package beside this file (a package, because Slicer
+# would try to load every .py file of this folder as a module): the logic and its parameter node,
+# start-up registrations, and the self-test (Slicer looks for <ModuleName>Test in this namespace).
+from HNTumorSegSlicer.logic import (HNTumorSegLogic, HNTumorSegParameterNode,  # noqa: E402,F401
+                                    add_to_dicom_database, dicom_files_of, loadTerminology, registerSampleData)
+from HNTumorSegSlicer.selftest import HNTumorSegTest  # noqa: E402,F401

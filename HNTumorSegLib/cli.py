@@ -1,8 +1,11 @@
 """The ``hntumorseg`` command (also ``python -m HNTumorSegLib``).
 
-Subcommands (DESIGN.md): ``demo``, ``segment``, ``evaluate``, ``batch``, ``models``.
+Subcommands (docs/design.md): ``demo``, ``segment``, ``evaluate``, ``batch``, ``models``.
 Each lives in ``HNTumorSegLib/commands/<name>.py``. A user mistake (:class:`InputError`)
-becomes one line on stderr and exit code 2, never a traceback.
+becomes one line on stderr and exit code 2, never a traceback; a fault of the machine (full
+disk, I/O error: :class:`EnvironmentFault`, or any other ``OSError``) one line and exit 1;
+SIGTERM, SIGHUP and SIGINT cancel the running worker(s) and exit 128 + the signal number
+(README "Exit codes").
 
 Example:
     $ hntumorseg evaluate --pred preds/ --ref labels/ --json scores.json
@@ -12,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from . import __version__
-from .errors import EXIT_BAD_INPUT, InputError, WorkerFailed
+from .errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EnvironmentFault, InputError, WorkerFailed
+from .fileio import PublishingStopped, os_error
 
 SUBCOMMANDS = {
     "demo": "Segment a synthetic case with the bundled demo model (offline); writes labels, overlay and metrics.",
@@ -27,6 +33,7 @@ SUBCOMMANDS = {
     "biomarkers": "PET biomarkers of GTVp/GTVn: MTV, NTV, SUVmax, SUVmean, SUVpeak, TLG, NLG (patient and lesions).",
     "outcome": "Research only: recurrence-free survival risk and HPV probability of a PET/CT case (seed 004).",
     "evaluate-outcome": "Score RFS risks (Harrell C-index) and HPV probabilities (balanced accuracy, AUC) against the truth.",
+    "session": "Warm session: keep the model loaded and serve requests (and one-box refinements) as JSON lines on stdin.",
 }
 
 
@@ -47,23 +54,79 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, SIGHUP or SIGINT, raised as an interrupt so every ``with``/``finally`` block on the
+    way out runs: a :class:`~HNTumorSegLib.runner.WorkerRun` cancels and reaps its worker tree,
+    atomic writes remove their temp files. ``timeout``, Slurm, systemd and ``kill`` send SIGTERM;
+    a closed terminal sends SIGHUP."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+CANCEL_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name))
+
+
+def _on_cancel_signal(signum, frame):  # noqa: ARG001
+    for sig in CANCEL_SIGNALS:  # a second signal must not cut the clean-up short
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> dict:
+    """Install the cancel handlers (main thread only); returns the previous ones to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+    for sig in CANCEL_SIGNALS:
+        try:
+            previous[sig] = signal.signal(sig, _on_cancel_signal)
+        except (ValueError, OSError):
+            pass
+    return previous
+
+
+def _fail(command: str, exc: BaseException) -> int:
+    """One line on stderr for a known failure; its exit code (docs/design.md "Exit codes")."""
+    if isinstance(exc, OSError):   # never a traceback: the path and the errno text
+        exc = os_error(exc, doing="read or write")
+    if isinstance(exc, InputError):
+        print(f"hntumorseg {command}: error: {exc.one_line()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if isinstance(exc, EnvironmentFault):
+        print(f"hntumorseg {command}: error: {exc.one_line()}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    print(f"hntumorseg {command}: {exc}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return EXIT_BAD_INPUT
+    previous = _install_signal_handlers()
     try:
         return int(_load(args.command).run(args) or 0)
-    except InputError as exc:
-        print(f"hntumorseg {args.command}: error: {exc.one_line()}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except WorkerFailed as exc:
-        print(f"hntumorseg {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"hntumorseg {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except (InputError, EnvironmentFault, WorkerFailed, PublishingStopped, OSError) as exc:
+        return _fail(args.command, exc)
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        name = signal.Signals(signum).name if signum != signal.SIGINT else "interrupted"
+        try:
+            print(f"hntumorseg {args.command}: {'interrupted' if name == 'interrupted' else 'stopped by ' + name}"
+                  "; the worker was stopped, no partial output was left", file=sys.stderr)
+        except OSError:  # the terminal is gone (SIGHUP): nothing to tell
+            pass
+        return 128 + int(signum)
+    finally:
+        for sig, handler in previous.items():
+            try:
+                signal.signal(sig, handler)
+            except (ValueError, OSError, TypeError):
+                pass
 
 
 if __name__ == "__main__":  # pragma: no cover

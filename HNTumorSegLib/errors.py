@@ -55,3 +55,22 @@ class DeviceError(InputError):
 class WorkerFailed(HNTumorSegError):
     """The background worker failed in a way the inputs cannot fix (out_of_memory, internal,
     crashed, timeout): reported as one line and exit code 1."""
+
+
+EXIT_ENVIRONMENT = 1
+
+
+class EnvironmentFault(HNTumorSegError):
+    """The machine, not the user's input, stopped the job: a full disk, a quota, an I/O error, a
+    file system that does not answer. One line naming the path (and the free space for a full
+    disk), exit code 1, and no partial output (:mod:`HNTumorSegLib.fileio`)."""
+
+    kind = "environment"
+
+    def __init__(self, problem: str, path: str | Path | None = None, fix: str | None = None):
+        self.problem = problem
+        self.path = None if path is None else str(path)
+        self.fix = fix
+        super().__init__(self.one_line())
+
+    one_line = InputError.one_line

@@ -29,6 +29,8 @@ import SimpleITK as sitk
 
 from .errors import InputError
 from .fileio import atomic_path
+from .image_checks import check_geometry, check_nifti_header, content_warnings
+from .protect import check_regular_input
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -50,6 +52,8 @@ class Image:
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
+    #: Warnings found when it was read (:func:`HNTumorSegLib.image_checks.content_warnings`).
+    notes: list = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.array = np.asarray(self.array)
@@ -207,12 +211,12 @@ def _check_nifti_complete(path: Path, what: str) -> None:
         raise InputError(f"cannot read the {what}: the file is truncated ({len(data)} of {expected} bytes)", path, fix)
 
 
-def read_image(path: str | os.PathLike, label: bool = False, name: str | None = None,
-               series: str | None = None) -> Image:
-    """Read a 3D NIfTI, NRRD, MetaImage file or a DICOM series folder.
+def read_image(path: str | os.PathLike, label: bool = False, name: str | None = None) -> Image:
+    """Read a 3D NIfTI, NRRD or MetaImage file.
 
-    A folder is read by :func:`HNTumorSegLib.dicom.read.read_dicom_folder`: its one image
-    series, or ``series`` (a SeriesInstanceUID) when it holds several.
+    A DICOM series folder is read by :func:`HNTumorSegLib.dicom.read.read_volume` (series
+    choice, checks, PET in SUV), which ends with the same checks (:func:`checked_image`); it
+    lives above this module (imports point down only, docs/design.md "Inner map").
 
     ``label=True`` checks that values are whole numbers and returns ``uint8``.
     ``name`` is a human name for messages ("the CT", "the prior"). Every failure raises
@@ -222,21 +226,34 @@ def read_image(path: str | os.PathLike, label: bool = False, name: str | None = 
     what = name or "image"
     if not p.exists():
         raise InputError(f"{what} file does not exist", p, "check the path")
+    check_regular_input(p, what)   # a FIFO or device would block the reader forever
     try:
-        if p.is_dir():  # one checked image series (other series, README, RTSTRUCT ... told apart)
-            from .dicom.read import read_dicom_folder
-
-            img = read_dicom_folder(p, series_uid=series, name=what).to_sitk()
-        else:
-            if p.name.lower().endswith((".nii", ".nii.gz")):
-                _check_nifti_complete(p, what)
-            img = sitk.ReadImage(str(p))
+        if p.is_dir():
+            raise InputError(f"{what} is a folder, not an image file", p,
+                             "give a NIfTI, NRRD or MetaImage file (a DICOM series folder is read where a "
+                             "command takes one: segment --input, export --source)")
+        if p.name.lower().endswith((".nii", ".nii.gz")):
+            _check_nifti_complete(p, what)
+            check_nifti_header(p, what)   # zero/negative pixdim, singular sform, qform != sform
+        img = sitk.ReadImage(str(p))
     except InputError:
         raise
     except RuntimeError as exc:
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
         raise InputError(f"cannot read the {what} ({reason[:120]})", p,
                          "check the file is a complete NIfTI, NRRD or DICOM image") from None
+    return checked_image(img, p, label=label, what=what)
+
+
+def checked_image(img: sitk.Image, p: Path, label: bool = False, what: str = "image") -> Image:
+    """The checks every image read passes (scalar, 3D, finite, labels whole numbers), as an :class:`Image`.
+
+    Shared by :func:`read_image` and the DICOM series reader (:mod:`HNTumorSegLib.dicom.read`).
+    """
+    notes = []
+    if "complex" in img.GetPixelIDTypeAsString():
+        img = sitk.ComplexToModulus(img)
+        notes.append(f"{what} is complex-valued: its magnitude is used")
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{what} has {img.GetNumberOfComponentsPerPixel()} components per voxel", p,
                          "give a scalar (grey-level) image")
@@ -248,6 +265,9 @@ def read_image(path: str | os.PathLike, label: bool = False, name: str | None = 
     if min(img.GetSize()) < 2 and not label:
         raise InputError(f"{what} is a single slice (size {img.GetSize()})", p, "give a 3D volume")
     image = Image.from_sitk(img)
+    check_geometry(image, p, what)
+    if not label:
+        image.notes = notes + content_warnings(image, what)
     if np.issubdtype(image.array.dtype, np.floating) and (
             not np.isfinite(image.array).all()
             or (p.is_file() and p.name.lower().endswith((".nii", ".nii.gz")) and _nifti_has_nonfinite(p))):
@@ -276,13 +296,51 @@ def check_labels(label: Image, allowed=(0, 1, 2), path: str | os.PathLike | None
 
 
 def write_image(image: Image, path: str | os.PathLike, compress: bool = True) -> Path:
-    """Write atomically: a temporary file in the same folder, then a rename.
+    """Write, verify, then rename (:mod:`HNTumorSegLib.fileio`): a temporary file beside ``path``
+    is written, read back (header and voxel count) and only then renamed over ``path``.
 
-    A crash or an error never leaves a half-written file at ``path``.
+    A crash, an error or a full disk never leaves a half-written file at ``path``, and an
+    earlier file there stays byte-identical.
     """
     with atomic_path(path) as tmp:
-        sitk.WriteImage(image.to_sitk(), str(tmp), useCompression=compress)
+        write_sitk_verified(image.to_sitk(), tmp, path, compress)
     return Path(path)
+
+
+def write_sitk_verified(img: sitk.Image, tmp: str | os.PathLike, final: str | os.PathLike,
+                        compress: bool = True) -> None:
+    """Write ``img`` to the temporary file ``tmp`` and prove it complete; errors name ``final``.
+
+    Needed because ``sitk.WriteImage`` does not raise when the disk fills up: it leaves a short
+    file. The check reads the header back (size, components) and, for NIfTI, every voxel byte
+    the header promises (:func:`_check_nifti_complete`); other formats are read back whole.
+    """
+    from .errors import EnvironmentFault
+    from .fileio import free_space_text
+
+    tmp = Path(tmp)
+    fix = "free disk space or write to another disk; earlier outputs were kept"
+    try:
+        sitk.WriteImage(img, str(tmp), useCompression=compress)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1][:120] if str(exc).strip() else "the writer failed"
+        raise EnvironmentFault(f"cannot write the image ({reason}; {free_space_text(tmp.parent)})", final, fix) from None
+    try:
+        if tmp.stat().st_size <= 0:
+            raise InputError("the file is empty", tmp)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(tmp))
+        reader.ReadImageInformation()
+        if tuple(reader.GetSize()) != tuple(img.GetSize()):
+            raise InputError(f"reads back with size {reader.GetSize()}, not {img.GetSize()}", tmp)
+        if tmp.name.lower().endswith((".nii", ".nii.gz")):
+            _check_nifti_complete(tmp, "written image")
+        else:
+            sitk.ReadImage(str(tmp))
+    except (InputError, RuntimeError, OSError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[-1][:120]
+        raise EnvironmentFault(f"the written image is incomplete ({problem}; {free_space_text(tmp.parent)})",
+                               final, fix) from None
 
 
 def strip_image_suffix(name: str) -> str:

@@ -1,6 +1,6 @@
 """Worker protocol: the events the background worker prints, one JSON object per line.
 
-DESIGN.md "Worker protocol": the parent writes ``request.json``; the child prints
+docs/design.md "Worker protocol": the parent writes ``request.json``; the child prints
 ``{"event": "progress", ...}``, ``{"event": "result", ...}`` or ``{"event": "error", ...}``
 lines on stdout. This module is the single definition of those lines, used by the worker
 (:mod:`HNTumorSegLib.worker`), its client (:mod:`HNTumorSegLib.runner`), the command line
@@ -21,8 +21,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
-#: Error kinds the worker itself reports (DESIGN.md / issue 5).
-WORKER_ERROR_KINDS = ("bad_input", "model", "out_of_memory", "device", "internal")
+#: Error kinds the worker itself reports (docs/design.md / issue 5; ``environment``: full disk, I/O error - issue 11).
+WORKER_ERROR_KINDS = ("bad_input", "model", "out_of_memory", "device", "internal", "environment")
 #: Kinds the client adds when the worker could not report for itself.
 CLIENT_ERROR_KINDS = ("crashed", "cancelled", "timeout")
 ERROR_KINDS = WORKER_ERROR_KINDS + CLIENT_ERROR_KINDS

@@ -81,6 +81,34 @@ def request_to_dict(request: "SegmentRequest") -> dict:
     return json.loads(json.dumps(request.to_dict()))  # proves it is JSON
 
 
+def log_dir() -> Path:
+    """Where worker logs of failed runs are kept: ``$HNTUMORSEG_LOG_DIR``, else
+    ``$XDG_CACHE_HOME/hntumorseg/logs`` (``~/.cache/hntumorseg/logs``)."""
+    env = os.environ.get("HNTUMORSEG_LOG_DIR")
+    if env:
+        return Path(env)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "hntumorseg" / "logs"
+
+
+def save_worker_log(lines) -> Path | None:
+    """Keep a failed worker's last stderr lines in a private file (0600: a traceback may name
+    paths) so the user can send it with a bug report; None when no folder can take it."""
+    text = "\n".join(lines) + "\n"
+    name = f"worker-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}.log"
+    for folder in (log_dir(), Path(tempfile.gettempdir()) / "hntumorseg-logs"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / name
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            return path
+        except OSError:
+            continue
+    return None
+
+
 def _signal_name(code: int) -> str:
     try:
         return signal.Signals(-code).name
@@ -153,6 +181,19 @@ def _last_resort(temp_dir: str, proc_holder: list) -> None:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def child_env(extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a worker or session child: unbuffered UTF-8, our pid (the child stops
+    when we die, ``worker._watch_parent``) and this very package on its path."""
+    env = dict(os.environ)
+    env.update(extra_env or {})
+    env["PYTHONUNBUFFERED"] = "1"
+    env["HNTUMORSEG_PARENT_PID"] = str(os.getpid())  # the worker stops if we die (worker._watch_parent)
+    env["PYTHONIOENCODING"] = "utf-8"
+    # The child must import this very package, wherever the parent found it.
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
 class WorkerRun:
     """One worker process and its temp folder. See the module docstring.
 
@@ -179,6 +220,7 @@ class WorkerRun:
         self.final: ResultEvent | ErrorEvent | None = None
         self.state = "created"  # running, succeeded, failed, cancelled, timeout, crashed
         self.returncode: int | None = None
+        self.log_path: Path | None = None   # the worker's stderr, kept after an internal error or a crash
         self.proc: subprocess.Popen | None = None
         self._proc_holder: list = []
         self._q: queue.Queue = queue.Queue()
@@ -198,14 +240,7 @@ class WorkerRun:
         return self.state not in ("created", "running")
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(self.extra_env)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["HNTUMORSEG_PARENT_PID"] = str(os.getpid())  # the worker stops if we die (worker._watch_parent)
-        env["PYTHONIOENCODING"] = "utf-8"
-        # The child must import this very package, wherever the parent found it.
-        env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        return env
+        return child_env(self.extra_env)
 
     def start(self, request: "SegmentRequest") -> "WorkerRun":
         """Write ``request.json`` into the temp folder and start the worker."""
@@ -340,7 +375,9 @@ class WorkerRun:
             self.final = ErrorEvent("timeout", f"the worker took longer than {self.timeout_s:g} s and was stopped - "
                                                "try a GPU, fewer folds or no test-time augmentation")
             out.append(self.final)
-        elif isinstance(self.final, ResultEvent) and self.returncode == 0:
+        elif isinstance(self.final, ResultEvent):
+            # The result is sent after every output was committed: a kill (or a crash at exit)
+            # after it changes nothing, and must not add a second final event (issue 11).
             self.state = "succeeded"
         elif isinstance(self.final, ErrorEvent):
             self.state = "failed"
@@ -356,6 +393,13 @@ class WorkerRun:
                 msg += f"; last messages: {last}"
             self.final = ErrorEvent("crashed", msg)
             out.append(self.final)
+        if isinstance(self.final, ErrorEvent) and self.final.kind in ("internal", "crashed"):
+            self.log_path = save_worker_log(self.stderr_tail)
+            if self.final.kind == "internal":
+                last = " | ".join(line.strip() for line in list(self.stderr_tail)[-3:] if line.strip())
+                self.final.message += f"; its last lines: {last}" if last else ""
+            if self.log_path:
+                self.final.message += f"; worker log: {self.log_path}"
         self._cleanup_temp()
 
     def _cleanup_temp(self) -> None:

@@ -1,6 +1,6 @@
 """The background worker: ``python -m HNTumorSegLib.worker request.json``.
 
-Runs one segmentation request (DESIGN.md "Worker protocol") and prints one JSON event per
+Runs one segmentation request (docs/design.md "Worker protocol") and prints one JSON event per
 line on stdout (:mod:`HNTumorSegLib.protocol`), flushed at once:
 
 - ``progress``: stage (load, resample, prompts, inference, clean-up, write), the whole job's
@@ -39,7 +39,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from .errors import EXIT_BAD_INPUT, InputError
+from .errors import EXIT_BAD_INPUT, EnvironmentFault, InputError
+from .fileio import STOP, os_error, remove_live_temps
 from .progress import ProgressReporter
 from .protocol import ErrorEvent, Event, ResultEvent
 
@@ -53,6 +54,8 @@ class EventWriter:
 
     def __call__(self, ev: Event) -> None:
         line = ev.to_json() + "\n"
+        if _orphaned.is_set():  # the client is gone: its pipe may be dead, nothing to tell anymore
+            return
         with self._lock:
             try:
                 self.stream.write(line)
@@ -105,7 +108,7 @@ def load_request(path: str | os.PathLike) -> Any:
     except FileNotFoundError:
         raise InputError("request file not found", path=p, fix="give the path of a request.json") from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read the request ({exc})", path=p, fix="write valid JSON (DESIGN.md worker protocol)") from None
+        raise InputError(f"cannot read the request ({exc})", path=p, fix="write valid JSON (docs/design.md worker protocol)") from None
     if not isinstance(data, dict):
         raise InputError("the request is not a JSON object", path=p, fix="write an object with task, inputs, model ...")
     from .pipeline import SegmentRequest
@@ -116,16 +119,21 @@ def load_request(path: str | os.PathLike) -> Any:
         raise InputError(exc.problem, path=p, fix=exc.fix) from None
 
 
-def run_request(request: Any, emit: Callable[[Event], None]) -> ResultEvent:
-    """Run one request through the pipeline, emitting progress; retry once on out-of-memory."""
+def run_request(request: Any, emit: Callable[[Event], None], run: Callable[..., Any] | None = None) -> ResultEvent:
+    """Run one request through the pipeline, emitting progress; retry once on out-of-memory.
+
+    ``run``: what runs it (default :func:`~HNTumorSegLib.pipeline.run_segmentation`; a warm
+    session passes its model cache or a refinement, same signature)."""
     from .pipeline import run_segmentation
+
+    run = run or run_segmentation
 
     reporter = ProgressReporter(emit)
     retries = 0
     kwargs: dict[str, Any] = {}
     while True:
         try:
-            result = run_segmentation(request, progress=reporter, **kwargs)
+            result = run(request, progress=reporter, **kwargs)
             break
         except Exception as exc:
             if not is_out_of_memory(exc) or retries or isinstance(exc, MemoryError):
@@ -143,6 +151,8 @@ def run_request(request: Any, emit: Callable[[Event], None]) -> ResultEvent:
         if v is not None:
             info[key] = v if isinstance(v, (int, float, str, bool)) else str(v)
     info["volumes_ml"] = {str(k): float(v) for k, v in result.volumes_ml.items()}
+    if getattr(result, "warnings", None):
+        info["warnings"] = [str(w) for w in result.warnings]
     files = {str(k): str(v) for k, v in result.files.items() if v is not None}
     return ResultEvent(files=files, timings={str(k): float(v) for k, v in result.timings.items()}, info=info)
 
@@ -151,6 +161,12 @@ def error_event(exc: BaseException) -> ErrorEvent:
     """Map an exception to the protocol's error kind and a message a clinician can act on."""
     if isinstance(exc, InputError):
         return ErrorEvent(getattr(exc, "kind", "bad_input"), exc.one_line())
+    if isinstance(exc, OSError) and not isinstance(exc, (BrokenPipeError,)):
+        exc = os_error(exc, doing="read or write")   # a path, its errno text, the fix: never "internal"
+        if isinstance(exc, InputError):
+            return ErrorEvent("bad_input", exc.one_line())
+    if isinstance(exc, EnvironmentFault):
+        return ErrorEvent("environment", exc.one_line())
     if is_out_of_memory(exc):
         return ErrorEvent("out_of_memory", "the computer ran out of memory, also in low-memory mode - close other "
                                            "programs using the GPU, choose fewer folds or no test-time augmentation, "
@@ -163,17 +179,44 @@ PARENT_ENV = "HNTUMORSEG_PARENT_PID"
 _orphaned = threading.Event()
 
 
-def _watch_parent(expected_ppid: int, interval_s: float = 0.5) -> None:
+def _kill_children(sig: int) -> None:
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.send_signal(sig)
+            except psutil.Error:
+                pass
+    except Exception:  # best effort: psutil missing or the process table changing under us
+        pass
+
+
+def _watch_parent(expected_ppid: int, interval_s: float = 0.2, grace_s: float = 1.2,
+                  request_path: str | None = None) -> None:
     """End this worker when its client dies (e.g. SIGKILLed): the worker runs in its own session,
     so nothing else would stop it. Polling ``getppid`` works on every OS and, unlike
-    PR_SET_PDEATHSIG, does not depend on which thread of the client started us."""
+    PR_SET_PDEATHSIG, does not depend on which thread of the client started us.
+
+    Order matters (issue 11): first stop publishing (:data:`HNTumorSegLib.fileio.STOP`: an
+    output the dead client never saw finished must not appear) and silence the event stream,
+    then kill - SIGTERM to itself (``finally`` blocks remove temp files) and its children - and
+    after ``grace_s`` exit hard. Nothing is written to stdout/stderr: the client's pipes may be
+    dead, and a BrokenPipeError here would end the watcher before it kills. Within
+    ``interval_s + grace_s`` (< 2 s) of the client's death the worker is gone.
+    """
     while True:
         time.sleep(interval_s)
         if os.getppid() != expected_ppid:
+            STOP.set()
             _orphaned.set()
-            print("worker: the client process went away; stopping", file=sys.stderr, flush=True)
+            _kill_children(signal.SIGTERM)
             os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(5.0)  # finally-blocks had their chance
+            time.sleep(grace_s)  # finally-blocks had their chance
+            _kill_children(signal.SIGKILL)
+            remove_live_temps()  # unpublished temp files beside the outputs
+            if request_path:
+                _remove_own_temp(request_path)
             os._exit(128 + signal.SIGTERM)
 
 
@@ -205,14 +248,15 @@ def main(argv: list[str] | None = None) -> int:
     parent = os.environ.get(PARENT_ENV)
     expected = int(parent) if parent and parent.isdigit() else os.getppid()
     if os.getppid() == expected:
-        threading.Thread(target=_watch_parent, args=(expected,), daemon=True, name="parent-watch").start()
+        threading.Thread(target=_watch_parent, args=(expected,), kwargs={"request_path": argv[0]}, daemon=True,
+                         name="parent-watch").start()
     t0 = time.monotonic()
     try:
         request = load_request(argv[0])
         result = run_request(request, emit)
     except Exception as exc:  # every ending reports one event
         ev = error_event(exc)
-        if ev.kind == "internal" or ev.kind == "out_of_memory":
+        if (ev.kind == "internal" or ev.kind == "out_of_memory") and not _orphaned.is_set():
             traceback.print_exc(file=sys.stderr)
         emit(ev)
         return EXIT_BAD_INPUT if ev.user_fixable else 1

@@ -83,7 +83,9 @@ def run_in_worker(request: "SegmentRequest", progress_mode: str | ProgressMode =
         if progress_mode is not ProgressMode.JSON:  # in json mode the error event itself was printed
             print(f"hntumorseg: {exc}", file=sys.stderr)
         return 1
-    if progress_mode is not ProgressMode.JSON:
+    if progress_mode is not ProgressMode.JSON:   # in json mode they came as "warning: ..." progress events
+        for warning in result.info.get("warnings") or []:
+            print(f"hntumorseg: warning: {warning}", file=sys.stderr)
         print(summary(result))
     return 0
 

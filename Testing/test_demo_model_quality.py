@@ -49,8 +49,8 @@ def test_demo_midrt_mean_dsc_on_unseen_phantoms(tmp_path):
         case = make_midrt_case(seed=seed)
         t2 = write_image(case["midRT_T2"], tmp_path / f"{seed}_T2.nii.gz")
         prior = write_image(case["preRT_mask_registered"], tmp_path / f"{seed}_prior.nii.gz")
-        res = run_segmentation(SegmentRequest(model=str(DEMO_MIDRT), task="midrt", inputs={"T2": str(t2)},
-                                              prior=str(prior), output=str(tmp_path / f"{seed}_pred.nii.gz")))
+        res = run_segmentation(SegmentRequest(model=str(DEMO_MIDRT), task="midrt", input_paths={"T2": str(t2)},
+                                              prior_path=str(prior), output_path=str(tmp_path / f"{seed}_pred.nii.gz")))
         pairs.append((str(seed), read_image(res.files["labels"], label=True), case["midRT_mask"]))
     mean, result = _mean_dsc(pairs)
     print(f"demo-midrt mean DSC {mean:.3f}; DSCagg {result['aggregate']}")
@@ -64,8 +64,8 @@ def test_demo_petct_mean_dsc_on_unseen_phantoms(tmp_path):
         case = make_petct_case(seed=seed)
         ct = write_image(case["CT"], tmp_path / f"{seed}_CT.nii.gz")
         pet = write_image(case["PET"], tmp_path / f"{seed}_PET.nii.gz")
-        res = run_segmentation(SegmentRequest(model=str(DEMO_PETCT), inputs={"CT": str(ct), "PET": str(pet)},
-                                              output=str(tmp_path / f"{seed}_pred.nii.gz")))
+        res = run_segmentation(SegmentRequest(model=str(DEMO_PETCT), input_paths={"CT": str(ct), "PET": str(pet)},
+                                              output_path=str(tmp_path / f"{seed}_pred.nii.gz")))
         pairs.append((str(seed), read_image(res.files["labels"], label=True), case["mask"]))
     mean, result = _mean_dsc(pairs)
     print(f"demo-petct mean DSC {mean:.3f}; DSCagg {result['aggregate']}")

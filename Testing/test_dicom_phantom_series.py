@@ -9,7 +9,8 @@ pydicom = pytest.importorskip("pydicom")
 
 from dicom_testlib import dciodvfy  # noqa: E402
 
-from HNTumorSegLib.image import Image, read_image  # noqa: E402
+from HNTumorSegLib.dicom.read import read_volume  # noqa: E402
+from HNTumorSegLib.image import Image  # noqa: E402
 from HNTumorSegLib.phantoms import make_prert_case  # noqa: E402
 from HNTumorSegLib.phantoms.dicom_series import (FEET_FIRST, SAGITTAL, DicomPatient, PetAcquisition,  # noqa: E402
                                                  reoriented, rotation, write_dicom_series)
@@ -44,7 +45,7 @@ def test_series_are_conformant_and_keep_the_grid(t2, tmp_path, modality, directi
         assert errors == [] and warnings == [], errors + warnings
     ds = pydicom.dcmread(files[0])
     assert ds.SpecificCharacterSet == "ISO_IR 192" and str(ds.PatientName) == NAME
-    back = read_image(tmp_path / "s")
+    back = read_volume(tmp_path / "s")
     assert back.same_grid(image)
     if modality != "PT":
         np.testing.assert_array_equal(back.array, np.round(image.array))

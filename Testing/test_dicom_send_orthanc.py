@@ -29,7 +29,8 @@ pytest.importorskip("pynetdicom")
 from dicom_testlib import require_tool  # noqa: E402
 
 from HNTumorSegLib.cli import main  # noqa: E402
-from HNTumorSegLib.image import read_image, write_image  # noqa: E402
+from HNTumorSegLib.dicom.read import read_volume  # noqa: E402
+from HNTumorSegLib.image import write_image  # noqa: E402
 from HNTumorSegLib.phantoms import make_prert_case  # noqa: E402
 from HNTumorSegLib.phantoms.dicom_series import write_dicom_series  # noqa: E402
 
@@ -90,7 +91,7 @@ def orthanc(tmp_path):
 def case(tmp_path):
     c = make_prert_case(seed=8, shape=(8, 32, 32), spacing=(1.5, 1.5, 3.0), n_nodes=1)
     write_dicom_series(c["T2"], tmp_path / "src", "MR")
-    grid = read_image(tmp_path / "src")
+    grid = read_volume(tmp_path / "src")
     labels = write_image(grid.with_array(c["mask"].array.astype(np.uint8)), tmp_path / "labels.nii.gz")
     return tmp_path / "src", labels
 

@@ -23,7 +23,8 @@ from HNTumorSegLib.dicom.scan import scan_folder  # noqa: E402
 from HNTumorSegLib.dicom.select import select_series  # noqa: E402
 from HNTumorSegLib.errors import InputError  # noqa: E402
 from HNTumorSegLib.export.rtstruct import write_rtstruct  # noqa: E402
-from HNTumorSegLib.image import Image, read_image, write_image  # noqa: E402
+from HNTumorSegLib.dicom.read import read_volume  # noqa: E402
+from HNTumorSegLib.image import Image, write_image  # noqa: E402
 from HNTumorSegLib.phantoms import make_prert_case  # noqa: E402
 from HNTumorSegLib.phantoms.dicom_series import DicomPatient, write_dicom_series  # noqa: E402
 
@@ -45,7 +46,7 @@ def study(tmp_path_factory):
         fs.add(pydicom.dcmread(f))
     fs.write(study_dir)  # DICOMDIR + PT000000/ST000000/SE000000/IM...
     (study_dir / "README.txt").write_text("exported from the PACS on Monday\n")
-    grid = read_image(study_dir / "t2")
+    grid = read_volume(study_dir / "t2")
     labels = grid.with_array(case["mask"].array.astype(np.uint8))
     write_rtstruct(labels, t2_files, study_dir / "old_rtstruct.dcm")
     labels_path = write_image(labels, root / "labels.nii.gz")
@@ -108,8 +109,8 @@ def test_label_map_on_no_grid(study, tmp_path, capsys):
 
 def test_several_series_without_labels_need_a_choice(study):
     with pytest.raises(InputError, match="holds 2 image series.*series found"):
-        read_image(study["study"])
-    image = read_image(study["study"], series=study["t2_uid"])
+        read_volume(study["study"])
+    image = read_volume(study["study"], series=study["t2_uid"])
     assert image.same_grid(study["labels"])
 
 
@@ -142,7 +143,7 @@ def test_missing_frame_of_reference_is_a_clear_line(study, tmp_path):
     folder = _copy_series(study["t2_files"], tmp_path / "nofor", lambda ds, k: delattr(ds, "FrameOfReferenceUID"))
     with pytest.raises(InputError, match="no FrameOfReferenceUID"):
         select_series(folder)
-    assert read_image(folder).same_grid(study["labels"])  # reading to segment needs no frame of reference ...
+    assert read_volume(folder).same_grid(study["labels"])  # reading to segment needs no frame of reference ...
     with pytest.raises(InputError, match="no FrameOfReferenceUID"):  # ... an export on it does
         write_rtstruct(study["labels"], sorted(folder.iterdir()), tmp_path / "rt.dcm")
     assert not (tmp_path / "rt.dcm").exists()

@@ -15,7 +15,8 @@ pydicom = pytest.importorskip("pydicom")
 
 from HNTumorSegLib.dicom.suv import read_pet_suv  # noqa: E402
 from HNTumorSegLib.errors import InputError  # noqa: E402
-from HNTumorSegLib.image import Image, read_image  # noqa: E402
+from HNTumorSegLib.dicom.read import read_volume  # noqa: E402
+from HNTumorSegLib.image import Image  # noqa: E402
 from HNTumorSegLib.phantoms import make_petct_case  # noqa: E402
 from HNTumorSegLib.phantoms.dicom_series import PetAcquisition, write_dicom_series  # noqa: E402
 
@@ -62,9 +63,9 @@ def test_bqml_start_decay_corrected(pet_suv, tmp_path):
     expected = _hand_suv(_stored(files), (START - INJECTION).total_seconds())
     _check(suv, expected, pet_suv.array)
     assert float(expected.max()) > 1.0
-    # one file of the series gives the whole series; read_image (segment's inputs, Slicer) reads PET in SUV too
+    # one file of the series gives the whole series; read_volume (segment's inputs, Slicer) reads PET in SUV too
     np.testing.assert_array_equal(read_pet_suv(files[3]).array, suv.array)
-    np.testing.assert_array_equal(read_image(tmp_path / "pt").array, suv.array)
+    np.testing.assert_array_equal(read_volume(tmp_path / "pt").array, suv.array)
 
 
 def test_start_time_without_datetime_uses_series_date(pet_suv, tmp_path):

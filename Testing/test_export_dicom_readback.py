@@ -23,7 +23,8 @@ from dicom_testlib import dciodvfy, dcmqi_labels, dice, plastimatch_labels  # no
 
 from HNTumorSegLib.cli import main  # noqa: E402
 from HNTumorSegLib.export._dicom_source import PATIENT_STUDY_KEYWORDS  # noqa: E402
-from HNTumorSegLib.image import Image, read_image, write_image  # noqa: E402
+from HNTumorSegLib.dicom.read import read_volume  # noqa: E402
+from HNTumorSegLib.image import Image, write_image  # noqa: E402
 from HNTumorSegLib.phantoms import make_petct_case, make_prert_case  # noqa: E402
 from HNTumorSegLib.phantoms.dicom_series import (FEET_FIRST, SAGITTAL, DicomPatient, reoriented,  # noqa: E402
                                                  rotation, write_dicom_series)
@@ -50,7 +51,7 @@ def test_export_reads_back_through_independent_tools(kind, tmp_path, capsys):
     series_dir = tmp_path / "study" / "series"
     files = write_dicom_series(image, series_dir, modality, patient=DicomPatient(name=NAME), charset="ISO_IR 192",
                                patient_position=position)
-    grid = read_image(tmp_path / "study", name="source")  # the grid a DICOM input is segmented on
+    grid = read_volume(tmp_path / "study", name="source")  # the grid a DICOM input is segmented on
     labels = grid.with_array(mask.astype(np.uint8))
     assert set(np.unique(labels.array)) == {0, 1, 2}
     labels_path = write_image(labels, tmp_path / "labels.nii.gz")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from HNTumorSegLib.dicom.read import read_volume
 from HNTumorSegLib.errors import InputError
 from HNTumorSegLib.image import (Image, check_overlap, read_image, resample_to, resample_to_spacing,
                                  write_image)
@@ -43,7 +44,7 @@ def test_file_round_trip_keeps_geometry(tmp_path, oblique_image, suffix):
 
 def test_dicom_series_round_trip_keeps_geometry(tmp_path, oblique_image):
     write_dicom_series(oblique_image, tmp_path / "series")
-    back = read_image(tmp_path / "series", name="the CT")
+    back = read_volume(tmp_path / "series", name="the CT")
     np.testing.assert_array_equal(back.array, oblique_image.array)
     # DICOM stores decimal strings: geometry to 1e-3 mm is what the tags carry
     np.testing.assert_allclose(back.spacing, oblique_image.spacing, atol=1e-3)
@@ -55,7 +56,7 @@ def test_dicom_folder_with_two_series_is_an_error(tmp_path, oblique_image):
     write_dicom_series(oblique_image, tmp_path / "both", prefix="A")
     write_dicom_series(oblique_image.with_array(oblique_image.array + 1), tmp_path / "both", prefix="B")
     with pytest.raises(InputError, match="holds 2 image series"):
-        read_image(tmp_path / "both")
+        read_volume(tmp_path / "both")
 
 
 def _ellipsoid_label(spacing=(0.8, 0.8, 2.0), shape=(40, 90, 90)) -> tuple[Image, float, np.ndarray]:

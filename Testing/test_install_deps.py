@@ -48,6 +48,7 @@ class FakeSlicer:
 
     def pip_ensure(self, requirements, constraints=None, skip_packages=None, prompt_install=True,
                    prompt_restart=True, requester=None, **kw):
+        assert prompt_restart is True  # Slicer asks for a restart when an imported package changed
         self.calls.append(("pip_ensure", list(requirements), sorted(skip_packages or []), prompt_install, requester))
         self.constraints.append(open(constraints).read())
         self._apply(requirements)

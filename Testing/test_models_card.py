@@ -169,7 +169,8 @@ def test_catalogue_entries_of_the_seeds():
 def test_models_list_and_show(capsys, tmp_path):
     assert main(["models", "list", "--cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "GradientSegHNTS" in out and "code only" in out and "not installed" in out
+    assert "GradientSegHNTS" in out and "hub" in out and "not installed" in out
+    assert "CC-BY-NC-4.0 [non-commercial]" in out   # list shows task, source and licence (issue 12)
     assert main(["models", "show", "HECKTOR2025-MEDAI"]) == 0
     out = capsys.readouterr().out
     assert "CC-BY-NC-4.0" in out and "Cai L" in out
@@ -179,11 +180,13 @@ def test_models_list_and_show(capsys, tmp_path):
 
 def test_fetch_refusals(capsys, tmp_path):
     assert main(["models", "fetch", "GradientSegHNTS", "--cache", str(tmp_path)]) == 2
-    assert "publishes code, not weights" in capsys.readouterr().err
+    assert "has no pinned revision" in capsys.readouterr().err   # not verifiable here: the user gives --revision
     assert main(["models", "fetch", "hntsmrg24-sztu-stunet-b", "--cache", str(tmp_path)]) == 2
+    assert "its licence was not accepted" in capsys.readouterr().err   # unstated licence (issue 12)
+    assert main(["models", "fetch", "hntsmrg24-sztu-stunet-b", "--cache", str(tmp_path), "--accept-licence"]) == 2
     assert "no direct download link" in capsys.readouterr().err
     assert main(["models", "fetch", "hntsmrg24-sztu-stunet-b", "--url", "http://127.0.0.1:9/x.zip",
-                 "--cache", str(tmp_path)]) == 2
+                 "--cache", str(tmp_path), "--accept-licence"]) == 2
     assert "--url needs --sha256" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing written, nothing downloaded
 

@@ -186,3 +186,18 @@ def test_dicom_pet_in_bqml_goes_through_the_suv_conversion(phantom, tmp_path, ca
     p = json.loads(out.read_text())["patient"]
     assert p["SUVmax_T"] == pytest.approx(20.0, rel=2e-3) and p["SUVpeak_T"] == pytest.approx(6.0, rel=2e-3)
     assert p["MTV_ml"] == pytest.approx(4.5)
+
+
+def test_survival_chart_nodes_on_slicer_core():
+    from HNTumorSegLib.scene.biomarkers_table import CHART_TITLE, survival_chart_nodes
+    from HNTumorSegLib.scene.mrml import make_scene
+    from HNTumorSegLib.scene.review import rows_from_table_node
+
+    prediction = {"rfs": {"intervals_days": ["[0, 769)", "[769, 1357)", "[1357, 2626)", "[2626, inf)"],
+                          "survival": [0.9, 0.7, 0.5, 0.3]}}
+    app = make_scene()
+    table, series, chart = survival_chart_nodes(app.scene, prediction)
+    assert rows_from_table_node(table) == [{"day": 0.0, "relapse_free": 1.0}, {"day": 769.0, "relapse_free": 0.9},
+                                           {"day": 1357.0, "relapse_free": 0.7}, {"day": 2626.0, "relapse_free": 0.5}]
+    assert chart.GetTitle() == CHART_TITLE and "Research only" in CHART_TITLE
+    assert chart.GetPlotSeriesNodeID() == series.GetID() and series.GetTableNodeID() == table.GetID()

@@ -19,14 +19,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from HNTumorSegLib.sampledata import (CATEGORY, MAX_CASE_BYTES, SAMPLE_CASES, check_files, load_into_scene,
-                                      register_kwargs, sample_case, sha256_of)
+from HNTumorSegLib.scene.sample_data import (CATEGORY, MAX_CASE_BYTES, SAMPLE_CASES, check_files, load_into_scene,
+                                      register_kwargs, sample_case, sha256_of, shipped_folder)
 
 HERE = Path(__file__).resolve().parent
-# source tree: <repo>/HNTumorSeg/Resources/SampleData; installed: <scripted modules>/Resources/SampleData
-FOLDER = next((p for p in (HERE.parent / "HNTumorSeg" / "Resources" / "SampleData",
-                           HERE.parent / "Resources" / "SampleData") if p.is_dir()),
-              HERE.parent / "HNTumorSeg" / "Resources" / "SampleData")
+FOLDER = shipped_folder()
 
 
 def _needs_slicer():

@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover - the suite installs slicer-core
 import psutil  # noqa: E402
 
 from HNTumorSegLib.errors import InputError  # noqa: E402
-from HNTumorSegLib.sampledata import load_into_scene, sample_case  # noqa: E402
+from HNTumorSegLib.scene.sample_data import load_into_scene, sample_case, shipped_folder  # noqa: E402
 from HNTumorSegLib.scene.logic import SegmentationSceneLogic  # noqa: E402
 from HNTumorSegLib.scene.mrml import make_scene  # noqa: E402
 from HNTumorSegLib.scene.panel_params import PanelParameters, assign_nodes  # noqa: E402
@@ -32,9 +32,7 @@ from HNTumorSegLib.scene.inputs import auto_assign  # noqa: E402
 from HNTumorSegLib.scene.run_estimate import device_used, device_used_text  # noqa: E402
 from HNTumorSegLib.scene.scene_close import SceneCloseGuard  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-FOLDER = next((p for p in (HERE.parent / "HNTumorSeg" / "Resources" / "SampleData",
-                           HERE.parent / "Resources" / "SampleData") if p.is_dir()), None)
+FOLDER = shipped_folder()
 MODULE = "HNTumorSeg"
 
 
@@ -67,7 +65,7 @@ def alive(pids) -> list[int]:
 
 
 def test_scene_clear_cancels_the_job_and_parameters_are_re_read():
-    assert FOLDER is not None, "the Sample Data phantoms are missing"
+    assert FOLDER.is_dir(), f"the Sample Data phantoms are missing: {FOLDER}"
     app = make_scene()
     scene = app.scene
     logic = SegmentationSceneLogic(scene)

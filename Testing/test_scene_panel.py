@@ -22,7 +22,10 @@ from HNTumorSegLib.scene.run_estimate import LONG_RUN_S, RunEstimate, estimate_r
 from HNTumorSegLib.vocab import Device, Quality, Task
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULE_PY = ROOT / "HNTumorSeg" / "HNTumorSeg.py"
+# source tree: <repo>/HNTumorSeg/HNTumorSegSlicer; build tree / installed: <scripted modules>/HNTumorSegSlicer
+SLICER_LOGIC_PY = next((p for p in (ROOT / "HNTumorSeg" / "HNTumorSegSlicer" / "logic.py",
+                                    ROOT / "HNTumorSegSlicer" / "logic.py") if p.is_file()),
+                       ROOT / "HNTumorSeg" / "HNTumorSegSlicer" / "logic.py")
 DEMO = {task: PACKAGE_DIR / "resources" / "models" / f"demo-{task}" for task in ("midrt", "petct")}
 
 
@@ -91,7 +94,7 @@ def test_typed_or_browsed_folder_is_accepted_with_its_licence(tmp_path):
 
 def test_typed_path_reaches_the_worker_request(tmp_path):
     _needs_slicer()
-    from HNTumorSegLib.sampledata import load_into_scene, sample_case
+    from HNTumorSegLib.scene.sample_data import load_into_scene, sample_case, shipped_folder
     from HNTumorSegLib.scene.inputs import auto_assign
     from HNTumorSegLib.scene.logic import SegmentationSceneLogic
     from HNTumorSegLib.scene.mrml import make_scene
@@ -100,7 +103,7 @@ def test_typed_path_reaches_the_worker_request(tmp_path):
     folder = tmp_path / "typed model"
     shutil.copytree(DEMO["midrt"], folder)
     app = make_scene()
-    load_into_scene(app.scene, sample_case("midrt"), ROOT / "HNTumorSeg" / "Resources" / "SampleData")
+    load_into_scene(app.scene, sample_case("midrt"), shipped_folder())
     params = PanelParameters(model=choose_model(str(folder), "midrt").id)
     assign_nodes(params, auto_assign(app.scene, "midrt"))
     work, out = tmp_path / "work", tmp_path / "out"
@@ -122,10 +125,10 @@ def test_unknown_names_and_other_tasks_are_refused_with_the_fix():
 
 # ---- the typed parameter pack ------------------------------------------------------------------------
 def _wrapper_class() -> ast.ClassDef:
-    tree = ast.parse(MODULE_PY.read_text())
+    tree = ast.parse(SLICER_LOGIC_PY.read_text())
     found = [n for n in tree.body if isinstance(n, ast.ClassDef)
              and any(ast.unparse(d) == "parameterNodeWrapper" for d in n.decorator_list)]
-    assert len(found) == 1, "HNTumorSeg.py must declare one @parameterNodeWrapper class"
+    assert len(found) == 1, "HNTumorSegSlicer/logic.py must declare one @parameterNodeWrapper class"
     return found[0]
 
 
@@ -189,16 +192,19 @@ def test_planned_device_names_what_torch_will_use():
 
 def test_probe_device_asks_a_child_python_and_keeps_torch_out_of_this_one():
     import subprocess
-    import sys
 
     from HNTumorSegLib.errors import DeviceError
+    from HNTumorSegLib.runner import PACKAGE_ROOT, default_python
     from HNTumorSegLib.scene.run_estimate import probe_device
 
     assert probe_device("cpu") == "cpu"
     # a fresh interpreter: probing the device there does not import torch here
     code = ("import sys\nfrom HNTumorSegLib.scene.run_estimate import probe_device\n"
             "d = probe_device('auto')\nprint(d, 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]))
+    # default_python: PythonSlicer when this runs inside Slicer's self-test, else this interpreter
+    out = subprocess.run([default_python(), "-c", code], capture_output=True, text=True, timeout=300, check=True,
+                         env=env)
     device, torch_imported = out.stdout.split()
     assert device == planned_device("auto") and torch_imported == "False"
     import torch

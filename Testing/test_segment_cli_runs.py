@@ -29,7 +29,8 @@ def test_prert_with_boxes_segments_only_the_boxes(tmp_path, capsys):
     out = tmp_path / "out" / "labels.nii.gz"
     rc = main(["segment", "--task", "prert", "--model", str(model), "--input", f"T2={t2}", "--boxes", str(boxes),
                "--output", str(out), "--probabilities", str(tmp_path / "out" / "prob.nii.gz"),
-               "--uncertainty", str(tmp_path / "out" / "unc.nii.gz"), "--device", "cpu", "--progress", "none"])
+               "--uncertainty", str(tmp_path / "out" / "unc.nii.gz"), "--device", "cpu", "--progress", "none",
+               "--restrict-to-boxes"])   # whole image is the default (issue 12); restriction is explicit
     assert rc == 0
     assert "wrote" in capsys.readouterr().out
     labels = read_image(out, label=True)

@@ -95,9 +95,9 @@ def test_train_predict_evaluate_export_segment(test_cache_dir, tmp_path, monkeyp
             assert card["architecture"] == {"name": "STUNet", "kwargs": {
                 "size": "small", "pool_op_kernel_sizes": [[1, 2, 2], [2, 2, 2], [1, 2, 2], [1, 1, 1], [1, 1, 1]]}}
         labels_path = tmp_path / f"seg_{name}.nii.gz"
-        result = run_segmentation(SegmentRequest(model=str(out), inputs={"T2": str(case / "6_midRT_T2.nii.gz")},
-                                                 prior=str(case / "6_preRT_mask_registered.nii.gz"),
-                                                 output=str(labels_path), task="midrt", device="cpu"))
+        result = run_segmentation(SegmentRequest(model=str(out), input_paths={"T2": str(case / "6_midRT_T2.nii.gz")},
+                                                 prior_path=str(case / "6_preRT_mask_registered.nii.gz"),
+                                                 output_path=str(labels_path), task="midrt", device="cpu"))
         labels = read_image(labels_path, label=True)
         assert labels.same_grid(read_image(case / "6_midRT_T2.nii.gz"))
         assert set(np.unique(labels.array)) <= {0, 1, 2}
@@ -140,9 +140,9 @@ def test_hecktor_stunet_finetune_export_segment(test_cache_dir, tmp_path, monkey
     case_id = sorted(p.name for p in info["cohort"].iterdir())[0]
     case = info["cohort"] / case_id
     labels_path = tmp_path / "seg.nii.gz"
-    run_segmentation(SegmentRequest(model=str(out), inputs={"CT": str(case / f"{case_id}__CT.nii.gz"),
+    run_segmentation(SegmentRequest(model=str(out), input_paths={"CT": str(case / f"{case_id}__CT.nii.gz"),
                                                             "PET": str(case / f"{case_id}__PT.nii.gz")},
-                                    output=str(labels_path), task="petct", device="cpu"))
+                                    output_path=str(labels_path), task="petct", device="cpu"))
     labels = read_image(labels_path, label=True)
     assert labels.same_grid(read_image(case / f"{case_id}__CT.nii.gz"))
     assert set(np.unique(labels.array)) <= {0, 1, 2}

@@ -38,8 +38,9 @@ def test_segresnet_train_export_segment(tmp_path):
     assert model.kind == "segresnet" and model.card.architecture["kwargs"]["init_filters"] == 8
     case = cohort / "1" / "midRT"
     out = tmp_path / "seg.nii.gz"
-    run_segmentation(SegmentRequest(model=str(model_dir), inputs={"T2": str(case / "1_midRT_T2.nii.gz")},
-                                    prior=str(case / "1_preRT_mask_registered.nii.gz"), output=str(out),
+    run_segmentation(SegmentRequest(model=str(model_dir), input_paths={"T2": str(case / "1_midRT_T2.nii.gz")},
+                                    prior_path=str(case / "1_preRT_mask_registered.nii.gz"),
+                                    output_path=str(out),
                                     task="midrt", device="cpu"))
     labels = read_image(out, label=True)
     assert set(np.unique(labels.array)) <= {0, 1, 2}

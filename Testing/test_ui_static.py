@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = ROOT / "HNTumorSeg" / "HNTumorSeg.py"
 UI = ROOT / "HNTumorSeg" / "Resources" / "UI" / "HNTumorSeg.ui"
-SELFTEST = ROOT / "HNTumorSeg" / "HNTumorSegSelfTest.py"
+SLICER_PKG = ROOT / "HNTumorSeg" / "HNTumorSegSlicer"  # the module's Slicer-side package
+SELFTEST = SLICER_PKG / "selftest.py"
 
 COMMON = {"connect", "setVisible", "setEnabled", "visible", "enabled", "toolTip", "setToolTip"}
 API = {
@@ -120,8 +121,10 @@ def test_every_ui_widget_is_covered_and_every_declared_widget_used():
         if cls in containers or caption:
             continue
         assert name in decl, f"{cls} {name!r} of the .ui is not in UI_WIDGETS (so not checked)"
+    bound = {w.get("name") for w in root.iter("widget") if w.find("property[@name='SlicerParameterName']") is not None}
     for name in decl:
-        assert name in used, f"UI_WIDGETS declares {name!r} but HNTumorSeg.py never uses self.ui.{name}"
+        assert name in used or name in bound, \
+            f"UI_WIDGETS declares {name!r} but HNTumorSeg.py never uses self.ui.{name} nor binds it (connectGui)"
     for new in ("modelBrowseButton", "modelInfoLabel", "deviceUsedLabel"):
         assert new in decl and new in used
 
@@ -152,9 +155,18 @@ TRANSLATED_CALLS = {"tryWithErrorDisplay", "errorDisplay", "infoDisplay", "warni
 
 def test_user_facing_strings_are_wrapped_for_translation():
     """Literal text shown to the user goes through _() (Slicer's tr), so translators can reach it."""
-    tree = ast.parse(MODULE.read_text())
     bad = []
-    for node in ast.walk(tree):
+    for path in (MODULE, SLICER_PKG / "logic.py"):
+        bad += [f"{path.name}:{line}" for line in _untranslated(path)]
+    assert not bad, f"user-facing literal not wrapped in _(): {bad}"
+    for path in (MODULE, SLICER_PKG / "logic.py"):
+        text = path.read_text()
+        assert "from slicer.i18n import tr as _" in text and "except ImportError" in text  # guarded for older Slicer
+
+
+def _untranslated(path: Path) -> list[int]:
+    bad = []
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call):
             fname = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
             if fname in TRANSLATED_CALLS:
@@ -165,9 +177,7 @@ def test_user_facing_strings_are_wrapped_for_translation():
                 if isinstance(t, ast.Attribute) and t.attr in ("text", "title", "helpText", "acknowledgementText"):
                     if node.value.value:
                         bad.append(node.lineno)
-    assert not bad, f"HNTumorSeg.py lines {bad}: user-facing literal not wrapped in _()"
-    text = MODULE.read_text()
-    assert "from slicer.i18n import tr as _" in text and "except ImportError" in text  # guarded for older Slicer
+    return bad
 
 
 def test_help_links_the_documentation_and_states_research_use():
@@ -181,12 +191,14 @@ def test_help_links_the_documentation_and_states_research_use():
     # terminology and Sample Data at start-up, not when the panel first opens
     assert 'slicer.app.connect("startupCompleted()", loadTerminology)' in text
     assert 'slicer.app.connect("startupCompleted()", registerSampleData)' in text
-    assert "SegmentationCategoryTypeModifier-HNTumorSeg.term.json" in text
+    logic = (SLICER_PKG / "logic.py").read_text()
+    assert 'TERMINOLOGY_FILE = "SegmentationCategoryTypeModifier-HNTumorSeg.term.json"' in logic
+    assert "LoadTerminologyFromFile" in logic and "registerCustomSampleDataSource" in logic
 
 
 def test_self_test_fails_when_it_cannot_run():
     """Without pytest or without the test files the self-test must fail, never pass having tested nothing."""
-    assert "from HNTumorSegSelfTest import HNTumorSegTest" in MODULE.read_text()  # Slicer finds <Module>Test there
+    assert "from HNTumorSegSlicer.selftest import HNTumorSegTest" in MODULE.read_text()  # Slicer finds <Module>Test there
     tree = ast.parse(SELFTEST.read_text())
     test_cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "HNTumorSegTest")
     suite = next(n for n in test_cls.body if isinstance(n, ast.FunctionDef) and n.name == "test_suite")

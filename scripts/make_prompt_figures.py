@@ -6,8 +6,12 @@
 * ``docs/images/prompts_petct.png``: a tall PET/CT phantom (coronal PET maximum intensity
   projection and CT slice) with seed 004's 200 x 200 x 310 mm head crop.
 
+The boxes use the bundled demo-midrt card's ``box_margin_vox`` (4 voxels), the margin the pipeline
+and Slicer's "Boxes from prior" use (README sections 1 and 5); the title prints that number.
+
 Usage:
-    python scripts/make_prompt_figures.py [--out docs/images] [--seed 0]
+    python scripts/make_prompt_figures.py [--out DIR] [--seed 0]    # default DIR: build/pictures
+    python scripts/make_prompt_figures.py --out docs/images          # overwrite the tracked README pictures
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from HNTumorSegLib.phantoms import make_midrt_case, make_petct_case  # noqa: E402
 from HNTumorSegLib.prompts.boxes import box_to_index_range, boxes_from_mask  # noqa: E402
 from HNTumorSegLib.prompts.gradient_map import gradient_map  # noqa: E402
+from HNTumorSegLib.models.loader import box_margin_vox_of  # noqa: E402
 from HNTumorSegLib.prompts.head_localisation import plan_head_crop  # noqa: E402
 
 COLOURS = {1: "#ff5a36", 2: "#36c2ff"}
@@ -35,7 +40,8 @@ COLOURS = {1: "#ff5a36", 2: "#36c2ff"}
 def midrt_figure(out: Path, seed: int) -> Path:
     case = make_midrt_case(seed=seed)
     t2, truth = case["midRT_T2"], case["midRT_mask"].array
-    boxes = boxes_from_mask(case["preRT_mask_registered"], margin_vox=4)
+    margin = box_margin_vox_of("demo-midrt")   # the card's margin: what the pipeline and Slicer use
+    boxes = boxes_from_mask(case["preRT_mask_registered"], margin_vox=margin)
     grad = gradient_map(t2, boxes).array
     k = int(np.argmax((truth == 1).sum(axis=(1, 2))))        # the slice with most GTVp
     sx, sy = t2.spacing[:2]
@@ -60,7 +66,7 @@ def midrt_figure(out: Path, seed: int) -> Path:
         ax.set_xlabel("mm")
         if cmap == "magma":
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-    fig.suptitle(f"Seed 003 prompts: boxes from the registered pre-RT mask (4-voxel margin), slice {k}; "
+    fig.suptitle(f"Seed 003 prompts: boxes from the registered pre-RT mask ({margin}-voxel margin), slice {k}; "
                  "dotted = mid-RT truth", fontsize=9)
     fig.tight_layout()
     path = out / "prompts_midrt.png"
@@ -109,7 +115,8 @@ def petct_figure(out: Path, seed: int) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "build" / "pictures",
+                        help="folder for the pictures (default build/pictures; docs/images overwrites README's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ Why a script and shipped files rather than generating at start-up: Slicer's Samp
 verifies a SHA256 per file, and a clinician's first click must not depend on numpy/scipy code
 paths of the phantom generator. The files are deterministic (phantom seed 0, fixed crops,
 gzip-compressed NRRD), so running this again gives the same bytes; it prints each file's SHA256
-and fills them into ``HNTumorSegLib/sampledata.py`` when ``--update`` is given.
+and fills them into ``HNTumorSegLib/scene/sample_data.py`` when ``--update`` is given.
 
 Choices (each case must stay well under 2 MB):
 * mid-RT T2 stored as int16 (the phantom's T2 spans 0-1400; rounding changes values by < 0.5);
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from HNTumorSegLib.image import Image, write_image  # noqa: E402
 from HNTumorSegLib.phantoms import make_midrt_case, make_petct_case  # noqa: E402
-from HNTumorSegLib.sampledata import RESOURCE_SUBDIR, SAMPLE_CASES, sha256_of  # noqa: E402
+from HNTumorSegLib.scene.sample_data import RESOURCE_SUBDIR, SAMPLE_CASES, sha256_of  # noqa: E402
 
 OUT = ROOT / "HNTumorSeg" / RESOURCE_SUBDIR
 CT_CROP = 96  # CT voxels kept in x and y (2 mm each)
@@ -93,8 +92,8 @@ def build(folder: Path) -> dict[str, Path]:
 
 
 def update_digests(files: dict[str, Path]) -> None:
-    """Put each file's SHA256 into HNTumorSegLib/sampledata.py, next to its file name."""
-    lib = ROOT / "HNTumorSegLib" / "sampledata.py"
+    """Put each file's SHA256 into HNTumorSegLib/scene/sample_data.py, next to its file name."""
+    lib = ROOT / "HNTumorSegLib" / "scene" / "sample_data.py"
     text = lib.read_text()
     for name, path in files.items():
         pattern = re.compile(r'(SampleFile\("' + re.escape(name) + r'",[^)]*?")([^"]*)("\))', re.S)
@@ -107,14 +106,14 @@ def update_digests(files: dict[str, Path]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT, help=f"folder (default {OUT.relative_to(ROOT)})")
-    parser.add_argument("--update", action="store_true", help="write the SHA256s into HNTumorSegLib/sampledata.py")
+    parser.add_argument("--update", action="store_true", help="write the SHA256s into HNTumorSegLib/scene/sample_data.py")
     args = parser.parse_args(argv)
     files = build(args.out)
     for name, path in files.items():
         print(f"{sha256_of(path)}  {path.stat().st_size:>9}  {name}")
     expected = {f.file_name for c in SAMPLE_CASES for f in c.files}
     if set(files) != expected:
-        raise SystemExit(f"written {sorted(files)} but sampledata.py lists {sorted(expected)}")
+        raise SystemExit(f"written {sorted(files)} but scene/sample_data.py lists {sorted(expected)}")
     if args.update:
         update_digests(files)
     return 0

@@ -1,4 +1,10 @@
-"""Make the pictures of README section 1 (the clinician's guide) and the extension screenshots (run: .venv/bin/python docs/slicer_pictures.py).
+"""Make the pictures of README section 1 (the clinician's guide) and the extension screenshots.
+
+Usage:
+    .venv/bin/python scripts/make_slicer_pictures.py                 # -> build/pictures/ (a look first)
+    .venv/bin/python scripts/make_slicer_pictures.py --out DIR       # -> DIR/ and DIR/Screenshots/
+    .venv/bin/python scripts/make_slicer_pictures.py --update        # the tracked files README shows:
+                                                                     #    docs/images/, Resources/Screenshots/
 
 Slice pictures are rendered offscreen from a real MRML scene (slicer-core): a phantom mid-RT
 case is loaded, boxes are made from the registered prior, the bundled demo model segments it
@@ -6,11 +12,14 @@ through the module's logic (the real worker); Slicer's ``vtkMRMLSliceLogic`` res
 the layers and Slicer's displayable managers draw the segmentation and the ROI boxes into an
 offscreen (EGL) render window, as a Slicer slice view does. Only the captions are added (PIL).
 The module panel is a *drawing* (PIL) of the .ui's sections, labelled "drawing, not a
-screenshot": Slicer's Qt GUI cannot run here.
+screenshot": Slicer's Qt GUI cannot run here. Captions say what is drawn: the result's caption
+names only the labels present on the slice shown (the slice is chosen to hold GTVp and GTVn when
+the phantom has both on one slice).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -21,8 +30,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-OUT = ROOT / "docs" / "images"
+TRACKED_IMAGES = ROOT / "docs" / "images"
+TRACKED_SCREENSHOTS = ROOT / "Resources" / "Screenshots"
+DEFAULT_OUT = ROOT / "build" / "pictures"
 SIZE = 360
+LABEL_WORDS = {1: "GTVp red", 2: "GTVn blue-green"}
 
 
 def font(size: int):
@@ -121,7 +133,27 @@ def caption(img: Image.Image, title: str, note: str) -> Image.Image:
     return out
 
 
-def slice_pictures() -> list[Path]:
+def _slice_z(prior) -> np.ndarray:
+    """Voxel index (x, y, z) of the picture's slice centre: the axial slice holding the most of the
+    smaller of GTVp and GTVn (both shown when any slice has both), else GTVp's centre."""
+    arr = prior.array
+    both = np.minimum((arr == 1).sum(axis=(1, 2)), (arr == 2).sum(axis=(1, 2)))
+    label_one = np.argwhere(arr == 1).mean(axis=0)
+    if both.max() > 0:
+        k = int(np.argmax(both))
+        return np.array([label_one[2], label_one[1], k], dtype=float)
+    return label_one[::-1]
+
+
+def result_caption(labels_on_slice: set[int]) -> str:
+    """"3. Result: GTVp red, GTVn blue-green" - only the labels the slice shows (issue 18)."""
+    shown = [LABEL_WORDS[k] for k in (1, 2) if k in labels_on_slice]
+    missing = [LABEL_WORDS[k].split()[0] for k in (1, 2) if k not in labels_on_slice]
+    text = "3. Result: " + (", ".join(shown) if shown else "no lesion on this slice")
+    return text + (f" (no {', '.join(missing)} here)" if shown and missing else "")
+
+
+def slice_pictures(out: Path, screenshots: Path) -> list[Path]:
     from HNTumorSegLib.image import lps_to_ras
     from HNTumorSegLib.phantoms import write_hntsmrg_cohort
     from HNTumorSegLib.scene.inputs import auto_assign, load_case_folder
@@ -141,7 +173,8 @@ def slice_pictures() -> list[Path]:
             roi.GetDisplayNode().SetFillVisibility(False)
         # the axial slice through the prior's GTVp centre
         prior = image_from_volume_node(inputs["prior"])
-        centre = lps_to_ras(prior.index_to_physical(np.argwhere(prior.array == 1).mean(axis=0)[::-1]))
+        centre_ijk = _slice_z(prior)
+        centre = lps_to_ras(prior.index_to_physical(centre_ijk))
         view = SliceView(app, inputs["T2"], float(centre[2]), fov_mm=70.0)
 
         paths = [("slicer_boxes.png", caption(view.render(), "1. Lesion boxes from the pre-RT prior", note))]
@@ -157,28 +190,37 @@ def slice_pictures() -> list[Path]:
             time.sleep(0.2)
         if logic.run.state != "succeeded":
             raise SystemExit(f"the demo run failed: {logic.poll().error}")
-        logic.import_result()
+        segmentation = logic.import_result()
         view.layers()
         for roi in rois:
             roi.GetDisplayNode().SetVisibility(False)
-        paths.append(("slicer_result.png", caption(view.render(), "3. Result: GTVp red, GTVn blue-green",
+        shown = _labels_on_slice(segmentation, inputs["T2"], int(round(centre_ijk[2])))
+        paths.append(("slicer_result.png", caption(view.render(), result_caption(shown),
                                                    "Slicer slice logic + displayable managers; bundled demo\n"
                                                    "model (tiny, not clinical) on a synthetic phantom")))
         written = []
         for name, picture in paths:
-            picture.save(OUT / name)
-            written.append(OUT / name)
+            picture.save(out / name)
+            written.append(out / name)
         strip = Image.new("RGB", (sum(p.width for _, p in paths), paths[0][1].height))
         x = 0
         for _, p in paths:
             strip.paste(p, (x, 0))
             x += p.width
-        strip.save(ROOT / "Resources" / "Screenshots" / "slices.png")
-        written.append(ROOT / "Resources" / "Screenshots" / "slices.png")
+        strip.save(screenshots / "slices.png")
+        written.append(screenshots / "slices.png")
         return written
 
 
-def panel_drawing() -> list[Path]:
+def _labels_on_slice(segmentation, reference_node, k: int) -> set[int]:
+    """The labels (1 GTVp, 2 GTVn) of the imported segmentation on axial slice ``k`` of the T2 grid."""
+    from HNTumorSegLib.scene.segmentation_io import export_label_map
+
+    labels = export_label_map(segmentation, reference_node)
+    return {int(v) for v in np.unique(labels.array[k]) if v in (1, 2)}
+
+
+def panel_drawing(out: Path, screenshots: Path) -> list[Path]:
     """A drawing of the module panel, section by section as in HNTumorSeg.ui (not a screenshot)."""
     w, h = 380, 820
     img = Image.new("RGB", (w, h), (246, 246, 246))
@@ -224,13 +266,28 @@ def panel_drawing() -> list[Path]:
     section("Export", [("Folder:", "~/contours"), ("", "[x] NIfTI  [ ] DICOM SEG  [ ] RTSTRUCT  [x] CSV"),
                        ("", "[ Export ]")])
     img = img.crop((0, 0, w, min(h, y + 6)))
-    paths = [OUT / "slicer_panel.png", ROOT / "Resources" / "Screenshots" / "panel.png"]
+    paths = [out / "slicer_panel.png", screenshots / "panel.png"]
     for p in paths:
         img.save(p)
     return paths
 
 
-if __name__ == "__main__":
-    OUT.mkdir(parents=True, exist_ok=True)
-    for p in panel_drawing() + slice_pictures():
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="README section 1 pictures and the extension screenshots")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=None,
+                       help=f"folder for the pictures (screenshots in its Screenshots/; default {DEFAULT_OUT})")
+    where.add_argument("--update", action="store_true",
+                       help="overwrite the tracked pictures README shows (docs/images/, Resources/Screenshots/)")
+    args = parser.parse_args(argv)
+    out, screenshots = (TRACKED_IMAGES, TRACKED_SCREENSHOTS) if args.update else \
+        (args.out or DEFAULT_OUT, (args.out or DEFAULT_OUT) / "Screenshots")
+    for folder in (out, screenshots):
+        folder.mkdir(parents=True, exist_ok=True)
+    for p in panel_drawing(out, screenshots) + slice_pictures(out, screenshots):
         print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

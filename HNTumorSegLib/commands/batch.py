@@ -33,7 +33,9 @@ LAYOUT_CHOICES = ("hntsmrg", "hecktor", "folder")
 def add_arguments(parser) -> None:
     parser.add_argument("--layout", required=True, choices=LAYOUT_CHOICES, help="how the cohort is stored")
     parser.add_argument("--data", required=True, help="the cohort's root folder")
-    parser.add_argument("--model", required=True, help="model id of the catalogue, or a model folder")
+    parser.add_argument("--model", required=True, metavar="ID_OR_PATH",
+                        help="as for segment: a path (with a / or starting with ./) is a folder; "
+                             "a bare name is a catalogue id first, then a folder of that name here")
     parser.add_argument("--out", required=True, help="output folder (predictions, metrics.json, report/)")
     parser.add_argument("--task", metavar="{" + ",".join(Task.values()) + "}", default=None,
                         help="task (default: petct for hecktor, else the model card's task)")

@@ -86,6 +86,68 @@ def export_dicom(labels_path, source, series=None, rtstruct=None, seg=None, hole
     return written
 
 
+class DicomOutputs:
+    """``segment --rtstruct/--seg``: checked before the worker starts, written once the label map exists.
+
+    The source series is the DICOM folder given for the input whose grid the output lies on
+    (CT, else T2, else the first input), chosen as the worker reads it (``--series``, else the
+    only image series, else the only one of the input's modality).
+
+    Example:
+        >>> plan = DicomOutputs.plan(request, "out/rt.dcm", "out/seg.dcm", "nested")   # before the run
+        >>> plan.write(request.output_path)                                            # after it
+    """
+
+    def __init__(self, geometry, rtstruct: str | None, seg: str | None, holes: str) -> None:
+        self.geometry, self.rtstruct, self.seg, self.holes = geometry, rtstruct, seg, holes
+
+    @classmethod
+    def plan(cls, request, rtstruct: str | None, seg: str | None, holes: str = "nested") -> "DicomOutputs | None":
+        from ..dicom.select import select_series
+
+        style = HoleStyle.parse(holes, "--holes")
+        if not rtstruct and not seg:
+            return None
+        names = list(request.input_paths)
+        name = next((n for n in ("CT", "T2") if n in names), names[0])
+        source = Path(request.input_paths[name])
+        if not source.is_dir():
+            raise InputError(f"--rtstruct/--seg need the {name} input as a DICOM folder", source,
+                             f"give --input {name}=DICOM_FOLDER (the series the contours will reference)")
+        modality = {"CT": "CT", "T2": "MR"}.get(name)
+        geometry = select_series(source, series_uid=request.series.get(name), prefer_modality=modality)
+        taken = {Path(p).resolve() for p in [request.output_path, *request.input_paths.values()]}
+        outs = [Path(p) for p in (rtstruct, seg) if p]
+        for out in outs:
+            r = out.resolve()
+            if r in taken or (r.exists() and source.resolve() in r.parents) or out.is_dir():
+                raise InputError("--rtstruct/--seg would overwrite an input or output, or is a folder", out,
+                                 "give new .dcm file names outside the source folder")
+            taken.add(r)
+        return cls(geometry, rtstruct, seg, style.value)
+
+    def write(self, labels_path) -> dict:
+        from ..export.dicom_seg import write_dicom_seg
+        from ..export.rtstruct import write_rtstruct
+        from ..image import read_image
+
+        labels = read_image(labels_path, label=True, name="label map")
+        if not labels.array.any():
+            print("hntumorseg segment: no GTV found: no RTSTRUCT/SEG written", file=sys.stderr)
+            return {}
+        written: dict[str, Path] = {}
+        try:
+            if self.rtstruct:
+                written["rtstruct"] = write_rtstruct(labels, self.geometry, self.rtstruct, holes=self.holes)
+            if self.seg:
+                written["seg"] = write_dicom_seg(labels, self.geometry, self.seg)
+        except BaseException:
+            for path in written.values():
+                Path(path).unlink(missing_ok=True)
+            raise
+        return written
+
+
 def run(args: argparse.Namespace) -> int:
     HoleStyle.parse(args.holes, "--holes")
     destination = None

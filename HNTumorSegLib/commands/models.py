@@ -1,12 +1,18 @@
 """`hntumorseg models`: list, show, fetch and verify the models of the catalogue.
 
-- ``list``: every catalogue model with its task, inputs and state (bundled, installed,
-  not installed, code only).
-- ``show ID``: the whole entry (licence, citation, URL, sha256, notes, install folder).
+- ``list``: every catalogue model (and every model imported under an id of its own) with its
+  task, inputs, source (bundled, hub, url, manual download, code only), licence and state.
+- ``show ID_OR_PATH``: the whole entry (licence, citation, URL, sha256, notes, install folder) and,
+  for an installed model or a model folder, what will be fed to each channel.
+- ``import PATH_OR_ZIP [--id ID] [--configuration C] [--accept-licence]``: register a model
+  downloaded by hand (Google Drive, Dropbox) in the cache (:mod:`HNTumorSegLib.models.importer`).
 - ``fetch ID [--cache DIR] [--sha256 HEX] [--url URL]``: download with resume and a
   progress line into the per-user cache (``$HNTUMORSEG_CACHE`` or ``~/.cache/hntumorseg``),
   verify the sha256 (a mismatch deletes the file: exit 2), unpack zip archives safely.
-  An entry without a published sha256 is refused unless ``--sha256`` is given.
+  An entry without a published sha256 is refused unless ``--sha256`` is given. Hugging Face
+  entries are fetched at their pinned commit (``--revision`` where the catalogue has none), every
+  file checked against the hub's sha256 (:mod:`HNTumorSegLib.models.hub`). Non-commercial and
+  unstated licences need ``--accept-licence`` (exit 2 with the reason otherwise).
 - ``verify ID_OR_PATH``: re-hash an installed model (or a model folder's weights against
   its card), then load every fold strictly; prints the sha256 of a single file.
 
@@ -26,27 +32,40 @@ from pathlib import Path
 
 from ..errors import ModelError
 
-ACTIONS = ("list", "show", "fetch", "verify")
+ACTIONS = ("list", "show", "fetch", "verify", "import")
+CACHE_HELP = "model cache folder (default $HNTUMORSEG_CACHE, else $XDG_CACHE_HOME/hntumorseg, else ~/.cache/hntumorseg)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     p = sub.add_parser("list", help="list the catalogue's models")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--cache", metavar="DIR", help="model cache folder (default $HNTUMORSEG_CACHE or ~/.cache/hntumorseg)")
-    p = sub.add_parser("show", help="show one catalogue entry")
-    p.add_argument("id", metavar="ID")
-    p.add_argument("--cache", metavar="DIR", help="model cache folder")
+    p.add_argument("--cache", metavar="DIR", help=CACHE_HELP)
+    p = sub.add_parser("show", help="show one catalogue entry or model folder, and what each channel is fed")
+    p.add_argument("id", metavar="ID_OR_PATH")
+    p.add_argument("--cache", metavar="DIR", help=CACHE_HELP)
     p = sub.add_parser("fetch", help="download, verify and install a catalogue model")
     p.add_argument("id", metavar="ID")
-    p.add_argument("--cache", metavar="DIR", help="model cache folder")
+    p.add_argument("--cache", metavar="DIR", help=CACHE_HELP)
     p.add_argument("--sha256", metavar="HEX", help="checksum to require (needed when the catalogue has none)")
     p.add_argument("--url", metavar="URL", help="download from this URL instead (needs --sha256)")
     p.add_argument("--force", action="store_true", help="download again even if installed")
     p.add_argument("--progress", choices=("bar", "none"), default="bar", help="progress line on stderr")
+    p.add_argument("--revision", metavar="COMMIT", help="Hugging Face entries: the commit to fetch when the "
+                   "catalogue pins none (40 hex characters)")
+    p.add_argument("--accept-licence", action="store_true", help="accept a non-commercial or unstated licence")
+    p = sub.add_parser("import", help="register a model you downloaded by hand (folder or zip)")
+    p.add_argument("source", metavar="PATH_OR_ZIP")
+    p.add_argument("--id", metavar="ID", help="the catalogue id it belongs to (default: the folder's name)")
+    p.add_argument("--configuration", metavar="NAME", help="which nnU-Net results folder, when there are several "
+                   "(3d_fullres, or Trainer__Plans__config)")
+    p.add_argument("--accept-licence", action="store_true", help="accept a non-commercial or unstated licence")
+    p.add_argument("--cache", metavar="DIR", help="model cache folder")
+    p.add_argument("--force", action="store_true", help="replace an installed model of the same id")
+    p.add_argument("--progress", choices=("bar", "none"), default="bar", help="progress line on stderr")
     p = sub.add_parser("verify", help="check an installed model or a model folder (checksums + strict load)")
     p.add_argument("target", metavar="ID_OR_PATH")
-    p.add_argument("--cache", metavar="DIR", help="model cache folder")
+    p.add_argument("--cache", metavar="DIR", help=CACHE_HELP)
     p.add_argument("--sha256", metavar="HEX", help="for a single file: the checksum it must have")
     p.add_argument("--no-load", action="store_true", help="only check checksums, do not load the networks")
 
@@ -55,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     action = getattr(args, "action", None)
     if action is None:
         raise ModelError("no action given", None, f"use one of: hntumorseg models {{{','.join(ACTIONS)}}}")
-    return {"list": _list, "show": _show, "fetch": _fetch, "verify": _verify}[action](args)
+    return {"list": _list, "show": _show, "fetch": _fetch, "verify": _verify, "import": _import}[action](args)
 
 
 def _state(entry, cache) -> str:
@@ -70,28 +89,54 @@ def _state(entry, cache) -> str:
 
 def _list(args) -> int:
     from ..models.catalogue import describe, read_catalogue
+    from ..models.installed import imported_models
 
     entries = read_catalogue()
+    known = {e.id for e in entries}
+    extra = [m for m in imported_models(args.cache) if m["id"] not in known]
     if args.json:
-        print(json.dumps([describe(e, args.cache) for e in entries], indent=2))
+        print(json.dumps([describe(e, args.cache) for e in entries] + extra, indent=2))
         return 0
-    rows = [("ID", "TASK", "INPUTS", "STATE", "TITLE")]
-    rows += [(e.id, e.task, "+".join(e.inputs), _state(e, args.cache), e.title) for e in entries]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    rows = [("ID", "TASK", "INPUTS", "SOURCE", "LICENCE", "STATE", "TITLE")]
+    rows += [(e.id, e.task, "+".join(e.inputs), e.source_kind, _short_licence(e.licence, e.licence_terms),
+              _state(e, args.cache), e.title) for e in entries]
+    rows += [(m["id"], m.get("task") or "-", "+".join(m.get("inputs") or []) or "-", "imported",
+              _short_licence(m.get("licence", ""), m.get("licence_terms", "unstated")), "installed",
+              m.get("folder", "")) for m in extra]
+    n = len(rows[0]) - 1
+    widths = [max(len(r[i]) for r in rows) for i in range(n)]
     for r in rows:
-        print("  ".join(r[i].ljust(widths[i]) for i in range(4)) + "  " + r[4])
+        print("  ".join(r[i].ljust(widths[i]) for i in range(n)) + "  " + r[n])
     return 0
 
 
-def _show(args) -> int:
-    from ..models.catalogue import describe, get_entry
+def _short_licence(licence: str, terms: str) -> str:
+    text = (licence or "?").split(" (")[0].split(":")[0].strip()
+    text = text if len(text) <= 24 else text[:23] + "~"
+    return text if terms == "open" else f"{text} [{terms}]"
 
-    info = describe(get_entry(args.id), args.cache)
-    info["state"] = _state(get_entry(args.id), args.cache)
-    width = max(len(k) for k in info)
+
+def _show(args) -> int:
+    from ..models.catalogue import describe, get_entry, read_catalogue
+    from ..models.installed import channel_lines, model_folder_for
+
+    target = args.id
+    entry = next((e for e in read_catalogue() if e.id == target), None)
+    info: dict = {}
+    if entry is not None:
+        info = describe(entry, args.cache)
+        info["state"] = _state(entry, args.cache)
+    folder = model_folder_for(target, args.cache)
+    if entry is None and folder is None:
+        get_entry(target)   # ModelError: "no catalogue entry named ..." with the ids to choose from
+    width = max([len(k) for k in info] + [8])
     for key, value in info.items():
         text = ", ".join(map(str, value)) if isinstance(value, list) else ("-" if value is None else str(value))
         print(f"{key.ljust(width)}  {text}")
+    if folder is not None:
+        print(f"{'folder'.ljust(width)}  {folder}")
+        for line in channel_lines(folder):
+            print(f"{''.ljust(width)}  {line}" if not line.endswith(":") else line)
     return 0
 
 
@@ -118,18 +163,41 @@ class _ProgressLine:
 
 
 def _fetch(args) -> int:
-    from ..models.catalogue import get_entry
+    from ..models.catalogue import check_licence, get_entry, manual_instructions
     from ..models.download import fetch
 
     entry = get_entry(args.id)
+    check_licence(entry, entry.licence, args.accept_licence, entry.id)
+    if entry.manual:
+        raise ModelError(f"model {entry.id!r} cannot be fetched by a program: its authors share it by hand", None,
+                         manual_instructions(entry))
     line = _ProgressLine(f"fetch {entry.id}", enabled=args.progress == "bar")
     try:
-        folder = fetch(entry, cache=args.cache, sha256=args.sha256, progress=line, force=args.force, url=args.url)
+        if entry.hub:
+            from ..models.hub import fetch_from_hub
+
+            folder = fetch_from_hub(entry, cache=args.cache, revision=args.revision, progress=line, force=args.force)
+        else:
+            folder = fetch(entry, cache=args.cache, sha256=args.sha256, progress=line, force=args.force, url=args.url)
     finally:
         line.done()
     print(f"{entry.id}: installed in {folder}")
     if entry.licence:
         print(f"licence: {entry.licence}")
+    return 0
+
+
+def _import(args) -> int:
+    from ..models.importer import import_model
+
+    line = _ProgressLine(f"import {args.id or Path(args.source).name}", enabled=args.progress == "bar")
+    try:
+        folder = import_model(args.source, model_id=args.id, configuration=args.configuration,
+                              accept_licence=args.accept_licence, cache=args.cache, progress=line, force=args.force)
+    finally:
+        line.done()
+    print(f"{args.id or folder.parent.name}: installed in {folder}")
+    print(f"use it with: hntumorseg segment --model {folder.parent.name} ...")
     return 0
 
 

@@ -9,7 +9,7 @@ warning is printed first and stored in the JSON.
 
 Example:
     $ hntumorseg outcome --model models/outcome --input CT=ct.nii.gz --input PET=pet.nii.gz \\
-          --labels labels.nii.gz --clinical ehr.json --json outcome.json
+          --labels labels.nii.gz --clinical ehr.json --json outcome.json --plot outcome.png
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suv-factor", type=float, default=None, help="with --pet-units BQML")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the prediction to this JSON file")
+    parser.add_argument("--plot", metavar="PNG", default=None, help="draw the survival curve and HPV probability")
 
 
 def parse_inputs(items: list[str]) -> dict[str, str]:
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     json_path = Path(args.json) if args.json else None
     if json_path is not None:
         check_json_target(json_path, [inputs["CT"], inputs["PET"], args.labels, args.clinical])
+    if args.plot:
+        check_json_target(Path(args.plot), [inputs["CT"], inputs["PET"], args.labels, args.clinical])
     clinical = read_clinical_record(args.clinical, args.patient)
     ct = read_image(inputs["CT"], name="CT")
     pet = read_pet(inputs["PET"], args.pet_units, args.suv_factor)
@@ -69,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
     result = predictor.predict(ct, pet, labels, clinical)
     if json_path is not None:
         write_json_atomic(json_path, result)
+    if args.plot:
+        from ..outcome.plot import write_prediction_plot
+
+        write_prediction_plot(result, args.plot)
     print(format_prediction(result))
     if json_path is not None:
         print(f"\nPrediction written to {json_path}")

@@ -3,10 +3,14 @@
     hntumorseg segment --task midrt --model demo-midrt --input T2=mid_T2.nii.gz \\
         --prior pre_mask_registered.nii.gz --output labels.nii.gz [--device auto|cpu|cuda|mps] \\
         [--folds all|first|fold_all|0,1] [--tta/--no-tta] [--progress json|bar|none] \\
-        [--probabilities P.nii.gz] [--uncertainty U.nii.gz] [--save-boxes boxes.json]
+        [--probabilities P.nii.gz] [--uncertainty U.nii.gz] [--save-boxes boxes.json] [--restrict-to-boxes]
+        [--series UID|NAME=UID] [--rtstruct RT.dcm] [--seg SEG.dcm] [--holes nested|keyhole]
 
 Inputs are named ``T2`` (prert, midrt), ``CT`` and ``PET`` (petct), or by an nnU-Net folder's
 ``channel_names``. The label map (0 background, 1 GTVp, 2 GTVn) lies on the first input's grid.
+An input may be a DICOM folder (``--series`` when it holds several series); with the CT or T2
+given so, ``--rtstruct``/``--seg`` also write DICOM objects on that series
+(:class:`HNTumorSegLib.commands.export.DicomOutputs`), checked before the run starts.
 Any mistake in the inputs is one line on stderr, exit code 2, and no output file.
 
 ``--progress json`` prints the worker protocol's events on stdout, one JSON object per line
@@ -30,6 +34,7 @@ import argparse
 
 from ..folds import ACCEPTED_FORMS
 from ..pipeline.request import SegmentRequest
+from ..protect import check_request
 from ..vocab import Device, ProgressMode, Task
 
 
@@ -38,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prert (pre-RT T2), midrt (mid-RT T2 + registered pre-RT mask), petct (CT + PET); "
                              "optional when the model names its task")
     parser.add_argument("--model", required=True, metavar="ID_OR_PATH",
-                        help="catalogue id (hntumorseg models list) or model folder (model.json, or an nnU-Net results folder)")
+                        help="a model folder (model.json, or an nnU-Net results folder) or a catalogue id (hntumorseg models list); "
+                             "text with a / or starting with ./ or ~ is a path; a bare name is a catalogue id first, "
+                             "then a folder of that name here (write ./NAME for the folder)")
     parser.add_argument("--input", action="append", metavar="NAME=PATH",
                         help="an input image, repeatable: T2=..., or CT=... and PET=..., or nnU-Net channel names")
     parser.add_argument("--prior", metavar="PATH", help="midrt: the pre-RT mask registered to the mid-RT T2")
@@ -53,10 +60,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--probabilities", metavar="PATH", help="also write class probabilities (4D image)")
     parser.add_argument("--uncertainty", metavar="PATH", help="also write a per-voxel uncertainty map (entropy, 0..1)")
     parser.add_argument("--save-boxes", metavar="PATH", help="also write the lesion boxes used (boxes.json)")
+    parser.add_argument("--series", action="append", metavar="UID|NAME=UID",
+                        help="for an input given as a DICOM folder holding several series: the SeriesInstanceUID "
+                             "(UID alone: the first input's; NAME=UID for others, repeatable)")
+    parser.add_argument("--rtstruct", metavar="OUT.dcm",
+                        help="also write a DICOM RTSTRUCT on the source series (CT or T2 given as a DICOM folder)")
+    parser.add_argument("--seg", metavar="OUT.dcm", help="also write a DICOM SEG on the source series")
+    parser.add_argument("--holes", default="nested", metavar="nested|keyhole",
+                        help="RTSTRUCT holes: nested contours (even-odd, default) or keyhole")
+    parser.add_argument("--restrict-to-boxes", action="store_true",
+                        help="segment only within the lesion boxes (from --prior or --boxes) plus a few mm: faster "
+                             "on a CPU, but lesions outside the boxes are lost. Default: the whole image, as the seeds ran")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..worker_cli import run_in_worker
 
+    from .export import DicomOutputs
+
     request = SegmentRequest.from_args(args)
-    return run_in_worker(request, ProgressMode.parse(args.progress, "--progress"))
+    check_request(request)   # before the worker starts: a FIFO input or an output onto an input -> exit 2 now
+    dicom = DicomOutputs.plan(request, args.rtstruct, args.seg, args.holes)  # DICOM source checked before any work
+    code = run_in_worker(request, ProgressMode.parse(args.progress, "--progress"))
+    if code == 0 and dicom is not None:
+        dicom.write(request.output_path)
+    return code

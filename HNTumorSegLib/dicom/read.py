@@ -8,17 +8,18 @@ back to the same slices for export. When any slice has a non-integer or varying 
 A PET series is converted to SUVbw (:mod:`.suv`).
 
 Example:
-    >>> image = read_dicom_folder("study/", series_uid=None, name="the CT")
+    >>> image = read_volume("study/", name="the CT")          # or a NIfTI file: the same checks
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..image import Image
+from ..image import Image, checked_image, read_image
 from .geometry import SeriesGeometry
 from .select import select_series
 
@@ -51,14 +52,36 @@ def read_series(geometry: SeriesGeometry, name: str = "image") -> Image:
     return Image(image.array, g.spacing, g.origin, g.direction)
 
 
+def read_volume(path: str | os.PathLike, label: bool = False, name: str | None = None,
+                series: str | None = None, prefer_modality: str | None = None) -> Image:
+    """An image file (:func:`HNTumorSegLib.image.read_image`) or a DICOM series folder, checked alike.
+
+    The one reader for inputs that may be DICOM (``segment --input``, Slicer's folder loading):
+    a folder gives its one image series, or ``series`` (SeriesInstanceUID) when it holds several
+    (or the only one of ``prefer_modality``, e.g. ``"PT"`` for a PET input), a PET in SUVbw;
+    then the same checks as a file (:func:`HNTumorSegLib.image.checked_image`).
+    """
+    p = Path(path)
+    what = name or "image"
+    if not p.is_dir():
+        if series:
+            raise InputError(f"a series ({series}) is named for the {what}, which is a file, not a DICOM folder",
+                             p, "drop --series, or give the DICOM folder")
+        return read_image(p, label=label, name=name)
+    image = read_dicom_folder(p, series_uid=series, name=what, prefer_modality=prefer_modality)
+    return checked_image(image.to_sitk(), p, label=label, what=what)
+
+
 def read_dicom_folder(folder: str | os.PathLike, series_uid: str | None = None, name: str = "image",
-                      modality: str | None = None, pet_in_suv: bool = True) -> Image:
+                      modality: str | None = None, pet_in_suv: bool = True,
+                      prefer_modality: str | None = None) -> Image:
     """Choose (:func:`.select.select_series`), check and read one series of ``folder``.
 
     A PET series comes back in SUVbw (:func:`.suv.to_suv`) unless ``pet_in_suv=False``: the
     models and the biomarkers expect SUV, and a PET that cannot be converted is refused here.
     """
-    geometry = select_series(folder, series_uid=series_uid, modality=modality, need_frame_of_reference=False)
+    geometry = select_series(folder, series_uid=series_uid, modality=modality, need_frame_of_reference=False,
+                             prefer_modality=prefer_modality)
     image = read_series(geometry, name=name)
     if pet_in_suv and geometry.series.modality == "PT":
         from .suv import to_suv

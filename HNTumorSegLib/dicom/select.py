@@ -6,7 +6,8 @@ A study folder may hold several series (and non-image objects, README files, a D
 1. ``series_uid`` given: that series (not found: exit 2 listing what was found);
 2. ``labels`` given: the image series whose grid the label map lies on
    (:func:`.geometry.grid_matches`, 0.1 voxel tolerance); none or several: exit 2, listing;
-3. otherwise the only image series (of ``modality`` when given); several: exit 2, listing.
+3. otherwise the only image series (of ``modality`` when given; of ``prefer_modality`` when
+   that makes it one); several: exit 2, listing.
 
 The chosen series then passes :func:`.geometry.check_series`.
 
@@ -26,9 +27,12 @@ from .scan import list_series_text, scan_folder
 
 
 def select_series(folder: str | os.PathLike, series_uid: str | None = None, labels: Image | None = None,
-                  modality: str | None = None, need_frame_of_reference: bool = True) -> SeriesGeometry:
+                  modality: str | None = None, need_frame_of_reference: bool = True,
+                  prefer_modality: str | None = None) -> SeriesGeometry:
     """The checked series of ``folder`` chosen as the module docstring says
-    (``need_frame_of_reference``: see :func:`.geometry.check_series`)."""
+    (``need_frame_of_reference``: see :func:`.geometry.check_series`). ``prefer_modality``
+    breaks a tie: of several image series, the only one of that modality (``segment``'s CT and
+    PET inputs may both name one study folder)."""
     need_for = need_frame_of_reference
     found = scan_folder(folder)
     listing = list_series_text(found)
@@ -45,6 +49,9 @@ def select_series(folder: str | os.PathLike, series_uid: str | None = None, labe
     if not images:
         what = f"{modality} image series" if modality else "image series"
         raise InputError(f"holds no {what}; {listing}", folder, "give the folder of the image series")
+    preferred = [s for s in images if prefer_modality and s.modality == prefer_modality]
+    if len(images) > 1 and labels is None and len(preferred) == 1:
+        images = preferred
     if len(images) == 1:
         geometry = check_series(images[0], need_for)
         if labels is not None and not grid_matches(geometry, labels):

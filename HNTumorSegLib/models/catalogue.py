@@ -28,6 +28,8 @@ from ..errors import ModelError
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 COMPLETE_MARKER = ".complete"
 ENTRY_KINDS = ("card", "nnunet", "segresnet", "source-only")
+#: licence terms that need ``--accept-licence`` (a dialog in Slicer) before fetch, import or use.
+LICENCE_TERMS = ("open", "non-commercial", "unstated")
 _REQUIRED = ("id", "title", "task", "inputs", "licence", "citation")
 
 
@@ -52,11 +54,32 @@ class CatalogueEntry:
     homepage: str | None = None
     source: str | None = None  # seed paper
     notes: str = ""
+    hub: dict | None = None  # Hugging Face: repo_id, revision (commit), folder, sha256 {path: hex} (models/hub.py)
+    manual: dict | None = None  # download by hand: page, clicks, command (then `models import`)
+    declaration: dict | None = None  # written beside plans.json on install (models/declaration.py)
+    licence_terms: str = "open"  # open | non-commercial | unstated: the last two need --accept-licence
     extra: dict = field(default_factory=dict)
 
     @property
     def bundled(self) -> bool:
         return self.path is not None
+
+    @property
+    def source_kind(self) -> str:
+        """Where the weights come from: bundled, hub, url, manual (download by hand + import) or code."""
+        if self.bundled:
+            return "bundled"
+        if self.kind == "source-only":
+            return "code"
+        if self.hub:
+            return "hub"
+        if self.manual:
+            return "manual"
+        return "url"
+
+    @property
+    def needs_acceptance(self) -> bool:
+        return self.licence_terms != "open"
 
     def to_dict(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k != "extra" and v not in (None, "")}
@@ -111,6 +134,9 @@ def read_catalogue(path: str | Path | None = None) -> list[CatalogueEntry]:
         sha = item.get("sha256")
         if sha is not None and (not isinstance(sha, str) or len(sha) != 64):
             raise ModelError(f"catalogue entry {item['id']} has a malformed sha256", path, "fix the catalogue")
+        if item.get("licence_terms", "open") not in LICENCE_TERMS:
+            raise ModelError(f"catalogue entry {item['id']} has unknown licence_terms {item.get('licence_terms')!r}",
+                             path, f"use one of {', '.join(LICENCE_TERMS)}")
         if item.get("kind", "card") not in ENTRY_KINDS:
             raise ModelError(f"catalogue entry {item['id']} has unknown kind {item.get('kind')!r}", path,
                              f"use one of {', '.join(ENTRY_KINDS)}")
@@ -139,7 +165,22 @@ def entry_model_folder(entry: CatalogueEntry, cache: str | Path | None = None) -
     if entry.bundled:
         return (PACKAGE_DIR / entry.path).resolve()
     base = install_dir(entry.id, cache)
+    recorded = manifest_folder(base)
+    if recorded is not None:   # hub fetch and import record the results folder they installed
+        return recorded
     return base / entry.subfolder if entry.subfolder else base
+
+
+def manifest_folder(base: Path) -> Path | None:
+    """The model folder an install manifest (``.complete``) names, if it names one."""
+    marker = base / COMPLETE_MARKER
+    if not marker.is_file():
+        return None
+    try:
+        folder = json.loads(marker.read_text(encoding="utf-8")).get("folder")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return base / folder if isinstance(folder, str) and folder and "/" not in folder and folder != ".." else None
 
 
 def is_installed(entry: CatalogueEntry, cache: str | Path | None = None) -> bool:
@@ -158,12 +199,15 @@ def installed_path(model_id: str, cache: str | Path | None = None) -> Path | Non
     except ModelError:
         return None
     entry = next((e for e in entries if e.id == model_id), None)
-    if entry is None:
-        return None
+    if entry is None:   # a model imported under an id of its own
+        return manifest_folder(install_dir(model_id, cache)) if "/" not in model_id else None
     if entry.kind == "source-only":
         raise ModelError(f"model {model_id!r} publishes code, not weights", None,
                          f"train it with the authors' code ({entry.homepage or entry.url}) and give the results folder")
     if not is_installed(entry, cache):
+        if entry.manual:
+            raise ModelError(f"model {model_id!r} is not installed: its authors share it by hand", None,
+                             manual_instructions(entry))
         if entry.bundled:
             raise ModelError(f"bundled model {model_id!r} is missing from this installation",
                              entry_model_folder(entry), "reinstall HNTumorSeg (or run its training script)")
@@ -178,3 +222,27 @@ def describe(entry: CatalogueEntry, cache: str | Path | None = None) -> dict[str
     if out["installed"] or entry.bundled:
         out["folder"] = str(entry_model_folder(entry, cache))
     return out
+
+
+def manual_instructions(entry: CatalogueEntry) -> str:
+    """One sentence: where to click and what to run for an entry downloaded by hand."""
+    m = entry.manual or {}
+    return (f"open {m.get('page')}, {m.get('clicks')}, then run: {m.get('command')}"
+            if m else f"see {entry.homepage or entry.url}")
+
+
+def check_licence(entry_or_terms, licence: str, accepted: bool, what: str) -> None:
+    """Refuse a non-commercial or unstated licence unless the user accepted it (``--accept-licence``).
+
+    Example:
+        >>> check_licence("non-commercial", "CC-BY-NC-4.0", accepted=False, what="HECKTOR2025-MEDAI")
+        Traceback (most recent call last):
+        HNTumorSegLib.errors.ModelError: HECKTOR2025-MEDAI is licensed CC-BY-NC-4.0 (non-commercial) ...
+    """
+    terms = entry_or_terms.licence_terms if isinstance(entry_or_terms, CatalogueEntry) else str(entry_or_terms)
+    if terms == "open" or accepted:
+        return
+    reason = ("non-commercial: research and other non-commercial use only" if terms == "non-commercial"
+              else "no licence stated by the authors: all rights reserved unless they grant them")
+    raise ModelError(f"{what} is licensed {licence} ({reason}); its licence was not accepted", None,
+                     "read the licence, then add --accept-licence (in Slicer: accept the licence dialog)")

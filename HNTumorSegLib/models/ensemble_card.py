@@ -119,19 +119,19 @@ def _member_path(folder: Path, text: str) -> str:
     return str(candidate) if candidate.exists() else text
 
 
-def _load_member(folder: Path, item: dict, name: str, device: Any) -> EnsembleMember:
-    from .loader import load_model
-
+def _load_member(folder: Path, item: dict, name: str, device: Any, load_model) -> EnsembleMember:
     model = load_model(_member_path(folder, item["model"]), folds=item.get("folds"), device=device)
     if isinstance(model, EnsembleModel):
         raise ModelError(f"member {name} is itself an ensemble", folder / ENSEMBLE_NAME, "list its members instead")
     return EnsembleMember(name, model, float(item.get("weight", 1.0)), dict(item.get("inputs") or {}))
 
 
-def load_ensemble(folder: str | Path, device: Any = "cpu", folds: Folds | Any = None) -> EnsembleModel:
-    """Load every member (and stage) of the ensemble card in ``folder``.
+def load_ensemble(folder: str | Path, load_model, device: Any = "cpu", folds: Folds | Any = None) -> EnsembleModel:
+    """Load every member (and stage) of the ensemble card in ``folder`` with ``load_model``.
 
-    ``folds`` (from ``--folds``) applies to members that do not name their own.
+    ``load_model`` is :func:`HNTumorSegLib.models.loader.load_model` (passed in, so that this
+    module need not import the loader that imports it). ``folds`` (from ``--folds``) applies to
+    members that do not name their own.
     """
     folder = Path(folder)
     spec = read_ensemble_spec(folder / ENSEMBLE_NAME)
@@ -140,11 +140,12 @@ def load_ensemble(folder: str | Path, device: Any = "cpu", folds: Folds | Any = 
         item = dict(item)
         if "folds" not in item and folds is not None:
             item["folds"] = folds
-        members.append(_load_member(folder, item, item.get("name") or Path(item["model"]).name or f"member{i}", device))
+        members.append(_load_member(folder, item, item.get("name") or Path(item["model"]).name or f"member{i}",
+                                    device, load_model))
     total = sum(m.weight for m in members)
     for m in members:
         m.weight /= total
-    stages = {name: _load_member(folder, spec["stages"][name], name, device)
+    stages = {name: _load_member(folder, spec["stages"][name], name, device, load_model)
               for name in STAGES.get(spec.get("pipeline"), ())}
     first = members[0].model
     inputs = spec.get("inputs") or _user_inputs(members)

@@ -15,7 +15,8 @@ Accepted, in this order:
 2. an nnU-Net v2 results folder (``plans.json`` + ``dataset.json`` + ``fold_k/``), see
    :mod:`.nnunet_folder`; a folder holding exactly one such results folder also works;
 3. a catalogue id (``HNTumorSegLib/resources/models.json``): the bundled demo models, or a model
-   installed by ``hntumorseg models fetch ID``;
+   installed by ``hntumorseg models fetch ID``; a bare name is a catalogue id before it is a folder
+   (:func:`resolve_model_path`);
 4. a folder holding ``ensemble.json``: several models run together (:mod:`.ensemble_card`).
 
 Every checkpoint is read with ``torch.load(weights_only=True)``; every user-fixable
@@ -40,23 +41,47 @@ from .nnunet_folder import is_nnunet_folder, load_nnunet_folder
 from .types import LoadedModel, move_networks
 
 
+def looks_like_path(text: str) -> bool:
+    """True when ``--model`` text is a path, never a catalogue id: it holds a separator, starts with
+    ``.`` or ``~``, is absolute or ends in .pt/.pth/.json (``looks_like_path("./demo-petct")`` is True)."""
+    return (Path(text).is_absolute() or any(sep in text for sep in ("/", "\\")) or text.startswith((".", "~"))
+            or text.endswith((".pt", ".pth", ".json")))
+
+
 def resolve_model_path(id_or_path: str | Path) -> Path:
-    """A model folder from a path or a catalogue id (ModelError when neither)."""
+    """A model folder from a path or a catalogue id (ModelError when neither).
+
+    Order (README section 6, ``--model`` help): text that looks like a path (holds ``/`` or ``\\``,
+    starts with ``.`` or ``~``, is absolute, or ends in .pt/.pth/.json) is a path; a bare name is a
+    catalogue id first, then a folder of that name in the working directory. Why: a folder that
+    happens to be named like an id (``hntumorseg demo --out demo-petct``) must not hide the
+    catalogue entry; write ``./demo-petct`` for the folder.
+
+    Example:
+        >>> resolve_model_path("demo-midrt").name
+        'demo-midrt'
+    """
     text = str(id_or_path)
     path = Path(text).expanduser()
+    if looks_like_path(text):
+        if path.exists():
+            return path
+        raise ModelError("model folder not found", path, "check the path, or use a catalogue id (hntumorseg models list)")
+    from .catalogue import installed_path
+
+    try:
+        found = installed_path(text)  # raises ModelError for a known but uninstalled id
+    except ModelError as exc:
+        if path.exists():
+            raise ModelError(f"{exc.problem} (the catalogue id wins over the folder ./{text})", exc.path,
+                             f"{exc.fix}; or give the folder as ./{text}") from exc
+        raise
+    if found is not None:
+        return found
     if path.exists():
         return path
-    looks_like_path = any(sep in text for sep in ("/", "\\")) or text.startswith(".") or text.endswith(
-        (".pt", ".pth", ".json"))
-    if not looks_like_path:
-        from .catalogue import installed_path
-
-        found = installed_path(text)  # raises ModelError for a known but uninstalled id
-        if found is not None:
-            return found
-        raise ModelError(f"no model folder and no catalogue entry named {text!r}", None,
-                         "give a model folder, or one of the ids of `hntumorseg models list`")
-    raise ModelError("model folder not found", path, "check the path, or use a catalogue id (hntumorseg models list)")
+    raise ModelError(f"no catalogue entry named {text!r} and no folder ./{text} in {Path.cwd()}", None,
+                     "give a model folder path, or one of the ids of `hntumorseg models list`")
 
 
 def box_margin_vox_of(id_or_path: str | Path | None) -> int:
@@ -94,7 +119,7 @@ def load_model(id_or_path: str | Path, folds: Folds | Any = None, device: Any = 
     from .ensemble_card import is_ensemble_folder, load_ensemble
 
     if is_ensemble_folder(folder):
-        return load_ensemble(folder, device=device, folds=folds)
+        return load_ensemble(folder, load_model, device=device, folds=folds)
     if is_nnunet_folder(folder):
         return load_nnunet_folder(folder, folds=folds, device=device, checkpoint_name=checkpoint_name)
     inner = [c for c in sorted(folder.iterdir()) if c.is_dir() and is_nnunet_folder(c)] if folder.is_dir() else []
@@ -104,7 +129,9 @@ def load_model(id_or_path: str | Path, folds: Folds | Any = None, device: Any = 
         raise ModelError(f"holds {len(inner)} nnU-Net results folders ({', '.join(c.name for c in inner[:3])})",
                          folder, "give one of them")
     raise ModelError("is neither a model folder (model.json) nor an nnU-Net results folder "
-                     "(plans.json, dataset.json, fold_k/)", folder, "give the folder that holds these files")
+                     "(plans.json, dataset.json, fold_k/)" + ("" if looks_like_path(str(id_or_path)) else
+                                                             ", and no catalogue entry has this id"),
+                     folder, "give the folder that holds these files, or an id of `hntumorseg models list`")
 
 
 def load_card_folder(folder: str | Path, folds: Folds | Any = None, device: Any = "cpu") -> LoadedModel:
@@ -132,6 +159,10 @@ def load_card_folder(folder: str | Path, folds: Folds | Any = None, device: Any 
             raise ModelError(f"cannot build architecture {card.architecture.get('name')} ({exc})",
                              folder / CARD_NAME, "fix architecture.kwargs in the model card") from None
         load_strict(net, state, path, what=f"{card.architecture['name']} of the model card")
+        if card.extra.get("axis_order") == "xyz":   # MONAI x,y,z arrays (UW LAIR): see segresnet_checkpoint
+            from .segresnet_checkpoint import xyz_wrapped
+
+            net = xyz_wrapped(net)
         networks.append(net.eval())
         paths.append(path)
     kind = "segresnet" if card.architecture["name"] == "SegResNetDS" else "card"

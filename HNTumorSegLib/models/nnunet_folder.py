@@ -207,13 +207,19 @@ def load_nnunet_folder(folder: str | Path, folds: Folds | Any = None, device: An
     card = _card_for(folder, plans_manager, cm, dataset_json, label_manager, chosen, mirroring,
                      trainer_name, configuration)
     channel_names = {str(k): v for k, v in (dataset_json.get("channel_names") or dataset_json.get("modality", {})).items()}
+    from .declaration import read_declaration
+
+    declaration = read_declaration(folder, channel_names)   # seed steps (gradient map, crop): declared or inferred
+    card.task = declaration.task
+    card.box_margin_vox = declaration.box_margin_vox
+    card.licence, card.citation = declaration.licence or card.licence, declaration.citation or card.citation
     return LoadedModel(
         card=card, networks=move_networks(networks, device), kind="nnunet", folds=list(chosen), folder=folder,
         checkpoints=checkpoints, plans=plans, plans_manager=plans_manager, configuration_manager=cm,
         configuration_name=configuration, trainer_name=trainer_name, dataset_json=dataset_json,
         label_manager=label_manager, inference_allowed_mirroring_axes=(
             tuple(int(a) for a in mirroring) if mirroring is not None else None),
-        channel_names=channel_names,
+        channel_names=channel_names, declaration=declaration,
     )
 
 

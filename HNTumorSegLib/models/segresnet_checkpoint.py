@@ -91,3 +91,68 @@ def make_segresnet_folder(checkpoints: str | Path | Sequence[str | Path], folder
     ModelCard.from_dict(card, folder / "model.json")  # validate before writing
     write_card(card, folder / "model.json")
     return load_card_folder(folder)  # proves the weights fit (strict load)
+
+
+# ---- UW LAIR (HNTS-MRG 2024 task 1) -----------------------------------------------------------------
+#: What UW LAIR's released checkpoints need (their Dropbox release: ``model_0.pt`` ... ``model_9.pt``,
+#: dicts with ``state_dict``): MONAI SegResNetDS, blocks_down [1, 2, 2, 4, 4, 4], dsdepth 4, one T2
+#: input, 3 classes; ``NormalizeIntensity(nonzero=True)`` (z-score over non-zero voxels); MONAI arrays in
+#: x, y, z order; sliding window ROI [128, 192, 192] (x, y, z).
+UW_LAIR = {"kwargs": {"blocks_down": [1, 2, 2, 4, 4, 4], "dsdepth": 4, "init_filters": 32, "norm": "INSTANCE",
+                      "in_channels": 1, "out_channels": 3},
+           "roi_xyz": [128, 192, 192], "spacing": None, "axis_order": "xyz",
+           "inputs": [{"name": "T2", "normalisation": {"type": "zscore", "nonzero": True}}]}
+
+
+def uw_lair_card_fields(spec: dict, entry=None) -> dict:
+    """Card fields for UW LAIR-style checkpoints from a catalogue ``segresnet`` block (defaults: :data:`UW_LAIR`).
+
+    ``roi_xyz`` is MONAI's ROI in the network's x, y, z array order; the card's ``patch_size`` is
+    z, y, x (the order our sliding window runs in), and ``axis_order: xyz`` makes the loader wrap
+    each network so it still sees x, y, z arrays (:class:`XYZAxisOrder`).
+    """
+    spec = {**UW_LAIR, **(spec or {})}
+    kwargs = {k: v for k, v in spec["kwargs"].items() if k not in ("in_channels", "out_channels")}
+    fields = {"kwargs": kwargs, "inputs": spec["inputs"], "task": getattr(entry, "task", None) or spec.get("task"),
+              "patch_size": list(spec["roi_xyz"])[::-1], "spacing": spec.get("spacing"),
+              "axis_order": spec["axis_order"], "title": getattr(entry, "title", None) or "SegResNetDS ensemble",
+              "licence": getattr(entry, "licence", "") or "", "citation": getattr(entry, "citation", "") or ""}
+    return fields
+
+
+def write_segresnet_card(folder: str | Path, model_id: str, checkpoints: Sequence[Path], **fields: Any) -> Path:
+    """Write ``model.json`` for checkpoints already in ``folder``: one fold per checkpoint (an ensemble).
+
+    The card is validated and every checkpoint must load strictly (a ModelError otherwise).
+    """
+    from .loader import load_card_folder
+
+    folder = Path(folder)
+    inputs, kwargs = fields.pop("inputs"), fields.pop("kwargs")
+    weights = {str(i): Path(p).name for i, p in enumerate(checkpoints)}
+    sha = {Path(p).name: sha256_file(folder / Path(p).name) for p in checkpoints}
+    card = segresnet_card(model_id, inputs, weights, sha, kwargs=kwargs, **fields)
+    ModelCard.from_dict(card, folder / "model.json")
+    write_card(card, folder / "model.json")
+    load_card_folder(folder, folds="0")  # the first checkpoint loads strictly: the description is right
+    return folder / "model.json"
+
+
+def xyz_wrapped(network):
+    """``network`` trained on MONAI (x, y, z) arrays, made to take our (z, y, x) arrays."""
+    import torch
+
+    class XYZAxisOrder(torch.nn.Module):
+        """Permutes (B, C, z, y, x) -> (B, C, x, y, z) for the wrapped network and back."""
+
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            out = self.net(x.permute(0, 1, 4, 3, 2))
+            if isinstance(out, (list, tuple)):
+                return type(out)(o.permute(0, 1, 4, 3, 2) for o in out)
+            return out.permute(0, 1, 4, 3, 2)
+
+    return XYZAxisOrder(network)

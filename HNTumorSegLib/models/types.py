@@ -45,6 +45,7 @@ class LoadedModel:
     label_manager: Any = None
     inference_allowed_mirroring_axes: tuple[int, ...] | None = None
     channel_names: dict[str, str] = field(default_factory=dict)
+    declaration: Any = None  # nnU-Net folders: models.declaration.Declaration (seed steps, user inputs)
 
     @property
     def path(self) -> Path:

@@ -19,7 +19,6 @@ import os
 import time
 from typing import Any, Mapping
 
-import numpy as np
 
 from ..errors import ModelError
 from ..image import Image

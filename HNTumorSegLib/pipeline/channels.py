@@ -11,10 +11,11 @@ or a channel *derived* from one (``derived_from``):
 * ``gradient_map`` (from ``T2``): seed 003's gradient magnitude inside the lesion boxes
   (:func:`HNTumorSegLib.prompts.gradient_map.gradient_map`), already in [0, 1];
 * ``ct_sq`` / ``ct_cbrt`` (from ``CT``): seed 002's powers of the windowed CT ``x``. With the
-  CT scheme ``window01`` (seed 002's released code, the ``seed002`` channel set) ``x`` is the
-  CT's own normalised channel in [0, 1] and the powers are ``x**2``, ``x**(1/3)``; otherwise
-  ``x`` is in [-1, 1] (the CT's ``window`` scheme if it has one, else [-110, 190] HU, the
-  paper's ``seed002_paper`` set) and the cube root keeps the sign;
+  CT scheme ``window`` (or no CT input in the card) ``x`` is in [-1, 1] (that window, else
+  [-110, 190] HU: the paper's ``seed002_paper`` set) and the cube root keeps the sign; with
+  any other CT scheme - ``window01`` (the released ``seed002`` set) or ``none`` (inputs the
+  coarse-to-fine pipeline prepared in [0, 1]) - ``x`` is the CT's own normalised channel and
+  the powers are ``x**2``, ``x**(1/3)``;
 * ``pet_sq`` / ``pet_cbrt`` (from ``PET``): the same powers of the PET's normalised channel
   (the released 6-channel set); see :mod:`HNTumorSegLib.prompts.ct_channels`.
 
@@ -73,8 +74,8 @@ def _power_channel(card, name: str, base: Image) -> np.ndarray:
     """``ct_sq`` / ``ct_cbrt`` / ``pet_sq`` / ``pet_cbrt`` from the base image (module docstring)."""
     source = "CT" if name.startswith("ct_") else "PET"
     spec = _spec_of(card, source)
-    kind = str(spec.normalisation.get("type", "")).lower() if spec is not None else ""
-    if source == "PET" or kind == "window01":
+    kind = str(spec.normalisation.get("type", "")).lower() if spec is not None else "window"
+    if kind != "window":  # window01, none (inputs prepared in [0, 1] by seed 002's pipeline), range ...
         if spec is None:
             raise ModelError(f"derived input {name!r} needs a {source} input in the card", card.path,
                              f"list {source} with its normalisation before {name}")

@@ -36,7 +36,8 @@ from ..models.ensemble_card import EnsembleMember
 from ..prompts.coarse_to_fine import (OUTSIDE_CT, OUTSIDE_PET, RoiGrid, choose_fine_roi, coarse_grid, head_grid,
                                       head_point, window_head_images)
 from ..prompts.ct_channels import minmax_released
-from .ensemble_run import ensemble_probabilities, ensemble_tta, member_probabilities
+from .ensemble_run import ensemble_probabilities, ensemble_tta, member_probabilities, on_common_grid
+from .finish import finish_from_probabilities
 from .validate import ValidatedCase
 
 
@@ -44,7 +45,6 @@ def _stage_labels(case: ValidatedCase, member: EnsembleMember, images: dict[str,
                   label: str) -> Image:
     """One stage model on prepared images -> argmax labels on the images' grid."""
     from ..inference.ensemble import hard_labels
-    from .ensemble_run import on_common_grid
 
     grid = next(iter(images.values()))
     prob, own_grid = member_probabilities(case, member, images, tta, stages, label, own_task=False)
@@ -62,7 +62,6 @@ def fine_inputs(ct_head: Image, pet_head: Image, fine: RoiGrid) -> dict[str, Ima
 
 def run_coarse_to_fine(case: ValidatedCase, stages):
     """Run seed 002's pipeline for a validated request whose model is a coarse-to-fine ensemble card."""
-    from .run import finish_from_probabilities
 
     model = case.model
     tta = ensemble_tta(case)
@@ -77,11 +76,11 @@ def run_coarse_to_fine(case: ValidatedCase, stages):
 
     stages("inference", "stage 1/3: head localisation")
     head_mask = _stage_labels(case, model.stages["head"], {"CT": ct_h}, tta, stages, "head localisation")
-    point = head_point(head_mask)
+    point = head_point(head_mask, scan=ct)
     coarse = coarse_grid(point.xyz)
     regions.append({"stage": "coarse", **coarse.to_json(), "head_found": point.found})
     stages("prompts", f"coarse ROI origin {regions[-1]['origin']} size 144^3 at 2 mm"
-                      + ("" if point.found else " (no head found: centre of the head region)"))
+                      + ("" if point.found else " (no head found: centre of the scan, 70 % up the head region)"))
 
     stages("inference", "stage 2/3: coarse segmentation")
     coarse_images = {"CT": coarse.resample(ct_h, default=OUTSIDE_CT), "PET": coarse.resample(pet_h, default=OUTSIDE_PET)}

@@ -14,7 +14,7 @@ The first member's grid is the common grid: every other member's probabilities a
 onto it linearly (outside a member's own region: background 1, other classes 0). Then, as
 seed 002's released ``fuse_probabilities``: ``p = sum_m w_m p_m`` (weights normalised to 1),
 renormalised per voxel (``p / sum_k p``), argmax. Labels go back to the first input's grid and
-through the ensemble card's clean-up, exactly as a single model's (:func:`.run.finish_from_probabilities`).
+through the ensemble card's clean-up, exactly as a single model's (:func:`.finish.finish_from_probabilities`).
 
 Only softmax members can be averaged class by class; a sigmoid-region member is refused.
 
@@ -34,6 +34,7 @@ from ..errors import ModelError
 from ..image import Image, resample_to, write_image
 from ..models.ensemble_card import EnsembleMember, EnsembleModel, _own_inputs
 from .channels import model_channels
+from .finish import finish_from_probabilities
 from .outputs import paste, to_target_block
 from .tasks import prepare_work
 from .validate import ValidatedCase
@@ -131,14 +132,8 @@ def ensemble_probabilities(case: ValidatedCase, model: EnsembleModel, images: di
 
 
 def run_ensemble(case: ValidatedCase, stages):
-    """An ensemble card's run (module docstring); a coarse-to-fine card goes to :mod:`.coarse_to_fine`."""
-    from .run import finish_from_probabilities
-
+    """An ensemble card's run (module docstring); coarse-to-fine cards run :mod:`.coarse_to_fine` instead."""
     model = case.model
-    if model.pipeline == "seed002-coarse-to-fine":
-        from .coarse_to_fine import run_coarse_to_fine
-
-        return run_coarse_to_fine(case, stages)
     tta = ensemble_tta(case)
     stages("resample", f"{len(model.members)} members, each with its own preprocessing"
                        + (f"; {'; '.join(case.notes)}" if case.notes else ""))

@@ -1,9 +1,12 @@
 """All-or-nothing output writing, and the way back from the working grid to the output grid.
 
 :class:`OutputSet` writes every output of a run (labels, probabilities, uncertainty, boxes) to
-hidden temporary files beside their final paths and renames them only when all were written;
-any error (or Ctrl-C, or the worker's SIGTERM) removes the temporary files and any folder it
-made, so nothing half-written is ever left at an output path.
+hidden temporary files beside their final paths, verifies each (images are read back: header
+and voxel count, :func:`HNTumorSegLib.image.write_sitk_verified`; a full disk is caught here,
+since ``sitk.WriteImage`` does not raise on it), and renames them only when all were written.
+Any error (or Ctrl-C, or the worker's SIGTERM) removes the temporary files and any folder it
+made. :meth:`OutputSet.commit` itself is all or nothing: an earlier file at a final path is
+kept as a hard-linked backup until every rename succeeded, and put back if one fails.
 
 :func:`to_target_block` brings probabilities from the working grid back to the output grid: each
 class map is resampled linearly (labels are then the argmax there: smoother than resampling
@@ -28,8 +31,9 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..fileio import publish, temp_beside
-from ..image import Image, resample_to, write_image
+from ..errors import InputError
+from ..fileio import os_error, publish, temp_beside
+from ..image import Image, resample_to, write_sitk_verified
 
 
 class OutputSet:
@@ -43,39 +47,75 @@ class OutputSet:
 
     def _prepare(self, final: str | os.PathLike) -> Path:
         p = Path(final).expanduser()
+        if p.is_dir():
+            raise InputError("the output path is a folder", p, "give a file name such as labels.nii.gz")
         missing = []
         d = p.parent
         while not d.exists():
             missing.append(d)
             d = d.parent
-        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise os_error(exc, p.parent, "create the folder") from None
         self._made_dirs.extend(reversed(missing))
         return p
 
-    def add_image(self, role: str, image: Image, final: str | os.PathLike) -> None:
+    def _stage(self, role: str, final: str | os.PathLike) -> tuple[Path, Path]:
         p = self._prepare(final)
         tmp = temp_beside(p)
         self._staged.append((role, tmp, p))
-        write_image(image, tmp)
+        return tmp, p
+
+    def add_image(self, role: str, image: Image, final: str | os.PathLike) -> None:
+        tmp, p = self._stage(role, final)
+        write_sitk_verified(image.to_sitk(), tmp, p)
 
     def add_multichannel(self, role: str, channels: np.ndarray, grid: Image, final: str | os.PathLike) -> None:
         """A 4D image (x, y, z, channel) holding ``channels`` (K, z, y, x) on ``grid``."""
-        p = self._prepare(final)
-        tmp = temp_beside(p)
-        self._staged.append((role, tmp, p))
+        tmp, p = self._stage(role, final)
         vols = [grid.with_array(np.asarray(c, np.float32)).to_sitk() for c in channels]
-        sitk.WriteImage(sitk.JoinSeries(vols), str(tmp), useCompression=True)
+        write_sitk_verified(sitk.JoinSeries(vols), tmp, p)
 
     def add_json(self, role: str, data: Any, final: str | os.PathLike) -> None:
-        p = self._prepare(final)
-        tmp = temp_beside(p)
-        self._staged.append((role, tmp, p))
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        tmp, p = self._stage(role, final)
+        text = json.dumps(data, indent=2) + "\n"
+        try:
+            tmp.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise os_error(exc, p) from None
 
     def commit(self) -> dict[str, str]:
-        for role, tmp, final in self._staged:
-            publish(tmp, final)
-            self.files[role] = str(final)
+        """Rename every staged file over its final path, all or nothing (module docstring)."""
+        backups: list[tuple[Path, Path | None]] = []   # (final, backup of the earlier file or None)
+        try:
+            for role, tmp, final in self._staged:
+                backup = None
+                if final.exists():
+                    backup = temp_beside(final)
+                    backup.unlink()
+                    try:
+                        os.link(final, backup)
+                    except OSError:  # no hard links here (FAT, some shares): no way back for this one
+                        backup = None
+                backups.append((final, backup))
+                publish(tmp, final)
+                self.files[role] = str(final)
+        except BaseException:
+            for final, backup in reversed(backups):   # put the earlier files back
+                try:
+                    if backup is not None:
+                        os.replace(backup, final)
+                    elif final.exists() and str(final) in self.files.values():
+                        final.unlink()
+                except OSError:
+                    pass
+            self.files.clear()
+            self.rollback()
+            raise
+        for _final, backup in backups:
+            if backup is not None:
+                backup.unlink(missing_ok=True)
         self._staged.clear()
         self.committed = True
         return self.files

@@ -50,6 +50,20 @@ def parse_input_pair(text: str) -> tuple[str, str]:
     return name, path
 
 
+def parse_series_args(texts: list[str] | None, input_names: list[str]) -> dict[str, str]:
+    """``--series UID`` (the first input's) or ``--series NAME=UID`` (repeatable) -> ``{name: uid}``."""
+    out: dict[str, str] = {}
+    for text in texts or []:
+        name, sep, uid = str(text).partition("=")
+        name, uid = (name.strip(), uid.strip()) if sep else (input_names[0] if input_names else "", name.strip())
+        if not uid or name not in input_names:
+            raise InputError(f"--series {text!r} names no input", None,
+                             f"write --series UID (for {input_names[0] if input_names else 'the first input'}) "
+                             f"or --series NAME=UID with NAME one of {', '.join(input_names)}")
+        out[name] = uid
+    return out
+
+
 @dataclass
 class SegmentRequest:
     """One segmentation job (docs/design.md ``hntumorseg segment`` contract).
@@ -76,6 +90,8 @@ class SegmentRequest:
     probabilities_path: str | None = None
     uncertainty_path: str | None = None
     boxes_output_path: str | None = None
+    restrict_to_boxes: bool = False   # labels only within the boxes (+ context); lesions outside are lost
+    series: dict[str, str] = field(default_factory=dict)  # input name -> SeriesInstanceUID (DICOM folder inputs)
 
     def __post_init__(self) -> None:
         if not isinstance(self.input_paths, dict):
@@ -90,6 +106,13 @@ class SegmentRequest:
         self.task = Task.parse_optional(self.task)
         self.device = parse_device(self.device)
         self.folds = parse_folds(self.folds)
+        if not isinstance(self.series, dict) or set(self.series) - set(self.input_paths):
+            raise InputError(f"request field 'series' must map input names to series UIDs, not {self.series!r}", None,
+                             'write e.g. "series": {"CT": "1.2.840..."} for inputs given as DICOM folders')
+        self.series = {str(k): str(v).strip() for k, v in self.series.items()}
+        if not isinstance(self.restrict_to_boxes, bool):
+            raise InputError(f"request field 'restrict_to_boxes' must be true or false, not {self.restrict_to_boxes!r}",
+                             None, 'write "restrict_to_boxes": true or false')
         if not isinstance(self.tta, bool):
             raise InputError(f"request field 'tta' must be true or false, not {self.tta!r}", None,
                              'write "tta": true or "tta": false')
@@ -99,6 +122,7 @@ class SegmentRequest:
         """JSON-ready dict (the worker's ``request.json``; keys = field names)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["input_paths"] = dict(self.input_paths)
+        d["series"] = dict(self.series)
         d["task"] = None if self.task is None else str(self.task)
         d["device"] = str(self.device)
         d["folds"] = self.folds.to_json()
@@ -134,6 +158,8 @@ class SegmentRequest:
         argv += ["--model", str(self.model)]
         for name, path in self.input_paths.items():
             argv += ["--input", f"{name}={path}"]
+        for name, uid in self.series.items():
+            argv += ["--series", f"{name}={uid}"]
         if self.prior_path:
             argv += ["--prior", self.prior_path]
         if self.boxes_path:
@@ -148,6 +174,8 @@ class SegmentRequest:
             argv += ["--uncertainty", self.uncertainty_path]
         if self.boxes_output_path:
             argv += ["--save-boxes", self.boxes_output_path]
+        if self.restrict_to_boxes:
+            argv.append("--restrict-to-boxes")
         if progress:
             argv += ["--progress", str(ProgressMode.parse(progress))]
         return argv
@@ -167,7 +195,9 @@ class SegmentRequest:
         return cls(model=args.model, input_paths=input_paths, output_path=args.output, task=args.task,
                    prior_path=args.prior, boxes_path=args.boxes, device=args.device, folds=args.folds,
                    tta=bool(args.tta), probabilities_path=args.probabilities, uncertainty_path=args.uncertainty,
-                   boxes_output_path=getattr(args, "save_boxes", None))
+                   boxes_output_path=getattr(args, "save_boxes", None),
+                   series=parse_series_args(getattr(args, "series", None), list(input_paths)),
+                   restrict_to_boxes=bool(getattr(args, "restrict_to_boxes", False)))
 
 
 @dataclass
@@ -184,6 +214,7 @@ class SegmentResult:
     volumes_ml: dict[str, float] = field(default_factory=dict)
     boxes: list = field(default_factory=list)
     regions: list = field(default_factory=list)   # seed 002's stage ROIs (coarse-to-fine pipeline)
+    warnings: list = field(default_factory=list)  # input warnings (constant image, smaller than a patch ...)
 
     @property
     def labels(self) -> str:

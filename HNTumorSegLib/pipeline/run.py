@@ -27,6 +27,9 @@ import numpy as np
 from .. import LABEL_NAMES
 from ..errors import InputError
 from .channels import model_channels
+from .finish import finish_from_probabilities
+from .finish import labels_from as _labels_from  # noqa: F401 - kept for importers of the old name
+from .finish import volumes_ml as _volumes_ml
 from .outputs import OutputSet, paste, to_target_block
 from .request import SegmentRequest, SegmentResult
 from .tasks import prepare_work
@@ -64,45 +67,29 @@ def _predictor_output(card_output: str) -> str:
     return "softmax" if card_output == "softmax" else "sigmoid"
 
 
-def _labels_from(prob: np.ndarray, output: str) -> np.ndarray:
-    from ..inference.ensemble import hard_labels
-    from ..postprocess import fuse_binary_probabilities
-
-    if output == "softmax":
-        return hard_labels(prob, output)
-    return fuse_binary_probabilities(prob[0], prob[1])  # seed 002's GTVp/GTVn region maps
-
-
-def _volumes_ml(labels: np.ndarray, spacing) -> dict[str, float]:
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    return {name: round(float(np.count_nonzero(labels == value)) * voxel_ml, 3) for value, name in LABEL_NAMES.items()}
-
-
 def run_nnunet(case: ValidatedCase, stages: _Stages) -> SegmentResult:
     """A raw nnU-Net results folder: nnU-Net's own preprocessing and export around our Predictor
-    (:func:`HNTumorSegLib.inference.nnunet_inference.predict_nnunet_case`). With ``--boxes`` the
-    labels outside the boxes (+ :data:`.tasks.REGION_CONTEXT_MM`) are set to background."""
+    (:func:`HNTumorSegLib.inference.nnunet_inference.predict_nnunet_case`), with the seed steps the
+    folder declares (gradient map, head crop: :mod:`.seed_steps`). Whole image unless
+    ``--restrict-to-boxes``."""
     from ..inference.ensemble import predictive_entropy
     from ..inference.nnunet_inference import predict_nnunet_case
-    from ..prompts.boxes import boxes_to_mask
-    from .tasks import REGION_CONTEXT_MM
+    from .seed_steps import finish_labels, seed_steps_for
 
     request, model = case.request, case.model
     target = case.reference
     stages("inference", "nnU-Net preprocessing, sliding window and export")
     want_prob = bool(request.probabilities_path or request.uncertainty_path)
-    res = predict_nnunet_case(
-        model, {name: request.input_paths[name] for name in case.images}, device=case.device, tta=request.tta,
-        return_probabilities=want_prob,
-        progress=lambda stage="inference", fraction=0.0, message="": stages.progress("inference", fraction, message))
+    with seed_steps_for(case, stages.progress) as seed:
+        res = predict_nnunet_case(
+            model, seed.files, device=case.device, tta=request.tta, return_probabilities=want_prob,
+            progress=lambda stage="inference", fraction=0.0, message="": stages.progress("inference", fraction, message))
     stages("clean-up", "labels on the first input's grid")
-    labels = np.asarray(res.segmentation).astype(np.uint8)
+    labels = finish_labels(seed, request, res.segmentation)
     if labels.shape != target.array.shape:
         raise InputError(f"nnU-Net returned a segmentation of shape {labels.shape} for an image of shape "
                          f"{target.array.shape}", request.input_paths[case.reference_name],
                          "check the input is a plain 3D image in the orientation nnU-Net was trained on")
-    if case.boxes:
-        labels[~boxes_to_mask(case.boxes, target, margin_mm=REGION_CONTEXT_MM)] = 0
     stages("write", "writing outputs")
     with OutputSet() as out:
         out.add_image("labels", target.with_array(labels), request.output_path)
@@ -112,16 +99,19 @@ def run_nnunet(case: ValidatedCase, stages: _Stages) -> SegmentResult:
         if request.uncertainty_path and prob is not None:
             out.add_image("uncertainty", target.with_array(predictive_entropy(prob, "softmax")), request.uncertainty_path)
         if request.boxes_output_path:
-            out.add_json("boxes", [b.to_dict() for b in case.boxes], request.boxes_output_path)
+            out.add_json("boxes", [b.to_dict() for b in seed.boxes], request.boxes_output_path)
     stages.end()
     timings = dict(stages.timings, **{f"nnunet.{k}": round(v, 3) for k, v in res.timings.items()})
     timings["total"] = stages.total()
     return SegmentResult(files=out.files, timings=timings, device=str(case.device), model_id=model.card.id,
-                         task=case.task, volumes_ml=_volumes_ml(labels, target.spacing), boxes=list(case.boxes))
+                         task=case.task, volumes_ml=_volumes_ml(labels, target.spacing), boxes=list(seed.boxes))
 
 
-def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False) -> SegmentResult:
-    """Run a request already checked by :func:`validate_request` (see :func:`run_segmentation`)."""
+def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False, refine=None) -> SegmentResult:
+    """Run a request already checked by :func:`validate_request` (see :func:`run_segmentation`).
+
+    ``refine`` (a :class:`.refine.BoxRefinement`): only the tiles touching its boxes run and
+    its ``merge`` keeps the base labels outside them."""
     from ..inference import EnsembleOptions, EnsemblePredictor, TilingOptions
 
     request, model = case.request, case.model
@@ -129,6 +119,10 @@ def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False
     if model.kind == "nnunet":
         return run_nnunet(case, stages)
     if model.kind == "ensemble":
+        if getattr(model, "pipeline", None) == "seed002-coarse-to-fine":
+            from .coarse_to_fine import run_coarse_to_fine
+
+            return run_coarse_to_fine(case, stages)
         from .ensemble_run import run_ensemble
 
         return run_ensemble(case, stages)
@@ -146,70 +140,28 @@ def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False
                              low_memory=low_memory),  # the worker's retry after a GPU out-of-memory
         options=EnsembleOptions(uncertainty="entropy" if request.uncertainty_path else None),
         progress=lambda stage="inference", fraction=0.0, message="": stages.progress("inference", fraction, message))
-    pred = predictor.predict(x, region=work.region)
+    touching = None if refine is None else refine.tiles_mask(work)
+    pred = predictor.predict(x, region=work.region, touching=touching)
     return finish_from_probabilities(case, stages, pred.probabilities, work.grid, work.target, output,
-                                     boxes=list(work.boxes), uncertainty=pred.uncertainty, n_tiles=int(pred.n_tiles))
-
-
-def finish_from_probabilities(case: ValidatedCase, stages: _Stages, probabilities: np.ndarray, grid, target,
-                              output: str, boxes: list, uncertainty: np.ndarray | None = None,
-                              n_tiles: int = 0, labels_nearest: bool = False) -> SegmentResult:
-    """Probabilities on ``grid`` -> labels on ``target`` (argmax or threshold), the card's clean-up, all outputs.
-
-    Shared by single models and ensembles (:mod:`.ensemble_run`), so both write the same files.
-    ``labels_nearest``: labels are decided on ``grid`` and moved by nearest neighbour (seed 002's
-    released paste-back) instead of moving the probabilities first.
-    """
-    from ..postprocess import clean_up
-
-    request, card = case.request, case.model.card
-    stages("clean-up", "back to the output grid")
-    k = probabilities.shape[0]
-    fill = np.zeros(k, np.float32)
-    if output == "softmax":
-        fill[0] = 1.0
-    block, sl = to_target_block(probabilities, grid, target, fill)
-    labels = np.zeros(target.array.shape, np.uint8)
-    if labels_nearest:
-        from ..image import resample_to
-
-        on_grid = grid.with_array(_labels_from(probabilities, output).astype(np.uint8))
-        labels = resample_to(on_grid, target, label=True, default_value=0).array.astype(np.uint8)
-    elif block.size:
-        labels[sl] = _labels_from(block, output)
-    post = card.postprocess or {}
-    labels = clean_up(labels, target.spacing, post.get("min_volume_ml") or {},
-                      keep_largest_gtvp=bool(post.get("keep_largest_gtvp", False)))
-
-    stages("write", "writing outputs")
-    with OutputSet() as out:
-        out.add_image("labels", target.with_array(labels.astype(np.uint8)), request.output_path)
-        if request.probabilities_path:
-            out.add_multichannel("probabilities", paste(block, sl, target.array.shape, fill), target,
-                                 request.probabilities_path)
-        if request.uncertainty_path:
-            unc = uncertainty if uncertainty is not None else np.zeros(grid.array.shape, np.float32)
-            ublock, usl = to_target_block(unc[None], grid, target, np.zeros(1, np.float32))
-            out.add_image("uncertainty", target.with_array(paste(ublock, usl, target.array.shape, [0.0])[0]),
-                          request.uncertainty_path)
-        if request.boxes_output_path:
-            out.add_json("boxes", [b.to_dict() for b in boxes], request.boxes_output_path)
-    stages.end()
-    timings = dict(stages.timings)
-    timings["total"] = stages.total()
-    return SegmentResult(files=out.files, timings=timings, device=str(case.device), model_id=card.id,
-                         n_tiles=int(n_tiles), task=case.task, volumes_ml=_volumes_ml(labels, target.spacing),
-                         boxes=list(boxes))
+                                     boxes=list(work.boxes), uncertainty=pred.uncertainty, n_tiles=int(pred.n_tiles),
+                                     labels_hook=None if refine is None else refine.merge)
 
 
 def run_segmentation(request: SegmentRequest | dict, progress: Progress | None = None,
-                     low_memory: bool = False) -> SegmentResult:
-    """Segment one case (module docstring). User mistakes raise :class:`InputError` before any output exists."""
+                     low_memory: bool = False, model_loader=None) -> SegmentResult:
+    """Segment one case (module docstring). User mistakes raise :class:`InputError` before any output exists.
+
+    ``model_loader``: a warm session's model cache (:mod:`HNTumorSegLib.session`); refinement of
+    edited boxes is :func:`.refine.refine_segmentation`."""
     if isinstance(request, dict):
         request = SegmentRequest.from_dict(request)
     if not isinstance(request, SegmentRequest):
         raise InputError(f"not a segmentation request ({type(request).__name__})")
     stages = _Stages(progress)
     stages("load", "reading inputs and the model")
-    case = validate_request(request)
-    return run_validated(case, stages, low_memory=low_memory)
+    case = validate_request(request, model_loader=model_loader)
+    for warning in case.warnings:   # a line each in the progress stream; also in the result (issue 11)
+        stages.progress("load", 0.0, f"warning: {warning}")
+    result = run_validated(case, stages, low_memory=low_memory)
+    result.warnings = list(case.warnings)
+    return result

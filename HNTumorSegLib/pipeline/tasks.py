@@ -10,8 +10,8 @@ are written on (the first input: T2 or CT).
   voxels per side (a validated card field, default 4: why 4 is in
   :mod:`HNTumorSegLib.models.card`; Slicer's "Boxes from prior" reads the same field);
   ``--boxes`` replaces the prior's boxes. The
-  gradient map is computed inside the boxes (:mod:`.channels`) and only tiles near the boxes
-  run (box-restricted mode).
+  gradient map is computed inside the boxes (:mod:`.channels`); the whole image is segmented, as
+  the seeds ran, unless ``--restrict-to-boxes`` (only tiles near the boxes run; lesions outside are lost).
 * ``petct`` (seeds 002, 004): seed 004's head crop around the PET hot spot
   (:func:`~HNTumorSegLib.prompts.head_localisation.locate_head`), or with ``--boxes`` a crop
   around the boxes (+20 mm), made directly at the model's spacing when it is isotropic
@@ -78,8 +78,9 @@ def _working_images(images: dict[str, Image], spacing) -> dict[str, Image]:
     return _on_grid(images, grid)
 
 
-def _region(boxes: list[LesionBox], grid: Image) -> np.ndarray | None:
-    return boxes_to_mask(boxes, grid, margin_mm=REGION_CONTEXT_MM) if boxes else None
+def _region(boxes: list[LesionBox], grid: Image, restrict: bool = True) -> np.ndarray | None:
+    """The box-restricted region, only with ``--restrict-to-boxes`` (whole image by default, as the seeds ran)."""
+    return boxes_to_mask(boxes, grid, margin_mm=REGION_CONTEXT_MM) if boxes and restrict else None
 
 
 def prepare_midrt(case: ValidatedCase) -> Work:
@@ -93,7 +94,7 @@ def prepare_midrt(case: ValidatedCase) -> Work:
         boxes = boxes_from_mask(prior, margin_vox=margin)
         notes.append(f"{len(boxes)} box(es) from the prior, margin {margin} voxels")
     images = _working_images(case.images, card.spacing_xyz)
-    return Work(images, t2, boxes, _region(boxes, next(iter(images.values()))), notes)
+    return Work(images, t2, boxes, _region(boxes, next(iter(images.values())), case.request.restrict_to_boxes), notes)
 
 
 def prepare_petct(case: ValidatedCase) -> Work:
@@ -119,7 +120,7 @@ def prepare_petct(case: ValidatedCase) -> Work:
 def prepare_generic(case: ValidatedCase) -> Work:
     images = _working_images(case.images, case.model.card.spacing_xyz)
     boxes = list(case.boxes)
-    return Work(images, case.reference, boxes, _region(boxes, next(iter(images.values()))))
+    return Work(images, case.reference, boxes, _region(boxes, next(iter(images.values())), case.request.restrict_to_boxes))
 
 
 def prepare_work(case: ValidatedCase) -> Work:

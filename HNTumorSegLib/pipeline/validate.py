@@ -3,7 +3,7 @@
 Everything a user can get wrong is found here, each as one :class:`InputError` line naming
 the file and the fix (exit code 2), before a single voxel is predicted or written:
 
-* output paths: an image suffix, not equal to any input (nor to each other), a folder that
+* output paths: an image suffix, not equal to or resolving to any input (nor to each other; :mod:`HNTumorSegLib.protect`), a folder that
   exists or can be made and is writable;
 * the device (an explicitly asked, absent device is a DeviceError);
 * the model: folder or catalogue id, card, checkpoints, folds (ModelError from the loader);
@@ -33,10 +33,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..dicom.read import read_volume
 from ..image import Image, check_labels, check_overlap, read_image
+from ..protect import check_request
 from .channels import user_inputs
 from .request import SegmentRequest
 
+DICOM_MODALITY = {"CT": "CT", "PET": "PT", "T2": "MR"}  # input name -> modality, to pick a series in a study folder
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 
 
@@ -52,6 +55,7 @@ class ValidatedCase:
     boxes: list = field(default_factory=list)   # LesionBox list from --boxes (empty if none)
     device: Any = None              # torch.device
     notes: list[str] = field(default_factory=list)  # warnings for the progress (e.g. PET registered to the CT)
+    warnings: list[str] = field(default_factory=list)  # content/size warnings: progress stream and result (issue 11)
 
     @property
     def reference_name(self) -> str:
@@ -62,26 +66,11 @@ class ValidatedCase:
         return self.images[self.reference_name]
 
 
-def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    pa, pb = Path(a).expanduser(), Path(b).expanduser()
-    try:
-        if pa.exists() and pb.exists():
-            return os.path.samefile(pa, pb)
-    except OSError:
-        pass
-    return pa.resolve() == pb.resolve()
-
-
 def check_output_paths(request: SegmentRequest) -> None:
     """Outputs: image suffix, distinct from every input and each other, in a writable folder."""
     outputs = {"--output": request.output_path, "--probabilities": request.probabilities_path,
                "--uncertainty": request.uncertainty_path, "--save-boxes": request.boxes_output_path}
     outputs = {k: v for k, v in outputs.items() if v}
-    given = dict(request.input_paths)
-    if request.prior_path:
-        given["--prior"] = request.prior_path
-    if request.boxes_path:
-        given["--boxes"] = request.boxes_path
     for flag, out in outputs.items():
         name = Path(out).name.lower()
         if flag == "--save-boxes":
@@ -90,25 +79,19 @@ def check_output_paths(request: SegmentRequest) -> None:
         elif not name.endswith(WRITABLE_SUFFIXES):
             raise InputError(f"{flag} needs an image file name", out,
                              f"end it with one of {', '.join(WRITABLE_SUFFIXES)}")
-        for what, path in given.items():
-            if _same_file(out, path):
-                raise InputError(f"{flag} is the same file as the input {what}", out,
-                                 "choose another output path so the input is not overwritten")
         folder = Path(out).expanduser().resolve().parent
         probe = folder
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
             raise InputError(f"cannot write {flag} into {folder}", out, "choose a folder you can write to")
-    paths = list(outputs.items())
-    for i, (fa, a) in enumerate(paths):
-        for fb, b in paths[i + 1:]:
-            if _same_file(a, b):
-                raise InputError(f"{fa} and {fb} name the same file", a, "give each output its own path")
+    check_request(request)  # protected paths (symlinks, hard links, case), regular files only
 
 
 def expected_inputs(model: Any) -> list[str]:
     """Input names the user gives for this model, first = output grid (T2, or CT; nnU-Net: channel 0)."""
+    if getattr(model, "declaration", None) is not None:   # nnU-Net folder: derived channels are made, not given
+        return list(model.declaration.user_inputs)
     if getattr(model, "kind", None) == "nnunet" or getattr(model, "channel_names", None):
         return list(model.input_names)
     return user_inputs(model.card)
@@ -135,8 +118,12 @@ def check_input_names(request: SegmentRequest, expected: list[str], model_name: 
                          f"add --input {missing[0]}=PATH")
 
 
-def validate_request(request: SegmentRequest) -> ValidatedCase:
-    """Check everything (module docstring) and return the loaded case. Raises InputError on any problem."""
+def validate_request(request: SegmentRequest, model_loader: Any = None) -> ValidatedCase:
+    """Check everything (module docstring) and return the loaded case. Raises InputError on any problem.
+
+    ``model_loader``: called like :func:`~HNTumorSegLib.models.loader.load_model`; a warm
+    session (:mod:`HNTumorSegLib.session`) passes its cache so the model loads once.
+    """
     from ..inference.devices import resolve_device
     from ..models.loader import load_model
     from ..prompts.boxes import box_to_index_slices, read_boxes
@@ -146,14 +133,15 @@ def validate_request(request: SegmentRequest) -> ValidatedCase:
         raise InputError("no input image given", None, "add --input NAME=PATH (T2, or CT and PET)")
     check_output_paths(request)
     device = resolve_device(request.device)
-    model = load_model(request.model, folds=request.folds, device="cpu")   # request.folds: a Folds
+    model = (model_loader or load_model)(request.model, folds=request.folds, device="cpu")  # request.folds: a Folds
     task = resolve_task(request, model)
     expected = expected_inputs(model)
     check_input_names(request, expected, model.card.id)
 
     images: dict[str, Image] = {}
     for name in expected:
-        images[name] = read_image(request.input_paths[name], name=f"{name} image")
+        images[name] = read_volume(request.input_paths[name], name=f"{name} image", series=request.series.get(name),
+                                   prefer_modality=DICOM_MODALITY.get(name))  # a file, or a DICOM folder
     ref_name = expected[0]
     ref = images[ref_name]
     notes: list[str] = []
@@ -190,5 +178,21 @@ def validate_request(request: SegmentRequest) -> ValidatedCase:
     if task == "midrt" and prior is None and not boxes:
         raise InputError("the midrt task needs the registered pre-RT mask", None,
                          "add --prior PRE_RT_MASK.nii.gz (or --boxes boxes.json)")
+    warnings = [w for img in images.values() for w in img.notes] + _patch_warnings(model, ref, ref_name)
     return ValidatedCase(request=request, model=model, task=task, images=images, prior=prior, boxes=boxes,
-                         device=device, notes=notes)
+                         device=device, notes=notes, warnings=warnings)
+
+
+def _patch_warnings(model: Any, ref: Image, ref_name: str) -> list[str]:
+    """A volume smaller than one patch of the model (image_checks.patch_warnings)."""
+    from ..image_checks import patch_warnings
+
+    manager = getattr(model, "configuration_manager", None)
+    if manager is not None:   # nnU-Net: spacing in z, y, x
+        spacing_xyz = list(manager.spacing)[::-1]
+    else:
+        spacing_xyz = getattr(model.card, "spacing_xyz", None)
+    try:
+        return patch_warnings(ref, spacing_xyz, model.patch_size, f"the {ref_name} image")
+    except (TypeError, ValueError):  # a model without a fixed patch: nothing to compare
+        return []

@@ -33,8 +33,8 @@ released fine ResEnc-L takes 2 channels).
   minimum voxel-centre x and y and the maximum voxel-centre z of the CT in LPS (the same
   numbers for an identity direction), so a flipped CT gets the same region.
 * Where the released code stops with an error we go on, saying so: no head found -> the
-  head region's centre in x, y and 70 % of its height; no tumour in the coarse labels -> the
-  coarse ROI's centre (:class:`FineRoiChoice`).
+  scan's centre in x, y and 70 % of the head region's height; no tumour in the coarse labels
+  -> the coarse ROI's centre (:class:`FineRoiChoice`).
 
 Example:
     >>> grid = head_grid(ct)                          # 256 x 256 x 128 at 2 x 2 x 3 mm
@@ -136,13 +136,22 @@ class HeadPoint:
     bbox_zyx: tuple[tuple[int, int], ...] | None = None
 
 
-def head_point(head_mask: Image, z_fraction: float = HEAD_Z_FRACTION, released_offset: bool = True) -> HeadPoint:
-    """The released ``get_head_centroid`` on a head mask (on the head-region grid)."""
+def head_point(head_mask: Image, z_fraction: float = HEAD_Z_FRACTION, released_offset: bool = True,
+               scan: Image | None = None) -> HeadPoint:
+    """The released ``get_head_centroid`` on a head mask (on the head-region grid).
+
+    No head in the mask (the released code stops there): the centre of ``scan``'s extent in x, y
+    (the head region's when no scan is given) at ``z_fraction`` of the head region's height.
+    """
     labels, n = ndimage.label(np.asarray(head_mask.array) > 0, structure=_FACES)
     origin, spacing = np.asarray(head_mask.origin), np.asarray(head_mask.spacing)
     if n == 0:
         z, y, x = (np.array(head_mask.array.shape) * np.array([z_fraction, 0.5, 0.5])).astype(int)
-        return HeadPoint(tuple(float(v) for v in np.array([x, y, z]) * spacing + origin), False)
+        xyz = np.array([x, y, z]) * spacing + origin
+        if scan is not None:
+            lo, hi = _voxel_centre_bounds(scan)
+            xyz[:2] = (lo[:2] + hi[:2]) / 2
+        return HeadPoint(tuple(float(v) for v in xyz), False)
     sizes = np.bincount(labels.ravel())[1:]
     largest = int(np.argmax(sizes)) + 1          # ties: the first label, as max() over regionprops
     box = ndimage.find_objects((labels == largest).astype(np.int32))[0]

@@ -122,8 +122,17 @@ def channel_set_arrays(name: str, ct: Image | np.ndarray, pet: Image | np.ndarra
                          "resample the PET onto the CT grid first (image.resample_to)")
     if name == "seed002_paper":
         return enhanced_channels(c, p)
-    x = minmax_released(window_ct_01(c))
-    q = minmax_released(p)
+    return seed002_stack(minmax_released(window_ct_01(c)), minmax_released(p), n_channels)
+
+
+def seed002_stack(x: np.ndarray, q: np.ndarray, n_channels: int) -> np.ndarray:
+    """The released set's channels from the prepared CT ``x`` and PET ``q`` (both in [0, 1]).
+
+    2 -> ``[x, q]``, 4 -> ``[x, x^2, x^(1/3), q]``, 6 -> ``[x, x^2, x^(1/3), q, q^2, q^(1/3)]``.
+    """
+    _check_set("seed002", n_channels)
+    x = np.clip(np.asarray(x, np.float32), 0.0, None)
+    q = np.clip(np.asarray(q, np.float32), 0.0, None)
     if n_channels == 2:
         out = [x, q]
     elif n_channels == 4:

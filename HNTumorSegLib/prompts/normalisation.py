@@ -7,6 +7,8 @@ Schemes (``normalise(array, scheme)``, result float32):
   ``"use_mask": true`` and a ``mask`` argument the statistics come from the mask and the
   outside is set to 0 (nnU-Net's ``use_mask_for_norm``, where the outside holds 0 after its
   nonzero crop).
+  With ``"nonzero": true`` the statistics come from the non-zero voxels and zeros stay 0 (MONAI's
+  ``NormalizeIntensity(nonzero=True)``, UW LAIR's HNTS-MRG 2024 SegResNetDS).
 * ``{"type": "ct", "mean", "std", "percentile_00_5", "percentile_99_5"}`` - nnU-Net's
   ``CTNormalization``: clip to the *dataset's* foreground 0.5 / 99.5 percentiles, subtract the
   dataset's foreground mean, divide by its std. Seed 004 uses it for the CT; the numbers come
@@ -91,6 +93,12 @@ def _normalise_one(array: np.ndarray, scheme: dict[str, Any], mask: np.ndarray |
     if kind == "none":
         return image
     if kind == "zscore":
+        if scheme.get("nonzero"):  # MONAI NormalizeIntensity(nonzero=True): statistics over x != 0, zeros stay 0
+            inside = image != 0
+            out = np.zeros_like(image)
+            if inside.any():
+                out[inside] = (image[inside] - image[inside].mean()) / max(float(image[inside].std()), _EPS)
+            return out
         if scheme.get("use_mask") and mask is not None:
             inside = np.asarray(mask, dtype=bool)
             mean, std = image[inside].mean(), image[inside].std()

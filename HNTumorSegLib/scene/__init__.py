@@ -10,6 +10,11 @@ same code runs inside 3D Slicer (on ``slicer.mrmlScene``) and on the ``slicer-co
 * :mod:`.segmentation_io` - label map <-> ``vtkMRMLSegmentationNode`` with terminology;
 * :mod:`.review` - volumes, lesion list and comparison with a reference as table nodes;
 * :mod:`.logic` - the module's logic: parameters, start / poll / cancel the worker, import, export.
+* :mod:`.panel_params` - the panel's typed parameter pack (mirrored by the module's parameter node);
+* :mod:`.model_choice` - the models offered for a task, a typed / browsed model folder, licence and source;
+* :mod:`.run_estimate` - the device a run uses and a rough CPU time (the long-run warning);
+* :mod:`.scene_close` - File > Close Scene: cancel the running job, re-read the parameters;
+* :mod:`.sample_data` - the phantom cases registered in Slicer's Sample Data module.
 
 Nothing here imports ``qt``, ``ctk`` or ``slicer.app``; importing this package does not
 import ``slicer`` either (each module does, so the command line never pays for it).

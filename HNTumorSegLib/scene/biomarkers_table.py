@@ -8,14 +8,21 @@ patient row, the lesion's SUVmean x volume for lesion rows). Undefined values (a
 are NaN in the table, as the other review tables. Only MRML/VTK, so it runs in Slicer and on
 the slicer-core wheel.
 
+For an outcome prediction (only when an outcome model is selected),
+:func:`survival_chart_nodes` makes the small interval-survival plot: a table (``day``,
+``relapse_free``: 1 at day 0, then S_k at each cut point), a plot series (step curve) and a
+chart titled "Research only"; the last interval (beyond 2626 days) has no end and is not drawn.
+
 Example:
     >>> node = biomarker_table_node(scene, compute_biomarkers(pet, labels))
+    >>> table, series, chart = survival_chart_nodes(scene, prediction)   # OutcomePredictor.predict()
 """
 
 from __future__ import annotations
 
 from .review import table_node_from_rows
 
+CHART_TITLE = "Research only: predicted relapse-free survival"
 BIOMARKER_COLUMNS = ("name", "volume_ml", "SUVmax", "SUVmean", "SUVpeak", "TLG")
 TABLE_NAME = "HNTumorSeg PET biomarkers"
 
@@ -36,3 +43,32 @@ def biomarker_rows(biomarkers: dict) -> list[dict]:
 def biomarker_table_node(scene, biomarkers: dict, node=None, name: str = TABLE_NAME):
     """A table node (new, or ``node`` refilled) showing :func:`biomarker_rows`."""
     return table_node_from_rows(scene, biomarker_rows(biomarkers), name, BIOMARKER_COLUMNS, node=node)
+
+
+def survival_rows(prediction: dict) -> list[dict]:
+    """(day, relapse-free probability) points of the curve: day 0 -> 1, then each cut point -> S_k."""
+    rfs = prediction["rfs"]
+    rows = [{"day": 0.0, "relapse_free": 1.0}]
+    for name, s in zip(rfs["intervals_days"], rfs["survival"]):
+        end = name.split(",")[1].strip(" )")
+        if end != "inf":
+            rows.append({"day": float(end), "relapse_free": float(s)})
+    return rows
+
+
+def survival_chart_nodes(scene, prediction: dict, name: str = "HNTumorSeg RFS"):
+    """(table node, plot series node, plot chart node) of the predicted interval survival."""
+    table = table_node_from_rows(scene, survival_rows(prediction), f"{name} table", ("day", "relapse_free"))
+    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{name} curve")
+    series.SetAndObserveTableNodeID(table.GetID())
+    series.SetXColumnName("day")
+    series.SetYColumnName("relapse_free")
+    series.SetPlotType(series.PlotTypeScatter)
+    series.SetLineStyle(series.LineStyleSolid)
+    series.SetMarkerStyle(series.MarkerStyleCircle)
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"{name} chart")
+    chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    chart.SetTitle(CHART_TITLE)
+    chart.SetXAxisTitle("days after the end of radiotherapy")
+    chart.SetYAxisTitle("relapse-free probability")
+    return table, series, chart

@@ -27,7 +27,6 @@ import re
 from pathlib import Path
 
 from ..errors import InputError
-from ..image import read_image
 from ..vocab import Task
 from .mrml import sh_item, study_item, volume_node_from_image
 
@@ -102,7 +101,9 @@ def load_image_node(scene, path: str | os.PathLike, label: bool = False, name: s
         from ..dicom.select import select_series
 
         geometry = select_series(p, need_frame_of_reference=False)  # export checks it, with its own line
-    img = read_image(p, label=label)
+    from ..dicom.read import read_volume
+
+    img = read_volume(p, label=label, series=geometry.uid if geometry else None)
     node = volume_node_from_image(scene, img, name or strip_image_suffix(p.name), label=label)
     node.SetAttribute("HNTumorSeg.SourcePath", str(p))
     if geometry is not None:  # the series' own files, for DICOM SEG / RTSTRUCT export

@@ -170,6 +170,7 @@ class SegmentationSceneLogic:
         return SegmentRequest(task=params.task, input_paths=inputs, prior_path=prior, boxes_path=boxes,
                               model=params.model, device=params.device, folds=folds, tta=tta,
                               output_path=str(out / "labels.nii.gz"),
+                              restrict_to_boxes=Quality.parse(params.quality) is Quality.FAST,  # CPU fast path
                               uncertainty_path=str(out / "uncertainty.nii.gz") if params.save_uncertainty else None)
 
     def start(self, params: Parameters, argv: list | None = None):

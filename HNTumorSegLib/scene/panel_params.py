@@ -22,9 +22,12 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Optional, Union  # noqa: F401 (the annotations below)
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..vocab import Device, Quality, Task
+
+if TYPE_CHECKING:  # MRML classes: only for readers and type checkers (slicer is not imported here)
+    from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 #: node field -> input role of the scene logic (``scene.inputs.TASK_INPUTS``)
 NODE_ROLES = {"t2": "T2", "ct": "CT", "pet": "PET"}
@@ -41,11 +44,11 @@ class PanelParameters:
     use_boxes: bool = True
     save_uncertainty: bool = False
     # typing.Optional / Union rather than "X | None": Slicer 5.12's parameterNodeWrapper matches node
-    # unions by typing.Union; the names are MRML classes, resolved in Slicer only (noqa: F821)
-    t2: Optional[vtkMRMLScalarVolumeNode] = None  # noqa: F821
-    ct: Optional[vtkMRMLScalarVolumeNode] = None  # noqa: F821
-    pet: Optional[vtkMRMLScalarVolumeNode] = None  # noqa: F821
-    prior: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode, None] = None  # noqa: F821
+    # unions by typing.Union
+    t2: Optional[vtkMRMLScalarVolumeNode] = None
+    ct: Optional[vtkMRMLScalarVolumeNode] = None
+    pet: Optional[vtkMRMLScalarVolumeNode] = None
+    prior: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode, None] = None
 
     def to_run_parameters(self):
         """The scene logic's Parameters: node IDs of the task's inputs and prior."""

@@ -5,7 +5,7 @@ One ROI markup per lesion, named like the box (``GTVp-1``, ``GTVn-2``), coloured
 ``SegmentationCategoryTypeModifier-HNTumorSeg.term.json``), its label stored in the node attribute
 ``HNTumorSeg.Label``. Reading back goes through the ROI's *object-to-world* transform (its own orientation and any parent transforms): all 8 corners are
 mapped to world RAS and their min / max form the box, so a rotated ROI gives the axis-aligned
-RAS bounding box of what the user sees (DESIGN.md "Boxes").
+RAS bounding box of what the user sees (docs/design.md "Boxes").
 
 The label of an ROI the user made himself (Markups toolbar) comes from the attribute, else from
 its name (``GTVn...`` -> 2, ``GTVp...`` -> 1); an ROI with neither is refused with a fix.

@@ -60,6 +60,7 @@ class RawDatasetWriter:
     nnunet_channel_names: Sequence[str] | None = None  # default: the inputs' names
     description: str = ""
     cases: list[RawCase] = field(default_factory=list)
+    labels: dict | None = None      # default LABELS (background, GTVp, GTVn); seed 002's head stage: Head
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -99,7 +100,7 @@ class RawDatasetWriter:
         names = list(self.nnunet_channel_names or [i["name"] for i in self.inputs])
         data = {
             "channel_names": {str(k): n for k, n in enumerate(names)},
-            "labels": dict(LABELS),
+            "labels": dict(self.labels or LABELS),
             "numTraining": len(self.cases),
             "file_ending": ".nii.gz",
             "name": self.name,

@@ -2,8 +2,9 @@
 
 Per endpoint (``rfs`` or ``hpv``) and fold (sections 3.2, 3.3):
 
-* folds: patients shuffled with ``seed`` and cut into ``n_folds`` parts (scikit-learn's
-  ``KFold(shuffle=True)``, as the released code); one case per patient, so patient-wise;
+* folds: patients shuffled with ``seed`` and cut into ``n_folds`` near-equal parts (the released
+  code's ``KFold(shuffle=True)`` scheme; numpy permutation here, so not its exact split); one case
+  per patient, so patient-wise;
   patients without the endpoint's target are left out of that endpoint;
 * clinical encoding fitted on the fold's training patients only (released code: on all
   patients; fitting inside the fold keeps validation patients unseen) and saved with the fold;

@@ -18,7 +18,7 @@ Slicer. The module (``HNTumorSeg.py``) calls :func:`register_kwargs` at ``startu
 Node names are chosen so that **Assign inputs by name** picks them (``scene.inputs.auto_assign``).
 
 Example:
-    >>> from HNTumorSegLib.sampledata import SAMPLE_CASES, register_kwargs
+    >>> from HNTumorSegLib.scene.sample_data import SAMPLE_CASES, register_kwargs
     >>> [c.name for c in SAMPLE_CASES]
     ['HNTumorSeg mid-RT phantom', 'HNTumorSeg PET/CT phantom']
     >>> kw = register_kwargs(SAMPLE_CASES[0], "/opt/ext/HNTumorSeg/Resources/SampleData")
@@ -74,6 +74,15 @@ SAMPLE_CASES: tuple[SampleCase, ...] = (
                    "fa49ca2c66b305009e9205a089fb16989bf60d97d6813911533cac969a948b3a"),
     )),
 )
+
+
+def shipped_folder() -> Path:
+    """Where the files lie: ``<repo>/HNTumorSeg/Resources/SampleData`` in a source tree, or
+    ``<scripted modules>/Resources/SampleData`` in a build tree / installed extension (HNTumorSegLib
+    is installed beside the module there)."""
+    root = Path(__file__).resolve().parents[2]
+    source = root / "HNTumorSeg" / RESOURCE_SUBDIR
+    return source if source.is_dir() else root / RESOURCE_SUBDIR
 
 
 def sample_case(name_or_task: str) -> SampleCase:
@@ -136,7 +145,7 @@ def load_into_scene(scene, case: SampleCase, folder: str | os.PathLike) -> dict:
     """
     import slicer
 
-    from .scene.inputs import load_image_node
+    from .inputs import load_image_node
 
     nodes = {}
     for f in case.files:

@@ -1,0 +1,159 @@
+"""Slicer-side logic of HNTumorSeg: the parameter node, the module logic, start-up registrations.
+
+* :class:`HNTumorSegParameterNode`: the panel's parameters through ``parameterNodeWrapper``
+  (typed: enums, bools, node references); it mirrors
+  ``HNTumorSegLib.scene.panel_params.PanelParameters`` field by field and default by default
+  (``Testing/test_scene_panel.py`` compares the two, since this file runs only inside Slicer);
+* :class:`HNTumorSegLogic`: the dependency set-up and the widget's one door to
+  ``HNTumorSegLib.scene.logic.SegmentationSceneLogic``;
+* :func:`loadTerminology`, :func:`registerSampleData`: connected to ``startupCompleted()``;
+* :func:`add_to_dicom_database`, :func:`dicom_files_of`: DICOM database glue for the export.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+import slicer
+from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
+
+from HNTumorSegLib.vocab import Device, Quality, Task
+
+try:  # Slicer's translation function (5.4+); older Slicer shows the English text
+    from slicer.i18n import tr as _
+except ImportError:  # pragma: no cover
+    def _(text):
+        return text
+
+#: The module's folder (HNTumorSeg.py and its Resources/ lie there).
+MODULE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TERMINOLOGY_FILE = "SegmentationCategoryTypeModifier-HNTumorSeg.term.json"
+
+
+def loadTerminology():
+    """Our GTVp / GTVn codes in the terminology selector (Segment Editor, segment properties)."""
+    terminologies = getattr(slicer.modules, "terminologies", None)
+    if terminologies is not None:
+        terminologies.logic().LoadTerminologyFromFile(os.path.join(MODULE_DIR, "Resources", TERMINOLOGY_FILE))
+
+
+def registerSampleData():
+    """The two phantom cases shipped in Resources/SampleData, in the Sample Data module's HNTumorSeg category."""
+    import SampleData
+
+    from HNTumorSegLib.scene.sample_data import CATEGORY, SAMPLE_CASES, register_kwargs
+
+    logic = SampleData.SampleDataLogic
+    if hasattr(logic, "registerCustomSampleDataCategory"):
+        logic.registerCustomSampleDataCategory(CATEGORY, _("HNTumorSeg (synthetic phantoms)"))
+    folder = os.path.join(MODULE_DIR, "Resources", "SampleData")
+    icon = os.path.join(MODULE_DIR, "Resources", "Icons", "HNTumorSeg.png")
+    for case in SAMPLE_CASES:
+        logic.registerCustomSampleDataSource(**register_kwargs(case, folder, thumbnail=icon))
+
+
+@parameterNodeWrapper
+class HNTumorSegParameterNode:
+    """The panel's parameters; mirrors HNTumorSegLib.scene.panel_params.PanelParameters (same fields and defaults)."""
+
+    task: Task = Task.MIDRT
+    model: str = ""
+    device: Device = Device.AUTO
+    quality: Quality = Quality.FAST
+    use_boxes: bool = True
+    save_uncertainty: bool = False
+    t2: Optional[vtkMRMLScalarVolumeNode] = None
+    ct: Optional[vtkMRMLScalarVolumeNode] = None
+    pet: Optional[vtkMRMLScalarVolumeNode] = None
+    prior: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode, None] = None
+
+
+def add_to_dicom_database(paths):
+    """Exported DICOM objects into Slicer's DICOM database (when one is open): the DICOM browser and
+    Slicer's own Send then see them beside their source series."""
+    database = getattr(slicer, "dicomDatabase", None)
+    if not paths or database is None or not database.isOpen:
+        return
+    for path in paths:
+        database.insert(str(path))
+
+
+def dicom_files_of(volume):
+    """Files of a volume loaded through Slicer's DICOM module (None for others: the logic then says why)."""
+    uids = (volume.GetAttribute("DICOM.instanceUIDs") or "").split()
+    if not uids or not getattr(slicer, "dicomDatabase", None):
+        return None
+    return [slicer.dicomDatabase.fileForInstance(uid) for uid in uids]
+
+
+class HNTumorSegLogic(ScriptedLoadableModuleLogic):
+    """Slicer-side logic: the dependency set-up, and the widget's one door to the scene logic.
+
+    The work is :class:`HNTumorSegLib.scene.logic.SegmentationSceneLogic` (no Qt, tested on
+    slicer-core); the methods below hand each widget action to it, so the widget never reaches
+    through to it. It is made on first use, not at import: Slicer imports this file at start-up,
+    before the first-run install (:meth:`ensureDependencies`) may have run.
+    """
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._segmentation = None
+
+    def getParameterNode(self):
+        return HNTumorSegParameterNode(super().getParameterNode())
+
+    @property
+    def segmentation(self):
+        """The :class:`~HNTumorSegLib.scene.logic.SegmentationSceneLogic` of the current scene."""
+        if self._segmentation is None:
+            from HNTumorSegLib.scene.logic import SegmentationSceneLogic
+
+            self._segmentation = SegmentationSceneLogic(slicer.mrmlScene)
+        return self._segmentation
+
+    @property
+    def running(self):
+        return self._segmentation is not None and self._segmentation.running
+
+    def start(self, params):
+        return self.segmentation.start(params)
+
+    def poll(self):
+        return self.segmentation.poll()
+
+    def cancel(self):
+        if self._segmentation is not None:
+            self._segmentation.cancel()
+
+    def deviceUsedText(self):
+        from HNTumorSegLib.scene.run_estimate import device_used_text
+
+        return device_used_text(self._segmentation.run) if self._segmentation is not None else ""
+
+    def import_result(self):
+        return self.segmentation.import_result()
+
+    def boxes_from_prior(self, prior_node, reference_node, model=""):
+        return self.segmentation.boxes_from_prior(prior_node, reference_node, model=model)
+
+    def review(self, seg_node, reference_node, reference=None):
+        return self.segmentation.review(seg_node, reference_node, reference=reference)
+
+    def export(self, seg_node, reference_node, out_dir, formats, source_files=None):
+        return self.segmentation.export(seg_node, reference_node, out_dir, formats, source_files=source_files)
+
+    def ensureDependencies(self, log=print):
+        """Ask once, install what is missing (HNTumorSegLib.install); False (after saying why) when it cannot."""
+        from HNTumorSegLib.install import DependencyError, ensure_dependencies, slicer_hooks
+
+        try:
+            report = ensure_dependencies(slicer_hooks(log=log))
+        except DependencyError as exc:
+            slicer.util.errorDisplay(_("HNTumorSeg cannot run yet: {reason}").format(reason=exc))
+            return False
+        for note in report.notes:
+            log(note)
+        return True

@@ -1,0 +1,202 @@
+"""Fetching a catalogue model from the Hugging Face hub, at a pinned revision, every file's sha256 checked.
+
+Used by ``hntumorseg models fetch ID`` for entries with a ``hub`` block::
+
+    "hub": {"repo_id": "JintaoRen/GradientSegHNTS", "revision": "<40-hex commit>",
+            "folder": "nnUNetTrainer__nnUNetResEncUNetMPlans__3d_fullres_bs8", "sha256": {...}}
+
+What happens, in order:
+
+1. the revision must be a full commit hash (a branch such as ``main`` moves: it is not a pin);
+   the catalogue's, or ``--revision`` when the catalogue has none;
+2. ``HfApi.model_info(repo_id, revision, files_metadata=True)`` lists the repository's files with
+   the hub's own checksums: the LFS sha256 of every large file, the git blob id (sha1 of
+   ``"blob <size>\\0" + content``) of every small one; the hub must answer with the same commit;
+3. the files under the results folder named ``folder`` (at any depth: the release may nest it in
+   ``Dataset504_.../``) are downloaded with ``huggingface_hub.hf_hub_download`` into a staging
+   folder of the cache (``local_dir``): it honours ``HF_ENDPOINT``, proxies and ``HF_TOKEN``, and
+   resumes a partial file with an HTTP ``Range`` request after a dropped connection (and in a later
+   run: the partial file stays until it is complete);
+4. every file is hashed and compared with the catalogue's pinned sha256 (where the entry lists
+   them) and the hub's (LFS sha256, or the git blob id): one changed byte deletes the whole staging
+   folder - nothing is left in the cache - and raises :class:`ModelError` (exit 2);
+5. the results folder moves to ``<cache>/models/<id>/<folder>/``, the entry's ``declaration`` is
+   written beside ``plans.json``, and ``.complete`` records the commit and every file's sha256
+   (``models verify ID`` re-hashes against it).
+
+Only ``models fetch`` calls this; nothing else touches the network.
+
+Example:
+    >>> folder = fetch_from_hub(get_entry("GradientSegHNTS-resenc-bs8"), revision="0123...abcd")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from ..errors import ModelError
+from .catalogue import COMPLETE_MARKER, CatalogueEntry, install_dir
+from .weights import sha256_file
+
+Progress = Callable[[str, float, str], None]
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+STAGING_SUFFIX = ".hub-staging"
+
+
+def git_blob_sha1(path: Path) -> str:
+    """The git blob id of a file (what the hub reports for files not stored in LFS)."""
+    h = hashlib.sha1()
+    h.update(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pinned_revision(entry: CatalogueEntry, revision: str | None) -> str:
+    """The commit to fetch: the catalogue's, or the user's ``--revision`` (must agree when both exist)."""
+    hub = entry.hub or {}
+    pinned = hub.get("revision")
+    if revision and pinned and revision.lower() != pinned.lower():
+        raise ModelError(f"--revision {revision} differs from the catalogue's pinned revision {pinned}", None,
+                         "leave --revision out to fetch the pinned revision")
+    chosen = (revision or pinned or "").lower()
+    if not chosen:
+        raise ModelError(f"model {entry.id!r} has no pinned revision in this catalogue (it could not be verified "
+                         "when the catalogue was written)", None,
+                         f"open https://huggingface.co/{hub.get('repo_id')}/commits/main, check the commit with the "
+                         f"authors, and run: hntumorseg models fetch {entry.id} --revision COMMIT")
+    if not _COMMIT.fullmatch(chosen):
+        raise ModelError(f"revision {chosen!r} is not a 40-character commit hash (a branch or tag moves)", None,
+                         "give the full commit hash shown on the repository's commit history page")
+    return chosen
+
+
+def _files_under(siblings, folder: str) -> tuple[str, list]:
+    """(prefix up to and including ``folder``, the sibling files under it)."""
+    prefixes = set()
+    for s in siblings:
+        parts = PurePosixPath(s.rfilename).parts
+        if folder in parts[:-1]:
+            prefixes.add("/".join(parts[: parts.index(folder) + 1]))
+    if len(prefixes) != 1:
+        found = sorted({p for s in siblings for p in PurePosixPath(s.rfilename).parts[:-1] if "__" in p})
+        what = "no" if not prefixes else f"{len(prefixes)}"
+        raise ModelError(f"the hub repository has {what} results folder named {folder!r} (folders: "
+                         f"{', '.join(found) or 'none'})", None, "report this: the catalogue entry is out of date")
+    prefix = prefixes.pop()
+    return prefix, [s for s in siblings if s.rfilename.startswith(prefix + "/")]
+
+
+def _expected(sibling, pinned: dict) -> tuple[str, str]:
+    """(kind, digest) the file must have: catalogue sha256, else hub LFS sha256, else git blob id."""
+    if sibling.rfilename in pinned:
+        return "sha256", pinned[sibling.rfilename].lower()
+    lfs = getattr(sibling, "lfs", None)
+    if lfs:
+        sha = lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)
+        if sha:
+            return "sha256", str(sha).lower()
+    if getattr(sibling, "blob_id", None):
+        return "git-blob-sha1", sibling.blob_id.lower()
+    raise ModelError(f"the hub gives no checksum for {sibling.rfilename}", None,
+                     "the file cannot be verified; report this to the model's authors")
+
+
+def _download(repo_id: str, name: str, revision: str, staging: Path, endpoint: str | None,
+              retries: int, progress: Progress, label: str) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    attempt = 0
+    while True:
+        try:
+            return Path(hf_hub_download(repo_id, name, revision=revision, local_dir=staging, endpoint=endpoint))
+        except ModelError:
+            raise
+        except Exception as exc:  # httpx / OSError / hub errors: keep the partial file and resume
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status in (401, 403, 404):
+                raise ModelError(f"the hub refused {name} (HTTP {status})", None,
+                                 "check the repository is public and the revision exists") from None
+            attempt += 1
+            if attempt > retries:
+                raise ModelError(f"download of {name} failed after {retries} retries ({type(exc).__name__}: {exc})",
+                                 None, "check the connection and run fetch again: it resumes where it stopped") from None
+            progress("download", 0.0, f"{label}: connection lost ({type(exc).__name__}), resuming (retry {attempt})")
+            time.sleep(min(0.2 * 2 ** attempt, 5.0))
+
+
+def fetch_from_hub(entry: CatalogueEntry, cache: str | Path | None = None, revision: str | None = None,
+                   progress: Progress | None = None, force: bool = False, retries: int = 5) -> Path:
+    """Install a hub entry into the cache (module docstring); returns the install folder."""
+    from huggingface_hub import HfApi
+
+    progress = progress or (lambda stage, fraction, message: None)
+    hub = entry.hub or {}
+    repo_id, folder = hub.get("repo_id"), hub.get("folder")
+    if not repo_id or not folder:
+        raise ModelError(f"catalogue entry {entry.id!r} lacks hub.repo_id or hub.folder", None, "fix the catalogue")
+    commit = pinned_revision(entry, revision)
+    final = install_dir(entry.id, cache)
+    if (final / COMPLETE_MARKER).is_file() and not force:
+        return final
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    progress("download", 0.0, f"asking the hub for {repo_id} at {commit[:12]}")
+    try:
+        info = HfApi(endpoint=endpoint).model_info(repo_id, revision=commit, files_metadata=True)
+    except Exception as exc:
+        raise ModelError(f"cannot read {repo_id} at {commit[:12]} from the hub ({type(exc).__name__}: {exc})", None,
+                         "check the connection (HF_ENDPOINT, proxy settings) and the revision") from None
+    if (info.sha or "").lower() != commit:
+        raise ModelError(f"the hub answered with commit {info.sha} for revision {commit}", None,
+                         "the hub or a proxy in between is not serving the pinned revision; do not use the files")
+    prefix, files = _files_under(info.siblings or [], folder)
+    staging = final.with_name(final.name + STAGING_SUFFIX)
+    total = sum(int(s.size or 0) for s in files) or 1
+    done = 0
+    pinned = {f"{prefix}/{k}" if not k.startswith(prefix + "/") else k: v for k, v in (hub.get("sha256") or {}).items()}
+    manifest: dict[str, str] = {}
+    for i, sib in enumerate(files, 1):
+        label = f"file {i}/{len(files)} {PurePosixPath(sib.rfilename).name}"
+        progress("download", done / total, label)
+        path = _download(repo_id, sib.rfilename, commit, staging, endpoint, retries, progress, label)
+        kind, want = _expected(sib, pinned)
+        got = sha256_file(path) if kind == "sha256" else git_blob_sha1(path)
+        if got.lower() != want:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ModelError(f"checksum mismatch for {sib.rfilename}: {kind} {got[:16]}..., the hub published "
+                             f"{want[:16]}...; every downloaded file was deleted", None,
+                             "the download is damaged or not the published file; run fetch again, and report it "
+                             "if it persists")
+        manifest[str(PurePosixPath(folder) / PurePosixPath(sib.rfilename).relative_to(prefix))] = sha256_file(path)
+        done += int(sib.size or 0)
+    progress("unpack", 1.0, "installing")
+    _install(entry, staging / prefix, final, folder, commit, manifest)
+    shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def _install(entry: CatalogueEntry, results: Path, final: Path, folder: str, commit: str,
+             manifest: dict[str, str]) -> None:
+    """Move the verified results folder into place with its declaration and ``.complete``."""
+    new = final.with_name(final.name + ".new")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    os.replace(results, new / folder)
+    if entry.declaration:
+        from .declaration import DECLARATION_NAME, write_declaration
+
+        channels = json.loads((new / folder / "dataset.json").read_text()).get("channel_names", {})
+        write_declaration(new / folder, dict(entry.declaration), channels)
+        manifest[f"{folder}/{DECLARATION_NAME}"] = sha256_file(new / folder / DECLARATION_NAME)
+    (new / COMPLETE_MARKER).write_text(json.dumps({"id": entry.id, "hub": entry.hub.get("repo_id"), "folder": folder,
+                                                   "revision": commit, "files": manifest}, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(new, final)

@@ -1,0 +1,87 @@
+"""The end of every run: probabilities on a grid -> labels on the first input's grid -> clean-up -> outputs.
+
+One implementation for a single model (:mod:`.run`), an ensemble (:mod:`.ensemble_run`) and
+seed 002's coarse-to-fine pipeline (:mod:`.coarse_to_fine`), so all write the same files in the
+same way (all or nothing, :class:`.outputs.OutputSet`). Its own module so that those import it
+without importing each other (imports point down, docs/design.md "Inner map").
+
+Example:
+    >>> result = finish_from_probabilities(case, stages, prob, work.grid, case.reference, "softmax", boxes=[])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import LABEL_NAMES
+from .outputs import OutputSet, paste, to_target_block
+from .request import SegmentResult
+
+
+def labels_from(prob: np.ndarray, output: str) -> np.ndarray:
+    """Argmax of softmax probabilities, or seed 002's fusion of two sigmoid region maps."""
+    from ..inference.ensemble import hard_labels
+    from ..postprocess import fuse_binary_probabilities
+
+    if output == "softmax":
+        return hard_labels(prob, output)
+    return fuse_binary_probabilities(prob[0], prob[1])  # seed 002's GTVp/GTVn region maps
+
+
+def volumes_ml(labels: np.ndarray, spacing) -> dict[str, float]:
+    """mL per label name."""
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    return {name: round(float(np.count_nonzero(labels == value)) * voxel_ml, 3) for value, name in LABEL_NAMES.items()}
+
+
+def finish_from_probabilities(case, stages, probabilities: np.ndarray, grid, target,
+                              output: str, boxes: list, uncertainty: np.ndarray | None = None,
+                              n_tiles: int = 0, labels_nearest: bool = False, labels_hook=None) -> SegmentResult:
+    """Probabilities on ``grid`` -> labels on ``target`` (argmax or threshold), the card's clean-up, all outputs.
+
+    Shared by single models and ensembles (:mod:`.ensemble_run`), so both write the same files.
+    ``labels_nearest``: labels are decided on ``grid`` and moved by nearest neighbour (seed 002's
+    released paste-back) instead of moving the probabilities first.
+    """
+    from ..postprocess import clean_up
+
+    request, card = case.request, case.model.card
+    stages("clean-up", "back to the output grid")
+    k = probabilities.shape[0]
+    fill = np.zeros(k, np.float32)
+    if output == "softmax":
+        fill[0] = 1.0
+    block, sl = to_target_block(probabilities, grid, target, fill)
+    labels = np.zeros(target.array.shape, np.uint8)
+    if labels_nearest:
+        from ..image import resample_to
+
+        on_grid = grid.with_array(labels_from(probabilities, output).astype(np.uint8))
+        labels = resample_to(on_grid, target, label=True, default_value=0).array.astype(np.uint8)
+    elif block.size:
+        labels[sl] = labels_from(block, output)
+    post = card.postprocess or {}
+    labels = clean_up(labels, target.spacing, post.get("min_volume_ml") or {},
+                      keep_largest_gtvp=bool(post.get("keep_largest_gtvp", False)))
+    if labels_hook is not None:  # refinement: the base labels outside the edited boxes
+        labels = labels_hook(labels)
+
+    stages("write", "writing outputs")
+    with OutputSet() as out:
+        out.add_image("labels", target.with_array(labels.astype(np.uint8)), request.output_path)
+        if request.probabilities_path:
+            out.add_multichannel("probabilities", paste(block, sl, target.array.shape, fill), target,
+                                 request.probabilities_path)
+        if request.uncertainty_path:
+            unc = uncertainty if uncertainty is not None else np.zeros(grid.array.shape, np.float32)
+            ublock, usl = to_target_block(unc[None], grid, target, np.zeros(1, np.float32))
+            out.add_image("uncertainty", target.with_array(paste(ublock, usl, target.array.shape, [0.0])[0]),
+                          request.uncertainty_path)
+        if request.boxes_output_path:
+            out.add_json("boxes", [b.to_dict() for b in boxes], request.boxes_output_path)
+    stages.end()
+    timings = dict(stages.timings)
+    timings["total"] = stages.total()
+    return SegmentResult(files=out.files, timings=timings, device=str(case.device), model_id=card.id,
+                         n_tiles=int(n_tiles), task=case.task, volumes_ml=volumes_ml(labels, target.spacing),
+                         boxes=list(boxes))

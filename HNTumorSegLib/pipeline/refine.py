@@ -1,0 +1,214 @@
+"""Refinement: re-segment only the edited lesion boxes of an earlier result; every other voxel stays.
+
+The clinician moved or resized one box (say ``GTVn-2``) and wants that lesion again, in about a
+second, without losing the hand edits made elsewhere. A refinement is the *same* run as a full
+run of the request (all current boxes: the user's ``boxes.json``, or the prior's) with two
+differences (issue 17):
+
+1. **Only the tiles that touch an edited box run** (:meth:`~HNTumorSegLib.inference.tiled.TilePlan.touching`
+   on the full run's tile plan). Every tile covering a box voxel is kept, so inside the box the
+   network's aggregated probabilities equal the full run's exactly. The box is grown by one
+   voxel of the working grid for this, the support of the linear interpolation back onto the
+   output grid. Channels are the full run's: seed 003's gradient map is computed per box on the
+   box's own crop (:mod:`HNTumorSegLib.prompts.gradient_map`), so a moved box changes the map
+   in that box only.
+2. **The result is merged into the base label map** (:func:`merge_boxes`): inside an edited box
+   the new prediction replaces the base, voxel for voxel; outside every edited box the base is
+   kept byte for byte. Choices where the issue leaves room:
+
+   * the box's label decides the lesion's label: a voxel the network calls lesion (GTVp *or*
+     GTVn) inside a ``GTVn`` box becomes GTVn (the user said what the box holds; a crop around
+     one node may look like a primary to the network);
+   * a box moved onto another lesion's voxels replaces them inside the box only: where the new
+     prediction is background they become background, the rest of that lesion is untouched;
+   * the card's clean-up (small components) runs on the new prediction before it is cut to the
+     box, as in a full run; a component crossing the box's face is judged on the new prediction.
+
+nnU-Net results folders and ensembles run their own predictors: for them the whole case runs
+and the same merge applies (correct, not faster).
+
+Example:
+    >>> spec = RefineSpec.from_dict({"base_labels": "labels_v1.nii.gz", "boxes": ["GTVn-2"]})
+    >>> res = refine_segmentation(SegmentRequest(model="demo-midrt", input_paths={"T2": "mid.nii.gz"},
+    ...                                          boxes_path="boxes_v2.json", output_path="labels_v2.nii.gz"),
+    ...                           spec)
+    >>> res.n_tiles        # the tiles around GTVn-2 only
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..image import Image, check_labels, read_image, resample_to
+from ..inference.tiling import Slices3, dilate_box
+from ..prompts.boxes import LesionBox, boxes_from_mask, box_to_index_slices
+from ..vocab import did_you_mean
+from .outputs import OutputSet
+from .request import SegmentRequest, SegmentResult
+from .run import Progress, _Stages, _volumes_ml, run_validated
+from .validate import ValidatedCase, validate_request
+
+REFINE_KEYS = ("base_labels", "boxes")
+
+
+@dataclass(frozen=True)
+class RefineSpec:
+    """What to refine: the earlier label map and the names of the edited boxes.
+
+    The session's request line carries it as ``"refine": {"base_labels": PATH, "boxes": ["GTVn-2"]}``.
+    """
+
+    base_labels_path: str
+    boxes: tuple[str, ...]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "RefineSpec":
+        """Read the ``refine`` object; anything malformed is one InputError line."""
+        if isinstance(data, RefineSpec):
+            return data
+        if not isinstance(data, dict):
+            raise InputError("'refine' must be an object", None,
+                             'write "refine": {"base_labels": "labels.nii.gz", "boxes": ["GTVn-2"]}')
+        unknown = sorted(set(data) - set(REFINE_KEYS))
+        if unknown:
+            hints = "".join(did_you_mean(k, REFINE_KEYS) for k in unknown)
+            raise InputError(f"unknown refine field(s) {', '.join(unknown)}{hints}", None,
+                             f"use only {', '.join(REFINE_KEYS)}")
+        base, boxes = data.get("base_labels"), data.get("boxes")
+        if not base or not isinstance(base, str):
+            raise InputError("refine needs 'base_labels', the label map to refine", None,
+                             "give the path of the earlier result (labels.nii.gz)")
+        if (not isinstance(boxes, list) or not boxes or not all(isinstance(b, str) and b.strip() for b in boxes)):
+            raise InputError("refine needs 'boxes', a list of box names", base, 'write e.g. "boxes": ["GTVn-2"]')
+        if len(set(boxes)) != len(boxes):
+            raise InputError("a box is named twice in 'boxes'", base, "name each edited box once")
+        return cls(str(base), tuple(b.strip() for b in boxes))
+
+    def to_dict(self) -> dict:
+        return {"base_labels": self.base_labels_path, "boxes": list(self.boxes)}
+
+
+def pick_boxes(boxes: Sequence[LesionBox], names: Sequence[str], path: str | None = None) -> list[LesionBox]:
+    """The boxes called ``names``, in that order; an unknown name is an InputError listing the others."""
+    by_name = {b.name: b for b in boxes}
+    out = []
+    for name in names:
+        if name not in by_name:
+            known = ", ".join(by_name) or "none"
+            raise InputError(f"no box named {name!r} in this request (boxes: {known}){did_you_mean(name, list(by_name))}",
+                             path, "name a box of the request's boxes.json (or of the prior: GTVp-1, GTVn-1 ...)")
+        out.append(by_name[name])
+    return out
+
+
+def merge_boxes(base_zyx: np.ndarray, new_zyx: np.ndarray, boxes: Sequence[tuple[Slices3, int]]) -> np.ndarray:
+    """The base labels with each box's voxels replaced by the new prediction, in the box's label.
+
+    ``boxes``: ``(slices on the label grid, label)`` pairs, applied in order (a later box wins
+    where edited boxes overlap). Outside every box the result is ``base_zyx`` unchanged.
+
+    Example:
+        >>> merge_boxes(base, new, [((slice(2, 9), slice(10, 30), slice(4, 20)), 2)])
+    """
+    if base_zyx.shape != new_zyx.shape:
+        raise ValueError(f"label maps differ in shape: {base_zyx.shape} vs {new_zyx.shape}")
+    out = np.array(base_zyx, dtype=np.uint8, copy=True)
+    for sl, label in boxes:
+        out[sl] = np.where(new_zyx[sl] > 0, np.uint8(label), np.uint8(0))
+    return out
+
+
+def read_base_labels(spec: RefineSpec, case: ValidatedCase) -> Image:
+    """The base label map, checked: labels {0, 1, 2} on the first input's grid."""
+    base = read_image(spec.base_labels_path, label=True, name="base label map")
+    check_labels(base, path=spec.base_labels_path, name="base label map")
+    if not base.same_grid(case.reference):
+        raise InputError(f"the base label map does not lie on the {case.reference_name} image's grid",
+                         spec.base_labels_path, "give the label map of an earlier run on this very image")
+    return base
+
+
+class BoxRefinement:
+    """The two hooks :func:`~.run.run_validated` calls for a refinement (module docstring)."""
+
+    def __init__(self, spec: RefineSpec, base: Image, path: str | None = None):
+        self.spec, self.base, self.path = spec, base, path
+        self.edited: list[LesionBox] = []
+
+    def tiles_mask(self, work) -> np.ndarray:
+        """Edited boxes (+1 voxel) on the working grid: where tiles must run."""
+        self.edited = pick_boxes(work.boxes, self.spec.boxes, self.path)
+        grid = work.grid
+        shape = grid.array.shape
+        mask = np.zeros(shape, bool)
+        for box in self.edited:
+            mask[dilate_box(box_to_index_slices(box, grid), (1, 1, 1), shape)] = True
+        return mask
+
+    def merge(self, new_zyx: np.ndarray) -> np.ndarray:
+        """Base labels outside the edited boxes, the new prediction inside (in the box's label)."""
+        return merge_boxes(self.base.array, new_zyx,
+                           [(box_to_index_slices(b, self.base), int(b.label)) for b in self.edited])
+
+
+def case_boxes(case: ValidatedCase) -> list[LesionBox]:
+    """The request's boxes: the user's, else (mid-RT) the prior's with the card's margin, as the pipeline makes them."""
+    if case.boxes or case.prior is None:
+        return list(case.boxes)
+    prior = case.prior if case.prior.same_grid(case.reference) else resample_to(case.prior, case.reference, label=True)
+    return boxes_from_mask(prior, margin_vox=case.model.card.box_margin_vox)
+
+
+def _refine_by_full_run(case: ValidatedCase, stages: _Stages, refinement: BoxRefinement,
+                        low_memory: bool) -> SegmentResult:
+    """nnU-Net folders and ensembles: the whole case into a temp folder, then the same merge."""
+    refinement.edited = pick_boxes(case_boxes(case), refinement.spec.boxes, refinement.path)
+    temp = Path(tempfile.mkdtemp(prefix="hntumorseg-refine-"))
+    try:
+        request = dataclasses.replace(case.request, output_path=str(temp / "labels.nii.gz"), boxes_output_path=None)
+        full = run_validated(dataclasses.replace(case, request=request), stages, low_memory=low_memory)
+        new = read_image(full.files["labels"], label=True).array
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    labels = refinement.merge(new)
+    stages("write", "writing the refined labels")
+    target = case.reference
+    with OutputSet() as out:
+        out.add_image("labels", target.with_array(labels), case.request.output_path)
+        if case.request.boxes_output_path:
+            out.add_json("boxes", [b.to_dict() for b in full.boxes], case.request.boxes_output_path)
+    stages.end()
+    timings = dict(full.timings, total=stages.total())
+    return dataclasses.replace(full, files=out.files, timings=timings, volumes_ml=_volumes_ml(labels, target.spacing))
+
+
+def refine_segmentation(request: SegmentRequest, spec: RefineSpec | dict, progress: Progress | None = None,
+                        low_memory: bool = False, model_loader: Callable[..., Any] | None = None) -> SegmentResult:
+    """Refine the named boxes of ``spec.base_labels_path`` (module docstring); writes ``request.output_path``.
+
+    Same contract as :func:`~.run.run_segmentation` (every mistake an InputError before any
+    output); ``SegmentResult.regions`` lists the refined boxes.
+    """
+    spec = RefineSpec.from_dict(spec)
+    if request.probabilities_path or request.uncertainty_path:
+        raise InputError("a refinement writes labels only", request.probabilities_path or request.uncertainty_path,
+                         "leave probabilities and uncertainty out of refinement requests")
+    stages = _Stages(progress)
+    stages("load", "reading inputs and the model")
+    case = validate_request(request, model_loader=model_loader)
+    base = read_base_labels(spec, case)
+    refinement = BoxRefinement(spec, base, request.boxes_path)
+    if case.model.kind in ("nnunet", "ensemble"):
+        result = _refine_by_full_run(case, stages, refinement, low_memory)
+    else:
+        result = run_validated(case, stages, low_memory=low_memory, refine=refinement)
+    result.regions = [b.to_dict() for b in refinement.edited]
+    return result

@@ -1,0 +1,176 @@
+"""Protected paths: no output of a command may be, or resolve to, one of that command's inputs.
+
+Checked before any work (exit 2, nothing touched). "Resolve to" covers every way two names can
+mean one file:
+
+* the same path spelt differently (``a/../b``, relative vs absolute) and symlinks either way:
+  the files are compared by identity (``st_dev``, ``st_ino`` after following links);
+* hard links: same identity;
+* another case of the name on a case-insensitive file system (macOS, Windows, some shares):
+  the file system finds the other file under the new spelling, so the identity is the same;
+* an output that is itself a symlink to an input (dangling or not) is refused too, although
+  the rename would only replace the link: the user clearly meant the input.
+
+Protected folders (the batch data and label folders, a model folder) may not *be* an output
+folder, and no output file may lie inside a model folder.
+
+Also here, because it is checked at the same moment: only regular files (and folders, for
+DICOM series) are read - a FIFO, a device or a socket would block a reader forever
+(:func:`check_regular_input`), and the ``stat`` itself has a timeout, since a stalled network
+share would otherwise hang the check.
+
+Example:
+    >>> check_outputs({"--json": "scores.json"}, {"the reference": "ref/1.nii.gz"})
+    >>> check_outputs({"--out": "data/"}, {}, {"the data folder": "data"})   # InputError, exit 2
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from .errors import EnvironmentFault, InputError
+from .fileio import check_name_length
+
+#: Seconds a ``stat`` may take before the file system counts as stalled.
+STAT_TIMEOUT_S = float(os.environ.get("HNTUMORSEG_STAT_TIMEOUT_S", "20"))
+_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+          stat.S_IFSOCK: "a socket"}
+
+PathLike = str | os.PathLike
+
+
+def stat_with_timeout(path: PathLike, follow: bool = True, timeout_s: float | None = None) -> os.stat_result | None:
+    """``os.stat`` (or ``lstat``) that gives up after ``timeout_s``; None when the path does not exist."""
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["st"] = os.stat(path) if follow else os.lstat(path)
+        except OSError as exc:
+            box["exc"] = exc
+
+    t = threading.Thread(target=target, daemon=True, name="hntumorseg-stat")
+    t.start()
+    t.join(STAT_TIMEOUT_S if timeout_s is None else timeout_s)
+    if t.is_alive():
+        raise EnvironmentFault(f"the file system does not answer (no reply in {STAT_TIMEOUT_S:g} s)", path,
+                               "check the network share or disk, then try again")
+    if "exc" in box:
+        return None
+    return box["st"]
+
+
+def check_regular_input(path: PathLike, what: str = "input", folder_ok: bool = True) -> None:
+    """InputError for a FIFO, device or socket (reading would block forever); exists-checks stay with the reader."""
+    st = stat_with_timeout(path)
+    if st is None:
+        return
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode))
+    if kind is None and stat.S_ISDIR(st.st_mode) and not folder_ok:
+        kind = "a folder"
+    if kind is not None:
+        raise InputError(f"the {what} is {kind}, not a regular file", path,
+                         "give the file itself (copy it out of the pipe or device first)")
+
+
+def _identity(path: PathLike) -> tuple[int, int] | None:
+    st = stat_with_timeout(path)
+    return None if st is None else (st.st_dev, st.st_ino)
+
+
+def _resolved(path: PathLike) -> Path:
+    try:
+        return Path(path).expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare the spelling
+        return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def _is_link(path: PathLike) -> bool:
+    st = stat_with_timeout(path, follow=False)
+    return st is not None and stat.S_ISLNK(st.st_mode)
+
+
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """True when ``a`` and ``b`` name one file or folder (module docstring), existing or not."""
+    ia, ib = _identity(a), _identity(b)
+    if ia is not None and ib is not None:
+        return ia == ib
+    ra, rb = _resolved(a), _resolved(b)
+    return os.path.normcase(ra) == os.path.normcase(rb)
+
+
+def check_outputs(outputs: Mapping[str, PathLike], inputs: Mapping[str, PathLike],
+                  folders: Mapping[str, PathLike] | None = None, trees: Mapping[str, PathLike] | None = None,
+                  output_folders: Mapping[str, PathLike] | None = None) -> None:
+    """Refuse (InputError, exit 2) any output that is, or resolves to, a protected path.
+
+    ``outputs``: flag -> output file; ``inputs``: name -> input file (or DICOM folder);
+    ``folders``: name -> protected folder an output folder may not be; ``trees``: name ->
+    folder no output may lie in (a model); ``output_folders``: flag -> output folder
+    (batch ``--out``). Outputs must also differ from each other and not be existing folders.
+    """
+    folders, trees, output_folders = dict(folders or {}), dict(trees or {}), dict(output_folders or {})
+    fix = "choose another output path: the inputs are never overwritten"
+    for flag, out in outputs.items():
+        check_name_length(out, flag)
+        st = stat_with_timeout(out)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{flag} is a folder", out, "give a file name")
+        for what, given in list(inputs.items()) + list(folders.items()):
+            if same_file(out, given):
+                raise InputError(f"{flag} is the same file as {what}", out, fix)
+            if _is_link(out) and _resolved(out) == _resolved(given):
+                raise InputError(f"{flag} is a link to {what}", out, fix)
+        for what, tree in trees.items():
+            if _resolved(out).is_relative_to(_resolved(tree)):
+                raise InputError(f"{flag} lies inside {what}", out, fix)
+    for flag, out_dir in output_folders.items():
+        for what, given in list(folders.items()) + list(trees.items()):
+            if same_file(out_dir, given):
+                raise InputError(f"{flag} is {what}", out_dir, "give a new, separate output folder")
+        for what, given in inputs.items():
+            if same_file(out_dir, given):
+                raise InputError(f"{flag} is {what}", out_dir, "give a new, separate output folder")
+    flags = list(outputs.items())
+    for i, (fa, a) in enumerate(flags):
+        for fb, b in flags[i + 1:]:
+            if same_file(a, b):
+                raise InputError(f"{fa} and {fb} name the same file", a, "give each output its own path")
+
+
+def check_inputs_regular(inputs: Mapping[str, PathLike]) -> None:
+    """:func:`check_regular_input` for every named input."""
+    for what, path in inputs.items():
+        check_regular_input(path, what)
+
+
+def request_paths(request) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """(outputs, inputs, model trees) of a :class:`~HNTumorSegLib.pipeline.request.SegmentRequest`."""
+    outputs = {"--output": request.output_path, "--probabilities": request.probabilities_path,
+               "--uncertainty": request.uncertainty_path, "--save-boxes": request.boxes_output_path}
+    outputs = {k: v for k, v in outputs.items() if v}
+    inputs = {f"the input {name}": path for name, path in request.input_paths.items()}
+    if request.prior_path:
+        inputs["the prior (--prior)"] = request.prior_path
+    if request.boxes_path:
+        inputs["the boxes (--boxes)"] = request.boxes_path
+    trees = {}
+    if request.model and os.path.exists(request.model):
+        trees["the model folder"] = request.model
+    return outputs, inputs, trees
+
+
+def check_request(request) -> None:
+    """Every input readable as a regular file, no output on a protected path (one line, exit 2)."""
+    outputs, inputs, trees = request_paths(request)
+    check_inputs_regular(inputs)
+    check_outputs(outputs, inputs, trees=trees)
+
+
+def protected_folders(pairs: Iterable[tuple[str, PathLike | None]]) -> dict[str, str]:
+    """``{"the data folder (--data)": "cohort/"}`` from (name, path-or-None) pairs, Nones dropped."""
+    return {name: str(path) for name, path in pairs if path}

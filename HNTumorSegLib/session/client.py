@@ -1,0 +1,410 @@
+"""Client of the warm session for Python callers (Slicer, batch, benchmarks).
+
+:class:`SessionClient` starts ``python -m HNTumorSegLib.session`` as a child (its own process
+group, like :class:`HNTumorSegLib.runner.WorkerRun`), reads its tagged events in a daemon
+thread and hands each to its :class:`SessionJob`. A job behaves like a ``WorkerRun`` (``start``,
+``poll`` never blocking, ``running``, ``done``, ``state``, ``final``, ``progress``, ``cancel``,
+``close``, ``temp_dir``), so code written for one runs the other: the Slicer logic's Apply,
+batch's scheduler.
+
+Endings: every job ends with one final event: the session's ``result`` / ``error``, or one
+the client makes: ``cancelled`` (the session's ``cancelled`` did not come within
+``cancel_wait_s``: the session is stopped, the next job starts a fresh one), ``timeout``,
+``crashed`` (the session died: its last stderr lines are in the message). The client's temp
+folder (``hntumorseg-session-*``: each job's inputs, the session's own temp files) is removed
+by :meth:`SessionClient.close`, by the session itself when it ends, and as a last resort when
+the client is garbage collected.
+
+Example:
+    >>> with SessionClient(device="cpu") as session:                  # doctest: +SKIP
+    ...     final = session.run(request)                                 # cold: loads the model
+    ...     final = session.run(request2, refine={"base_labels": final.files["labels"], "boxes": ["GTVn-2"]})
+    ...     final.info["session"]["model_loads"]
+    1
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..protocol import ErrorEvent, Event, ProgressEvent, ProtocolError, ResultEvent
+from ..runner import _IS_WINDOWS, _kill_tree, _pump, child_env, default_python, request_to_dict
+from .messages import command_line, split_tagged
+
+_CRASHED = object()   # queued to a job when the session died under it
+
+
+def _last_resort(temp_dir: str, proc_holder: list) -> None:
+    proc = proc_holder[0] if proc_holder else None
+    if proc is not None and proc.poll() is None:
+        try:
+            _kill_tree(proc, grace_s=0.5)
+        except Exception:  # interpreter shutting down: best effort
+            pass
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+class SessionJob:
+    """One request in a session, shaped like :class:`~HNTumorSegLib.runner.WorkerRun` (module docstring)."""
+
+    def __init__(self, client: "SessionClient", job_id: str, timeout_s: float | None = None):
+        self.client = client
+        self.id = job_id
+        self.timeout_s = timeout_s
+        self.temp_dir = client.temp_dir / f"job-{job_id}"
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        self.events: list[Event] = []
+        self.final: ResultEvent | ErrorEvent | None = None
+        self.state = "created"
+        self._q: queue.Queue = queue.Queue()
+        self._t_start = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def done(self) -> bool:
+        return self.state not in ("created", "running")
+
+    def start(self, request: Any, refine: Any = None) -> "SessionJob":
+        """Send the request (a :class:`~HNTumorSegLib.pipeline.request.SegmentRequest`; ``refine``:
+        a :class:`~HNTumorSegLib.pipeline.refine.RefineSpec` or its dict)."""
+        if self.state != "created":
+            raise RuntimeError(f"this job was already started (state {self.state})")
+        data = request_to_dict(request)
+        if refine is not None:
+            data["refine"] = refine.to_dict() if hasattr(refine, "to_dict") else dict(refine)
+        self.state = "running"
+        self._t_start = time.monotonic()
+        self.client._register(self)
+        if not self.client._send(command_line(id=self.id, request=data)):
+            self._q.put(_CRASHED)
+        return self
+
+    def poll(self) -> list[Event]:
+        """New events since the last call; never blocks."""
+        out: list[Event] = []
+        if self.state != "running":
+            return out
+        while True:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if item is _CRASHED:
+                self._end("crashed", ErrorEvent("crashed", self.client.crash_message()), out)
+                break
+            if isinstance(item, (ResultEvent, ErrorEvent)):
+                state = ("succeeded" if isinstance(item, ResultEvent) else
+                         "cancelled" if item.kind == "cancelled" else "failed")
+                out.append(item)
+                self._end(state, item, out, append=False)
+                break
+            out.append(item)
+        if self.running and self.timeout_s is not None and time.monotonic() - self._t_start > self.timeout_s:
+            self._stop("timeout", out)
+        self.events.extend(out)
+        return out
+
+    def wait(self, timeout: float | None = None) -> ResultEvent | ErrorEvent | None:
+        """Block until the job ends (or ``timeout`` seconds pass); the final event."""
+        t_end = None if timeout is None else time.monotonic() + timeout
+        while self.running and (t_end is None or time.monotonic() < t_end):
+            self.poll()
+            time.sleep(0.02)
+        return self.final
+
+    def cancel(self) -> None:
+        """Cancel: the session answers ``cancelled`` within its deadline; past ``cancel_wait_s`` the
+        session is stopped (the next job gets a fresh one). Ends within about 2 s."""
+        if self.state == "created":
+            self._end("cancelled", ErrorEvent("cancelled", "request cancelled"), [])
+            return
+        if self.state != "running":
+            return
+        out: list[Event] = []
+        self._stop("cancelled", out)
+        self.events.extend(out)
+
+    def _stop(self, why: str, out: list[Event]) -> None:
+        self.client._send(command_line(id=f"cancel-{self.id}", cancel=self.id), start=False)
+        t_end = time.monotonic() + self.client.cancel_wait_s
+        while time.monotonic() < t_end:
+            try:
+                item = self._q.get(timeout=0.02)
+            except queue.Empty:
+                continue
+            if item is _CRASHED:
+                break
+            if isinstance(item, ResultEvent):   # it finished before the cancel arrived
+                out.append(item)
+                self._end("succeeded", item, out, append=False)
+                return
+            if isinstance(item, ErrorEvent):
+                final = item if item.kind != "cancelled" or why == "cancelled" else None
+                if final is not None:
+                    out.append(final)
+                    self._end("cancelled" if final.kind == "cancelled" else "failed", final, out, append=False)
+                    return
+                break
+            out.append(item)
+        if why == "cancelled":
+            final = ErrorEvent("cancelled", "request cancelled")
+        else:
+            final = ErrorEvent("timeout", f"the request took longer than {self.timeout_s:g} s and was stopped - "
+                                          "try a GPU, fewer folds or no test-time augmentation")
+        if self.client.waiting_for(self.id):   # the session did not answer: stop it, a fresh one serves the next
+            self.client.stop_process()
+        self._end(why, final, out)
+
+    def _end(self, state: str, final: ResultEvent | ErrorEvent, out: list[Event], append: bool = True) -> None:
+        self.state = state
+        self.final = final
+        if append:
+            out.append(final)
+        self.client._unregister(self)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def close(self) -> None:
+        """Cancel if still running and remove the job's temp folder. Safe to call twice."""
+        if self.state in ("created", "running"):
+            self.cancel()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def __enter__(self) -> "SessionJob":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def progress(self) -> ProgressEvent | None:
+        for ev in reversed(self.events):
+            if isinstance(ev, ProgressEvent):
+                return ev
+        return None
+
+
+class SessionClient:
+    """A warm session child process and its temp folder (module docstring).
+
+    ``python``: interpreter (default :func:`~HNTumorSegLib.runner.default_python`); ``device``:
+    the session's ``--device``; ``env``: extra environment (``OMP_NUM_THREADS`` for batch);
+    ``argv``: replace the whole command (``{temp}`` is replaced by the temp folder).
+    The process starts on the first job (or :meth:`start`), and again after it died.
+    """
+
+    def __init__(self, python: str | None = None, device: str | None = None, env: Mapping[str, str] | None = None,
+                 temp_parent: str | None = None, argv: Sequence[str] | None = None, grace_s: float = 1.0,
+                 cancel_wait_s: float = 1.8, stderr_lines: int = 40):
+        self.python = python or default_python()
+        self.device = device
+        self.extra_env = dict(env or {})
+        self.argv = list(argv) if argv else None
+        self.grace_s = grace_s
+        self.cancel_wait_s = cancel_wait_s
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="hntumorseg-session-", dir=temp_parent))
+        self.proc: subprocess.Popen | None = None
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_lines)
+        self.info: dict = {}                 # the last ``session`` event
+        self.starts = 0                      # processes started (a restart after a crash counts)
+        self._jobs: dict[str, SessionJob] = {}
+        self._status: dict[str, "queue.Queue[dict]"] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._proc_holder: list = []
+        self._stdin_lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _last_resort, str(self.temp_dir), self._proc_holder)
+
+    # ---- process --------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self) -> "SessionClient":
+        """Start the session process (no-op while one is alive)."""
+        if self.alive:
+            return self
+        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        if self.argv:
+            argv = [a.replace("{temp}", str(self.temp_dir)) for a in self.argv]
+        else:
+            argv = [self.python, "-m", "HNTumorSegLib.session", "--temp-dir", str(self.temp_dir)]
+            if self.device:
+                argv += ["--device", str(self.device)]
+        kwargs: dict[str, Any] = {}
+        if _IS_WINDOWS:
+            kwargs["creationflags"] = (subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+                                       | subprocess.CREATE_NO_WINDOW)  # type: ignore[attr-defined]
+        else:
+            kwargs["start_new_session"] = True
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=child_env(self.extra_env), close_fds=True, **kwargs)
+        self._proc_holder[:] = [self.proc]
+        self.starts += 1
+        q: queue.Queue = queue.Queue()
+        proc = self.proc
+        for stream, tag in ((proc.stdout, "out"), (proc.stderr, "err")):
+            threading.Thread(target=_pump, args=(stream, tag, q), daemon=True,
+                             name=f"hntumorseg-session-{tag}-{proc.pid}").start()
+        threading.Thread(target=self._dispatch, args=(q, proc), daemon=True,
+                         name=f"hntumorseg-session-dispatch-{proc.pid}").start()
+        return self
+
+    def _dispatch(self, q: queue.Queue, proc: subprocess.Popen) -> None:
+        """Hand every stdout line to its job (reader thread); on the session's end, crash its jobs."""
+        eof: set[str] = set()
+        while len(eof) < 2:
+            tag, line = q.get()
+            if line is None:
+                eof.add(tag)
+                continue
+            if tag == "err":
+                self.stderr_tail.append(line)
+                continue
+            try:
+                job_id, ev = split_tagged(line)
+            except ProtocolError:
+                self.stderr_tail.append(line)  # a stray print: keep it for a crash message
+                continue
+            if isinstance(ev, dict):
+                self.info = ev
+                waiter = self._status.get(job_id)
+                if waiter is not None:
+                    waiter.put(ev)
+                continue
+            with self._lock:
+                job = self._jobs.get(job_id)
+            if job is not None:
+                job._q.put(ev)
+        try:
+            proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            pass
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.client is self]
+            if self.proc is proc:
+                for j in jobs:
+                    j._q.put(_CRASHED)
+
+    def _send(self, line: str, start: bool = True) -> bool:
+        if not self.alive:
+            if not start:
+                return False
+            self.start()
+        try:
+            with self._stdin_lock:
+                self.proc.stdin.write(line.encode("utf-8"))
+                self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def crash_message(self) -> str:
+        rc = self.proc.poll() if self.proc is not None else None
+        last = " | ".join(s.strip() for s in list(self.stderr_tail)[-5:] if s.strip())
+        msg = (f"the segmentation session stopped unexpectedly (exit status {rc}) - out of memory or a crash in "
+               "a library are the usual causes; try again, or use a smaller model or the CPU")
+        return msg + (f"; last messages: {last}" if last else "")
+
+    def stop_process(self) -> None:
+        """End the session process tree now (a run that would not stop); jobs still waiting crash."""
+        proc = self.proc
+        if proc is None:
+            return
+        self.proc = None
+        with self._lock:
+            jobs = list(self._jobs.values())
+        if proc.poll() is None:
+            _kill_tree(proc, grace_s=min(self.grace_s, 0.5))
+        for j in jobs:
+            j._q.put(_CRASHED)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            try:
+                if stream:
+                    stream.close()
+            except OSError:
+                pass
+
+    # ---- jobs -------------------------------------------------------------------------------
+    def new_job(self, timeout_s: float | None = None, **_ignored: Any) -> SessionJob:
+        """A job in state ``created`` with its temp folder (write its inputs there, then ``start``).
+
+        Shaped like ``WorkerRun(...)`` for the Slicer logic's ``run_factory`` (extra keywords ignored)."""
+        return SessionJob(self, f"j{next(self._ids)}", timeout_s=timeout_s)
+
+    def submit(self, request: Any, refine: Any = None, timeout_s: float | None = None) -> SessionJob:
+        """Send a request now; returns its running job."""
+        return self.new_job(timeout_s=timeout_s).start(request, refine=refine)
+
+    def run(self, request: Any, refine: Any = None, timeout_s: float | None = None) -> ResultEvent | ErrorEvent:
+        """Send a request and wait for its final event."""
+        job = self.submit(request, refine=refine, timeout_s=timeout_s)
+        return job.wait()
+
+    def _register(self, job: SessionJob) -> None:
+        with self._lock:
+            self._jobs[job.id] = job
+
+    def _unregister(self, job: SessionJob) -> None:
+        with self._lock:
+            self._jobs.pop(job.id, None)
+
+    def waiting_for(self, job_id: str) -> bool:
+        with self._lock:
+            return job_id in self._jobs
+
+    def status(self, timeout: float = 10.0) -> dict:
+        """The session's ``session`` event (state, model_loads, requests, pid, rss_mb)."""
+        sid = f"status-{next(self._ids)}"
+        waiter: queue.Queue = queue.Queue()
+        self._status[sid] = waiter
+        try:
+            self._send(command_line(id=sid, status=True))
+            return waiter.get(timeout=timeout)
+        finally:
+            self._status.pop(sid, None)
+
+    # ---- ending -----------------------------------------------------------------------------
+    def close(self, timeout: float = 3.0) -> None:
+        """Shut the session down (running jobs are cancelled), remove the temp folder. Safe twice."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            if job.running:
+                job.cancel()
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            self._send(command_line(shutdown=True), start=False)
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.stop_process()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self._finalizer.detach()
+
+    def __enter__(self) -> "SessionClient":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,121 @@
+"""Refinement of one edited box (:mod:`HNTumorSegLib.pipeline.refine`) with the real pipeline and
+the bundled demo models: outside the edited box not one voxel changes; inside it the result equals a
+full run of the same request (all boxes, the edited one moved) there, in the box's label; fewer
+tiles run; a box moved onto another lesion replaces that lesion's voxels inside the box only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from HNTumorSegLib.errors import InputError
+from HNTumorSegLib.image import read_image, write_image
+from HNTumorSegLib.phantoms import make_midrt_case, make_petct_case
+from HNTumorSegLib.pipeline.refine import RefineSpec, merge_boxes, refine_segmentation
+from HNTumorSegLib.pipeline.request import SegmentRequest
+from HNTumorSegLib.pipeline.run import run_segmentation
+from HNTumorSegLib.prompts.boxes import LesionBox, box_to_index_slices, boxes_from_mask, write_boxes
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def moved(box: LesionBox, by_mm) -> LesionBox:
+    d = np.asarray(by_mm, float)
+    return LesionBox(box.label, box.name, tuple(np.asarray(box.min_ras) + d), tuple(np.asarray(box.max_ras) + d))
+
+
+def moved_onto(box: LesionBox, other: LesionBox) -> LesionBox:
+    return moved(box, np.asarray(other.centre_ras) - np.asarray(box.centre_ras))
+
+
+@pytest.fixture(scope="module")
+def midrt(tmp_path_factory):
+    root = tmp_path_factory.mktemp("midrt")
+    case = make_midrt_case(seed=3, shape=(24, 112, 112), n_nodes=2)
+    write_image(case["midRT_T2"], root / "t2.nii.gz")
+    boxes = boxes_from_mask(case["preRT_mask_registered"], margin_vox=4)
+    base = dict(model="demo-midrt", task="midrt", input_paths={"T2": str(root / "t2.nii.gz")}, device="cpu",
+                folds="first")
+    return root, case["midRT_T2"], boxes, base
+
+
+@pytest.fixture(scope="module")
+def petct(tmp_path_factory):
+    root = tmp_path_factory.mktemp("petct")
+    case = make_petct_case(seed=1, n_nodes=2, in_plane=96)
+    write_image(case["CT"], root / "ct.nii.gz")
+    write_image(case["PET"], root / "pet.nii.gz")
+    boxes = boxes_from_mask(case["mask"], margin_vox=3)
+    base = dict(model="demo-petct", task="petct", device="cpu", folds="first",
+                input_paths={"CT": str(root / "ct.nii.gz"), "PET": str(root / "pet.nii.gz")})
+    return root, case["CT"], boxes, base
+
+
+def full_and_refined(root, boxes_a, boxes_b, fields, names):
+    """Full run with boxes A (the base), full run with boxes B, refinement of ``names`` from A to B."""
+    write_boxes(boxes_a, root / "a.json")
+    write_boxes(boxes_b, root / "b.json")
+    run_a = run_segmentation(SegmentRequest(**fields, boxes_path=str(root / "a.json"), output_path=str(root / "a.nii.gz")))
+    run_b = run_segmentation(SegmentRequest(**fields, boxes_path=str(root / "b.json"), output_path=str(root / "b.nii.gz")))
+    refined = refine_segmentation(SegmentRequest(**fields, boxes_path=str(root / "b.json"),
+                                                 output_path=str(root / "r.nii.gz")),
+                                  {"base_labels": run_a.files["labels"], "boxes": list(names)})
+    read = lambda res: read_image(res.files["labels"], label=True).array  # noqa: E731
+    return read(run_a), read(run_b), read(refined), run_b, refined
+
+
+@pytest.mark.parametrize("task", ["midrt", "petct"])
+def test_refinement_changes_nothing_outside_the_box_and_equals_the_full_run_inside(task, midrt, petct):
+    root, reference, boxes, fields = midrt if task == "midrt" else petct
+    edited = next(b for b in boxes if b.label == 2)
+    boxes_b = [moved(b, (4.0, -3.0, 0.0)) if b is edited else b for b in boxes]
+    new_box = next(b for b in boxes_b if b.name == edited.name)
+    a, b, r, run_b, refined = full_and_refined(root, boxes, boxes_b, fields, [edited.name])
+    inside = np.zeros(a.shape, bool)
+    inside[box_to_index_slices(new_box, reference)] = True
+    np.testing.assert_array_equal(r[~inside], a[~inside])                       # not one voxel outside
+    np.testing.assert_array_equal(r[inside], np.where(b[inside] > 0, 2, 0))     # the full run, in the box's label
+    assert refined.n_tiles < run_b.n_tiles                                       # only the box's tiles ran
+    assert refined.regions == [new_box.to_dict()]
+    assert (r != a).any() or (b[inside] != a[inside]).sum() == 0
+
+
+def test_box_moved_onto_another_lesion_replaces_it_inside_the_box_only(midrt):
+    root, reference, boxes, fields = midrt
+    gtvp = next(b for b in boxes if b.label == 1)
+    node = next(b for b in boxes if b.label == 2)
+    on_p = moved_onto(node, gtvp)
+    boxes_b = [on_p if b is node else b for b in boxes]
+    a, b, r, _run_b, _refined = full_and_refined(root, boxes, boxes_b, fields, [node.name])
+    inside = np.zeros(a.shape, bool)
+    inside[box_to_index_slices(on_p, reference)] = True
+    assert (a[inside] == 1).any()                                   # the box now lies over GTVp voxels
+    assert not (r[inside] == 1).any()                               # ... which it replaced: its label is GTVn
+    np.testing.assert_array_equal(r[~inside], a[~inside])           # the rest of GTVp is untouched
+    np.testing.assert_array_equal(r[inside] > 0, b[inside] > 0)
+
+
+def test_merge_boxes_and_spec_checks(midrt, tmp_path):
+    base = np.zeros((4, 5, 6), np.uint8)
+    base[0] = 1
+    new = np.zeros_like(base)
+    new[1:3, 1:3, 1:3] = 1
+    out = merge_boxes(base, new, [((slice(0, 3), slice(0, 4), slice(0, 4)), 2)])
+    assert (out[1:3, 1:3, 1:3] == 2).all() and (out[0, :4, :4] == 0).all() and (out[0, 4:, :] == 1).all()
+    assert (out[0, :, 4:] == 1).all() and out[3].max() == 0
+    for bad, word in (({"boxes": ["GTVn-1"]}, "base_labels"), ({"base_labels": "x.nii.gz"}, "boxes"),
+                      ({"base_labels": "x", "boxes": ["a", "a"]}, "twice"), ({"base_labels": "x", "boxs": []}, "boxes")):
+        with pytest.raises(InputError, match=word):
+            RefineSpec.from_dict(bad)
+    root, reference, boxes, fields = midrt
+    write_boxes(boxes, tmp_path / "b.json")
+    wrong_grid = reference.with_array(np.zeros(reference.array.shape, np.uint8))
+    small = type(reference)(np.zeros((4, 4, 4), np.uint8), reference.spacing, reference.origin, reference.direction)
+    write_image(small, tmp_path / "small.nii.gz")
+    req = SegmentRequest(**fields, boxes_path=str(tmp_path / "b.json"), output_path=str(tmp_path / "o.nii.gz"))
+    with pytest.raises(InputError, match="grid"):
+        refine_segmentation(req, {"base_labels": str(tmp_path / "small.nii.gz"), "boxes": [boxes[0].name]})
+    write_image(wrong_grid, tmp_path / "zeros.nii.gz")
+    with pytest.raises(InputError, match="GTVn-7"):
+        refine_segmentation(req, {"base_labels": str(tmp_path / "zeros.nii.gz"), "boxes": ["GTVn-7"]})
+    assert not (tmp_path / "o.nii.gz").exists()
