@@ -46,12 +46,21 @@ def _needs_slicer():
 
 # ---- model list and typed paths ------------------------------------------------------------------
 def test_model_list_for_each_task_leaves_out_other_tasks_and_source_only():
+    from HNTumorSegLib.models.catalogue import read_catalogue
+
     lists = {task: [c.id for c in models_for_task(task)] for task in Task}
-    assert lists == {Task.PRERT: [], Task.MIDRT: ["demo-midrt"], Task.PETCT: ["demo-petct"]}
+    assert lists[Task.MIDRT][0] == "demo-midrt" and lists[Task.PETCT][0] == "demo-petct"  # bundled: first
+    entries = {e.id: e for e in read_catalogue()}
     for task in Task:
         for choice in models_for_task(task):
-            assert choice.task is task and choice.licence and choice.source and choice.installed
-    assert "GradientSegHNTS" not in lists[Task.MIDRT] and "HECKTOR2025-MEDAI" not in lists[Task.PETCT]
+            entry = entries[choice.id]
+            assert choice.task is task and entry.task == task and entry.kind != "source-only"
+            assert choice.licence == entry.licence and choice.source
+            assert entry.bundled or entry.sha256  # nothing listed that cannot be fetched safely (cache is empty)
+    listed = {i for ids in lists.values() for i in ids}
+    unusable = {e.id for e in entries.values() if e.kind == "source-only" or not (e.bundled or e.sha256)}
+    assert unusable and not unusable & listed  # source-only, or no published checksum and not fetched
+    assert not set(lists[Task.PRERT]) & {"demo-midrt", "demo-petct"}
 
 
 def test_model_list_orders_installed_first_and_says_how_to_fetch(tmp_path):

@@ -35,6 +35,8 @@ TRACKED_SCREENSHOTS = ROOT / "Resources" / "Screenshots"
 DEFAULT_OUT = ROOT / "build" / "pictures"
 SIZE = 360
 LABEL_WORDS = {1: "GTVp red", 2: "GTVn blue-green"}
+#: a phantom whose GTVp and a GTVn share an axial slice, so the pictures show both
+PHANTOM_SEED = 3
 
 
 def font(size: int):
@@ -134,15 +136,16 @@ def caption(img: Image.Image, title: str, note: str) -> Image.Image:
 
 
 def _slice_z(prior) -> np.ndarray:
-    """Voxel index (x, y, z) of the picture's slice centre: the axial slice holding the most of the
-    smaller of GTVp and GTVn (both shown when any slice has both), else GTVp's centre."""
+    """Voxel index (x, y, z) of the picture's centre: on the axial slice holding the most of the
+    smaller of GTVp and GTVn, midway between them (both shown when any slice has both), else
+    GTVp's centre."""
     arr = prior.array
     both = np.minimum((arr == 1).sum(axis=(1, 2)), (arr == 2).sum(axis=(1, 2)))
-    label_one = np.argwhere(arr == 1).mean(axis=0)
     if both.max() > 0:
         k = int(np.argmax(both))
-        return np.array([label_one[2], label_one[1], k], dtype=float)
-    return label_one[::-1]
+        mid_yx = (np.argwhere(arr[k] == 1).mean(axis=0) + np.argwhere(arr[k] == 2).mean(axis=0)) / 2
+        return np.array([mid_yx[1], mid_yx[0], k], dtype=float)
+    return np.argwhere(arr == 1).mean(axis=0)[::-1]
 
 
 def result_caption(labels_on_slice: set[int]) -> str:
@@ -163,7 +166,7 @@ def slice_pictures(out: Path, screenshots: Path) -> list[Path]:
 
     note = "rendered offscreen from the MRML scene by Slicer's slice\nlogic and displayable managers (slicer-core)"
     with tempfile.TemporaryDirectory() as tmp:
-        case = Path(tmp) / write_hntsmrg_cohort(tmp, n=1, seed=5, shape=(24, 96, 96), spacing=(0.9, 0.9, 3.0))[0]
+        case = Path(tmp) / write_hntsmrg_cohort(tmp, n=1, seed=PHANTOM_SEED, shape=(24, 96, 96), spacing=(0.9, 0.9, 3.0))[0]
         app = make_scene()
         load_case_folder(app.scene, case)
         inputs = auto_assign(app.scene, "midrt")
@@ -175,7 +178,7 @@ def slice_pictures(out: Path, screenshots: Path) -> list[Path]:
         prior = image_from_volume_node(inputs["prior"])
         centre_ijk = _slice_z(prior)
         centre = lps_to_ras(prior.index_to_physical(centre_ijk))
-        view = SliceView(app, inputs["T2"], float(centre[2]), fov_mm=70.0)
+        view = SliceView(app, inputs["T2"], float(centre[2]), fov_mm=86.0)  # the whole neck: every box
 
         paths = [("slicer_boxes.png", caption(view.render(), "1. Lesion boxes from the pre-RT prior", note))]
         preview = update_gradient_preview(app.scene, inputs["T2"], rois)

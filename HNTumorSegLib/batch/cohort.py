@@ -50,12 +50,22 @@ class BatchCase:
 
 
 def model_task(model: str) -> str | None:
-    """The ``task`` of a local model folder's card (None for catalogue ids or nnU-Net folders)."""
+    """The ``task`` of a model's card: a local folder's ``model.json``, else the catalogue entry's
+    (README: "the card's task is used"); None for nnU-Net folders or unknown ids."""
     card = Path(model) / "model.json"
     try:
         return json.loads(card.read_text()).get("task")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
+        pass
+    if Path(model).exists():
         return None
+    from ..models.catalogue import read_catalogue
+
+    try:
+        entry = next((e for e in read_catalogue() if e.id == model), None)
+    except InputError:
+        return None
+    return entry.task if entry is not None else None
 
 
 def resolve_task(layout: str, task: str | None, model: str) -> Task:

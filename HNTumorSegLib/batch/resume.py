@@ -1,8 +1,14 @@
 """Resuming a cohort run: which cases are already finished.
 
 A case counts as finished when (1) its prediction exists and (2) a done-marker
-``<out>/.hntumorseg-done/<case>.json`` records the same *fingerprint* (model, task, folds,
-TTA, device-independent settings and the input paths) and the prediction's size. The
+``<out>/.hntumorseg-done/<case>.json`` records the same *fingerprint* and the prediction's size.
+The fingerprint is made of the request (model, task, folds, TTA, input paths: device and
+output paths do not change a prediction), the *content* of every input (size, mtime and a
+fast hash: the first and last MiB plus the size, blake2b - an input replaced in place under
+the same name is redone, issue 11) and the model's identity (every file of its folder: name,
+size, mtime; a catalogue id is resolved to its installed folder). Choice: a sampled hash, not a
+full one, so that resuming a 500-case cohort does not read every volume again; with the size
+and mtime in the key a replaced file is still told apart. The
 marker is written atomically after the worker's result event, so a run killed at any moment
 leaves either no marker (the case runs again) or a complete one. A prediction without a
 marker - half a cohort from another tool, or a run killed between write and marker - is
@@ -18,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -25,7 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from ..fileio import write_json_atomic
+from ..fileio import os_error, write_json_atomic
 
 if TYPE_CHECKING:
     from ..pipeline.request import SegmentRequest
@@ -35,10 +42,67 @@ MARKER_DIR = ".hntumorseg-done"
 FINGERPRINT_KEYS = ("task", "model", "input_paths", "prior_path", "boxes_path", "folds", "tta")
 
 
+SAMPLE_BYTES = 1 << 20
+
+
+def content_fingerprint(path: str | os.PathLike | None) -> str | None:
+    """size, mtime and a blake2b of the first and last MiB of a file (a folder: of its files)."""
+    if not path:
+        return None
+    p = Path(path)
+    try:
+        if p.is_dir():   # a DICOM series folder
+            return hashlib.blake2b("|".join(f"{f.relative_to(p)}:{content_fingerprint(f)}"
+                                            for f in sorted(p.rglob("*")) if f.is_file()).encode(),
+                                   digest_size=16).hexdigest()
+        st = p.stat()
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+        with open(p, "rb") as fh:
+            h.update(fh.read(SAMPLE_BYTES))
+            if st.st_size > SAMPLE_BYTES:
+                fh.seek(max(SAMPLE_BYTES, st.st_size - SAMPLE_BYTES))
+                h.update(fh.read(SAMPLE_BYTES))
+        return h.hexdigest()
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=8)
+def model_identity(model: str) -> str:
+    """A model's identity: every file of its folder (relative name, size, mtime_ns); a catalogue
+    id is resolved to its installed folder; an unknown id stands for itself."""
+    folder = Path(model)
+    if not folder.exists():
+        try:
+            from ..models.catalogue import installed_path
+
+            folder = installed_path(model) or folder
+        except Exception:  # not installed: the run reports it; the id alone keys the marker
+            return f"id:{model}"
+    if folder.is_file():
+        files = [folder]
+    else:
+        files = sorted(f for f in folder.rglob("*") if f.is_file())
+    h = hashlib.blake2b(digest_size=16)
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        h.update(f"{f.relative_to(folder) if f != folder else f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
 def fingerprint(request: "SegmentRequest") -> str:
-    """sha256 over the request fields that decide the prediction (stable key order)."""
+    """sha256 over the request fields that decide the prediction, the inputs' content and the
+    model's identity (module docstring; stable key order)."""
     data = request.to_dict()
     picked = {k: data.get(k) for k in FINGERPRINT_KEYS}
+    picked["content"] = {name: content_fingerprint(path) for name, path in sorted(request.input_paths.items())}
+    picked["content"]["prior"] = content_fingerprint(request.prior_path)
+    picked["content"]["boxes"] = content_fingerprint(request.boxes_path)
+    picked["model_identity"] = model_identity(str(request.model))
     blob = json.dumps(picked, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -60,9 +124,13 @@ def is_done(out_dir: str | os.PathLike, case_id: str, prediction: str | os.PathL
 
 def mark_done(out_dir: str | os.PathLike, case_id: str, prediction: str | os.PathLike, fp: str,
               timings: Mapping[str, float] | None = None) -> Path:
-    """Write the case's done-marker atomically (temp file + rename)."""
+    """Write the case's done-marker atomically (temp file, fsync, verify, rename). A full disk is
+    one line (EnvironmentFault, exit 1), never a traceback."""
     path = marker_path(out_dir, case_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(exc, path.parent, "create the folder") from None
     pred = Path(prediction)
     data = {"case": case_id, "prediction": str(pred), "size": pred.stat().st_size, "fingerprint": fp,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "timings": dict(timings or {})}

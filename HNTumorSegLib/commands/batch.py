@@ -19,13 +19,15 @@ Example:
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
 from ..errors import InputError
-from ..fileio import write_json_atomic
+from ..fileio import os_error, write_json_atomic
 from ..folds import ACCEPTED_FORMS, parse_folds
-from ..vocab import Task
+from ..protect import check_inputs_regular, check_outputs, protected_folders
+from ..vocab import Task, parse_device
 
 LAYOUT_CHOICES = ("hntsmrg", "hecktor", "folder")
 
@@ -65,6 +67,37 @@ def _evaluate(cases, outcomes) -> dict | None:
     return scorer.result() if scorer.cases else None
 
 
+def _check_device(text: str) -> str:
+    """The device, canonical; an explicitly asked device that is absent is a DeviceError now, not per case."""
+    from ..inference.devices import resolve_device
+
+    device = parse_device(text)
+    resolve_device(device)
+    return device
+
+
+def _check_paths(cases, out: Path, data: Path, labels: Path | None, model: str) -> None:
+    """Protected paths (:mod:`HNTumorSegLib.protect`): ``--out`` is not the data, label or model
+    folder, no prediction or report file is an input or a reference, every input is a regular file."""
+    folders = protected_folders([("the data folder (--data)", data), ("the label folder (--labels)", labels)])
+    trees = {"the model folder": model} if Path(model).exists() else {}
+    inputs: dict[str, str] = {}
+    outputs: dict[str, str] = {}
+    for c in cases:
+        for name, path in c.input_paths.items():
+            inputs[f"the {name} input of case {c.case_id}"] = path
+        if c.prior_path:
+            inputs[f"the prior of case {c.case_id}"] = c.prior_path
+        if c.reference_path:
+            inputs[f"the reference of case {c.case_id}"] = c.reference_path
+        outputs[f"the prediction of case {c.case_id}"] = str(c.prediction_path)
+    for name in ("metrics.json", "batch.json"):
+        outputs[f"--out's {name}"] = str(out / name)
+    check_inputs_regular(inputs)
+    check_outputs({}, {}, folders, trees, output_folders={"--out": out})
+    check_outputs(outputs, inputs, trees=trees)
+
+
 def run(args) -> int:
     from ..batch.cohort import build_request, discover_cases, resolve_task
     from ..batch.local import Job, log_line, run_local
@@ -72,23 +105,29 @@ def run(args) -> int:
     from ..metrics import format_table, write_json
     from ..report.qa_report import QACase, write_qa_report
 
+    # Everything a case would fail on is checked here, once, before any work (issue 11): exit 2.
     if args.workers < 1:
         raise InputError(f"--workers {args.workers} must be at least 1", None, "e.g. --workers 2")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise InputError(f"--timeout {args.timeout:g} must be a positive number of seconds", None, "e.g. --timeout 3600")
+    folds = parse_folds(args.folds)   # also checked per case by SegmentRequest; here once, before any work
+    device = _check_device(args.device) if not args.cluster else parse_device(args.device)
     # Absolute paths: the requests must mean the same on a cluster node with another cwd.
     out = Path(args.out).absolute()
+    data = Path(args.data).absolute()
+    labels = Path(args.labels).absolute() if args.labels else None
     task = resolve_task(args.layout, args.task, args.model)
-    cases = discover_cases(args.layout, Path(args.data).absolute(), out, task,
-                           labels=Path(args.labels).absolute() if args.labels else None)
+    cases = discover_cases(args.layout, data, out, task, labels=labels)
+    model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
+    _check_paths(cases, out, data, labels, model)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"cannot create the output folder ({exc.strerror})", out, "choose a writable folder") from None
-    folds = parse_folds(args.folds)   # also checked per case by SegmentRequest; here once, before any work
-    model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
+        raise os_error(exc, out, "create the output folder") from None
 
     jobs, skipped = [], []
     for c in cases:
-        request = build_request(c, model, device=args.device, folds=folds, tta=args.tta)
+        request = build_request(c, model, device=device, folds=folds, tta=args.tta)
         fp = fingerprint(request)
         if is_done(out, c.case_id, c.prediction_path, fp):
             skipped.append(c.case_id)

@@ -1,6 +1,9 @@
 """`hntumorseg demo`: a synthetic case segmented end to end with the bundled demo model (offline).
 
-    hntumorseg demo [--out DIR] [--task midrt|petct] [--seed N] [--device auto] [--tta]
+    hntumorseg demo [--out DIR] [--task midrt|petct] [--seed N] [--device auto] [--tta] [--force]
+
+``--out`` must be new or empty; ``--force`` writes into a folder that holds files (the demo's
+own files there are replaced, others are left alone).
 
 1. makes a phantom (:mod:`HNTumorSegLib.phantoms`; mid-RT by default: the mid-RT T2 and the
    registered pre-RT mask; ``--task petct``: CT + PET) and writes it to ``DIR/inputs/``;
@@ -45,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
                         help="mirroring test-time augmentation (8x the time)")
     parser.add_argument("--progress", choices=ProgressMode.values(), default="bar", help="bar (default), json or none")
+    parser.add_argument("--force", action="store_true",
+                        help="write into --out even when it already holds files (they may be replaced)")
 
 
 def write_phantom(task: str, seed: int, folder: Path) -> tuple[dict[str, Path], Path | None, Path]:
@@ -121,7 +126,20 @@ def run_demo(out: Path, task: str = "midrt", seed: int = 0, device: str = "auto"
     return {"files": files, "metrics": metrics, "seconds": seconds}
 
 
+def check_out_folder(out: Path, force: bool) -> None:
+    """Refuse a non-empty ``--out`` unless ``--force``: the demo writes inputs/, labels.nii.gz,
+    metrics.json ... and must never replace a user's files silently (issue 11)."""
+    from ..errors import InputError
+
+    if out.exists() and not out.is_dir():
+        raise InputError("--out is a file, not a folder", out, "give a new folder name")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise InputError("--out already holds files", out,
+                         "give a new or empty folder, or add --force to write into it (its demo files are replaced)")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_out_folder(Path(args.out), bool(getattr(args, "force", False)))
     run_demo(Path(args.out), task=args.task, seed=args.seed, device=args.device, tta=args.tta,
              progress=args.progress)
     return 0

@@ -25,6 +25,7 @@ from pathlib import Path
 from ..caseids import TIMEPOINTS, match_cases
 from ..errors import InputError
 from ..image import check_labels, read_image
+from ..protect import check_outputs
 from ..metrics import Challenge, CohortScorer, format_challenge, format_table, write_json
 
 
@@ -58,6 +59,14 @@ def run(args: argparse.Namespace) -> int:
     if json_path is not None:
         _check_json_target(json_path)
     matched = match_cases(args.pred, args.ref, timepoint=args.timepoint)
+    if json_path is not None:   # protected paths (issue 11): --json is never a prediction or a reference
+        inputs = {"--pred": args.pred, "--ref": args.ref}
+        for item in [*matched.unmatched_pred, *matched.unmatched_ref]:
+            inputs[f"the file {item.path}"] = item.path
+        for pair in matched.pairs:
+            inputs[f"the prediction of case {pair.case_id}"] = pair.pred.path
+            inputs[f"the reference of case {pair.case_id}"] = pair.ref.path
+        check_outputs({"--json": json_path}, inputs)
 
     warnings: list[str] = []
     for p in matched.unmatched_pred:

@@ -8,6 +8,7 @@
   no Enhanced multi-frame) and its voxel grid;
 * :mod:`.select` - which series: the one named, else the only image series, else the one whose
   grid a label map lies on; otherwise one line listing the series found;
+* :mod:`.pixels` - the voxels of a checked series; :mod:`.read` - `read_volume`: a file or a DICOM folder;
 * :mod:`.suv` - PET Bq/mL to SUVbw (:func:`.suv.read_pet_suv`);
 * :mod:`.send` - C-STORE to a DICOM node (pynetdicom).
 

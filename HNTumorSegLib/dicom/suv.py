@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import InputError
 from ..image import Image
 from .geometry import SeriesGeometry
-from .read import read_series
+from .pixels import read_series
 from .scan import read_header
 from .select import select_series
 

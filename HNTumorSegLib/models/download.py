@@ -5,8 +5,11 @@ connection. A download goes to ``<name>.part`` and resumes with an HTTP ``Range`
 after a dropped connection (or an interrupted run); a server that ignores ranges gets a
 fresh download. The finished file's sha256 must equal the catalogue's (or the one the
 user passes): a mismatch deletes the file and raises :class:`ModelError` (exit 2).
-Archives are unpacked into a staging folder, refusing absolute paths, ``..`` and links,
-then moved into place, so an install is either complete or absent.
+Archives are unpacked into a staging folder, refusing absolute paths, ``..``, links, and
+archives that unpack too big, too many files or at a zip-bomb ratio (:func:`unpack_limits`),
+then moved into place, so an install is either complete or absent. A ``--sha256`` that is not
+64 hex characters is refused before any download; a read-only or unwritable cache is one line
+(exit 2), never a traceback.
 
 Choice: a catalogue entry without a published sha256 is not installed unless the user
 gives one (``--sha256``) after checking the file some other way: a model is code-like
@@ -22,6 +25,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import stat
 import time
@@ -37,6 +41,19 @@ from .weights import sha256_file
 
 Progress = Callable[[str, float, str], None]
 CHUNK = 1 << 16
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def check_cache_writable(folder: Path) -> None:
+    """Create ``folder`` (in the model cache) or say in one line why not: read-only, no permission."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ModelError(f"cannot write the model cache ({exc.strerror or exc})", folder,
+                         "give a writable folder with --cache DIR (or set HNTUMORSEG_CACHE)") from None
 
 
 def _fmt_bytes(n: float) -> str:
@@ -64,7 +81,7 @@ def download(url: str, dest: Path, sha256: str | None, progress: Progress | None
     if not url.lower().startswith(("https://", "http://")):
         raise ModelError(f"refusing to download from {url!r} (only http and https)", None, "fix the catalogue entry")
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    check_cache_writable(dest.parent)
     part = dest.with_name(dest.name + ".part")
     progress = progress or (lambda stage, fraction, message: None)
     attempt = 0
@@ -142,15 +159,63 @@ def _fetch_once(url: str, part: Path, progress: Progress, timeout: float) -> boo
     return total is None or have >= total
 
 
-def safe_unzip(archive: Path, target: Path) -> list[str]:
-    """Unpack ``archive`` into the new folder ``target``; refuse traversal and links."""
+def unpack_limits() -> tuple[int, int, float]:
+    """(max unpacked bytes, max members, max compression ratio) for :func:`safe_unzip`.
+
+    Configurable with ``HNTUMORSEG_MAX_UNPACK_BYTES`` (default 64 GiB: five nnU-Net folds with
+    their plans are a few GB), ``HNTUMORSEG_MAX_UNPACK_MEMBERS`` (default 10000) and
+    ``HNTUMORSEG_MAX_UNPACK_RATIO`` (default 100). Choice: the ratio limit is what stops a zip
+    bomb (306 KB -> 300 MB is 1000:1); network weights are nearly incompressible (about 1.1:1),
+    so 100:1 never refuses a real model. The ratio is checked only past 16 MiB unpacked.
+    """
+    def env(name: str, default: float) -> float:
+        try:
+            value = float(os.environ.get(name, default))
+        except ValueError:
+            raise ModelError(f"{name} is not a number", None, f"unset it or give a number (default {default:g})") from None
+        if value <= 0:
+            raise ModelError(f"{name} must be positive", None, f"unset it or give a number (default {default:g})")
+        return value
+
+    return (int(env("HNTUMORSEG_MAX_UNPACK_BYTES", 64 * 2 ** 30)), int(env("HNTUMORSEG_MAX_UNPACK_MEMBERS", 10000)),
+            env("HNTUMORSEG_MAX_UNPACK_RATIO", 100.0))
+
+
+RATIO_FLOOR_BYTES = 16 * 2 ** 20
+
+
+def _too_big(archive: Path, unpacked: int, max_bytes: int, max_ratio: float) -> str | None:
+    if unpacked > max_bytes:
+        return f"unpacks to more than {_fmt_bytes(max_bytes)}"
+    packed = max(archive.stat().st_size, 1)
+    if unpacked > RATIO_FLOOR_BYTES and unpacked / packed > max_ratio:
+        return f"unpacks to {_fmt_bytes(unpacked)} from {_fmt_bytes(packed)} (more than {max_ratio:g}:1, a zip bomb?)"
+    return None
+
+
+def safe_unzip(archive: Path, target: Path, max_bytes: int | None = None, max_members: int | None = None,
+               max_ratio: float | None = None) -> list[str]:
+    """Unpack ``archive`` into the new folder ``target``; refuse traversal, links and archives that
+    unpack too big or into too many files (:func:`unpack_limits`; checked on the declared sizes
+    first, then on the bytes actually written, since a header can lie)."""
+    limits = unpack_limits()
+    max_bytes = limits[0] if max_bytes is None else max_bytes
+    max_members = limits[1] if max_members is None else max_members
+    max_ratio = limits[2] if max_ratio is None else max_ratio
+    fix = "the archive is unsafe or not a model: do not use it (or raise the HNTUMORSEG_MAX_UNPACK_* limits)"
     try:
         zf = zipfile.ZipFile(archive)
     except zipfile.BadZipFile:
         raise ModelError("is not a valid zip archive", archive, "fetch the model again") from None
     names = []
     with zf:
-        for info in zf.infolist():
+        infos = zf.infolist()
+        if len(infos) > max_members:
+            raise ModelError(f"archive holds {len(infos)} members (limit {max_members})", archive, fix)
+        problem = _too_big(archive, sum(i.file_size for i in infos), max_bytes, max_ratio)
+        if problem:
+            raise ModelError(f"archive {problem}; refused", archive, fix)
+        for info in infos:
             name = info.filename
             pure = PurePosixPath(name.replace("\\", "/"))
             if pure.is_absolute() or ".." in pure.parts or (pure.parts and ":" in pure.parts[0]):
@@ -161,14 +226,23 @@ def safe_unzip(archive: Path, target: Path) -> list[str]:
                                  "the archive is unsafe: do not use it")
             names.append(str(pure))
         target.mkdir(parents=True, exist_ok=False)
-        for info in zf.infolist():
+        written = 0
+        for info in infos:
             out = target / PurePosixPath(info.filename.replace("\\", "/"))
             if info.is_dir():
                 out.mkdir(parents=True, exist_ok=True)
                 continue
             out.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, open(out, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+                while True:
+                    block = src.read(CHUNK)
+                    if not block:
+                        break
+                    written += len(block)
+                    problem = _too_big(archive, written, max_bytes, max_ratio)
+                    if problem:
+                        raise ModelError(f"archive {problem}; refused", archive, fix)
+                    dst.write(block)
     return names
 
 
@@ -185,6 +259,9 @@ def fetch(entry: CatalogueEntry, cache: str | Path | None = None, sha256: str | 
         raise ModelError(f"model {entry.id!r} publishes code, not weights", None,
                          f"see {entry.homepage or entry.url}: train it with the authors' code, "
                          "then give the results folder to --model")
+    if sha256 is not None and not SHA256_HEX.fullmatch(sha256.strip()):
+        raise ModelError(f"--sha256 {sha256[:20]!r} is not a sha256 (64 hexadecimal characters)", None,
+                         "copy the whole checksum, e.g. from `sha256sum FILE`")   # before any download
     if url and not sha256:
         raise ModelError("--url needs --sha256", None, "give the checksum of the file at that URL")
     if url:
@@ -204,6 +281,7 @@ def fetch(entry: CatalogueEntry, cache: str | Path | None = None, sha256: str | 
     if (final / COMPLETE_MARKER).is_file() and not force:
         return final
     downloads = cache_dir(cache) / "downloads"
+    check_cache_writable(downloads)
     filename = entry.filename or PurePosixPath(entry.url.split("?")[0]).name or f"{entry.id}.bin"
     file = download(entry.url, downloads / filename, expected, progress)
     staging = final.with_name(final.name + ".staging")

@@ -124,13 +124,19 @@ def volume_node_from_image(scene, image: Image, name: str, label: bool = False, 
     return node
 
 
-def ijk_to_world_matrix(node) -> np.ndarray:
-    """4x4 IJK -> world RAS of a volume node, its linear parent transforms included."""
+def _ijk_to_ras(node) -> np.ndarray:
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
     m = vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
-    ijk_to_ras = numpy_matrix(m)
+    return numpy_matrix(m)
+
+
+def ijk_to_world_matrix(node) -> np.ndarray:
+    """4x4 IJK -> world RAS of a volume node, its linear parent transforms included."""
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    ijk_to_ras = _ijk_to_ras(node)
     parent = node.GetParentTransformNode()
     if parent is not None:
         if not parent.IsTransformToWorldLinear():
@@ -142,8 +148,11 @@ def ijk_to_world_matrix(node) -> np.ndarray:
     return ijk_to_ras
 
 
-def image_from_volume_node(node, dtype=None) -> Image:
-    """The voxels and world geometry of a volume node as an :class:`Image` (array copied)."""
+def image_from_volume_node(node, dtype=None, world: bool = True) -> Image:
+    """The voxels and world geometry of a volume node as an :class:`Image` (array copied).
+
+    ``world=False``: the node's own grid, parent transforms ignored (where its file put it:
+    matching a volume to its DICOM series, :mod:`.outcome_review`)."""
     from vtkmodules.util import numpy_support
 
     data = node.GetImageData() if node is not None else None
@@ -158,7 +167,7 @@ def image_from_volume_node(node, dtype=None) -> Image:
     arr = numpy_support.vtk_to_numpy(scalars).reshape(nz, ny, nx).copy()
     if dtype is not None:
         arr = arr.astype(dtype)
-    ras = ijk_to_world_matrix(node)
+    ras = ijk_to_world_matrix(node) if world else _ijk_to_ras(node)
     lps = np.diag([-1.0, -1.0, 1.0]) @ ras[:3, :]
     spacing = np.linalg.norm(lps[:, :3], axis=0)
     direction = lps[:, :3] / spacing

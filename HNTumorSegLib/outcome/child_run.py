@@ -1,0 +1,142 @@
+"""Run ``hntumorseg outcome --json`` in a child process: outcome prediction without torch in the caller.
+
+Slicer's GUI process must never import torch (it would load a second copy of CUDA / OpenMP
+libraries into the application, and a crash in it would take the application down), so the
+panel predicts through this helper: :meth:`OutcomeRun.start` writes the three images (CT, PET
+in SUV, label map) as NIfTI into a private temp folder and starts
+``python -m HNTumorSegLib outcome --model M --input CT=... --input PET=... --labels L
+--clinical C [--patient ID] --json out.json``; :meth:`OutcomeRun.poll` never blocks (a GUI
+timer calls it) and, once the child has exited, reads the JSON or the child's one-line error.
+
+The child's process handling is the segmentation runner's (:mod:`HNTumorSegLib.runner`): the
+same Python (``PythonSlicer`` inside Slicer, :func:`~HNTumorSegLib.runner.default_python`), the
+same environment (:func:`~HNTumorSegLib.runner.child_env`: this package on its path, it stops
+if we die), its own process group so :meth:`cancel` ends the whole tree. stdout and stderr go to
+files in the temp folder, not pipes: the command prints a few lines only, so no reader threads
+are needed. The temp folder (which holds patient images) is removed in every ending.
+
+Example:
+    >>> run = OutcomeRun().start(ct, pet_suv, labels, "models/outcome-demo", "ehr.json")
+    >>> while run.running: run.poll(); time.sleep(0.3)
+    >>> run.state, run.result["rfs"]["risk"]          # ('succeeded', -2.71) or ('failed', None) + run.error
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ..image import Image, write_image
+from ..runner import _IS_WINDOWS, _kill_tree, child_env, default_python
+
+
+class OutcomeRun:
+    """One ``hntumorseg outcome`` child process and its temp folder.
+
+    ``state``: created, running, succeeded, failed (the command refused the input or crashed:
+    :attr:`error` is its last line), cancelled or timeout. :attr:`result` is the JSON the
+    command wrote (:meth:`HNTumorSegLib.outcome.predictor.OutcomePredictor.predict`'s dict).
+    """
+
+    def __init__(self, python: str | None = None, timeout_s: float | None = 900.0, grace_s: float = 1.0):
+        self.python = python or default_python()
+        self.timeout_s = timeout_s
+        self.grace_s = grace_s
+        self.temp_dir: Path | None = None
+        self.proc: subprocess.Popen | None = None
+        self.state = "created"
+        self.result: dict | None = None
+        self.error = ""
+        self.returncode: int | None = None
+        self._t_start = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def command(self, model: str | os.PathLike, clinical_path: str | os.PathLike, patient: str | None = None,
+                device: str = "cpu") -> list[str]:
+        """The child's argv (the images in :attr:`temp_dir`)."""
+        d = self.temp_dir
+        argv = [self.python, "-m", "HNTumorSegLib", "outcome", "--model", str(model),
+                "--input", f"CT={d / 'ct.nii.gz'}", "--input", f"PET={d / 'pet_suv.nii.gz'}",
+                "--labels", str(d / "labels.nii.gz"), "--clinical", str(clinical_path),
+                "--device", device, "--json", str(d / "outcome.json")]
+        return argv + (["--patient", patient] if patient else [])
+
+    def start(self, ct: Image, pet_suv: Image, labels: Image, model: str | os.PathLike,
+              clinical_path: str | os.PathLike, patient: str | None = None, device: str = "cpu") -> "OutcomeRun":
+        """Write the images and start the child. ``pet_suv`` must already be in SUV (the child reads it as SUV)."""
+        if self.state != "created":
+            raise RuntimeError(f"this run was already started (state {self.state})")
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="hntumorseg-outcome-"))
+        try:
+            write_image(ct, self.temp_dir / "ct.nii.gz")
+            write_image(pet_suv, self.temp_dir / "pet_suv.nii.gz")
+            write_image(labels, self.temp_dir / "labels.nii.gz")
+            argv = self.command(model, clinical_path, patient, device)
+            kwargs: dict = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}  # type: ignore[attr-defined]
+                            if _IS_WINDOWS else {"start_new_session": True})
+            with open(self.temp_dir / "stdout.txt", "wb") as out, open(self.temp_dir / "stderr.txt", "wb") as err:
+                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                             env=child_env(), close_fds=True, **kwargs)
+        except OSError as exc:
+            self._end("failed", f"could not start the outcome prediction with {self.python}: {exc.strerror or exc}")
+            return self
+        except BaseException:
+            self._cleanup()
+            raise
+        self._t_start = time.monotonic()
+        self.state = "running"
+        return self
+
+    def poll(self) -> str:
+        """The state now; never blocks (past the timeout the child's tree is ended)."""
+        if self.state != "running":
+            return self.state
+        if self.timeout_s is not None and time.monotonic() - self._t_start > self.timeout_s:
+            _kill_tree(self.proc, self.grace_s)
+            self._end("timeout", f"the outcome prediction took longer than {self.timeout_s:g} s and was stopped")
+        elif self.proc.poll() is not None:
+            self.returncode = self.proc.returncode
+            self._collect()
+        return self.state
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the run ends (or ``timeout`` s pass); for tests and scripts."""
+        t_end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() == "running" and (t_end is None or time.monotonic() < t_end):
+            time.sleep(0.1)
+        return self.state
+
+    def _collect(self) -> None:
+        out_json = self.temp_dir / "outcome.json"
+        if self.returncode == 0 and out_json.is_file():
+            self.result = json.loads(out_json.read_text(encoding="utf-8"))
+            self._end("succeeded", "")
+            return
+        lines = [ln.strip() for ln in (self.temp_dir / "stderr.txt").read_text("utf-8", "replace").splitlines()
+                 if ln.strip()]
+        last = lines[-1] if lines else f"exited with code {self.returncode}"
+        self._end("failed", f"outcome prediction failed: {last}")
+
+    def cancel(self) -> None:
+        """End the child's process tree and remove the temp folder."""
+        if self.state == "running":
+            _kill_tree(self.proc, self.grace_s)
+            self._end("cancelled", "outcome prediction cancelled")
+        elif self.state == "created":
+            self._end("cancelled", "outcome prediction cancelled")
+
+    def _end(self, state: str, error: str) -> None:
+        self.state, self.error = state, error
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self.temp_dir is not None:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
