@@ -56,11 +56,16 @@ UI_WIDGETS = {
     "modelBrowseButton": "QPushButton", "modelInfoLabel": "QLabel",
     "deviceComboBox": "QComboBox", "qualityComboBox": "QComboBox", "uncertaintyCheckBox": "QCheckBox",
     "applyButton": "QPushButton", "deviceUsedLabel": "QLabel",
+    "updateWhileEditingCheckBox": "QCheckBox", "undoRefinementButton": "QPushButton",
     "progressBar": "QProgressBar", "stageLabel": "QLabel", "logTextEdit": "QPlainTextEdit",
     "segmentationSelector": "qMRMLNodeComboBox", "referenceSelector": "qMRMLNodeComboBox",
     "reviewButton": "QPushButton", "exportDirectoryPathLineEdit": "ctkPathLineEdit",
     "exportNiftiCheckBox": "QCheckBox", "exportDicomSegCheckBox": "QCheckBox", "exportRtstructCheckBox": "QCheckBox",
     "exportCsvCheckBox": "QCheckBox", "exportButton": "QPushButton",
+    "petBiomarkersButton": "QPushButton", "outcomeCollapsibleButton": "ctkCollapsibleButton",
+    "outcomeModelPathLineEdit": "ctkPathLineEdit", "outcomeModelInfoLabel": "QLabel", "outcomeRunWidget": "QWidget",
+    "outcomeClinicalPathLineEdit": "ctkPathLineEdit", "outcomePatientLineEdit": "QLineEdit",
+    "outcomePredictButton": "QPushButton", "outcomeResultLabel": "QLabel", "outcomePlotWidget": "QWidget",
 }
 SEEDS = (
     "team SZTU-SingularMatrix, STU-Net and nnU-Net v2 for pre-RT MRI head and neck tumour segmentation "
@@ -112,6 +117,8 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._devices = {}  # device asked -> device found (asked of a child Python once per session)
         self._closeGuard = None
         self._previewNodeID = ""
+        self.outcomePanel = None  # HNTumorSegSlicer.outcome_panel: PET biomarkers, outcome (research only)
+        self._sceneSession = None  # the scene's warm session (HNTumorSegLib.scene.refinement), made on first Apply
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -151,8 +158,14 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deleteBoxButton.connect("clicked(bool)", self.onDeleteBox)
         self.ui.boxListWidget.connect("itemClicked(QListWidgetItem*)", self.onJumpToBox)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyOrCancel)
+        self.refine_timer = qt.QTimer()  # "Update while editing": debounced refinements (SceneSession.tick)
+        self.refine_timer.setInterval(self.POLL_MS)
+        self.refine_timer.connect("timeout()", self.onRefineTick)
+        self.ui.updateWhileEditingCheckBox.connect("toggled(bool)", self.onUpdateWhileEditing)
+        self.ui.undoRefinementButton.connect("clicked(bool)", self.onUndoRefinement)
         self.ui.reviewButton.connect("clicked(bool)", self.onReview)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.outcomePanel = OutcomePanel(self)  # connects the biomarker button and the Outcome section
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onSceneChanged)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self.onSceneChanged)
         # File > Close Scene: the guard cancels a running job at StartCloseEvent and calls us back at EndCloseEvent
@@ -165,6 +178,10 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self):
         self.poll_timer.stop()
         self.preview_timer.stop()
+        self.refine_timer.stop()
+        self.outcomePanel.cleanup()  # ends a running outcome child, removes its temp images
+        if self._sceneSession is not None:
+            self._sceneSession.cleanup()  # ends the session process
         self.logic.cancel()
         if self._closeGuard is not None:
             self._closeGuard.remove()
@@ -183,6 +200,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller=None, event=None):
         self.setParameterNode(None)  # the node is about to be reset: stop using it
+        self.outcomePanel.cleanup()  # a running prediction belongs to the closing scene
 
     def onSceneEndClose(self):
         if self.parent.isEntered:
@@ -234,6 +252,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 for w in widgets:
                     w.setVisible(role in shown)
             self.ui.gradientPreviewCheckBox.setVisible(p.task == Task.MIDRT)
+            self.outcomePanel.updateGUI(p.task)
             self.ui.boxesFromPriorButton.setEnabled(p.prior is not None)
             running = self.logic.running
             self.ui.applyButton.text = _("Cancel") if running else _("Apply")
@@ -410,7 +429,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             choice = choose_model(params.model, params.task)
             if not self._confirmDeviceAndTime(params, choice.id):
                 return
-            self.logic.start(run_params)
+            self.sceneSession().apply(run_params)  # through the scene's warm session (started on first Apply)
             self.ui.logTextEdit.clear()
             self.ui.progressBar.setValue(0)
             self.ui.progressBar.setVisible(True)
@@ -447,14 +466,48 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if state.state == "succeeded":
             with slicer.util.tryWithErrorDisplay(_("Could not import the result."), waitCursor=True):
                 seg = self.logic.import_result()
+                self.sceneSession().track(seg)  # boxes moved from now on refine this result
                 self.ui.segmentationSelector.setCurrentNode(seg)
                 self.ui.stageLabel.text = _("Done: review the contours, edit them in Segment Editor, then export.")
         elif state.error and state.state != "cancelled":
             slicer.util.errorDisplay(state.error)
+        if state.state == "succeeded" and self._parameterNode.task == Task.PETCT:
+            self.outcomePanel.onPetBiomarkers()  # a PET/CT result comes with its PET biomarker table
         self.updateGUIFromParameterNode()
 
     def _log(self, line):
         self.ui.logTextEdit.appendPlainText(line)
+
+    # ---- warm session: update while editing, undo --------------------------------------------------
+    def sceneSession(self):
+        if self._sceneSession is None:
+            from HNTumorSegLib.scene.refinement import SceneSession
+
+            self._sceneSession = SceneSession(slicer.mrmlScene, self.logic.segmentation)
+        return self._sceneSession
+
+    def onUpdateWhileEditing(self, on):
+        self.sceneSession().update_while_editing = bool(on)
+        if on:
+            self.refine_timer.start()
+        else:
+            self.refine_timer.stop()
+
+    def onRefineTick(self):
+        state = self.sceneSession().tick()
+        if state.message:
+            self.ui.stageLabel.text = state.message
+        if state.refined:
+            self._log(_("refined {box}").format(box=state.refined))
+        if state.error:
+            self._log(_("refinement failed: {error}").format(error=state.error))
+        self.ui.undoRefinementButton.setEnabled(self._sceneSession.undo_state is not None)
+
+    def onUndoRefinement(self):
+        with slicer.util.tryWithErrorDisplay(_("Could not undo the refinement."), waitCursor=True):
+            if self.sceneSession().undo():
+                self._log(_("last refinement undone"))
+        self.ui.undoRefinementButton.setEnabled(False)
 
     # ---- review and export ---------------------------------------------------------------------
     def _result_and_reference(self):
@@ -493,4 +546,5 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 # start-up registrations, and the self-test (Slicer looks for <ModuleName>Test in this namespace).
 from HNTumorSegSlicer.logic import (HNTumorSegLogic, HNTumorSegParameterNode,  # noqa: E402,F401
                                     add_to_dicom_database, dicom_files_of, loadTerminology, registerSampleData)
+from HNTumorSegSlicer.outcome_panel import OutcomePanel  # noqa: E402
 from HNTumorSegSlicer.selftest import HNTumorSegTest  # noqa: E402,F401

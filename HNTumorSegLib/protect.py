@@ -159,9 +159,24 @@ def request_paths(request) -> tuple[dict[str, str], dict[str, str], dict[str, st
     if request.boxes_path:
         inputs["the boxes (--boxes)"] = request.boxes_path
     trees = {}
-    if request.model and os.path.exists(request.model):
-        trees["the model folder"] = request.model
+    model = model_folder(request.model)
+    if model is not None:
+        trees["the model folder"] = str(model)
     return outputs, inputs, trees
+
+
+def model_folder(model: str | None) -> Path | None:
+    """The folder (or file) a model argument names: a path, or an installed/bundled catalogue id."""
+    if not model:
+        return None
+    if os.path.exists(model):
+        return Path(model)
+    try:
+        from .models.catalogue import installed_path
+
+        return installed_path(model)
+    except Exception:  # unknown or not installed: the loader reports it, with its own message
+        return None
 
 
 def check_request(request) -> None:

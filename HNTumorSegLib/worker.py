@@ -153,6 +153,8 @@ def run_request(request: Any, emit: Callable[[Event], None], run: Callable[..., 
     info["volumes_ml"] = {str(k): float(v) for k, v in result.volumes_ml.items()}
     if getattr(result, "warnings", None):
         info["warnings"] = [str(w) for w in result.warnings]
+    if getattr(result, "regions", None):   # seed 002's stage crops, shown in the QA report
+        info["regions"] = [dict(r) for r in result.regions]
     files = {str(k): str(v) for k, v in result.files.items() if v is not None}
     return ResultEvent(files=files, timings={str(k): float(v) for k, v in result.timings.items()}, info=info)
 

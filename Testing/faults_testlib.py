@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def small_tmpfs(folder: Path, size: str = "300k") -> Iterator[Path]:
+def small_tmpfs(folder: Path, size: str = "300k", read_only: bool = False) -> Iterator[Path]:
     """Mount a tmpfs of ``size`` on ``folder`` for the block; skip (locally only) when impossible."""
     folder.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+    options = f"size={size}" + (",ro" if read_only else "")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
                          capture_output=True, text=True)
     if res.returncode != 0:
         reason = f"cannot mount a tmpfs ({res.stderr.strip() or res.returncode}); needs root"
@@ -79,7 +80,7 @@ def leftovers(*folders: Path) -> list[str]:
     found = []
     for folder in folders:
         for p in Path(folder).rglob("*"):
-            if p.name.startswith("hntumorseg-run-") or (p.name.startswith(".") and p.is_file()
+            if p.name.startswith(("hntumorseg-run-", "hntumorseg-session-")) or (p.name.startswith(".") and p.is_file()
                                                          and p.parent.name != ".hntumorseg-done"):
                 found.append(str(p))
     return found

@@ -168,3 +168,48 @@ def _build(cache_dir: Path) -> None:
 
 if __name__ == "__main__":
     _build(Path(sys.argv[1]))
+
+
+# ---- a STU-Net-S folder (seed 004's trainer) on the tiny PET/CT dataset ------------------------------
+STUNET_VERSION = "1"
+STUNET_SUBDIR = "STUNetTrainer_small__nnUNetPlans__3d_fullres"
+EXT_TRAINERS = REPO / "training" / "hntumorseg_training" / "nnunet_trainers"
+
+
+def build_stunet_small_results(cache_dir: Path) -> Path:
+    """A REAL ``STUNetTrainer_small__nnUNetPlans__3d_fullres`` folder (fold 0), trained by nnunetv2 with the
+    project's STU-Net trainer (``nnUNet_extTrainer``) for 2 x 4 iterations on the tiny PET/CT dataset of
+    :mod:`nnunet_fixture` (its raw and preprocessed data are only read). Cached under the test cache."""
+    import fcntl
+
+    from nnunet_fixture import DATASET_NAME as PETCT_DATASET, build_tiny_nnunet_results, nnunet_environment as petct_env
+
+    build_tiny_nnunet_results(Path(cache_dir))
+    root = Path(cache_dir).resolve() / f"stunet_small_v{STUNET_VERSION}"
+    results = root / "nnUNet_results" / PETCT_DATASET / STUNET_SUBDIR
+    done = root / "DONE.json"
+    if done.exists():
+        return results
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"stunet_small_v{STUNET_VERSION}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return results
+        env = {**os.environ, **petct_env(Path(cache_dir)), "nnUNet_results": str(root / "nnUNet_results"),
+               "nnUNet_extTrainer": str(EXT_TRAINERS), "nnUNet_n_proc_DA": "0", "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "training"), os.environ.get("PYTHONPATH", "")])}
+        log = root / "build.log"
+        code = ("import torch; torch.set_num_threads(1); torch.manual_seed(0)\n"
+                "from nnunetv2.run.run_training import get_trainer_from_args\n"
+                "t = get_trainer_from_args('987', '3d_fullres', 0, 'STUNetTrainer_small', 'nnUNetPlans', "
+                "device=torch.device('cpu'))\n"
+                "t.num_epochs = 2; t.num_iterations_per_epoch = 4; t.num_val_iterations_per_epoch = 1\n"
+                "t.run_training()\n")
+        with open(log, "w") as out:
+            proc = subprocess.run([sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  cwd=str(REPO))
+        if proc.returncode != 0 or not (results / "fold_0" / "checkpoint_final.pth").exists():
+            raise RuntimeError(f"building the STU-Net-S folder failed (see {log}):\n"
+                               + log.read_text(errors="replace")[-3000:])
+        done.write_text(json.dumps({"version": STUNET_VERSION, "results": str(results)}))
+    return results

@@ -33,7 +33,7 @@ from pathlib import Path
 
 README_PATH = Path(__file__).resolve().parents[1] / "README.md"
 #: Fence languages that hold shell commands (a bare fence counts: README's older blocks use it).
-SHELL_LANGS = ("bash", "sh", "shell", "")
+SHELL_LANGS = ("bash", "sh", "shell", "console", "")
 TAG_RE = re.compile(r"^<!--\s*test:\s*(?P<kind>run|skip)\b(?P<rest>.*?)-->\s*$")
 MARKER_RE = re.compile(r"^<!--\s*options:\s*(?P<command>[^>]+?)\s*-->\s*$")
 OPTION_RE = re.compile(r"(?<![\w-])(--[A-Za-z][\w-]*)")

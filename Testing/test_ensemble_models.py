@@ -57,6 +57,7 @@ def _probabilities(model: str, inputs: dict, out_dir, name: str) -> tuple[np.nda
     return prob, labels
 
 
+@pytest.mark.slow
 def test_three_architecture_ensemble_is_the_mean_of_each_models_own_probabilities(members, tmp_path):
     folder = tmp_path / "ens"
     write_ensemble(folder, {"id": "three", "title": "nnU-Net + STU-Net + SegResNet", "task": "petct",

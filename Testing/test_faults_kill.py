@@ -55,6 +55,12 @@ class _Lines:
         raise AssertionError(f"not seen in {timeout} s: {''.join(self.lines)[-3000:]}")
 
 
+def _is_worker(p: psutil.Process) -> bool:
+    """A worker child: one process per case (HNTumorSegLib.worker) or a warm session (HNTumorSegLib.session)."""
+    cmd = " ".join(p.cmdline())
+    return "HNTumorSegLib.worker" in cmd or "HNTumorSegLib.session" in cmd
+
+
 def _tree(pid: int) -> list[psutil.Process]:
     me = psutil.Process(pid)
     return [me] + me.children(recursive=True)
@@ -93,7 +99,7 @@ def test_killed_segment_client_ends_its_worker_and_leaves_nothing(tmp_path, sign
     events = _Lines(client.stdout)
     events.wait_for(lambda lines: any("tile 1/" in line for line in lines), client)   # mid-inference
     procs = _tree(client.pid)
-    assert any("HNTumorSegLib.worker" in " ".join(p.cmdline()) for p in procs), "no worker child"
+    assert any(_is_worker(p) for p in procs), "no worker child"
     client.send_signal(SIGNALS[signame])
     _assert_tree_gone(procs, client)
     client.wait(timeout=5)
@@ -119,7 +125,7 @@ def test_killed_batch_ends_both_workers_and_writes_no_case(tmp_path, signame):
     log.wait_for(lambda lines: sum("inference" in line for line in lines) >= 2, client)
     time.sleep(1.0)
     procs = _tree(client.pid)
-    workers = [p for p in procs if "HNTumorSegLib.worker" in " ".join(p.cmdline())]
+    workers = [p for p in procs if _is_worker(p)]
     assert len(workers) == 2, [" ".join(p.cmdline())[:80] for p in procs]
     client.send_signal(SIGNALS[signame])
     _assert_tree_gone(procs, client)

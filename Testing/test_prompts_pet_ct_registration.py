@@ -72,6 +72,7 @@ def test_segment_validation_registers_a_lost_pet_and_says_so(study, tmp_path):
     assert len(case.notes) == 1 and "registered it rigidly" in case.notes[0]
     assert case.images["PET"].same_grid(ct)
     assert case.notes[0] in prepare_work(case).notes
+    assert case.notes[0] in case.warnings          # also in the progress stream's warnings and the result
     # a PET in its place: no note, the PET keeps its own grid
     ok = validate_request(SegmentRequest(model="demo-petct",
                                          input_paths={"CT": str(ct_path), "PET": str(write_image(pet, tmp_path / "p2.nii.gz"))},

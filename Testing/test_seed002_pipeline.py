@@ -108,3 +108,13 @@ def test_whole_pipeline_runs_on_a_tall_phantom_with_tiny_trained_stages(tmp_path
     shown = "\n".join(messages)
     assert "head region origin" in shown and "coarse ROI origin" in shown and "fine ROI origin" in shown
     assert "stage 3/3: fine ensemble of 2 model(s)" in shown
+
+
+def test_qa_report_shows_the_stage_crops(tmp_path):
+    from HNTumorSegLib.report.qa_report import QACase, region_text, render_html
+
+    regions = [{"stage": "coarse", "origin": [10.0, -20.5, 300.0], "size": [144, 144, 144], "spacing": [2.0, 2.0, 2.0]},
+               {"stage": "fine", "origin": [1.0, 2.0, 3.0], "size": [144, 144, 144], "spacing": [1.0, 1.0, 1.0]}]
+    assert region_text(regions[0]) == "coarse ROI: 144x144x144 at 2x2x2 mm, origin (10.0, -20.5, 300.0) mm"
+    page = render_html([QACase("7", regions=regions)])
+    assert "coarse ROI: 144x144x144 at 2x2x2 mm" in page and "fine ROI: 144x144x144 at 1x1x1 mm" in page

@@ -27,7 +27,9 @@ def test_segment_runs_an_nnunet_folder_by_channel_names(tiny_nnunet_results, tmp
     assert rc == 0, capsys.readouterr().err
     labels = read_image(out, label=True)
     assert labels.same_grid(read_image(ct))
-    direct = predict_nnunet_case(load_nnunet_model(tiny_nnunet_results, folds=(0,)), [ct, pet], device="cpu")
+    # segment's default for an nnU-Net folder is nnUNetv2_predict's: mirroring TTA on
+    direct = predict_nnunet_case(load_nnunet_model(tiny_nnunet_results, folds=(0,)), [ct, pet], device="cpu",
+                                 tta=True)
     np.testing.assert_array_equal(labels.array, direct.segmentation)
 
 

@@ -18,6 +18,8 @@ MODULE = ROOT / "HNTumorSeg" / "HNTumorSeg.py"
 UI = ROOT / "HNTumorSeg" / "Resources" / "UI" / "HNTumorSeg.ui"
 SLICER_PKG = ROOT / "HNTumorSeg" / "HNTumorSegSlicer"  # the module's Slicer-side package
 SELFTEST = SLICER_PKG / "selftest.py"
+OUTCOME_PANEL = SLICER_PKG / "outcome_panel.py"  # the widget's PET/CT helper: uses self.ui too
+PANEL_FILES = (MODULE, OUTCOME_PANEL)
 
 COMMON = {"connect", "setVisible", "setEnabled", "visible", "enabled", "toolTip", "setToolTip"}
 API = {
@@ -32,6 +34,8 @@ API = {
     "QPlainTextEdit": {"appendPlainText", "clear", "toPlainText", "setPlainText"},
     "ctkPathLineEdit": {"currentPath", "setCurrentPath"},
     "ctkCollapsibleButton": {"collapsed", "setCollapsed"},
+    "QLineEdit": {"text", "setText"},
+    "QWidget": {"layout"},
 }
 SIGNALS = {
     "QComboBox": {"currentIndexChanged(int)", "currentTextChanged(QString)"},
@@ -57,8 +61,9 @@ def declared() -> dict[str, str]:
 
 
 def uses() -> list[tuple[str, str | None, str | None, int]]:
-    """(widget name, member used or None, signal string or None, line) for every ``self.ui.<name>...``."""
-    tree = ast.parse(MODULE.read_text())
+    """(widget name, member used or None, signal string or None, line) for every ``self.ui.<name>...``
+    in :data:`PANEL_FILES`."""
+    tree = ast.Module(body=[s for path in PANEL_FILES for s in ast.parse(path.read_text()).body], type_ignores=[])
     parents = {}
     for node in ast.walk(tree):
         for child in ast.iter_child_nodes(node):
@@ -156,10 +161,10 @@ TRANSLATED_CALLS = {"tryWithErrorDisplay", "errorDisplay", "infoDisplay", "warni
 def test_user_facing_strings_are_wrapped_for_translation():
     """Literal text shown to the user goes through _() (Slicer's tr), so translators can reach it."""
     bad = []
-    for path in (MODULE, SLICER_PKG / "logic.py"):
+    for path in (MODULE, SLICER_PKG / "logic.py", OUTCOME_PANEL):
         bad += [f"{path.name}:{line}" for line in _untranslated(path)]
     assert not bad, f"user-facing literal not wrapped in _(): {bad}"
-    for path in (MODULE, SLICER_PKG / "logic.py"):
+    for path in (MODULE, SLICER_PKG / "logic.py", OUTCOME_PANEL):
         text = path.read_text()
         assert "from slicer.i18n import tr as _" in text and "except ImportError" in text  # guarded for older Slicer
 
@@ -224,3 +229,42 @@ def test_module_metadata_and_acknowledgement_cite_the_five_seeds():
         assert any(needle.lower() in s.lower() for s in seeds), needle
     # the module never imports torch in Slicer's GUI process
     assert not re.search(r"^\s*(import|from)\s+torch", text, re.M)
+
+
+def test_update_while_editing_and_undo_are_declared_and_wired():
+    """Issue 17's controls: in the .ui with their classes, and connected in HNTumorSeg.py."""
+    widgets, decl = ui_widgets(), declared()
+    for name, cls in (("updateWhileEditingCheckBox", "QCheckBox"), ("undoRefinementButton", "QPushButton")):
+        assert widgets.get(name) == cls and decl.get(name) == cls
+    signals = {(name, signal) for name, _member, signal, _line in uses() if signal}
+    assert ("updateWhileEditingCheckBox", "toggled(bool)") in signals
+    assert ("undoRefinementButton", "clicked(bool)") in signals
+
+
+def test_petct_biomarkers_and_research_only_outcome_section():
+    """Issue 15's panel: the biomarker button in Review, a collapsed "Outcome (research only)" section whose
+    prediction part shows only with a model chosen; torch stays out of the GUI (a child process predicts)."""
+    root = ET.parse(UI).getroot()
+    widgets, decl = ui_widgets(), declared()
+    names = ("petBiomarkersButton", "outcomeCollapsibleButton", "outcomeModelPathLineEdit", "outcomeModelInfoLabel",
+             "outcomeRunWidget", "outcomeClinicalPathLineEdit", "outcomePatientLineEdit", "outcomePredictButton",
+             "outcomeResultLabel", "outcomePlotWidget")
+    for name in names:
+        assert widgets.get(name) == decl.get(name) is not None, name
+    review = root.find(".//widget[@name='reviewCollapsibleButton']")
+    assert review.find(".//widget[@name='petBiomarkersButton']") is not None
+    section = root.find(".//widget[@name='outcomeCollapsibleButton']")
+    assert "research only" in section.find("property[@name='text']/string").text.lower()
+    assert section.find("property[@name='collapsed']/bool").text == "true"
+    assert "RESEARCH USE ONLY" in section.find(".//widget[@name='outcomeWarningLabel']/property[@name='text']/string").text
+    run_part = section.find(".//widget[@name='outcomeRunWidget']")
+    for inner in ("outcomeClinicalPathLineEdit", "outcomePatientLineEdit", "outcomePredictButton", "outcomePlotWidget"):
+        assert run_part.find(f".//widget[@name='{inner}']") is not None, inner
+    signals = {(name, signal) for name, _member, signal, _line in uses() if signal}
+    assert {("petBiomarkersButton", "clicked(bool)"), ("outcomePredictButton", "clicked(bool)"),
+            ("outcomeModelPathLineEdit", "currentPathChanged(QString)")} <= signals
+    panel = OUTCOME_PANEL.read_text()
+    assert "outcomeRunWidget.setVisible(bool(path))" in panel and "outcomePredictButton.setEnabled(usable)" in panel
+    assert "start_outcome(" in panel and "biomarker_review(" in panel  # the library does the work
+    assert not re.search(r"^\s*(import|from)\s+torch", panel, re.M)
+    assert "OutcomePanel(self)" in MODULE.read_text()

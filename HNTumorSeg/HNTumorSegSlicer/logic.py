@@ -7,7 +7,8 @@
 * :class:`HNTumorSegLogic`: the dependency set-up and the widget's one door to
   ``HNTumorSegLib.scene.logic.SegmentationSceneLogic``;
 * :func:`loadTerminology`, :func:`registerSampleData`: connected to ``startupCompleted()``;
-* :func:`add_to_dicom_database`, :func:`dicom_files_of`: DICOM database glue for the export.
+* :func:`add_to_dicom_database`, :func:`dicom_files_of`, :func:`dicom_file_lookup`: DICOM database glue
+  (export; the PET's SUV for the biomarkers and the outcome prediction).
 """
 
 from __future__ import annotations
@@ -81,12 +82,18 @@ def add_to_dicom_database(paths):
         database.insert(str(path))
 
 
+def dicom_file_lookup():
+    """``slicer.dicomDatabase.fileForInstance`` when a DICOM database is open, else None."""
+    database = getattr(slicer, "dicomDatabase", None)
+    return database.fileForInstance if database is not None and database.isOpen else None
+
+
 def dicom_files_of(volume):
-    """Files of a volume loaded through Slicer's DICOM module (None for others: the logic then says why)."""
-    uids = (volume.GetAttribute("DICOM.instanceUIDs") or "").split()
-    if not uids or not getattr(slicer, "dicomDatabase", None):
-        return None
-    return [slicer.dicomDatabase.fileForInstance(uid) for uid in uids]
+    """Files of the DICOM series a volume was loaded from (None when not from DICOM; an InputError
+    when it was but its files cannot be found): HNTumorSegLib.scene.dicom_source.dicom_source_files."""
+    from HNTumorSegLib.scene.dicom_source import dicom_source_files
+
+    return dicom_source_files(volume, dicom_file_lookup())
 
 
 class HNTumorSegLogic(ScriptedLoadableModuleLogic):

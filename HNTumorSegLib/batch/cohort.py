@@ -118,8 +118,8 @@ def discover_cases(layout: str, data: str | os.PathLike, out: str | os.PathLike,
 
 
 def build_request(case: BatchCase, model: str, device: str = "auto", folds: Any = None,
-                  tta: bool = False) -> SegmentRequest:
+                  tta: bool | None = None) -> SegmentRequest:
     """The worker's request for one case (``folds``: anything :func:`~HNTumorSegLib.folds.parse_folds` reads)."""
     return SegmentRequest(task=case.task, input_paths=dict(case.input_paths), prior_path=case.prior_path,
-                          model=str(model), device=device, folds=folds, tta=bool(tta),
+                          model=str(model), device=device, folds=folds, tta=None if tta is None else bool(tta),
                           output_path=str(case.prediction_path))

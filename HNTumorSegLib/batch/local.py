@@ -1,8 +1,11 @@
 """Run a cohort over N local worker processes.
 
-Each case is one real worker child (:class:`HNTumorSegLib.runner.WorkerRun`), so a case that
-crashes or runs out of memory cannot take the others down, and cancel (Ctrl-C) ends every
-child's process tree. The parent only schedules: it keeps up to ``workers`` children
+Each worker is one warm session child (:class:`HNTumorSegLib.session.SessionClient`, issue 17)
+that serves all its cases: Python, torch and the model load once per worker, not once per case.
+A session that crashes or runs out of memory fails its case only; the next case gets a fresh
+session, and cancel (Ctrl-C) ends every child's process tree. ``use_sessions=False`` runs one
+worker process per case (:class:`HNTumorSegLib.runner.WorkerRun`), the earlier way, kept for
+comparison (``bench/bench_session.py``). The parent only schedules: it keeps up to ``workers`` children
 running, polls them every 0.1 s, and writes a case's done-marker the moment its result
 arrives (so a run killed at any point resumes where it stopped).
 
@@ -26,6 +29,7 @@ from typing import Any, Callable
 from ..pipeline.request import SegmentRequest
 from ..protocol import ErrorEvent, ProgressEvent, ResultEvent
 from ..runner import WorkerRun
+from ..session import SessionClient
 from .resume import mark_done
 
 
@@ -72,7 +76,7 @@ def log_line(case_id: str, text: str) -> None:
 
 def run_local(jobs: list[Job], out_dir: str | os.PathLike, workers: int = 1, python: str | None = None,
               timeout_s: float | None = None, on_event: Callable[[str, Any], None] | None = None,
-              poll_s: float = 0.1) -> dict[str, Outcome]:
+              poll_s: float = 0.1, use_sessions: bool = True) -> dict[str, Outcome]:
     """Segment ``jobs`` with up to ``workers`` worker processes at once; returns {case: Outcome}.
 
     ``on_event(case_id, event)`` sees every event (default: a one-line log per stage change).
@@ -82,7 +86,8 @@ def run_local(jobs: list[Job], out_dir: str | os.PathLike, workers: int = 1, pyt
     workers = max(1, int(workers))
     env = thread_env(workers)
     pending = list(jobs)
-    running: dict[str, tuple[Job, WorkerRun, float]] = {}
+    running: dict[str, tuple[Job, Any, float, SessionClient | None]] = {}
+    idle: list[SessionClient] = []     # sessions between cases (one per worker, reused)
     outcomes: dict[str, Outcome] = {}
     last_stage: dict[str, str] = {}
 
@@ -96,15 +101,20 @@ def run_local(jobs: list[Job], out_dir: str | os.PathLike, workers: int = 1, pyt
         while pending or running:
             while pending and len(running) < workers:
                 job = pending.pop(0)
-                run = WorkerRun(python=python, timeout_s=timeout_s, env=env)
-                run.start(job.request)
-                running[job.case_id] = (job, run, time.monotonic())
+                if use_sessions:
+                    session = idle.pop() if idle else SessionClient(python=python, env=env)
+                    run = session.submit(job.request, timeout_s=timeout_s)
+                else:
+                    session, run = None, WorkerRun(python=python, timeout_s=timeout_s, env=env).start(job.request)
+                running[job.case_id] = (job, run, time.monotonic(), session)
             for case_id in list(running):
-                job, run, t0 = running[case_id]
+                job, run, t0, session = running[case_id]
                 for ev in run.poll():
                     report(case_id, ev)
                 if run.done:
                     del running[case_id]
+                    if session is not None:
+                        idle.append(session)    # a crashed session restarts with its next case
                     final = run.final or ErrorEvent("crashed", "the worker ended without a result")
                     outcome = Outcome(case_id, final, time.monotonic() - t0,
                                       dict(final.timings) if isinstance(final, ResultEvent) else {})
@@ -116,6 +126,10 @@ def run_local(jobs: list[Job], out_dir: str | os.PathLike, workers: int = 1, pyt
                         log_line(case_id, f"FAILED ({final.kind}): {final.message}")
             time.sleep(poll_s)
     finally:
-        for _job, run, _t0 in running.values():
+        for _job, run, _t0, session in running.values():
             run.close()
+            if session is not None:
+                idle.append(session)
+        for session in idle:
+            session.close()
     return outcomes

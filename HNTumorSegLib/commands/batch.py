@@ -46,8 +46,9 @@ def add_arguments(parser) -> None:
                         help="run the cases as Ray tasks (needs the ray extra; data and --out on a shared file system)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or mps (default auto)")
     parser.add_argument("--folds", default="all", help=f"{ACCEPTED_FORMS} (default all)")
-    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
-                        help="mirroring test-time augmentation (8x slower on 3D)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="mirroring test-time augmentation (about 8x the inference time on a CPU); "
+                             "default: the model's (on where its seed ran it)")
     parser.add_argument("--labels", default=None, help="folder layout: folder of reference <ID>.nii.gz")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per case before it is stopped")
     parser.add_argument("--python", default=None, help="Python interpreter for the workers (default: this one)")
@@ -160,7 +161,8 @@ def run(args) -> int:
         metrics = (result or {}).get("cases", {}).get(c.case_id)
         qa.append(QACase(c.case_id, image=next(iter(c.input_paths.values())), prediction=str(c.prediction_path)
                          if c.prediction_path.is_file() else None, reference=c.reference_path, metrics=metrics,
-                         error=error, seconds=seconds))
+                         error=error, seconds=seconds,
+                         regions=list(((o.final.info or {}).get("regions") or []) if o is not None and o.ok else [])))
         summary[c.case_id] = {"status": "skipped" if c.case_id in skipped else ("ok" if error is None else "failed"),
                               "error": error, "seconds": seconds, "prediction": str(c.prediction_path)}
     failed = [k for k, v in summary.items() if v["status"] == "failed"]

@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--configuration", metavar="NAME", help="which nnU-Net results folder, when there are several "
                    "(3d_fullres, or Trainer__Plans__config)")
     p.add_argument("--accept-licence", action="store_true", help="accept a non-commercial or unstated licence")
-    p.add_argument("--cache", metavar="DIR", help="model cache folder")
+    p.add_argument("--cache", metavar="DIR", help=CACHE_HELP)
     p.add_argument("--force", action="store_true", help="replace an installed model of the same id")
     p.add_argument("--progress", choices=("bar", "none"), default="bar", help="progress line on stderr")
     p = sub.add_parser("verify", help="check an installed model or a model folder (checksums + strict load)")

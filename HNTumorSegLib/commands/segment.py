@@ -53,8 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, metavar="OUT.nii.gz", help="label map to write")
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(Device.values())} (or cuda:N); default auto")
     parser.add_argument("--folds", default=None, help=f"{ACCEPTED_FORMS}; default all")
-    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=False,
-                        help="mirroring test-time augmentation (8 passes; off by default: costly on a CPU)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="mirroring test-time augmentation, 8 passes: about 8x the inference time on a CPU. "
+                             "Default: the model's - on where its seed ran it (nnU-Net folders, seed 004), "
+                             "off otherwise (seed 002 disabled it; the demo models)")
     parser.add_argument("--progress", metavar="{" + ",".join(ProgressMode.values()) + "}", default="bar",
                         help="json: worker-protocol events on stdout; bar: a bar on stderr; none")
     parser.add_argument("--probabilities", metavar="PATH", help="also write class probabilities (4D image)")
@@ -69,8 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--holes", default="nested", metavar="nested|keyhole",
                         help="RTSTRUCT holes: nested contours (even-odd, default) or keyhole")
     parser.add_argument("--restrict-to-boxes", action="store_true",
-                        help="segment only within the lesion boxes (from --prior or --boxes) plus a few mm: faster "
-                             "on a CPU, but lesions outside the boxes are lost. Default: the whole image, as the seeds ran")
+                        help="prert, midrt: segment only within the lesion boxes (from --prior or --boxes) plus 5 mm: "
+                             "faster on a CPU, but lesions outside the boxes are lost. Default: the whole image, "
+                             "as the seeds ran. (petct: --boxes already replace the head crop by the boxes + 20 mm)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -78,6 +78,8 @@ def write_dicom_seg(labels: Image, source_files: SeriesGeometry | Iterable[str |
         instance_number=1, manufacturer="HNTumorSeg", manufacturer_model_name="HNTumorSeg",
         software_versions=__version__, device_serial_number="0", series_description=series_description)
     copy_identity(slices[0].dataset, seg)
+    if "ContentCreatorName" not in seg:
+        seg.ContentCreatorName = ""  # type 2 of the Content Identification macro (dcmqi warns when absent)
     with atomic_path(path) as tmp:
         seg.save_as(tmp)
     return Path(path)

@@ -39,18 +39,18 @@ def _stats(mask: np.ndarray, image: Image) -> dict:
 
 
 def stats_rows(labels: Image) -> list[dict]:
-    """The rows written to the CSV (segments first, then lesions as in the review's lesion list)."""
-    from ..metrics import label_lesions
+    """The rows written to the CSV (segments first, then lesions in the order of every lesion list:
+    :func:`HNTumorSegLib.metrics.lesions.lesions_by_size`)."""
+    from ..metrics.lesions import lesions_by_size
 
     check_labels(labels)
     rows = [{"kind": "segment", "name": name, "label": value, **_stats(labels.array == value, labels)}
             for value, name in LABEL_NAMES.items()]
     for value, name in LABEL_NAMES.items():
-        comps, n = label_lesions(labels.array == value)
-        lesions = [(comps == k) for k in range(1, n + 1)]
-        lesions.sort(key=lambda m: (-int(m.sum()), tuple(np.argwhere(m)[0])))
-        rows += [{"kind": "lesion", "name": f"{name}-{i}", "label": value, **_stats(m, labels)}
-                 for i, m in enumerate(lesions, start=1)]
+        for i, (box, inside) in enumerate(lesions_by_size(labels.array == value), start=1):
+            mask = np.zeros(labels.array.shape, bool)
+            mask[box] = inside
+            rows.append({"kind": "lesion", "name": f"{name}-{i}", "label": value, **_stats(mask, labels)})
     return rows
 
 

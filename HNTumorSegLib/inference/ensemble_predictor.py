@@ -98,11 +98,9 @@ class EnsemblePredictor:
         """Ensemble probabilities (K, z, y, x) float32 (``region`` as in :meth:`predict`)."""
         return self.predict(x, region=region).probabilities
 
-    def predict(self, x: np.ndarray, region: Any = None, touching: np.ndarray | None = None) -> PredictionResult:
+    def predict(self, x: np.ndarray, region: Any = None) -> PredictionResult:
         """Run every member; ``region`` (bool mask, slices, list of slices or a
-        :class:`~.tiling.Region`) restricts the run to boxes, background elsewhere.
-        ``touching`` (bool mask of ``x``'s shape): run only the tiles of that plan holding a
-        mask voxel (:meth:`~.tiled.TilePlan.touching`: one edited box; exact inside the mask)."""
+        :class:`~.tiling.Region`) restricts the run to boxes, background elsewhere."""
         import torch
 
         t0 = time.perf_counter()
@@ -114,8 +112,6 @@ class EnsemblePredictor:
             unc = np.zeros(shape, np.float32) if self.options.uncertainty else None
             return PredictionResult(prob, unc, 0, time.perf_counter() - t0)
         plans = [m.plan(shape, grown) for m in self.members]
-        if touching is not None:
-            plans = [p.touching(touching) for p in plans]
         total = sum(len(m.networks) * len(p.tiles) for m, p in zip(self.members, plans))
         counter = TileProgress(self.progress, total, len(self.members))
         weight_sum = sum(self.weights)

@@ -112,23 +112,6 @@ class TilePlan:
     revert: Slices3
     padded_shape: tuple[int, ...]
 
-    def touching(self, mask_zyx: np.ndarray) -> "TilePlan":
-        """This plan with only the tiles holding a voxel of ``mask_zyx`` (unpadded image shape).
-
-        Why: refining one lesion box (:mod:`HNTumorSegLib.pipeline.refine`) runs only these
-        tiles; every tile covering a mask voxel is kept, so inside the mask the aggregate
-        equals this whole plan's exactly. ValueError when no tile touches the mask.
-        """
-        mask = np.asarray(mask_zyx, bool)
-        if mask.shape != self.padded_shape:
-            padded = np.zeros(self.padded_shape, bool)
-            padded[self.revert] = mask
-            mask = padded
-        tiles = tiling.tiles_touching(self.tiles, mask)
-        if not tiles:
-            raise ValueError("no tile of the plan touches the mask")
-        return TilePlan(tiles, tiling.tiles_bounding_box(tiles), self.revert, self.padded_shape)
-
 
 class TiledPredictor:
     """Sliding window for one network and its folds (module docstring).

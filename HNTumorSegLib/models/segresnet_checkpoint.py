@@ -97,9 +97,11 @@ def make_segresnet_folder(checkpoints: str | Path | Sequence[str | Path], folder
 #: What UW LAIR's released checkpoints need (their Dropbox release: ``model_0.pt`` ... ``model_9.pt``,
 #: dicts with ``state_dict``): MONAI SegResNetDS, blocks_down [1, 2, 2, 4, 4, 4], dsdepth 4, one T2
 #: input, 3 classes; ``NormalizeIntensity(nonzero=True)`` (z-score over non-zero voxels); MONAI arrays in
-#: x, y, z order; sliding window ROI [128, 192, 192] (x, y, z).
+#: x, y, z order; sliding window ROI [128, 192, 192] (x, y, z). Assumed where the release says nothing:
+#: init_filters 32 and act relu (MONAI's defaults), instance norm (Auto3DSeg's); a checkpoint made otherwise
+#: fails the strict load (a batch-norm one has running statistics) - exit 2, not a silent wrong network.
 UW_LAIR = {"kwargs": {"blocks_down": [1, 2, 2, 4, 4, 4], "dsdepth": 4, "init_filters": 32, "norm": "INSTANCE",
-                      "in_channels": 1, "out_channels": 3},
+                      "act": "relu", "in_channels": 1, "out_channels": 3},
            "roi_xyz": [128, 192, 192], "spacing": None, "axis_order": "xyz",
            "inputs": [{"name": "T2", "normalisation": {"type": "zscore", "nonzero": True}}]}
 

@@ -16,7 +16,8 @@ Definitions (per patient, and per lesion):
 * **TLG** = SUVmean_T x MTV_ml, **NLG** = SUVmean_N x NTV_ml, lesion ``TLG`` = SUVmean x volume.
 * **Lesions** are 26-connected components of each label (the metrics' definition), ordered
   GTVp first, then by size (largest first), then by first voxel: the order and the names
-  (``index`` 1, 2, ...) of the statistics CSV and the Slicer lesion table. ``centroid_ras`` is
+  (``index`` 1, 2, ...) of the statistics CSV and the Slicer lesion table (one rule for all:
+  :func:`HNTumorSegLib.metrics.lesions.lesions_by_size`). ``centroid_ras`` is
   the mean of the lesion's voxel centres on the label grid, in RAS mm.
 * An empty label gives volume 0.0 and ``None`` (JSON null) for every SUV value, TLG and NLG;
   a lesion that covers no PET voxel centre after resampling (smaller than a PET voxel) gives
@@ -42,7 +43,8 @@ from scipy import ndimage
 
 from ..errors import InputError
 from ..image import Image, check_labels, lps_to_ras, read_image, resample_to
-from ..metrics import label_lesions, volume_ml
+from ..metrics import volume_ml
+from ..metrics.lesions import lesions_by_size
 
 #: radius in mm of the 1 cm^3 sphere of SUVpeak (PERCIST)
 PEAK_RADIUS_MM = (3000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
@@ -108,15 +110,7 @@ def _ordered_lesions(labels: Image) -> tuple[np.ndarray, list[tuple[int, int]], 
     order: list[tuple[int, int]] = []
     boxes: list[tuple[slice, ...]] = []
     for value in (1, 2):
-        comps, n = label_lesions(labels.array == value)
-        found = []
-        for k, box in enumerate(ndimage.find_objects(comps), start=1):
-            if box is None:
-                continue
-            inside = comps[box] == k
-            first = tuple(int(a) + s.start for a, s in zip(np.argwhere(inside)[0], box))
-            found.append((-int(inside.sum()), first, box, inside))
-        for i, (_, _, box, inside) in enumerate(sorted(found, key=lambda f: (f[0], f[1])), start=1):
+        for i, (box, inside) in enumerate(lesions_by_size(labels.array == value), start=1):
             ids[box][inside] = len(order) + 1
             order.append((value, i))
             boxes.append(box)

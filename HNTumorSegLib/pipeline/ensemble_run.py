@@ -41,11 +41,8 @@ from .validate import ValidatedCase
 
 
 def ensemble_tta(case: ValidatedCase) -> bool:
-    """TTA for this run: the request's; a request without an opinion takes the card's (the seed's) default."""
-    requested = case.request.tta
-    if requested is None:
-        return bool(getattr(case.model, "tta_default", False))
-    return bool(requested)
+    """TTA for every member: the request's, or the ensemble card's ``"tta"`` (:func:`.validate.default_tta`)."""
+    return bool(case.tta)
 
 
 def _progress(stages, label: str):

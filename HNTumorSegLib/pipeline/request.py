@@ -72,8 +72,10 @@ class SegmentRequest:
     ``channel_names``) to image paths, in the order given: the first input's grid is the
     output grid. ``model`` is a model folder or a catalogue id. ``folds`` is a
     :class:`~HNTumorSegLib.folds.Folds` (anything :func:`~HNTumorSegLib.folds.parse_folds`
-    accepts is converted). ``tta`` defaults to off: on a CPU mirroring costs 8x the time
-    (choice; turn it on with ``--tta``). ``boxes_output_path`` is where to write the boxes
+    accepts is converted). ``tta``: ``None`` (the default) takes the model's own default -
+    on where its seed ran test-time mirroring (nnU-Net folders, as ``nnUNetv2_predict``; an
+    ensemble card's ``"tta"``; a card's ``"tta": true``), off otherwise; on a CPU mirroring
+    costs 8x the inference time. ``boxes_output_path`` is where to write the boxes
     used (mid-RT: those made from the prior); ``uncertainty_path`` where to write the
     voxel-wise uncertainty map (``None``: none is computed).
     """
@@ -86,7 +88,7 @@ class SegmentRequest:
     boxes_path: str | None = None
     device: str = "auto"
     folds: Folds = field(default_factory=Folds.all)
-    tta: bool = False
+    tta: bool | None = None   # None: the model's default (validate.default_tta)
     probabilities_path: str | None = None
     uncertainty_path: str | None = None
     boxes_output_path: str | None = None
@@ -113,9 +115,9 @@ class SegmentRequest:
         if not isinstance(self.restrict_to_boxes, bool):
             raise InputError(f"request field 'restrict_to_boxes' must be true or false, not {self.restrict_to_boxes!r}",
                              None, 'write "restrict_to_boxes": true or false')
-        if not isinstance(self.tta, bool):
-            raise InputError(f"request field 'tta' must be true or false, not {self.tta!r}", None,
-                             'write "tta": true or "tta": false')
+        if self.tta is not None and not isinstance(self.tta, bool):
+            raise InputError(f"request field 'tta' must be true, false or null, not {self.tta!r}", None,
+                             'write "tta": true, "tta": false, or leave it out for the model\'s default')
 
     # ---- request.json -----------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -167,7 +169,8 @@ class SegmentRequest:
         argv += ["--output", self.output_path, "--device", str(self.device)]
         if not self.folds.is_all:
             argv += ["--folds", self.folds.to_text()]
-        argv.append("--tta" if self.tta else "--no-tta")
+        if self.tta is not None:
+            argv.append("--tta" if self.tta else "--no-tta")
         if self.probabilities_path:
             argv += ["--probabilities", self.probabilities_path]
         if self.uncertainty_path:
@@ -194,7 +197,7 @@ class SegmentRequest:
             raise InputError("no input image given", None, "add --input NAME=PATH (T2, or CT and PET)")
         return cls(model=args.model, input_paths=input_paths, output_path=args.output, task=args.task,
                    prior_path=args.prior, boxes_path=args.boxes, device=args.device, folds=args.folds,
-                   tta=bool(args.tta), probabilities_path=args.probabilities, uncertainty_path=args.uncertainty,
+                   tta=getattr(args, "tta", None), probabilities_path=args.probabilities, uncertainty_path=args.uncertainty,
                    boxes_output_path=getattr(args, "save_boxes", None),
                    series=parse_series_args(getattr(args, "series", None), list(input_paths)),
                    restrict_to_boxes=bool(getattr(args, "restrict_to_boxes", False)))

@@ -82,7 +82,7 @@ def run_nnunet(case: ValidatedCase, stages: _Stages) -> SegmentResult:
     want_prob = bool(request.probabilities_path or request.uncertainty_path)
     with seed_steps_for(case, stages.progress) as seed:
         res = predict_nnunet_case(
-            model, seed.files, device=case.device, tta=request.tta, return_probabilities=want_prob,
+            model, seed.files, device=case.device, tta=case.tta, return_probabilities=want_prob,
             progress=lambda stage="inference", fraction=0.0, message="": stages.progress("inference", fraction, message))
     stages("clean-up", "labels on the first input's grid")
     labels = finish_labels(seed, request, res.segmentation)
@@ -107,11 +107,11 @@ def run_nnunet(case: ValidatedCase, stages: _Stages) -> SegmentResult:
                          task=case.task, volumes_ml=_volumes_ml(labels, target.spacing), boxes=list(seed.boxes))
 
 
-def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False, refine=None) -> SegmentResult:
+def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False, labels_hook=None) -> SegmentResult:
     """Run a request already checked by :func:`validate_request` (see :func:`run_segmentation`).
 
-    ``refine`` (a :class:`.refine.BoxRefinement`): only the tiles touching its boxes run and
-    its ``merge`` keeps the base labels outside them."""
+    ``labels_hook(labels) -> labels``: applied to the final labels before they are written
+    (a refinement keeps the base labels outside its boxes: :mod:`.refine`)."""
     from ..inference import EnsembleOptions, EnsemblePredictor, TilingOptions
 
     request, model = case.request, case.model
@@ -136,15 +136,14 @@ def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False
     patch = model.patch_size or list(x.shape[1:])
     predictor = EnsemblePredictor(
         model.networks, patch, model.num_classes, device=case.device, output=output,
-        tiling=TilingOptions(tta=request.tta, mirror_axes=tuple(card.tta_axes or (0, 1, 2)),
+        tiling=TilingOptions(tta=case.tta, mirror_axes=tuple(card.tta_axes or (0, 1, 2)),
                              low_memory=low_memory),  # the worker's retry after a GPU out-of-memory
         options=EnsembleOptions(uncertainty="entropy" if request.uncertainty_path else None),
         progress=lambda stage="inference", fraction=0.0, message="": stages.progress("inference", fraction, message))
-    touching = None if refine is None else refine.tiles_mask(work)
-    pred = predictor.predict(x, region=work.region, touching=touching)
+    pred = predictor.predict(x, region=work.region)
     return finish_from_probabilities(case, stages, pred.probabilities, work.grid, work.target, output,
                                      boxes=list(work.boxes), uncertainty=pred.uncertainty, n_tiles=int(pred.n_tiles),
-                                     labels_hook=None if refine is None else refine.merge)
+                                     labels_hook=labels_hook)
 
 
 def run_segmentation(request: SegmentRequest | dict, progress: Progress | None = None,

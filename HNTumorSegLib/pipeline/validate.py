@@ -55,6 +55,7 @@ class ValidatedCase:
     boxes: list = field(default_factory=list)   # LesionBox list from --boxes (empty if none)
     device: Any = None              # torch.device
     notes: list[str] = field(default_factory=list)  # warnings for the progress (e.g. PET registered to the CT)
+    tta: bool = False               # the request's --tta, or the model's default (default_tta)
     warnings: list[str] = field(default_factory=list)  # content/size warnings: progress stream and result (issue 11)
 
     @property
@@ -86,6 +87,21 @@ def check_output_paths(request: SegmentRequest) -> None:
         if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
             raise InputError(f"cannot write {flag} into {folder}", out, "choose a folder you can write to")
     check_request(request)  # protected paths (symlinks, hard links, case), regular files only
+
+
+def default_tta(model: Any) -> bool:
+    """TTA when the request does not say: on where the model's seed ran it.
+
+    nnU-Net results folders: on (``nnUNetv2_predict``'s default, which seeds 000, 001, 003 and
+    004 used); ensemble cards: their ``"tta"`` (seed 002's released pipeline passes
+    ``--disable_tta``); model cards: their ``"tta": true``, else off (the demo models).
+    """
+    kind = getattr(model, "kind", None)
+    if kind == "nnunet":
+        return True
+    if kind == "ensemble":
+        return bool(getattr(model, "tta_default", False))
+    return getattr(model.card, "extra", {}).get("tta") is True
 
 
 def expected_inputs(model: Any) -> list[str]:
@@ -179,8 +195,10 @@ def validate_request(request: SegmentRequest, model_loader: Any = None) -> Valid
         raise InputError("the midrt task needs the registered pre-RT mask", None,
                          "add --prior PRE_RT_MASK.nii.gz (or --boxes boxes.json)")
     warnings = [w for img in images.values() for w in img.notes] + _patch_warnings(model, ref, ref_name)
+    warnings += [n for n in notes if n not in warnings]   # e.g. the PET registered to the CT (seed 004)
     return ValidatedCase(request=request, model=model, task=task, images=images, prior=prior, boxes=boxes,
-                         device=device, notes=notes, warnings=warnings)
+                         device=device, notes=notes,
+                         tta=request.tta if request.tta is not None else default_tta(model), warnings=warnings)
 
 
 def _patch_warnings(model: Any, ref: Image, ref_name: str) -> list[str]:

@@ -313,7 +313,14 @@ def read_boxes(path: str | os.PathLike) -> list[LesionBox]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"boxes file is not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", p,
                          "fix the JSON syntax or re-export the boxes") from None
-    return parse_boxes(data, p)
+    except RecursionError:  # issue 11: "[[[[...]]]]" thousands deep is bad input, not a bug
+        raise InputError("boxes file is nested too deeply to be boxes.json", p,
+                         "give a list of boxes (docs/design.md 'Boxes')") from None
+    try:
+        return parse_boxes(data, p)
+    except RecursionError:
+        raise InputError("boxes file is nested too deeply to be boxes.json", p,
+                         "give a list of boxes (docs/design.md 'Boxes')") from None
 
 
 def write_boxes(boxes: Iterable[LesionBox], path: str | os.PathLike) -> Path:

@@ -89,8 +89,8 @@ class RoiGrid:
                            default_value=default)
 
     def to_json(self) -> dict:
-        return {"origin": [round(v, 4) for v in self.origin_xyz], "spacing": list(self.spacing_xyz),
-                "size": list(self.size_xyz)}
+        return {"origin": [round(float(v), 4) for v in self.origin_xyz], "spacing": [float(v) for v in self.spacing_xyz],
+                "size": [int(v) for v in self.size_xyz]}
 
 
 def _voxel_centre_bounds(image: Image) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +106,7 @@ def head_grid(ct: Image, size_xyz: Sequence[int] = HEAD_SIZE_XYZ,
     lo, hi = _voxel_centre_bounds(ct)
     axis_z = int(np.argmax(np.abs(np.asarray(ct.direction)[2])))   # the image axis closest to S
     top = hi[2] + float(ct.spacing[axis_z])                         # released: origin_z + spacing_z * n_z
-    origin = (float(lo[0]), float(lo[1]), top - int(size_xyz[2]) * float(spacing_xyz[2]))
+    origin = (float(lo[0]), float(lo[1]), float(top - int(size_xyz[2]) * float(spacing_xyz[2])))
     return RoiGrid(origin, tuple(float(s) for s in spacing_xyz), tuple(int(s) for s in size_xyz))
 
 

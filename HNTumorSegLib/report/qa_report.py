@@ -51,6 +51,7 @@ class QACase:
     seconds: float | None = None
     note: str | None = None
     pictures: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption)
+    regions: list[dict] = field(default_factory=list)  # seed 002's stage crops: {"stage", "origin", "size", "spacing"}
 
 
 def case_score(metrics: dict | None) -> float | None:
@@ -86,6 +87,14 @@ def _num_cell(value: Any, pattern: str = "{:.3f}", css: str = "") -> str:
     return f'<td class="num {css}"{sort}>{html.escape(_fmt(value, pattern))}</td>'
 
 
+def region_text(region: dict) -> str:
+    """One stage crop as a line: ``coarse ROI: 144x144x144 at 2x2x2 mm, origin (x, y, z) mm``."""
+    size = "x".join(str(int(v)) for v in region.get("size", []))
+    spacing = "x".join(f"{float(v):g}" for v in region.get("spacing", []))
+    origin = ", ".join(f"{float(v):.1f}" for v in region.get("origin", []))
+    return f"{region.get('stage', '?')} ROI: {size} at {spacing} mm, origin ({origin}) mm"
+
+
 def _row(case: QACase) -> str:
     score = -1.0 if case.error else case_score(case.metrics)
     cells = [f"<td>{html.escape(case.case_id)}</td>"]
@@ -113,6 +122,7 @@ def _row(case: QACase) -> str:
                        f'<figcaption class="note">{html.escape(cap)}</figcaption></figure>'
                        for src, cap in case.pictures)
         pics = pics or f'<span class="note">{html.escape(case.note or "no picture")}</span>'
+        pics += "".join(f'<div class="note">{html.escape(region_text(r))}</div>' for r in case.regions)
     cells.append(f'<td class="pics">{pics}</td>')
     return "<tr>" + "".join(cells) + "</tr>"
 

@@ -120,6 +120,9 @@ class SegmentationSceneLogic:
         self.result_dir: Path | None = None
         self.reference_id: str = ""
         self.result_files: dict = {}
+        #: makes the run object (``WorkerRun``-shaped); the scene's warm session sets it
+        #: (:class:`~HNTumorSegLib.scene.refinement.SceneSession`), None: a new worker per Apply
+        self.run_factory = None
 
     # ---- boxes ------------------------------------------------------------------------------
     def boxes_from_prior(self, prior_node, reference_node, model: str = "", replace: bool = True) -> list:
@@ -180,7 +183,7 @@ class SegmentationSceneLogic:
         if self.running:
             raise InputError("a segmentation is already running", None, "wait for it or press Cancel")
         self._drop_results()
-        run = WorkerRun(python=self.python, timeout_s=self.timeout_s, argv=argv)
+        run = (self.run_factory or WorkerRun)(python=self.python, timeout_s=self.timeout_s, argv=argv)
         # results go beside, not inside, the run's temp folder: the runner removes that in every ending
         self.result_dir = Path(tempfile.mkdtemp(prefix="hntumorseg-result-"))
         try:

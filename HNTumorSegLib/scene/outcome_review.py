@@ -1,22 +1,7 @@
 """PET/CT review in the scene: the PET biomarker table, and the research-only outcome prediction.
 
-**Which PET values.** Biomarkers need SUV (body weight). Where a PET volume node came from
-decides how it gets there (:func:`pet_suv_image`):
-
-* loaded from DICOM, it has source files: Slicer's DICOM module sets the attribute
-  ``DICOM.instanceUIDs`` (SOP Instance UIDs, space-separated) and the files are found through
-  the DICOM database (``slicer.dicomDatabase.fileForInstance``, passed in as
-  ``file_for_instance``); our own folder loading (:func:`.inputs.load_image_node`) sets
-  ``HNTumorSeg.SourceFiles`` (``|``-separated paths). Then the SUV values are read from the
-  files by the DICOM SUV conversion (:func:`HNTumorSegLib.dicom.suv.to_suv`), never from the
-  node's voxels: Slicer's DICOM reader gives Bq/mL (and may treat per-slice rescale slopes
-  differently), the SUV needs each slice's header. The SUV slices are put on the node's grid
-  (slice order matched by position, so a reversed order is fine) and take the node's *world*
-  geometry, so a PET registered with a linear transform is read where the user put it. A node
-  whose own grid no longer matches its series (resampled, cropped) is refused: its SUV cannot
-  be known.
-* no DICOM source (NIfTI, NRRD): the voxels are taken as SUV, as HECKTOR distributes them
-  (the command line's default ``--pet-units SUV``).
+**Which PET values**: SUV, from :func:`.dicom_source.pet_suv_image` (a PET loaded from DICOM is
+converted from its files' headers; a NIfTI PET is taken as SUV).
 
 **Biomarker table** (:func:`biomarker_review`): the result segmentation is exported on its
 reference volume's grid (:func:`.segmentation_io.export_label_map`), the biomarkers are computed
@@ -41,80 +26,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 from ..errors import InputError
-from ..image import Image, check_overlap
+from ..image import check_overlap
 from .biomarkers_table import TABLE_NAME, biomarker_table_node, survival_chart_nodes
+from .dicom_source import FileForInstance, pet_suv_image
 from .mrml import image_from_volume_node
 from .segmentation_io import export_label_map
 
-SOURCE_FILES_ATTRIBUTE = "HNTumorSeg.SourceFiles"  # set by .inputs.load_image_node
-INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"     # set by Slicer's DICOM plugins
 ROLE_ATTRIBUTE = "HNTumorSeg.Role"
 BIOMARKER_ROLE = "biomarkers"
 OUTCOME_ROLE = "outcome"
-
-FileForInstance = Callable[[str], str]
-
-
-def dicom_source_files(node, file_for_instance: FileForInstance | None = None) -> list[str] | None:
-    """The DICOM files a volume node was loaded from, or None when it was not loaded from DICOM.
-
-    ``HNTumorSeg.SourceFiles`` first (our folder loading), else ``DICOM.instanceUIDs`` looked up
-    with ``file_for_instance`` (in Slicer ``slicer.dicomDatabase.fileForInstance``). A node from
-    DICOM whose files cannot be found is an :class:`InputError`: guessing "not DICOM" would read
-    Bq/mL as SUV.
-    """
-    attr = node.GetAttribute(SOURCE_FILES_ATTRIBUTE)
-    if attr:
-        return attr.split("|")
-    uids = (node.GetAttribute(INSTANCE_UIDS_ATTRIBUTE) or "").split()
-    if not uids:
-        return None
-    fix = "open the DICOM database that holds the series (DICOM module), or load the PET in SUV as NIfTI"
-    if file_for_instance is None:
-        raise InputError(f"volume {node.GetName()!r} was loaded from DICOM but no DICOM database is open", None, fix)
-    files = [file_for_instance(uid) for uid in uids]
-    missing = [uid for uid, f in zip(uids, files) if not f or not Path(f).is_file()]
-    if missing:
-        raise InputError(f"{len(missing)} of the {len(uids)} DICOM files of volume {node.GetName()!r} are not in "
-                         f"the DICOM database", None, fix)
-    return files
-
-
-def pet_suv_image(pet_node, file_for_instance: FileForInstance | None = None) -> Image:
-    """The PET volume in SUVbw on its world geometry (module docstring: DICOM -> converted, else as is)."""
-    from ..dicom.geometry import grid_matches, slice_index_on
-    from ..dicom.pixels import read_series
-    from ..dicom.suv import to_suv
-    from ..export._dicom_source import source_geometry
-
-    world = image_from_volume_node(pet_node, dtype=np.float32)
-    files = dicom_source_files(pet_node, file_for_instance)
-    if files is None:
-        return world
-    geometry = source_geometry(files)  # one checked series
-    if geometry.series.modality != "PT":
-        raise InputError(f"volume {pet_node.GetName()!r} was loaded from a {geometry.series.modality} series, "
-                         "not a PET (PT)", geometry.files[0], "select the PET volume")
-    suv = to_suv(geometry, read_series(geometry, name="PET")).array
-    own_grid = image_from_volume_node(pet_node, world=False)
-    if not grid_matches(geometry, own_grid):
-        raise InputError(f"volume {pet_node.GetName()!r} no longer lies on the grid of its DICOM series "
-                         "(resampled or cropped), so its SUV is unknown", geometry.files[0],
-                         "select the PET as loaded from DICOM (a transform on it is fine)")
-    out = np.empty(world.array.shape, np.float32)
-    for k_series, header in enumerate(geometry.headers):  # slice order matched by position
-        out[slice_index_on(own_grid, header)] = suv[k_series]
-    return world.with_array(out)
-
-
-def result_label_map(seg_node, reference_node) -> Image:
-    """The result segmentation as a GTVp/GTVn label map on its reference volume's grid."""
-    return export_label_map(seg_node, reference_node)
 
 
 def _role_node(scene, cls: str, role: str, name: str):
@@ -129,7 +51,7 @@ def biomarker_review(scene, seg_node, reference_node, pet_node, file_for_instanc
     """The PET biomarker table node of the result (refilled when it exists); raises InputError."""
     from ..outcome.biomarkers import compute_biomarkers
 
-    labels = result_label_map(seg_node, reference_node)
+    labels = export_label_map(seg_node, reference_node)  # on the reference's grid
     pet = pet_suv_image(pet_node, file_for_instance)
     check_overlap(labels, pet, "segmentation", f"PET {pet_node.GetName()!r}")
     biomarkers = compute_biomarkers(pet, labels)
@@ -155,7 +77,7 @@ def start_outcome(scene, seg_node, reference_node, ct_node, pet_node, model: str
         raise InputError("no clinical data file", clinical, "choose the patient's clinical JSON or CSV file")
     if ct_node is None or pet_node is None:
         raise InputError("outcome prediction needs the CT and the PET", None, "select them in the Inputs section")
-    labels = result_label_map(seg_node, reference_node)
+    labels = export_label_map(seg_node, reference_node)  # on the reference's grid
     ct = image_from_volume_node(ct_node)
     pet = pet_suv_image(pet_node, file_for_instance)
     return OutcomeRun(python=python).start(ct, pet, labels, model, clinical, patient=patient or None)
@@ -172,8 +94,9 @@ class OutcomeNodes:
 
 
 def show_outcome(scene, prediction: dict, view=None, name: str = "HNTumorSeg RFS") -> OutcomeNodes | None:
-    """The survival chart of ``prediction`` in a plot view node (``view``, or a new one), replacing
-    the previous prediction's nodes. None when the model predicts no RFS (HPV only)."""
+    """The survival chart of ``prediction`` in a plot view node (``view``, else the one an earlier
+    prediction made, else a new one: the panel's small plot shows it), replacing the previous
+    prediction's table, series and chart. None when the model predicts no RFS (HPV only)."""
     for cls in ("vtkMRMLPlotChartNode", "vtkMRMLPlotSeriesNode", "vtkMRMLTableNode"):
         for i in reversed(range(scene.GetNumberOfNodesByClass(cls))):
             node = scene.GetNthNodeByClass(i, cls)
@@ -185,7 +108,10 @@ def show_outcome(scene, prediction: dict, view=None, name: str = "HNTumorSeg RFS
     for node in (table, series, chart):
         node.SetAttribute(ROLE_ATTRIBUTE, OUTCOME_ROLE)
     if view is None:
+        view = _role_node(scene, "vtkMRMLPlotViewNode", OUTCOME_ROLE, f"{name} view")
+    if view is None:
         view = scene.AddNewNodeByClass("vtkMRMLPlotViewNode", f"{name} view")
+        view.SetAttribute(ROLE_ATTRIBUTE, OUTCOME_ROLE)
     view.SetPlotChartNodeID(chart.GetID())
     return OutcomeNodes(table, series, chart, view)
 
@@ -197,12 +123,12 @@ def outcome_summary(prediction: dict) -> str:
     return format_prediction(prediction)
 
 
-def outcome_model_text(model: str | os.PathLike) -> str:
-    """One line about an outcome model folder for the panel (or why it cannot be used)."""
+def outcome_model_info(model: str | os.PathLike) -> tuple[bool, str]:
+    """(usable, one line for the panel) about an outcome model folder: what it predicts, or why not."""
     from ..outcome.card import read_outcome_card
 
     try:
         card = read_outcome_card(model)
     except InputError as exc:  # ModelError too
-        return str(exc)
-    return f"{card.id}: predicts {', '.join(sorted(card.endpoints))} (research use only)"
+        return False, str(exc)
+    return True, f"{card.id}: predicts {', '.join(sorted(card.endpoints))} (research use only)"

@@ -1,0 +1,93 @@
+"""Where a volume node's voxels came from in DICOM, and a PET node's values in SUV.
+
+**DICOM source** (:func:`dicom_source_files`): Slicer's DICOM module sets the attribute
+``DICOM.instanceUIDs`` (SOP Instance UIDs, space-separated) on what it loads, and the files are
+found through its DICOM database (``slicer.dicomDatabase.fileForInstance``, passed in as
+``file_for_instance``: the library has no database); our own folder loading
+(:func:`.inputs.load_image_node`) sets ``HNTumorSeg.SourceFiles`` (``|``-separated paths).
+DICOM export (the source series of SEG / RTSTRUCT) and the PET's SUV both start here.
+
+**PET in SUV** (:func:`pet_suv_image`): biomarkers need SUV (body weight).
+
+* From DICOM: the SUV values are read from the files by the DICOM SUV conversion
+  (:func:`HNTumorSegLib.dicom.suv.to_suv`), never from the node's voxels: Slicer's DICOM reader
+  gives Bq/mL (and may treat per-slice rescale slopes differently), the SUV needs each slice's
+  header. The SUV slices are put on the node's grid (slice order matched by position, so a
+  reversed order is fine) and take the node's *world* geometry, so a PET registered with a
+  linear transform is read where the user put it. A node whose own grid no longer matches its
+  series (resampled, cropped) is refused: its SUV cannot be known.
+* Not from DICOM (NIfTI, NRRD): the voxels are taken as SUV, as HECKTOR distributes them (the
+  command line's default ``--pet-units SUV``).
+
+Example:
+    >>> files = dicom_source_files(ct_node, slicer.dicomDatabase.fileForInstance)   # None: not DICOM
+    >>> pet = pet_suv_image(pet_node, slicer.dicomDatabase.fileForInstance)         # Image in SUVbw
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError
+from ..image import Image
+from .mrml import image_from_volume_node
+
+SOURCE_FILES_ATTRIBUTE = "HNTumorSeg.SourceFiles"  # set by .inputs.load_image_node
+INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"     # set by Slicer's DICOM plugins
+
+FileForInstance = Callable[[str], str]
+
+
+def dicom_source_files(node, file_for_instance: FileForInstance | None = None) -> list[str] | None:
+    """The DICOM files a volume node was loaded from, or None when it was not loaded from DICOM.
+
+    ``HNTumorSeg.SourceFiles`` first (our folder loading), else ``DICOM.instanceUIDs`` looked up
+    with ``file_for_instance`` (in Slicer ``slicer.dicomDatabase.fileForInstance``). A node from
+    DICOM whose files cannot be found is an :class:`InputError`: guessing "not DICOM" would read
+    Bq/mL as SUV.
+    """
+    attr = node.GetAttribute(SOURCE_FILES_ATTRIBUTE)
+    if attr:
+        return attr.split("|")
+    uids = (node.GetAttribute(INSTANCE_UIDS_ATTRIBUTE) or "").split()
+    if not uids:
+        return None
+    fix = "open the DICOM database that holds the series (DICOM module), or load the PET in SUV as NIfTI"
+    if file_for_instance is None:
+        raise InputError(f"volume {node.GetName()!r} was loaded from DICOM but no DICOM database is open", None, fix)
+    files = [file_for_instance(uid) for uid in uids]
+    missing = [uid for uid, f in zip(uids, files) if not f or not Path(f).is_file()]
+    if missing:
+        raise InputError(f"{len(missing)} of the {len(uids)} DICOM files of volume {node.GetName()!r} are not in "
+                         f"the DICOM database", None, fix)
+    return files
+
+
+def pet_suv_image(pet_node, file_for_instance: FileForInstance | None = None) -> Image:
+    """The PET volume in SUVbw on its world geometry (module docstring: DICOM -> converted, else as is)."""
+    from ..dicom.geometry import grid_matches, slice_index_on
+    from ..dicom.pixels import read_series
+    from ..dicom.suv import to_suv
+    from ..export._dicom_source import source_geometry
+
+    world = image_from_volume_node(pet_node, dtype=np.float32)
+    files = dicom_source_files(pet_node, file_for_instance)
+    if files is None:
+        return world
+    geometry = source_geometry(files)  # one checked series
+    if geometry.series.modality != "PT":
+        raise InputError(f"volume {pet_node.GetName()!r} was loaded from a {geometry.series.modality} series, "
+                         "not a PET (PT)", geometry.files[0], "select the PET volume")
+    suv = to_suv(geometry, read_series(geometry, name="PET")).array
+    own_grid = image_from_volume_node(pet_node, world=False)
+    if not grid_matches(geometry, own_grid):
+        raise InputError(f"volume {pet_node.GetName()!r} no longer lies on the grid of its DICOM series "
+                         "(resampled or cropped), so its SUV is unknown", geometry.files[0],
+                         "select the PET as loaded from DICOM (a transform on it is fine)")
+    out = np.empty(world.array.shape, np.float32)
+    for k_series, header in enumerate(geometry.headers):  # slice order matched by position
+        out[slice_index_on(own_grid, header)] = suv[k_series]
+    return world.with_array(out)

@@ -1,0 +1,418 @@
+"""The Slicer side of the warm session: one session per scene, Apply through it, "Update while editing".
+
+:class:`SceneSession` (no Qt; tested on slicer-core with a real session process):
+
+* **one session per scene**: started on the first Apply (:meth:`SceneSession.apply`), restarted
+  when the model or the device changes, closed when the scene closes (``StartCloseEvent``) and
+  when the module is cleaned up (:meth:`SceneSession.cleanup`). Apply goes through it (the
+  scene logic's ``run_factory`` makes a :class:`~HNTumorSegLib.session.SessionJob` instead of a
+  new worker), so the second Apply does not pay for Python, torch and the model again.
+* **Update while editing**: with :attr:`SceneSession.update_while_editing` on, moving or
+  resizing a lesion box (ROI ``ModifiedEvent`` with a changed box) re-segments that lesion
+  :data:`DEBOUNCE_S` after the *last* change (:class:`Debouncer`: several quick moves -> one
+  refinement), in the background (:meth:`SceneSession.tick`, called by the widget's poll timer).
+  The result updates **only that lesion's segment, inside the box** (the refinement's labels
+  there); other segments lose only the voxels the refined lesion now holds (no overlap), so
+  manual edits elsewhere - in any segment - stay. Choice: inside the box the pipeline's output
+  also clears another lesion's voxels the network calls background
+  (:mod:`HNTumorSegLib.pipeline.refine`); in Slicer those voxels may be the user's own painting,
+  so they are kept.
+* **one level of undo**: :meth:`SceneSession.undo` puts back the segments the last refinement
+  changed.
+
+The debounce needs no timer of its own: :class:`Debouncer` takes an injectable clock and the
+widget's 200 ms poll timer asks it what is due, so the test drives it with a fake clock.
+
+Example (the widget):
+    >>> ss = SceneSession(slicer.mrmlScene, logic.segmentation)
+    >>> ss.apply(params)                      # Apply: first call starts the session
+    >>> ...; seg = logic.import_result(); ss.track(seg, params)
+    >>> ss.update_while_editing = True        # the checkbox
+    >>> ss.tick()                             # every poll: refinements due, results applied
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import InputError
+from ..image import read_image, write_image
+from ..prompts.boxes import LesionBox, box_to_index_slices
+from .mrml import image_from_volume_node, volume_node_from_image
+from .roi_boxes import box_from_roi_node, lesion_roi_nodes
+from .segmentation_io import export_label_map, segment_ids_by_label, style_segment
+
+#: seconds of quiet after the last box change before the lesion is re-segmented (issue 17)
+DEBOUNCE_S = 0.5
+
+
+class Debouncer:
+    """Remembers when each key last changed; :meth:`due` gives the keys quiet for ``delay_s``.
+
+    ``clock`` is injectable (a fake one in tests; ``time.monotonic`` in Slicer).
+
+    Example:
+        >>> d = Debouncer(0.5, clock=lambda: t[0]); t = [0.0]
+        >>> d.touch("GTVn-1"); t[0] = 0.3; d.touch("GTVn-1"); t[0] = 0.7; d.due()
+        []
+        >>> t[0] = 0.81; d.due()
+        ['GTVn-1']
+    """
+
+    def __init__(self, delay_s: float = DEBOUNCE_S, clock: Callable[[], float] = time.monotonic):
+        self.delay_s = float(delay_s)
+        self.clock = clock
+        self._last: dict[str, float] = {}
+
+    def touch(self, key: str) -> None:
+        self._last[key] = self.clock()
+
+    def due(self) -> list[str]:
+        now = self.clock()
+        keys = [k for k, t in self._last.items() if now - t >= self.delay_s]
+        for k in keys:
+            del self._last[k]
+        return keys
+
+    @property
+    def pending(self) -> list[str]:
+        return list(self._last)
+
+    def clear(self) -> None:
+        self._last.clear()
+
+
+# ---- one segment as a boolean array on the reference grid ----------------------------------------
+def segment_mask(seg_node, segment_id: str, reference_node) -> np.ndarray:
+    """The segment's voxels (bool, z y x) on ``reference_node``'s grid."""
+    from slicer import vtkSlicerSegmentationsModuleLogic as SegLogic
+    from vtkmodules.vtkCommonCore import vtkStringArray
+
+    scene = seg_node.GetScene()
+    ref = image_from_volume_node(reference_node)
+    temp = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__hntumorseg_segment")
+    try:
+        ids = vtkStringArray()
+        ids.InsertNextValue(segment_id)
+        if not SegLogic.ExportSegmentsToLabelmapNode(seg_node, ids, temp, reference_node):
+            raise RuntimeError(f"Slicer could not export segment {segment_id}")
+        img = image_from_volume_node(temp)
+    finally:
+        scene.RemoveNode(temp)
+    if not img.same_grid(ref):
+        from ..image import resample_to
+
+        img = resample_to(img, ref, label=True)
+    return img.array > 0
+
+
+def set_segment_mask(seg_node, segment_id: str, mask_zyx: np.ndarray, reference_node) -> None:
+    """Replace the segment's voxels by ``mask_zyx`` (bool on ``reference_node``'s grid)."""
+    from slicer import vtkSlicerSegmentationsModuleLogic as SegLogic
+    from vtkmodules.vtkCommonCore import vtkStringArray
+
+    scene = seg_node.GetScene()
+    ref = image_from_volume_node(reference_node)
+    temp = volume_node_from_image(scene, ref.with_array(np.asarray(mask_zyx, np.uint8)), "__hntumorseg_segment",
+                                  label=True)
+    try:
+        ids = vtkStringArray()
+        ids.InsertNextValue(segment_id)
+        if not SegLogic.ImportLabelmapToSegmentationNode(temp, seg_node, ids):
+            raise RuntimeError(f"Slicer could not update segment {segment_id}")
+    finally:
+        scene.RemoveNode(temp)
+
+
+@dataclass
+class RefineState:
+    """What the widget shows after a :meth:`SceneSession.tick`."""
+
+    running: bool = False
+    message: str = ""
+    refined: str = ""            # box name of a refinement applied during this tick
+    error: str = ""
+
+
+@dataclass
+class _Undo:
+    segmentation_id: str
+    reference_id: str
+    before: dict = field(default_factory=dict)    # segment id -> bool mask before the refinement
+    box: str = ""
+
+
+class SceneSession:
+    """The scene's warm session, its Apply and its refinements (module docstring).
+
+    ``logic``: the scene's :class:`~HNTumorSegLib.scene.logic.SegmentationSceneLogic` (its Apply
+    is routed through the session). ``client_factory(python=..., device=...)`` makes the
+    :class:`~HNTumorSegLib.session.SessionClient` (tests pass one with thread limits).
+    """
+
+    def __init__(self, scene, logic, python: str | None = None, clock: Callable[[], float] = time.monotonic,
+                 delay_s: float = DEBOUNCE_S, client_factory: Callable[..., Any] | None = None,
+                 timeout_s: float | None = 600.0):
+        self.scene = scene
+        self.logic = logic
+        self.python = python
+        self.client_factory = client_factory
+        self.timeout_s = timeout_s
+        self.debouncer = Debouncer(delay_s, clock)
+        self.update_while_editing = False
+        self.client = None
+        self.key: tuple | None = None
+        self.params = None                 # the last Apply's Parameters
+        self.segmentation_id = ""
+        self.reference_id = ""
+        self.job = None
+        self.job_box: LesionBox | None = None
+        self.job_out: Path | None = None
+        self.undo_state: _Undo | None = None
+        self.refinements = 0               # applied refinements (the test counts them)
+        self.last_final = None
+        self._boxes: dict[str, LesionBox] = {}   # ROI node id -> last box seen
+        self._roi_tags: dict[str, tuple] = {}
+        self._scene_tags = [scene.AddObserver(scene.StartCloseEvent, self._on_scene_close),
+                            scene.AddObserver(scene.NodeAddedEvent, self._on_node_added)]
+        logic.run_factory = self._new_job
+
+    # ---- the session ------------------------------------------------------------------------
+    def client_for(self, params) -> Any:
+        """The session for ``params``' model and device: started on first use, restarted when either changed."""
+        key = (str(params.model), str(params.device))
+        if self.client is not None and self.key != key:
+            self.close_session()
+        if self.client is None:
+            if self.client_factory is not None:
+                self.client = self.client_factory(python=self.python, device=params.device)
+            else:
+                from ..session import SessionClient
+
+                self.client = SessionClient(python=self.python, device=params.device)
+            self.key = key
+        return self.client
+
+    def _new_job(self, **kw) -> Any:
+        if self.client is None:
+            raise InputError("no session for this scene yet", None, "press Apply")
+        return self.client.new_job(timeout_s=kw.get("timeout_s"))
+
+    def apply(self, params) -> Any:
+        """Apply (the whole case) through the scene's session; returns the running job."""
+        self.client_for(params)
+        self.params = params
+        return self.logic.start(params)
+
+    def track(self, seg_node, params=None) -> None:
+        """The imported result: refinements update this segmentation (and start watching the boxes)."""
+        from .inputs import TASK_INPUTS
+
+        params = params or self.params
+        self.params = params
+        self.segmentation_id = seg_node.GetID()
+        self.reference_id = params.inputs[TASK_INPUTS[params.task][0]]
+        self.undo_state = None
+        self.watch_boxes()
+
+    # ---- watching the boxes ----------------------------------------------------------------
+    def watch_boxes(self) -> None:
+        """Observe every lesion ROI (new ones are picked up as they are added)."""
+        for node in lesion_roi_nodes(self.scene):
+            self._watch(node)
+
+    def _watch(self, node) -> None:
+        nid = node.GetID()
+        if nid in self._roi_tags:
+            return
+        try:
+            self._boxes[nid] = box_from_roi_node(node)
+        except InputError:
+            pass
+        from vtkmodules.vtkCommonCore import vtkCommand
+
+        tag = node.AddObserver(vtkCommand.ModifiedEvent, lambda caller, event: self._on_box_modified(caller))
+        self._roi_tags[nid] = (node, tag)
+
+    def _on_node_added(self, caller=None, event=None) -> None:
+        if self.segmentation_id:
+            self.watch_boxes()
+
+    def _on_box_modified(self, node) -> None:
+        try:
+            box = box_from_roi_node(node)
+        except InputError:
+            return                      # a box being drawn (no size yet): wait for a real one
+        nid = node.GetID()
+        if self._boxes.get(nid) == box:
+            return                      # selection or display change: the box did not move
+        self._boxes[nid] = box
+        if self.update_while_editing and self.segmentation_id:
+            self.debouncer.touch(nid)
+
+    # ---- refinements -------------------------------------------------------------------------
+    @property
+    def refining(self) -> bool:
+        return self.job is not None and self.job.running
+
+    def tick(self) -> RefineState:
+        """Start a refinement that is due, and apply one that finished (never blocks long)."""
+        state = RefineState()
+        if self.job is not None:
+            self.job.poll()
+            if self.job.running:
+                prog = self.job.progress
+                return RefineState(True, f"refining {self.job_box.name}: {prog.stage if prog else 'starting'}")
+            state = self._finish_job()
+        due = self.debouncer.due()
+        if due and self.update_while_editing and self.segmentation_id and not self.logic.running:
+            node = self.scene.GetNodeByID(due[0])
+            for later in due[1:]:
+                self.debouncer.touch(later)       # one refinement at a time; the rest come next
+            if node is not None:
+                try:
+                    self.refine(node)
+                    state.running = True
+                    state.message = f"refining {node.GetName()}"
+                except InputError as exc:
+                    state.error = exc.one_line()
+        return state
+
+    def refine(self, roi_node) -> Any:
+        """Re-segment the lesion of ``roi_node`` now (in the background); returns the job."""
+        from ..pipeline.refine import RefineSpec
+
+        if self.params is None or not self.segmentation_id:
+            raise InputError("there is no result to refine yet", None, "press Apply first")
+        seg = self.scene.GetNodeByID(self.segmentation_id)
+        reference = self.scene.GetNodeByID(self.reference_id)
+        if seg is None or reference is None:
+            raise InputError("the result segmentation or its volume was removed", None, "press Apply again")
+        box = box_from_roi_node(roi_node)
+        client = self.client_for(self.params)
+        job = client.new_job(timeout_s=self.timeout_s)
+        out = Path(tempfile.mkdtemp(prefix="hntumorseg-refine-"))
+        try:
+            request = self.logic.build_request(self.params, job.temp_dir, out)
+            if request.boxes_path is None:
+                raise InputError("refinement needs the lesion boxes", None, "tick 'Use boxes'")
+            base = write_image(export_label_map(seg, reference), job.temp_dir / "base.nii.gz")
+            job.start(request, refine=RefineSpec(str(base), (box.name,)))
+        except BaseException:
+            job.close()
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        self.job, self.job_box, self.job_out = job, box, out
+        return job
+
+    def _finish_job(self) -> RefineState:
+        from ..protocol import ResultEvent
+
+        job, box, out = self.job, self.job_box, self.job_out
+        self.job = self.job_box = self.job_out = None
+        self.last_final = job.final
+        try:
+            if not isinstance(job.final, ResultEvent):
+                message = job.final.message if job.final is not None else "no result"
+                return RefineState(False, f"refinement of {box.name} failed", error=message)
+            labels = read_image(job.final.files["labels"], label=True)
+            self._apply(labels, box)
+            self.refinements += 1
+            return RefineState(False, f"{box.name} updated", refined=box.name)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+    def _apply(self, labels, box: LesionBox) -> None:
+        """The refined lesion into its segment inside the box; other segments lose only its voxels."""
+        seg = self.scene.GetNodeByID(self.segmentation_id)
+        reference = self.scene.GetNodeByID(self.reference_id)
+        sl = box_to_index_slices(box, labels)
+        lesion = np.zeros(labels.array.shape, bool)
+        lesion[sl] = labels.array[sl] == box.label
+        groups = segment_ids_by_label(seg)
+        if not groups[box.label]:
+            from ..prompts.boxes import LABEL_NAMES
+            from .roi_boxes import LABEL_COLOURS
+
+            sid = seg.GetSegmentation().AddEmptySegment(LABEL_NAMES[box.label], LABEL_NAMES[box.label],
+                                                        LABEL_COLOURS[box.label])
+            style_segment(seg.GetSegmentation().GetSegment(sid), box.label)
+            groups[box.label] = [sid]
+        target = groups[box.label][0]
+        undo = _Undo(self.segmentation_id, self.reference_id, box=box.name)
+        mask = segment_mask(seg, target, reference)
+        undo.before[target] = mask.copy()
+        mask[sl] = lesion[sl]
+        set_segment_mask(seg, target, mask, reference)
+        segmentation = seg.GetSegmentation()
+        for i in range(segmentation.GetNumberOfSegments()):
+            sid = segmentation.GetNthSegmentID(i)
+            if sid == target:
+                continue
+            other = segment_mask(seg, sid, reference)
+            if (other & lesion).any():
+                undo.before[sid] = other.copy()
+                other[lesion] = False
+                set_segment_mask(seg, sid, other, reference)
+        self.undo_state = undo
+
+    def undo(self) -> bool:
+        """Put back the segments the last refinement changed (one level); False when there is none."""
+        undo, self.undo_state = self.undo_state, None
+        if undo is None:
+            return False
+        seg = self.scene.GetNodeByID(undo.segmentation_id)
+        reference = self.scene.GetNodeByID(undo.reference_id)
+        if seg is None or reference is None:
+            return False
+        for sid, mask in undo.before.items():
+            if seg.GetSegmentation().GetSegment(sid) is not None:
+                set_segment_mask(seg, sid, mask, reference)
+        return True
+
+    # ---- ending ------------------------------------------------------------------------------
+    def cancel_refinement(self) -> None:
+        if self.job is not None:
+            self.job.close()
+            if self.job_out is not None:
+                shutil.rmtree(self.job_out, ignore_errors=True)
+        self.job = self.job_box = self.job_out = None
+
+    def close_session(self) -> None:
+        """End the session process (a refinement in flight is cancelled)."""
+        self.cancel_refinement()
+        if self.client is not None:
+            if self.logic.running and getattr(self.logic.run, "client", None) is self.client:
+                self.logic.cancel()
+            self.client.close()
+        self.client, self.key = None, None
+
+    def _forget_scene(self) -> None:
+        for node, tag in self._roi_tags.values():
+            node.RemoveObserver(tag)
+        self._roi_tags.clear()
+        self._boxes.clear()
+        self.debouncer.clear()
+        self.segmentation_id = self.reference_id = ""
+        self.undo_state = None
+        self.params = None
+
+    def _on_scene_close(self, caller=None, event=None) -> None:
+        self.close_session()
+        self._forget_scene()
+
+    def cleanup(self) -> None:
+        """Module cleanup: close the session and stop observing. Safe to call twice."""
+        self._on_scene_close()
+        for tag in self._scene_tags:
+            self.scene.RemoveObserver(tag)
+        self._scene_tags = []
+        if getattr(self.logic, "run_factory", None) == self._new_job:
+            self.logic.run_factory = None

@@ -1,0 +1,98 @@
+"""A seed-004-style folder (STU-Net-S, declared as trained on seed 004's head crop) on a tall CT+PET phantom.
+
+The folder is a REAL ``STUNetTrainer_small__nnUNetPlans__3d_fullres`` results folder trained by nnunetv2
+with the project's STU-Net trainer (:func:`published_fixture.build_stunet_small_results`); the
+declaration sidecar is written by hand here, as a user would for a folder we did not train.
+``hntumorseg segment`` must equal: the project's seed-004 head crop
+(:func:`HNTumorSegLib.prompts.head_localisation.locate_head`) -> nnUNetPredictor on the crop -> paste
+back onto the CT grid.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+pytest.importorskip("nnunetv2")
+torch = pytest.importorskip("torch")
+
+from HNTumorSegLib.cli import main  # noqa: E402
+from HNTumorSegLib.image import read_image, write_image  # noqa: E402
+from HNTumorSegLib.phantoms import make_petct_case  # noqa: E402
+from HNTumorSegLib.prompts.head_localisation import locate_head  # noqa: E402
+from published_fixture import EXT_TRAINERS, build_stunet_small_results  # noqa: E402
+
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
+
+DECLARATION = {"task": "petct", "channels": {"0": {"input": "CT"}, "1": {"input": "PET"}},
+               "crop": {"recipe": "seed004-head", "size_mm": [200, 200, 310], "spacing_mm": 1.0},
+               "licence": "CC-BY-NC-4.0", "citation": "Cai L et al., HECKTOR 2025 (team MEDAI)"}
+
+
+@pytest.fixture(scope="module")
+def declared_folder(test_cache_dir, tmp_path_factory):
+    source = build_stunet_small_results(test_cache_dir)
+    folder = tmp_path_factory.mktemp("medai") / source.name
+    shutil.copytree(source, folder)
+    (folder / "hntumorseg-declaration.json").write_text(json.dumps(DECLARATION))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tall_case(tmp_path_factory):
+    case = make_petct_case(seed=5, tall=True, in_plane=96, ct_spacing=(2.0, 2.0, 4.0))
+    folder = tmp_path_factory.mktemp("tall")
+    return {"CT": write_image(case["CT"], folder / "ct.nii.gz"), "PET": write_image(case["PET"], folder / "pet.nii.gz"),
+            "ct_image": case["CT"], "pet_image": case["PET"]}
+
+
+def reference_labels(folder, case, out_dir, monkeypatch):
+    """crop (the project's seed-004 crop) -> nnUNetPredictor -> paste back."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    crop = locate_head(read_image(case["CT"]), read_image(case["PET"]), crop_mm=(200, 200, 310), spacing=1.0)
+    files = [write_image(img.with_array(img.array.astype(np.float32)), out_dir / f"crop_{i:04d}.nii.gz")
+             for i, img in enumerate((crop.ct, crop.pet))]
+    monkeypatch.setenv("nnUNet_extTrainer", str(EXT_TRAINERS))   # where nnU-Net finds STUNetTrainer_small
+    p = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                        perform_everything_on_device=False, device=torch.device("cpu"), allow_tqdm=False)
+    p.initialize_from_trained_model_folder(str(folder), use_folds=(0,))
+    out = str(out_dir / "nnunet")
+    p.predict_from_files_sequential([[str(f) for f in files]], [out], save_probabilities=False, overwrite=True)
+    on_crop = sitk.GetArrayFromImage(sitk.ReadImage(out + ".nii.gz"))
+    return crop.paste_back(on_crop).array, crop
+
+
+def test_segment_equals_crop_then_nnunet_predictor_then_paste_back(declared_folder, tall_case, tmp_path, monkeypatch,
+                                                                   capsys):
+    assert main(["models", "show", str(declared_folder)]) == 0
+    assert "crop: seed004-head 200 x 200 x 310 mm at 1 mm" in capsys.readouterr().out
+    out = tmp_path / "labels.nii.gz"
+    assert main(["segment", "--model", str(declared_folder), "--input", f"CT={tall_case['CT']}",
+                 "--input", f"PET={tall_case['PET']}", "--output", str(out), "--device", "cpu",
+                 "--progress", "none"]) == 0
+    ours = read_image(out, label=True)
+    assert ours.same_grid(tall_case["ct_image"])
+    reference, crop = reference_labels(declared_folder, tall_case, tmp_path, monkeypatch)
+    assert reference.shape == ours.array.shape
+    agreement = float(np.mean(ours.array == reference))
+    assert agreement >= 0.9995, agreement
+    # the crop is real: the tall scan's lower part lies outside it and stays background
+    lo, hi = crop.bounds_lps
+    z_mm = tall_case["ct_image"].index_to_physical(
+        np.stack([np.zeros(ours.array.shape[0]), np.zeros(ours.array.shape[0]), np.arange(ours.array.shape[0])], 1))[:, 2]
+    below = z_mm < lo[2] - 4.0
+    assert below.any() and not ours.array[below].any()
+
+
+def test_a_crop_model_refuses_probability_maps_before_writing(declared_folder, tall_case, tmp_path, capsys):
+    out = tmp_path / "labels.nii.gz"
+    assert main(["segment", "--model", str(declared_folder), "--input", f"CT={tall_case['CT']}",
+                 "--input", f"PET={tall_case['PET']}", "--output", str(out), "--device", "cpu", "--progress", "none",
+                 "--probabilities", str(tmp_path / "p.nii.gz")]) == 2
+    assert "seed 004's head crop" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "p.nii.gz").exists()
