@@ -42,7 +42,7 @@ from .errors import InputError
 from .image import IMAGE_SUFFIXES, Image, read_image, strip_image_suffix
 from .vocab import Task
 
-LAYOUTS = ("hntsmrg", "hecktor", "folder")
+LAYOUTS = ("hntsmrg", "hecktor", "folder", "dicom")  # dicom: one study folder per case (dicom.studies)
 _CHANNEL = re.compile(r"^(?P<id>.+)_(?P<ch>\d{4})$")
 
 

@@ -163,7 +163,14 @@ def parse_device(text: Any, what: str = "device") -> str:
 
 
 __all__ = ["VocabEnum", "Task", "MRI_TASKS", "Device", "ProgressMode", "OutputKind", "Quality", "NetworkOutput",
-           "HoleStyle", "parse_device", "did_you_mean"]
+           "HoleStyle", "Challenge", "parse_device", "did_you_mean"]
+
+
+class Challenge(VocabEnum):
+    """The challenges whose ranking metrics ``evaluate --challenge`` prints (:mod:`HNTumorSegLib.metrics.challenges`)."""
+
+    HNTSMRG2024 = "hntsmrg2024"
+    HECKTOR2025 = "hecktor2025"
 
 
 class HoleStyle(VocabEnum):

@@ -64,7 +64,10 @@ def plastimatch_labels(rtstruct: Path, source_dir: Path, grid, out_dir: Path) ->
 
 
 def dcmqi_labels(seg: Path, grid, out_dir: Path) -> np.ndarray:
-    """SEG -> label map (voxel = segment number) by dcmqi's segimage2itkimage, resampled onto ``grid``."""
+    """SEG -> label map (1 GTVp, 2 GTVn by each segment's label in dcmqi's meta JSON) by dcmqi's
+    segimage2itkimage, resampled onto ``grid``."""
+    import json
+
     import SimpleITK as sitk
 
     from HNTumorSegLib.image import Image, resample_to
@@ -74,10 +77,14 @@ def dcmqi_labels(seg: Path, grid, out_dir: Path) -> np.ndarray:
     run = subprocess.run([tool, "--inputDICOM", str(seg), "--outputDirectory", str(out_dir), "--prefix", "s",
                           "--outputType", "nifti"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    meta = json.loads((out_dir / "s-meta.json").read_text())
+    ours = {"GTVp": 1, "GTVn": 2}
+    label_of = {int(a["labelID"]): ours[a["SegmentLabel"]] for group in meta["segmentAttributes"] for a in group}
     out = np.zeros(grid.array.shape, np.uint8)
     files = sorted(out_dir.glob("s-*.nii.gz"))
     assert files, f"dcmqi wrote nothing: {run.stdout[-1000:]}"
     for f in files:  # one file per segment group; voxel values are the segments' label IDs
         img = resample_to(Image.from_sitk(sitk.ReadImage(str(f))), grid, label=True)
-        out[img.array > 0] = img.array[img.array > 0]
+        for label_id, label in label_of.items():
+            out[img.array == label_id] = label
     return out

@@ -83,3 +83,21 @@ def test_export_reads_back_through_independent_tools(kind, tmp_path, capsys):
     for value in (1, 2):
         assert dice(back == value, labels.array == value) == 1.0, f"{kind} label {value}: dcmqi"
     np.testing.assert_array_equal(back, labels.array)
+
+
+def test_gtvn_only_map_gives_segment_1_gtvn(tmp_path):
+    """The standard numbers SEG segments 1, 2 ... without gaps: GTVn alone is segment 1, read back as GTVn."""
+    from HNTumorSegLib.dicom.select import select_series
+    from HNTumorSegLib.export.dicom_seg import read_dicom_seg_labels, write_dicom_seg
+
+    image, mask, modality, position = _case("oblique_mr")
+    write_dicom_series(image, tmp_path / "s", modality, patient_position=position)
+    grid = read_volume(tmp_path / "s")
+    labels = grid.with_array(np.where(mask == 2, 2, 0).astype(np.uint8))
+    geometry = select_series(tmp_path / "s", labels=labels)
+    seg = write_dicom_seg(labels, geometry, tmp_path / "seg.dcm")
+    assert dciodvfy(seg)[0] == []
+    ds = pydicom.dcmread(seg)
+    assert [(int(s.SegmentNumber), s.SegmentLabel) for s in ds.SegmentSequence] == [(1, "GTVn")]
+    np.testing.assert_array_equal(read_dicom_seg_labels(seg, labels, geometry).array, labels.array)
+    np.testing.assert_array_equal(dcmqi_labels(seg, labels, tmp_path / "dcmqi"), labels.array)

@@ -56,8 +56,8 @@ def test_loaded_dicom_series_keeps_geometry_and_files(dicom_case):
 
 def test_all_exports_read_back_equal_the_segmentation(dicom_case, tmp_path):
     app, node, seg, labels, files = dicom_case
-    out = SegmentationSceneLogic(app.scene).export(seg, node, tmp_path, formats=("nifti", "dicom_seg", "rtstruct", "csv"),
-                                            basename="case1")
+    out = SegmentationSceneLogic(app.scene).export(seg, node, tmp_path,
+                                                   formats=("nifti", "dicom_seg", "rtstruct", "csv"), basename="case1")
     # NIfTI through SimpleITK: same voxels, same grid, uint8 0/1/2
     nii = sitk.ReadImage(str(out["nifti"]))
     assert nii.GetPixelID() == sitk.sitkUInt8

@@ -11,10 +11,11 @@ client from sending the request to its final event:
    <= 1 s and <= 25 % of a cold Apply.
 2. **STU-Net-S-sized model** (``networks/stunet.py`` ``STUNET_CONFIGS["small"]``, 14.5 M
    parameters, **random weights**: timing only, its contours mean nothing) on a HNTS-MRG-sized
-   volume (``--big-shape``, default 80 x 512 x 512 at 0.5 x 0.5 x 2.0 mm), patch ``--big-patch``.
+   volume (``--big-shape``, default 80 x 512 x 512 at 0.5 x 0.5 x 2.0 mm), patch ``--big-patch``;
+   its Applies are restricted to the boxes (a whole-volume Apply is ~200 tiles of ~8 s on the CPU).
 3. **batch throughput** of ``--cases`` small cases, 1 worker, with and without sessions.
-4. **memory**: the session's resident memory (psutil RSS) over 50 requests: peak, level after
-   request 5, growth.
+4. **memory**: the session's resident memory (psutil RSS) over 50 requests on a small phantom:
+   peak, level after request 5, growth.
 
 Writes ``bench/results/session.json`` and ``session.md`` with the machine and the load average
 before and after each part (the machine is shared: times under load are upper bounds).
@@ -79,13 +80,15 @@ def timed(session: SessionClient, req: SegmentRequest, refine=None) -> tuple[flo
     return time.perf_counter() - t0, ok(final)
 
 
-def case_part(name: str, fields: dict, boxes: list[LesionBox], folder: Path, repeats: int, refines: int) -> dict:
-    """Cold Apply, warm Apply and one-lesion refinement on one case (module docstring)."""
+def case_part(name: str, fields: dict, boxes: list[LesionBox], folder: Path, repeats: int, refines: int,
+              restrict: bool = False) -> dict:
+    """Cold Apply, warm Apply and one-lesion refinement on one case (module docstring);
+    ``restrict``: the Applies are restricted to the boxes (Slicer's "Restrict to boxes")."""
     edited = next(b for b in boxes if b.label == 2)
     write_boxes(boxes, folder / "boxes.json")
     req = lambda out, boxes_path=folder / "boxes.json": SegmentRequest(  # noqa: E731
-        **fields, boxes_path=str(boxes_path), output_path=str(folder / out))
-    out = {"load_before": load()}
+        **fields, boxes_path=str(boxes_path), output_path=str(folder / out), restrict_to_boxes=restrict)
+    out = {"load_before": load(), "apply_restricted_to_boxes": restrict}
     cold = [cold_apply(req(f"cold_{i}.nii.gz"), folder) for i in range(repeats)]
     out["cold_apply_s"] = [round(t, 3) for t, _ in cold]
     out["n_tiles_full"] = cold[0][1].info.get("n_tiles")
@@ -193,10 +196,17 @@ def batch_part(folder: Path, n: int) -> dict:
     return out
 
 
-def memory_part(folder: Path, fields: dict, boxes: list[LesionBox], n: int = 50) -> dict:
+def memory_part(folder: Path, n: int = 50) -> dict:
+    """RSS of one session over ``n`` requests on a small mid-RT phantom (16 x 48 x 48)."""
     import psutil
 
-    write_boxes(boxes, folder / "mem_boxes.json")
+    from HNTumorSegLib.phantoms import make_midrt_case
+
+    folder.mkdir(parents=True, exist_ok=True)
+    case = make_midrt_case(seed=2, shape=(16, 48, 48), n_nodes=2)
+    fields = {"model": "demo-midrt", "task": "midrt", "device": "cpu", "folds": "first",
+              "input_paths": {"T2": str(write_image(case["midRT_T2"], folder / "t2.nii.gz"))}}
+    write_boxes(boxes_from_mask(case["preRT_mask_registered"], margin_vox=4), folder / "mem_boxes.json")
     rss = []
     with SessionClient(env=ENV, temp_parent=str(folder)) as session:
         proc = psutil.Process(session.pid)
@@ -218,6 +228,8 @@ def write_md(res: dict, path: Path) -> None:
         r = res.get(key)
         if not r:
             continue
+        if r.get("apply_restricted_to_boxes"):
+            title += " (Apply restricted to the boxes)"
         rows.append(f"| {title} | {r['cold_median_s']:.2f} s | {r['warm_median_s']:.2f} s | "
                     f"**{r['refine_median_s']:.2f} s** | {100 * r['refine_share_of_cold']:.0f} % | "
                     f"{r['n_tiles_full']} -> {r['n_tiles_refine']} |")
@@ -260,9 +272,14 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=["demo", "stunet_s", "batch", "memory"])
     ap.add_argument("--name", default="session", help="result file stem")
     ap.add_argument("--note", default="")
+    ap.add_argument("--merge", action="store_true", help="keep the other parts of an existing result file")
     args = ap.parse_args()
     res: dict = {"name": args.name, "machine": machine_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  "note": args.note, "args": vars(args)}
+    out = ROOT / "bench" / "results"
+    if args.merge and (out / f"{args.name}.json").exists():   # parts run separately, one result file
+        kept = json.loads((out / f"{args.name}.json").read_text())
+        res.update({k: v for k, v in kept.items() if k in ("demo", "stunet_s", "batch", "memory")})
     with tempfile.TemporaryDirectory(prefix="bench-session-") as tmp:
         tmp = Path(tmp)
         demo_fields, demo_boxes = demo_case(tmp / "demo")
@@ -272,15 +289,14 @@ def main() -> None:
             (tmp / "big").mkdir()
             fields, boxes = big_case(tmp / "big", args.big_shape, args.big_spacing, args.big_patch)
             res["stunet_s"] = case_part("stunet_s", fields, boxes, tmp / "big", max(1, args.repeats - 2),
-                                        max(2, args.refines - 3))
+                                        max(2, args.refines - 3), restrict=True)
             res["stunet_s"].update(shape_zyx=args.big_shape, spacing_xyz=args.big_spacing, patch_zyx=args.big_patch)
         if "batch" in args.only:
             (tmp / "batch").mkdir()
             res["batch"] = batch_part(tmp / "batch", args.cases)
         if "memory" in args.only:
-            res["memory"] = memory_part(tmp / "demo", demo_fields, demo_boxes)
+            res["memory"] = memory_part(tmp / "memory")
     res["load_end"] = load()
-    out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.json").write_text(json.dumps(res, indent=1) + "\n")
     write_md(res, out / f"{args.name}.md")

@@ -99,6 +99,15 @@ def discover_cases(layout: str, data: str | os.PathLike, out: str | os.PathLike,
             ins = {k: str(v) for k, v in c.inputs(task).items()}
             cases.append(BatchCase(c.case_id, task, ins, prediction_path(layout, out, c.case_id, task),
                                    None, str(c.label) if c.label else None))
+    elif layout == "dicom":  # one DICOM study folder per case; each input reads its series there
+        from ..dicom.studies import find_dicom_studies
+
+        if task not in FOLDER_CHANNELS:
+            raise InputError(f"task {task} needs a registered prior, which a DICOM study folder does not hold",
+                             Path(data), "use --layout hntsmrg for mid-RT cases")
+        for case_id, folder in find_dicom_studies(data):
+            cases.append(BatchCase(case_id, task, {n: str(folder) for n in FOLDER_CHANNELS[task]},
+                                   prediction_path(layout, out, case_id, task), None, None))
     else:
         if task not in FOLDER_CHANNELS:
             raise InputError(f"task {task} needs a registered prior, which a plain folder cannot hold", Path(data),

@@ -74,6 +74,21 @@ def log_line(case_id: str, text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {case_id}: {text}", file=sys.stderr, flush=True)
 
 
+def _terminate_all(sessions: list) -> None:
+    """SIGTERM every session's process group together, then reap each (SIGKILL after a short grace)."""
+    import signal
+
+    procs = [s.proc for s in sessions if getattr(s, "proc", None) is not None]
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM) if os.name != "nt" else proc.terminate()
+            except (ProcessLookupError, PermissionError, OSError):
+                pass
+    for session in sessions:
+        session.stop_process()
+
+
 def run_local(jobs: list[Job], out_dir: str | os.PathLike, workers: int = 1, python: str | None = None,
               timeout_s: float | None = None, on_event: Callable[[str, Any], None] | None = None,
               poll_s: float = 0.1, use_sessions: bool = True) -> dict[str, Outcome]:
@@ -125,6 +140,11 @@ def run_local(jobs: list[Job], out_dir: str | os.PathLike, workers: int = 1, pyt
                     else:
                         log_line(case_id, f"FAILED ({final.kind}): {final.message}")
             time.sleep(poll_s)
+    except BaseException:
+        # Cancelled (SIGTERM/SIGHUP/Ctrl-C, cli.Terminated) or failed: end every worker tree at once,
+        # not one polite shutdown after another - the whole batch is gone within ~1 s (issue 11).
+        _terminate_all([session for _job, _run, _t0, session in running.values() if session is not None] + idle)
+        raise
     finally:
         for _job, run, _t0, session in running.values():
             run.close()

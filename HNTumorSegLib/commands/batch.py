@@ -1,8 +1,9 @@
 """`hntumorseg batch`: segment a cohort, evaluate it, write a QA report. Resumable.
 
-    hntumorseg batch --layout {hntsmrg,hecktor,folder} --data DIR --model M --out DIR
+    hntumorseg batch --layout {hntsmrg,hecktor,folder,dicom} --data DIR --model M --out DIR
                      [--task prert|midrt|petct] [--workers N] [--cluster auto|ray://host:port]
                      [--device auto|cpu|cuda|mps] [--folds all|first|fold_all|0,1] [--tta] [--labels DIR]
+                     [--dicom-out [--holes nested|keyhole]]
 
 Each case runs in its own worker process (:mod:`HNTumorSegLib.worker`), N at a time, or as
 Ray tasks with ``--cluster``. Predictions go where the challenge expects them
@@ -11,6 +12,10 @@ with the same settings) are skipped, so rerunning after an interruption continue
 When references exist: ``<out>/metrics.json`` and a table on stdout. Always:
 ``<out>/report/index.html`` (worst cases first) and ``<out>/batch.json`` (per-case status).
 Exit code 0 when every case succeeded, 1 when some failed, 2 for bad input.
+
+``--layout dicom`` (:mod:`HNTumorSegLib.dicom.studies`): one DICOM study folder per case; with
+``--dicom-out`` each case also gets ``<out>/<ID>_rtstruct.dcm`` and ``<out>/<ID>_seg.dcm`` on
+its source series (checked for every case before any work, written once its labels exist).
 
 Example:
     $ hntumorseg batch --layout hntsmrg --data HNTSMRG24_train --model demo-midrt --out preds --workers 2
@@ -29,7 +34,7 @@ from ..folds import ACCEPTED_FORMS, parse_folds
 from ..protect import check_inputs_regular, check_outputs, protected_folders
 from ..vocab import Task, parse_device
 
-LAYOUT_CHOICES = ("hntsmrg", "hecktor", "folder")
+LAYOUT_CHOICES = ("hntsmrg", "hecktor", "folder", "dicom")
 
 
 def add_arguments(parser) -> None:
@@ -53,6 +58,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--timeout", type=float, default=None, help="seconds per case before it is stopped")
     parser.add_argument("--python", default=None, help="Python interpreter for the workers (default: this one)")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML QA report")
+    parser.add_argument("--dicom-out", action="store_true",
+                        help="dicom layout: also write <ID>_rtstruct.dcm and <ID>_seg.dcm on each case's source series")
+    parser.add_argument("--holes", default="nested", metavar="nested|keyhole",
+                        help="with --dicom-out: RTSTRUCT holes (default nested)")
 
 
 def _evaluate(cases, outcomes) -> dict | None:
@@ -99,6 +108,18 @@ def _check_paths(cases, out: Path, data: Path, labels: Path | None, model: str) 
     check_outputs(outputs, inputs, trees=trees)
 
 
+def _plan_dicom_outputs(args, cases, out: Path, model: str, device: str, folds) -> dict:
+    """``--dicom-out``: each case's source series checked now (:class:`.export.DicomOutputs`); ``{case_id: plan}``."""
+    if not getattr(args, "dicom_out", False):
+        return {}
+    from ..batch.cohort import build_request
+    from .export import DicomOutputs
+
+    return {c.case_id: DicomOutputs.plan(build_request(c, model, device=device, folds=folds),
+                                         str(out / f"{c.case_id}_rtstruct.dcm"), str(out / f"{c.case_id}_seg.dcm"),
+                                         args.holes) for c in cases}
+
+
 def run(args) -> int:
     from ..batch.cohort import build_request, discover_cases, resolve_task
     from ..batch.local import Job, log_line, run_local
@@ -111,6 +132,9 @@ def run(args) -> int:
         raise InputError(f"--workers {args.workers} must be at least 1", None, "e.g. --workers 2")
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise InputError(f"--timeout {args.timeout:g} must be a positive number of seconds", None, "e.g. --timeout 3600")
+    if getattr(args, "dicom_out", False) and args.layout != "dicom":
+        raise InputError(f"--dicom-out needs --layout dicom, not {args.layout}", None,
+                         "give the cohort as one DICOM study folder per case (--layout dicom)")
     folds = parse_folds(args.folds)   # also checked per case by SegmentRequest; here once, before any work
     device = _check_device(args.device) if not args.cluster else parse_device(args.device)
     # Absolute paths: the requests must mean the same on a cluster node with another cwd.
@@ -126,6 +150,7 @@ def run(args) -> int:
     except OSError as exc:
         raise os_error(exc, out, "create the output folder") from None
 
+    dicom_plans = _plan_dicom_outputs(args, cases, out, model, device, folds)  # checked before any work
     jobs, skipped = [], []
     for c in cases:
         request = build_request(c, model, device=device, folds=folds, tta=args.tta)
@@ -146,6 +171,10 @@ def run(args) -> int:
     else:
         outcomes = run_local(jobs, out, workers=args.workers, python=args.python, timeout_s=args.timeout)
     wall = time.monotonic() - t0
+    for c in cases:  # DICOM objects of every case that has its prediction now (run or skipped as done)
+        o = outcomes.get(c.case_id)
+        if c.case_id in dicom_plans and c.prediction_path.is_file() and (o is None or o.ok):
+            dicom_plans[c.case_id].write(c.prediction_path)
 
     result = _evaluate(cases, outcomes)
     if result is not None:

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
+from ..protect import check_outputs
 from ..fileio import write_json_atomic
 from ..image import check_overlap, read_image
 from ..outcome.biomarkers import PET_UNITS, compute_biomarkers, format_biomarkers, read_pet
@@ -37,6 +38,8 @@ def check_json_target(path: Path, inputs: list[str]) -> None:
         raise InputError("--json points to a folder", path, "give a file name such as result.json")
     if any(Path(i).resolve() == path.resolve() for i in inputs if i):
         raise InputError("--json would overwrite an input", path, "choose another output name")
+    # hard links, symlinked outputs, other case on a case-insensitive disk, FIFO inputs (issue 11)
+    check_outputs({"--json": path}, {f"the input {i}": i for i in inputs if i})
 
 
 def run(args: argparse.Namespace) -> int:

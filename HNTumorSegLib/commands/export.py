@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
+from ..protect import check_outputs
 from ..vocab import HoleStyle
 
 
@@ -56,6 +57,8 @@ def _check_outputs(args, inputs: list[Path]) -> list[Path]:
         if r == labels_path or (r.exists() and (r == source or source in r.parents)):
             raise InputError("output would overwrite one of the inputs", out,
                              "write the DICOM objects to a new file outside the source folder")
+    # hard links and symlinks to the label map, FIFO inputs, names over 255 bytes (issue 11, protect.py)
+    check_outputs({f"output {o.name}": o for o in outs}, {"the label map (--labels)": inputs[0]})
     return outs
 
 
@@ -133,7 +136,7 @@ class DicomOutputs:
 
         labels = read_image(labels_path, label=True, name="label map")
         if not labels.array.any():
-            print("hntumorseg segment: no GTV found: no RTSTRUCT/SEG written", file=sys.stderr)
+            print(f"hntumorseg: no GTV found in {labels_path}: no RTSTRUCT/SEG written", file=sys.stderr)
             return {}
         written: dict[str, Path] = {}
         try:

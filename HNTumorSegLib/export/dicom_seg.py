@@ -1,6 +1,8 @@
 """DICOM Segmentation (SEG) of a result, written with highdicom, referencing its source series.
 
-One binary segment per label present (segment number 1 = GTVp, 2 = GTVn, as the label values),
+One binary segment per label present, numbered 1, 2 ... without gaps as the standard requires
+(1 = GTVp and 2 = GTVn when both are present; a map with only GTVn has segment 1 = GTVn, told
+apart by its label and type code),
 coded like the Slicer segments (:mod:`.codes`: category SCT 49755003 "Morphologically Abnormal
 Structure", type SCT 372087000 "Neoplasm, Primary" / SCT 14799000 "Neoplasm, Secondary",
 anatomic region SCT 774007 "Head and Neck"), with the segment's
@@ -29,7 +31,7 @@ from ..image import Image, check_labels
 from ..prompts.boxes import LABEL_NAMES
 from ..dicom.geometry import SeriesGeometry
 from ._dicom_source import copy_identity, match_series
-from .codes import CATEGORY, REGION, RGB, TYPES
+from .codes import CATEGORY, REGION, RGB, TYPES, type_code_to_label
 
 
 def _code(c: tuple[str, str, str]):
@@ -39,17 +41,17 @@ def _code(c: tuple[str, str, str]):
     return Code(value, scheme, meaning)
 
 
-def _segment_descriptions(labels_present: Iterable[int], algorithm_type: str):
+def _segment_descriptions(labels_present: list[int], algorithm_type: str):
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
     algorithm = hd.AlgorithmIdentificationSequence(name="HNTumorSeg", version=__version__,
                                                    family=codes.cid7162.ArtificialIntelligence)
     out = []
-    for label in labels_present:
+    for number, label in enumerate(labels_present, start=1):
         kwargs = {"display_color": hd.color.CIELabColor.from_rgb(*RGB[label])}
         out.append(hd.seg.SegmentDescription(
-            segment_number=label, segment_label=LABEL_NAMES[label],
+            segment_number=number, segment_label=LABEL_NAMES[label],
             segmented_property_category=_code(CATEGORY), segmented_property_type=_code(TYPES[label]),
             algorithm_type=algorithm_type,
             algorithm_identification=algorithm if algorithm_type != "MANUAL" else None,
@@ -68,8 +70,12 @@ def write_dicom_seg(labels: Image, source_files: SeriesGeometry | Iterable[str |
     present = [v for v in LABEL_NAMES if np.any(labels.array == v)]
     if not present:
         raise InputError("the segmentation is empty", None, "segment at least one lesion before exporting DICOM SEG")
-    frames = np.stack([np.asarray(labels.array[s.k], dtype=np.uint8) for s in slices])
-    # keep only labels with a description: remap absent ones (none here) to 0 is unnecessary
+    # the standard numbers segments 1, 2 ... without gaps: a map holding only GTVn has segment 1 = GTVn
+    numbers = {label: i + 1 for i, label in enumerate(present)}
+    frames = np.zeros((len(slices), *labels.array.shape[1:]), dtype=np.uint8)
+    for i, s in enumerate(slices):
+        for label, number in numbers.items():
+            frames[i][labels.array[s.k] == label] = number
     seg = hd.seg.Segmentation(
         source_images=[s.dataset for s in slices], pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -94,9 +100,13 @@ def read_dicom_seg_labels(path: str | os.PathLike, labels_grid: Image,
     slices = match_series(labels_grid, source_files)
     uids = [str(s.dataset.SOPInstanceUID) for s in slices]
     numbers = [int(d.SegmentNumber) for d in seg.SegmentSequence]
+    label_of = {int(d.SegmentNumber): type_code_to_label(str(d.SegmentedPropertyTypeCodeSequence[0].CodeValue))
+                for d in seg.SegmentSequence}  # segment numbers run 1, 2 ...; the type code says GTVp / GTVn
     arr = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=numbers,
                                             combine_segments=True, relabel=False)
     out = np.zeros(labels_grid.array.shape, dtype=np.uint8)
     for s, frame in zip(slices, arr):
-        out[s.k] = frame
+        for number, label in label_of.items():
+            if label is not None:
+                out[s.k][frame == number] = label
     return labels_grid.with_array(out)

@@ -24,14 +24,7 @@ from __future__ import annotations
 
 import math
 
-from ..vocab import VocabEnum
-
-
-class Challenge(VocabEnum):
-    """The challenges whose ranking metrics ``evaluate --challenge`` prints."""
-
-    HNTSMRG2024 = "hntsmrg2024"
-    HECKTOR2025 = "hecktor2025"
+from ..vocab import Challenge
 
 
 # (label in the table, path in result["aggregate"], what it is)

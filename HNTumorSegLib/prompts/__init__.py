@@ -3,10 +3,13 @@
 One module per concern, each importable on its own (no torch, no Qt):
 
 * :mod:`.boxes` - per-lesion boxes from a mask, ``boxes.json`` in RAS mm, box <-> voxel indices;
+* :mod:`.margins` - seed 003's random training margins (released 4-7 below / 3-6 above; paper 2-6);
 * :mod:`.gradient_map` - seed 003's gradient-magnitude channel inside the boxes;
-* :mod:`.ct_channels` - seed 002's CT window and ``[x, x^2, cbrt(x), PET]`` channels;
+* :mod:`.ct_channels` - seed 002's CT channel sets (released ``seed002``: 2, 4 or 6 channels; ``seed002_paper``);
 * :mod:`.normalisation` - intensity schemes read from a model's description (nnU-Net CT, z-score ...);
-* :mod:`.head_localisation` - seed 004's PET-driven 200x200x310 mm head crop and its paste-back.
+* :mod:`.head_localisation` - seed 004's PET-driven 200x200x310 mm head crop and its paste-back;
+* :mod:`.pet_ct_registration` - the PET onto the CT, seed 004's rigid-registration fallback;
+* :mod:`.coarse_to_fine` - seed 002's head region, coarse and fine ROIs (released formulas).
 
 Example:
     >>> from HNTumorSegLib.prompts.boxes import boxes_from_mask, write_boxes

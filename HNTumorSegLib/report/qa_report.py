@@ -191,10 +191,11 @@ def write_qa_report(report_dir: str | os.PathLike, cases: list[QACase], aggregat
 def case_pictures(case: QACase, img_dir: Path) -> list[tuple[str, str]]:
     """The case's overlay PNG, drawn by :func:`HNTumorSegLib.overlay.render_overlay` (one implementation):
     one panel per lesion, on the axial slice where it is largest; reference dashed, prediction solid."""
+    from ..dicom.read import read_volume
     from ..image import read_image
     from ..overlay import render_overlay
 
-    image = read_image(case.image, name=f"image of case {case.case_id}")
+    image = read_volume(case.image, name=f"image of case {case.case_id}", prefer_modality="CT")  # file or DICOM
     pred = read_image(case.prediction, label=True, name=f"prediction of case {case.case_id}")
     ref = read_image(case.reference, label=True, name=f"reference of case {case.case_id}") if case.reference else None
     score = case_score(case.metrics)

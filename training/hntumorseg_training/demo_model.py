@@ -14,7 +14,8 @@ What is trained (choices; the seeds describe far bigger models):
   softmax over background / GTVp / GTVn;
 * ``midrt``: seed 003's recipe in miniature - inputs ``[T2 (z-score), gradient_map]``; the
   gradient map lives in boxes around the *registered pre-RT* lesions with a random margin of
-  2-6 voxels per side (seed 003's perturbation); pre-RT images with boxes from their own
+  4-7 voxels below and 3-6 above (seed 003's released perturbation; the bundled demo-midrt
+  weights predate this and were drawn with the paper's 2-6); pre-RT images with boxes from their own
   mask are added as extra training cases (as seed 003 does). Spacing 0.9 x 0.9 x 3.0 mm (the
   phantoms' own), patch 16 x 48 x 48. Patches are centred on a box voxel (2/3) or anywhere
   (1/3): at inference only tiles near the boxes run;
