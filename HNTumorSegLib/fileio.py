@@ -150,13 +150,13 @@ def _temp_prefix(final: Path, suffix: str) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (psutil: ``os.kill(pid, 0)`` would terminate it on Windows)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
+        import psutil
+
+        return psutil.pid_exists(pid)
+    except Exception:  # no psutil: assume alive, never remove another process's file
         return True
-    return True
 
 
 def sweep_stale_temps(path: str | os.PathLike) -> list[Path]:
@@ -228,8 +228,16 @@ def remove_live_temps() -> None:
 
 def fsync_path(path: str | os.PathLike) -> None:
     """Flush a file's (or a folder's) data to the disk; errors surface now, not after 'success'."""
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if Path(path).is_dir() else os.O_RDONLY
-    fd = os.open(path, flags)
+    is_dir = Path(path).is_dir()
+    if is_dir and os.name == "nt":   # Windows cannot open a folder for fsync; NTFS journals the rename
+        return
+    flags = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)) if is_dir else (os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if is_dir:   # some file systems refuse to open folders: the rename itself still happened
+            return
+        raise
     try:
         os.fsync(fd)
     except OSError as exc:

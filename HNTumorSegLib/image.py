@@ -339,8 +339,8 @@ def write_sitk_verified(img: sitk.Image, tmp: str | os.PathLike, final: str | os
             sitk.ReadImage(str(tmp))
     except (InputError, RuntimeError, OSError) as exc:
         problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[-1][:120]
-        raise EnvironmentFault(f"the written image is incomplete ({problem}; {free_space_text(tmp.parent)})",
-                               final, fix) from None
+        raise EnvironmentFault(f"cannot write the image: it reads back incomplete ({problem}) - is the disk full? "
+                               f"({free_space_text(tmp.parent)})", final, fix) from None
 
 
 def strip_image_suffix(name: str) -> str:

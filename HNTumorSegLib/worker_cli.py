@@ -97,4 +97,6 @@ def raise_for_failure(final: ResultEvent | ErrorEvent) -> ResultEvent:
     if final.kind in _USER_ERRORS:
         # The worker's message is already "path: problem - fix"; keep it as is.
         raise _USER_ERRORS[final.kind](final.message)
+    if final.kind == "environment":   # full disk, I/O error: the message names the path and the free space
+        raise WorkerFailed(f"error: {final.message}")
     raise WorkerFailed(f"{final.kind.replace('_', ' ')}: {final.message}")

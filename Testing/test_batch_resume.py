@@ -35,7 +35,8 @@ def _workers_of(tmp_root: Path) -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = " ".join(p.info["cmdline"] or [])
-        if "HNTumorSegLib.worker" in cmd and "hntumorseg-run-" in cmd:
+        if ("HNTumorSegLib.worker" in cmd and "hntumorseg-run-" in cmd) or \
+                ("HNTumorSegLib.session" in cmd and "hntumorseg-session-" in cmd):  # batch: one session per worker
             try:
                 if p.status() != psutil.STATUS_ZOMBIE and p.environ().get("TMPDIR") == str(tmp_root):
                     found.append(p)
@@ -71,9 +72,9 @@ def test_killed_batch_resumes_and_skips_finished_cases(tmp_path):
         time.sleep(0.1)
     assert _workers_of(tmp_root) == []
     deadline = time.monotonic() + 5
-    while list(tmp_root.glob("hntumorseg-run-*")) and time.monotonic() < deadline:
+    while list(tmp_root.glob("hntumorseg-*")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert list(tmp_root.glob("hntumorseg-run-*")) == []
+    assert list(tmp_root.glob("hntumorseg-*")) == []   # run- (worker) and session- folders
 
     rerun = subprocess.run(_batch_argv(data, out), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -96,7 +97,8 @@ def test_two_local_workers_run_in_parallel_processes(tmp_path):
     most = 0
     while proc.poll() is None:
         try:
-            kids = [c for c in me.children() if "HNTumorSegLib.worker" in " ".join(c.cmdline())]
+            kids = [c for c in me.children() if any(m in " ".join(c.cmdline()) for m in
+                                                      ("HNTumorSegLib.worker", "HNTumorSegLib.session"))]
         except psutil.NoSuchProcess:
             break
         most = max(most, len(kids))

@@ -128,3 +128,17 @@ def test_write_image_on_a_full_disk_raises_and_keeps_the_earlier_file(tmp_path):
         assert _sha(target) == before
         assert read_image(target, label=True).array.sum() > 0
         assert _non_ballast(disk) == ["image.nii.gz"]
+
+
+def test_done_marker_on_a_full_disk_is_one_environment_error(tmp_path):
+    from HNTumorSegLib.batch.resume import MARKER_DIR, mark_done
+    from HNTumorSegLib.errors import EnvironmentFault
+
+    with small_tmpfs(tmp_path / "disk") as disk:
+        pred = disk / "1.nii.gz"
+        _earlier_labels(pred)
+        (disk / MARKER_DIR).mkdir()
+        fill_disk(disk, 0)
+        with pytest.raises(EnvironmentFault, match="free"):
+            mark_done(disk, "1", pred, "abc", {"total": 1.0})
+        assert list((disk / MARKER_DIR).iterdir()) == []

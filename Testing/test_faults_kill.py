@@ -111,7 +111,7 @@ def test_killed_segment_client_ends_its_worker_and_leaves_nothing(tmp_path, sign
     assert not any('"event": "result"' in line for line in events.lines)
 
 
-@pytest.mark.parametrize("signame", ["SIGKILL", "SIGTERM"])
+@pytest.mark.parametrize("signame", list(SIGNALS))
 def test_killed_batch_ends_both_workers_and_writes_no_case(tmp_path, signame):
     data, out, tmp_root = tmp_path / "cohort", tmp_path / "out", tmp_path / "tmp"
     tmp_root.mkdir()

@@ -132,3 +132,25 @@ def test_merge_boxes_and_spec_checks(midrt, tmp_path):
     with pytest.raises(InputError, match="GTVn-7"):
         refine_segmentation(req, {"base_labels": str(tmp_path / "zeros.nii.gz"), "boxes": ["GTVn-7"]})
     assert not (tmp_path / "o.nii.gz").exists()
+
+
+def test_an_nnunet_folder_refines_by_a_whole_run_then_the_same_merge(tiny_nnunet_results, tmp_path):
+    """nnU-Net folders run their own path: labels change inside the box only, as the rule says."""
+    from nnunet_fixture import tiny_nnunet_test_cases
+
+    ct, pet = tiny_nnunet_test_cases(tiny_nnunet_results)[0]
+    reference = read_image(ct)
+    base = reference.with_array(np.full(reference.array.shape, 1, np.uint8))   # "everything GTVp"
+    write_image(base, tmp_path / "base.nii.gz")
+    lo, hi = np.array(reference.array.shape) // 4, np.array(reference.array.shape) // 2
+    from HNTumorSegLib.prompts.boxes import index_box_to_ras
+
+    mn, mx = index_box_to_ras(reference, lo[::-1], hi[::-1])
+    write_boxes([LesionBox(2, "GTVn-1", tuple(mn), tuple(mx))], tmp_path / "boxes.json")
+    req = SegmentRequest(model=str(tiny_nnunet_results), input_paths={"CT": str(ct), "PET": str(pet)}, device="cpu",
+                         boxes_path=str(tmp_path / "boxes.json"), output_path=str(tmp_path / "r.nii.gz"))
+    res = refine_segmentation(req, {"base_labels": str(tmp_path / "base.nii.gz"), "boxes": ["GTVn-1"]})
+    r = read_image(res.files["labels"], label=True).array
+    inside = np.zeros(r.shape, bool)
+    inside[box_to_index_slices(LesionBox(2, "GTVn-1", tuple(mn), tuple(mx)), reference)] = True
+    assert (r[~inside] == 1).all() and set(np.unique(r[inside])) <= {0, 2} and not list(tmp_path.glob("*refine*"))

@@ -48,3 +48,24 @@ def test_validated_case_takes_the_models_default(tmp_path, tiny_nnunet_results):
     for tta in (True, False):
         write_ensemble(tmp_path / f"e{tta}", {"members": [{"model": "demo-petct"}], "tta": tta})
         assert default_tta(load_model(tmp_path / f"e{tta}")) is tta
+
+
+def test_segment_with_two_models_runs_them_as_one_ensemble(tmp_path, capsys):
+    """``--model A --model B --weights``: the same model twice gives that model's own labels."""
+    import numpy as np
+
+    from HNTumorSegLib.cli import main
+    from HNTumorSegLib.image import read_image
+
+    case = make_petct_case(seed=2, in_plane=48)
+    ct, pet = write_image(case["CT"], tmp_path / "ct.nii.gz"), write_image(case["PET"], tmp_path / "pet.nii.gz")
+    common = ["--input", f"CT={ct}", "--input", f"PET={pet}", "--device", "cpu", "--progress", "none"]
+    assert main(["segment", "--model", "demo-petct", "--output", str(tmp_path / "one.nii.gz"), *common]) == 0
+    assert main(["segment", "--model", "demo-petct", "--model", "demo-petct", "--weights", "1", "3",
+                 "--output", str(tmp_path / "two.nii.gz"), *common]) == 0, capsys.readouterr().err
+    np.testing.assert_array_equal(read_image(tmp_path / "one.nii.gz", label=True).array,
+                                  read_image(tmp_path / "two.nii.gz", label=True).array)
+    capsys.readouterr()
+    assert main(["segment", "--model", "demo-petct", "--model", "demo-petct", "--weights", "1",
+                 "--output", str(tmp_path / "bad.nii.gz"), *common]) == 2
+    assert "weight" in capsys.readouterr().err and not (tmp_path / "bad.nii.gz").exists()

@@ -253,7 +253,8 @@ def write_md(res: dict, path: Path) -> None:
             lines += ["", f"{key}: cold {r['cold_apply_s']} s, first session Apply {r['first_session_apply_s']} s, "
                           f"warm {r['warm_apply_s']} s, refinements {r['refine_s']} s (inference "
                           f"{r['refine_inference_s']} s), model loads in the session {r['model_loads']}, load "
-                          f"{r['load_before']} -> {r['load_after']}."]
+                          f"{r['load_before']} -> {r['load_after']}. Stages of the first refinement (s): "
+                          f"{r.get('refine_timings_first')}."]
     lines += ["", res.get("note", ""), "",
               "Wall times are measured by the client from sending the request to its final event (process "
               "start-up included for the cold Apply). The STU-Net-S model has random weights: its timing is "

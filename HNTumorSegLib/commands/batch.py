@@ -194,6 +194,11 @@ def run(args) -> int:
                          regions=list(((o.final.info or {}).get("regions") or []) if o is not None and o.ok else [])))
         summary[c.case_id] = {"status": "skipped" if c.case_id in skipped else ("ok" if error is None else "failed"),
                               "error": error, "seconds": seconds, "prediction": str(c.prediction_path)}
+        warnings = list(o.final.info.get("warnings") or []) if o is not None and o.ok else []
+        if warnings:   # constant image, smaller than a patch ... (issue 11): in the report and the log
+            summary[c.case_id]["warnings"] = warnings
+            for warning in warnings:
+                log_line(c.case_id, f"warning: {warning}")
     failed = [k for k, v in summary.items() if v["status"] == "failed"]
     write_json_atomic(out / "batch.json", {"task": task, "model": args.model, "layout": args.layout,
                                            "workers": args.workers, "cluster": args.cluster,

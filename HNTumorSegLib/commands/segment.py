@@ -31,7 +31,9 @@ other input mistake, instead of argparse's usage block.
 from __future__ import annotations
 
 import argparse
+import tempfile
 
+from ..errors import InputError
 from ..folds import ACCEPTED_FORMS
 from ..pipeline.request import SegmentRequest
 from ..protect import check_request
@@ -42,10 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", metavar="{" + ",".join(Task.values()) + "}", default=None,
                         help="prert (pre-RT T2), midrt (mid-RT T2 + registered pre-RT mask), petct (CT + PET); "
                              "optional when the model names its task")
-    parser.add_argument("--model", required=True, metavar="ID_OR_PATH",
-                        help="a model folder (model.json, or an nnU-Net results folder) or a catalogue id (hntumorseg models list); "
-                             "text with a / or starting with ./ or ~ is a path; a bare name is a catalogue id first, "
-                             "then a folder of that name here (write ./NAME for the folder)")
+    parser.add_argument("--model", required=True, metavar="ID_OR_PATH", action="append",
+                        help="a model folder (model.json, an nnU-Net results folder, or ensemble.json) or a catalogue id "
+                             "(hntumorseg models list); text with a / or starting with ./ or ~ is a path; a bare name is a "
+                             "catalogue id first, then a folder of that name here (write ./NAME for the folder). Repeat it "
+                             "to run several models as one ensemble (each with its own preprocessing, probabilities averaged)")
+    parser.add_argument("--weights", type=float, nargs="+", default=None, metavar="W",
+                        help="with several --model: one weight per model (default equal)")
     parser.add_argument("--input", action="append", metavar="NAME=PATH",
                         help="an input image, repeatable: T2=..., or CT=... and PET=..., or nnU-Net channel names")
     parser.add_argument("--prior", metavar="PATH", help="midrt: the pre-RT mask registered to the mid-RT T2")
@@ -77,6 +82,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    models = list(args.model) if isinstance(args.model, (list, tuple)) else [args.model]
+    if len(models) == 1:
+        if args.weights:
+            raise InputError("--weights needs several --model", None, "give one --model per weight, or drop --weights")
+        args.model = models[0]
+        return _run(args)
+    from ..models.ensemble_card import ad_hoc_ensemble
+
+    with tempfile.TemporaryDirectory(prefix="hntumorseg-ensemble-") as folder:
+        args.model = str(ad_hoc_ensemble(folder, models, args.weights))
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..worker_cli import run_in_worker
 
     from .export import DicomOutputs

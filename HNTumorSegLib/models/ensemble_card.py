@@ -184,6 +184,25 @@ def _user_inputs(members: list[EnsembleMember]) -> list[str]:
     return names
 
 
+def ad_hoc_ensemble(folder: str | Path, models: list[str], weights: list[float] | None = None) -> Path:
+    """``segment --model A --model B [--weights wA wB]``: an ensemble card in ``folder`` naming them; returns ``folder``.
+
+    Paths become absolute (the card lives elsewhere); catalogue ids stay ids. Equal weights by
+    default; TTA follows ``--tta`` only (no seed's default applies to a mix).
+    """
+    if weights is not None and len(weights) != len(models):
+        raise ModelError(f"{len(weights)} weight(s) for {len(models)} models", None,
+                         "give one --weights value per --model")
+    members = []
+    for i, text in enumerate(models):
+        path = Path(text).expanduser()
+        members.append({"model": str(path.resolve()) if path.exists() else str(text),
+                        "weight": float(weights[i]) if weights else 1.0, "name": f"{i + 1}-{path.name or text}"})
+    write_ensemble(folder, {"id": "ensemble-of-" + "+".join(Path(m).name or m for m in models),
+                            "title": "ensemble from the command line", "members": members})
+    return Path(folder)
+
+
 def write_ensemble(folder: str | Path, spec: dict) -> Path:
     """Write ``ensemble.json`` into ``folder`` (checked first, atomically)."""
     folder = Path(folder)
