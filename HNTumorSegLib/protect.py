@@ -103,6 +103,16 @@ def same_file(a: PathLike, b: PathLike) -> bool:
     return os.path.normcase(ra) == os.path.normcase(rb)
 
 
+def _keys(path: PathLike) -> set:
+    """What identifies ``path`` for :func:`same_file`: its (st_dev, st_ino) when it exists, and
+    its resolved, case-normalised spelling (for paths that do not exist yet)."""
+    keys: set = {("path", os.path.normcase(str(_resolved(path))))}
+    ident = _identity(path)
+    if ident is not None:
+        keys.add(("inode", ident))
+    return keys
+
+
 def check_outputs(outputs: Mapping[str, PathLike], inputs: Mapping[str, PathLike],
                   folders: Mapping[str, PathLike] | None = None, trees: Mapping[str, PathLike] | None = None,
                   output_folders: Mapping[str, PathLike] | None = None) -> None:
@@ -112,34 +122,41 @@ def check_outputs(outputs: Mapping[str, PathLike], inputs: Mapping[str, PathLike
     ``folders``: name -> protected folder an output folder may not be; ``trees``: name ->
     folder no output may lie in (a model); ``output_folders``: flag -> output folder
     (batch ``--out``). Outputs must also differ from each other and not be existing folders.
+    Each path is looked at once (a 500-case cohort costs a few thousand ``stat`` calls, not
+    a million comparisons).
     """
     folders, trees, output_folders = dict(folders or {}), dict(trees or {}), dict(output_folders or {})
     fix = "choose another output path: the inputs are never overwritten"
+    protected: dict = {}
+    for what, given in list(inputs.items()) + list(folders.items()):
+        for key in _keys(given):
+            protected.setdefault(key, what)
+    resolved_trees = {what: _resolved(tree) for what, tree in trees.items()}
+    seen: dict = {}
     for flag, out in outputs.items():
         check_name_length(out, flag)
         st = stat_with_timeout(out)
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise InputError(f"{flag} is a folder", out, "give a file name")
-        for what, given in list(inputs.items()) + list(folders.items()):
-            if same_file(out, given):
-                raise InputError(f"{flag} is the same file as {what}", out, fix)
-            if _is_link(out) and _resolved(out) == _resolved(given):
-                raise InputError(f"{flag} is a link to {what}", out, fix)
-        for what, tree in trees.items():
-            if _resolved(out).is_relative_to(_resolved(tree)):
+        keys = _keys(out)
+        if _is_link(out):   # a link (dangling or not) to an input: the user meant the input
+            keys.add(("path", os.path.normcase(str(_resolved(out)))))
+        for key in keys:
+            if key in protected:
+                raise InputError(f"{flag} is the same file as {protected[key]}", out, fix)
+        resolved = _resolved(out)
+        for what, tree in resolved_trees.items():
+            if resolved == tree or tree in resolved.parents:
                 raise InputError(f"{flag} lies inside {what}", out, fix)
+        for key in keys:
+            if key in seen:
+                raise InputError(f"{seen[key]} and {flag} name the same file", out, "give each output its own path")
+        for key in keys:
+            seen[key] = flag
     for flag, out_dir in output_folders.items():
-        for what, given in list(folders.items()) + list(trees.items()):
+        for what, given in list(folders.items()) + list(trees.items()) + list(inputs.items()):
             if same_file(out_dir, given):
                 raise InputError(f"{flag} is {what}", out_dir, "give a new, separate output folder")
-        for what, given in inputs.items():
-            if same_file(out_dir, given):
-                raise InputError(f"{flag} is {what}", out_dir, "give a new, separate output folder")
-    flags = list(outputs.items())
-    for i, (fa, a) in enumerate(flags):
-        for fb, b in flags[i + 1:]:
-            if same_file(a, b):
-                raise InputError(f"{fa} and {fb} name the same file", a, "give each output its own path")
 
 
 def check_inputs_regular(inputs: Mapping[str, PathLike]) -> None:

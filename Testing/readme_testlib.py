@@ -253,10 +253,11 @@ def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]):
 
 
 def long_options(parser: argparse.ArgumentParser) -> list[str]:
-    """Every option string of ``parser`` except -h/--help (``--tta`` and ``--no-tta`` both)."""
+    """Every option string ``--help`` shows, except -h/--help (``--tta`` and ``--no-tta`` both; options
+    hidden with ``help=argparse.SUPPRESS`` are internal, e.g. a client's ``session --temp-dir``)."""
     out = []
     for action in parser._actions:
-        if isinstance(action, argparse._HelpAction) or not action.option_strings:
+        if isinstance(action, argparse._HelpAction) or not action.option_strings or action.help == argparse.SUPPRESS:
             continue
         longs = [o for o in action.option_strings if o.startswith("--")]
         out += longs or action.option_strings[:1]

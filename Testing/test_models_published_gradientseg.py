@@ -95,7 +95,7 @@ def test_segment_equals_nnunet_predictor_on_t2_and_released_gradient(gradientseg
 
     out = tmp_path / "out" / "labels.nii.gz"
     rc = main(["segment", "--task", "midrt", "--model", str(gradientseg_folder), "--input", f"T2={case['T2']}",
-               "--prior", str(case["prior"]), "--output", str(out), "--device", "cpu", "--progress", "none",
+               "--prior", str(case["prior"]), "--output", str(out), "--device", "cpu", "--no-tta", "--progress", "none",
                "--save-boxes", str(tmp_path / "out" / "boxes.json")])
     assert rc == 0
     ours = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
@@ -112,7 +112,7 @@ def test_restrict_to_boxes_only_removes_labels_outside_the_boxes(gradientseg_fol
     for flag in ([], ["--restrict-to-boxes"]):
         out = tmp_path / ("restricted" if flag else "whole") / "labels.nii.gz"
         assert main(["segment", "--task", "midrt", "--model", str(gradientseg_folder), "--input", f"T2={case['T2']}",
-                     "--prior", str(case["prior"]), "--output", str(out), "--device", "cpu", "--progress", "none",
+                     "--prior", str(case["prior"]), "--output", str(out), "--device", "cpu", "--no-tta", "--progress", "none",
                      *flag]) == 0
         outs[bool(flag)] = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
     whole, restricted = outs[False], outs[True]
@@ -125,7 +125,7 @@ def test_the_gradient_channel_cannot_be_given_by_hand(gradientseg_folder, tmp_pa
     case = gradientseg_test_cases(gradientseg_folder)[0]
     rc = main(["segment", "--task", "midrt", "--model", str(gradientseg_folder), "--input", f"T2={case['T2']}",
                "--input", f"gradient={case['T2']}", "--prior", str(case["prior"]),
-               "--output", str(tmp_path / "x.nii.gz"), "--device", "cpu", "--progress", "none"])
+               "--output", str(tmp_path / "x.nii.gz"), "--device", "cpu", "--no-tta", "--progress", "none"])
     assert rc == 2
     assert "unknown input name 'gradient'" in capsys.readouterr().err
     assert not (tmp_path / "x.nii.gz").exists()

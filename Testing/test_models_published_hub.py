@@ -97,7 +97,7 @@ def test_fetched_model_segments_by_id(hub_env, tmp_path, test_cache_dir, capsys)
     case = gradientseg_test_cases(build_gradientseg_results(test_cache_dir))[0]
     out = tmp_path / "labels.nii.gz"
     assert main(["segment", "--model", "GradientSegHNTS", "--input", f"T2={case['T2']}", "--prior", str(case["prior"]),
-                 "--output", str(out), "--device", "cpu", "--progress", "none"]) == 0
+                 "--output", str(out), "--device", "cpu", "--no-tta", "--progress", "none"]) == 0
     from HNTumorSegLib.image import read_image
 
     assert np.count_nonzero(read_image(out, label=True).array) > 0

@@ -87,7 +87,7 @@ def test_segment_equals_crop_then_nnunet_predictor_then_paste_back(declared_fold
     assert "crop: seed004-head 200 x 200 x 310 mm at 1 mm" in capsys.readouterr().out
     out = tmp_path / "labels.nii.gz"
     assert main(["segment", "--model", str(declared_folder), "--input", f"CT={tall_case['CT']}",
-                 "--input", f"PET={tall_case['PET']}", "--output", str(out), "--device", "cpu", "--folds", "0",
+                 "--input", f"PET={tall_case['PET']}", "--output", str(out), "--device", "cpu", "--no-tta", "--folds", "0",
                  "--progress", "none"]) == 0
     ours = read_image(out, label=True)
     assert ours.same_grid(tall_case["ct_image"])
@@ -107,7 +107,7 @@ def test_segment_equals_crop_then_nnunet_predictor_then_paste_back(declared_fold
 def test_a_crop_model_refuses_probability_maps_before_writing(declared_folder, tall_case, tmp_path, capsys):
     out = tmp_path / "labels.nii.gz"
     assert main(["segment", "--model", str(declared_folder), "--input", f"CT={tall_case['CT']}",
-                 "--input", f"PET={tall_case['PET']}", "--output", str(out), "--device", "cpu", "--progress", "none",
+                 "--input", f"PET={tall_case['PET']}", "--output", str(out), "--device", "cpu", "--no-tta", "--progress", "none",
                  "--probabilities", str(tmp_path / "p.nii.gz")]) == 2
     assert "seed 004's head crop" in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "p.nii.gz").exists()

@@ -42,6 +42,20 @@ def midrt(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def prert(tmp_path_factory):
+    """Pre-RT T2 with user boxes; no pre-RT model ships, so a real model folder with random weights."""
+    from pipeline_testlib import make_random_model
+
+    root = tmp_path_factory.mktemp("prert")
+    case = make_midrt_case(seed=4, shape=(24, 112, 112), n_nodes=2)
+    write_image(case["preRT_T2"], root / "t2.nii.gz")
+    model = make_random_model(root / "model", "prert", [{"name": "T2", "normalisation": {"type": "zscore"}}])
+    boxes = boxes_from_mask(case["preRT_mask"], margin_vox=3)
+    base = dict(model=str(model), task="prert", input_paths={"T2": str(root / "t2.nii.gz")}, device="cpu")
+    return root, case["preRT_T2"], boxes, base
+
+
+@pytest.fixture(scope="module")
 def petct(tmp_path_factory):
     root = tmp_path_factory.mktemp("petct")
     case = make_petct_case(seed=1, n_nodes=2, in_plane=96)
@@ -77,9 +91,9 @@ def full_and_refined(root, boxes_a, boxes_b, fields, names):
     return read(run_a), read(run_c), read(refined), (run_b, run_c), refined
 
 
-@pytest.mark.parametrize("task", ["midrt", "petct"])
-def test_refinement_changes_nothing_outside_the_box_and_equals_the_full_run_inside(task, midrt, petct):
-    root, reference, boxes, fields = midrt if task == "midrt" else petct
+@pytest.mark.parametrize("task", ["midrt", "prert", "petct"])
+def test_refinement_changes_nothing_outside_the_box_and_equals_the_full_run_inside(task, request):
+    root, reference, boxes, fields = request.getfixturevalue(task)
     edited = next(b for b in boxes if b.label == 2)
     boxes_b = [moved(b, (4.0, -3.0, 0.0)) if b is edited else b for b in boxes]
     new_box = next(b for b in boxes_b if b.name == edited.name)

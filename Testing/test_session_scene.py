@@ -130,3 +130,19 @@ def test_box_moved_in_the_scene_refines_that_lesion_once_and_keeps_manual_edits(
         assert not client.temp_dir.exists()
     finally:
         ss.cleanup()
+
+
+def test_one_session_per_scene_restarted_when_model_or_device_changes():
+    app = make_scene()
+    logic = SegmentationSceneLogic(app.scene)
+    ss = SceneSession(app.scene, logic)
+    assert logic.run_factory is not None and ss.client is None          # nothing runs before the first Apply
+    cpu = Parameters(task="midrt", model="demo-midrt", device="cpu")
+    first = ss.client_for(cpu)
+    assert ss.client_for(cpu) is first                                   # same model and device: same session
+    other_device = ss.client_for(Parameters(task="midrt", model="demo-midrt", device="cuda"))
+    assert other_device is not first and not first.temp_dir.exists()     # the old one was closed
+    other_model = ss.client_for(Parameters(task="midrt", model="demo-petct", device="cuda"))
+    assert other_model is not other_device and not other_device.temp_dir.exists()
+    ss.cleanup()                                                         # module cleanup
+    assert ss.client is None and not other_model.temp_dir.exists() and logic.run_factory is None

@@ -5,7 +5,6 @@ after request 5, and the model is loaded once."""
 from __future__ import annotations
 
 import psutil
-import pytest
 
 from HNTumorSegLib.prompts.boxes import boxes_from_mask, write_boxes
 from HNTumorSegLib.image import read_image

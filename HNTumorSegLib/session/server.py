@@ -44,7 +44,6 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,10 +279,6 @@ class SessionServer:
         for job in pending:
             self._final(job, _cancelled())
         self._thread.join(timeout=wait_s)
-
-    @property
-    def busy(self) -> bool:
-        return self._thread.is_alive() and self._current is not None
 
 
 def _cancelled() -> ErrorEvent:
