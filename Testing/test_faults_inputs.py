@@ -216,3 +216,21 @@ def test_constant_image_gives_a_warning_in_the_progress_and_the_result(tmp_path,
     events = [json.loads(line) for line in res.stdout.splitlines()]
     assert any("warning: " in e.get("message", "") and "constant" in e["message"] for e in events)
     assert any("constant" in w for w in events[-1]["info"]["warnings"])
+
+
+def test_huge_complex_and_small_images_are_warned_about(tmp_path):
+    import SimpleITK as sitk
+
+    from HNTumorSegLib.image import read_image
+    from HNTumorSegLib.image_checks import patch_warnings
+
+    huge = np.zeros((6, 8, 8), np.float32)
+    huge[0, 0, 0] = 3e38
+    assert any("3e+38" in w for w in read_image(write_image(Image(huge), tmp_path / "huge.nii.gz")).notes)
+    z = (np.random.default_rng(0).random((6, 8, 8)) + 1j).astype(np.complex64)
+    sitk.WriteImage(sitk.GetImageFromArray(z), str(tmp_path / "complex.nii.gz"))
+    img = read_image(tmp_path / "complex.nii.gz")
+    assert np.isrealobj(img.array) and any("complex" in w for w in img.notes)
+    small = Image(np.ones((6, 20, 20), np.float32), (1.0, 1.0, 3.0))
+    assert patch_warnings(small, (1.0, 1.0, 3.0), (16, 48, 48), "the T2 image")  # 20 < 48 in x and y
+    assert patch_warnings(small, (1.0, 1.0, 3.0), (4, 16, 16), "the T2 image") == []

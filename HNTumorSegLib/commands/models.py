@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--sha256", metavar="HEX", help="checksum to require (needed when the catalogue has none)")
     p.add_argument("--url", metavar="URL", help="download from this URL instead (needs --sha256)")
     p.add_argument("--force", action="store_true", help="download again even if installed")
-    p.add_argument("--progress", choices=("bar", "none"), default="bar", help="progress line on stderr")
+    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
+                   help="bar: a progress line on stderr; json: progress events on stdout (Slicer)")
     p.add_argument("--revision", metavar="COMMIT", help="Hugging Face entries: the commit to fetch when the "
                    "catalogue pins none (40 hex characters)")
     p.add_argument("--accept-licence", action="store_true", help="accept a non-commercial or unstated licence")
@@ -62,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--accept-licence", action="store_true", help="accept a non-commercial or unstated licence")
     p.add_argument("--cache", metavar="DIR", help=CACHE_HELP)
     p.add_argument("--force", action="store_true", help="replace an installed model of the same id")
-    p.add_argument("--progress", choices=("bar", "none"), default="bar", help="progress line on stderr")
+    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
+                   help="bar: a progress line on stderr; json: progress events on stdout (Slicer)")
     p = sub.add_parser("verify", help="check an installed model or a model folder (checksums + strict load)")
     p.add_argument("target", metavar="ID_OR_PATH")
     p.add_argument("--cache", metavar="DIR", help=CACHE_HELP)
@@ -141,13 +143,19 @@ def _show(args) -> int:
 
 
 class _ProgressLine:
-    """One self-overwriting line on stderr: stage, fraction, bytes, time left."""
+    """One self-overwriting line on stderr: stage, fraction, bytes, time left (``json``: one
+    :class:`~HNTumorSegLib.protocol.ProgressEvent` per line on stdout, read by Slicer's Download/Import)."""
 
-    def __init__(self, label: str, stream=None, enabled: bool = True):
-        self.label, self.enabled, self.width = label, enabled, 0
+    def __init__(self, label: str, stream=None, enabled: bool = True, json_events: bool = False):
+        self.label, self.enabled, self.width, self.json_events = label, enabled, 0, json_events
         self.stream = stream if stream is not None else sys.stderr  # looked up now: tests swap stderr
 
     def __call__(self, stage: str, fraction: float, message: str) -> None:
+        if self.json_events:
+            from ..protocol import ProgressEvent
+
+            print(ProgressEvent(stage=stage, fraction=fraction, message=message).to_json(), flush=True)
+            return
         if not self.enabled:
             return
         bar = "#" * int(20 * fraction)
@@ -171,7 +179,7 @@ def _fetch(args) -> int:
     if entry.manual:
         raise ModelError(f"model {entry.id!r} cannot be fetched by a program: its authors share it by hand", None,
                          manual_instructions(entry))
-    line = _ProgressLine(f"fetch {entry.id}", enabled=args.progress == "bar")
+    line = _ProgressLine(f"fetch {entry.id}", enabled=args.progress == "bar", json_events=args.progress == "json")
     try:
         if entry.hub:
             from ..models.hub import fetch_from_hub
@@ -190,7 +198,8 @@ def _fetch(args) -> int:
 def _import(args) -> int:
     from ..models.importer import import_model
 
-    line = _ProgressLine(f"import {args.id or Path(args.source).name}", enabled=args.progress == "bar")
+    line = _ProgressLine(f"import {args.id or Path(args.source).name}", enabled=args.progress == "bar",
+                         json_events=args.progress == "json")
     try:
         folder = import_model(args.source, model_id=args.id, configuration=args.configuration,
                               accept_licence=args.accept_licence, cache=args.cache, progress=line, force=args.force)

@@ -147,6 +147,9 @@ def fetch_from_hub(entry: CatalogueEntry, cache: str | Path | None = None, revis
     final = install_dir(entry.id, cache)
     if (final / COMPLETE_MARKER).is_file() and not force:
         return final
+    from .download import check_cache_writable
+
+    check_cache_writable(final.parent)   # a read-only cache is one line, before any request
     endpoint = os.environ.get("HF_ENDPOINT") or None
     progress("download", 0.0, f"asking the hub for {repo_id} at {commit[:12]}")
     try:

@@ -137,6 +137,9 @@ def import_model(source: str | Path, model_id: str | None = None, configuration:
     final = install_dir(model_id, cache)
     if (final / COMPLETE_MARKER).is_file() and not force:
         raise ModelError(f"model {model_id!r} is already installed", final, "add --force to replace it")
+    from .download import check_cache_writable
+
+    check_cache_writable(final.parent)   # a read-only cache is one line, before anything is unpacked
     staging = final.with_name(final.name + ".import-staging")
     shutil.rmtree(staging, ignore_errors=True)
     try:

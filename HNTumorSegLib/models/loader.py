@@ -160,7 +160,7 @@ def load_card_folder(folder: str | Path, folds: Folds | Any = None, device: Any 
                              folder / CARD_NAME, "fix architecture.kwargs in the model card") from None
         load_strict(net, state, path, what=f"{card.architecture['name']} of the model card")
         if card.extra.get("axis_order") == "xyz":   # MONAI x,y,z arrays (UW LAIR): see segresnet_checkpoint
-            from .segresnet_checkpoint import xyz_wrapped
+            from ..networks.axis_order import xyz_wrapped
 
             net = xyz_wrapped(net)
         networks.append(net.eval())

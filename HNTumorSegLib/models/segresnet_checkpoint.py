@@ -111,7 +111,7 @@ def uw_lair_card_fields(spec: dict, entry=None) -> dict:
 
     ``roi_xyz`` is MONAI's ROI in the network's x, y, z array order; the card's ``patch_size`` is
     z, y, x (the order our sliding window runs in), and ``axis_order: xyz`` makes the loader wrap
-    each network so it still sees x, y, z arrays (:class:`XYZAxisOrder`).
+    each network so it still sees x, y, z arrays (:mod:`HNTumorSegLib.networks.axis_order`).
     """
     spec = {**UW_LAIR, **(spec or {})}
     kwargs = {k: v for k, v in spec["kwargs"].items() if k not in ("in_channels", "out_channels")}
@@ -138,23 +138,3 @@ def write_segresnet_card(folder: str | Path, model_id: str, checkpoints: Sequenc
     write_card(card, folder / "model.json")
     load_card_folder(folder, folds="0")  # the first checkpoint loads strictly: the description is right
     return folder / "model.json"
-
-
-def xyz_wrapped(network):
-    """``network`` trained on MONAI (x, y, z) arrays, made to take our (z, y, x) arrays."""
-    import torch
-
-    class XYZAxisOrder(torch.nn.Module):
-        """Permutes (B, C, z, y, x) -> (B, C, x, y, z) for the wrapped network and back."""
-
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            out = self.net(x.permute(0, 1, 4, 3, 2))
-            if isinstance(out, (list, tuple)):
-                return type(out)(o.permute(0, 1, 4, 3, 2) for o in out)
-            return out.permute(0, 1, 4, 3, 2)
-
-    return XYZAxisOrder(network)
