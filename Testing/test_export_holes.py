@@ -88,3 +88,26 @@ def test_export_command_holes_option(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "did you mean keyhole" in err[0]
     assert not (tmp_path / "out" / "rt2.dcm").exists()
+
+
+def test_export_is_all_or_nothing_and_keeps_an_earlier_rtstruct(tmp_path, monkeypatch):
+    """When the SEG fails after the RTSTRUCT was written, the earlier RTSTRUCT at the same path
+    stays byte-identical and no temporary file is left (issue 11: a set of outputs is committed
+    all or nothing)."""
+    import HNTumorSegLib.export.dicom_seg as dicom_seg
+    from HNTumorSegLib.commands.export import export_dicom
+
+    labels, folder = _ring_case(tmp_path)
+    labels_path = write_image(labels, tmp_path / "labels.nii.gz")
+    out = tmp_path / "out"
+    written = export_dicom(labels_path, folder, rtstruct=out / "rt.dcm", seg=out / "seg.dcm")
+    assert set(written) == {"rtstruct", "seg"}
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken_seg(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dicom_seg, "write_dicom_seg", broken_seg)
+    with pytest.raises(OSError):
+        export_dicom(labels_path, folder, rtstruct=out / "rt.dcm", seg=out / "seg.dcm", holes="keyhole")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -107,7 +107,7 @@ def test_missing_and_unrecognised_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="neither a model folder"):
         load_model(tmp_path / "empty")
-    with pytest.raises(ModelError, match="no model folder and no catalogue entry"):
+    with pytest.raises(ModelError, match="no catalogue entry named 'no-such-model-id'"):
         load_model("no-such-model-id")
 
 

@@ -11,14 +11,15 @@ SimpleITK and scipy only - no HNTumorSeg code.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 from scipy import ndimage
 
-pytest.importorskip("nnunetv2")
-torch = pytest.importorskip("torch")
+import nnunetv2  # noqa: F401,E402  (a requirement: missing fails, never skips)
+import torch  # noqa: E402  (a requirement: missing fails, never skips)
 
 from HNTumorSegLib.cli import main  # noqa: E402
 from published_fixture import build_gradientseg_results, gradientseg_test_cases  # noqa: E402
@@ -129,3 +130,24 @@ def test_the_gradient_channel_cannot_be_given_by_hand(gradientseg_folder, tmp_pa
     assert rc == 2
     assert "unknown input name 'gradient'" in capsys.readouterr().err
     assert not (tmp_path / "x.nii.gz").exists()
+
+
+@pytest.mark.parametrize("case_index", [0, 1])
+def test_the_gradient_channel_fed_to_nnunet_equals_the_released_recipe(gradientseg_folder, case_index):
+    """The file the seed steps hand to nnU-Net as channel 1 equals the independent recipe voxel for voxel
+    (the remaining ~0.1 % label difference above is the two sliding windows' float order on near-ties)."""
+    from HNTumorSegLib.image import read_image
+    from HNTumorSegLib.inference.nnunet_seed import SeedSteps
+    from HNTumorSegLib.models.declaration import infer_declaration
+
+    case = gradientseg_test_cases(gradientseg_folder)[case_index]
+    decl = infer_declaration({"0": "T2", "1": "gradient"})
+    t2 = read_image(case["T2"])
+    with SeedSteps(decl, {"T2": t2}, {"T2": str(case["T2"])}, prior=read_image(case["prior"], label=True)) as seed:
+        assert seed.files[0] == str(case["T2"])          # the user's T2 file, unchanged
+        ours = sitk.ReadImage(seed.files[1])
+        tmp = Path(seed.files[1]).parent
+    reference = released_gradient_channel(case["T2"], case["prior"])
+    assert np.array_equal(sitk.GetArrayFromImage(ours), sitk.GetArrayFromImage(reference))
+    assert ours.GetOrigin() == reference.GetOrigin() and ours.GetSpacing() == reference.GetSpacing()
+    assert not tmp.exists()                               # the temporary folder is removed

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("huggingface_hub")
-pytest.importorskip("nnunetv2")
+import huggingface_hub  # noqa: F401,E402  (a requirement: missing fails, never skips)
+import nnunetv2  # noqa: F401,E402  (a requirement: missing fails, never skips)
 
 from HNTumorSegLib.cli import main  # noqa: E402
 from hub_server import FakeHub  # noqa: E402

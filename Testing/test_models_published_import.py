@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("nnunetv2")
+import nnunetv2  # noqa: F401,E402  (a requirement: missing fails, never skips)
 
 from HNTumorSegLib.cli import main  # noqa: E402
 
@@ -141,3 +141,37 @@ def test_import_without_catalogue_entry_is_unstated_and_keeps_its_own_id(env, ca
     assert "imported" in line and "[unstated]" in line
     assert main(["models", "show", "my-model"]) == 0
     assert "inferred from the channel names" in capsys.readouterr().out
+
+
+def test_slicer_import_button_logic_runs_the_import_with_progress_and_licence(env):
+    """scene.model_install: the plan (button, licence dialog, what to click) and the job the widget polls."""
+    import time
+
+    from HNTumorSegLib.errors import InputError
+    from HNTumorSegLib.scene.model_install import InstallJob, install_plan
+
+    results, tmp = env
+    plan = install_plan(MODEL_ID)
+    assert plan.action == "import" and plan.needs_acceptance and "CC-BY-NC-4.0" in plan.licence_dialog_text()
+    assert plan.instructions.startswith("Not installed. open https://drive.example/folder, click Download")
+    with pytest.raises(InputError, match="licence"):
+        InstallJob.import_(plan, tmp / "x.zip")                 # the dialog was not accepted
+    with pytest.raises(InputError, match="cannot be installed with Download"):
+        InstallJob.download(plan, accepted=True)
+    evil = _zip(_export_layout(results, tmp / "evil", second=False), tmp / "evil.zip", extra={"../x": b"x"})
+    job = InstallJob.import_(plan, evil, accepted=True).start()
+    deadline = time.monotonic() + 120
+    while not job.poll().done and time.monotonic() < deadline:
+        time.sleep(0.1)
+    state = job.poll()
+    assert state.returncode == 2 and "outside the model folder" in state.error
+    zip_path = _zip(_export_layout(results, tmp / "good", second=False), tmp / "good.zip")
+    job = InstallJob.import_(plan, zip_path, accepted=True).start()
+    seen = set()
+    while not job.poll().done and time.monotonic() < deadline:
+        seen.add(job.poll().stage)
+        time.sleep(0.05)
+    state = job.poll()
+    assert state.returncode == 0, state.error
+    assert {"unpack", "verify"} & (seen | {state.stage})
+    assert install_plan(MODEL_ID).action == ""                 # installed: no button

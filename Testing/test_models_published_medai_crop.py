@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-pytest.importorskip("nnunetv2")
-torch = pytest.importorskip("torch")
+import nnunetv2  # noqa: F401,E402  (a requirement: missing fails, never skips)
+import torch  # noqa: E402  (a requirement: missing fails, never skips)
 
 from HNTumorSegLib.cli import main  # noqa: E402
 from HNTumorSegLib.image import read_image, write_image  # noqa: E402

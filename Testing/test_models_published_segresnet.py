@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-torch = pytest.importorskip("torch")
-monai = pytest.importorskip("monai")
+import torch  # noqa: E402  (a requirement: missing fails, never skips)
+import monai  # noqa: E402  (a requirement: missing fails, never skips)
 
 from HNTumorSegLib.cli import main  # noqa: E402
 from HNTumorSegLib.image import Image, write_image  # noqa: E402

@@ -71,22 +71,21 @@ def export_dicom(labels_path, source, series=None, rtstruct=None, seg=None, hole
     from ..export.dicom_seg import write_dicom_seg
     from ..export.rtstruct import write_rtstruct
     from ..image import check_labels, read_image
+    from ..pipeline.outputs import OutputSet
 
     style = HoleStyle.parse(holes, "--holes")
     labels = read_image(labels_path, label=True, name="label map")
     check_labels(labels, path=labels_path)
     geometry = select_series(source, series_uid=series, labels=labels)
-    written: dict[str, Path] = {}
-    try:
+    # All or nothing (issue 11): both objects are staged beside their final paths and renamed
+    # together; an earlier RTSTRUCT or SEG at those paths stays byte-identical when either fails.
+    with OutputSet() as out:
         if rtstruct:
-            written["rtstruct"] = write_rtstruct(labels, geometry, rtstruct, holes=style.value, operator=operator)
+            out.add_written("rtstruct", rtstruct, lambda tmp: write_rtstruct(
+                labels, geometry, tmp, holes=style.value, operator=operator))
         if seg:
-            written["seg"] = write_dicom_seg(labels, geometry, seg)
-    except BaseException:
-        for path in written.values():  # all or nothing
-            Path(path).unlink(missing_ok=True)
-        raise
-    return written
+            out.add_written("seg", seg, lambda tmp: write_dicom_seg(labels, geometry, tmp))
+    return {role: Path(path) for role, path in out.files.items()}
 
 
 class DicomOutputs:

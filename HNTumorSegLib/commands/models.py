@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ModelError
+from ..vocab import ProgressMode
 
 ACTIONS = ("list", "show", "fetch", "verify", "import")
 CACHE_HELP = "model cache folder (default $HNTUMORSEG_CACHE, else $XDG_CACHE_HOME/hntumorseg, else ~/.cache/hntumorseg)"
@@ -50,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--sha256", metavar="HEX", help="checksum to require (needed when the catalogue has none)")
     p.add_argument("--url", metavar="URL", help="download from this URL instead (needs --sha256)")
     p.add_argument("--force", action="store_true", help="download again even if installed")
-    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
+    p.add_argument("--progress", choices=ProgressMode.values(), default="bar",
                    help="bar: a progress line on stderr; json: progress events on stdout (Slicer)")
     p.add_argument("--revision", metavar="COMMIT", help="Hugging Face entries: the commit to fetch when the "
                    "catalogue pins none (40 hex characters)")
@@ -63,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--accept-licence", action="store_true", help="accept a non-commercial or unstated licence")
     p.add_argument("--cache", metavar="DIR", help=CACHE_HELP)
     p.add_argument("--force", action="store_true", help="replace an installed model of the same id")
-    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
+    p.add_argument("--progress", choices=ProgressMode.values(), default="bar",
                    help="bar: a progress line on stderr; json: progress events on stdout (Slicer)")
     p = sub.add_parser("verify", help="check an installed model or a model folder (checksums + strict load)")
     p.add_argument("target", metavar="ID_OR_PATH")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import SimpleITK as sitk
@@ -76,6 +76,15 @@ class OutputSet:
         tmp, p = self._stage(role, final)
         vols = [grid.with_array(np.asarray(c, np.float32)).to_sitk() for c in channels]
         write_sitk_verified(sitk.JoinSeries(vols), tmp, p)
+
+    def add_written(self, role: str, final: str | os.PathLike, write: Callable[[Path], Any]) -> None:
+        """A file made by ``write(staged_path)`` (the DICOM writers), committed with the others.
+
+        Example:
+            >>> out.add_written("rtstruct", "rt.dcm", lambda tmp: write_rtstruct(labels, series, tmp))
+        """
+        tmp, _ = self._stage(role, final)
+        write(tmp)
 
     def add_json(self, role: str, data: Any, final: str | os.PathLike) -> None:
         tmp, p = self._stage(role, final)

@@ -195,7 +195,13 @@ class SegmentRequest:
             input_paths[name] = path
         if not input_paths:
             raise InputError("no input image given", None, "add --input NAME=PATH (T2, or CT and PET)")
-        return cls(model=args.model, input_paths=input_paths, output_path=args.output, task=args.task,
+        model = args.model
+        if isinstance(model, (list, tuple)):  # `--model` repeats (an ad hoc ensemble, commands/segment.py)
+            if len(model) != 1:
+                raise InputError(f"{len(model)} models given where one request takes one", None,
+                                 "combine them first (hntumorseg segment builds an ensemble from repeated --model)")
+            model = model[0]
+        return cls(model=model, input_paths=input_paths, output_path=args.output, task=args.task,
                    prior_path=args.prior, boxes_path=args.boxes, device=args.device, folds=args.folds,
                    tta=getattr(args, "tta", None), probabilities_path=args.probabilities, uncertainty_path=args.uncertainty,
                    boxes_output_path=getattr(args, "save_boxes", None),

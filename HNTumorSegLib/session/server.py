@@ -232,17 +232,20 @@ class SessionServer:
         try:
             result = run_request(job.request, emit, run=self._runner(job))
         except RequestCancelled:
+            release_freed_memory()
             self._final(job, _cancelled())
         except Exception as exc:  # every request ends with one event; the session lives on
             ev = error_event(exc)
             if ev.kind in ("internal", "out_of_memory"):
                 traceback.print_exc(file=sys.stderr)
+            release_freed_memory()
             self._final(job, ev)
         else:
             self.served += 1
             result.info["session"] = {"model_loads": self.models.loads, "requests": self.served, "pid": os.getpid()}
             if job.refine is not None:
                 result.info["refined_boxes"] = list(job.refine.boxes)
+            release_freed_memory()
             self._final(job, result)
 
     def _runner(self, job: Job) -> Callable[..., Any]:
@@ -279,6 +282,27 @@ class SessionServer:
         for job in pending:
             self._final(job, _cancelled())
         self._thread.join(timeout=wait_s)
+
+
+def release_freed_memory() -> None:
+    """Give the memory a finished request freed back to the system before its result is reported.
+
+    Why: a session lives for hours; each request allocates and frees volumes of tens to hundreds
+    of MB in several threads, and glibc keeps freed blocks in per-thread arenas, so the resident
+    size creeps up (seen here: +10 % over 50 requests on a loaded machine) although nothing
+    leaks. ``gc.collect`` drops cycles (torch tensors held by tracebacks), ``malloc_trim(0)``
+    returns free arena pages. No-op where glibc is absent (macOS, Windows, musl).
+    """
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _cancelled() -> ErrorEvent:
