@@ -417,5 +417,5 @@ def check_overlap(a: Image, b: Image, a_name: str, b_name: str, b_path: str | os
         raise InputError(
             f"{b_name} covers only {frac:.0%} of the {a_name} in physical space",
             b_path,
-            f"check that both come from the same study and keep their origin and direction",
+            "check that both come from the same study and keep their origin and direction",
         )

@@ -114,14 +114,20 @@ def _dumps(ev: Event) -> str:
     return json.dumps(ordered, separators=(", ", ": "), allow_nan=False)
 
 
-def parse_event(line: str) -> Event:
-    """Parse one stdout line of the worker. Raises :class:`ProtocolError` if it is not an event."""
+def event_object(line: str) -> dict:
+    """The JSON object of one event line (``"event"`` key present); :class:`ProtocolError` otherwise."""
     try:
         d = json.loads(line)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"not JSON: {line[:80]!r}") from exc
     if not isinstance(d, dict) or "event" not in d:
         raise ProtocolError(f"not an event object: {line[:80]!r}")
+    return d
+
+
+def parse_event(line: str) -> Event:
+    """Parse one stdout line of the worker. Raises :class:`ProtocolError` if it is not an event."""
+    d = event_object(line)
     kind = d.pop("event")
     try:
         if kind == "progress":
@@ -137,3 +143,41 @@ def parse_event(line: str) -> Event:
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"bad {kind} event: {exc}: {line[:80]!r}") from exc
     raise ProtocolError(f"unknown event type {kind!r}")
+
+
+class RunHandle:
+    """What a client's handle on one run shares, whether a one-shot worker
+    (:class:`HNTumorSegLib.runner.WorkerRun`) or a request in a warm session
+    (:class:`HNTumorSegLib.session.client.SessionJob`): ``events`` seen so far, ``state``,
+    ``cancel()``, and removal of its temp folder; usable as a context manager that cancels and
+    cleans up on exit.
+    """
+
+    events: list
+    state: str
+
+    def cancel(self) -> None:  # pragma: no cover - each handle has its own
+        raise NotImplementedError
+
+    def _cleanup_temp(self) -> None:  # pragma: no cover - each handle has its own
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Cancel if still running, and remove the temp folder. Safe to call twice."""
+        if self.state in ("created", "running"):
+            self.cancel()
+        self._cleanup_temp()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def progress(self) -> "ProgressEvent | None":
+        """The last progress event seen."""
+        for ev in reversed(self.events):
+            if isinstance(ev, ProgressEvent):
+                return ev
+        return None

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 if TYPE_CHECKING:
     from .pipeline.request import SegmentRequest
 
-from .protocol import ErrorEvent, Event, ProgressEvent, ProtocolError, ResultEvent, parse_event
+from .protocol import ErrorEvent, Event, ProtocolError, ResultEvent, RunHandle, parse_event
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _IS_WINDOWS = os.name == "nt"
@@ -194,7 +194,7 @@ def child_env(extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-class WorkerRun:
+class WorkerRun(RunHandle):
     """One worker process and its temp folder. See the module docstring.
 
     ``python``: interpreter for the worker (default :func:`default_python`).
@@ -418,22 +418,3 @@ class WorkerRun:
         self._kill("cancelled")
         self.events.extend(self._drain_after_kill(wait_eof_s=0.5))
 
-    def close(self) -> None:
-        """Cancel if still running, and remove the temp folder. Safe to call twice."""
-        if self.state in ("created", "running"):
-            self.cancel()
-        self._cleanup_temp()
-
-    def __enter__(self) -> "WorkerRun":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @property
-    def progress(self) -> ProgressEvent | None:
-        """The last progress event seen."""
-        for ev in reversed(self.events):
-            if isinstance(ev, ProgressEvent):
-                return ev
-        return None

@@ -24,13 +24,11 @@ from typing import Callable
 
 import numpy as np
 
-from .. import LABEL_NAMES
 from ..errors import InputError
 from .channels import model_channels
 from .finish import finish_from_probabilities
-from .finish import labels_from as _labels_from  # noqa: F401 - kept for importers of the old name
 from .finish import volumes_ml as _volumes_ml
-from .outputs import OutputSet, paste, to_target_block
+from .outputs import OutputSet
 from .request import SegmentRequest, SegmentResult
 from .tasks import prepare_work
 from .validate import ValidatedCase, validate_request

@@ -99,7 +99,7 @@ def _row(case: QACase) -> str:
     score = -1.0 if case.error else case_score(case.metrics)
     cells = [f"<td>{html.escape(case.case_id)}</td>"]
     if case.error:
-        cells.append(f'<td class="num failed" data-sort="-1">failed</td>')
+        cells.append('<td class="num failed" data-sort="-1">failed</td>')
     else:
         cells.append(_num_cell(score, css=_grade(score)))
     m = case.metrics or {}

@@ -37,7 +37,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..protocol import ErrorEvent, Event, ProgressEvent, ProtocolError, ResultEvent
+from ..protocol import ErrorEvent, Event, ProtocolError, ResultEvent, RunHandle
 from ..runner import _IS_WINDOWS, _kill_tree, _pump, child_env, default_python, request_to_dict
 from .messages import command_line, split_tagged
 
@@ -54,7 +54,7 @@ def _last_resort(temp_dir: str, proc_holder: list) -> None:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-class SessionJob:
+class SessionJob(RunHandle):
     """One request in a session, shaped like :class:`~HNTumorSegLib.runner.WorkerRun` (module docstring)."""
 
     def __init__(self, client: "SessionClient", job_id: str, timeout_s: float | None = None):
@@ -176,24 +176,8 @@ class SessionJob:
         self.client._unregister(self)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
-    def close(self) -> None:
-        """Cancel if still running and remove the job's temp folder. Safe to call twice."""
-        if self.state in ("created", "running"):
-            self.cancel()
+    def _cleanup_temp(self) -> None:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-    def __enter__(self) -> "SessionJob":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @property
-    def progress(self) -> ProgressEvent | None:
-        for ev in reversed(self.events):
-            if isinstance(ev, ProgressEvent):
-                return ev
-        return None
 
 
 class SessionClient:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..protocol import Event, ProtocolError, parse_event
+from ..protocol import Event, event_object, parse_event
 
 SESSION_EVENT = "session"
 
@@ -56,12 +56,7 @@ def session_event(job_id: str | None, **fields: Any) -> str:
 def split_tagged(line: str) -> tuple[str | None, Event | dict]:
     """``(id, event)`` of one session stdout line: a protocol :data:`Event`, or the dict of a
     ``session`` event. Raises :class:`ProtocolError` for anything else."""
-    try:
-        d = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(f"not JSON: {line[:80]!r}") from exc
-    if not isinstance(d, dict) or "event" not in d:
-        raise ProtocolError(f"not an event object: {line[:80]!r}")
+    d = event_object(line)
     job_id = d.pop("id", None)
     if d.get("event") == SESSION_EVENT:
         return job_id, d
