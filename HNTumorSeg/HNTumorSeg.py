@@ -54,6 +54,7 @@ UI_WIDGETS = {
     "addGTVpBoxButton": "QPushButton", "addGTVnBoxButton": "QPushButton", "deleteBoxButton": "QPushButton",
     "useBoxesCheckBox": "QCheckBox", "gradientPreviewCheckBox": "QCheckBox", "modelComboBox": "QComboBox",
     "modelBrowseButton": "QPushButton", "modelInfoLabel": "QLabel",
+    "downloadModelButton": "QPushButton", "importModelButton": "QPushButton",
     "deviceComboBox": "QComboBox", "qualityComboBox": "QComboBox", "uncertaintyCheckBox": "QCheckBox",
     "applyButton": "QPushButton", "deviceUsedLabel": "QLabel",
     "updateWhileEditingCheckBox": "QCheckBox", "undoRefinementButton": "QPushButton",
@@ -117,6 +118,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._devices = {}  # device asked -> device found (asked of a child Python once per session)
         self._closeGuard = None
         self._previewNodeID = ""
+        self.modelPanel = None  # HNTumorSegSlicer.model_panel: model list, Download / Import
         self.outcomePanel = None  # HNTumorSegSlicer.outcome_panel: PET biomarkers, outcome (research only)
         self._sceneSession = None  # the scene's warm session (HNTumorSegLib.scene.refinement), made on first Apply
 
@@ -165,6 +167,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.undoRefinementButton.connect("clicked(bool)", self.onUndoRefinement)
         self.ui.reviewButton.connect("clicked(bool)", self.onReview)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.modelPanel = ModelPanel(self)  # the model list and its Download / Import buttons
         self.outcomePanel = OutcomePanel(self)  # connects the biomarker button and the Outcome section
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onSceneChanged)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self.onSceneChanged)
@@ -180,6 +183,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.preview_timer.stop()
         self.refine_timer.stop()
         self.outcomePanel.cleanup()  # ends a running outcome child, removes its temp images
+        self.modelPanel.cleanup()  # ends a running download / import child
         if self._sceneSession is not None:
             self._sceneSession.cleanup()  # ends the session process
         self.logic.cancel()
@@ -243,7 +247,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.taskComboBox.setCurrentIndex(max(0, self.ui.taskComboBox.findData(p.task.value)))
             self.ui.deviceComboBox.setCurrentIndex(max(0, self.ui.deviceComboBox.findData(p.device.value)))
             self.ui.qualityComboBox.setCurrentIndex(max(0, self.ui.qualityComboBox.findData(p.quality.value)))
-            self._fillModelList(p.task, p.model)
+            model_state = self.modelPanel.fillList(p.task, p.model)
             shown = set(TASK_INPUTS[p.task]) | ({"prior"} if TASK_PRIOR[p.task] else set())
             for role, widgets in (("T2", (self.ui.t2Label, self.ui.t2Selector)),
                                   ("CT", (self.ui.ctLabel, self.ui.ctSelector)),
@@ -257,7 +261,8 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             running = self.logic.running
             self.ui.applyButton.text = _("Cancel") if running else _("Apply")
             nodes = {"T2": p.t2, "CT": p.ct, "PET": p.pet, "prior": p.prior}
-            self.ui.applyButton.setEnabled(running or (all(nodes[r] is not None for r in shown) and bool(p.model)))
+            ready = all(nodes[r] is not None for r in shown) and model_state.can_run  # not installed: Download first
+            self.ui.applyButton.setEnabled(running or ready)
         finally:
             self._updating = False
 
@@ -289,50 +294,17 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if choices:
             self._parameterNode.model = choices[0].id
 
-    def _fillModelList(self, task, model_text):
-        """The models of ``task`` (catalogue, runnable); a typed path stays as typed."""
-        from HNTumorSegLib.scene.model_choice import models_for_task
-
-        combo = self.ui.modelComboBox
-        was = combo.blockSignals(True)
-        try:
-            combo.clear()
-            for choice in models_for_task(task):
-                combo.addItem(choice.id, choice.id)
-                combo.setItemData(combo.count - 1, f"{choice.title}\n{choice.info_text()}", qt.Qt.ToolTipRole)
-            index = combo.findData(model_text) if model_text else -1
-            if index >= 0:
-                combo.setCurrentIndex(index)
-            else:
-                combo.setEditText(model_text)
-        finally:
-            combo.blockSignals(was)
-        self._showModelInfo(model_text)
-
     def onModelTextChanged(self, text):
-        """Typed, pasted, browsed or picked: the text is the model (id or folder)."""
+        """Typed, pasted, browsed or picked: the text is the model (id, list label or folder)."""
         if self._updating or self._parameterNode is None:
             return
-        self._showModelInfo(text)
+        state = self.modelPanel.showInfo(text)  # licence, source; not installed: what to click
         self._updating = True  # keep the cursor where the user types
         try:
-            self._parameterNode.model = text.strip()
+            self._parameterNode.model = state.model
         finally:
             self._updating = False
-        self.ui.applyButton.setEnabled(self.logic.running or bool(text.strip()))
-
-    def _showModelInfo(self, text):
-        from HNTumorSegLib.errors import InputError
-        from HNTumorSegLib.scene.model_choice import choose_model
-
-        if not text.strip():
-            self.ui.modelInfoLabel.text = _("No model for this task yet: browse to a model folder, or see "
-                                            "'hntumorseg models list' to install one.")
-            return
-        try:
-            self.ui.modelInfoLabel.text = choose_model(text, self._parameterNode.task).info_text()
-        except InputError as exc:
-            self.ui.modelInfoLabel.text = str(exc)
+        self.ui.applyButton.setEnabled(self.logic.running or state.can_run)
 
     def onBrowseModel(self):
         folder = qt.QFileDialog.getExistingDirectory(None, _("Model folder (model.json, or an nnU-Net results folder)"))
@@ -426,7 +398,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             params = from_object(self._parameterNode)
             run_params = params.to_run_parameters()
             run_params.check(slicer.mrmlScene)  # inputs and prior present, else one line saying which
-            choice = choose_model(params.model, params.task)
+            choice = choose_model(params.model, params.task, require_installed=True)  # else: what to click
             if not self._confirmDeviceAndTime(params, choice.id):
                 return
             self.sceneSession().apply(run_params)  # through the scene's warm session (started on first Apply)
@@ -546,5 +518,6 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 # start-up registrations, and the self-test (Slicer looks for <ModuleName>Test in this namespace).
 from HNTumorSegSlicer.logic import (HNTumorSegLogic, HNTumorSegParameterNode,  # noqa: E402,F401
                                     add_to_dicom_database, dicom_files_of, loadTerminology, registerSampleData)
+from HNTumorSegSlicer.model_panel import ModelPanel  # noqa: E402
 from HNTumorSegSlicer.outcome_panel import OutcomePanel  # noqa: E402
 from HNTumorSegSlicer.selftest import HNTumorSegTest  # noqa: E402,F401

@@ -45,25 +45,27 @@ def _needs_slicer():
 
 
 # ---- model list and typed paths ------------------------------------------------------------------
-def test_model_list_for_each_task_leaves_out_other_tasks_and_source_only():
+def test_model_list_for_each_task_hides_other_tasks_and_marks_what_is_not_installed():
     from HNTumorSegLib.models.catalogue import read_catalogue
 
     lists = {task: [c.id for c in models_for_task(task)] for task in Task}
     assert lists[Task.MIDRT][0] == "demo-midrt" and lists[Task.PETCT][0] == "demo-petct"  # bundled: first
     entries = {e.id: e for e in read_catalogue()}
     for task in Task:
+        assert sorted(lists[task]) == sorted(e.id for e in entries.values() if e.task == task)  # all of the task
         for choice in models_for_task(task):
             entry = entries[choice.id]
-            assert choice.task is task and entry.task == task and entry.kind != "source-only"
+            assert choice.task is task and entry.task == task
             assert choice.licence == entry.licence and choice.source
-            assert entry.bundled or entry.sha256  # nothing listed that cannot be fetched safely (cache is empty)
-    listed = {i for ids in lists.values() for i in ids}
-    unusable = {e.id for e in entries.values() if e.kind == "source-only" or not (e.bundled or e.sha256)}
-    assert unusable and not unusable & listed  # source-only, or no published checksum and not fetched
+            if not choice.installed:   # (cache is empty) marked, and says what to click - never a command
+                assert choice.label.startswith(choice.id + "  [") and choice.action in ("download", "import", "train")
+                assert "press " in choice.instructions and "hntumorseg" not in choice.info_text()
+            else:
+                assert entry.bundled and choice.label == choice.id
     assert not set(lists[Task.PRERT]) & {"demo-midrt", "demo-petct"}
 
 
-def test_model_list_orders_installed_first_and_says_how_to_fetch(tmp_path):
+def test_model_list_orders_installed_first_and_says_what_to_click(tmp_path):
     catalogue = tmp_path / "models.json"
     catalogue.write_text(json.dumps({"models": [
         {"id": "zz-bundled", "title": "bundled", "task": "prert", "inputs": ["T2"], "licence": "MIT",
@@ -77,11 +79,15 @@ def test_model_list_orders_installed_first_and_says_how_to_fetch(tmp_path):
          "kind": "source-only", "url": "https://example.org/code"},
     ]}))
     choices = models_for_task("prert", catalogue=catalogue)
-    assert [c.id for c in choices] == ["zz-bundled", "aa-fetchable"]
-    assert choices[1].info_text() == ("Licence: CC-BY-4.0 | Source: https://example.org | "
-                                      "not installed yet: hntumorseg models fetch aa-fetchable")
-    with pytest.raises(InputError, match="publishes code, not weights"):
-        choose_model("code-only", "prert", catalogue=catalogue)
+    assert [c.id for c in choices] == ["zz-bundled", "aa-fetchable", "no-checksum", "code-only"]
+    assert [c.label for c in choices][1:] == ["aa-fetchable  [not installed: Download]",
+                                              "no-checksum  [not installed: Import]", "code-only  [code only]"]
+    assert choices[1].info_text() == "Licence: CC-BY-4.0 | Source: https://example.org | Not installed: press Download."
+    assert "then press Import" in choices[2].instructions   # no checksum published: by hand, then Import
+    assert choose_model("code-only  [code only]", "prert", catalogue=catalogue).action == "train"  # shown, not refused
+    with pytest.raises(InputError, match="publishes code, not weights") as err:
+        choose_model("code-only", "prert", catalogue=catalogue, require_installed=True)   # Apply
+    assert "press Browse..." in str(err.value)
 
 
 def test_typed_or_browsed_folder_is_accepted_with_its_licence(tmp_path):

@@ -19,7 +19,8 @@ UI = ROOT / "HNTumorSeg" / "Resources" / "UI" / "HNTumorSeg.ui"
 SLICER_PKG = ROOT / "HNTumorSeg" / "HNTumorSegSlicer"  # the module's Slicer-side package
 SELFTEST = SLICER_PKG / "selftest.py"
 OUTCOME_PANEL = SLICER_PKG / "outcome_panel.py"  # the widget's PET/CT helper: uses self.ui too
-PANEL_FILES = (MODULE, OUTCOME_PANEL)
+MODEL_PANEL = SLICER_PKG / "model_panel.py"  # the model list and its Download / Import buttons: uses self.ui too
+PANEL_FILES = (MODULE, OUTCOME_PANEL, MODEL_PANEL)
 
 COMMON = {"connect", "setVisible", "setEnabled", "visible", "enabled", "toolTip", "setToolTip"}
 API = {
@@ -155,16 +156,17 @@ def test_parameter_names_in_the_ui_are_typed_fields():
 
 
 TRANSLATED_CALLS = {"tryWithErrorDisplay", "errorDisplay", "infoDisplay", "warningDisplay", "confirmOkCancelDisplay",
-                    "getExistingDirectory", "_log"}
+                    "confirmYesNoDisplay", "getExistingDirectory", "getOpenFileName", "getText", "getItem",
+                    "setWindowTitle", "addButton", "_log"}
 
 
 def test_user_facing_strings_are_wrapped_for_translation():
     """Literal text shown to the user goes through _() (Slicer's tr), so translators can reach it."""
     bad = []
-    for path in (MODULE, SLICER_PKG / "logic.py", OUTCOME_PANEL):
+    for path in (MODULE, SLICER_PKG / "logic.py", OUTCOME_PANEL, MODEL_PANEL):
         bad += [f"{path.name}:{line}" for line in _untranslated(path)]
     assert not bad, f"user-facing literal not wrapped in _(): {bad}"
-    for path in (MODULE, SLICER_PKG / "logic.py", OUTCOME_PANEL):
+    for path in (MODULE, SLICER_PKG / "logic.py", OUTCOME_PANEL, MODEL_PANEL):
         text = path.read_text()
         assert "from slicer.i18n import tr as _" in text and "except ImportError" in text  # guarded for older Slicer
 
@@ -268,3 +270,37 @@ def test_petct_biomarkers_and_research_only_outcome_section():
     assert "start_outcome(" in panel and "biomarker_review(" in panel  # the library does the work
     assert not re.search(r"^\s*(import|from)\s+torch", panel, re.M)
     assert "OutcomePanel(self)" in MODULE.read_text()
+
+
+def test_model_download_and_import_buttons():
+    """Issue 12's panel: Download and Import... beside the model box, wired in HNTumorSegSlicer/model_panel.py to the
+    library (list per task, install plan, licence dialog before anything starts, a child process polled into the
+    progress bar); torch / huggingface_hub stay out of the GUI; every Slicer-side file is in CMakeLists."""
+    root = ET.parse(UI).getroot()
+    widgets, decl = ui_widgets(), declared()
+    row = root.find(".//widget[@name='modelRowWidget']")
+    for name in ("modelComboBox", "modelBrowseButton", "downloadModelButton", "importModelButton"):
+        assert row.find(f".//widget[@name='{name}']") is not None, name
+    for name in ("downloadModelButton", "importModelButton"):
+        assert widgets[name] == decl[name] == "QPushButton"
+        button = row.find(f".//widget[@name='{name}']")
+        assert button.find("property[@name='enabled']/bool").text == "false"  # until a model to install is chosen
+    signals = {(name, signal) for name, _member, signal, _line in uses() if signal}
+    assert {("downloadModelButton", "clicked(bool)"), ("importModelButton", "clicked(bool)")} <= signals
+    panel = MODEL_PANEL.read_text()
+    for call in ("models_for_task(", "model_box_state(", "install_plan(", "InstallJob.download(", "InstallJob.import_(",
+                 "configurations_in(", "confirmYesNoDisplay(", "plan.licence_dialog_text()", "progressBar.setValue"):
+        assert call in panel, call
+    tree = ast.parse(panel)
+    on_import = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "onImport")
+    calls = sorted((c.lineno, c.col_offset, ast.unparse(c.func)) for c in ast.walk(on_import) if isinstance(c, ast.Call))
+    order = [name for _line, _col, name in calls]   # in source order
+    # the licence dialog comes before the file dialog and the child (refusal: nothing starts)
+    assert order.index("self._licenceAccepted") < order.index("self._askSource") < order.index("self._start")
+    assert not re.search(r"^\s*(import|from)\s+(torch|huggingface_hub)", panel, re.M)
+    module = MODULE.read_text()
+    assert "ModelPanel(self)" in module and "require_installed=True" in module  # Apply: a missing model says what to click
+    assert "models list" not in module and "hntumorseg models" not in panel  # clicks, not commands
+    cmake = (ROOT / "HNTumorSeg" / "CMakeLists.txt").read_text()
+    for py in sorted(SLICER_PKG.glob("*.py")):
+        assert f"${{MODULE_NAME}}Slicer/{py.name}" in cmake, f"{py.name} is not in HNTumorSeg/CMakeLists.txt"

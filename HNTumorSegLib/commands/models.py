@@ -136,10 +136,15 @@ def _show(args) -> int:
     for key, value in info.items():
         text = ", ".join(map(str, value)) if isinstance(value, list) else ("-" if value is None else str(value))
         print(f"{key.ljust(width)}  {text}")
+    lines = channel_lines(folder) if folder is not None else []
     if folder is not None:
         print(f"{'folder'.ljust(width)}  {folder}")
-        for line in channel_lines(folder):
-            print(f"{''.ljust(width)}  {line}" if not line.endswith(":") else line)
+    elif entry is not None and entry.declaration:
+        from ..models.installed import declared_channel_lines
+
+        lines = declared_channel_lines(entry.declaration)
+    for line in lines:
+        print(f"{''.ljust(width)}  {line}" if not line.endswith(":") else line)
     return 0
 
 

@@ -124,3 +124,19 @@ def channel_lines(folder: Path) -> list[str]:
         lines.append(f"channel {ch.index} {ch.name!r}: {ch.describe(decl.box_margin_vox)}")
     lines.append("then nnU-Net's own preprocessing (plans.json) and sliding window")
     return lines
+
+
+def declared_channel_lines(declaration: dict) -> list[str]:
+    """:func:`channel_lines` for a catalogue entry's ``declaration`` block (a model not installed yet)."""
+    from .declaration import parse_declaration
+
+    raw = declaration.get("channels") or {}
+    names = {k: (v.get("input") or v.get("derived")) if isinstance(v, dict) else str(v) for k, v in raw.items()}
+    decl = parse_declaration(declaration, names)
+    lines = ["channels (declared by the catalogue; the model is not installed):", f"task: {decl.task or '-'}"]
+    if decl.crop:
+        c = decl.crop
+        lines.append(f"crop: {c['recipe']} {c['size_mm'][0]:g} x {c['size_mm'][1]:g} x {c['size_mm'][2]:g} mm at "
+                     f"{c['spacing_mm']:g} mm, predicted on the crop and pasted back onto the CT grid")
+    lines += [f"channel {ch.index}: {ch.describe(decl.box_margin_vox)}" for ch in decl.channels]
+    return lines

@@ -12,6 +12,8 @@ same code runs inside 3D Slicer (on ``slicer.mrmlScene``) and on the ``slicer-co
 * :mod:`.logic` - the module's logic: parameters, start / poll / cancel the worker, import, export.
 * :mod:`.panel_params` - the panel's typed parameter pack (mirrored by the module's parameter node);
 * :mod:`.model_choice` - the models offered for a task, a typed / browsed model folder, licence and source;
+  not-installed models marked, with what to click;
+* :mod:`.model_install` - the Download / Import buttons: install plan, licence dialog text, the child job;
 * :mod:`.run_estimate` - the device a run uses and a rough CPU time (the long-run warning);
 * :mod:`.scene_close` - File > Close Scene: cancel the running job, re-read the parameters;
 * :mod:`.sample_data` - the phantom cases registered in Slicer's Sample Data module.

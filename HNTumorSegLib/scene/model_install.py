@@ -6,9 +6,15 @@
   whether a commit must be typed (Hugging Face entries the catalogue pins none for), and what to
   click (a missing model says what to click, not which command to run);
 * :class:`InstallJob` - runs ``hntumorseg models fetch|import ... --progress json`` in a child
-  process (the Slicer module never imports torch, and a download must not freeze the UI); the
+  process (the Slicer module never imports torch, and a download must not freeze the UI; the
+  child is ``PythonSlicer`` inside Slicer, :func:`~HNTumorSegLib.runner.default_python`); the
   widget polls it from a timer: ``poll()`` gives the latest stage, fraction and message, then
-  ``done`` with the return code and the error line (exit 2: the reason, e.g. a changed byte).
+  ``done`` with the return code and the error line (exit 2: the reason, e.g. a changed byte);
+* :func:`configurations_in` - the nnU-Net results folders of a downloaded zip or folder, read
+  without unpacking, so the panel can ask which one before Import starts (the command would stop).
+
+The licence is the caller's to ask: a plan with ``needs_acceptance`` starts no job until the
+dialog was accepted (``accepted=True``); a refusal starts nothing and writes nothing.
 
 Example:
     >>> plan = install_plan("HECKTOR2025-MEDAI")
@@ -20,14 +26,15 @@ Example:
 
 from __future__ import annotations
 
-import os
+import re
 import subprocess
-import sys
 import threading
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from ..runner import child_env, default_python
 from ..models.catalogue import is_installed, manual_instructions, read_catalogue
 
 
@@ -58,13 +65,18 @@ def install_plan(model_id: str, cache: str | Path | None = None, catalogue: str 
     if entry.kind == "source-only":
         return InstallPlan(action="train", needs_revision=False,
                            instructions=f"This model publishes code, not weights ({entry.homepage or entry.url}): "
-                                        "train it and browse to the results folder.", **common)
+                                        "train it, then press Browse... and choose the results folder.", **common)
     if entry.bundled or is_installed(entry, cache):
         return InstallPlan(action="", needs_revision=False, instructions="Installed.", **common)
     if entry.manual:
         return InstallPlan(action="import", needs_revision=False,
                            instructions=f"Not installed. {manual_instructions(entry).split(', then run:')[0]}, "
                                         "then press Import and choose the downloaded zip or folder.", **common)
+    if not entry.hub and not (entry.url and entry.sha256):   # no verifiable download: by hand, then Import
+        return InstallPlan(action="import", needs_revision=False,
+                           instructions=f"Not installed. Download the weights from {entry.homepage or entry.url} "
+                                        "(no checksum is published: check the file with the authors), then press "
+                                        "Import and choose the downloaded zip or folder.", **common)
     needs_revision = bool(entry.hub) and not (entry.hub or {}).get("revision")
     what = ("press Download and type the commit hash you checked on the model's Hugging Face page"
             if needs_revision else "press Download")
@@ -84,12 +96,29 @@ class JobState:
     error: str = ""
     lines: list[str] = field(default_factory=list)
 
+    @property
+    def percent(self) -> int:
+        """For the progress bar (0-100)."""
+        return max(0, min(100, round(100 * self.fraction)))
+
+    @property
+    def ok(self) -> bool:
+        return self.done and self.returncode == 0
+
+    def stage_text(self) -> str:
+        """For the stage label: ``download: 12 of 40 MB`` while running; the result or the error line when done."""
+        if self.done:
+            if self.ok:
+                return "Installed: press Apply to run it."
+            return self.error or f"failed (exit {self.returncode})"
+        return f"{self.stage}: {self.message}" if self.message else self.stage
+
 
 class InstallJob:
     """A ``models fetch`` / ``models import`` child process with JSON progress (module docstring)."""
 
     def __init__(self, argv: list[str], python: str | None = None, env: dict | None = None):
-        self.argv = [python or sys.executable, "-m", "HNTumorSegLib", *argv, "--progress", "json"]
+        self.argv = [python or default_python(), "-m", "HNTumorSegLib", *argv, "--progress", "json"]
         self.env = env
         self.state = JobState()
         self._proc: subprocess.Popen | None = None
@@ -99,9 +128,11 @@ class InstallJob:
     def download(cls, plan: InstallPlan, revision: str | None = None, accepted: bool = False,
                  cache: str | None = None, **kwargs) -> "InstallJob":
         _check(plan, "download", accepted)
-        if plan.needs_revision and not revision:
-            raise InputError(f"{plan.model_id}: no commit given", None,
-                             "type the 40-character commit hash from the model's Hugging Face page")
+        revision = (revision or "").strip() or None
+        if plan.needs_revision and not (revision and _COMMIT.fullmatch(revision)):
+            problem = f"{revision!r} is not a commit" if revision else "no commit given"
+            raise InputError(f"{plan.model_id}: {problem}", None,
+                             "type the full 40-character commit hash from the model's Hugging Face page")
         argv = ["models", "fetch", plan.model_id] + (["--revision", revision] if revision else [])
         return cls(argv + _common(accepted, cache), **kwargs)
 
@@ -114,7 +145,7 @@ class InstallJob:
         return cls(argv + _common(accepted, cache), **kwargs)
 
     def start(self) -> "InstallJob":
-        env = {**os.environ, **(self.env or {})}
+        env = child_env(self.env)   # this very HNTumorSegLib on the child's path, unbuffered output
         self._proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         threading.Thread(target=self._read, daemon=True).start()
         return self
@@ -147,6 +178,38 @@ class InstallJob:
     def cancel(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
+
+
+_COMMIT = re.compile(r"[0-9a-fA-F]{40}")
+
+
+def configurations_in(source: str | Path) -> list[str]:
+    """Names of the nnU-Net results folders (``plans.json`` + ``dataset.json`` + ``fold_N/``) in a zip or folder.
+
+    Read from the zip's member list or the folder's files (nothing unpacked or imported); more
+    than one: the panel asks which to import (``--configuration``). Example: a MEDAI-style export
+    zip holding ``Dataset*/nnUNetTrainer__nnUNetPlans__3d_fullres/`` and ``.../3d_lowres/`` gives both names.
+    """
+    source = Path(source).expanduser()
+    if source.is_file() and source.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(source) as zf:
+                names = [n.rstrip("/") for n in zf.namelist()]
+        except (zipfile.BadZipFile, OSError):
+            return []   # the import itself then says what is wrong with the file, in one line
+    elif source.is_dir():
+        names = [p.relative_to(source).as_posix() for p in source.rglob("*")]
+    else:
+        return []
+    parts: dict[str, set[str]] = {}
+    for name in names:
+        bits = name.split("/")
+        parts.setdefault("/".join(bits[:-1]), set()).add(bits[-1])
+        for i, bit in enumerate(bits[:-1]):   # zips need not list their folders: fold_N from any member below it
+            if bit.startswith("fold_"):
+                parts.setdefault("/".join(bits[:i]), set()).add("fold_")
+    found = [d for d, leaves in parts.items() if {"plans.json", "dataset.json", "fold_"} <= leaves]
+    return sorted(d.rpartition("/")[2] or source.stem for d in found)
 
 
 def _check(plan: InstallPlan, action: str, accepted: bool) -> None:

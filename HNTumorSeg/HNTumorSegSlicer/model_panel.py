@@ -1,0 +1,184 @@
+"""The panel's model box and its Download / Import buttons (a helper of ``HNTumorSegWidget``).
+
+In its own file so the module's main file stays short; it shares the widget's ``ui``. The work
+is in the library (no Qt, tested on plain Python): ``HNTumorSegLib.scene.model_choice`` gives
+the list for the task (models not installed yet carry a marker) and, for the box's text, the info
+line and which buttons apply (:func:`model_box_state`); ``HNTumorSegLib.scene.model_install``
+gives the plan (licence dialog text, commit to type, what to click) and runs the command line's
+``models fetch|import --progress json`` in a child process (:class:`InstallJob`), so torch and
+huggingface_hub never enter Slicer's GUI process and Slicer stays responsive: a QTimer polls the
+child every 200 ms into the progress bar and the stage label.
+
+Order of a press: the licence dialog first (non-commercial or unstated licences; No = nothing
+starts, nothing is written), then the commit (Hugging Face entries that pin none) or the zip /
+folder to import (and which configuration, when it holds several), then the child.
+``Testing/test_ui_static.py`` checks the widgets used here against the .ui file.
+"""
+
+from __future__ import annotations
+
+import qt
+import slicer
+
+try:  # Slicer's translation function (5.4+); older Slicer shows the English text
+    from slicer.i18n import tr as _
+except ImportError:  # pragma: no cover
+    def _(text):
+        return text
+
+
+class ModelPanel:
+    """Model list, info line and the Download / Import buttons of ``widget`` (an ``HNTumorSegWidget``)."""
+
+    POLL_MS = 200
+
+    def __init__(self, widget):
+        self.widget = widget
+        self.ui = widget.ui
+        self.job = None    # HNTumorSegLib.scene.model_install.InstallJob while one runs
+        self.state = None  # HNTumorSegLib.scene.model_choice.ModelBoxState of the box's text
+        self.timer = qt.QTimer()
+        self.timer.setInterval(self.POLL_MS)
+        self.timer.connect("timeout()", self.onInstallPoll)
+        self.ui.downloadModelButton.connect("clicked(bool)", self.onDownload)
+        self.ui.importModelButton.connect("clicked(bool)", self.onImport)
+
+    def cleanup(self):
+        """Module closed: end a running download / import (its staging folder is removed on the next try)."""
+        self.timer.stop()
+        if self.job is not None:
+            self.job.cancel()
+
+    @property
+    def installing(self) -> bool:
+        return self.job is not None and not self.job.poll().done
+
+    # ---- list and info line -------------------------------------------------------------------
+    def fillList(self, task, model_text):
+        """The catalogue models of ``task`` (not installed ones marked); a typed path stays as typed."""
+        from HNTumorSegLib.scene.model_choice import models_for_task
+
+        combo = self.ui.modelComboBox
+        was = combo.blockSignals(True)
+        try:
+            combo.clear()
+            for choice in models_for_task(task):
+                combo.addItem(choice.label, choice.id)
+                combo.setItemData(combo.count - 1, f"{choice.title}\n{choice.info_text()}", qt.Qt.ToolTipRole)
+            index = combo.findData(model_text) if model_text else -1
+            if index >= 0:
+                combo.setCurrentIndex(index)
+            else:
+                combo.setEditText(model_text)
+        finally:
+            combo.blockSignals(was)
+        return self.showInfo(model_text)
+
+    def showInfo(self, text):
+        """Licence, source and (not installed) what to click; the buttons that apply. Returns the box state."""
+        from HNTumorSegLib.scene.model_choice import model_box_state
+
+        p = self.widget._parameterNode
+        self.state = model_box_state(text, p.task) if p is not None else None
+        if self.state is None:
+            return None
+        self.ui.modelInfoLabel.text = self.state.info_text
+        self.ui.downloadModelButton.setEnabled(self.state.can_download and not self.installing)
+        self.ui.importModelButton.setEnabled(self.state.can_import and not self.installing)
+        return self.state
+
+    # ---- Download / Import --------------------------------------------------------------------
+    def _plan(self):
+        from HNTumorSegLib.scene.model_install import install_plan
+
+        if self.widget.logic.running:
+            raise ValueError(_("Wait for the segmentation to finish (or cancel it) before installing a model."))
+        return install_plan(self.state.model)
+
+    def _licenceAccepted(self, plan) -> bool:
+        """The licence dialog for non-commercial / unstated licences; open licences need none."""
+        if not plan.needs_acceptance:
+            return True
+        accepted = slicer.util.confirmYesNoDisplay(plan.licence_dialog_text(),
+                                                   windowTitle=_("HNTumorSeg: model licence"))
+        if not accepted:
+            self.ui.stageLabel.text = _("Licence not accepted: nothing was installed.")
+        return bool(accepted)
+
+    def onDownload(self):
+        from HNTumorSegLib.scene.model_install import InstallJob
+
+        with slicer.util.tryWithErrorDisplay(_("Could not start the download."), waitCursor=False):
+            plan = self._plan()
+            if not self._licenceAccepted(plan):
+                return
+            revision = None
+            if plan.needs_revision:
+                revision = qt.QInputDialog.getText(
+                    None, _("Commit to download"),
+                    _("The full 40-character commit hash you checked on the model's Hugging Face page "
+                      "(its 'commits' list, copy icon):"))
+                if not revision:
+                    return
+            self._start(InstallJob.download(plan, revision=revision, accepted=plan.needs_acceptance))
+
+    def onImport(self):
+        from HNTumorSegLib.scene.model_install import InstallJob, configurations_in
+
+        with slicer.util.tryWithErrorDisplay(_("Could not start the import."), waitCursor=False):
+            plan = self._plan()
+            if not self._licenceAccepted(plan):
+                return
+            source = self._askSource()
+            if not source:
+                return
+            configuration = None
+            names = configurations_in(source)
+            if len(names) > 1:
+                configuration = qt.QInputDialog.getItem(
+                    None, _("Which model?"), _("The download holds several nnU-Net results folders. Import:"),
+                    names, 0, False)
+                if not configuration:
+                    return
+            self._start(InstallJob.import_(plan, source, accepted=plan.needs_acceptance,
+                                           configuration=configuration))
+
+    def _askSource(self) -> str:
+        """The downloaded zip, or the folder it was unzipped into."""
+        box = qt.QMessageBox(slicer.util.mainWindow())
+        box.setWindowTitle(_("Import a downloaded model"))
+        box.setText(_("Import the zip file you downloaded, or the folder you unzipped it into?"))
+        zip_button = box.addButton(_("Zip file..."), qt.QMessageBox.AcceptRole)
+        folder_button = box.addButton(_("Folder..."), qt.QMessageBox.AcceptRole)
+        box.addButton(qt.QMessageBox.Cancel)
+        box.exec_()
+        if box.clickedButton() == zip_button:
+            return qt.QFileDialog.getOpenFileName(None, _("Downloaded model (zip)"), "", _("Zip archives (*.zip)"))
+        if box.clickedButton() == folder_button:
+            return qt.QFileDialog.getExistingDirectory(None, _("Downloaded model folder"))
+        return ""
+
+    def _start(self, job):
+        self.job = job.start()
+        self.ui.progressBar.setValue(0)
+        self.ui.progressBar.setVisible(True)
+        self.ui.stageLabel.text = _("Installing {model} ...").format(model=self.state.model)
+        self.ui.downloadModelButton.setEnabled(False)
+        self.ui.importModelButton.setEnabled(False)
+        self.timer.start()
+
+    def onInstallPoll(self):
+        """Timer: progress while the child runs; at its end the list is refilled (or the one-line error shown)."""
+        if self.job is None:
+            return
+        state = self.job.poll()
+        self.ui.progressBar.setValue(state.percent)
+        self.ui.stageLabel.text = state.stage_text()
+        if not state.done:
+            return
+        self.timer.stop()
+        self.ui.progressBar.setVisible(False)
+        self.job = None
+        if not state.ok and state.returncode is not None and state.returncode >= 0:
+            slicer.util.errorDisplay(state.error or _("The model could not be installed."))
+        self.widget.updateGUIFromParameterNode()  # the list loses the marker, Apply is enabled
