@@ -1,6 +1,7 @@
 """The ``hntumorseg`` command (also ``python -m HNTumorSegLib``).
 
-Subcommands (docs/design.md): ``demo``, ``segment``, ``evaluate``, ``batch``, ``models``.
+Subcommands (docs/design.md, the table SUBCOMMANDS below): ``demo``, ``segment``, ``evaluate``, ``batch``,
+``models``, ``export``, ``biomarkers``, ``outcome``, ``evaluate-outcome``, ``session``.
 Each lives in ``HNTumorSegLib/commands/<name>.py``. A user mistake (:class:`InputError`)
 becomes one line on stderr and exit code 2, never a traceback; a fault of the machine (full
 disk, I/O error: :class:`EnvironmentFault`, or any other ``OSError``) one line and exit 1;
@@ -25,10 +26,10 @@ from .fileio import PublishingStopped, os_error
 
 SUBCOMMANDS = {
     "demo": "Segment a synthetic case with the bundled demo model (offline); writes labels, overlay and metrics.",
-    "segment": "Segment one case (pre-RT MRI, mid-RT MRI or PET/CT) with a model.",
-    "evaluate": "Score predictions against references: DSC, DSCagg, HD95, MSD, volumes, GTVn F1agg.",
-    "batch": "Segment a whole cohort (HNTS-MRG, HECKTOR or plain layout), evaluate, and write a QA report.",
-    "models": "List, show, fetch and verify the models of the catalogue.",
+    "segment": "Segment one case (pre-RT MRI, mid-RT MRI or PET/CT; NIfTI or DICOM in, NIfTI and DICOM out) with a model or an ensemble.",
+    "evaluate": "Score predictions against references: DSC, DSCagg, DSC_mean, HD95/HD99.9/HD100, MSD, volumes, GTVn F1agg.",
+    "batch": "Segment a whole cohort (HNTS-MRG, HECKTOR, DICOM or plain layout), evaluate, and write a QA report.",
+    "models": "List, show, fetch, import and verify models (catalogue, Hugging Face, downloaded releases).",
     "export": "Write a label map as DICOM RTSTRUCT and/or SEG on its source series; optionally send them (C-STORE).",
     "biomarkers": "PET biomarkers of GTVp/GTVn: MTV, NTV, SUVmax, SUVmean, SUVpeak, TLG, NLG (patient and lesions).",
     "outcome": "Research only: recurrence-free survival risk and HPV probability of a PET/CT case (seed 004).",

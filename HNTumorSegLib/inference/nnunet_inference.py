@@ -19,6 +19,13 @@ of float16 accumulators (half-precision arithmetic is emulated on most CPUs), to
 cores available instead of 8, every fold a ready module (no ``load_state_dict`` per fold), no
 producer thread and queue per tile.
 
+Box-restricted runs (``restrict_zyx=``, ``segment --restrict-to-boxes``): nnU-Net still
+preprocesses the whole image (its z-score statistics, its crop), then the boxes are mapped onto
+the preprocessed grid (:func:`region_on_preprocessed_grid`) and only the sliding window's tiles
+touching them run (``region_tiling="grid"``: the same tiles as the whole-image run, so inside the
+boxes the logits - and the labels - are nnUNetPredictor's exactly); elsewhere the logits say
+background (:func:`~.tiled.background_logits`) and nnU-Net's export writes 0 there.
+
 Example:
     >>> model = load_nnunet_model("Dataset987_X/nnUNetTrainer__nnUNetPlans__3d_fullres", folds=(0, 1))
     >>> res = predict_nnunet_case(model, ["case_0000.nii.gz", "case_0001.nii.gz"], device="cpu",
@@ -28,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +45,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError
 from .tiled import TiledPredictor, TilingOptions
+from .tiling import Region, Slices3
 
 
 @dataclass
@@ -60,6 +69,7 @@ class NnUNetCaseResult:
     probabilities: np.ndarray | None
     properties: dict
     timings: dict = field(default_factory=dict)
+    n_tiles: int = 0          # sliding-window tiles per fold (fewer for a box-restricted run)
 
 
 def load_nnunet_model(folder: str | Path, folds: Any = None, device: Any = "cpu") -> NnUNetModel:
@@ -115,11 +125,15 @@ def input_files_for(model: NnUNetModel, inputs: Sequence[str | Path] | dict) -> 
 def predict_nnunet_case(model: Any, inputs: Sequence[str | Path] | dict, *, device: Any = "auto",
                         tta: bool = False, step: float = 0.5, use_amp: bool = True,
                         return_probabilities: bool = False, output_file: str | Path | None = None,
-                        progress=None, num_threads: int | None = None) -> NnUNetCaseResult:
+                        progress=None, num_threads: int | None = None,
+                        restrict_zyx: Sequence[Slices3] | None = None) -> NnUNetCaseResult:
     """One case through nnU-Net's preprocessing, our sliding window, and nnU-Net's export.
 
     ``output_file`` (e.g. ``pred.nii.gz``) is written with nnU-Net's own writer, as
     ``nnUNetv2_predict`` would write it. ``tta`` uses the folder's allowed mirroring axes.
+    ``restrict_zyx``: boxes (index slices z, y, x) on the first input file's array grid (as
+    SimpleITK reads it): only the tiles touching them run (module docstring); labels outside
+    them (+ one preprocessed voxel) are background. ``None``: the whole image.
     """
     import torch
 
@@ -142,11 +156,16 @@ def predict_nnunet_case(model: Any, inputs: Sequence[str | Path] | dict, *, devi
 
     label_manager = pm.get_label_manager(model.dataset_json)
     t = time.perf_counter()
+    region = None if restrict_zyx is None else region_on_preprocessed_grid(
+        restrict_zyx, properties, pm.transpose_forward, data.shape[1:])
     options = TilingOptions(tta=tta and model.mirror_axes is not None, step=step, use_amp=use_amp,
-                            mirror_axes=model.mirror_axes or (), num_threads=num_threads)
+                            mirror_axes=model.mirror_axes or (), num_threads=num_threads,
+                            region_tiling="grid")     # used only with a region: whole-run tiles, exact inside
     predictor = TiledPredictor(model.networks, cm.patch_size, label_manager.num_segmentation_heads, device=device,
-                               options=options, progress=progress)
-    logits = predictor.predict_logits(data)
+                               options=options, progress=progress,
+                               output="sigmoid" if label_manager.has_regions else "softmax")
+    n_tiles = predictor.count_tiles(data.shape[1:], region)
+    logits = predictor.predict_logits(data) if region is None else predictor.predict_logits(data, region=region)
     timings["network_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -158,4 +177,49 @@ def predict_nnunet_case(model: Any, inputs: Sequence[str | Path] | dict, *, devi
         rw = pm.image_reader_writer_class()
         rw.write_seg(seg, str(output_file), properties)
     timings["export_s"] = time.perf_counter() - t
-    return NnUNetCaseResult(np.asarray(seg), prob, properties, timings)
+    return NnUNetCaseResult(np.asarray(seg), prob, properties, timings, n_tiles)
+
+
+def region_on_preprocessed_grid(boxes_zyx: Sequence[Slices3], properties: dict, transpose_forward: Sequence[int],
+                                preprocessed_shape: Sequence[int], grow_vox: int = 1) -> Region:
+    """Boxes on the first input file's array grid -> a :class:`~.tiling.Region` on nnU-Net's preprocessed grid.
+
+    ``DefaultPreprocessor.run_case`` does, in this order: transpose (axis i of the result is axis
+    ``transpose_forward[i]`` of the file's array), crop to the non-zero bounding box
+    (``properties['bbox_used_for_cropping']``, ``[lo, hi)`` per transposed axis), resample
+    ``properties['shape_after_cropping_and_before_resampling']`` -> ``preprocessed_shape``. The
+    same steps are applied to each box. Resampling maps a preprocessed voxel ``o`` to the cropped
+    continuous index ``(o + 0.5) * s - 0.5`` (``s`` = cropped / preprocessed size, skimage's and
+    ``map_coordinates``' convention in nnU-Net's resampling); a box ``[a, b)`` is taken as every
+    preprocessed voxel whose linear-interpolation neighbours touch it (``(a - 1, b)``), then grown
+    by ``grow_vox`` voxels (conservative: the export's resampling of logits back to the image
+    reads only region voxels for every image voxel inside a box), clamped. A box wholly in the
+    cropped-away zero background is dropped (nnU-Net's export writes background there anyway).
+
+    Example:
+        >>> region = region_on_preprocessed_grid([(slice(10, 20), slice(30, 60), slice(30, 60))],
+        ...                                      properties, plans_manager.transpose_forward, data.shape[1:])
+    """
+    bbox = properties["bbox_used_for_cropping"]
+    before_crop = properties["shape_before_cropping"]
+    cropped = properties["shape_after_cropping_and_before_resampling"]
+    out_shape = tuple(int(n) for n in preprocessed_shape)
+    boxes: list[Slices3] = []
+    for box in boxes_zyx:
+        transposed = [box[int(a)] for a in transpose_forward]
+        mapped = []
+        for sl, n_file, (c_lo, c_hi), n_in, n_out in zip(transposed, before_crop, bbox, cropped, out_shape):
+            start, stop = sl.indices(int(n_file))[:2]
+            a, b = max(start, int(c_lo)) - int(c_lo), min(stop, int(c_hi)) - int(c_lo)
+            if b <= a:
+                break
+            scale = int(n_in) / n_out
+            lo = math.floor((a - 0.5) / scale - 0.5) - grow_vox
+            hi = math.ceil((b + 0.5) / scale - 0.5) + 1 + grow_vox
+            mapped.append(slice(max(0, lo), min(n_out, hi)))
+        if len(mapped) == 3:
+            boxes.append(tuple(mapped))
+    mask = np.zeros(out_shape, dtype=bool)
+    for b in boxes:
+        mask[b] = True
+    return Region(mask, boxes)

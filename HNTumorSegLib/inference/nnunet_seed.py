@@ -21,7 +21,8 @@ here, from the folder's declaration, so that the released weights get what they 
 Whole image by default, as the seeds ran: nothing is set to background outside the boxes.
 ``restrict_to_boxes`` (``segment --restrict-to-boxes``, Slicer's fast quality) keeps only labels
 within the boxes (+ :data:`HNTumorSegLib.pipeline.tasks.REGION_CONTEXT_MM`): lesions outside the
-boxes are lost.
+boxes are lost. It is a real fast path: :meth:`SeedSteps.region_zyx` gives the boxes on the first
+file's grid, and :func:`.nnunet_inference.predict_nnunet_case` runs only the tiles touching them.
 
 Choice: where boxes overlap, the released code lets the later box overwrite; we keep the
 larger value (independent of box order; identical where boxes do not overlap).
@@ -43,7 +44,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..image import Image, resample_to, write_image
-from ..prompts.boxes import LesionBox, boxes_from_mask
+from ..prompts.boxes import LesionBox, box_to_index_slices, boxes_from_mask
 
 #: suffixes nnU-Net's SimpleITKIO reads as they are (anything else is written to a temporary NIfTI).
 _NNUNET_READABLE = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -159,6 +160,30 @@ class SeedSteps:
         if self.crop is not None:
             return self.crop.paste_back(labels).array
         return labels
+
+    @property
+    def first_file_grid(self) -> Image:
+        """The grid of ``files[0]`` as nnU-Net reads it: the crop (seed 004) or channel 0's image."""
+        if self.crop is not None:
+            return self.crop.ct
+        ch = self.decl.channels[0]
+        return self.images[ch.input or ch.source]
+
+    def region_zyx(self, context_mm: float) -> list | None:
+        """The boxes (+ ``context_mm``) as index slices (z, y, x) on :attr:`first_file_grid`, for
+        ``predict_nnunet_case(restrict_zyx=...)``; ``None`` without boxes (the whole image runs).
+        Boxes wholly outside that grid (outside a seed-004 crop) are left out."""
+        boxes = self.boxes or self.lesion_boxes()
+        if not boxes:
+            return None
+        out = []
+        for box in boxes:
+            try:
+                out.append(box_to_index_slices(box.expanded(context_mm) if context_mm else box,
+                                               self.first_file_grid))
+            except InputError:      # wholly outside the crop: nothing of it is predicted
+                continue
+        return out
 
     def restrict(self, labels: np.ndarray, context_mm: float) -> np.ndarray:
         """Labels outside the boxes (+ ``context_mm``) set to 0 (``--restrict-to-boxes``)."""

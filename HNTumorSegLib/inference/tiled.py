@@ -155,20 +155,35 @@ class TiledPredictor:
         return "cpu" if self.options.low_memory else self.options.accumulate_on
 
     # ---- public API ---------------------------------------------------------------------
-    def predict_logits(self, x: np.ndarray) -> "torch.Tensor":
+    def predict_logits(self, x: np.ndarray, region: Any = None) -> "torch.Tensor":
         """Fold-averaged, Gaussian-aggregated logits (K, z, y, x) float32 on the CPU, whole volume.
 
         This is what nnUNetPredictor's ``predict_logits_from_preprocessed_data`` returns; nnU-Net's
         export (resampling back, softmax, argmax) takes it from here.
+
+        ``region`` (as :meth:`predict_probabilities`): only its tiles run, and outside it the
+        logits are :func:`background_logits` (softmax, sigmoid and argmax all give background
+        there), so nnU-Net's export writes background outside the region. With
+        ``region_tiling="grid"`` the logits inside the region equal the whole-volume run's.
         """
         import torch
 
         x = check_input(x)
-        plan = self.plan(x.shape[1:])
+        shape = x.shape[1:]
+        grown = None if region is None else grow_region(region, shape, self.options.margin_zyx)
+        if grown is not None and grown.is_empty:
+            return torch.from_numpy(background_logits(self.num_classes, shape, self.output))
+        plan = self.plan(shape, grown)
         counter = TileProgress(self.progress, len(self.networks) * len(plan.tiles), 1)
         with use_threads(self.options.num_threads), torch.inference_mode():
             logits = self._aggregate(x, plan, counter).float().cpu()
-        return logits[(slice(None), *plan.revert)]
+        if grown is None:
+            return logits[(slice(None), *plan.revert)]
+        full = background_logits(self.num_classes, plan.padded_shape, self.output)
+        full[(slice(None), *plan.bbox)] = logits.numpy()
+        full = np.ascontiguousarray(full[(slice(None), *plan.revert)])
+        full[:, ~grown.mask_zyx] = background_logits(self.num_classes, (1, 1, 1), self.output)[:, 0, 0, 0, None]
+        return torch.from_numpy(full)
 
     def predict_probabilities(self, x: np.ndarray, region: Any = None, *, plan: TilePlan | None = None,
                               counter: "TileProgress | None" = None) -> np.ndarray:
@@ -325,6 +340,21 @@ def check_input(x: Any) -> np.ndarray:
     if x.dtype != np.float32:
         x = x.astype(np.float32)
     return np.ascontiguousarray(x)
+
+
+#: the logit margin of "strictly background" (:func:`background_logits`): softmax of (0, -1e4) is 1.0
+#: in float32 and sigmoid(-1e4) is 0.0, yet linear interpolation against real logits stays finite.
+BACKGROUND_LOGIT = 1.0e4
+
+
+def background_logits(num_classes: int, shape: Sequence[int], output: str) -> np.ndarray:
+    """Logits (K, *shape) float32 meaning 'nothing here': the logit twin of
+    :func:`.ensemble.background_probabilities` (softmax: background 0, the others -1e4; sigmoid:
+    every map -1e4), for exports that take logits (nnU-Net's)."""
+    out = np.full((num_classes, *shape), -BACKGROUND_LOGIT, dtype=np.float32)
+    if output == "softmax":
+        out[0] = 0.0
+    return out
 
 
 def set_background_outside(prob: np.ndarray, keep_zyx: np.ndarray, output: str) -> None:

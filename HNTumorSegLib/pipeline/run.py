@@ -30,7 +30,7 @@ from .finish import finish_from_probabilities
 from .finish import volumes_ml as _volumes_ml
 from .outputs import OutputSet
 from .request import SegmentRequest, SegmentResult
-from .tasks import prepare_work
+from .tasks import REGION_CONTEXT_MM, prepare_work
 from .validate import ValidatedCase, validate_request
 
 Progress = Callable[[str, float, str], None]
@@ -69,7 +69,7 @@ def run_nnunet(case: ValidatedCase, stages: _Stages) -> SegmentResult:
     """A raw nnU-Net results folder: nnU-Net's own preprocessing and export around our Predictor
     (:func:`HNTumorSegLib.inference.nnunet_inference.predict_nnunet_case`), with the seed steps the
     folder declares (gradient map, head crop: :mod:`.seed_steps`). Whole image unless
-    ``--restrict-to-boxes``."""
+    ``--restrict-to-boxes`` (then only the tiles near the boxes run)."""
     from ..inference.ensemble import predictive_entropy
     from ..inference.nnunet_inference import predict_nnunet_case
     from .seed_steps import finish_labels, seed_steps_for
@@ -79,8 +79,9 @@ def run_nnunet(case: ValidatedCase, stages: _Stages) -> SegmentResult:
     stages("inference", "nnU-Net preprocessing, sliding window and export")
     want_prob = bool(request.probabilities_path or request.uncertainty_path)
     with seed_steps_for(case, stages.progress) as seed:
+        region = seed.region_zyx(REGION_CONTEXT_MM) if request.restrict_to_boxes else None
         res = predict_nnunet_case(
-            model, seed.files, device=case.device, tta=case.tta, return_probabilities=want_prob,
+            model, seed.files, device=case.device, tta=case.tta, return_probabilities=want_prob, restrict_zyx=region,
             progress=lambda stage="inference", fraction=0.0, message="": stages.progress("inference", fraction, message))
     stages("clean-up", "labels on the first input's grid")
     labels = finish_labels(seed, request, res.segmentation)
@@ -102,7 +103,8 @@ def run_nnunet(case: ValidatedCase, stages: _Stages) -> SegmentResult:
     timings = dict(stages.timings, **{f"nnunet.{k}": round(v, 3) for k, v in res.timings.items()})
     timings["total"] = stages.total()
     return SegmentResult(files=out.files, timings=timings, device=str(case.device), model_id=model.card.id,
-                         task=case.task, volumes_ml=_volumes_ml(labels, target.spacing), boxes=list(seed.boxes))
+                         task=case.task, volumes_ml=_volumes_ml(labels, target.spacing), boxes=list(seed.boxes),
+                         n_tiles=res.n_tiles)
 
 
 def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False, labels_hook=None) -> SegmentResult:
