@@ -53,40 +53,55 @@ def _root(cache_dir: Path) -> Path:
     return Path(cache_dir) / f"tiny_nnunet_v{VERSION}"
 
 
+def nnunet_environment_at(root: Path, n_proc: int) -> dict[str, str]:
+    """Environment variables pointing nnU-Net's raw/preprocessed/results folders under ``root``."""
+    return {"nnUNet_raw": str(root / "nnUNet_raw"), "nnUNet_preprocessed": str(root / "nnUNet_preprocessed"),
+            "nnUNet_results": str(root / "nnUNet_results"), "nnUNet_n_proc_DA": str(n_proc),
+            "nnUNet_def_n_proc": str(n_proc), "nnUNet_compile": "f"}
+
+
 def nnunet_environment(cache_dir: Path) -> dict[str, str]:
     """Environment variables pointing nnU-Net's raw/preprocessed/results folders into the cache."""
-    root = _root(cache_dir)
-    return {"nnUNet_raw": str(root / "nnUNet_raw"), "nnUNet_preprocessed": str(root / "nnUNet_preprocessed"),
-            "nnUNet_results": str(root / "nnUNet_results"), "nnUNet_n_proc_DA": "2",
-            "nnUNet_def_n_proc": "2", "nnUNet_compile": "f"}
+    return nnunet_environment_at(_root(cache_dir), 2)
 
 
-def build_tiny_nnunet_results(cache_dir: Path) -> Path:
-    """Return the cached tiny results folder, building it first (child process, file lock) if needed."""
+def build_once(root: Path, results: Path, command: list[str], env: dict[str, str],
+               checkpoints: list[Path], what: str, python_path: tuple[Path, ...] = (REPO,)) -> Path:
+    """Run ``command`` in a child process to build ``results`` once per cache.
+
+    A file lock makes a parallel session wait and then reuse the folder; ``root/DONE.json``
+    marks a finished build; a failed build raises with the tail of its log. Shared by the tiny
+    nnU-Net fixture and the published-layout fixtures.
+    """
     import fcntl
 
-    root = _root(cache_dir)
-    results = root / "nnUNet_results" / DATASET_NAME / RESULTS_SUBDIR
     done = root / "DONE.json"
     if done.exists():
         return results
     root.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f"tiny_nnunet_v{VERSION}.lock", "w") as lock:
+    with open(root.parent / f"{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)          # a parallel session waits here, then reuses
         if done.exists():
             return results
-        env = {**os.environ, **nnunet_environment(cache_dir), "OMP_NUM_THREADS": "2",
-               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, **env,
+               "PYTHONPATH": os.pathsep.join([*map(str, python_path), os.environ.get("PYTHONPATH", "")])}
         log = root / "build.log"
         with open(log, "w") as out:
-            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(cache_dir)],
-                                  env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO))
-        if proc.returncode != 0 or not all((results / f"fold_{f}" / "checkpoint_final.pth").exists()
-                                           for f in FOLDS):
+            proc = subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO))
+        if proc.returncode != 0 or not all(c.exists() for c in checkpoints):
             tail = log.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"building the tiny nnU-Net folder failed (see {log}):\n{tail}")
-        done.write_text(json.dumps({"version": VERSION, "results": str(results)}))
+            raise RuntimeError(f"building the {what} failed (see {log}):\n{tail}")
+        done.write_text(json.dumps({"results": str(results)}))
     return results
+
+
+def build_tiny_nnunet_results(cache_dir: Path) -> Path:
+    """Return the cached tiny results folder, building it first (child process, file lock) if needed."""
+    root = _root(cache_dir)
+    results = root / "nnUNet_results" / DATASET_NAME / RESULTS_SUBDIR
+    return build_once(root, results, [sys.executable, str(Path(__file__).resolve()), str(cache_dir)],
+                      {**nnunet_environment(cache_dir), "OMP_NUM_THREADS": "2"},
+                      [results / f"fold_{f}" / "checkpoint_final.pth" for f in FOLDS], "tiny nnU-Net folder")
 
 
 def tiny_nnunet_test_cases(results: Path) -> list[list[Path]]:

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+from nnunet_fixture import build_once, nnunet_environment_at  # noqa: E402 - Testing/ is on sys.path (conftest, or this file run as a script)
 
 VERSION = "1"
 DATASET_ID = 988
@@ -47,37 +47,16 @@ def _root(cache_dir: Path) -> Path:
 
 
 def nnunet_environment(cache_dir: Path) -> dict[str, str]:
-    root = _root(cache_dir)
-    return {"nnUNet_raw": str(root / "nnUNet_raw"), "nnUNet_preprocessed": str(root / "nnUNet_preprocessed"),
-            "nnUNet_results": str(root / "nnUNet_results"), "nnUNet_n_proc_DA": "1",
-            "nnUNet_def_n_proc": "1", "nnUNet_compile": "f"}
+    return nnunet_environment_at(_root(cache_dir), 1)
 
 
 def build_gradientseg_results(cache_dir: Path) -> Path:
     """The cached results folder, built first (child process, file lock) when absent."""
-    import fcntl
-
     root = _root(cache_dir)
     results = root / "nnUNet_results" / DATASET_NAME / RESULTS_SUBDIR
-    done = root / "DONE.json"
-    if done.exists():
-        return results
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f"gradientseg_nnunet_v{VERSION}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists():
-            return results
-        env = {**os.environ, **nnunet_environment(cache_dir), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-        log = root / "build.log"
-        with open(log, "w") as out:
-            proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(cache_dir)],
-                                  env=env, stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO))
-        if proc.returncode != 0 or not (results / "fold_0" / "checkpoint_final.pth").exists():
-            raise RuntimeError(f"building the GradientSegHNTS-layout folder failed (see {log}):\n"
-                               + log.read_text(errors="replace")[-3000:])
-        done.write_text(json.dumps({"version": VERSION, "results": str(results)}))
-    return results
+    return build_once(root, results, [sys.executable, str(Path(__file__).resolve()), str(cache_dir)],
+                      {**nnunet_environment(cache_dir), "OMP_NUM_THREADS": "1"},
+                      [results / "fold_0" / "checkpoint_final.pth"], "GradientSegHNTS-layout folder")
 
 
 def gradientseg_test_cases(results: Path) -> list[dict[str, Path]]:
@@ -180,36 +159,18 @@ def build_stunet_small_results(cache_dir: Path) -> Path:
     """A REAL ``STUNetTrainer_small__nnUNetPlans__3d_fullres`` folder (fold 0), trained by nnunetv2 with the
     project's STU-Net trainer (``nnUNet_extTrainer``) for 2 x 4 iterations on the tiny PET/CT dataset of
     :mod:`nnunet_fixture` (its raw and preprocessed data are only read). Cached under the test cache."""
-    import fcntl
-
     from nnunet_fixture import DATASET_NAME as PETCT_DATASET, build_tiny_nnunet_results, nnunet_environment as petct_env
 
     build_tiny_nnunet_results(Path(cache_dir))
     root = Path(cache_dir).resolve() / f"stunet_small_v{STUNET_VERSION}"
     results = root / "nnUNet_results" / PETCT_DATASET / STUNET_SUBDIR
-    done = root / "DONE.json"
-    if done.exists():
-        return results
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f"stunet_small_v{STUNET_VERSION}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists():
-            return results
-        env = {**os.environ, **petct_env(Path(cache_dir)), "nnUNet_results": str(root / "nnUNet_results"),
-               "nnUNet_extTrainer": str(EXT_TRAINERS), "nnUNet_n_proc_DA": "0", "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "training"), os.environ.get("PYTHONPATH", "")])}
-        log = root / "build.log"
-        code = ("import torch; torch.set_num_threads(1); torch.manual_seed(0)\n"
-                "from nnunetv2.run.run_training import get_trainer_from_args\n"
-                "t = get_trainer_from_args('987', '3d_fullres', 0, 'STUNetTrainer_small', 'nnUNetPlans', "
-                "device=torch.device('cpu'))\n"
-                "t.num_epochs = 2; t.num_iterations_per_epoch = 4; t.num_val_iterations_per_epoch = 1\n"
-                "t.run_training()\n")
-        with open(log, "w") as out:
-            proc = subprocess.run([sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  cwd=str(REPO))
-        if proc.returncode != 0 or not (results / "fold_0" / "checkpoint_final.pth").exists():
-            raise RuntimeError(f"building the STU-Net-S folder failed (see {log}):\n"
-                               + log.read_text(errors="replace")[-3000:])
-        done.write_text(json.dumps({"version": STUNET_VERSION, "results": str(results)}))
-    return results
+    env = {**petct_env(Path(cache_dir)), "nnUNet_results": str(root / "nnUNet_results"),
+           "nnUNet_extTrainer": str(EXT_TRAINERS), "nnUNet_n_proc_DA": "0", "OMP_NUM_THREADS": "1"}
+    code = ("import torch; torch.set_num_threads(1); torch.manual_seed(0)\n"
+            "from nnunetv2.run.run_training import get_trainer_from_args\n"
+            "t = get_trainer_from_args('987', '3d_fullres', 0, 'STUNetTrainer_small', 'nnUNetPlans', "
+            "device=torch.device('cpu'))\n"
+            "t.num_epochs = 2; t.num_iterations_per_epoch = 4; t.num_val_iterations_per_epoch = 1\n"
+            "t.run_training()\n")
+    return build_once(root, results, [sys.executable, "-c", code], env, [results / "fold_0" / "checkpoint_final.pth"],
+                      "STU-Net-S folder", python_path=(REPO, REPO / "training"))
