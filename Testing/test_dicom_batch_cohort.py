@@ -41,6 +41,7 @@ def cohort(tmp_path_factory):
     return root, uids, model
 
 
+@pytest.mark.slow  # ~20-30 s on 2 shared cores: CI runs it, the default run skips it
 def test_batch_writes_dicom_per_case(cohort, capsys):
     root, uids, model = cohort
     out = root / "out"

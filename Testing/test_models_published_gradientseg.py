@@ -86,6 +86,7 @@ def test_models_show_says_what_each_channel_gets(gradientseg_folder, capsys):
     assert "gradient map made from T2" in out and "margin 4 voxels" in out and "midrt" in out
 
 
+@pytest.mark.slow  # ~20-30 s on 2 shared cores: CI runs it, the default run skips it
 @pytest.mark.parametrize("case_index", [0, 1])
 def test_segment_equals_nnunet_predictor_on_t2_and_released_gradient(gradientseg_folder, tmp_path, case_index):
     case = gradientseg_test_cases(gradientseg_folder)[case_index]
@@ -107,6 +108,7 @@ def test_segment_equals_nnunet_predictor_on_t2_and_released_gradient(gradientseg
     assert boxes, "the boxes the gradient map was made in are reported"
 
 
+@pytest.mark.slow  # ~20-30 s on 2 shared cores: CI runs it, the default run skips it
 def test_restrict_to_boxes_only_removes_labels_outside_the_boxes(gradientseg_folder, tmp_path):
     case = gradientseg_test_cases(gradientseg_folder)[0]
     outs = {}

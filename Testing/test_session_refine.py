@@ -148,6 +148,7 @@ def test_merge_boxes_and_spec_checks(midrt, tmp_path):
     assert not (tmp_path / "o.nii.gz").exists()
 
 
+@pytest.mark.slow  # ~20-30 s on 2 shared cores: CI runs it, the default run skips it
 def test_an_nnunet_folder_refines_by_a_whole_run_then_the_same_merge(tiny_nnunet_results, tmp_path):
     """nnU-Net folders run their own path: labels change inside the box only, as the rule says."""
     from nnunet_fixture import tiny_nnunet_test_cases

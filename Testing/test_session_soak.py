@@ -4,6 +4,8 @@ after request 5, and the model is loaded once."""
 
 from __future__ import annotations
 
+import pytest
+
 import psutil
 
 from HNTumorSegLib.prompts.boxes import boxes_from_mask, write_boxes
@@ -15,6 +17,7 @@ from test_session_server import request, write_case
 N_REQUESTS = 50
 
 
+@pytest.mark.slow  # ~20-30 s on 2 shared cores: CI runs it, the default run skips it
 def test_fifty_requests_keep_resident_memory_flat(tmp_path):
     fields = write_case(tmp_path / "case")
     prior = read_image(fields.pop("prior_path"), label=True)

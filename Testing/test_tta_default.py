@@ -50,6 +50,7 @@ def test_validated_case_takes_the_models_default(tmp_path, tiny_nnunet_results):
         assert default_tta(load_model(tmp_path / f"e{tta}")) is tta
 
 
+@pytest.mark.slow  # ~20-30 s on 2 shared cores: CI runs it, the default run skips it
 def test_segment_with_two_models_runs_them_as_one_ensemble(tmp_path, capsys):
     """``--model A --model B --weights``: the same model twice gives that model's own labels."""
     import numpy as np
