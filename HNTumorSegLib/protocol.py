@@ -155,9 +155,28 @@ class RunHandle:
 
     events: list
     state: str
+    final: "ResultEvent | ErrorEvent | None"
+    poll_interval_s: float = 0.05
+
+    @property
+    def running(self) -> bool:  # pragma: no cover - each handle has its own
+        raise NotImplementedError
+
+    def poll(self) -> list:  # pragma: no cover - each handle has its own
+        raise NotImplementedError
 
     def cancel(self) -> None:  # pragma: no cover - each handle has its own
         raise NotImplementedError
+
+    def wait(self, timeout: float | None = None) -> "ResultEvent | ErrorEvent | None":
+        """Block until the run ends (or ``timeout`` seconds pass); returns the final event."""
+        import time
+
+        t_end = None if timeout is None else time.monotonic() + timeout
+        while self.running and (t_end is None or time.monotonic() < t_end):
+            self.poll()
+            time.sleep(self.poll_interval_s)
+        return self.final
 
     def _cleanup_temp(self) -> None:  # pragma: no cover - each handle has its own
         raise NotImplementedError

@@ -319,14 +319,6 @@ class WorkerRun(RunHandle):
         self.events.extend(out)
         return out
 
-    def wait(self, timeout: float | None = None) -> ResultEvent | ErrorEvent | None:
-        """Block until the run ends (or ``timeout`` seconds pass); returns the final event."""
-        t_end = None if timeout is None else time.monotonic() + timeout
-        while self.running and (t_end is None or time.monotonic() < t_end):
-            self.poll()
-            time.sleep(0.05)
-        return self.final
-
     # -- ending -------------------------------------------------------------------------------
     def _kill(self, why: str) -> None:
         if self.proc is None or self._ending:

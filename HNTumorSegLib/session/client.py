@@ -57,6 +57,8 @@ def _last_resort(temp_dir: str, proc_holder: list) -> None:
 class SessionJob(RunHandle):
     """One request in a session, shaped like :class:`~HNTumorSegLib.runner.WorkerRun` (module docstring)."""
 
+    poll_interval_s = 0.02   # a warm session answers within milliseconds: poll it more often
+
     def __init__(self, client: "SessionClient", job_id: str, timeout_s: float | None = None):
         self.client = client
         self.id = job_id
@@ -116,14 +118,6 @@ class SessionJob(RunHandle):
             self._stop("timeout", out)
         self.events.extend(out)
         return out
-
-    def wait(self, timeout: float | None = None) -> ResultEvent | ErrorEvent | None:
-        """Block until the job ends (or ``timeout`` seconds pass); the final event."""
-        t_end = None if timeout is None else time.monotonic() + timeout
-        while self.running and (t_end is None or time.monotonic() < t_end):
-            self.poll()
-            time.sleep(0.02)
-        return self.final
 
     def cancel(self) -> None:
         """Cancel: the session answers ``cancelled`` within its deadline; past ``cancel_wait_s`` the
