@@ -142,18 +142,14 @@ class Image:
 
 # ---- reading and writing ---------------------------------------------------------------
 
-def _nifti_has_nonfinite(path: Path) -> bool:
-    """True when a float NIfTI-1 file holds NaN or +-Inf voxels.
+def _nifti_has_nonfinite(data: bytes) -> bool:
+    """True when the (decompressed) bytes of a float NIfTI-1 file hold NaN or +-Inf voxels.
 
     Needed because ITK 5's NIfTI reader silently turns NaN/Inf into 0 (fixed only in ITK 6,
     InsightSoftwareConsortium/ITK#6683), so the array SimpleITK returns cannot show them.
-    Reads the raw voxels after the header; other NIfTI flavours return False.
+    Reads the raw voxels after the header; other NIfTI flavours return False. Takes the bytes
+    :func:`_check_nifti_complete` already read, so a file is decompressed once for both checks.
     """
-    import gzip
-
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
     if len(data) < 348:
         return False
     for endian in ("<", ">"):
@@ -172,8 +168,9 @@ def _nifti_has_nonfinite(path: Path) -> bool:
     return not np.isfinite(values).all()
 
 
-def _check_nifti_complete(path: Path, what: str) -> None:
-    """Raise :class:`InputError` when a NIfTI file is truncated or its gzip stream is corrupt.
+def _check_nifti_complete(path: Path, what: str) -> bytes:
+    """Raise :class:`InputError` when a NIfTI file is truncated or its gzip stream is corrupt;
+    returns the file's decompressed bytes for the other checks.
 
     Needed because ITK reads a truncated ``.nii.gz`` without a word (missing voxels become 0)
     and Python's gzip raises a bare EOFError. Checks the voxel bytes the header promises.
@@ -209,6 +206,7 @@ def _check_nifti_complete(path: Path, what: str) -> None:
     expected = offset + int(np.prod(np.maximum(dims[1:1 + ndim], 1))) * max(bitpix, 8) // 8
     if ndim and len(data) < expected:
         raise InputError(f"cannot read the {what}: the file is truncated ({len(data)} of {expected} bytes)", path, fix)
+    return data
 
 
 def read_image(path: str | os.PathLike, label: bool = False, name: str | None = None) -> Image:
@@ -227,13 +225,14 @@ def read_image(path: str | os.PathLike, label: bool = False, name: str | None = 
     if not p.exists():
         raise InputError(f"{what} file does not exist", p, "check the path")
     check_regular_input(p, what)   # a FIFO or device would block the reader forever
+    nifti_bytes = None
     try:
         if p.is_dir():
             raise InputError(f"{what} is a folder, not an image file", p,
                              "give a NIfTI, NRRD or MetaImage file (a DICOM series folder is read where a "
                              "command takes one: segment --input, export --source)")
         if p.name.lower().endswith((".nii", ".nii.gz")):
-            _check_nifti_complete(p, what)
+            nifti_bytes = _check_nifti_complete(p, what)
             check_nifti_header(p, what)   # zero/negative pixdim, singular sform, qform != sform
         img = sitk.ReadImage(str(p))
     except InputError:
@@ -242,10 +241,11 @@ def read_image(path: str | os.PathLike, label: bool = False, name: str | None = 
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
         raise InputError(f"cannot read the {what} ({reason[:120]})", p,
                          "check the file is a complete NIfTI, NRRD or DICOM image") from None
-    return checked_image(img, p, label=label, what=what)
+    return checked_image(img, p, label=label, what=what, nifti_bytes=nifti_bytes)
 
 
-def checked_image(img: sitk.Image, p: Path, label: bool = False, what: str = "image") -> Image:
+def checked_image(img: sitk.Image, p: Path, label: bool = False, what: str = "image",
+                  nifti_bytes: bytes | None = None) -> Image:
     """The checks every image read passes (scalar, 3D, finite, labels whole numbers), as an :class:`Image`.
 
     Shared by :func:`read_image` and the DICOM series reader (:mod:`HNTumorSegLib.dicom.read`).
@@ -270,7 +270,7 @@ def checked_image(img: sitk.Image, p: Path, label: bool = False, what: str = "im
         image.notes = notes + content_warnings(image, what)
     if np.issubdtype(image.array.dtype, np.floating) and (
             not np.isfinite(image.array).all()
-            or (p.is_file() and p.name.lower().endswith((".nii", ".nii.gz")) and _nifti_has_nonfinite(p))):
+            or (nifti_bytes is not None and _nifti_has_nonfinite(nifti_bytes))):
         raise InputError(f"{what} holds NaN or infinite values", p, "fix or re-export the image")
     if label:
         arr = image.array

@@ -159,8 +159,12 @@ class RunHandle:
     poll_interval_s: float = 0.05
 
     @property
-    def running(self) -> bool:  # pragma: no cover - each handle has its own
-        raise NotImplementedError
+    def running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def done(self) -> bool:
+        return self.state not in ("created", "running")
 
     def poll(self) -> list:  # pragma: no cover - each handle has its own
         raise NotImplementedError

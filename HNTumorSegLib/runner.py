@@ -231,14 +231,6 @@ class WorkerRun(RunHandle):
         self._finalizer = weakref.finalize(self, _last_resort, str(self.temp_dir), self._proc_holder)
 
     # -- life cycle ---------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-    @property
-    def done(self) -> bool:
-        return self.state not in ("created", "running")
-
     def _env(self) -> dict[str, str]:
         return child_env(self.extra_env)
 

@@ -126,19 +126,25 @@ def _write_case(case_id: str, seed: int, spacing, folder_images: Path, folder_la
         write_image(case["mask"], folder_labels / f"{case_id}.nii.gz")
 
 
-def _shrink_plans(plans_file: Path) -> None:
-    """Make the planned 3d_fullres network tiny and keep only that configuration."""
+def shrink_plans(plans_file: Path, blocks: dict, extra_configurations: dict | None = None) -> None:
+    """Make the planned 3d_fullres network tiny (3 stages, 8-32 channels, patch ``PATCH``, batch 2)
+    and keep only that configuration, plus ``extra_configurations``. ``blocks``: the architecture's
+    own depth keys (PlainConvUNet ``n_conv_per_stage``, ResEnc ``n_blocks_per_stage``, and the decoder's)."""
     plans = json.loads(plans_file.read_text())
     cfg = plans["configurations"]["3d_fullres"]
     cfg["patch_size"] = list(PATCH)
     cfg["batch_size"] = 2
-    arch = cfg["architecture"]["arch_kwargs"]
-    arch.update({"n_stages": 3, "features_per_stage": [8, 16, 32],
-                 "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
-                 "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
-                 "n_conv_per_stage": [2, 2, 2], "n_conv_per_stage_decoder": [2, 2]})
-    plans["configurations"] = {"3d_fullres": cfg}
+    cfg["architecture"]["arch_kwargs"].update({
+        "n_stages": 3, "features_per_stage": [8, 16, 32],
+        "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
+        "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]], **blocks})
+    plans["configurations"] = {"3d_fullres": cfg, **(extra_configurations or {})}
     plans_file.write_text(json.dumps(plans, indent=2))
+
+
+def _shrink_plans(plans_file: Path) -> None:
+    """The tiny PlainConvUNet of this fixture."""
+    shrink_plans(plans_file, {"n_conv_per_stage": [2, 2, 2], "n_conv_per_stage_decoder": [2, 2]})
 
 
 def _build(cache_dir: Path) -> None:

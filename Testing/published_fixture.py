@@ -28,7 +28,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from nnunet_fixture import build_once, nnunet_environment_at  # noqa: E402 - Testing/ is on sys.path (conftest, or this file run as a script)
+from nnunet_fixture import build_once, nnunet_environment_at, shrink_plans  # noqa: E402 - Testing/ is on sys.path (conftest, or this file run as a script)
 
 VERSION = "1"
 DATASET_ID = 988
@@ -89,18 +89,8 @@ def _write_case(seed: int, images: Path, labels: Path | None, case_id: str, test
 
 def _released_layout(plans_file: Path) -> None:
     """Shrink the ResEnc M network and add seed 003's ``3d_fullres_bs8`` (inherits ``3d_fullres``)."""
-    plans = json.loads(plans_file.read_text())
-    cfg = plans["configurations"]["3d_fullres"]
-    cfg["patch_size"] = list(PATCH)
-    cfg["batch_size"] = 2
-    arch = cfg["architecture"]["arch_kwargs"]
-    arch.update({"n_stages": 3, "features_per_stage": [8, 16, 32],
-                 "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3]],
-                 "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2]],
-                 "n_blocks_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1]})
-    plans["configurations"] = {"3d_fullres": cfg,
-                               CONFIGURATION: {"inherits_from": "3d_fullres", "batch_size": 8}}
-    plans_file.write_text(json.dumps(plans, indent=2))
+    shrink_plans(plans_file, {"n_blocks_per_stage": [1, 1, 1], "n_conv_per_stage_decoder": [1, 1]},
+                 {CONFIGURATION: {"inherits_from": "3d_fullres", "batch_size": 8}})
 
 
 def _build(cache_dir: Path) -> None:

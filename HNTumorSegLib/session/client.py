@@ -71,14 +71,6 @@ class SessionJob(RunHandle):
         self._q: queue.Queue = queue.Queue()
         self._t_start = 0.0
 
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
-    @property
-    def done(self) -> bool:
-        return self.state not in ("created", "running")
-
     def start(self, request: Any, refine: Any = None) -> "SessionJob":
         """Send the request (a :class:`~HNTumorSegLib.pipeline.request.SegmentRequest`; ``refine``:
         a :class:`~HNTumorSegLib.pipeline.refine.RefineSpec` or its dict)."""
