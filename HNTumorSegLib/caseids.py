@@ -27,8 +27,13 @@ Example:
     '12'
     >>> case_id_from_filename("CHUM-001__CT.nii.gz")
     'CHUM-001'
+    >>> from HNTumorSegLib.phantoms import write_hntsmrg_cohort
+    >>> write_hntsmrg_cohort("HNTSMRG24_train", 2, shape=(8, 24, 24))    # two tiny phantom cases
+    ['1', '2']
+    >>> import shutil; _ = shutil.copytree("HNTSMRG24_train/1/midRT", "preds")  # "predicted" = the reference
     >>> matched = match_cases("preds/", "HNTSMRG24_train/", timepoint="midRT")
-    >>> [(p.case_id, p.pred.path, p.ref.path) for p in matched.pairs]
+    >>> [(p.case_id, str(p.pred.path), str(p.ref.path)) for p in matched.pairs]
+    [('1', 'preds/1_midRT_mask.nii.gz', 'HNTSMRG24_train/1/midRT/1_midRT_mask.nii.gz')]
 """
 
 from __future__ import annotations
@@ -39,10 +44,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .protect import check_path_kind
 from .image import IMAGE_SUFFIXES, strip_image_suffix
+from .vocab import CaseFileKind, Timepoint
 
-TIMEPOINTS = ("preRT", "midRT")
-LABEL, IMAGE, PRIOR = "label", "image", "prior"
+TIMEPOINTS = Timepoint.values()
+LABEL, IMAGE, PRIOR = CaseFileKind.LABEL, CaseFileKind.IMAGE, CaseFileKind.PRIOR
 
 _HECKTOR_IMAGE = re.compile(r"^(?P<id>.+?)__(?P<modality>CT|PT|PET)$", re.IGNORECASE)
 _HNTSMRG = re.compile(r"^(?P<id>.+?)_(?P<tp>preRT|midRT)(?:_(?P<rest>.+))?$")
@@ -117,10 +124,7 @@ def find_label_files(root: str | os.PathLike, role: str = "reference") -> list[C
     ``role`` ("reference" or "prediction") only words the error messages.
     """
     root = Path(root)
-    if not root.exists():
-        raise InputError(f"{role} folder does not exist", root, "check the path")
-    if not root.is_dir():
-        raise InputError(f"{role} path is not a folder", root, "give a file or a folder of label maps")
+    check_path_kind(root, f"{role} folder", "folder")   # a FIFO is named so (issue 22)
     files = [describe(p) for p in sorted(root.rglob("*")) if is_image_file(p)]
     labels = [f for f in files if f.kind == LABEL]
     if not labels:
@@ -130,8 +134,7 @@ def find_label_files(root: str | os.PathLike, role: str = "reference") -> list[C
 
 
 def _single_file(path: Path, role: str) -> CaseFile:
-    if not path.exists():
-        raise InputError(f"{role} file does not exist", path, "check the path")
+    check_path_kind(path, f"{role} file", "file")
     if not path.name.lower().endswith(IMAGE_SUFFIXES):
         raise InputError(f"{role} is not a NIfTI, NRRD or MetaImage file", path,
                          "give a label map (.nii.gz, .nii, .nrrd, .mha)")
@@ -181,10 +184,8 @@ def match_cases(pred: str | os.PathLike, ref: str | os.PathLike, timepoint: str 
     if timepoint is not None and timepoint not in TIMEPOINTS:
         raise InputError(f"unknown timepoint {timepoint!r}", fix="use preRT or midRT")
     pred_path, ref_path = Path(pred), Path(ref)
-    if not pred_path.exists():
-        raise InputError("prediction path does not exist", pred_path, "check the path")
-    if not ref_path.exists():
-        raise InputError("reference path does not exist", ref_path, "check the path")
+    check_path_kind(pred_path, "prediction path", "file or folder")
+    check_path_kind(ref_path, "reference path", "file or folder")
 
     if pred_path.is_file() and ref_path.is_file():
         p, r = _single_file(pred_path, "prediction"), _single_file(ref_path, "reference")

@@ -21,7 +21,8 @@ import sys
 import threading
 
 from . import __version__
-from .errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EnvironmentFault, InputError, WorkerFailed
+from .errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFault, InputError,
+                     WorkerFailed, exit_for_signal)
 from .fileio import PublishingStopped, os_error
 
 SUBCOMMANDS = {
@@ -99,7 +100,7 @@ def _fail(command: str, exc: BaseException) -> int:
         print(f"hntumorseg {command}: error: {exc.one_line()}", file=sys.stderr)
         return EXIT_ENVIRONMENT
     print(f"hntumorseg {command}: {exc}", file=sys.stderr)
-    return 1
+    return EXIT_INTERNAL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     previous = _install_signal_handlers()
     try:
-        return int(_load(args.command).run(args) or 0)
+        return int(_load(args.command).run(args) or EXIT_OK)
     except (InputError, EnvironmentFault, WorkerFailed, PublishingStopped, OSError) as exc:
         return _fail(args.command, exc)
     except KeyboardInterrupt as exc:
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                   "; the worker was stopped, no partial output was left", file=sys.stderr)
         except OSError:  # the terminal is gone (SIGHUP): nothing to tell
             pass
-        return 128 + int(signum)
+        return exit_for_signal(signum)
     finally:
         for sig, handler in previous.items():
             try:

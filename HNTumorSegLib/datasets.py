@@ -24,9 +24,14 @@ HNTS-MRG ``<out>/<ID>_preRT_pred.nii.gz`` (task 1) / ``<out>/<ID>_midRT_pred.nii
 folders ``<out>/<ID>.nii.gz``. All on the grid of the task's first input, labels 0/1/2.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import write_hntsmrg_cohort
+    >>> write_hntsmrg_cohort("HNTSMRG24_train", 2, shape=(8, 24, 24))    # two tiny phantom cases
+    ['1', '2']
     >>> cases = find_hntsmrg_cases("HNTSMRG24_train")
-    >>> t2 = cases[0].load("midRT_T2"); prior = cases[0].load("preRT_mask_registered")
-    >>> prediction_path("hntsmrg", "out", cases[0].case_id, "midrt")
+    >>> t2 = cases[1].load("midRT_T2"); prior = cases[1].load("preRT_mask_registered")
+    >>> t2.array.shape, prior.array.shape
+    ((8, 24, 24), (8, 24, 24))
+    >>> prediction_path("hntsmrg", "out", cases[1].case_id, "midrt")
     PosixPath('out/2_midRT_pred.nii.gz')
 """
 
@@ -39,10 +44,12 @@ from pathlib import Path
 
 from .caseids import case_id_from_filename, is_image_file, natural_key
 from .errors import InputError
+from .protect import check_path_kind
 from .image import IMAGE_SUFFIXES, Image, read_image, strip_image_suffix
-from .vocab import Task
+from .vocab import Layout, Task
 
-LAYOUTS = ("hntsmrg", "hecktor", "folder", "dicom")  # dicom: one study folder per case (dicom.studies)
+#: The layout names as strings (kept for callers that test ``layout in LAYOUTS``); the words are :class:`~HNTumorSegLib.vocab.Layout`.
+LAYOUTS = Layout.values()
 _CHANNEL = re.compile(r"^(?P<id>.+)_(?P<ch>\d{4})$")
 
 
@@ -57,10 +64,7 @@ def _find_named(folder: Path, stem: str) -> Path | None:
 
 def _check_root(root: str | os.PathLike, what: str) -> Path:
     p = Path(root)
-    if not p.exists():
-        raise InputError(f"{what} data folder does not exist", p, "check the path")
-    if not p.is_dir():
-        raise InputError(f"{what} data path is not a folder", p, "give the folder that holds the cases")
+    check_path_kind(p, f"{what} data folder", "folder")   # a FIFO is named so (issue 22)
     return p
 
 
@@ -291,18 +295,17 @@ def find_plain_cases(root: str | os.PathLike, labels_dir: str | os.PathLike | No
 
 def prediction_path(layout: str, out_dir: str | os.PathLike, case_id: str, task: str) -> Path:
     """Where a prediction of ``case_id`` is written for ``layout`` (see the module docstring)."""
-    if layout not in LAYOUTS:
-        raise InputError(f"unknown layout {layout!r}", fix=f"use one of {', '.join(LAYOUTS)}")
+    layout = Layout.parse(layout)
     task = Task.parse(task)
     if not case_id or "/" in case_id or "\\" in case_id or case_id in (".", ".."):
         raise InputError(f"case id {case_id!r} cannot be a file name", fix="use ids without path separators")
     out = Path(out_dir)
-    if layout == "hntsmrg":
-        if task == "petct":
+    if layout is Layout.HNTSMRG:
+        if task is Task.PETCT:
             raise InputError("HNTS-MRG layout holds MRI only, not PET/CT", out, "use --task prert or midrt")
-        timepoint = "preRT" if task == "prert" else "midRT"
+        timepoint = "preRT" if task is Task.PRERT else "midRT"
         return out / f"{case_id}_{timepoint}_pred.nii.gz"
-    if layout == "hecktor" and task != "petct":
+    if layout is Layout.HECKTOR and task is not Task.PETCT:
         raise InputError("HECKTOR layout holds PET/CT only", out, "use --task petct")
     return out / f"{case_id}.nii.gz"
 

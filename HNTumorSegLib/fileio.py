@@ -26,16 +26,23 @@ published (:func:`publish` raises :class:`PublishingStopped`), so an orphaned wo
 writes an output its (dead) client did not see finished.
 
 Example:
+    >>> import SimpleITK as sitk
+    >>> img = sitk.Image(4, 4, 4, sitk.sitkUInt8)
     >>> with atomic_path("out/labels.nii.gz") as tmp:
     ...     sitk.WriteImage(img, str(tmp))           # written to out/.labels.nii.gz.<random>.nii.gz
     >>> write_json_atomic("out/metrics.json", {"DSC": 0.8})
+    PosixPath('out/metrics.json')
+    >>> sorted(p.name for p in Path("out").iterdir())    # the temporary files are gone
+    ['labels.nii.gz', 'metrics.json']
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -43,7 +50,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import EnvironmentFault, HNTumorSegError, InputError
+from .errors import Cancelled, EnvironmentFault, HNTumorSegError, InputError
 
 #: Set when nothing may be published any more (the worker's client died). See the module docstring.
 STOP = threading.Event()
@@ -59,10 +66,9 @@ ENVIRONMENT_ERRNOS = FULL_DISK_ERRNOS | {errno.EIO, errno.ENOMEM, getattr(errno,
 Verify = Callable[[Path], None]
 
 
-class PublishingStopped(HNTumorSegError):
-    """Raised by :func:`publish` after :data:`STOP` was set: the client is gone, nothing is published."""
-
-    kind = "cancelled"
+class PublishingStopped(Cancelled):
+    """Raised by :func:`publish` after :data:`STOP` was set: the client is gone, nothing is published
+    (kind ``cancelled``, from :class:`~HNTumorSegLib.errors.Cancelled`)."""
 
 
 def _default_mode() -> int:
@@ -318,5 +324,92 @@ def write_text_atomic(path: str | os.PathLike, text: str, newline: str | None = 
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = 2, **kwargs: Any) -> Path:
-    """Write ``data`` as JSON (one trailing newline) to ``path`` atomically."""
+    """Write ``data`` as strict JSON (one trailing newline) to ``path`` atomically.
+
+    Strict: ``allow_nan=False`` always, so a NaN or infinity that slipped through raises
+    ``ValueError`` before anything is written, instead of a file with bare ``NaN`` that other
+    JSON readers refuse (issue 22). Callers turn undefined scores into ``None`` first.
+    """
+    kwargs["allow_nan"] = False
     return write_text_atomic(path, json.dumps(data, indent=indent, **kwargs) + "\n")
+
+
+#: Deepest nesting of brackets accepted in any JSON a user gives (no file of ours nests past ~10).
+#: Python's decoder recurses per level and would raise RecursionError (a traceback, or a session
+#: that ends) near 1,000 levels; a limit far below that keeps every reader one clear line.
+JSON_MAX_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def json_depth(text: str) -> int:
+    """Deepest bracket nesting of a JSON text, brackets inside strings not counted."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKETS.findall(_JSON_STRING.sub('""', text)):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large (not finite)")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 308:   # would overflow every float it is later turned into
+        raise ValueError(f"the number {text[:40]}... is too large")
+    return int(text)
+
+
+def loads_json(text: str | bytes, what: str = "JSON", path: str | os.PathLike | None = None,
+               fix: str | None = None, max_depth: int = JSON_MAX_DEPTH,
+               error: type[InputError] = InputError, finite: bool = True) -> Any:
+    """Parse JSON a user gave (a file or a session line): the one reader for every such text.
+
+    Strict where Python's ``json`` is lax: ``NaN``/``Infinity`` tokens and numbers that overflow
+    to infinity (``1e400``) are refused, and nesting deeper than ``max_depth`` is refused before
+    the decoder recurses. Any problem is an :class:`InputError` (a ``ValueError``) naming
+    ``what`` and ``path``, so a caller shows one line or one error event and carries on
+    (``error``: the subclass to raise, e.g. ``ModelError`` for model files). ``finite=False``
+    keeps ``NaN``/``Infinity``/``1e400`` as floats for a caller that checks each field itself and
+    names it (clinical values: "patient P: Age is not a finite number").
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise error(f"{what} is not UTF-8 text", path, fix or "save it as UTF-8 JSON") from None
+    fix = fix or "write valid JSON"
+    deepest = json_depth(text) if text.count("[") + text.count("{") > max_depth else 0
+    if deepest > max_depth:
+        raise error(f"{what} is nested {deepest} levels deep (at most {max_depth})", path, fix)
+    try:
+        if not finite:
+            return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                          parse_int=_bounded_int)
+    except RecursionError:   # the scan above should have caught it; a deep caller stack might not
+        raise error(f"{what} is nested too deeply", path, fix) from None
+    except ValueError as exc:
+        detail = " ".join(str(exc).split())[:120]
+        raise error(f"{what} is not valid JSON ({detail})", path, fix) from None
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file", fix: str | None = None,
+              max_depth: int = JSON_MAX_DEPTH, error: type[InputError] = InputError) -> Any:
+    """:func:`loads_json` of a file (UTF-8, a BOM allowed); an unreadable file is one line too."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise os_error(exc, path, doing=f"read the {what}") from None
+    return loads_json(raw, what, path, fix, max_depth, error)

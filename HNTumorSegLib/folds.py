@@ -176,6 +176,10 @@ def _normalise_present(present: Any) -> list[FoldId]:
     return list(dict.fromkeys(out))
 
 
+#: What :func:`parse_folds` reads (the module docstring's table), for signatures that pass it on.
+FoldsLike = Union[Folds, str, int, list[FoldId], tuple[FoldId, ...], None]
+
+
 def parse_folds(value: Any) -> Folds:
     """Text, an int, a list or a :class:`Folds` -> :class:`Folds` (module docstring lists the forms).
 
@@ -211,4 +215,4 @@ def parse_folds(value: Any) -> Folds:
     return Folds(_LIST, tuple(folds))
 
 
-__all__ = ["Folds", "FoldId", "FOLD_ALL", "ACCEPTED_FORMS", "parse_folds"]
+__all__ = ["Folds", "FoldId", "FoldsLike", "FOLD_ALL", "ACCEPTED_FORMS", "parse_folds"]

@@ -12,10 +12,16 @@ Slicer and ``boxes.json`` speak **RAS**: :func:`lps_to_ras` / :func:`ras_to_lps`
 (they flip the sign of x and y).
 
 Example:
-    >>> img = read_image("case/preRT/1_preRT_T2.nii.gz")
-    >>> mask = read_image("case/preRT/1_preRT_mask.nii.gz", label=True)
+    >>> from HNTumorSegLib.phantoms import write_hntsmrg_cohort
+    >>> write_hntsmrg_cohort("case", 1, shape=(8, 24, 24))    # a tiny phantom case
+    ['1']
+    >>> img = read_image("case/1/midRT/1_midRT_T2.nii.gz")
+    >>> mask = read_image("case/1/preRT/1_preRT_mask.nii.gz", label=True)
     >>> on_grid = resample_to(mask, img, label=True)   # nearest neighbour, in physical space
     >>> write_image(on_grid, "out/mask_on_t2.nii.gz")
+    PosixPath('out/mask_on_t2.nii.gz')
+    >>> on_grid.array.shape == img.array.shape, on_grid.spacing == img.spacing
+    (True, True)
 """
 
 from __future__ import annotations
@@ -42,6 +48,24 @@ def lps_to_ras(points: np.ndarray) -> np.ndarray:
 
 
 ras_to_lps = lps_to_ras
+
+
+def box_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The 8 corners (8, 3) of the axis-aligned box ``lo..hi`` (any one space)."""
+    return np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])],
+                    dtype=float)
+
+
+def index_box_to_ras(image: Image, lo_ijk, hi_ijk) -> tuple[np.ndarray, np.ndarray]:
+    """RAS min and max of the voxels ``lo_ijk..hi_ijk`` (inclusive, i j k order), edges included.
+
+    Here (ground) and not with the lesion boxes in :mod:`~HNTumorSegLib.prompts.boxes`: export's
+    statistics CSV needs it too, and export sits below prompts (docs/design.md, inner map).
+    """
+    lo = np.asarray(lo_ijk, dtype=float) - 0.5
+    hi = np.asarray(hi_ijk, dtype=float) + 0.5
+    ras = lps_to_ras(image.index_to_physical(box_corners(lo, hi)))
+    return ras.min(axis=0), ras.max(axis=0)
 
 
 @dataclass

@@ -11,6 +11,9 @@ silently wrong:
   different places for one image; ITK picks one silently and the tools downstream may pick the
   other. Choice of tolerance: 1e-3 mm per voxel step for the 3x3 part and 0.01 mm for the
   offset - far above float32 rounding of a header, far below any real registration;
+* a field that places voxels not finite (``qoffset_x`` ... when ``qform_code`` > 0, ``srow_*``
+  when ``sform_code`` > 0), or a quaternion ``b, c, d`` that is no rotation (issue 22: ITK reads a
+  NaN ``qoffset_x`` as 0, a silent shift): checked on the raw header bytes, before SimpleITK;
 * non-finite spacing or origin from any reader.
 
 Warned about (a line in the progress stream and in the result's ``warnings``), since a run is
@@ -18,8 +21,11 @@ still possible but the user should look: an image that is constant (no contrast 
 with values beyond +-1e30 (an overflowed export), and a complex image (its magnitude is used).
 
 Example:
-    >>> check_nifti_header(Path("t2.nii.gz"), "T2 image")    # InputError on a zero pixdim
-    >>> content_warnings(image, "T2 image")
+    >>> import SimpleITK as sitk
+    >>> sitk.WriteImage(sitk.Image(4, 4, 4, sitk.sitkInt16), "t2.nii.gz")
+    >>> check_nifti_header(Path("t2.nii.gz"), "T2 image")    # a sound header: nothing; a zero pixdim: InputError
+    >>> from HNTumorSegLib.image import Image
+    >>> content_warnings(Image(np.zeros((4, 4, 4), np.int16)), "T2 image")
     ['T2 image is constant (every voxel 0): there is nothing to segment']
 """
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import struct
 import zlib
 from pathlib import Path
 
@@ -60,48 +67,91 @@ def _quaternion_matrix(b: float, c: float, d: float) -> np.ndarray:
                      [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b]])
 
 
-def check_nifti_header(path: Path, what: str) -> None:
-    """InputError for the NIfTI header problems of the module docstring (NIfTI-1 and -2)."""
-    data = _read_header(path)
+#: Where the fields that place voxels lie: NIfTI-1 (348-byte header, float32) and NIfTI-2 (540, float64).
+#: name -> (offset, struct code of one value, count).
+_LAYOUT = {
+    348: {"dim": (40, "h", 8), "pixdim": (76, "f", 8), "qform_code": (252, "h", 1), "sform_code": (254, "h", 1),
+          "quatern_b": (256, "f", 1), "quatern_c": (260, "f", 1), "quatern_d": (264, "f", 1),
+          "qoffset_x": (268, "f", 1), "qoffset_y": (272, "f", 1), "qoffset_z": (276, "f", 1),
+          "srow_x": (280, "f", 4), "srow_y": (296, "f", 4), "srow_z": (312, "f", 4)},
+    540: {"dim": (16, "q", 8), "pixdim": (104, "d", 8), "qform_code": (344, "i", 1), "sform_code": (348, "i", 1),
+          "quatern_b": (352, "d", 1), "quatern_c": (360, "d", 1), "quatern_d": (368, "d", 1),
+          "qoffset_x": (376, "d", 1), "qoffset_y": (384, "d", 1), "qoffset_z": (392, "d", 1),
+          "srow_x": (400, "d", 4), "srow_y": (432, "d", 4), "srow_z": (464, "d", 4)},
+}
+#: How far ``quatern_b^2 + c^2 + d^2`` may pass 1 (float32 rounding of a unit quaternion) before
+#: the quaternion counts as inconsistent: readers then normalise it silently, each its own way.
+QUATERNION_TOL = 1e-3
+
+
+def nifti_header_fields(data: bytes) -> dict | None:
+    """The fields that place voxels, parsed from raw header bytes with :mod:`struct` (both
+    endians, NIfTI-1 and -2); None when ``data`` is no complete NIfTI header.
+
+    Why raw bytes: SimpleITK (and nibabel) turn a NaN offset into 0 or a 0 voxel size into 1 mm
+    without a word (issue 22: a silent 43 mm shift), so the header must be read before them.
+    """
     for endian in ("<", ">"):
-        size = int(np.frombuffer(data[:4], f"{endian}i4")[0]) if len(data) >= 4 else 0
-        if size in (348, 540):
+        size = struct.unpack(f"{endian}i", data[:4])[0] if len(data) >= 4 else 0
+        if size in _LAYOUT:
             break
     else:
-        return
+        return None
     if len(data) < size:
+        return None
+    fields: dict = {}
+    for name, (offset, code, count) in _LAYOUT[size].items():
+        values = struct.unpack_from(f"{endian}{count}{code}", data, offset)
+        fields[name] = values[0] if count == 1 else list(values)
+    return fields
+
+
+def check_nifti_header(path: Path, what: str) -> None:
+    """InputError naming the field for the NIfTI header problems of the module docstring.
+
+    Checked are the fields a reader uses to place voxels: ``pixdim[1..3]`` always;
+    ``quatern_b/c/d``, ``qoffset_x/y/z`` and ``pixdim[0]`` (qfac) when ``qform_code`` > 0;
+    ``srow_x/y/z`` when ``sform_code`` > 0. A field whose code is 0 is not used by any reader.
+    """
+    h = nifti_header_fields(_read_header(path))
+    if h is None:
         return
-    if size == 348:
-        f, i16 = f"{endian}f4", f"{endian}i2"
-        dims = np.frombuffer(data[40:56], i16).astype(int)
-        pixdim = np.frombuffer(data[76:108], f).astype(float)
-        qcode, scode = (int(x) for x in np.frombuffer(data[252:256], i16))
-        quat = np.frombuffer(data[256:280], f).astype(float)
-        srow = np.frombuffer(data[280:328], f).astype(float).reshape(3, 4)
-    else:
-        f, i32 = f"{endian}f8", f"{endian}i4"
-        dims = np.frombuffer(data[16:80], f"{endian}i8").astype(int)
-        pixdim = np.frombuffer(data[104:168], f).astype(float)
-        qcode, scode = (int(x) for x in np.frombuffer(data[344:352], i32))
-        quat = np.frombuffer(data[352:400], f).astype(float)
-        srow = np.frombuffer(data[400:496], f).astype(float).reshape(3, 4)
-    ndim = min(max(int(dims[0]), 1), 3)
+
+    def bad(field: str, problem: str, fix: str = _FIX) -> InputError:
+        return InputError(f"{what}: header field {field} {problem}", path, fix)
+
+    pixdim = h["pixdim"]
+    ndim = min(max(int(h["dim"][0]), 1), 3)
     for axis in range(1, ndim + 1):
         value = pixdim[axis]
         if not math.isfinite(value):
-            raise InputError(f"{what}: header field pixdim[{axis}] (voxel size) is not a finite number", path, _FIX)
+            raise bad(f"pixdim[{axis}] (voxel size)", f"is not a finite number ({value})")
         if value == 0:
-            raise InputError(f"{what}: header field pixdim[{axis}] (voxel size) is 0", path, _FIX)
+            raise bad(f"pixdim[{axis}] (voxel size)", "is 0")
         if value < 0:
-            raise InputError(f"{what}: header field pixdim[{axis}] (voxel size) is negative ({value:g})", path, _FIX)
+            raise bad(f"pixdim[{axis}] (voxel size)", f"is negative ({value:g})")
+    qcode, scode = h["qform_code"], h["sform_code"]
+    quat = np.array([h[k] for k in ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")])
+    if qcode > 0:
+        for name in ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z"):
+            if not math.isfinite(h[name]):
+                raise bad(f"{name} (qform)", f"is not a finite number ({h[name]}): the image has no place in space")
+        if not math.isfinite(pixdim[0]):
+            raise bad("pixdim[0] (qfac, qform)", f"is not a finite number ({pixdim[0]})")
+        norm2 = float(np.sum(quat[:3] ** 2))
+        if norm2 > 1.0 + QUATERNION_TOL:
+            raise bad("quatern_b/c/d (qform)", f"is no rotation (b^2+c^2+d^2 = {norm2:.4g} > 1)")
+    srow = np.array([h["srow_x"], h["srow_y"], h["srow_z"]], dtype=float)
     if scode > 0:
-        if not np.isfinite(srow).all():
-            raise InputError(f"{what}: header field srow (sform) holds a non-finite number", path, _FIX)
+        for row, name in zip(srow, ("srow_x", "srow_y", "srow_z")):
+            for i, value in enumerate(row):
+                if not math.isfinite(value):
+                    raise bad(f"{name}[{i}] (sform)", f"is not a finite number ({value}): the image has no place in space")
         if abs(np.linalg.det(srow[:, :3])) < 1e-12:
-            raise InputError(f"{what}: header field srow (sform) is singular: its axes do not span space", path, _FIX)
-    if qcode > 0 and scode > 0 and np.isfinite(quat).all():
+            raise bad("srow (sform)", "is singular: its axes do not span space")
+    if qcode > 0 and scode > 0:
         qfac = -1.0 if pixdim[0] < 0 else 1.0
-        spacing = np.abs(pixdim[1:4]) * np.array([1.0, 1.0, qfac])
+        spacing = np.abs(np.array(pixdim[1:4], float)) * np.array([1.0, 1.0, qfac])
         q_linear = _quaternion_matrix(*quat[:3]) @ np.diag(spacing)
         lin_tol, off_tol = QFORM_SFORM_TOL_MM
         lin = float(np.abs(q_linear - srow[:, :3]).max())

@@ -10,6 +10,9 @@ matplotlib's Agg canvas is used directly (no pyplot, no display, no global state
 written to a temporary file then renamed.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> case = make_midrt_case(seed=0, shape=(8, 32, 32))     # the registered pre-RT mask as "prediction"
+    >>> t2, prediction, reference = case["midRT_T2"], case["preRT_mask_registered"], case["midRT_mask"]
     >>> render_overlay(t2, prediction, reference, "demo/overlay.png", title="demo-midrt, phantom 0")
     PosixPath('demo/overlay.png')
 """

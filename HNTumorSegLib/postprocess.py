@@ -14,8 +14,14 @@
 * :func:`clean_up` applies a model card's ``"postprocess"`` block.
 
 Example:
+    >>> p = np.zeros((2, 4, 6, 6)); p[0, 1:3, 1:4, 1:4] = 0.9       # GTVp map: 18 voxels
+    >>> p[1, 1:3, 3:5, 3:5] = 0.8; p[1, 0, 0, 0] = 0.7               # GTVn map: 8 voxels and a stray one
     >>> labels = fuse_binary_probabilities(p[0], p[1], threshold=0.5)
-    >>> labels = remove_small_components(labels, (1.0, 1.0, 1.0), {1: 0.1, 2: 0.05})
+    >>> np.bincount(labels.ravel()).tolist()                          # 2 contested voxels go to GTVp (0.9)
+    [119, 18, 7]
+    >>> labels = remove_small_components(labels, (1.0, 1.0, 1.0), {1: 0.001, 2: 0.005})
+    >>> np.bincount(labels.ravel()).tolist()                          # the stray 1-voxel GTVn is gone
+    [120, 18, 6]
 """
 
 from __future__ import annotations

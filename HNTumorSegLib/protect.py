@@ -22,6 +22,8 @@ share would otherwise hang the check.
 Example:
     >>> check_outputs({"--json": "scores.json"}, {"the reference": "ref/1.nii.gz"})
     >>> check_outputs({"--out": "data/"}, {}, {"the data folder": "data"})   # InputError, exit 2
+    Traceback (most recent call last):
+    HNTumorSegLib.errors.InputError: data/: --out is the same file as the data folder - choose another ...
 """
 
 from __future__ import annotations
@@ -73,8 +75,33 @@ def check_regular_input(path: PathLike, what: str = "input", folder_ok: bool = T
     if kind is None and stat.S_ISDIR(st.st_mode) and not folder_ok:
         kind = "a folder"
     if kind is not None:
-        raise InputError(f"the {what} is {kind}, not a regular file", path,
+        raise InputError(f"{the(what)} is {kind}, not a regular file", path,
                          "give the file itself (copy it out of the pipe or device first)")
+
+
+def the(what: str) -> str:
+    """``what`` with one leading "the" ("input T2" and "the input T2" both give "the input T2"; a
+    flag such as ``--out`` stays bare)."""
+    return what if what.lower().startswith("the ") or what.startswith("-") else f"the {what}"
+
+
+def check_path_kind(path: PathLike, what: str, want: str = "file", fix: str = "check the path") -> None:
+    """InputError unless ``path`` exists and is a ``want`` ("file", "folder" or "file or folder").
+
+    Says what the path really is (issue 22): a FIFO, device or socket is named so, never reported
+    as "does not exist" or "is not a folder"; a folder where a file is wanted, and the reverse.
+    """
+    st = stat_with_timeout(path)
+    if st is None:
+        raise InputError(f"{the(what)} does not exist", path, fix)
+    mode = stat.S_IFMT(st.st_mode)
+    if mode in _KINDS:
+        raise InputError(f"{the(what)} is {_KINDS[mode]}, not {'a folder' if want == 'folder' else 'a regular file'}",
+                         path, f"give the {want} itself")
+    if want == "folder" and not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{the(what)} is a file, not a folder", path, "give the folder")
+    if want == "file" and stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{the(what)} is a folder, not a file", path, "give the file")
 
 
 def _identity(path: PathLike) -> tuple[int, int] | None:
@@ -176,29 +203,19 @@ def request_paths(request) -> tuple[dict[str, str], dict[str, str], dict[str, st
     if request.boxes_path:
         inputs["the boxes (--boxes)"] = request.boxes_path
     trees = {}
-    model = model_folder(request.model)
+    model = request.model_folder()   # the request resolves its model id: models sit above protect
     if model is not None:
         trees["the model folder"] = str(model)
     return outputs, inputs, trees
 
 
-def model_folder(model: str | None) -> Path | None:
-    """The folder (or file) a model argument names: a path, or an installed/bundled catalogue id."""
-    if not model:
-        return None
-    if os.path.exists(model):
-        return Path(model)
-    try:
-        from .models.catalogue import installed_path
+def check_request(request, extra_inputs: Mapping[str, PathLike] | None = None) -> None:
+    """Every input readable as a regular file, no output on a protected path (one line, exit 2).
 
-        return installed_path(model)
-    except Exception:  # unknown or not installed: the loader reports it, with its own message
-        return None
-
-
-def check_request(request) -> None:
-    """Every input readable as a regular file, no output on a protected path (one line, exit 2)."""
+    ``extra_inputs``: name -> path of what the run reads beyond the request's own fields (a
+    refinement's base label map, issue 22): protected from every output the same way."""
     outputs, inputs, trees = request_paths(request)
+    inputs.update({k: str(v) for k, v in (extra_inputs or {}).items() if v})
     check_inputs_regular(inputs)
     check_outputs(outputs, inputs, trees=trees)
 

@@ -2,7 +2,8 @@
 
 docs/design.md "Worker protocol": the parent writes ``request.json``; the child prints
 ``{"event": "progress", ...}``, ``{"event": "result", ...}`` or ``{"event": "error", ...}``
-lines on stdout. This module is the single definition of those lines, used by the worker
+lines on stdout. This module is the single definition of those lines (their error kinds are
+:class:`~HNTumorSegLib.vocab.ErrorKind`), used by the worker
 (:mod:`HNTumorSegLib.worker`), its client (:mod:`HNTumorSegLib.runner`), the command line
 and the Slicer module. It imports nothing heavy.
 
@@ -21,13 +22,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
-#: Error kinds the worker itself reports (docs/design.md / issue 5; ``environment``: full disk, I/O error - issue 11).
-WORKER_ERROR_KINDS = ("bad_input", "model", "out_of_memory", "device", "internal", "environment")
-#: Kinds the client adds when the worker could not report for itself.
-CLIENT_ERROR_KINDS = ("crashed", "cancelled", "timeout")
-ERROR_KINDS = WORKER_ERROR_KINDS + CLIENT_ERROR_KINDS
-#: Kinds a user can fix by changing the inputs, the model or the device (exit code 2 on the command line).
-USER_ERROR_KINDS = ("bad_input", "model", "device")
+from .vocab import ErrorKind, did_you_mean
+
+#: The error kinds an ``error`` event may carry: :class:`~HNTumorSegLib.vocab.ErrorKind`, which is
+#: built from the exception classes of :mod:`HNTumorSegLib.errors` (the only place the words are written).
+ERROR_KINDS: tuple[str, ...] = ErrorKind.values()
+#: Kinds a user can fix by changing the inputs, the model, the device or the DICOM node (exit code 2).
+USER_ERROR_KINDS: tuple[str, ...] = tuple(k.value for k in ErrorKind if k.user_fixable)
 
 
 class ProtocolError(ValueError):
@@ -80,11 +81,12 @@ class ErrorEvent:
 
     def __post_init__(self) -> None:
         if self.kind not in ERROR_KINDS:
-            raise ProtocolError(f"unknown error kind {self.kind!r} (expected one of {', '.join(ERROR_KINDS)})")
+            raise ProtocolError(f"unknown error kind {self.kind!r}{did_you_mean(self.kind, ERROR_KINDS)} "
+                                f"(expected one of {', '.join(ERROR_KINDS)})")
 
     @property
     def user_fixable(self) -> bool:
-        return self.kind in USER_ERROR_KINDS
+        return ErrorKind(self.kind).user_fixable
 
     def to_json(self) -> str:
         return _dumps(self)

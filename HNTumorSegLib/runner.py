@@ -6,17 +6,17 @@ derives there (Slicer writes its volumes there). The temp folder is removed in e
 success, error, cancel, timeout, crash - and, as a last resort, when the object is garbage
 collected or the interpreter exits.
 
-Design choices:
-- The child runs in its own session / process group (``start_new_session``; on Windows
-  ``CREATE_NEW_PROCESS_GROUP``), so :meth:`WorkerRun.cancel` can end the whole tree - the
-  worker and anything it started - with SIGTERM to the group, then SIGKILL after a grace
-  period (1 s by default: the whole cancel takes < 2 s). psutil finds descendants that
-  left the group. No ``preexec_fn`` (not fork-safe in a threaded parent such as Slicer).
-- Each pipe is read by a daemon thread into a queue, so :meth:`poll` never blocks: a GUI
-  timer calls it every 100-200 ms.
+Design choices (the process handling itself is :mod:`HNTumorSegLib.childproc`'s, shared by
+every child this package starts):
+- The child runs in its own process group, so :meth:`WorkerRun.cancel` ends the whole tree -
+  the worker and anything it started - with SIGTERM, then SIGKILL after a grace period (1 s by
+  default: the whole cancel takes < 2 s).
+- The pipes are read by threads (:class:`~HNTumorSegLib.childproc.Child`), so :meth:`poll`
+  never blocks: a GUI timer calls it every 100-200 ms.
 - Every run ends with exactly one final event: the worker's ``result`` / ``error``, or one
   the client makes: ``crashed`` (the worker died without saying why: killed, segfault; the
   message carries its last stderr lines), ``cancelled`` or ``timeout``.
+- The worker stops within 1 s when this process dies (:func:`HNTumorSegLib.childproc.watch_parent`).
 
 Example:
     >>> run = WorkerRun(python="/path/to/PythonSlicer", timeout_s=3600)   # doctest: +SKIP
@@ -34,37 +34,23 @@ from __future__ import annotations
 import collections
 import json
 import os
-import queue
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 if TYPE_CHECKING:
     from .pipeline.request import SegmentRequest
 
-from .protocol import ErrorEvent, Event, ProtocolError, ResultEvent, RunHandle, parse_event
+from .childproc import PACKAGE_ROOT, Child, child_env, default_python, signal_name, start
+from .protocol import ErrorEvent, Event, ResultEvent, RunHandle
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-_IS_WINDOWS = os.name == "nt"
-
-
-def default_python() -> str:
-    """The Python to run the worker with: ``PythonSlicer`` beside Slicer's executable when this
-    runs inside Slicer (its ``sys.executable`` is the Slicer application), else ``sys.executable``."""
-    exe = Path(sys.executable)
-    if not exe.name.lower().startswith("python"):
-        for cand in (exe.parent / "PythonSlicer", exe.parent / "PythonSlicer.exe",
-                     exe.parent.parent / "bin" / "PythonSlicer", exe.parent.parent / "bin" / "PythonSlicer.exe"):
-            if cand.exists():
-                return str(cand)
-    return sys.executable
+# PACKAGE_ROOT, child_env and default_python live in childproc; named here for callers that know them from here.
+__all__ = ["WorkerRun", "request_to_dict", "log_dir", "save_worker_log", "PACKAGE_ROOT", "child_env",
+           "default_python"]
 
 
 def request_to_dict(request: "SegmentRequest") -> dict:
@@ -109,89 +95,15 @@ def save_worker_log(lines) -> Path | None:
     return None
 
 
-def _signal_name(code: int) -> str:
-    try:
-        return signal.Signals(-code).name
-    except (ValueError, AttributeError):
-        return f"signal {-code}"
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)  # the worker leads its own group (start_new_session)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill_tree(proc: subprocess.Popen, grace_s: float) -> None:
-    """SIGTERM the worker's process group (and descendants that left it), wait ``grace_s``,
-    then SIGKILL whatever is left. The worker itself is reaped by ``proc.wait`` (not psutil),
-    so its exit status stays readable."""
-    import psutil  # runtime dependency (requirements.txt); imported here so `import runner` stays light
-
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    if _IS_WINDOWS:
-        proc.terminate()
-    else:
-        _signal_group(proc.pid, signal.SIGTERM)
-    for p in descendants:  # also those that started their own session
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    t_end = time.monotonic() + grace_s
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
-    _gone, alive = psutil.wait_procs(descendants, timeout=max(0.0, t_end - time.monotonic()))
-    if not _IS_WINDOWS:
-        _signal_group(proc.pid, signal.SIGKILL)
-    if proc.poll() is None:
-        proc.kill()
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=0.5)
-
-
-def _pump(stream, tag: str, q: "queue.Queue[tuple[str, str | None]]") -> None:
-    try:
-        for raw in iter(stream.readline, b""):
-            q.put((tag, raw.decode("utf-8", "replace").rstrip("\r\n")))
-    except (OSError, ValueError):  # pipe closed under us during cancel
-        pass
-    finally:
-        q.put((tag, None))
-
-
-def _last_resort(temp_dir: str, proc_holder: list) -> None:
+def _last_resort(temp_dir: str, child_holder: list) -> None:
     # weakref.finalize callback: must not reference the WorkerRun object.
-    proc = proc_holder[0] if proc_holder else None
-    if proc is not None and proc.poll() is None:
+    child = child_holder[0] if child_holder else None
+    if child is not None and child.alive:
         try:
-            _kill_tree(proc, grace_s=0.5)
+            child.kill_tree(grace_s=0.5)
         except Exception:  # interpreter shutting down: best effort only
             pass
     shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def child_env(extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a worker or session child: unbuffered UTF-8, our pid (the child stops
-    when we die, ``worker._watch_parent``) and this very package on its path."""
-    env = dict(os.environ)
-    env.update(extra_env or {})
-    env["PYTHONUNBUFFERED"] = "1"
-    env["HNTUMORSEG_PARENT_PID"] = str(os.getpid())  # the worker stops if we die (worker._watch_parent)
-    env["PYTHONIOENCODING"] = "utf-8"
-    # The child must import this very package, wherever the parent found it.
-    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    return env
 
 
 class WorkerRun(RunHandle):
@@ -221,19 +133,17 @@ class WorkerRun(RunHandle):
         self.state = "created"  # running, succeeded, failed, cancelled, timeout, crashed
         self.returncode: int | None = None
         self.log_path: Path | None = None   # the worker's stderr, kept after an internal error or a crash
-        self.proc: subprocess.Popen | None = None
-        self._proc_holder: list = []
-        self._q: queue.Queue = queue.Queue()
-        self._eof: set[str] = set()
-        self._threads: list[threading.Thread] = []
-        self._t_start = 0.0
+        self.child: Child | None = None
+        self._child_holder: list = []
         self._ending: str | None = None  # why we killed it: cancelled / timeout
-        self._finalizer = weakref.finalize(self, _last_resort, str(self.temp_dir), self._proc_holder)
+        self._finalizer = weakref.finalize(self, _last_resort, str(self.temp_dir), self._child_holder)
+
+    @property
+    def proc(self):
+        """The worker's ``subprocess.Popen`` (None before :meth:`start`)."""
+        return self.child.proc if self.child is not None else None
 
     # -- life cycle ---------------------------------------------------------------------------
-    def _env(self) -> dict[str, str]:
-        return child_env(self.extra_env)
-
     def start(self, request: "SegmentRequest") -> "WorkerRun":
         """Write ``request.json`` into the temp folder and start the worker."""
         if self.state != "created":
@@ -242,18 +152,8 @@ class WorkerRun(RunHandle):
         req_path.write_text(json.dumps(request_to_dict(request), indent=1))
         argv = ([a.replace("{request}", str(req_path)) for a in self.argv] if self.argv
                 else [self.python, "-m", "HNTumorSegLib.worker", str(req_path)])
-        kwargs: dict[str, Any] = {}
-        if _IS_WINDOWS:
-            # own group (so Ctrl-C in a console does not reach it) and no console window popping up
-            kwargs["creationflags"] = (subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
-                                       | subprocess.CREATE_NO_WINDOW)  # type: ignore[attr-defined]
-        else:
-            kwargs["start_new_session"] = True  # setsid() in the child, done by subprocess's C code
-        # cwd is inherited: relative paths in the request mean what they meant to the caller.
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, cwd=None, env=self._env(),
-                                         close_fds=True, **kwargs)
+            self.child = start(argv, env=self.extra_env, name="worker", stderr_tail=self.stderr_tail)
         except OSError as exc:
             self._cleanup_temp()
             self.state = "crashed"
@@ -261,90 +161,59 @@ class WorkerRun(RunHandle):
                                                "check the Python interpreter path")
             self.events.append(self.final)
             return self
-        self._proc_holder.append(self.proc)
-        self._t_start = time.monotonic()
+        self.stray_stdout = self.child.stray_stdout
+        self._child_holder.append(self.child)
         self.state = "running"
-        for stream, tag in ((self.proc.stdout, "out"), (self.proc.stderr, "err")):
-            t = threading.Thread(target=_pump, args=(stream, tag, self._q), daemon=True,
-                                 name=f"hntumorseg-worker-{tag}-{self.proc.pid}")
-            t.start()
-            self._threads.append(t)
         return self
 
     # -- reading ------------------------------------------------------------------------------
-    def _handle(self, tag: str, line: str | None, out: list[Event]) -> None:
-        if line is None:
-            self._eof.add(tag)
-            return
-        if tag == "err":
-            self.stderr_tail.append(line)
-            return
-        if not line.strip():
-            return
-        try:
-            ev = parse_event(line)
-        except ProtocolError:
-            self.stray_stdout.append(line)  # a library printed on stdout: keep, do not fail
-            return
-        if isinstance(ev, (ResultEvent, ErrorEvent)):
-            if self.final is not None:
-                return
-            self.final = ev
-        out.append(ev)
+    def _take(self, lines: list[str], out: list[Event]) -> None:
+        assert self.child is not None
+        for line in lines:
+            ev = self.child.parse(line)   # a library that printed on stdout: kept apart, not a failure
+            if ev is None:
+                continue
+            if isinstance(ev, (ResultEvent, ErrorEvent)):
+                if self.final is not None:
+                    continue
+                self.final = ev
+            out.append(ev)
 
     def poll(self) -> list[Event]:
         """New events since the last call; never blocks. Ends the run when the worker has exited."""
         out: list[Event] = []
-        if self.state != "running":
+        if self.state != "running" or self.child is None:
             return out
-        while True:
-            try:
-                tag, line = self._q.get_nowait()
-            except queue.Empty:
-                break
-            self._handle(tag, line, out)
-        if self.timeout_s is not None and time.monotonic() - self._t_start > self.timeout_s:
+        self._take(self.child.read(), out)
+        if self.child.overdue(self.timeout_s):
             self._kill("timeout")
             out.extend(self._drain_after_kill())
-        elif self.proc is not None and self.proc.poll() is not None:
+        elif not self.child.alive:
             out.extend(self._drain_after_kill(wait_eof_s=2.0))
         self.events.extend(out)
         return out
 
     # -- ending -------------------------------------------------------------------------------
     def _kill(self, why: str) -> None:
-        if self.proc is None or self._ending:
+        if self.child is None or self._ending:
             return
         self._ending = why
-        _kill_tree(self.proc, grace_s=self.grace_s)
+        self.child.kill_tree(grace_s=self.grace_s)
 
     def _drain_after_kill(self, wait_eof_s: float = 1.0) -> list[Event]:
         """The process has exited (or was killed): read what is left, decide the ending, clean up."""
         out: list[Event] = []
-        assert self.proc is not None
-        try:
-            self.returncode = self.proc.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:  # should not happen after SIGKILL; do not hang a GUI
-            _kill_tree(self.proc, grace_s=0.2)
-            self.returncode = self.proc.wait(timeout=2.0)
-        if not self._ending and not _IS_WINDOWS:
+        child = self.child
+        assert child is not None
+        self.returncode = child.wait(timeout=2.0)
+        if self.returncode is None:  # should not happen after SIGKILL; do not hang a GUI
+            child.kill_tree(grace_s=0.2)
+            self.returncode = child.wait(timeout=2.0)
+        if not self._ending:
             # A grandchild still holding the pipes would keep us from seeing EOF: end the group.
-            _signal_group(self.proc.pid, signal.SIGKILL)
-        t_end = time.monotonic() + wait_eof_s
-        while len(self._eof) < 2 and time.monotonic() < t_end:
-            try:
-                tag, line = self._q.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            self._handle(tag, line, out)
-        for t in self._threads:
-            t.join(timeout=0.5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            try:
-                if stream:
-                    stream.close()
-            except OSError:
-                pass
+            child.signal_group(signal.SIGKILL)
+        self._take(child.read_to_eof(wait_eof_s), out)
+        child.close_streams()
         self._finish(out)
         return out
 
@@ -368,7 +237,7 @@ class WorkerRun(RunHandle):
         else:
             self.state = "crashed"
             rc = self.returncode if self.returncode is not None else 0
-            how = (f"was killed by {_signal_name(rc)}" if rc < 0 else f"exited with code {rc}")
+            how = (f"was killed by {signal_name(rc)}" if rc < 0 else f"exited with code {rc}")
             last = " | ".join(line.strip() for line in list(self.stderr_tail)[-5:] if line.strip())
             msg = (f"the segmentation worker stopped unexpectedly: it {how} before finishing "
                    f"(out of memory or a crash in a library are the usual causes) - try again, or use "
@@ -401,4 +270,3 @@ class WorkerRun(RunHandle):
             return
         self._kill("cancelled")
         self.events.extend(self._drain_after_kill(wait_eof_s=0.5))
-

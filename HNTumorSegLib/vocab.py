@@ -22,9 +22,9 @@ from __future__ import annotations
 import difflib
 import re
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from .errors import InputError
+from .errors import InputError, error_class, error_kinds, exit_code_for
 
 try:  # Python >= 3.11
     from enum import StrEnum as _StrEnumBase
@@ -36,17 +36,34 @@ except ImportError:  # pragma: no cover - Python 3.10 (older Slicer builds)
 E = TypeVar("E", bound="VocabEnum")
 
 # The word each vocabulary is called in messages (a class attribute would become an enum member).
-_WHAT = {"ProgressMode": "progress mode", "OutputKind": "output kind", "NetworkOutput": "model output"}
+_WHAT = {"ProgressMode": "progress mode", "OutputKind": "output kind", "NetworkOutput": "model output",
+         "FoldAverage": "fold average", "RegionTiling": "region tiling", "AccumulateOn": "accumulate_on",
+         "ModelKind": "model kind", "HoleStyle": "hole style", "InputRole": "input role",
+         "DerivedChannel": "derived channel", "CaseFileKind": "file kind", "LicenceTerms": "licence terms",
+         "PetUnit": "PET unit", "HpvLoss": "HPV loss", "ExportFormat": "export format",
+         "AllowMissing": "--allow-missing mode"}
+
+
+#: THE alias table: other spellings a vocabulary reads (lower case) -> its value. Aliases are read,
+#: never written; one table for every vocabulary, so a spelling cannot mean two things.
+ALIASES: dict[str, dict[str, str]] = {
+    # nnU-Net dataset.json channel names and the Slicer panel's node fields name images these ways too
+    "InputRole": {"t2w": "T2", "mri": "T2"},
+    # derived channels in nnU-Net channel names (models.declaration): seed 003's gradient map
+    "DerivedChannel": {"gradient_map": "gradient", "grad": "gradient", "gradientmap": "gradient"},
+}
 
 
 def did_you_mean(text: str, choices: list[str] | tuple[str, ...]) -> str:
     """`` (did you mean midrt?)`` when ``text`` is close to one of ``choices``, else ``""``."""
-    close = difflib.get_close_matches(str(text).strip().lower(), [str(c) for c in choices], n=1, cutoff=0.5)
-    return f" (did you mean {close[0]}?)" if close else ""
+    by_lower = {str(c).lower(): str(c) for c in choices}   # case-blind: "pt" is close to "PET"
+    close = difflib.get_close_matches(str(text).strip().lower(), list(by_lower), n=1, cutoff=0.5)
+    return f" (did you mean {by_lower[close[0]]}?)" if close else ""
 
 
 class VocabEnum(_StrEnumBase):
-    """A StrEnum with :meth:`parse` (case-insensitive, "did you mean" on a typo)."""
+    """A StrEnum with :meth:`parse` (case-insensitive, the spellings of :data:`ALIASES`, "did you
+    mean" on a typo) and :meth:`lookup` (the same, ``None`` instead of an error)."""
 
     @classmethod
     def what(cls) -> str:
@@ -64,16 +81,26 @@ class VocabEnum(_StrEnumBase):
 
         ``what`` names the value in the message (e.g. ``"--task"`` or ``"model.json task"``).
         """
-        if isinstance(text, cls):
-            return text
+        found = cls.lookup(text)
+        if found is not None:
+            return found
         word = what or cls.what()
         key = str(text).strip().lower() if text is not None else ""
-        for member in cls:
-            if member.value == key:
-                return member
         choices = cls.values()
         raise InputError(f"unknown {word} {text!r}{did_you_mean(key, choices)}", None,
                          f"use one of {', '.join(choices)}")
+
+    @classmethod
+    def lookup(cls: type[E], text: Any) -> E | None:
+        """The member ``text`` names (any case, an alias of :data:`ALIASES`), or ``None``."""
+        if isinstance(text, cls):
+            return text
+        key = str(text).strip().lower() if text is not None else ""
+        key = ALIASES.get(cls.__name__, {}).get(key, key).lower()
+        for member in cls:
+            if member.value.lower() == key:
+                return member
+        return None
 
     @classmethod
     def parse_optional(cls: type[E], text: Any, what: str | None = None) -> E | None:
@@ -132,11 +159,110 @@ class Quality(VocabEnum):
 
 class NetworkOutput(VocabEnum):
     """How a model's output channels are read (``model.json`` ``output``): one softmax over the
-    labels, or two sigmoid maps (GTVp, GTVn) fused as in seed 002."""
+    labels, or two sigmoid maps (GTVp, GTVn) fused as in seed 002. This is the one spelling, also
+    inside the inference code (an ensemble member's ``output``): there is no short "sigmoid"."""
 
     SOFTMAX = "softmax"
     SIGMOID_REGIONS = "sigmoid_regions"
 
+
+
+class InputRole(VocabEnum):
+    """An image a user gives: ``--input ROLE=PATH``, a card's ``inputs[].name``, an nnU-Net
+    channel name, the Slicer panel's volume selector. Written in upper case (as model cards name
+    their channels); read in any case and in the spellings of :data:`ALIASES` (``t2w``, ``mri``)."""
+
+    T2 = "T2"
+    CT = "CT"
+    PET = "PET"
+
+    @property
+    def field(self) -> str:
+        """The Slicer panel parameter holding this image's node (``t2``, ``ct``, ``pet``)."""
+        return self.value.lower()
+
+
+class DerivedChannel(VocabEnum):
+    """A channel the pipeline makes from an input instead of reading it (``models.declaration``):
+    seed 003's gradient map of the T2 inside the boxes."""
+
+    GRADIENT = "gradient"
+
+
+class Uncertainty(VocabEnum):
+    """The per-voxel uncertainty map an ensemble can write (:mod:`HNTumorSegLib.inference.ensemble`):
+    the normalised predictive entropy, or the fraction of members that disagree with the label."""
+
+    ENTROPY = "entropy"
+    DISAGREEMENT = "disagreement"
+
+
+class FoldAverage(VocabEnum):
+    """How an ensemble combines one member's folds: in logit space tile by tile (nnU-Net's way),
+    or each fold as its own member averaged in probability space."""
+
+    LOGITS = "logits"
+    PROBABILITIES = "probabilities"
+
+
+class RegionTiling(VocabEnum):
+    """How tiles are laid over a region (box-restricted inference,
+    :class:`HNTumorSegLib.inference.tiled.TilingOptions`): new tiles centred on each box, the full
+    grid's tiles that touch it, or centred tiles shrunk to a small box."""
+
+    FIT = "fit"
+    GRID = "grid"
+    SHRINK = "shrink"
+
+
+class AccumulateOn(VocabEnum):
+    """Where the tile accumulators live: decided from free GPU memory, on the device, or on the CPU."""
+
+    AUTO = "auto"
+    DEVICE = "device"
+    CPU = "cpu"
+
+
+class ModelKind(VocabEnum):
+    """What a loaded model is (``LoadedModel.kind``), which decides how the pipeline runs it:
+    ``card`` = a model.json card with its own network, ``nnunet`` = an nnU-Net results folder,
+    ``segresnet`` = MONAI SegResNetDS checkpoints behind a card, ``ensemble`` = an ensemble card
+    that averages other models (:mod:`HNTumorSegLib.models.ensemble_card`)."""
+
+    CARD = "card"
+    NNUNET = "nnunet"
+    SEGRESNET = "segresnet"
+    ENSEMBLE = "ensemble"
+
+
+class _ErrorKindBase(VocabEnum):
+    """The methods of :data:`ErrorKind` (an enum with members cannot be subclassed, so they live here)."""
+
+    @property
+    def exception_class(self) -> type:
+        """The class in :mod:`HNTumorSegLib.errors` whose ``kind`` this is."""
+        return error_class(self.value)
+
+    @property
+    def user_fixable(self) -> bool:
+        """The user can fix it by changing the inputs, the model, the device or the node (exit code 2)."""
+        return issubclass(self.exception_class, InputError)
+
+    @property
+    def exit_code(self) -> int:
+        """The command line's exit code for this kind (2 user-fixable, else 1)."""
+        return exit_code_for(self.value)
+
+
+#: The ``kind`` of an ``error`` event (docs/design.md "Worker protocol"). Built from the exception
+#: classes of :mod:`HNTumorSegLib.errors` (each class's ``kind``), never listed by hand, so the
+#: protocol (:class:`HNTumorSegLib.protocol.ErrorEvent`) accepts exactly what the code can raise.
+#: (The functional Enum API: type checkers see the members' class, :class:`_ErrorKindBase`.)
+ErrorKind = cast("type[_ErrorKindBase]", _ErrorKindBase(  # type: ignore[call-arg]
+    "ErrorKind", [(kind.upper(), kind) for kind in error_kinds()], module=__name__, qualname="ErrorKind"))
+ErrorKind.__doc__ = ("The kind of an error event: one per exception class of HNTumorSegLib.errors "
+                     "(bad_input, model, device, send: the user can fix them; the others cannot).")
+_WHAT["ErrorKind"] = "error kind"
 
 
 _CUDA_INDEX = re.compile(r"^cuda:(\d+)$")
@@ -163,7 +289,9 @@ def parse_device(text: Any, what: str = "device") -> str:
 
 
 __all__ = ["VocabEnum", "Task", "MRI_TASKS", "Device", "ProgressMode", "OutputKind", "Quality", "NetworkOutput",
-           "HoleStyle", "Challenge", "parse_device", "did_you_mean"]
+           "Uncertainty", "FoldAverage", "RegionTiling", "AccumulateOn", "ModelKind", "ErrorKind", "InputRole", "DerivedChannel", "ALIASES", "Layout", "Timepoint",
+           "CaseFileKind", "Architecture", "LicenceTerms", "PetUnit", "Endpoint", "HpvLoss", "ExportFormat", "HoleStyle", "Challenge", "AllowMissing", "parse_device",
+           "did_you_mean"]
 
 
 class Challenge(VocabEnum):
@@ -173,8 +301,93 @@ class Challenge(VocabEnum):
     HECKTOR2025 = "hecktor2025"
 
 
+class Layout(VocabEnum):
+    """How a cohort is stored on disk (``batch --layout``, :mod:`HNTumorSegLib.datasets`):
+    the HNTS-MRG 2024 folders, the HECKTOR 2025 folders, a plain folder of ``<ID>_0000.nii.gz``
+    channel files, or one DICOM study folder per case (:mod:`HNTumorSegLib.dicom.studies`)."""
+
+    HNTSMRG = "hntsmrg"
+    HECKTOR = "hecktor"
+    FOLDER = "folder"
+    DICOM = "dicom"
+
+
 class HoleStyle(VocabEnum):
     """How RTSTRUCT writes a hole in a contour (:mod:`HNTumorSegLib.export.contours`)."""
 
     NESTED = "nested"  # outer and inner contours, read with the even-odd rule (default)
     KEYHOLE = "keyhole"  # one contour per island, the hole joined by a zero-width cut
+
+
+class Timepoint(VocabEnum):
+    """How the HNTS-MRG 2024 data name the MRI tasks in folder and file names (``evaluate --timepoint``)."""
+
+    PRERT = "preRT"
+    MIDRT = "midRT"
+
+
+class CaseFileKind(VocabEnum):
+    """What a file of a cohort is, read from its name (:mod:`HNTumorSegLib.caseids`)."""
+
+    LABEL = "label"
+    IMAGE = "image"
+    PRIOR = "prior"
+
+
+class Architecture(VocabEnum):
+    """The network architectures a model card can name (``model.json`` ``architecture.name``;
+    :func:`HNTumorSegLib.networks.build_network`). Spelled as the classes they build."""
+
+    STUNET = "STUNet"
+    PLAIN_CONV_UNET = "PlainConvUNet"
+    RESIDUAL_ENCODER_UNET = "ResidualEncoderUNet"
+    SEGRESNET_DS = "SegResNetDS"
+
+
+class LicenceTerms(VocabEnum):
+    """What a catalogue entry's licence allows (``models.json`` ``licence_terms``): open use, or
+    non-commercial / unstated terms the user must accept before a download."""
+
+    OPEN = "open"
+    NON_COMMERCIAL = "non-commercial"
+    UNSTATED = "unstated"
+
+
+class PetUnit(VocabEnum):
+    """The unit of a PET volume (``--pet-units``): SUV, or Bq/ml (converted with the DICOM header)."""
+
+    SUV = "SUV"
+    BQML = "BQML"
+
+
+class Endpoint(VocabEnum):
+    """The outcome endpoints (seed 004, HECKTOR 2025 tasks 2 and 3): recurrence-free survival, HPV status."""
+
+    RFS = "rfs"
+    HPV = "hpv"
+
+
+class HpvLoss(VocabEnum):
+    """The HPV classifier's training loss (:mod:`HNTumorSegLib.outcome.classification`)."""
+
+    WEIGHTED_BCE = "weighted_bce"
+    FOCAL = "focal"
+
+
+class ExportFormat(VocabEnum):
+    """What the Slicer module exports a segmentation as (:meth:`HNTumorSegLib.scene.logic.SceneLogic.export`)."""
+
+    NIFTI = "nifti"
+    DICOM_SEG = "dicom_seg"
+    RTSTRUCT = "rtstruct"
+    CSV = "csv"
+
+
+class AllowMissing(VocabEnum):
+    """How scoring counts a truth case (``evaluate``) or patient (``evaluate-outcome``) that has no
+    prediction (``--allow-missing``); without the option it is an error (issue 22): a left-out
+    case inflates a challenge score. ``empty``: scored as an empty prediction, the challenges'
+    convention (segmentation only); ``skip``: left out, with a warning."""
+
+    EMPTY = "empty"
+    SKIP = "skip"

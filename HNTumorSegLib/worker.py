@@ -18,7 +18,8 @@ Out of memory: a GPU OOM frees the cache and retries once in the pipeline's low-
 (``run_segmentation(..., low_memory=True)``: the accumulators move to the CPU and the tiles
 shrink to about half the patch per axis, so only small tiles need GPU memory); a second OOM
 is reported as ``out_of_memory``. SIGTERM (the client's cancel) exits through ``finally``
-blocks, so the pipeline's atomic writes leave nothing half-written.
+blocks, so the pipeline's atomic writes leave nothing half-written. When the client dies the
+worker publishes nothing more and is gone within 1 s (:func:`watch_parent`).
 
 Example:
     $ python -m HNTumorSegLib.worker /tmp/hntumorseg-run-x/request.json
@@ -28,8 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import signal
 import sys
@@ -39,7 +38,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from .errors import EXIT_BAD_INPUT, EnvironmentFault, InputError
+from . import childproc
+from .childproc import ParentWatch, event_stream, exit_on_sigterm, signal_descendants
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EnvironmentFault, InputError, exit_for_signal
 from .fileio import STOP, os_error, remove_live_temps
 from .progress import ProgressReporter
 from .protocol import ErrorEvent, Event, ResultEvent
@@ -53,25 +54,18 @@ class EventWriter:
         self._lock = threading.Lock()
 
     def __call__(self, ev: Event) -> None:
-        line = ev.to_json() + "\n"
+        self.write_line(ev.to_json())
+
+    def write_line(self, line: str) -> None:
+        """One line as it is (the session's tagged events); dropped once the client is gone."""
         if _orphaned.is_set():  # the client is gone: its pipe may be dead, nothing to tell anymore
             return
         with self._lock:
             try:
-                self.stream.write(line)
+                self.stream.write(line + "\n")
                 self.stream.flush()
             except (BrokenPipeError, ValueError):  # the client went away: nothing to tell anymore
                 pass
-
-
-def _protocol_stream() -> TextIO:
-    """Keep the real stdout for events; send everything else written to fd 1 to stderr."""
-    sys.stdout.flush()
-    event_fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return io.TextIOWrapper(os.fdopen(event_fd, "wb", buffering=0), encoding="utf-8", line_buffering=True,
-                            write_through=True)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -102,13 +96,12 @@ def _free_gpu_memory() -> None:
 
 def load_request(path: str | os.PathLike) -> Any:
     """Read ``request.json`` into the pipeline's ``SegmentRequest``. Bad JSON or fields -> InputError."""
+    from .fileio import read_json
+
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError("request file not found", path=p, fix="give the path of a request.json") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read the request ({exc})", path=p, fix="write valid JSON (docs/design.md worker protocol)") from None
+    if not p.exists():
+        raise InputError("request file not found", path=p, fix="give the path of a request.json")
+    data = read_json(p, "request", fix="write valid JSON (docs/design.md worker protocol)")  # depth-limited, strict
     if not isinstance(data, dict):
         raise InputError("the request is not a JSON object", path=p, fix="write an object with task, inputs, model ...")
     from .pipeline import SegmentRequest
@@ -177,81 +170,75 @@ def error_event(exc: BaseException) -> ErrorEvent:
                                   "with the worker log (stderr)")
 
 
-PARENT_ENV = "HNTUMORSEG_PARENT_PID"
+#: Seconds an orphaned worker gives its main thread to unwind (``finally`` blocks remove temp
+#: files) before it exits hard. Noticing the client's death takes milliseconds through the
+#: kernel's parent-death signal (at most 0.2 s by polling), so the worker is gone within 1 s.
+ORPHAN_GRACE_S = 0.3
 _orphaned = threading.Event()
+_orphan_dirs: list[Path] = []   # temp folders of the dead client that nobody else will remove
 
 
-def _kill_children(sig: int) -> None:
-    try:
-        import psutil
-
-        for child in psutil.Process().children(recursive=True):
-            try:
-                child.send_signal(sig)
-            except psutil.Error:
-                pass
-    except Exception:  # best effort: psutil missing or the process table changing under us
-        pass
+def orphaned() -> bool:
+    """True once this worker's client has died (nothing is published or printed from then on)."""
+    return _orphaned.is_set()
 
 
-def _watch_parent(expected_ppid: int, interval_s: float = 0.2, grace_s: float = 1.2,
-                  request_path: str | None = None) -> None:
-    """End this worker when its client dies (e.g. SIGKILLed): the worker runs in its own session,
-    so nothing else would stop it. Polling ``getppid`` works on every OS and, unlike
-    PR_SET_PDEATHSIG, does not depend on which thread of the client started us.
+def watch_parent(request_path: str | None = None, temp_dir: str | os.PathLike | None = None,
+                 require_env: bool = False) -> ParentWatch | None:
+    """Stop this worker (or session) within 1 s when its client dies, e.g. SIGKILLed: it runs in
+    its own session, so nothing else would stop it (:func:`HNTumorSegLib.childproc.watch_parent`:
+    the kernel's parent-death signal, the thread caveat, the polling fallback).
 
-    Order matters (issue 11): first stop publishing (:data:`HNTumorSegLib.fileio.STOP`: an
-    output the dead client never saw finished must not appear) and silence the event stream,
-    then kill - SIGTERM to itself (``finally`` blocks remove temp files) and its children - and
-    after ``grace_s`` exit hard. Nothing is written to stdout/stderr: the client's pipes may be
-    dead, and a BrokenPipeError here would end the watcher before it kills. Within
-    ``interval_s + grace_s`` (< 2 s) of the client's death the worker is gone.
+    ``request_path``: the client's ``hntumorseg-run-*`` folder holding it is removed on the way
+    out (the client cannot any more); so is ``temp_dir`` (a session's folder). ``require_env``:
+    watch only a parent named by ``HNTUMORSEG_PARENT_PID`` (a session started by hand is not watched).
     """
-    while True:
-        time.sleep(interval_s)
-        if os.getppid() != expected_ppid:
-            STOP.set()
-            _orphaned.set()
-            _kill_children(signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(grace_s)  # finally-blocks had their chance
-            _kill_children(signal.SIGKILL)
-            remove_live_temps()  # unpublished temp files beside the outputs
-            if request_path:
-                _remove_own_temp(request_path)
-            os._exit(128 + signal.SIGTERM)
+    if request_path:
+        folder = Path(request_path).resolve().parent
+        if folder.name.startswith("hntumorseg-run-"):
+            _orphan_dirs.append(folder)
+    if temp_dir:
+        _orphan_dirs.append(Path(temp_dir))
+    return childproc.watch_parent(_stop_orphaned, require_env=require_env)
 
 
-def _remove_own_temp(request_path: str) -> None:
-    """After the client died, remove the client's temp folder (it cannot any more)."""
+def _stop_orphaned() -> None:
+    """The client died (watcher thread). Order matters (issue 11): first stop publishing
+    (:data:`HNTumorSegLib.fileio.STOP`: an output the dead client never saw finished must not
+    appear) and silence the event stream, then SIGTERM the children and this process (the main
+    thread unwinds through its ``finally`` blocks and calls :func:`exit_orphaned`), and after
+    :data:`ORPHAN_GRACE_S` exit hard from here. Nothing is written to stdout/stderr: the client's
+    pipes may be dead, and a BrokenPipeError here would end the watcher before it kills."""
+    STOP.set()
+    _orphaned.set()
+    signal_descendants(signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(ORPHAN_GRACE_S)  # finally-blocks had their chance
+    exit_orphaned()
+
+
+def exit_orphaned() -> None:
+    """The orphan's last step, from the main thread or the watcher, whichever comes first: kill
+    what is left below us, remove unpublished temp files and the dead client's temp folders,
+    and exit at once - a normal interpreter shutdown with torch loaded costs seconds of CPU on a
+    loaded machine, and the client is not there to care about anything it would flush."""
     import shutil
 
-    folder = Path(request_path).resolve().parent
-    if folder.name.startswith("hntumorseg-run-"):
+    signal_descendants(signal.SIGKILL)
+    remove_live_temps()  # unpublished temp files beside the outputs
+    for folder in _orphan_dirs:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    # Raise SystemExit in the main thread so finally-blocks (atomic writes, temp files) run.
-    raise SystemExit(128 + signum)
+    os._exit(exit_for_signal(signal.SIGTERM))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    stream = _protocol_stream()
-    emit = EventWriter(stream)
-    try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not in the main thread (embedded use): the client's SIGKILL still works
-        pass
+    emit = EventWriter(event_stream())
+    exit_on_sigterm()   # not in the main thread (embedded use): the client's SIGKILL still works
     if len(argv) != 1:
         emit(ErrorEvent("bad_input", "usage: python -m HNTumorSegLib.worker request.json"))
         return EXIT_BAD_INPUT
-    parent = os.environ.get(PARENT_ENV)
-    expected = int(parent) if parent and parent.isdigit() else os.getppid()
-    if os.getppid() == expected:
-        threading.Thread(target=_watch_parent, args=(expected,), kwargs={"request_path": argv[0]}, daemon=True,
-                         name="parent-watch").start()
+    watch_parent(request_path=argv[0])
     t0 = time.monotonic()
     try:
         request = load_request(argv[0])
@@ -261,13 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         if (ev.kind == "internal" or ev.kind == "out_of_memory") and not _orphaned.is_set():
             traceback.print_exc(file=sys.stderr)
         emit(ev)
-        return EXIT_BAD_INPUT if ev.user_fixable else 1
+        return EXIT_BAD_INPUT if ev.user_fixable else EXIT_INTERNAL
     finally:
         if _orphaned.is_set():
-            _remove_own_temp(argv[0])
+            exit_orphaned()
     result.timings.setdefault("worker_total", round(time.monotonic() - t0, 3))
     emit(result)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from .errors import DeviceError, InputError, ModelError, WorkerFailed
+from .errors import EXIT_INTERNAL, EXIT_OK, WorkerFailed, error_class
 from .progress import TextProgressBar
 from .protocol import ErrorEvent, ProgressEvent, ResultEvent
 from .runner import WorkerRun
@@ -31,7 +31,6 @@ from .vocab import ProgressMode
 
 if TYPE_CHECKING:
     from .pipeline.request import SegmentRequest
-_USER_ERRORS = {"bad_input": InputError, "model": ModelError, "device": DeviceError}
 
 
 def run_worker(request: "SegmentRequest", progress_mode: str | ProgressMode = "bar", python: str | None = None,
@@ -82,21 +81,21 @@ def run_in_worker(request: "SegmentRequest", progress_mode: str | ProgressMode =
     except WorkerFailed as exc:
         if progress_mode is not ProgressMode.JSON:  # in json mode the error event itself was printed
             print(f"hntumorseg: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_INTERNAL
     if progress_mode is not ProgressMode.JSON:   # in json mode they came as "warning: ..." progress events
         for warning in result.info.get("warnings") or []:
             print(f"hntumorseg: warning: {warning}", file=sys.stderr)
         print(summary(result))
-    return 0
+    return EXIT_OK
 
 
 def raise_for_failure(final: ResultEvent | ErrorEvent) -> ResultEvent:
     """Return the result event; raise InputError (and subclasses) for user-fixable kinds, else WorkerFailed."""
     if isinstance(final, ResultEvent):
         return final
-    if final.kind in _USER_ERRORS:
+    if final.user_fixable:   # InputError or the subclass that defines the kind (errors.py)
         # The worker's message is already "path: problem - fix"; keep it as is.
-        raise _USER_ERRORS[final.kind](final.message)
+        raise error_class(final.kind)(final.message)
     if final.kind == "environment":   # full disk, I/O error: the message names the path and the free space
         raise WorkerFailed(f"error: {final.message}")
     raise WorkerFailed(f"{final.kind.replace('_', ' ')}: {final.message}")

@@ -8,26 +8,16 @@ pass without the independent readers having looked at our files.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+import conftest
 import numpy as np
-import pytest
-
-VENV_BIN = Path(sys.executable).parent
 
 
 def require_tool(name: str) -> str:
     """The path of executable ``name`` (also looked up beside the Python in use), else skip/fail."""
-    path = shutil.which(name) or (str(VENV_BIN / name) if (VENV_BIN / name).exists() else None)
-    if path:
-        return path
-    message = f"{name} is not installed (Debian: dicom3tools / plastimatch / orthanc; PyPI: dcmqi)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    return conftest.require_tool(name, "Debian: dicom3tools / plastimatch / orthanc; PyPI: dcmqi")
 
 
 def dciodvfy(path: str | os.PathLike) -> tuple[list[str], list[str]]:

@@ -26,12 +26,16 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-README_PATH = Path(__file__).resolve().parents[1] / "README.md"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+README_PATH = REPO_ROOT / "README.md"
 #: Fence languages that hold shell commands (a bare fence counts: README's older blocks use it).
 SHELL_LANGS = ("bash", "sh", "shell", "console", "")
 TAG_RE = re.compile(r"^<!--\s*test:\s*(?P<kind>run|skip)\b(?P<rest>.*?)-->\s*$")
@@ -117,6 +121,124 @@ def read_fences(text: str) -> list[Fence]:
             continue
         i += 1
     return fences
+
+
+def shell_blocks(text: str) -> list[Fence]:
+    """Every shell block of README (any section), in order."""
+    return [f for f in read_fences(text) if f.lang in SHELL_LANGS]
+
+
+def tag_of(block: Fence) -> Tag | None:
+    """The block's parsed tag; None when it has none or a malformed one (a test reports those)."""
+    try:
+        return parse_tag(block.tag) if block.tag else None
+    except ValueError:
+        return None
+
+
+def run_blocks(text: str) -> list[tuple[Fence, Tag]]:
+    """The ``run`` blocks with their tags, in README order."""
+    return [(b, t) for b in shell_blocks(text) if (t := tag_of(b)) is not None and t.kind == "run"]
+
+
+# --------------------------------------------------------------------------- a user's terminal
+
+#: Variables a block leaves behind that belong to bash, not to the user's session.
+_SHELL_OWN = {"_", "SHLVL", "PWD", "OLDPWD", "READMETEST_STATE"}
+#: Settings of the developer's environment that a newcomer does not have.
+_DEVELOPER_ONLY = ("HNTUMORSEG_CACHE", "HNTUMORSEG_CATALOGUE", "HNTUMORSEG_LOG_DIR", "PYTHONPATH",
+                   "VIRTUAL_ENV", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "MPLCONFIGDIR",
+                   "RAY_ADDRESS", "nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer",
+                   "PYTEST_CURRENT_TEST", "PYTEST_ADDOPTS")
+
+
+def newcomer_env(home: Path) -> dict[str, str]:
+    """The environment of a new user's terminal: ``HOME`` = ``home``, no environment active.
+
+    Why strip the running Python's ``bin`` folder from PATH: the tests run from ``.venv``, a
+    newcomer's shell has no ``hntumorseg`` and maybe no ``python`` until README activates
+    ``.venv``; a block that forgets it must fail here as it fails for them (exit 127). One CPU
+    thread, because the 2-core test machine runs other work beside it.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in _DEVELOPER_ONLY}
+    ours = {str(Path(sys.executable).parent), str(Path(sys.prefix) / "bin"), str(REPO_ROOT / ".venv" / "bin")}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and p not in ours)
+    env["HOME"] = str(home)
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+@dataclass
+class Terminal:
+    """One terminal a user types README's blocks into, one after another.
+
+    Each block runs with ``bash -e -o pipefail`` exactly as written, starting in the folder and
+    with the exported variables the previous block ended with (``source .venv/bin/activate``,
+    ``cd``, ``export`` hold for the blocks after them, as in a real terminal). ``results`` keeps
+    each block's outcome by README line: None (worked) or what went wrong.
+
+    Example:
+        >>> import tempfile
+        >>> home = Path(tempfile.mkdtemp())
+        >>> term = Terminal(home, newcomer_env(home), home / ".state")
+        >>> term.run(Fence("bash", 1, "mkdir -p ~/try && cd ~/try && export X=1", 2), Tag("run")) is None
+        True
+        >>> term.cwd == home / "try", term.env["X"]
+        (True, '1')
+    """
+
+    cwd: Path
+    env: dict[str, str]
+    state_dir: Path
+    timeout_s: float = 1200
+    results: dict[int, str | None] = field(default_factory=dict)
+    stderr: dict[int, str] = field(default_factory=dict)  # README line -> what the block printed there
+
+    def run(self, block: Fence, tag: Tag) -> str | None:
+        """Run one block; None when it worked, else one paragraph saying what went wrong.
+
+        A block fails when it exits non-zero, prints a Python traceback, or leaves out a file its
+        tag ``creates`` (relative to the folder it ends in)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        keep = 'pwd > "$READMETEST_STATE/cwd"; env -0 > "$READMETEST_STATE/env"'
+        script = f"{block.body}\n{keep}\n"
+        env = dict(self.env, READMETEST_STATE=str(self.state_dir))
+        for name in ("cwd", "env"):
+            (self.state_dir / name).unlink(missing_ok=True)
+        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=self.cwd, env=env,
+                              capture_output=True, text=True, timeout=self.timeout_s)
+        self.stderr[block.line] = proc.stderr
+        problems = []
+        if proc.returncode != 0:
+            problems.append(f"exit code {proc.returncode}")
+        if "Traceback (most recent call last)" in proc.stderr + proc.stdout:
+            problems.append("a Python traceback")
+        if not problems:
+            self.cwd = Path((self.state_dir / "cwd").read_text().strip())
+            pairs = (item.split("=", 1) for item in (self.state_dir / "env").read_text().split("\0") if "=" in item)
+            self.env = {k: v for k, v in pairs if k not in _SHELL_OWN}
+            problems += [f"no {path}" for path in tag.creates if not (self.cwd / path).exists()]
+        if not problems:
+            return None
+        return (f"README line {block.line} block failed ({', '.join(problems)}; run in {self.cwd}):\n"
+                f"{block.body}\n--- stdout (end):\n{proc.stdout[-2000:]}\n--- stderr (end):\n{proc.stderr[-3000:]}")
+
+    def run_in_order(self, blocks: list[tuple[Fence, Tag]], upto: Fence | None = None,
+                     slow: bool = True) -> str | None:
+        """Run ``blocks`` in order (each once, results kept) up to and including ``upto``; the
+        first failure stops it and is returned. ``slow=False`` passes over slow blocks (a fast
+        block never needs one)."""
+        for block, tag in blocks:
+            if tag.slow and not slow and block is not upto:
+                continue
+            if block.line not in self.results:
+                self.results[block.line] = self.run(block, tag)
+            if self.results[block.line]:
+                return self.results[block.line] if block is upto else \
+                    f"an earlier block failed: {self.results[block.line]}"
+            if block is upto:
+                break
+        return None
 
 
 def prose_lines(text: str) -> list[tuple[int, str]]:

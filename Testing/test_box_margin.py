@@ -11,8 +11,9 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pytest.importorskip("slicer")
+require_module("slicer")
 
 from HNTumorSegLib.image import Image, write_image  # noqa: E402
 from HNTumorSegLib.models.card import read_card, write_card  # noqa: E402

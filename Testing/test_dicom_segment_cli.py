@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pydicom = pytest.importorskip("pydicom")
+pydicom = require_module("pydicom")
 
 from dicom_testlib import dciodvfy, dice, plastimatch_labels  # noqa: E402
 

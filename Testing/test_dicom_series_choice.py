@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pydicom = pytest.importorskip("pydicom")
-hd = pytest.importorskip("highdicom")
+pydicom = require_module("pydicom")
+hd = require_module("highdicom")
 
 from HNTumorSegLib.cli import main  # noqa: E402
 from HNTumorSegLib.dicom.scan import scan_folder  # noqa: E402

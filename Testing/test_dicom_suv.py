@@ -10,8 +10,9 @@ import datetime
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pydicom = pytest.importorskip("pydicom")
+pydicom = require_module("pydicom")
 
 from HNTumorSegLib.dicom.suv import read_pet_suv  # noqa: E402
 from HNTumorSegLib.errors import InputError  # noqa: E402

@@ -12,11 +12,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import require_module
 import SimpleITK as sitk
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("monai")
-pytest.importorskip("nnunetv2")
+torch = require_module("torch")
+require_module("monai")
+require_module("nnunetv2")
 
 from HNTumorSegLib.errors import ModelError  # noqa: E402
 from HNTumorSegLib.image import read_image, resample_to, write_image  # noqa: E402

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pydicom = pytest.importorskip("pydicom")
-pytest.importorskip("highdicom")
+pydicom = require_module("pydicom")
+require_module("highdicom")
 
 from dicom_testlib import dciodvfy, dcmqi_labels, dice, plastimatch_labels  # noqa: E402
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pydicom = pytest.importorskip("pydicom")
-pytest.importorskip("skimage")
+pydicom = require_module("pydicom")
+require_module("skimage")
 
 from dicom_testlib import dciodvfy, dice, plastimatch_labels  # noqa: E402
 

@@ -13,10 +13,11 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pytest.importorskip("slicer")
-pydicom = pytest.importorskip("pydicom")
-hd = pytest.importorskip("highdicom")
+require_module("slicer")
+pydicom = require_module("pydicom")
+hd = require_module("highdicom")
 
 import SimpleITK as sitk  # noqa: E402
 

@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import require_module
 
 from HNTumorSegLib.image import Image, read_image, write_image
 from HNTumorSegLib.phantoms import make_midrt_case, write_hntsmrg_cohort
@@ -91,7 +92,7 @@ def test_batch_on_a_full_disk_fails_in_one_line_and_keeps_the_earlier_prediction
 
 
 def test_export_on_a_full_disk_fails_in_one_line(tmp_path):
-    pytest.importorskip("highdicom")
+    require_module("highdicom")
     from HNTumorSegLib.dicom.read import read_volume
     from HNTumorSegLib.phantoms import make_prert_case
     from HNTumorSegLib.phantoms.dicom_series import write_dicom_series

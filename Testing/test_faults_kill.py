@@ -1,15 +1,25 @@
-"""Issue 11: a killed client takes its worker tree with it; nothing is written, nothing is left behind.
+"""Issues 11 and 22: a killed client takes its worker tree with it; nothing is written, nothing is left behind.
 
 The client is the real ``hntumorseg segment`` (and ``batch --workers 2``) child process; the
 worker its real child. The run uses the demo model with test-time augmentation (8 passes per
 tile, several seconds per tile here), so it is certainly mid-inference when the signal comes.
-After the signal: no process of the tree alive within 3 s (psutil), no output, no temp file,
-no worker temp folder, no done-marker.
+After the signal: no process of the tree alive, no output, no temp file, no worker temp
+folder, no done-marker.
+
+Timing without depending on an idle machine: "gone" is a condition polled with a generous
+limit (:data:`GONE_LIMIT_S`), and how long each process lived after the signal is taken from
+the kernel (a pidfd becomes readable the moment the process exits, :class:`_ExitClock`), not
+from a sleep. Those numbers are printed (``-s``), kept as test properties, and checked against
+the contracts with a margin for a loaded machine: a worker whose client is SIGKILLed is gone
+within 1 s (the kernel's parent-death signal, :mod:`HNTumorSegLib.childproc`); a client that is
+asked to stop (SIGTERM, SIGHUP) cancels its workers within 2 s (docs/design.md).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -21,10 +31,27 @@ import psutil
 import pytest
 
 from HNTumorSegLib.image import write_image
+from HNTumorSegLib.outlock import LOCK_NAME
 from HNTumorSegLib.phantoms import make_midrt_case, write_hntsmrg_cohort
 from faults_testlib import ROOT, leftovers
 
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGTERM": signal.SIGTERM, "SIGHUP": signal.SIGHUP}
+#: how long a test waits for a condition before it fails (a loaded machine is slow, not wrong)
+GONE_LIMIT_S = 60.0
+#: the contracts: a SIGKILLed client's workers (parent death) and a stopped client's cancel
+WORKER_AFTER_PARENT_DEATH_S = 1.0
+CANCEL_S = 2.0
+
+
+def _load_margin_s() -> float:
+    """What a machine busier than its cores adds to an exit. The exits measured here are bounded
+    by wall-clock waits (the worker's grace, the client's SIGKILL after 1 s) plus a few wake-ups
+    of sleeping processes and little CPU, so the margin grows slowly with the load: 0.5 s, and a
+    quarter second per run queue beyond the cores (load 8 on 2 cores: 1.25 s). An exit that
+    costs CPU (an interpreter shut down with torch loaded) grows with the load far faster and
+    does not fit: at load 10 the old worker lived 3.2 s after its client's SIGKILL."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    return 0.5 + 0.25 * max(0.0, load / cores - 1.0)
 
 
 def _midrt_inputs(folder: Path) -> tuple[Path, Path]:
@@ -66,18 +93,69 @@ def _tree(pid: int) -> list[psutil.Process]:
     return [me] + me.children(recursive=True)
 
 
-def _assert_tree_gone(procs: list[psutil.Process], client: subprocess.Popen, within_s: float = 3.0) -> None:
-    t_end = time.monotonic() + within_s
-    client_rc = None
-    while time.monotonic() < t_end:
-        client_rc = client.poll()  # reap our own child, else it stays a zombie
-        alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        if not alive:
-            return
-        time.sleep(0.05)
-    alive = [(p.pid, " ".join(p.cmdline())[:80]) for p in procs if p.is_running()
-             and p.status() != psutil.STATUS_ZOMBIE]
-    assert not alive, f"alive {within_s} s after the signal: {alive} (client rc {client_rc})"
+class _ExitClock:
+    """When each process of a tree exits, as the kernel tells it: a pidfd (Linux >= 5.3) turns
+    readable at the exit, so a busy test process that looks late still reads the right order of
+    events; where pidfds are missing, psutil is polled every 20 ms instead."""
+
+    def __init__(self, procs: list[psutil.Process]):
+        self.procs = procs
+        self.fds: dict[int, int] = {}
+        for p in procs:
+            try:
+                self.fds[p.pid] = os.pidfd_open(p.pid)
+            except (AttributeError, OSError):
+                pass
+
+    def seconds_after(self, t0: float, client: subprocess.Popen, limit_s: float = GONE_LIMIT_S) -> dict[int, float]:
+        """{pid: seconds from ``t0`` (time.monotonic) to its exit}; fails past ``limit_s``."""
+        left = {p.pid for p in self.procs}
+        exits: dict[int, float] = {}
+        poller = select.poll()
+        for fd in self.fds.values():
+            poller.register(fd, select.POLLIN)
+        t_end = t0 + limit_s
+        while left and time.monotonic() < t_end:
+            ready = {fd for fd, _ in poller.poll(20)}
+            now = time.monotonic()
+            for pid in list(left):
+                fd = self.fds.get(pid)
+                if (fd in ready) if fd is not None else _exited(pid):
+                    exits[pid] = now - t0
+                    left.discard(pid)
+                    if fd is not None:
+                        poller.unregister(fd)
+            client.poll()   # reap our own child, else it stays a zombie
+        for fd in self.fds.values():
+            os.close(fd)
+        alive = [(pid, _cmd(pid)) for pid in left]
+        assert not alive, f"alive {limit_s} s after the signal: {alive} (client rc {client.poll()})"
+        return exits
+
+
+def _exited(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _cmd(pid: int) -> str:
+    try:
+        return " ".join(psutil.Process(pid).cmdline())[:80]
+    except psutil.Error:
+        return "?"
+
+
+def _check_exit_times(signame: str, workers: list[psutil.Process], exits: dict[int, float], record_property) -> None:
+    """Report how long the workers lived after the signal and hold them to the contract (module docstring)."""
+    worst = max(exits[w.pid] for w in workers)
+    contract = WORKER_AFTER_PARENT_DEATH_S if signame == "SIGKILL" else CANCEL_S
+    margin = _load_margin_s()
+    print(f"\n{signame}: workers gone {worst * 1000:.0f} ms after the signal "
+          f"(contract {contract:g} s + margin {margin:.1f} s at load {os.getloadavg()[0]:.1f})")
+    record_property("workers_gone_s", round(worst, 3))
+    assert worst < contract + margin, f"the workers lived {worst:.2f} s after {signame}"
 
 
 def _env(tmp_root: Path) -> dict:
@@ -85,7 +163,7 @@ def _env(tmp_root: Path) -> dict:
 
 
 @pytest.mark.parametrize("signame", list(SIGNALS))
-def test_killed_segment_client_ends_its_worker_and_leaves_nothing(tmp_path, signame):
+def test_killed_segment_client_ends_its_worker_and_leaves_nothing(tmp_path, signame, record_property):
     t2, prior = _midrt_inputs(tmp_path)
     out_dir, tmp_root = tmp_path / "out", tmp_path / "tmp"
     out_dir.mkdir()
@@ -99,20 +177,22 @@ def test_killed_segment_client_ends_its_worker_and_leaves_nothing(tmp_path, sign
     events = _Lines(client.stdout)
     events.wait_for(lambda lines: any("tile 1/" in line for line in lines), client)   # mid-inference
     procs = _tree(client.pid)
-    assert any(_is_worker(p) for p in procs), "no worker child"
+    workers = [p for p in procs if _is_worker(p)]
+    assert workers, "no worker child"
+    clock = _ExitClock(procs)
+    t0 = time.monotonic()
     client.send_signal(SIGNALS[signame])
-    _assert_tree_gone(procs, client)
-    client.wait(timeout=5)
+    _check_exit_times(signame, workers, clock.seconds_after(t0, client), record_property)
+    client.wait(timeout=GONE_LIMIT_S)
     if signame != "SIGKILL":
         assert client.returncode == 128 + SIGNALS[signame]
     assert list(out_dir.iterdir()) == []            # no output, no hidden temp file
-    time.sleep(0.3)
-    assert leftovers(out_dir, tmp_root) == []       # no worker temp folder either
+    assert leftovers(out_dir, tmp_root) == []       # no worker temp folder either (removed before the exit)
     assert not any('"event": "result"' in line for line in events.lines)
 
 
 @pytest.mark.parametrize("signame", list(SIGNALS))
-def test_killed_batch_ends_both_workers_and_writes_no_case(tmp_path, signame):
+def test_killed_batch_ends_both_workers_and_writes_no_case(tmp_path, signame, record_property):
     data, out, tmp_root = tmp_path / "cohort", tmp_path / "out", tmp_path / "tmp"
     tmp_root.mkdir()
     write_hntsmrg_cohort(data, n=2, seed=5, shape=(16, 64, 64))
@@ -123,14 +203,18 @@ def test_killed_batch_ends_both_workers_and_writes_no_case(tmp_path, signame):
     log = _Lines(client.stderr)
     # both cases inside inference (the batch log names each stage change)
     log.wait_for(lambda lines: sum("inference" in line for line in lines) >= 2, client)
-    time.sleep(1.0)
     procs = _tree(client.pid)
     workers = [p for p in procs if _is_worker(p)]
     assert len(workers) == 2, [" ".join(p.cmdline())[:80] for p in procs]
+    clock = _ExitClock(procs)
+    t0 = time.monotonic()
     client.send_signal(SIGNALS[signame])
-    _assert_tree_gone(procs, client)
-    client.wait(timeout=5)
-    time.sleep(0.3)
+    _check_exit_times(signame, workers, clock.seconds_after(t0, client), record_property)
+    client.wait(timeout=GONE_LIMIT_S)
     assert sorted(out.glob("*_pred.nii.gz")) == []
     assert not (out / ".hntumorseg-done").exists() or list((out / ".hntumorseg-done").iterdir()) == []
+    lock = out / LOCK_NAME   # a SIGKILLed batch cannot remove its output lock; the next run finds it stale
+    if signame == "SIGKILL" and lock.exists():
+        assert json.loads(lock.read_text())["pid"] == client.pid
+        lock.unlink()
     assert leftovers(out, tmp_root) == []

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
+from conftest import require_module
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("nnunetv2")
+torch = require_module("torch")
+require_module("nnunetv2")
 
 from nnunet_fixture import tiny_nnunet_test_cases  # noqa: E402
 
@@ -84,10 +83,8 @@ def test_single_fold_runs_and_reports_progress(tiny_nnunet_results):
     calls = []
     model = load_nnunet_model(tiny_nnunet_results, folds=(1,))
     files = tiny_nnunet_test_cases(tiny_nnunet_results)[0]
-    t = time.perf_counter()
     res = predict_nnunet_case(model, {"CT": files[0], "PET": files[1]}, device="cpu",
                               progress=lambda **kw: calls.append(kw))
-    assert time.perf_counter() - t < 60
     assert res.segmentation.dtype == np.uint8 and set(np.unique(res.segmentation)) <= {0, 1, 2}
     assert calls and calls[-1]["fraction"] == pytest.approx(1.0)
     assert calls[0]["message"].startswith("fold 1/1 tile 1/")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 
 from HNTumorSegLib.errors import DeviceError, InputError  # noqa: E402
 from HNTumorSegLib.inference import (EnsembleMember, EnsembleOptions, EnsemblePredictor, TiledPredictor,  # noqa: E402
@@ -203,7 +204,7 @@ def test_ensemble_members_probability_average_and_uncertainty():
 
 def test_sigmoid_output_background_is_zero_outside_region():
     net = pointwise_net(k=2)
-    pred = EnsemblePredictor(net, (8, 16, 16), 2, device="cpu", output="sigmoid")
+    pred = EnsemblePredictor(net, (8, 16, 16), 2, device="cpu", output="sigmoid_regions")
     res = pred.predict(rand_input(), region=(slice(2, 6), slice(3, 9), slice(3, 9)))
     p = res.probabilities
     assert p.shape == (2, 20, 40, 36) and (p[:, 10:] == 0).all() and (p[:, 2:6, 3:9, 3:9] > 0).all()

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import require_module, unavailable
 
 from HNTumorSegLib.cli import main
 from HNTumorSegLib.errors import InputError, ModelError
@@ -86,7 +87,7 @@ def _write_card_folder(folder: Path, card: dict, with_sha: bool = True) -> Path:
 
 
 def test_card_folder_loads_verified_and_strict(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     from HNTumorSegLib.models import load_model
 
     folder = _write_card_folder(tmp_path / "m", CARD)
@@ -110,7 +111,7 @@ def test_card_folder_loads_verified_and_strict(tmp_path):
 
 
 def test_card_architecture_mismatch_is_reported(tmp_path):
-    pytest.importorskip("torch")
+    require_module("torch")
     from HNTumorSegLib.models import load_model
 
     folder = _write_card_folder(tmp_path / "m", CARD, with_sha=False)
@@ -123,8 +124,8 @@ def test_card_architecture_mismatch_is_reported(tmp_path):
 
 @pytest.mark.parametrize("wrap", ["bare", "state_dict", "model"])
 def test_monai_segresnet_checkpoint_folder(tmp_path, wrap):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("monai")
+    torch = require_module("torch")
+    require_module("monai")
     from HNTumorSegLib.models import load_model
     from HNTumorSegLib.models.segresnet_checkpoint import make_segresnet_folder
     from HNTumorSegLib.networks.segresnet import build_segresnet_ds
@@ -159,9 +160,9 @@ def test_catalogue_entries_of_the_seeds():
     ids = {e.id for e in read_catalogue()}
     assert {"demo-midrt", "demo-petct", "hntsmrg24-sztu-stunet-b", "GradientSegHNTS", "HECKTOR2025-MEDAI"} <= ids
     for e in read_catalogue():
-        assert e.task in ("prert", "midrt", "petct") and e.inputs and e.licence and e.citation
+        assert e.task in ("prert", "midrt", "petct") and e.input_names and e.licence and e.citation
     assert get_entry("hntsmrg24-sztu-stunet-b").homepage == "https://github.com/Duskwang/Weight/releases"
-    assert get_entry("demo-midrt").path == "resources/models/demo-midrt"
+    assert get_entry("demo-midrt").bundled_path == "resources/models/demo-midrt"
     with pytest.raises(ModelError, match="choose one of"):
         get_entry("nope")
 
@@ -200,7 +201,7 @@ def test_uninstalled_catalogue_id_says_how_to_install(monkeypatch, tmp_path):
 
 
 def test_verify_card_folder_command(tmp_path, capsys):
-    pytest.importorskip("torch")
+    require_module("torch")
     folder = _write_card_folder(tmp_path / "m", CARD)
     assert main(["models", "verify", str(folder)]) == 0
     out = capsys.readouterr().out
@@ -212,15 +213,15 @@ def test_verify_card_folder_command(tmp_path, capsys):
 
 @pytest.mark.parametrize("model_id", ["demo-midrt", "demo-petct"])
 def test_bundled_demo_models_load_by_id(model_id):
-    pytest.importorskip("torch")
+    require_module("torch")
     from HNTumorSegLib.models import load_model
     from HNTumorSegLib.models.catalogue import entry_model_folder, get_entry
 
     if not (entry_model_folder(get_entry(model_id)) / "model.json").is_file():
-        pytest.skip(f"{model_id} not trained into the package yet")
+        unavailable(f"{model_id} not trained into the package yet")
     model = load_model(model_id)
     assert model.card.id == model_id and model.card.task == get_entry(model_id).task
-    assert model.card.input_names == get_entry(model_id).inputs
+    assert model.card.input_names == get_entry(model_id).input_names
     assert model.card.sha256  # bundled weights are checksummed
 
 
@@ -235,7 +236,7 @@ def test_parse_folds_and_absent_device():
     assert parse_folds("fold_all").items == ("all",)
     with pytest.raises(InputError, match="negative"):
         parse_folds("-1")
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="CUDA was asked for"):
             move_networks([torch.nn.Linear(1, 1)], "cuda")

@@ -11,11 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
 from HNTumorSegLib.cli import main
 from HNTumorSegLib.errors import ModelError
 from HNTumorSegLib.models.catalogue import CatalogueEntry, installed_path
 from HNTumorSegLib.models.download import download, fetch, safe_unzip
+from HNTumorSegLib.vocab import Task
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 
@@ -146,7 +148,7 @@ def _catalogue(tmp_path: Path, base: str, sha: str | None) -> Path:
 
 
 def test_fetch_command_installs_verifies_and_loads(server, tmp_path, monkeypatch, capsys):
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     from HNTumorSegLib.models import load_model
     from HNTumorSegLib.networks import build_network
 
@@ -194,7 +196,7 @@ def test_no_published_checksum_needs_user_sha(server, tmp_path, monkeypatch, cap
     cache = tmp_path / "cache"
     assert main(["models", "fetch", "zoo", "--cache", str(cache)]) == 2
     assert "no published sha256" in capsys.readouterr().err and not cache.exists()
-    entry = CatalogueEntry(id="zoo", title="t", task="prert", inputs=["T2"], licence="l", citation="c",
+    entry = CatalogueEntry(id="zoo", title="t", task=Task.PRERT, input_names=["T2"], licence="l", citation="c",
                            url=f"{base}/zoo.zip", subfolder="zoo")
     folder = fetch(entry, cache=cache, sha256=_sha(archive))
     assert (folder / "zoo" / "readme.txt").read_text() == "hello"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 
 from HNTumorSegLib.errors import ModelError  # noqa: E402
 from HNTumorSegLib.models.safe_load import load_checkpoint  # noqa: E402

@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("nnunetv2")
+torch = require_module("torch")
+require_module("nnunetv2")
 
 sys.path.insert(0, str(Path(__file__).parent))
 import helpers_models as h  # noqa: E402

@@ -13,8 +13,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 
 from HNTumorSegLib.networks import build_network  # noqa: E402
 from HNTumorSegLib.networks.stunet import STUNET_CONFIGS, build_stunet, stunet_strides  # noqa: E402

@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import require_module
 
 from HNTumorSegLib.image import Image, write_image
 from HNTumorSegLib.outcome.biomarkers import PEAK_RADIUS_MM, compute_biomarkers, sphere_offsets
@@ -170,7 +171,7 @@ def test_dicom_pet_in_bqml_goes_through_the_suv_conversion(phantom, tmp_path, ca
     """A DICOM PET stored in Bq/mL: `biomarkers` converts it (issue 13's read_pet_suv) to the same SUVs."""
     import datetime
 
-    pytest.importorskip("pydicom")
+    require_module("pydicom")
     from HNTumorSegLib.cli import main
     from HNTumorSegLib.phantoms.dicom_series import PetAcquisition, write_dicom_series
 

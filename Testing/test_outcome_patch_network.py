@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 
 from HNTumorSegLib.errors import ModelError  # noqa: E402
 from HNTumorSegLib.image import Image  # noqa: E402

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 
 from HNTumorSegLib.outcome.classification import focal, make_hpv_loss  # noqa: E402
 from HNTumorSegLib.outcome.metrics import harrell_c_index, hpv_metrics  # noqa: E402

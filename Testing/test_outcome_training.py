@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "training") not in sys.path:

@@ -118,7 +118,7 @@ def test_boxes_to_mask_and_union_region():
     # y: faces at 3.5 - 2.5 = 1.0 and 13.5 + 2.5 = 16.0 pass through voxel centres 1 and 16: kept
     assert box_to_index_slices(boxes[0].expanded(2.0), img) == (slice(1, 7), slice(1, 17), slice(1, 15))
     assert grown.sum() == 6 * 16 * 14
-    region = union_region(boxes, img, context_mm=0.0)
+    region = union_region(boxes, img, surround_mm=0.0)
     assert region == (slice(2, 11), slice(2, 27), slice(5, 39))
     with pytest.raises(InputError):
         union_region([], img)

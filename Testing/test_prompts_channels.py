@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_module
 from nnunetv2.preprocessing.normalization.default_normalization_schemes import (CTNormalization,
                                                                                 NoNormalization,
                                                                                 RescaleTo01Normalization,
@@ -215,8 +216,8 @@ def test_auto3dseg_range_is_scale_to_minus_one_one_then_sigmoid():
     z = (x.astype(np.float64) - lo) / (hi - lo) * 2 - 1                 # no clip, as clip=False
     np.testing.assert_allclose(out, 1 / (1 + np.exp(-z)), rtol=1e-6)
     assert out[1] == pytest.approx(0.5) and out[0] == pytest.approx(1 / (1 + np.e))
-    monai = pytest.importorskip("monai")
-    torch = pytest.importorskip("torch")
+    monai = require_module("monai")
+    torch = require_module("torch")
     ref = torch.sigmoid(torch.as_tensor(monai.transforms.ScaleIntensityRange(a_min=lo, a_max=hi, b_min=-1, b_max=1,
                                                                               clip=False)(x)))
     np.testing.assert_allclose(out, np.asarray(ref), rtol=1e-5)

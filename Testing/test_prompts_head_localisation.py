@@ -123,12 +123,12 @@ def test_crop_and_region_from_boxes():
     case = make_petct_case(seed=9, **SMALL)
     ct, pet, mask = case["CT"], case["PET"], case["mask"]
     boxes = boxes_from_mask(mask)
-    crop = crop_around_boxes(ct, pet, boxes, context_mm=10.0, interpolator="linear")
+    crop = crop_around_boxes(ct, pet, boxes, surround_mm=10.0, interpolator="linear")
     lo, hi = crop.bounds_lps
     pts = _lesion_points(mask)
     # voxel centres lie 2 mm inside the box edges, + 10 mm context, - < 1 mm lost tiling the 1 mm grid
     assert np.all((pts >= lo + 10.0) & (pts <= hi - 10.0))
-    region = region_from_boxes(boxes, ct, context_mm=20.0)
+    region = region_from_boxes(boxes, ct, surround_mm=20.0)
     los, his = zip(*(box_to_index_range(b, ct) for b in boxes))
     lo, hi = np.min(los, axis=0), np.max(his, axis=0)
     n = np.array(ct.shape_xyz)

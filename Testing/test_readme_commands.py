@@ -1,26 +1,23 @@
-"""README's command blocks of sections 2-4 run as written (issue 18).
+"""README's command blocks run as written, typed into one terminal (issues 18, 21).
 
-Every shell block in sections 2 ("Command line"), 3 ("Scoring") and 4 ("Cohorts") carries a tag on
-the line before it (README section 10, "README conventions"): ``<!-- test: run -->`` (optionally
-``slow`` and ``creates=PATH,...``) or ``<!-- test: skip (reason) -->``. The ``run`` blocks run here,
-as a new user would type them, with bash in one scratch folder, in README order (a block may use
-what an earlier one wrote, e.g. the demo's ``hntumorseg-demo/inputs/``), with this environment's
-``hntumorseg`` and ``python`` first on PATH, the model cache inside the scratch folder and one CPU
-thread. A block fails when it exits non-zero, prints a Python traceback, or leaves out a file its
-tag says it ``creates``. Blocks tagged ``slow`` (PET/CT demo, cohorts) only run without
-``-m "not slow"``; a fast block never depends on a slow one.
+Every shell block of README carries a tag on the line before it (README section 10, "README
+conventions"): ``<!-- test: run -->`` (optionally ``slow`` and ``creates=PATH,...``) or
+``<!-- test: skip (reason) -->``. Here the fast ``run`` blocks from section 2 on run in README order
+in one :class:`readme_testlib.Terminal`, starting in this checkout as a user who has run the set-up
+(so section 2's first block activates ``.venv`` and moves to ``~/hntumorseg-try``), with ``HOME``
+a temporary folder, ``.venv`` not on PATH before that activation, and one CPU thread. A block fails
+when it exits non-zero, prints a Python traceback, or leaves out a file its tag ``creates``.
+The slow blocks and the "Two commands" block run in ``test_readme_fresh_clone.py`` (slow, CI),
+from a fresh clone.
 
 Example:
-    $ .venv/bin/python -m pytest -q -p no:cacheprovider Testing/test_readme_commands.py -m "not slow"
+    $ .venv/bin/python -m pytest -q -p no:cacheprovider Testing/test_readme_commands.py
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -28,26 +25,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import readme_testlib as rt  # noqa: E402
 
-SECTIONS = (2, 3, 4)
-BLOCK_TIMEOUT_S = 1200  # a loaded 2-core machine: the slow PET/CT blocks take minutes there
-
-
-def _shell_blocks() -> list[rt.Fence]:
-    text = rt.README_PATH.read_text(encoding="utf-8")
-    return [f for f in rt.read_fences(text) if f.section in SECTIONS and f.lang in rt.SHELL_LANGS]
-
-
-BLOCKS = _shell_blocks()
-
-
-def _tag(block: rt.Fence) -> rt.Tag | None:
-    try:
-        return rt.parse_tag(block.tag) if block.tag else None
-    except ValueError:
-        return None
-
-
-RUN_BLOCKS = [b for b in BLOCKS if (t := _tag(b)) is not None and t.kind == "run"]
+TEXT = rt.README_PATH.read_text(encoding="utf-8")
+BLOCKS = rt.shell_blocks(TEXT)
+RUN_BLOCKS = rt.run_blocks(TEXT)
+#: What this checkout's default run types: the fast blocks after "Two commands" (its set-up has run).
+TERMINAL_BLOCKS = [(b, t) for b, t in RUN_BLOCKS if b.section is not None and not t.slow]
 
 
 def _block_id(block: rt.Fence) -> str:
@@ -55,64 +37,19 @@ def _block_id(block: rt.Fence) -> str:
     return f"L{block.line}-{words}"[:60]
 
 
-@dataclass
-class Scratch:
-    """The user's folder: blocks run here in README order; ``results`` keeps each block's outcome."""
-
-    folder: Path
-    results: dict[int, str | None] = field(default_factory=dict)  # line -> None (ok) or what failed
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-        env["HNTUMORSEG_CACHE"] = str(self.folder / ".cache" / "hntumorseg")
-        env["OMP_NUM_THREADS"] = "1"
-        env.pop("HNTUMORSEG_CATALOGUE", None)
-        env.pop("PYTHONPATH", None)  # the installed package, as a user has it
-        return env
-
-    def run(self, block: rt.Fence, tag: rt.Tag) -> str | None:
-        """Run one block; None when it worked, else one paragraph saying what went wrong."""
-        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", block.body], cwd=self.folder, env=self.env(),
-                              capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
-        problems = []
-        if proc.returncode != 0:
-            problems.append(f"exit code {proc.returncode}")
-        if "Traceback (most recent call last)" in proc.stderr + proc.stdout:
-            problems.append("a Python traceback")
-        problems += [f"no {path}" for path in tag.creates if not (self.folder / path).exists()]
-        if not problems:
-            return None
-        return (f"README line {block.line} block failed ({', '.join(problems)}):\n{block.body}\n"
-                f"--- stdout (end):\n{proc.stdout[-2000:]}\n--- stderr (end):\n{proc.stderr[-3000:]}")
-
-    def run_through(self, block: rt.Fence) -> str | None:
-        """Run every earlier ``run`` block this one may need (fast ones only for a fast block), then it."""
-        tag = _tag(block)
-        for earlier in RUN_BLOCKS:
-            if earlier.line >= block.line:
-                break
-            earlier_tag = _tag(earlier)
-            if earlier_tag.slow and not tag.slow:
-                continue
-            if earlier.line not in self.results:
-                self.results[earlier.line] = self.run(earlier, earlier_tag)
-            if self.results[earlier.line]:
-                return f"an earlier block it builds on failed: {self.results[earlier.line]}"
-        if block.line not in self.results:
-            self.results[block.line] = self.run(block, tag)
-        return self.results[block.line]
-
-
 @pytest.fixture(scope="module")
-def scratch(tmp_path_factory) -> Scratch:
-    return Scratch(tmp_path_factory.mktemp("readme-user"))
+def terminal(tmp_path_factory) -> rt.Terminal:
+    if not (rt.REPO_ROOT / ".venv" / "bin" / "activate").exists():
+        pytest.skip("this checkout has no .venv (README's `bash scripts/setup.sh` makes it); "
+                    "README section 2 starts by activating it")
+    home = tmp_path_factory.mktemp("readme-home")
+    return rt.Terminal(rt.REPO_ROOT, rt.newcomer_env(home), tmp_path_factory.mktemp("readme-state"))
 
 
 def test_sections_have_shell_blocks():
     """The reader finds README's blocks (a reader that found none would let every check pass)."""
-    assert len(BLOCKS) >= 8 and len(RUN_BLOCKS) >= 5, (len(BLOCKS), len(RUN_BLOCKS))
-    assert {b.section for b in RUN_BLOCKS} == set(SECTIONS)
+    assert len(BLOCKS) >= 20 and len(RUN_BLOCKS) >= 10, (len(BLOCKS), len(RUN_BLOCKS))
+    assert {b.section for b, _ in RUN_BLOCKS} >= {None, 2, 3, 4, 8}
 
 
 def test_every_shell_block_is_tagged():
@@ -129,21 +66,48 @@ def test_every_shell_block_is_tagged():
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.parametrize(
-    "block", [pytest.param(b, id=_block_id(b), marks=[pytest.mark.slow] if _tag(b).slow else []) for b in RUN_BLOCKS])
-def test_readme_block_runs(block: rt.Fence, scratch: Scratch):
-    failure = scratch.run_through(block)
+def test_section_2_starts_in_a_scratch_folder_with_the_environment_active():
+    """A newcomer's terminal has no ``hntumorseg`` (exit 127) and the checkout must stay clean:
+    section 2's first block activates ``.venv`` and leaves the repository before any example."""
+    first = next(b for b, _ in RUN_BLOCKS if b.section == 2)
+    assert "source .venv/bin/activate" in first.body and "cd ~/" in first.body, first.body
+
+
+@pytest.mark.parametrize("block", [pytest.param(b, id=_block_id(b)) for b, _ in TERMINAL_BLOCKS])
+def test_readme_block_runs(block: rt.Fence, terminal: rt.Terminal):
+    failure = terminal.run_in_order(TERMINAL_BLOCKS, upto=block, slow=False)
     assert failure is None, failure
 
 
 def test_a_broken_block_fails(tmp_path):
-    """The runner reports a command that stops working: a wrong path (exit 2), a missing output."""
-    scratch = Scratch(tmp_path)
+    """The runner reports a command that stops working (a wrong path: exit 2), a missing output,
+    and a command a newcomer's shell does not have before activation (exit 127)."""
+    term = rt.Terminal(tmp_path, rt.newcomer_env(tmp_path), tmp_path / ".state")
     broken = rt.Fence("bash", 1, "hntumorseg evaluate --pred missing.nii.gz --ref missing.nii.gz", 3)
-    failure = scratch.run(broken, rt.Tag("run"))
+    assert "exit code 127" in term.run(broken, rt.Tag("run"))
+    term.env["PATH"] = str(Path(sys.executable).parent) + ":" + term.env["PATH"]
+    failure = term.run(broken, rt.Tag("run"))
     assert failure and "exit code 2" in failure and "missing.nii.gz" in failure
     quiet = rt.Fence("bash", 1, "true", 3)
-    assert "no out.nii.gz" in scratch.run(quiet, rt.Tag("run", creates=["out.nii.gz"]))
+    assert "no out.nii.gz" in term.run(quiet, rt.Tag("run", creates=["out.nii.gz"]))
+
+
+def test_the_margin_is_stated_one_way():
+    """docs/design.md's word "margin": the card's ``box_margin_vox`` at inference, seed 003's released
+    4-7 voxels below / 3-6 above in training. README and the Slicer tooltip say the same (issue 21:
+    README said "a random 2-6 voxel margin" for training, the tooltip "3 voxel margin")."""
+    from HNTumorSegLib.models.card import DEFAULT_BOX_MARGIN_VOX
+
+    design = (rt.REPO_ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    row = next(line for line in design.splitlines() if line.startswith("| margin |"))
+    assert "box_margin_vox" in row and "4-7 below / 3-6 above" in row, row
+    # 2-6 is the paper's figure: a paragraph may give it only beside the released draw it replaces
+    wrong = [p.strip()[:160] for p in re.split(r"\n\s*\n", TEXT)
+             if re.search(r"\b2-6\b", p) and not ("paper" in p and re.search(r"4[-\u2013]7", p))]
+    assert not wrong, "README gives seed 003's training margin as 2-6:\n" + "\n".join(wrong)
+    ui = (rt.REPO_ROOT / "HNTumorSeg" / "Resources" / "UI" / "HNTumorSeg.ui").read_text(encoding="utf-8")
+    tip = re.search(r'name="boxesFromPriorButton".*?name="toolTip">\s*<string>(.*?)</string>', ui, re.S)[1]
+    assert "box_margin_vox" in tip and f"{DEFAULT_BOX_MARGIN_VOX} voxels" in tip, tip
 
 
 def test_tag_grammar():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import unavailable
 from scipy import ndimage
 
 from HNTumorSegLib.image import write_image
@@ -21,12 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def _chromium() -> str | None:
+def _chromium() -> str:
+    """A headless-capable Chromium; skips locally, fails in CI (which installs it) when there is none."""
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         path = shutil.which(name)
         if path:
             return path
-    return None
+    unavailable("chromium is not installed (Debian: apt-get install -y chromium)")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +93,6 @@ def test_case_score_counts_empty_label_as_agreement():
     assert case_score(None) is None
 
 
-@pytest.mark.skipif(_chromium() is None, reason="chromium not installed (apt-get install -y chromium)")
 def test_renders_in_headless_chromium(report, tmp_path):
     from PIL import Image as PILImage
 

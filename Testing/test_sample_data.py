@@ -9,7 +9,6 @@ Runs from the source tree and from the tests installed beside the module (ctest 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -18,6 +17,7 @@ from urllib.request import url2pathname
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import require_module
 
 from HNTumorSegLib.scene.sample_data import (CATEGORY, MAX_CASE_BYTES, SAMPLE_CASES, check_files, load_into_scene,
                                       register_kwargs, sample_case, sha256_of, shipped_folder)
@@ -27,12 +27,7 @@ FOLDER = shipped_folder()
 
 
 def _needs_slicer():
-    try:
-        import slicer  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("slicer-core is not installed (pip install slicer-core)")
-        pytest.skip("slicer-core is not installed")
+    require_module("slicer", "pip install slicer-core")
 
 
 def _file(case_name: str, suffix: str) -> Path:

@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pytest.importorskip("slicer")
+require_module("slicer")
 
 from HNTumorSegLib.image import Image  # noqa: E402
 from HNTumorSegLib.prompts.boxes import LesionBox, box_to_index_slices, boxes_from_mask  # noqa: E402

@@ -8,18 +8,14 @@ the logic runs the next job normally.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-try:
-    import slicer  # noqa: F401
-except ImportError:  # pragma: no cover - the suite installs slicer-core
-    if os.environ.get("CI") == "true":
-        raise
-    pytest.skip("slicer-core is not installed", allow_module_level=True)
+from conftest import require_module, still_running
+
+require_module("slicer", "pip install slicer-core")
 
 import psutil  # noqa: E402
 
@@ -53,17 +49,6 @@ def load_midrt(scene) -> PanelParameters:
     return params
 
 
-def alive(pids) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 def test_scene_clear_cancels_the_job_and_parameters_are_re_read():
     assert FOLDER.is_dir(), f"the Sample Data phantoms are missing: {FOLDER}"
     app = make_scene()
@@ -95,7 +80,7 @@ def test_scene_clear_cancels_the_job_and_parameters_are_re_read():
     scene.Clear(0)  # File > Close Scene
 
     assert guard.cancelled_runs == 1 and not logic.running and run.state == "cancelled"
-    assert alive(tree) == []  # no orphan worker or worker child
+    assert still_running(tree) == []  # no orphan worker or worker child
     assert not temp_dir.exists() and not result_dir.exists()
     # the parameter node survived as a singleton but was reset; the panel re-read it after the close
     assert len(reread) == 1

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pytest.importorskip("slicer")
+require_module("slicer")
 
 from HNTumorSegLib.errors import InputError  # noqa: E402
 from HNTumorSegLib.image import Image  # noqa: E402

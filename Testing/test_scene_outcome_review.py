@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pytest.importorskip("slicer")
-pydicom = pytest.importorskip("pydicom")
+require_module("slicer")
+pydicom = require_module("pydicom")
 
 from HNTumorSegLib.dicom.read import read_dicom_folder  # noqa: E402
 from HNTumorSegLib.dicom.suv import read_pet_suv  # noqa: E402
@@ -43,7 +44,7 @@ def tiny_model(tmp_path_factory):
     """A real outcome model folder (2 folds per endpoint, small random networks, each fold its own
     clinical statistics), written with the library only: this file also runs in Slicer's self-test,
     where the training package is not installed."""
-    torch = pytest.importorskip("torch")
+    torch = require_module("torch")
     from HNTumorSegLib.models.weights import sha256_file
     from HNTumorSegLib.outcome.card import write_outcome_card
     from HNTumorSegLib.outcome.clinical import ClinicalEncoder

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import require_module
 
 from HNTumorSegLib.errors import InputError
 from HNTumorSegLib.models.catalogue import PACKAGE_DIR
@@ -36,12 +37,7 @@ def empty_model_cache(tmp_path, monkeypatch):
 
 
 def _needs_slicer():
-    try:
-        import slicer  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("slicer-core is not installed")
-        pytest.skip("slicer-core is not installed")
+    require_module("slicer", "pip install slicer-core")
 
 
 # ---- model list and typed paths ------------------------------------------------------------------

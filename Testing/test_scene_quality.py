@@ -14,8 +14,9 @@ import shutil
 import time
 
 import pytest
+from conftest import require_module
 
-pytest.importorskip("slicer")
+require_module("slicer")
 
 from HNTumorSegLib.folds import Folds  # noqa: E402
 from HNTumorSegLib.models.card import read_card  # noqa: E402

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pytest.importorskip("slicer")
+require_module("slicer")
 
 from HNTumorSegLib.image import Image, lps_to_ras  # noqa: E402
 from HNTumorSegLib.metrics import score_case  # noqa: E402

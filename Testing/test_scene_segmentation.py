@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-slicer = pytest.importorskip("slicer")
+slicer = require_module("slicer")
 
 from HNTumorSegLib.errors import InputError  # noqa: E402
 from HNTumorSegLib.image import Image  # noqa: E402

@@ -12,8 +12,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pytest.importorskip("slicer")
+require_module("slicer")
 
 from HNTumorSegLib.errors import InputError  # noqa: E402
 from HNTumorSegLib.folds import Folds  # noqa: E402
@@ -35,16 +36,6 @@ def case(tmp_path_factory):
     root = tmp_path_factory.mktemp("cohort")
     ids = write_hntsmrg_cohort(root, n=1, seed=5, shape=(16, 48, 48), spacing=(1.8, 1.8, 3.0))
     return root / ids[0]
-
-
-def _demo_model_available() -> bool:
-    try:
-        from HNTumorSegLib.models.catalogue import get_entry
-
-        get_entry(DEMO_MODEL)
-        return True
-    except Exception:
-        return False
 
 
 def test_load_assign_boxes_and_request(case, tmp_path):
@@ -79,7 +70,6 @@ def test_load_assign_boxes_and_request(case, tmp_path):
         logic.build_request(Parameters(task="midrt", inputs=params.inputs, model=DEMO_MODEL), tmp_path, tmp_path)
 
 
-@pytest.mark.skipif(not _demo_model_available(), reason=f"model {DEMO_MODEL!r} not in the catalogue yet")
 def test_full_session_runs_the_worker_and_exports(case, tmp_path):
     app = make_scene()
     nodes = load_case_folder(app.scene, case)
@@ -125,7 +115,7 @@ def test_cancel_ends_the_run_and_leaves_nothing(case):
     logic.poll()
     t0 = time.monotonic()
     logic.cancel()
-    assert time.monotonic() - t0 < 5.0
+    assert time.monotonic() - t0 < 30.0  # the kill's grace period + ~0.5 s; room for a loaded machine
     assert not logic.running and logic.run.state == "cancelled"
     assert not temp_dir.exists() and not result_dir.exists()
     assert logic.poll().state == "cancelled"

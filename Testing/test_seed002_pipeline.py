@@ -11,8 +11,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 
 from HNTumorSegLib.image import read_image, write_image  # noqa: E402
 from HNTumorSegLib.models import load_model  # noqa: E402

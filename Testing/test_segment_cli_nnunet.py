@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pytest.importorskip("nnunetv2")
+require_module("nnunetv2")
 
 from nnunet_fixture import tiny_nnunet_test_cases  # noqa: E402
 

@@ -9,8 +9,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pytest.importorskip("slicer")
+require_module("slicer")
 
 from HNTumorSegLib.prompts.boxes import box_to_index_slices  # noqa: E402
 from HNTumorSegLib.scene.inputs import load_case_folder  # noqa: E402

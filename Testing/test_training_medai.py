@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require_module
 
-pytest.importorskip("nnunetv2")
-torch = pytest.importorskip("torch")
+require_module("nnunetv2")
+torch = require_module("torch")
 
 from training_fixture import make_trainer, planned_dataset  # noqa: E402
 

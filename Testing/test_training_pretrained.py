@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import require_module
 
-torch = pytest.importorskip("torch")
+torch = require_module("torch")
 
 from HNTumorSegLib.errors import ModelError  # noqa: E402
 from HNTumorSegLib.networks.stunet import build_stunet  # noqa: E402

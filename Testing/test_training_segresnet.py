@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
+from conftest import require_module
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("monai")
+torch = require_module("torch")
+require_module("monai")
 
 
 def test_segresnet_train_export_segment(tmp_path):

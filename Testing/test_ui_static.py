@@ -1,7 +1,8 @@
 """Static check of the Slicer module against its .ui: every widget the code uses exists with the expected class.
 
-No Qt needed: the .ui is parsed as XML and HNTumorSeg.py with ``ast``. For each ``self.ui.<name>``
-the test checks (1) ``<name>`` is declared in ``UI_WIDGETS`` with a class, (2) the .ui has a widget
+No Qt needed: the .ui is parsed as XML, HNTumorSeg.py and the panel files of HNTumorSegSlicer/
+(the widget's sections, each sharing its ``ui``; the self-test's ``widget.ui.<name>`` too) with
+``ast``. For each ``self.ui.<name>`` the test checks (1) ``<name>`` is declared in ``UI_WIDGETS`` with a class, (2) the .ui has a widget
 of that name and that class, (3) every method / property / signal the code uses on it belongs to
 that class's API (a table of the real Qt / CTK / MRML widget API, below).
 """
@@ -20,7 +21,9 @@ SLICER_PKG = ROOT / "HNTumorSeg" / "HNTumorSegSlicer"  # the module's Slicer-sid
 SELFTEST = SLICER_PKG / "selftest.py"
 OUTCOME_PANEL = SLICER_PKG / "outcome_panel.py"  # the widget's PET/CT helper: uses self.ui too
 MODEL_PANEL = SLICER_PKG / "model_panel.py"  # the model list and its Download / Import buttons: uses self.ui too
-PANEL_FILES = (MODULE, OUTCOME_PANEL, MODEL_PANEL)
+# every section of the panel (HNTumorSegSlicer/*panel.py: inputs, model, run, refine, review, outcome, the base)
+PANELS = tuple(sorted(SLICER_PKG.glob("*panel.py")))
+PANEL_FILES = (MODULE, *PANELS, SELFTEST)
 
 COMMON = {"connect", "setVisible", "setEnabled", "visible", "enabled", "toolTip", "setToolTip"}
 API = {
@@ -61,10 +64,17 @@ def declared() -> dict[str, str]:
     raise AssertionError("HNTumorSeg.py has no UI_WIDGETS dict")
 
 
-def uses() -> list[tuple[str, str | None, str | None, int]]:
-    """(widget name, member used or None, signal string or None, line) for every ``self.ui.<name>...``
-    in :data:`PANEL_FILES`."""
-    tree = ast.Module(body=[s for path in PANEL_FILES for s in ast.parse(path.read_text()).body], type_ignores=[])
+def uses() -> list[tuple[str, str | None, str | None, str]]:
+    """(widget name, member used or None, signal string or None, "file:line") for every ``self.ui.<name>...``
+    (and the self-test's ``widget.ui.<name>...``) in :data:`PANEL_FILES`."""
+    out = []
+    for path in PANEL_FILES:
+        out += _uses_in(path)
+    return out
+
+
+def _uses_in(path: Path) -> list[tuple[str, str | None, str | None, str]]:
+    tree = ast.parse(path.read_text())
     parents = {}
     for node in ast.walk(tree):
         for child in ast.iter_child_nodes(node):
@@ -72,14 +82,14 @@ def uses() -> list[tuple[str, str | None, str | None, int]]:
     out = []
     for node in ast.walk(tree):
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) and node.value.attr == "ui"
-                and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"):
+                and isinstance(node.value.value, ast.Name) and node.value.value.id in ("self", "widget")):
             parent = parents.get(node)
             member = parent.attr if isinstance(parent, ast.Attribute) and parent.value is node else None
             signal = None
             call = parents.get(parent) if member else None
             if member == "connect" and isinstance(call, ast.Call) and call.args and isinstance(call.args[0], ast.Constant):
                 signal = call.args[0].value
-            out.append((node.attr, member, signal, node.lineno))
+            out.append((node.attr, member, signal, f"{path.name}:{node.lineno}"))
     return out
 
 
@@ -99,7 +109,7 @@ def test_every_widget_the_code_uses_exists_with_its_class():
     used = uses()
     assert len(used) > 40  # the parse found the widget code (guards against a silently empty check)
     for name, _, _, line in used:
-        assert name in decl, f"HNTumorSeg.py:{line} uses self.ui.{name}, not declared in UI_WIDGETS"
+        assert name in decl, f"{line} uses self.ui.{name}, not declared in UI_WIDGETS (HNTumorSeg.py)"
     for name, cls in decl.items():
         assert name in in_ui, f"UI_WIDGETS names {name!r}, missing from HNTumorSeg.ui"
         assert in_ui[name] == cls, f"{name!r} is a {in_ui[name]} in the .ui, the code expects {cls}"
@@ -110,9 +120,9 @@ def test_members_and_signals_belong_to_the_widget_class():
     for name, member, signal, line in uses():
         cls = decl[name]
         if member is not None:
-            assert member in API[cls] | COMMON, f"HNTumorSeg.py:{line}: {cls} {name!r} has no member {member!r}"
+            assert member in API[cls] | COMMON, f"{line}: {cls} {name!r} has no member {member!r}"
         if signal is not None:
-            assert signal in SIGNALS.get(cls, set()), f"HNTumorSeg.py:{line}: {cls} {name!r} has no signal {signal!r}"
+            assert signal in SIGNALS.get(cls, set()), f"{line}: {cls} {name!r} has no signal {signal!r}"
 
 
 def test_every_ui_widget_is_covered_and_every_declared_widget_used():
@@ -130,7 +140,7 @@ def test_every_ui_widget_is_covered_and_every_declared_widget_used():
     bound = {w.get("name") for w in root.iter("widget") if w.find("property[@name='SlicerParameterName']") is not None}
     for name in decl:
         assert name in used or name in bound, \
-            f"UI_WIDGETS declares {name!r} but HNTumorSeg.py never uses self.ui.{name} nor binds it (connectGui)"
+            f"UI_WIDGETS declares {name!r} but no panel file uses self.ui.{name} nor binds it (connectGui)"
     for new in ("modelBrowseButton", "modelInfoLabel", "deviceUsedLabel"):
         assert new in decl and new in used
 
@@ -157,18 +167,19 @@ def test_parameter_names_in_the_ui_are_typed_fields():
 
 TRANSLATED_CALLS = {"tryWithErrorDisplay", "errorDisplay", "infoDisplay", "warningDisplay", "confirmOkCancelDisplay",
                     "confirmYesNoDisplay", "getExistingDirectory", "getOpenFileName", "getText", "getItem",
-                    "setWindowTitle", "addButton", "_log"}
+                    "setWindowTitle", "addButton", "_log", "log"}
 
 
 def test_user_facing_strings_are_wrapped_for_translation():
     """Literal text shown to the user goes through _() (Slicer's tr), so translators can reach it."""
     bad = []
-    for path in (MODULE, SLICER_PKG / "logic.py", OUTCOME_PANEL, MODEL_PANEL):
+    for path in (MODULE, SLICER_PKG / "logic.py", *PANELS):
         bad += [f"{path.name}:{line}" for line in _untranslated(path)]
     assert not bad, f"user-facing literal not wrapped in _(): {bad}"
-    for path in (MODULE, SLICER_PKG / "logic.py", OUTCOME_PANEL, MODEL_PANEL):
+    for path in (MODULE, SLICER_PKG / "logic.py", *PANELS):
         text = path.read_text()
-        assert "from slicer.i18n import tr as _" in text and "except ImportError" in text  # guarded for older Slicer
+        guarded = "from slicer.i18n import tr as _" in text and "except ImportError" in text  # guarded for older Slicer
+        assert guarded or re.search(r"^from \.panel import .*\b_\b", text, re.M), path.name  # or the base's
 
 
 def _untranslated(path: Path) -> list[int]:
@@ -299,8 +310,27 @@ def test_model_download_and_import_buttons():
     assert order.index("self._licenceAccepted") < order.index("self._askSource") < order.index("self._start")
     assert not re.search(r"^\s*(import|from)\s+(torch|huggingface_hub)", panel, re.M)
     module = MODULE.read_text()
-    assert "ModelPanel(self)" in module and "require_installed=True" in module  # Apply: a missing model says what to click
-    assert "models list" not in module and "hntumorseg models" not in panel  # clicks, not commands
+    run = (SLICER_PKG / "run_panel.py").read_text()
+    assert "ModelPanel(self)" in module and "require_installed=True" in run  # Apply: a missing model says what to click
+    assert "models list" not in module + run and "hntumorseg models" not in panel  # clicks, not commands
     cmake = (ROOT / "HNTumorSeg" / "CMakeLists.txt").read_text()
     for py in sorted(SLICER_PKG.glob("*.py")):
         assert f"${{MODULE_NAME}}Slicer/{py.name}" in cmake, f"{py.name} is not in HNTumorSeg/CMakeLists.txt"
+
+
+def test_the_widget_is_a_thin_shell_over_its_panels():
+    """Issue 21: HNTumorSeg.py stays short; each section of the panel is a class of its own file in
+    HNTumorSegSlicer/, made by the widget's setup, and listed in HNTumorSeg/CMakeLists.txt (checked above)."""
+    text = MODULE.read_text()
+    assert len(text.splitlines()) < 300
+    tree = ast.parse(text)
+    widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "HNTumorSegWidget")
+    methods = [n.name for n in widget.body if isinstance(n, ast.FunctionDef)]
+    assert len(methods) <= 12, methods
+    setup = next(n for n in widget.body if isinstance(n, ast.FunctionDef) and n.name == "setup")
+    made = {c.func.id for c in ast.walk(setup) if isinstance(c, ast.Call) and isinstance(c.func, ast.Name)}
+    for path in PANELS:
+        for cls in (n for n in ast.parse(path.read_text()).body if isinstance(n, ast.ClassDef)):
+            if cls.name != "Panel":
+                assert cls.name in made, f"{path.name}: {cls.name} is not made in HNTumorSegWidget.setup"
+    assert {"InputsPanel", "ModelPanel", "RunPanel", "RefinePanel", "ReviewPanel", "OutcomePanel"} <= made

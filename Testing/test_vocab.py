@@ -12,6 +12,8 @@ import pytest
 from HNTumorSegLib.errors import InputError
 from HNTumorSegLib.vocab import Device, NetworkOutput, OutputKind, ProgressMode, Quality, Task, parse_device
 
+from test_vocab_single_source import NEW_WORDS
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -40,6 +42,7 @@ def test_parse_accepts_every_value_in_any_case(enum, text, member):
     (OutputKind, "probabilties", "probabilities", "output kind"),
     (Quality, "fats", "fast", "quality"),
     (NetworkOutput, "sigmoid", "sigmoid_regions", "model output"),
+    *NEW_WORDS,   # issue 21's vocabularies (test_vocab_single_source.py)
 ])
 def test_typo_gives_did_you_mean(enum, typo, suggestion, word):
     with pytest.raises(InputError) as info:

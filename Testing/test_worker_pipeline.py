@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import still_running
 
 from HNTumorSegLib.image import read_image, write_image
 from HNTumorSegLib.phantoms import make_midrt_case
@@ -60,17 +61,6 @@ def _until_inference(run: WorkerRun, timeout: float = 120) -> list:
     raise AssertionError(f"no inference progress: {seen} {run.final} {list(run.stderr_tail)}")
 
 
-def _alive(pids: list[int]) -> list[int]:
-    out = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                out.append(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 def test_events_in_order_with_rising_fraction(small_request, tmp_path):
     req = dict(small_request, output_path=str(tmp_path / "labels.nii.gz"))
     run = _run(req, tmp_path)
@@ -100,10 +90,11 @@ def test_cancel_during_inference_leaves_no_process_temp_or_output(long_request, 
     tree = [run.proc.pid] + [p.pid for p in psutil.Process(run.proc.pid).children(recursive=True)]
     t0 = time.monotonic()
     run.cancel()
-    assert time.monotonic() - t0 < 2.0
+    # bounded by the kill's grace period + ~0.5 s; 30 s leaves room for a loaded machine and
+    # is far below the seconds of inference left
+    assert time.monotonic() - t0 < 30.0
     assert run.state == "cancelled" and run.final.kind == "cancelled"
-    time.sleep(0.2)
-    assert _alive(tree) == []
+    assert still_running(tree) == []
     assert not run.temp_dir.exists() and list(tmp_path.glob("hntumorseg-run-*")) == []
     assert not Path(req["output_path"]).exists()
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
@@ -114,7 +105,7 @@ def test_sigkill_during_inference_is_reported_as_crash(long_request, tmp_path):
     run = _run(req, tmp_path)
     _until_inference(run)
     os.kill(run.proc.pid, signal.SIGKILL)
-    final = run.wait(timeout=30)
+    final = run.wait(timeout=120)
     assert run.state == "crashed" and isinstance(final, ErrorEvent) and final.kind == "crashed"
     assert "stopped unexpectedly" in final.message and "SIGKILL" in final.message
     assert not run.temp_dir.exists()
@@ -184,8 +175,9 @@ def test_twenty_runs_leave_no_fds_processes_or_temp_folders(small_request, tmp_p
         del run
     assert endings.count("succeeded") == 5 and endings.count("failed") == 5
     assert endings.count("cancelled") == 5 and endings.count("crashed") == 5
-    time.sleep(0.2)
-    after = snapshot()
+    t_end = time.monotonic() + 30  # ended children may take a moment to go on a loaded machine
+    while (after := snapshot()) != before and time.monotonic() < t_end:
+        time.sleep(0.1)
     assert after == before, f"fds/children/temp folders before {before}, after {after}"
 
 

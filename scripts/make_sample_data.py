@@ -3,8 +3,10 @@
 Why a script and shipped files rather than generating at start-up: Slicer's Sample Data module
 verifies a SHA256 per file, and a clinician's first click must not depend on numpy/scipy code
 paths of the phantom generator. The files are deterministic (phantom seed 0, fixed crops,
-gzip-compressed NRRD), so running this again gives the same bytes; it prints each file's SHA256
-and fills them into ``HNTumorSegLib/scene/sample_data.py`` when ``--update`` is given.
+gzip-compressed NRRD), so running this again gives the same bytes, on any CPU: the generator's
+arithmetic is built so that no CPU-specific BLAS kernel or SIMD path of exp/cos can change a
+last bit before a value is rounded (``HNTumorSegLib/phantoms/exact.py``). It prints each file's
+SHA256 and fills them into ``HNTumorSegLib/scene/sample_data.py`` when ``--update`` is given.
 
 Choices (each case must stay well under 2 MB):
 * mid-RT T2 stored as int16 (the phantom's T2 spans 0-1400; rounding changes values by < 0.5);

@@ -1,6 +1,8 @@
 """The panel's model box and its Download / Import buttons (a helper of ``HNTumorSegWidget``).
 
-In its own file so the module's main file stays short; it shares the widget's ``ui``. The work
+In its own file so the module's main file stays short (see :mod:`.panel`). The box's text - a
+catalogue id picked from the list, a list label, a typed or pasted id, or a browsed folder - is
+the model: it goes to the parameter node as typed (the cursor stays where the user types). The work
 is in the library (no Qt, tested on plain Python): ``HNTumorSegLib.scene.model_choice`` gives
 the list for the task (models not installed yet carry a marker) and, for the box's text, the info
 line and which buttons apply (:func:`model_box_state`); ``HNTumorSegLib.scene.model_install``
@@ -20,26 +22,19 @@ from __future__ import annotations
 import qt
 import slicer
 
-try:  # Slicer's translation function (5.4+); older Slicer shows the English text
-    from slicer.i18n import tr as _
-except ImportError:  # pragma: no cover
-    def _(text):
-        return text
+from .panel import Panel, _
 
 
-class ModelPanel:
+class ModelPanel(Panel):
     """Model list, info line and the Download / Import buttons of ``widget`` (an ``HNTumorSegWidget``)."""
 
-    POLL_MS = 200
-
     def __init__(self, widget):
-        self.widget = widget
-        self.ui = widget.ui
+        super().__init__(widget)
         self.job = None    # HNTumorSegLib.scene.model_install.InstallJob while one runs
         self.state = None  # HNTumorSegLib.scene.model_choice.ModelBoxState of the box's text
-        self.timer = qt.QTimer()
-        self.timer.setInterval(self.POLL_MS)
-        self.timer.connect("timeout()", self.onInstallPoll)
+        self.timer = self.makeTimer(self.POLL_MS, self.onInstallPoll)
+        self.ui.modelComboBox.connect("currentTextChanged(QString)", self.onModelTextChanged)
+        self.ui.modelBrowseButton.connect("clicked(bool)", self.onBrowseModel)
         self.ui.downloadModelButton.connect("clicked(bool)", self.onDownload)
         self.ui.importModelButton.connect("clicked(bool)", self.onImport)
 
@@ -52,6 +47,32 @@ class ModelPanel:
     @property
     def installing(self) -> bool:
         return self.job is not None and not self.job.poll().done
+
+    # ---- the box ---------------------------------------------------------------------------------
+    def selectDefaultModel(self):
+        """The first catalogue model of the node's task (its seed's model), when there is one."""
+        from HNTumorSegLib.scene.model_choice import models_for_task
+
+        choices = models_for_task(self.params.task)
+        if choices:
+            self.params.model = choices[0].id
+
+    def onModelTextChanged(self, text):
+        """Typed, pasted, browsed or picked: the text is the model (id, list label or folder)."""
+        if self.widget._updating or self.params is None:
+            return
+        state = self.showInfo(text)  # licence, source; not installed: what to click
+        self.widget._updating = True  # keep the cursor where the user types
+        try:
+            self.params.model = state.model
+        finally:
+            self.widget._updating = False
+        self.widget.runPanel.setApplyEnabled(state.can_run)
+
+    def onBrowseModel(self):
+        folder = qt.QFileDialog.getExistingDirectory(None, _("Model folder (model.json, or an nnU-Net results folder)"))
+        if folder:
+            self.ui.modelComboBox.setEditText(folder)  # -> onModelTextChanged
 
     # ---- list and info line -------------------------------------------------------------------
     def fillList(self, task, model_text):
@@ -78,7 +99,7 @@ class ModelPanel:
         """Licence, source and (not installed) what to click; the buttons that apply. Returns the box state."""
         from HNTumorSegLib.scene.model_choice import model_box_state
 
-        p = self.widget._parameterNode
+        p = self.params
         self.state = model_box_state(text, p.task) if p is not None else None
         if self.state is None:
             return None

@@ -66,7 +66,7 @@ class OutcomePanel:
         from HNTumorSegLib.scene.outcome_review import biomarker_review
 
         with slicer.util.tryWithErrorDisplay(_("Could not compute the PET biomarkers."), waitCursor=True):
-            seg, ref = self.widget._result_and_reference()
+            seg, ref = self.widget.reviewPanel.resultAndReference()
             p = self.widget._parameterNode
             if p is None or p.pet is None:
                 raise ValueError(_("Select the PET volume in the Inputs section (task PET/CT)."))
@@ -95,10 +95,10 @@ class OutcomePanel:
             self.run.cancel()
             self.onOutcomePoll()
             return
-        if not self.widget.logic.ensureDependencies(log=self.widget._log):
+        if not self.widget.logic.ensureDependencies(log=self.widget.runPanel.log):
             return  # torch and MONAI come with the first-run install
         with slicer.util.tryWithErrorDisplay(_("Could not start the outcome prediction."), waitCursor=True):
-            seg, ref = self.widget._result_and_reference()
+            seg, ref = self.widget.reviewPanel.resultAndReference()
             p = self.widget._parameterNode
             self.run = start_outcome(slicer.mrmlScene, seg, ref, p.ct, p.pet,
                                      self.ui.outcomeModelPathLineEdit.currentPath,

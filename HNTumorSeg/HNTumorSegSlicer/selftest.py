@@ -69,19 +69,19 @@ class HNTumorSegTest(ScriptedLoadableModuleTest):
         widget = slicer.util.getModuleWidget("HNTumorSeg")
         p = widget._parameterNode
         p.task = Task.MIDRT
-        widget.onAutoAssign()
+        widget.inputsPanel.onAutoAssign()
         self.assertIsNotNone(p.t2, "Assign inputs by name did not pick the phantom's T2")
         self.assertIsNotNone(p.prior, "Assign inputs by name did not pick the phantom's prior")
         widget.ui.modelComboBox.setEditText("demo-midrt")
         self.assertEqual(p.model, "demo-midrt")
         self.assertIn("Licence: Apache-2.0", widget.ui.modelInfoLabel.text)
         p.device = Device.CPU
-        widget.onBoxesFromPrior()
+        widget.inputsPanel.onBoxesFromPrior()
         self.assertGreaterEqual(widget.ui.boxListWidget.count, 2)
-        widget.onApplyOrCancel()
+        widget.runPanel.onApplyOrCancel()
         self.assertTrue(widget.logic.running, "the segmentation did not start (dependencies installed?)")
         t_end = time.time() + 600
-        while widget.poll_timer.isActive() and time.time() < t_end:
+        while widget.runPanel.timer.isActive() and time.time() < t_end:
             slicer.app.processEvents()
             time.sleep(0.05)
         self.assertFalse(widget.logic.running)
@@ -90,14 +90,14 @@ class HNTumorSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(seg.GetSegmentation().GetNumberOfSegments(), 2)
         self.assertIn("CPU", widget.ui.deviceUsedLabel.text)
         widget.ui.referenceSelector.setCurrentNode(p.prior)
-        widget.onReview()
+        widget.reviewPanel.onReview()
         self.assertIsNotNone(slicer.mrmlScene.GetFirstNodeByName("HNTumorSeg lesions"))
         out = tempfile.mkdtemp(prefix="hntumorseg-selftest-")
         widget.ui.exportDirectoryPathLineEdit.currentPath = out
         for box, on in ((widget.ui.exportNiftiCheckBox, True), (widget.ui.exportCsvCheckBox, True),
                         (widget.ui.exportDicomSegCheckBox, False), (widget.ui.exportRtstructCheckBox, False)):
             box.checked = on
-        files = widget.onExport()
+        files = widget.reviewPanel.onExport()
         self.assertEqual(set(files), {"nifti", "csv"})
         self.assertTrue(all(os.path.isfile(f) for f in files.values()))
         self.delayDisplay("HNTumorSeg panel test passed")

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..datasets import LAYOUTS, find_hecktor_cases, find_hntsmrg_cases, find_plain_cases, prediction_path
+from ..datasets import find_hecktor_cases, find_hntsmrg_cases, find_plain_cases, prediction_path
 from ..errors import InputError
 from ..pipeline.request import SegmentRequest
-from ..vocab import Task
+from ..vocab import Layout, Task
 
 FOLDER_CHANNELS = {"prert": ("T2",), "petct": ("CT", "PET")}
 
@@ -84,22 +84,21 @@ def resolve_task(layout: str, task: str | None, model: str) -> Task:
 def discover_cases(layout: str, data: str | os.PathLike, out: str | os.PathLike, task: str,
                    labels: str | os.PathLike | None = None) -> list[BatchCase]:
     """All cases of ``data`` for ``task``; raises InputError for a layout/task mismatch or missing input."""
-    if layout not in LAYOUTS:
-        raise InputError(f"unknown layout {layout!r}", None, f"use --layout {' or '.join(LAYOUTS)}")
+    layout = Layout.parse(layout, "--layout")
     cases: list[BatchCase] = []
-    if layout == "hntsmrg":
+    if layout is Layout.HNTSMRG:
         for c in find_hntsmrg_cases(data, task=task if task != "petct" else None):
             ins = {k: str(v) for k, v in c.inputs(task).items()}
             prior = ins.pop("prior", None)
             ref = c.reference(task)
             cases.append(BatchCase(c.case_id, task, ins, prediction_path(layout, out, c.case_id, task),
                                    prior, str(ref) if ref else None))
-    elif layout == "hecktor":
+    elif layout is Layout.HECKTOR:
         for c in find_hecktor_cases(data):
             ins = {k: str(v) for k, v in c.inputs(task).items()}
             cases.append(BatchCase(c.case_id, task, ins, prediction_path(layout, out, c.case_id, task),
                                    None, str(c.label) if c.label else None))
-    elif layout == "dicom":  # one DICOM study folder per case; each input reads its series there
+    elif layout is Layout.DICOM:  # one DICOM study folder per case; each input reads its series there
         from ..dicom.studies import find_dicom_studies
 
         if task not in FOLDER_CHANNELS:

@@ -24,9 +24,9 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..childproc import python_path
 from ..errors import InputError
 from ..protocol import ErrorEvent, ResultEvent, parse_event
-from ..runner import PACKAGE_ROOT
 from .local import Job, Outcome, log_line
 from .resume import mark_done
 
@@ -67,8 +67,7 @@ def connect(address: str):
         raise InputError(f"unknown cluster address {address!r}", None, "use --cluster auto or --cluster ray://HOST:PORT")
     # The driver's copy of the package goes on the nodes' PYTHONPATH too: on a shared file
     # system that is all a node needs; a node with HNTumorSegLib installed ignores it.
-    env = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(
-        [str(PACKAGE_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    env = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path()}
     kwargs = dict(ignore_reinit_error=True, log_to_driver=False, runtime_env={"env_vars": env})
     try:
         try:
@@ -76,7 +75,11 @@ def connect(address: str):
         except ConnectionError:
             if address != "auto":
                 raise
-            log_line("cluster", "no running Ray cluster found: starting a local one")
+            # Ray (2.60 here) protects a new local instance with a token it saves in the user's home
+            # folder: say so, since a file appearing there unannounced is a surprise (README s. 4).
+            token = "none (RAY_AUTH_MODE=disabled)" if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled" \
+                else os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
+            log_line("cluster", f"no running Ray cluster found: starting a local one (Ray's access token: {token})")
             ray.init(include_dashboard=False, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise InputError(f"cannot connect to the Ray cluster at {address} ({exc})", None,

@@ -142,3 +142,47 @@ def read_marker(out_dir: str | os.PathLike, case_id: str) -> dict | None:
         return json.loads(marker_path(out_dir, case_id).read_text())
     except (OSError, ValueError):
         return None
+
+
+#: ``batch.json`` fields that say which cohort a run was of (issue 22): the same cohort may be
+#: rerun into its ``--out`` (resume, or new settings), another one may not.
+COHORT_KEYS = ("layout", "data", "task")
+
+
+def cohort_identity(layout: str, data: str | os.PathLike, task: str, case_ids) -> dict:
+    """What :func:`check_same_cohort` compares; also written into ``batch.json``."""
+    return {"layout": str(layout), "data": str(Path(data).absolute()), "task": str(task), "case_ids": list(case_ids)}
+
+
+def check_same_cohort(out_dir: str | os.PathLike, identity: dict) -> None:
+    """InputError when ``out_dir`` holds the ``batch.json`` of another cohort's run.
+
+    Why: a second cohort written into the same ``--out`` replaces the first's ``metrics.json``,
+    ``batch.json`` and report, and its predictions where case names meet - the first run's
+    results are lost without a word. The same cohort (same layout, data folder and task) is
+    accepted: that is a resume, or a rerun with new settings (the done-markers decide what runs
+    again). A ``batch.json`` written before the data folder was recorded is compared by its case
+    names. Deleting ``batch.json`` is how a user says "reuse this folder".
+    """
+    from ..errors import InputError
+
+    path = Path(out_dir) / "batch.json"
+    if not path.exists():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = None
+    fix = f"give a new --out for this cohort, or delete {path} to reuse the folder (its run's results are replaced)"
+    if not isinstance(old, dict):
+        raise InputError("--out holds a batch.json that is not a batch run's record", path, fix)
+    if old.get("data") is not None:
+        differs = [k for k in COHORT_KEYS if str(old.get(k)) != identity[k]]
+    else:
+        old_ids = set((old.get("cases") or {}) if isinstance(old.get("cases"), dict) else [])
+        differs = ([k for k in ("layout", "task") if str(old.get(k)) != identity[k]]
+                   + (["cases"] if old_ids != set(identity["case_ids"]) else []))
+    if differs:
+        was = f"{old.get('layout')} cohort {old.get('data') or '?'} ({len(old.get('cases') or {})} cases, " \
+              f"task {old.get('task')})"
+        raise InputError(f"--out holds the run of another cohort: {was}; it differs in {', '.join(differs)}", path, fix)

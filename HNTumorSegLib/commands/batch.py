@@ -28,17 +28,16 @@ import math
 import time
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import EXIT_OK, EXIT_SOME_FAILED, InputError
 from ..fileio import os_error, write_json_atomic
 from ..folds import ACCEPTED_FORMS, parse_folds
+from ..outlock import OutputLock
 from ..protect import check_inputs_regular, check_outputs, protected_folders
-from ..vocab import Task, parse_device
-
-LAYOUT_CHOICES = ("hntsmrg", "hecktor", "folder", "dicom")
+from ..vocab import Layout, Task, parse_device
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--layout", required=True, choices=LAYOUT_CHOICES, help="how the cohort is stored")
+    parser.add_argument("--layout", required=True, choices=Layout.values(), help="how the cohort is stored")
     parser.add_argument("--data", required=True, help="the cohort's root folder")
     parser.add_argument("--model", required=True, metavar="ID_OR_PATH",
                         help="as for segment: a path (with a / or starting with ./) is a folder; "
@@ -121,11 +120,8 @@ def _plan_dicom_outputs(args, cases, out: Path, model: str, device: str, folds) 
 
 
 def run(args) -> int:
-    from ..batch.cohort import build_request, discover_cases, resolve_task
-    from ..batch.local import Job, log_line, run_local
-    from ..batch.resume import fingerprint, is_done, read_marker
-    from ..metrics import format_table, write_json
-    from ..report.qa_report import QACase, write_qa_report
+    from ..batch.cohort import discover_cases, resolve_task
+    from ..batch.resume import check_same_cohort, cohort_identity
 
     # Everything a case would fail on is checked here, once, before any work (issue 11): exit 2.
     if args.workers < 1:
@@ -149,6 +145,20 @@ def run(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise os_error(exc, out, "create the output folder") from None
+    # one run per --out at a time, and only this cohort's runs in it (issue 22); the lock goes in every ending
+    with OutputLock(out, "--out", "batch"):
+        identity = cohort_identity(args.layout, data, task, [c.case_id for c in cases])
+        check_same_cohort(out, identity)
+        return _run_cases(args, cases, out, task, model, device, folds, identity)
+
+
+def _run_cases(args, cases, out: Path, task: str, model: str, device: str, folds, identity: dict) -> int:
+    """The cohort's work once ``--out`` is ours: run what is not done, score, report, ``batch.json``."""
+    from ..batch.cohort import build_request
+    from ..batch.local import Job, log_line, run_local
+    from ..batch.resume import COHORT_KEYS, fingerprint, is_done, read_marker
+    from ..metrics import format_table, write_json
+    from ..report.qa_report import QACase, write_qa_report
 
     dicom_plans = _plan_dicom_outputs(args, cases, out, model, device, folds)  # checked before any work
     jobs, skipped = [], []
@@ -200,7 +210,8 @@ def run(args) -> int:
             for warning in warnings:
                 log_line(c.case_id, f"warning: {warning}")
     failed = [k for k, v in summary.items() if v["status"] == "failed"]
-    write_json_atomic(out / "batch.json", {"task": task, "model": args.model, "layout": args.layout,
+    write_json_atomic(out / "batch.json", {**{k: identity[k] for k in COHORT_KEYS}, "model": args.model,
+                                           "labels": str(Path(args.labels).absolute()) if args.labels else None,
                                            "workers": args.workers, "cluster": args.cluster,
                                            "wall_s": round(wall, 2), "cases": summary}, indent=1)
     if not args.no_report:
@@ -210,4 +221,4 @@ def run(args) -> int:
         log_line("batch", f"QA report: {page}")
     log_line("batch", f"{len(cases) - len(failed)} of {len(cases)} cases done in {wall:.1f} s"
                       + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    return EXIT_SOME_FAILED if failed else EXIT_OK

@@ -32,14 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT", default=None, help="write the biomarkers to this JSON file")
 
 
-def check_json_target(path: Path, inputs: list[str]) -> None:
-    """Refuse a folder, a path under a file, or one of the user's inputs as the JSON output."""
+def check_json_target(path: Path, inputs: list[str], flag: str = "--json") -> None:
+    """Refuse a folder, a path under a file, or one of the user's inputs as the output ``flag``
+    (named in the message: ``outcome --plot`` checks its picture here too, issue 22)."""
     if path.is_dir():
-        raise InputError("--json points to a folder", path, "give a file name such as result.json")
+        raise InputError(f"{flag} points to a folder", path, "give a file name such as result.json")
     if any(Path(i).resolve() == path.resolve() for i in inputs if i):
-        raise InputError("--json would overwrite an input", path, "choose another output name")
+        raise InputError(f"{flag} would overwrite an input", path, "choose another output name")
     # hard links, symlinked outputs, other case on a case-insensitive disk, FIFO inputs (issue 11)
-    check_outputs({"--json": path}, {f"the input {i}": i for i in inputs if i})
+    check_outputs({flag: path}, {f"the input {i}": i for i in inputs if i})
 
 
 def run(args: argparse.Namespace) -> int:

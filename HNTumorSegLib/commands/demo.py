@@ -132,7 +132,9 @@ def check_out_folder(out: Path, force: bool) -> None:
     from ..errors import InputError
 
     if out.exists() and not out.is_dir():
-        raise InputError("--out is a file, not a folder", out, "give a new folder name")
+        from ..protect import check_path_kind
+
+        check_path_kind(out, "--out", "folder", "give a new folder name")   # names a FIFO so (issue 22)
     if out.is_dir() and any(out.iterdir()) and not force:
         raise InputError("--out already holds files", out,
                          "give a new or empty folder, or add --force to write into it (its demo files are replaced)")

@@ -7,10 +7,16 @@ their mean (HNTS-MRG 2024), GTVp mean per-patient DSC and GTVn F1agg (HECKTOR 20
 ``--challenge hntsmrg2024|hecktor2025`` prints only that challenge's ranking metrics.
 Definitions: :mod:`HNTumorSegLib.metrics`.
 
-Bad input (missing path, no matching case, labels outside {0,1,2}, unreadable file) ends
-with one line on stderr and exit code 2, and no JSON is written: the JSON file is written
-atomically once every case has been scored. Warnings (a prediction resampled onto its
-reference grid, files without a partner) are printed on stderr after a successful run.
+Scoring is strict (issue 22): a reference case without a prediction is an error (exit 2,
+listing them), since leaving it out would inflate the cohort score. ``--allow-missing empty``
+scores each such case as an empty prediction (the challenges' convention: a missing
+submission counts as an empty mask), ``--allow-missing skip`` leaves it out with a warning.
+
+Bad input (missing path, no matching case, a reference case without a prediction, labels
+outside {0,1,2}, unreadable file) ends with one line on stderr and exit code 2, and no JSON is
+written: the JSON file is written atomically once every case has been scored. Warnings (a
+prediction resampled onto its reference grid, predictions without a reference, skipped
+cases) are printed on stderr after a successful run.
 
 Example:
     $ hntumorseg evaluate --pred preds/ --ref HNTSMRG24/ --timepoint midRT --json scores.json
@@ -26,7 +32,9 @@ from ..caseids import TIMEPOINTS, match_cases
 from ..errors import InputError
 from ..image import check_labels, read_image
 from ..protect import check_outputs
-from ..metrics import Challenge, CohortScorer, format_challenge, format_table, write_json
+from ..metrics import (Challenge, CohortScorer, empty_prediction, format_challenge, format_table,
+                       missing_predictions_error, write_json)
+from ..vocab import AllowMissing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print only that challenge's ranking metrics (hntsmrg2024: DSCagg GTVp, GTVn, mean; "
                              "hecktor2025: GTVp mean per-patient DSC, GTVn DSCagg, GTVn F1agg); "
                              "the JSON keeps every score")
+    parser.add_argument("--allow-missing", default=None, metavar="|".join(AllowMissing.values()),
+                        help="how to count a reference case without a prediction (default: an error): "
+                             "empty = score it as an empty prediction (the challenges' convention), "
+                             "skip = leave it out with a warning")
 
 
 def _check_json_target(path: Path) -> None:
@@ -56,6 +68,7 @@ def _check_json_target(path: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     json_path = Path(args.json) if args.json else None
     challenge = Challenge.parse_optional(getattr(args, "challenge", None), "--challenge")
+    allow_missing = AllowMissing.parse_optional(getattr(args, "allow_missing", None), "--allow-missing mode")
     if json_path is not None:
         _check_json_target(json_path)
     matched = match_cases(args.pred, args.ref, timepoint=args.timepoint)
@@ -71,8 +84,14 @@ def run(args: argparse.Namespace) -> int:
     warnings: list[str] = []
     for p in matched.unmatched_pred:
         warnings.append(f"prediction {p.path} has no reference with case id {p.display}; skipped")
-    for r in matched.unmatched_ref:
-        warnings.append(f"reference {r.path} (case {r.display}) has no prediction; skipped")
+    if matched.unmatched_ref and allow_missing is None:   # strict by default: before any case is read
+        other_timepoint = args.timepoint is None and any(r.timepoint for r in matched.unmatched_ref)
+        raise missing_predictions_error([r.display for r in matched.unmatched_ref], "reference case", args.pred,
+                                        "|".join(AllowMissing.values()),
+                                        " (or score one timepoint: --timepoint midRT)" if other_timepoint else "")
+    if allow_missing == AllowMissing.SKIP:
+        for r in matched.unmatched_ref:
+            warnings.append(f"reference {r.path} (case {r.display}) has no prediction; skipped (--allow-missing skip)")
 
     scorer = CohortScorer(warn=warnings.append)
     for pair in matched.pairs:
@@ -82,6 +101,14 @@ def run(args: argparse.Namespace) -> int:
         pred = read_image(pair.pred.path, label=True, name=f"prediction of case {pair.case_id}")
         check_labels(pred, path=pair.pred.path, name=f"prediction of case {pair.case_id}")
         scorer.add(pair.case_id, pred, ref, check=False)  # labels checked above, with paths
+    if allow_missing == AllowMissing.EMPTY:
+        for r in matched.unmatched_ref:
+            ref = read_image(r.path, label=True, name=f"reference of case {r.display}")
+            check_labels(ref, path=r.path, name=f"reference of case {r.display}")
+            key = r.case_id if r.case_id not in scorer.cases else r.display
+            scorer.add(key, empty_prediction(ref), ref, check=False)
+            warnings.append(f"reference {r.path} (case {r.display}) has no prediction; scored as an empty "
+                            "prediction (--allow-missing empty)")
     result = scorer.result()
 
     if json_path is not None:

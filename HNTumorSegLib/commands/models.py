@@ -31,9 +31,9 @@ import sys
 from pathlib import Path
 
 from ..errors import ModelError
+from ..protect import check_path_kind
 from ..vocab import ProgressMode
 
-ACTIONS = ("list", "show", "fetch", "verify", "import")
 CACHE_HELP = "model cache folder (default $HNTUMORSEG_CACHE, else $XDG_CACHE_HOME/hntumorseg, else ~/.cache/hntumorseg)"
 
 
@@ -75,9 +75,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     action = getattr(args, "action", None)
+    handlers = {"list": _list, "show": _show, "fetch": _fetch, "verify": _verify, "import": _import}
     if action is None:
-        raise ModelError("no action given", None, f"use one of: hntumorseg models {{{','.join(ACTIONS)}}}")
-    return {"list": _list, "show": _show, "fetch": _fetch, "verify": _verify, "import": _import}[action](args)
+        raise ModelError("no action given", None, f"use one of: hntumorseg models {{{','.join(handlers)}}}")
+    return handlers[action](args)
 
 
 def _state(entry, cache) -> str:
@@ -101,7 +102,7 @@ def _list(args) -> int:
         print(json.dumps([describe(e, args.cache) for e in entries] + extra, indent=2))
         return 0
     rows = [("ID", "TASK", "INPUTS", "SOURCE", "LICENCE", "STATE", "TITLE")]
-    rows += [(e.id, e.task, "+".join(e.inputs), e.source_kind, _short_licence(e.licence, e.licence_terms),
+    rows += [(e.id, e.task, "+".join(e.input_names), e.source_kind, _short_licence(e.licence, e.licence_terms),
               _state(e, args.cache), e.title) for e in entries]
     rows += [(m["id"], m.get("task") or "-", "+".join(m.get("inputs") or []) or "-", "imported",
               _short_licence(m.get("licence", ""), m.get("licence_terms", "unstated")), "installed",
@@ -139,10 +140,10 @@ def _show(args) -> int:
     lines = channel_lines(folder) if folder is not None else []
     if folder is not None:
         print(f"{'folder'.ljust(width)}  {folder}")
-    elif entry is not None and entry.declaration:
+    elif entry is not None and entry.declaration_json:
         from ..models.installed import declared_channel_lines
 
-        lines = declared_channel_lines(entry.declaration)
+        lines = declared_channel_lines(entry.declaration_json)
     for line in lines:
         print(f"{''.ljust(width)}  {line}" if not line.endswith(":") else line)
     return 0
@@ -204,6 +205,8 @@ def _fetch(args) -> int:
 def _import(args) -> int:
     from ..models.importer import import_model
 
+    if Path(args.source).expanduser().exists():   # a FIFO or device is named as what it is (issue 22)
+        check_path_kind(Path(args.source).expanduser(), "model to import", "file or folder")
     line = _ProgressLine(f"import {args.id or Path(args.source).name}", enabled=args.progress == "bar",
                          json_events=args.progress == "json")
     try:
@@ -221,6 +224,8 @@ def _verify(args) -> int:
 
     target = args.target
     path = Path(target).expanduser()
+    if path.exists():   # a FIFO or device is named as what it is (issue 22)
+        check_path_kind(path, "model path", "file or folder")
     if path.is_file():
         from ..models.weights import sha256_file, verify_sha256
 
@@ -235,8 +240,7 @@ def _verify(args) -> int:
             raise ModelError("model folder not found", path, "check the path")
         entry = next((e for e in read_catalogue() if e.id == target), None)
         if entry is None:
-            raise ModelError("no model folder and no catalogue entry of that name", target,
-                             "give a model folder or an id of `hntumorseg models list`")
+            return _verify_imported(target, args)
         folder = installed_path(target, args.cache)  # raises with the fix when not installed
         if not entry.bundled:
             from ..models.download import verify_installed
@@ -250,6 +254,28 @@ def _verify(args) -> int:
             return 0
         path = folder
     _verify_folder(path, load=not args.no_load)
+    return 0
+
+
+def _verify_imported(target: str, args) -> int:
+    """``models verify ID`` for a model imported under an id of its own (no catalogue entry):
+    the same checks as a fetched one - its install manifest's sha256s, then the folder (issue 22:
+    every id ``models list`` shows is verifiable)."""
+    from ..models.catalogue import install_dir
+    from ..models.download import verify_installed
+    from ..models.installed import imported_models
+
+    found = next((m for m in imported_models(args.cache) if m["id"] == target), None)
+    if found is None:
+        raise ModelError("no model folder, no catalogue entry and no imported model of that name", target,
+                         "give a model folder or an id of `hntumorseg models list`")
+    problems = verify_installed(target, args.cache)
+    if problems:
+        raise ModelError(f"installed files differ from what was imported: {'; '.join(problems[:3])}",
+                         install_dir(target, args.cache), f"import the model again: hntumorseg models import "
+                                                          f"FOLDER_OR_ZIP --id {target} --force")
+    print(f"{target}: files match the import")
+    _verify_folder(Path(found["folder"]), load=not args.no_load)
     return 0
 
 

@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     if json_path is not None:
         check_json_target(json_path, [inputs["CT"], inputs["PET"], args.labels, args.clinical])
     if args.plot:
-        check_json_target(Path(args.plot), [inputs["CT"], inputs["PET"], args.labels, args.clinical])
+        check_json_target(Path(args.plot), [inputs["CT"], inputs["PET"], args.labels, args.clinical], flag="--plot")
+        if json_path is not None and json_path.resolve() == Path(args.plot).resolve():
+            raise InputError("--json and --plot name the same file", json_path, "give each output its own name")
     clinical = read_clinical_record(args.clinical, args.patient)
     ct = read_image(inputs["CT"], name="CT")
     pet = read_pet(inputs["PET"], args.pet_units, args.suv_factor)

@@ -13,6 +13,13 @@
 * :mod:`.send` - C-STORE to a DICOM node (pynetdicom).
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_prert_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import write_dicom_series
+    >>> case = make_prert_case(seed=3, shape=(4, 32, 32))                # a phantom T2 as a DICOM study
+    >>> _ = write_dicom_series(case["T2"], "study/T2", modality="MR", series_description="T2 TSE")
+    >>> from HNTumorSegLib.dicom.select import select_series
+    >>> labels = case["mask"]
     >>> series = select_series("study/", labels=labels)       # the series the label map lies on
     >>> series.uid, len(series.files)
+    ('1.2.826.0.1.3680043.8.498...', 4)
 """

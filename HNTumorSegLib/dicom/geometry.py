@@ -12,8 +12,14 @@ Tolerances: orientation 1e-4 (direction cosines), in-plane shift of a slice 5 % 
 (more is gantry tilt), slice spacing 1 % of the mean spacing (more is uneven spacing).
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_prert_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import write_dicom_series
+    >>> case = make_prert_case(seed=3, shape=(4, 32, 32))                # a phantom T2 as a DICOM study
+    >>> _ = write_dicom_series(case["T2"], "study/T2", modality="MR", series_description="T2 TSE")
+    >>> from HNTumorSegLib.dicom.select import select_series
     >>> geo = check_series(select_series("study/").series)
     >>> geo.grid.shape_xyz, geo.grid.spacing
+    ((32, 32, 4), (0.9, 0.9, 3.0))
 """
 
 from __future__ import annotations

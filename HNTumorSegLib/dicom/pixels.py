@@ -6,7 +6,14 @@ back to the same slices for export. When any slice has a non-integer or varying 
 (PET stores a slope per slice), the output is float32 so no slice is truncated.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_prert_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import write_dicom_series
+    >>> case = make_prert_case(seed=3, shape=(4, 32, 32))                # a phantom T2 as a DICOM study
+    >>> _ = write_dicom_series(case["T2"], "study/T2", modality="MR", series_description="T2 TSE")
+    >>> from HNTumorSegLib.dicom.select import select_series
     >>> image = read_series(select_series("study/"))
+    >>> image.array.shape                          # z, y, x
+    (4, 32, 32)
 """
 
 from __future__ import annotations

@@ -6,7 +6,13 @@ Slicer's folder loading): a file goes to :func:`HNTumorSegLib.image.read_image`,
 converted to SUVbw :mod:`.suv`), then the same checks as a file.
 
 Example:
-    >>> image = read_volume("study/", name="the CT")          # or a NIfTI file: the same checks
+    >>> from HNTumorSegLib.phantoms import make_prert_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import write_dicom_series
+    >>> case = make_prert_case(seed=3, shape=(4, 32, 32))                # a phantom T2 as a DICOM study
+    >>> _ = write_dicom_series(case["T2"], "study/T2", modality="MR", series_description="T2 TSE")
+    >>> image = read_volume("study/", name="the T2")          # or a NIfTI file: the same checks
+    >>> image.array.shape, image.spacing
+    ((4, 32, 32), (0.9, 0.9, 3.0))
 """
 
 from __future__ import annotations

@@ -9,8 +9,12 @@ not DICOM and the DICOMDIR, and group the rest by ``SeriesInstanceUID``. A serie
 or are Enhanced multi-frame images (refused later, with a line that says so).
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_prert_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import write_dicom_series
+    >>> case = make_prert_case(seed=3, shape=(4, 32, 32))                # a phantom T2 as a DICOM study
+    >>> _ = write_dicom_series(case["T2"], "study/T2", modality="MR", series_description="T2 TSE")
     >>> [s.summary() for s in scan_folder("study/")]
-    ['1.2.826...: MR "T2 TSE" 32 files 96x96', '1.2.826...: RTSTRUCT "old" 1 file']
+    ['1.2.826...: MR "T2 TSE" 4 files 32x32']
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from ..protect import check_path_kind
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 ENHANCED_CLASSES = {
@@ -90,8 +95,7 @@ def scan_folder(folder: str | os.PathLike) -> list[SeriesInfo]:
     path does not exist or holds no DICOM object at all.
     """
     root = Path(folder)
-    if not root.exists():
-        raise InputError("DICOM folder does not exist", root, "check the path")
+    check_path_kind(root, "DICOM folder", "file or folder")   # a FIFO is named so (issue 22)
     files = [root] if root.is_file() else _walk(root)
     series: dict[str, SeriesInfo] = {}
     for f in files:

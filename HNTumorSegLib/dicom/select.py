@@ -12,8 +12,15 @@ A study folder may hold several series (and non-image objects, README files, a D
 The chosen series then passes :func:`.geometry.check_series`.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_prert_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import write_dicom_series
+    >>> case = make_prert_case(seed=3, shape=(4, 32, 32))                # a phantom T2 as a DICOM study
+    >>> _ = write_dicom_series(case["T2"], "study/T2", modality="MR", series_description="T2 TSE")
+    >>> from HNTumorSegLib.image import read_image, write_image
+    >>> _ = write_image(case["mask"], "labels.nii.gz")                 # a label map on the T2's grid
     >>> geo = select_series("study/", labels=read_image("labels.nii.gz", label=True))
     >>> geo.uid, len(geo.files)
+    ('1.2.826.0.1.3680043.8.498...', 4)
 """
 
 from __future__ import annotations

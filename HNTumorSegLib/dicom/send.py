@@ -7,7 +7,17 @@ called AE title, or our AE title not configured there), no answer (host/port wro
 ``timeout_s``), or the node answered a C-STORE with a failure status.
 
 Example:
-    >>> send_files(["out/rtstruct.dcm", "out/seg.dcm"], parse_destination("ORTHANC@127.0.0.1:4242"))
+    >>> from pynetdicom import AE, AllStoragePresentationContexts, evt      # a small DICOM node stands in
+    >>> from HNTumorSegLib.phantoms import make_prert_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import write_dicom_series
+    >>> files = write_dicom_series(make_prert_case(seed=3, shape=(4, 16, 16))["T2"], "out", modality="MR")
+    >>> node = AE(ae_title="ORTHANC"); node.supported_contexts = AllStoragePresentationContexts
+    >>> received = []
+    >>> server = node.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
+    ...     (evt.EVT_C_STORE, lambda event: received.append(event.request.AffectedSOPInstanceUID) or 0x0000)])
+    >>> send_files(files, parse_destination(f"ORTHANC@127.0.0.1:{server.server_address[1]}")), len(received)
+    (4, 4)
+    >>> server.shutdown()
 """
 
 from __future__ import annotations
@@ -18,16 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import InputError
+from ..errors import InputError, SendError  # SendError lives with the other kinds (errors.py)
 
 CALLING_AET = "HNTUMORSEG"
 _DEST = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>[^:@]+):(?P<port>\d{1,5})$")
-
-
-class SendError(InputError):
-    """The DICOM node could not be reached or refused what we sent (exit 2 on the command line)."""
-
-    kind = "send"
 
 
 @dataclass(frozen=True)

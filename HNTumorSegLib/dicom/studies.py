@@ -8,8 +8,13 @@ The case id is the folder's name. Each input of the task reads its series from t
 and PET of one study share a folder). Folders holding no DICOM file are not cases.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_prert_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import write_dicom_series
+    >>> t2 = make_prert_case(seed=3, shape=(4, 32, 32))["T2"]
+    >>> for patient in ("PAT001", "PAT002"):
+    ...     _ = write_dicom_series(t2, f"clinic_export/{patient}/T2", modality="MR")
     >>> find_dicom_studies("clinic_export/")
-    [('PAT001', PosixPath('clinic_export/PAT001')), ('PAT002', ...)]
+    [('PAT001', PosixPath('clinic_export/PAT001')), ('PAT002', PosixPath('clinic_export/PAT002'))]
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import InputError
+from ..protect import check_path_kind
 from .scan import read_header
 
 
@@ -28,6 +33,5 @@ def _holds_dicom(folder: Path) -> bool:
 def find_dicom_studies(root: str | os.PathLike) -> list[tuple[str, Path]]:
     """``[(case_id, folder)]`` for every sub-folder of ``root`` holding DICOM files, sorted by id."""
     p = Path(root)
-    if not p.is_dir():
-        raise InputError("DICOM data folder does not exist or is not a folder", p, "give the folder of study folders")
+    check_path_kind(p, "DICOM data folder", "folder", "give the folder of study folders")   # FIFO named so (issue 22)
     return [(d.name, d) for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".") and _holds_dicom(d)]

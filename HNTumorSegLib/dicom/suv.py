@@ -21,8 +21,13 @@ vendor-neutral recipe:
 A missing or empty tag raises :class:`InputError` naming the tag and the file.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_petct_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import PetAcquisition, write_dicom_series
+    >>> suv = make_petct_case(seed=1, in_plane=64)["PET"]          # written as Bq/mL, decay-corrected
+    >>> _ = write_dicom_series(suv, "study/PET", modality="PT", pet=PetAcquisition())
     >>> pet = read_pet_suv("study/PET")            # Image, float32, SUVbw
-    >>> float(pet.array.max())
+    >>> pet.array.dtype, bool(abs(float(pet.array.max()) - float(suv.array.max())) < 1e-3)
+    (dtype('float32'), True)
 """
 
 from __future__ import annotations

@@ -14,8 +14,14 @@ in any character set ("Müller–Ng^Wén" in UTF-8) is written with the bytes th
 and a PACS or planning system matches the objects to the patient.
 
 Example:
-    >>> slices = match_series(labels, sorted(Path("ct_dicom").glob("*.dcm")))
+    >>> from HNTumorSegLib.phantoms import make_prert_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import write_dicom_series
+    >>> case = make_prert_case(seed=3, shape=(4, 32, 32))
+    >>> labels = case["mask"]                                     # labels 0/1/2 on the T2 grid
+    >>> _ = write_dicom_series(case["T2"], "mr", modality="MR")  # the T2 as the source DICOM series
+    >>> slices = match_series(labels, sorted(Path("mr").glob("*.dcm")))
     >>> [(s.k, s.dataset.SOPInstanceUID) for s in slices][:2]
+    [(0, '1.2.826.0.1.3680043.8.498...'), (1, '1.2.826.0.1.3680043.8.498...')]
 """
 
 from __future__ import annotations

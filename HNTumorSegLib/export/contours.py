@@ -7,7 +7,7 @@ half-way between inside and outside voxel centres and a one-voxel lesion becomes
 diamond around its centre (kept, never dropped). The longest-area line is the island's outer
 boundary, the others are its holes.
 
-Holes (``holes=``):
+Holes (``holes=``, a :class:`~HNTumorSegLib.vocab.HoleStyle`; its words are defined there only):
 
 * ``"nested"`` (default): the outer boundary and each hole as separate contours; a reader
   fills them with the even-odd rule (a point inside an odd number of contours is inside).
@@ -25,13 +25,14 @@ non-zero winding reader fills keyhole contours right too.
 Example:
     >>> ring = np.pad(np.ones((5, 5)), 2); ring[4, 4] = 0
     >>> [len(c) for c in island_contours(ring, holes="keyhole")]   # one contour: the ring
+    [26]
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-HOLE_MODES = ("nested", "keyhole")
+from ..vocab import HoleStyle
 
 
 def _area(c: np.ndarray) -> float:
@@ -75,12 +76,12 @@ def _keyhole(outer: np.ndarray, holes: list[np.ndarray]) -> np.ndarray:
     return poly
 
 
-def island_contours(mask2d: np.ndarray, holes: str = "nested") -> list[np.ndarray]:
-    """Closed contours (N, 2) in (row, col) voxel coordinates: per island, as ``holes`` says."""
+def island_contours(mask2d: np.ndarray, holes: str = HoleStyle.NESTED) -> list[np.ndarray]:
+    """Closed contours (N, 2) in (row, col) voxel coordinates: per island, as ``holes`` says
+    (an unknown style is an :class:`~HNTumorSegLib.errors.InputError` with a "did you mean")."""
     from scipy import ndimage
 
-    if holes not in HOLE_MODES:
-        raise ValueError(f"holes must be one of {HOLE_MODES}, got {holes!r}")
+    style = HoleStyle.parse(holes, "hole style")
     islands, n = ndimage.label(np.asarray(mask2d, dtype=bool))  # 4-connected in 2D
     out: list[np.ndarray] = []
     for index, box in enumerate(ndimage.find_objects(islands), start=1):
@@ -93,7 +94,7 @@ def island_contours(mask2d: np.ndarray, holes: str = "nested") -> list[np.ndarra
         outer_index = int(np.argmax([abs(_area(c)) for c in lines]))
         outer = _oriented(lines[outer_index], True)
         inner = [_oriented(c, False) for i, c in enumerate(lines) if i != outer_index]
-        if holes == "keyhole" and inner:
+        if style is HoleStyle.KEYHOLE and inner:
             out.append(_keyhole(outer, inner))
         else:
             out.append(outer)

@@ -13,7 +13,16 @@ Empty frames are omitted (highdicom's default); the label map must lie on the se
 are copied exactly from the source (:func:`._dicom_source.copy_identity`), as in RTSTRUCT.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_prert_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import write_dicom_series
+    >>> case = make_prert_case(seed=3, shape=(4, 32, 32))
+    >>> labels = case["mask"]                                     # labels 0/1/2 on the T2 grid
+    >>> _ = write_dicom_series(case["T2"], "mr", modality="MR")  # the T2 as the source DICOM series
     >>> write_dicom_seg(labels, sorted(Path("mr").glob("*.dcm")), "out/seg.dcm")
+    PosixPath('out/seg.dcm')
+    >>> import pydicom
+    >>> [s.SegmentLabel for s in pydicom.dcmread("out/seg.dcm").SegmentSequence]
+    ['GTVp', 'GTVn']
 """
 
 from __future__ import annotations
@@ -24,11 +33,10 @@ from typing import Iterable
 
 import numpy as np
 
-from .. import __version__
+from .. import LABEL_NAMES, __version__
 from ..errors import InputError
 from ..fileio import atomic_path
 from ..image import Image, check_labels
-from ..prompts.boxes import LABEL_NAMES
 from ..dicom.geometry import SeriesGeometry
 from ._dicom_source import copy_identity, match_series
 from .codes import CATEGORY, REGION, RGB, TYPES, type_code_to_label

@@ -4,7 +4,11 @@ The file lies on the input image's grid (the caller passes the label map exporte
 volume's geometry), written atomically by :func:`HNTumorSegLib.image.write_image`.
 
 Example:
+    >>> import numpy as np
+    >>> from HNTumorSegLib.image import Image
+    >>> labels = Image(np.zeros((4, 8, 8), np.uint8)); labels.array[1:3, 2:5, 2:5] = 1
     >>> write_label_nifti(labels, "out/case1.nii.gz")
+    PosixPath('out/case1.nii.gz')
 """
 
 from __future__ import annotations

@@ -20,7 +20,17 @@ kept (a small diamond around the voxel centre). ROI numbers are the labels (1 GT
 (see :mod:`.codes`).
 
 Example:
-    >>> write_rtstruct(labels, select_series("study/", labels=labels), "out/rtstruct.dcm", holes="keyhole")
+    >>> from HNTumorSegLib.phantoms import make_prert_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import write_dicom_series
+    >>> case = make_prert_case(seed=3, shape=(4, 32, 32))
+    >>> labels = case["mask"]                                     # labels 0/1/2 on the T2 grid
+    >>> _ = write_dicom_series(case["T2"], "mr", modality="MR")  # the T2 as the source DICOM series
+    >>> from HNTumorSegLib.dicom.select import select_series
+    >>> write_rtstruct(labels, select_series("mr/", labels=labels), "out/rtstruct.dcm", holes="keyhole")
+    PosixPath('out/rtstruct.dcm')
+    >>> import pydicom
+    >>> [roi.ROIName for roi in pydicom.dcmread("out/rtstruct.dcm").StructureSetROISequence]
+    ['GTVp', 'GTVn']
 """
 
 from __future__ import annotations
@@ -32,15 +42,15 @@ from typing import Iterable
 
 import numpy as np
 
-from .. import __version__
+from .. import LABEL_NAMES, __version__
 from ..dicom.geometry import SeriesGeometry
 from ..errors import InputError
 from ..fileio import atomic_path
 from ..image import Image, check_labels
-from ..prompts.boxes import LABEL_NAMES
+from ..vocab import HoleStyle
 from ._dicom_source import copy_identity, match_series
 from .codes import RGB, RT_TYPES
-from .contours import HOLE_MODES, island_contours
+from .contours import island_contours
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 DETACHED_STUDY_CLASS = "1.2.840.10008.3.1.2.3.1"  # retired, but what planning systems expect here
@@ -82,8 +92,7 @@ def write_rtstruct(labels: Image, source: SeriesGeometry | Iterable[str | os.Pat
     from pydicom.sequence import Sequence
     from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
-    if holes not in HOLE_MODES:
-        raise InputError(f"unknown hole style {holes!r}", None, f"choose one of {', '.join(HOLE_MODES)}")
+    holes = HoleStyle.parse(holes, "hole style")
     check_labels(labels)
     slices = match_series(labels, source)
     present = [v for v in LABEL_NAMES if np.any(labels.array == v)]

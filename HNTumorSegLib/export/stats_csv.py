@@ -6,7 +6,16 @@ Columns: ``kind`` (segment / lesion), ``name``, ``label``, ``voxels``, ``volume_
 header line: what spreadsheet programs and pandas read without options.
 
 Example:
+    >>> labels = Image(np.zeros((4, 8, 8), np.uint8), spacing=(1.0, 1.0, 2.0))
+    >>> labels.array[1:3, 2:5, 2:5] = 1; labels.array[1, 6, 6] = 2        # a GTVp and a one-voxel GTVn
     >>> write_stats_csv(labels, "out/case1_stats.csv")
+    PosixPath('out/case1_stats.csv')
+    >>> print(Path("out/case1_stats.csv").read_text())
+    kind,name,label,voxels,volume_ml,centroid_R,...
+    segment,GTVp,1,18,0.036,...
+    segment,GTVn,2,1,0.002,...
+    lesion,GTVp-1,1,18,0.036,...
+    lesion,GTVn-1,2,1,0.002,...
 """
 
 from __future__ import annotations
@@ -18,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_path
-from ..image import Image, check_labels, lps_to_ras
-from ..prompts.boxes import LABEL_NAMES, index_box_to_ras
+from .. import LABEL_NAMES
+from ..image import Image, check_labels, index_box_to_ras, lps_to_ras
 
 COLUMNS = ("kind", "name", "label", "voxels", "volume_ml", "centroid_R", "centroid_A", "centroid_S",
            "min_R", "min_A", "min_S", "max_R", "max_A", "max_S")

@@ -3,11 +3,17 @@
 ``device="auto"`` picks CUDA, then Apple MPS, then the CPU. A device asked for by name
 that is not present raises :class:`~HNTumorSegLib.errors.DeviceError` (exit 2, one line),
 never a silent fall-back: a user who typed ``--device cuda`` must learn that it did not run there.
+The text is read by :func:`HNTumorSegLib.vocab.parse_device` (the one parser of device words);
+this module only decides what the parsed word means on this machine.
 
 Example:
-    >>> dev = resolve_device("auto")          # torch.device('cpu') on a machine without GPU
+    >>> import torch
+    >>> dev = resolve_device("cpu")           # "auto": the GPU when there is one
+    >>> network, x = torch.nn.Conv3d(1, 2, 3, padding=1).to(dev), torch.zeros(1, 1, 4, 8, 8, device=dev)
     >>> with autocast_context(dev):
     ...     y = network(x)
+    >>> tuple(y.shape)
+    (1, 2, 4, 8, 8)
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # torch is imported lazily: `import HNTumorSegLib` must not load it
     import torch
 
-from ..errors import DeviceError
+from ..errors import DeviceError, InputError
+from ..vocab import Device, parse_device
 
 
 def _mps_available(torch: Any) -> bool:
@@ -34,19 +41,19 @@ def resolve_device(device: Any = "auto") -> "torch.device":
     """
     import torch
 
-    if isinstance(device, torch.device):
-        name = str(device)
-    else:
-        name = str(device or "auto").strip().lower()
-    if name == "auto":
+    try:   # the one parser of device words; an unknown word is a DeviceError here (kind "device")
+        name = parse_device(str(device) if isinstance(device, torch.device) else (device or Device.AUTO))
+    except InputError as exc:
+        raise DeviceError(exc.problem, None, exc.fix) from None
+    if name == Device.AUTO:
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())
         if _mps_available(torch):
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cpu":
+    if name == Device.CPU:
         return torch.device("cpu")
-    if name.startswith("cuda"):
+    if name == Device.CUDA or name.startswith(f"{Device.CUDA}:"):
         if not torch.cuda.is_available():
             raise DeviceError(f"device '{name}' was asked for but no CUDA GPU is available here",
                               fix="use --device auto or --device cpu")
@@ -57,12 +64,10 @@ def resolve_device(device: Any = "auto") -> "torch.device":
                               f"{torch.cuda.device_count()} CUDA device(s)",
                               fix="use --device cuda:0 or --device auto")
         return torch.device("cuda", index)
-    if name == "mps":
-        if not _mps_available(torch):
-            raise DeviceError("device 'mps' was asked for but Apple MPS is not available here",
-                              fix="use --device auto or --device cpu")
-        return torch.device("mps")
-    raise DeviceError(f"unknown device '{device}'", fix="use one of auto, cpu, cuda, cuda:N, mps")
+    if not _mps_available(torch):   # Device.MPS: the last word parse_device accepts
+        raise DeviceError("device 'mps' was asked for but Apple MPS is not available here",
+                          fix="use --device auto or --device cpu")
+    return torch.device("mps")
 
 
 def autocast_dtype(device: "torch.device") -> "torch.dtype | None":

@@ -4,11 +4,12 @@ A *member* is one architecture with its folds: ``EnsembleMember(networks=[fold0,
 Folds of one member are averaged in **logit** space, tile by tile, exactly as nnUNetPredictor
 does (so an nnU-Net folder predicts as nnU-Net predicts). Members are averaged in
 **probability** space with their weights (seed 002: nnU-Net ResEnc-L + SegResNetDS probability
-averaging). A member's output is ``"softmax"`` (K classes, background first) or ``"sigmoid"``
-(K independent region maps, e.g. GTVp and GTVn, fused later by
+averaging). A member's output is a :class:`~HNTumorSegLib.vocab.NetworkOutput`, the word of
+``model.json``: ``"softmax"`` (K classes, background first) or ``"sigmoid_regions"``
+(K independent sigmoid region maps, e.g. GTVp and GTVn, fused later by
 ``postprocess.fuse_binary_probabilities``); all members of one ensemble share the same output.
 
-Uncertainty (optional, per voxel):
+Uncertainty (optional, per voxel; a :class:`~HNTumorSegLib.vocab.Uncertainty`):
 * ``"entropy"``: predictive entropy of the mean probability, divided by its maximum
   (log K for softmax, K·log 2 for sigmoid maps) so it lies in [0, 1]. Chosen as the default
   because it exists for one model too (TTA or not) and needs no extra memory per member.
@@ -16,8 +17,15 @@ Uncertainty (optional, per voxel):
   ``fold_average="probabilities"``) whose label differs from the ensemble's label; 0 with one member.
 
 Example:
+    >>> import torch
+    >>> nnunet_folds = [torch.nn.Conv3d(2, 3, 3, padding=1), torch.nn.Conv3d(2, 3, 3, padding=1)]
+    >>> segresnet_folds = [torch.nn.Conv3d(2, 3, 1)]
     >>> members = as_members([(nnunet_folds, 1.0), (segresnet_folds, 1.0)])
-    >>> u = predictive_entropy(probabilities, "softmax")
+    >>> [(len(m.networks), m.weight) for m in members]
+    [(2, 1.0), (1, 1.0)]
+    >>> probabilities = np.full((3, 2, 2, 2), 1 / 3)                      # no idea at all: entropy 1
+    >>> float(predictive_entropy(probabilities, "softmax").max())
+    1.0
 """
 
 from __future__ import annotations
@@ -27,8 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-OUTPUTS = ("softmax", "sigmoid")
-UNCERTAINTIES = ("entropy", "disagreement")
+from ..vocab import NetworkOutput
 
 
 @dataclass
@@ -37,8 +44,8 @@ class EnsembleMember:
 
     networks: list[Any]
     weight: float = 1.0
-    output: str = "softmax"
-    patch_size: tuple[int, int, int] | None = None
+    output: str = NetworkOutput.SOFTMAX   # any spelling NetworkOutput.parse reads; a member after __init__
+    patch_size: tuple[int, ...] | None = None   # (z, y, x)
     mirror_axes: tuple[int, ...] | None = None
     name: str = ""
     extra: dict = field(default_factory=dict)
@@ -49,8 +56,7 @@ class EnsembleMember:
         self.networks = list(self.networks)
         if not self.networks:
             raise ValueError("an ensemble member needs at least one network")
-        if self.output not in OUTPUTS:
-            raise ValueError(f"member output must be one of {OUTPUTS}, got {self.output!r}")
+        self.output = NetworkOutput.parse(self.output, "member output")
         if not self.weight > 0:
             raise ValueError(f"member weight must be > 0, got {self.weight}")
         if self.patch_size is not None:
@@ -66,7 +72,7 @@ def _is_module(obj: Any) -> bool:
         return callable(obj)
 
 
-def as_members(networks: Any, output: str = "softmax") -> list[EnsembleMember]:
+def as_members(networks: Any, output: str = NetworkOutput.SOFTMAX) -> list[EnsembleMember]:
     """Accept a module, a list of fold modules, EnsembleMembers or ``(networks, weight)`` pairs."""
     if isinstance(networks, EnsembleMember):
         return [networks]
@@ -88,7 +94,7 @@ def as_members(networks: Any, output: str = "softmax") -> list[EnsembleMember]:
         else:
             raise ValueError("networks must be modules, EnsembleMember objects or (networks, weight) pairs")
     if len({m.output for m in members}) > 1:
-        raise ValueError("all ensemble members must have the same output type (softmax or sigmoid)")
+        raise ValueError("all ensemble members must have the same output type (softmax or sigmoid_regions)")
     return members
 
 
@@ -96,7 +102,7 @@ def logits_to_probabilities(logits, output: str):
     """Softmax over channel 0, or a per-channel sigmoid, on a torch tensor (K, ...)."""
     import torch
 
-    if output == "softmax":
+    if output == NetworkOutput.SOFTMAX:
         return torch.softmax(logits, dim=0)
     return torch.sigmoid(logits)
 
@@ -104,7 +110,7 @@ def logits_to_probabilities(logits, output: str):
 def background_probabilities(num_classes: int, shape: Sequence[int], output: str) -> np.ndarray:
     """What 'nothing here' looks like: P(background)=1 for softmax, all maps 0 for sigmoid."""
     p = np.zeros((num_classes, *shape), dtype=np.float32)
-    if output == "softmax":
+    if output == NetworkOutput.SOFTMAX:
         p[0] = 1.0
     return p
 
@@ -114,7 +120,7 @@ def predictive_entropy(prob: np.ndarray, output: str) -> np.ndarray:
     eps = 1e-7
     p = np.clip(prob, eps, 1.0)
     k = prob.shape[0]
-    if output == "softmax":
+    if output == NetworkOutput.SOFTMAX:
         h = -(p * np.log(p)).sum(axis=0)
         return (h / np.log(max(k, 2))).astype(np.float32)
     q = np.clip(1.0 - prob, eps, 1.0)
@@ -124,7 +130,7 @@ def predictive_entropy(prob: np.ndarray, output: str) -> np.ndarray:
 
 def hard_labels(prob: np.ndarray, output: str, threshold: float = 0.5) -> np.ndarray:
     """Argmax (softmax) or, for sigmoid maps, the highest map above ``threshold`` (0 if none); uint8."""
-    if output == "softmax":
+    if output == NetworkOutput.SOFTMAX:
         return np.argmax(prob, axis=0).astype(np.uint8)
     best = np.argmax(prob, axis=0)
     return np.where(np.take_along_axis(prob, best[None], 0)[0] > threshold, best + 1, 0).astype(np.uint8)

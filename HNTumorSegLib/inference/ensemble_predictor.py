@@ -9,10 +9,16 @@ fold disagreement needs. One network is an ensemble of one: the pipeline always 
 through here, so the uncertainty map exists for a single model too (entropy).
 
 Example:
-    >>> ens = EnsemblePredictor([(nnunet_folds, 1.0), (segresnet_folds, 1.0)], (48, 192, 192), 3,
+    >>> import torch
+    >>> nnunet_folds = [torch.nn.Conv3d(2, 3, 3, padding=1), torch.nn.Conv3d(2, 3, 3, padding=1)]
+    >>> segresnet_folds = [torch.nn.Conv3d(2, 3, 1)]
+    >>> x = np.zeros((2, 12, 40, 40), np.float32)              # (channels, z, y, x), normalised
+    >>> mask_zyx = np.zeros((12, 40, 40), bool); mask_zyx[2:6, 10:20, 10:30] = True   # e.g. around the boxes
+    >>> ens = EnsemblePredictor([(nnunet_folds, 1.0), (segresnet_folds, 1.0)], (8, 32, 32), 3, device="cpu",
     ...                         tiling=TilingOptions(tta=True), options=EnsembleOptions(uncertainty="entropy"))
     >>> res = ens.predict(x, region=mask_zyx)
     >>> res.probabilities.shape, res.uncertainty.shape, res.n_tiles
+    ((3, 12, 40, 40), (12, 40, 40), 3)
 """
 
 from __future__ import annotations
@@ -23,14 +29,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..vocab import FoldAverage, Uncertainty
 from .devices import resolve_device
-from .ensemble import (UNCERTAINTIES, EnsembleMember, as_members, background_probabilities, hard_labels,
+from .ensemble import (EnsembleMember, as_members, background_probabilities, hard_labels,
                        predictive_entropy)
 from .tiled import ProgressFn, TiledPredictor, TileProgress, TilingOptions, check_input, set_background_outside, \
     use_threads
 from .tiling import Region, grow_region
-
-FOLD_AVERAGES = ("logits", "probabilities")
 
 
 @dataclass(frozen=True)
@@ -43,14 +48,13 @@ class EnsembleOptions:
         uncertainty: None, ``"entropy"`` or ``"disagreement"`` (see :mod:`.ensemble`).
     """
 
-    fold_average: str = "logits"
+    fold_average: str = FoldAverage.LOGITS
     uncertainty: str | None = None
 
     def __post_init__(self) -> None:
-        if self.fold_average not in FOLD_AVERAGES:
-            raise ValueError("fold_average must be 'logits' or 'probabilities'")
-        if self.uncertainty is not None and self.uncertainty not in UNCERTAINTIES:
-            raise ValueError(f"uncertainty must be None or one of {UNCERTAINTIES}")
+        # frozen: convert the words where they enter (an unknown one is an InputError, a ValueError)
+        object.__setattr__(self, "fold_average", FoldAverage.parse(self.fold_average, "fold_average"))
+        object.__setattr__(self, "uncertainty", Uncertainty.parse_optional(self.uncertainty, "uncertainty"))
 
 
 @dataclass
@@ -74,7 +78,7 @@ class EnsemblePredictor:
         device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"``, ``"mps"``; absent -> DeviceError.
         tiling: :class:`~.tiled.TilingOptions` for every member.
         options: :class:`EnsembleOptions`.
-        output: ``"softmax"`` or ``"sigmoid"`` for plain modules (members carry their own).
+        output: ``"softmax"`` or ``"sigmoid_regions"`` (:class:`~HNTumorSegLib.vocab.NetworkOutput`) for plain modules (members carry their own).
         progress: ``progress(stage="inference", fraction=..., message="member 1/2 fold 1/5 tile 3/40")``.
     """
 
@@ -88,7 +92,7 @@ class EnsemblePredictor:
         self.num_classes = int(num_classes)
         self.device = resolve_device(device)
         self.progress = progress
-        if self.options.fold_average == "probabilities":
+        if self.options.fold_average == FoldAverage.PROBABILITIES:
             members = [EnsembleMember([net], m.weight / len(m.networks), m.output, m.patch_size, m.mirror_axes,
                                       f"{m.name}fold{i}") for m in members for i, net in enumerate(m.networks)]
         self.weights = [m.weight for m in members]
@@ -121,7 +125,7 @@ class EnsemblePredictor:
             for mi, (member, plan, weight) in enumerate(zip(self.members, plans, self.weights)):
                 counter.member = mi
                 p = member.predict_probabilities(x, grown, plan=plan, counter=counter)
-                if self.options.uncertainty == "disagreement":
+                if self.options.uncertainty == Uncertainty.DISAGREEMENT:
                     labels.append(hard_labels(p, self.output))
                 if prob_sum is None:
                     # one member: no weighted copy of a whole-volume array
@@ -129,6 +133,7 @@ class EnsemblePredictor:
                 else:
                     prob_sum += p * np.float32(weight / weight_sum)
                 del p
+        assert prob_sum is not None   # an EnsemblePredictor has at least one member (as_members)
         if grown is not None and len(self.members) > 1:
             set_background_outside(prob_sum, grown.mask_zyx, self.output)  # exact, not a rounded weighted sum
         unc = self._uncertainty(prob_sum, labels, grown)
@@ -143,7 +148,7 @@ class EnsemblePredictor:
     def _uncertainty(self, prob: np.ndarray, labels: list, grown: Region | None) -> np.ndarray | None:
         if self.options.uncertainty is None:
             return None
-        if self.options.uncertainty == "entropy":
+        if self.options.uncertainty == Uncertainty.ENTROPY:
             u = predictive_entropy(prob, self.output)
         else:
             final = hard_labels(prob, self.output)

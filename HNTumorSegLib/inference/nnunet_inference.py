@@ -9,7 +9,7 @@ writing). In between runs our :class:`~.tiled.TiledPredictor` with nnU-Net's til
 and fold averaging (in logit space, as nnU-Net).
 
 The folder itself is loaded by the one nnU-Net loader,
-:func:`HNTumorSegLib.models.nnunet_folder.load_nnunet_folder` (a ``LoadedModel``);
+:func:`HNTumorSegLib.models.nnunet_folder.load_nnunet_folder` (an ``NnUNetFolderModel``);
 :func:`load_nnunet_model` is that loader plus :func:`as_nnunet_model`, the narrow
 :class:`NnUNetModel` view this module needs.
 
@@ -37,28 +37,37 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from ..errors import InputError, ModelError
-from .tiled import TiledPredictor, TilingOptions
-from .tiling import Region, Slices3
+from ..folds import FoldId, FoldsLike
+from ..vocab import NetworkOutput
+from .tiled import ProgressFn, TiledPredictor, TilingOptions
+from .tiling import Region, Slices3, slices3
+
+if TYPE_CHECKING:
+    from torch import device as TorchDevice
+    from torch.nn import Module
+
+    from ..models.types import LoadedModel, NnUNetFolderModel
 
 
 @dataclass
 class NnUNetModel:
-    """What this module needs from a loaded nnU-Net folder (``models.types.LoadedModel`` has the same)."""
+    """What this module needs from a loaded nnU-Net folder (an ``NnUNetFolderModel`` narrowed to it)."""
 
-    networks: list
-    plans_manager: Any
-    configuration_manager: Any
-    dataset_json: dict
+    networks: list[Module]
+    plans_manager: Any            # nnunetv2 PlansManager (nnunetv2 is not analysed by the type checker)
+    configuration_manager: Any    # nnunetv2 ConfigurationManager
+    dataset_json: dict[str, Any]
     mirror_axes: tuple[int, ...] | None = None
     folder: Path | None = None
-    folds: tuple = ()
+    folds: tuple[FoldId, ...] = ()
 
 
 @dataclass
@@ -67,12 +76,12 @@ class NnUNetCaseResult:
 
     segmentation: np.ndarray
     probabilities: np.ndarray | None
-    properties: dict
-    timings: dict = field(default_factory=dict)
+    properties: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
     n_tiles: int = 0          # sliding-window tiles per fold (fewer for a box-restricted run)
 
 
-def load_nnunet_model(folder: str | Path, folds: Any = None, device: Any = "cpu") -> NnUNetModel:
+def load_nnunet_model(folder: str | Path, folds: FoldsLike = None, device: str | None = "cpu") -> NnUNetModel:
     """An nnU-Net v2 results folder (``<Trainer>__<Plans>__<config>``, or a catalogue id / a folder
     holding one) as an :class:`NnUNetModel` (``models.load_model`` + :func:`as_nnunet_model`).
 
@@ -83,29 +92,24 @@ def load_nnunet_model(folder: str | Path, folds: Any = None, device: Any = "cpu"
     return as_nnunet_model(load_model(Path(folder), folds=folds, device=device))
 
 
-def as_nnunet_model(loaded: Any) -> NnUNetModel:
-    """Adapt a LoadedModel (or anything with the same attributes) to :class:`NnUNetModel`."""
+def as_nnunet_model(loaded: NnUNetModel | LoadedModel) -> NnUNetModel:
+    """The :class:`NnUNetModel` view of a loaded nnU-Net folder; any other model is a ModelError."""
+    from ..models.types import NnUNetFolderModel
+
     if isinstance(loaded, NnUNetModel):
         return loaded
-    for attr in ("networks", "plans_manager", "configuration_manager", "dataset_json"):
-        if getattr(loaded, attr, None) is None:
-            raise ModelError(f"the loaded model has no '{attr}': it is not an nnU-Net results folder",
-                             path=getattr(loaded, "folder", None), fix="give an nnU-Net v2 results folder")
-    axes = None
-    for name in ("mirror_axes", "allowed_mirroring_axes", "inference_allowed_mirroring_axes", "tta_axes"):
-        if getattr(loaded, name, None) is not None:
-            axes = tuple(int(a) for a in getattr(loaded, name))
-            break
+    if not isinstance(loaded, NnUNetFolderModel):
+        raise ModelError(f"is a {loaded.kind} model, not an nnU-Net results folder", path=loaded.folder,
+                         fix="give an nnU-Net v2 results folder")
     return NnUNetModel(list(loaded.networks), loaded.plans_manager, loaded.configuration_manager,
-                       loaded.dataset_json, axes, getattr(loaded, "folder", None) or getattr(loaded, "path", None),
-                       tuple(getattr(loaded, "folds", ()) or ()))
+                       loaded.dataset_json, loaded.inference_allowed_mirroring_axes, loaded.folder, tuple(loaded.folds))
 
 
-def input_files_for(model: NnUNetModel, inputs: Sequence[str | Path] | dict) -> list[str]:
+def input_files_for(model: NnUNetModel, inputs: Sequence[str | Path] | Mapping[str, str | Path]) -> list[str]:
     """Order input files as the model's ``channel_names`` (a dict name -> path, or a list already in order)."""
     names = [model.dataset_json["channel_names"][k]
              for k in sorted(model.dataset_json["channel_names"], key=int)]
-    if isinstance(inputs, dict):
+    if isinstance(inputs, Mapping):
         missing = [n for n in names if n not in inputs]
         unknown = [n for n in inputs if n not in names]
         if missing or unknown:
@@ -122,10 +126,11 @@ def input_files_for(model: NnUNetModel, inputs: Sequence[str | Path] | dict) -> 
     return [str(f) for f in files]
 
 
-def predict_nnunet_case(model: Any, inputs: Sequence[str | Path] | dict, *, device: Any = "auto",
+def predict_nnunet_case(model: NnUNetModel | NnUNetFolderModel, inputs: Sequence[str | Path] | Mapping[str, str | Path],
+                        *, device: str | TorchDevice | None = "auto",
                         tta: bool = False, step: float = 0.5, use_amp: bool = True,
                         return_probabilities: bool = False, output_file: str | Path | None = None,
-                        progress=None, num_threads: int | None = None,
+                        progress: ProgressFn | None = None, num_threads: int | None = None,
                         restrict_zyx: Sequence[Slices3] | None = None) -> NnUNetCaseResult:
     """One case through nnU-Net's preprocessing, our sliding window, and nnU-Net's export.
 
@@ -163,7 +168,8 @@ def predict_nnunet_case(model: Any, inputs: Sequence[str | Path] | dict, *, devi
                             region_tiling="grid")     # used only with a region: whole-run tiles, exact inside
     predictor = TiledPredictor(model.networks, cm.patch_size, label_manager.num_segmentation_heads, device=device,
                                options=options, progress=progress,
-                               output="sigmoid" if label_manager.has_regions else "softmax")
+                               output=NetworkOutput.SIGMOID_REGIONS if label_manager.has_regions
+                               else NetworkOutput.SOFTMAX)
     n_tiles = predictor.count_tiles(data.shape[1:], region)
     logits = predictor.predict_logits(data) if region is None else predictor.predict_logits(data, region=region)
     timings["network_s"] = time.perf_counter() - t
@@ -218,8 +224,8 @@ def region_on_preprocessed_grid(boxes_zyx: Sequence[Slices3], properties: dict, 
             hi = math.ceil((b + 0.5) / scale - 0.5) + 1 + grow_vox
             mapped.append(slice(max(0, lo), min(n_out, hi)))
         if len(mapped) == 3:
-            boxes.append(tuple(mapped))
+            boxes.append(slices3(mapped))
     mask = np.zeros(out_shape, dtype=bool)
-    for b in boxes:
-        mask[b] = True
+    for kept in boxes:
+        mask[kept] = True
     return Region(mask, boxes)

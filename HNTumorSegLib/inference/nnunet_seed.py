@@ -38,13 +38,17 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from ..errors import InputError
 from ..image import Image, resample_to, write_image
 from ..prompts.boxes import LesionBox, box_to_index_slices, boxes_from_mask
+
+if TYPE_CHECKING:
+    from ..models.declaration import Declaration
+    from ..prompts.head_localisation import HeadCrop
 
 #: suffixes nnU-Net's SimpleITKIO reads as they are (anything else is written to a temporary NIfTI).
 _NNUNET_READABLE = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -56,15 +60,16 @@ class SeedSteps:
     A context manager: its temporary folder (gradient map, crops) is removed on exit.
     """
 
-    def __init__(self, declaration, images: dict[str, Image], input_paths: dict[str, str],
-                 prior: Image | None = None, boxes: Sequence[LesionBox] = (), progress=None):
+    def __init__(self, declaration: Declaration, images: dict[str, Image], input_paths: dict[str, str],
+                 prior: Image | None = None, boxes: Sequence[LesionBox] = (),
+                 progress: Callable[[str], None] | None = None) -> None:
         self.decl = declaration
         self.images = images
         self.input_paths = input_paths
         self.prior = prior
         self.user_boxes = list(boxes)
         self.boxes: list[LesionBox] = list(boxes)
-        self.crop = None
+        self.crop: HeadCrop | None = None
         self.notes: list[str] = []
         self.files: list[str] = []
         self._progress = progress or (lambda message: None)
@@ -92,6 +97,8 @@ class SeedSteps:
 
     # ---- steps ---------------------------------------------------------------------------
     def _write(self, image: Image, name: str) -> str:
+        if self._tmp is None:
+            raise RuntimeError("SeedSteps writes its files only inside `with`")
         path = self._tmp / f"{name}.nii.gz"
         write_image(image.with_array(np.asarray(image.array, np.float32)), path)
         return str(path)
@@ -137,12 +144,13 @@ class SeedSteps:
         from ..prompts.head_localisation import locate_head
 
         decl = self.decl
+        spec = decl.crop or {}    # called only for a declaration with a crop
         if "CT" not in self.images or "PET" not in self.images or decl.derived:
             raise InputError("the seed-004 head crop needs CT and PET inputs (and no derived channel)", None,
                              "give --input CT=PATH --input PET=PATH")
         self._progress("seed 004 head crop")
-        crop = locate_head(self.images["CT"], self.images["PET"], crop_mm=decl.crop["size_mm"],
-                           spacing=decl.crop["spacing_mm"])
+        crop = locate_head(self.images["CT"], self.images["PET"], crop_mm=spec["size_mm"],
+                           spacing=spec["spacing_mm"])
         self.crop = crop
         self.notes.append("head crop around the PET hot spot" if crop.found_hot_region
                           else "no PET hot spot found: crop at the top of the scan")
@@ -166,8 +174,7 @@ class SeedSteps:
         """The grid of ``files[0]`` as nnU-Net reads it: the crop (seed 004) or channel 0's image."""
         if self.crop is not None:
             return self.crop.ct
-        ch = self.decl.channels[0]
-        return self.images[ch.input or ch.source]
+        return self.images[self.decl.channels[0].image]
 
     def region_zyx(self, context_mm: float) -> list | None:
         """The boxes (+ ``context_mm``) as index slices (z, y, x) on :attr:`first_file_grid`, for

@@ -15,10 +15,15 @@ fit in free GPU memory, and - for a :class:`~.tiling.Region` - only the tiles th
 accumulated only over their bounding box.
 
 Example:
-    >>> tiled = TiledPredictor([fold0, fold1], (48, 192, 192), num_classes=3,
+    >>> import torch
+    >>> fold0, fold1 = torch.nn.Conv3d(2, 3, 3, padding=1), torch.nn.Conv3d(2, 3, 3, padding=1)
+    >>> x = np.zeros((2, 12, 40, 40), np.float32)              # (channels, z, y, x), normalised
+    >>> tiled = TiledPredictor([fold0, fold1], (8, 32, 32), num_classes=3, device="cpu",
     ...                        options=TilingOptions(tta=True))
     >>> logits = tiled.predict_logits(x)            # torch (3, z, y, x): nnU-Net's raw logits
-    >>> prob = tiled.predict_probabilities(x, region=[(slice(40, 70), slice(100, 180), slice(200, 260))])
+    >>> prob = tiled.predict_probabilities(x, region=[(slice(2, 6), slice(10, 20), slice(10, 30))])
+    >>> tuple(logits.shape), prob.shape
+    ((3, 12, 40, 40), (3, 12, 40, 40))
 """
 
 from __future__ import annotations
@@ -33,14 +38,13 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported lazily: `import HNTumorSegLib` must not load it
     import torch
 
+from ..vocab import AccumulateOn, NetworkOutput, RegionTiling
 from . import tiling
 from .devices import autocast_context, free_device_memory, resolve_device
 from .ensemble import EnsembleMember, as_members, background_probabilities, logits_to_probabilities
 from .tiling import Region, Slices3, grow_region
 
 ProgressFn = Callable[..., None]
-REGION_TILINGS = ("fit", "grid", "shrink")
-ACCUMULATE_ON = ("auto", "device", "cpu")
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,10 @@ class TilingOptions:
     step: float = 0.5
     use_gaussian: bool = True
     use_amp: bool = True
-    region_tiling: str = "fit"
+    region_tiling: str = RegionTiling.FIT
     region_margin: int | tuple[int, int, int] = 0
     shape_divisor: tuple[int, ...] | None = None
-    accumulate_on: str = "auto"
+    accumulate_on: str = AccumulateOn.AUTO
     memory_fraction: float = 0.5
     low_memory: bool = False
     num_threads: int | None = None
@@ -87,10 +91,8 @@ class TilingOptions:
     def __post_init__(self) -> None:
         if not 0 < self.step <= 1:
             raise ValueError(f"step must be in (0, 1], got {self.step}")
-        if self.region_tiling not in REGION_TILINGS:
-            raise ValueError(f"region_tiling must be one of {REGION_TILINGS}")
-        if self.accumulate_on not in ACCUMULATE_ON:
-            raise ValueError("accumulate_on must be 'auto', 'device' or 'cpu'")
+        object.__setattr__(self, "region_tiling", RegionTiling.parse(self.region_tiling, "region_tiling"))
+        object.__setattr__(self, "accumulate_on", AccumulateOn.parse(self.accumulate_on, "accumulate_on"))
         if any(int(a) not in (0, 1, 2) for a in self.mirror_axes):
             raise ValueError(f"mirror_axes must be drawn from 0, 1, 2, got {self.mirror_axes}")
         object.__setattr__(self, "mirror_axes", tuple(int(a) for a in self.mirror_axes))
@@ -100,7 +102,8 @@ class TilingOptions:
     @property
     def margin_zyx(self) -> tuple[int, int, int]:
         m = self.region_margin
-        return tuple(int(v) for v in (m if isinstance(m, (list, tuple)) else [m] * 3))
+        z, y, x = (int(v) for v in (m if isinstance(m, (list, tuple)) else [m] * 3))
+        return z, y, x
 
 
 @dataclass
@@ -122,7 +125,7 @@ class TiledPredictor:
         num_classes: output channels K of the network.
         device: ``"auto"`` (CUDA, MPS, CPU), ``"cpu"``, ``"cuda[:N]"``, ``"mps"``; absent -> DeviceError.
         options: :class:`TilingOptions`.
-        output: ``"softmax"`` or ``"sigmoid"`` (per-channel region maps), for plain modules.
+        output: ``"softmax"`` or ``"sigmoid_regions"`` (per-channel region maps; :class:`~HNTumorSegLib.vocab.NetworkOutput`), for plain modules.
         progress: ``progress(stage="inference", fraction=..., message="fold 1/2 tile 13/40")``.
     """
 
@@ -225,7 +228,7 @@ class TiledPredictor:
         patch = self.patch_size
         pads = tiling.padding_for(shape, patch)
         padded_shape = tuple(s + lo + hi for s, (lo, hi) in zip(shape, pads))
-        revert = tuple(slice(lo, lo + s) for (lo, _), s in zip(pads, shape))
+        revert = tiling.slices3(slice(lo, lo + s) for (lo, _), s in zip(pads, shape))
         step = self.options.step
         if region is None:
             tiles = tiling.tile_slices(padded_shape, patch, step)
@@ -236,7 +239,8 @@ class TiledPredictor:
                 mask[revert] = region.mask_zyx
             tiles = tiling.tiles_touching(tiling.tile_slices(padded_shape, patch, step), mask)
         else:
-            boxes = [tuple(slice(b.start + lo, b.stop + lo) for b, (lo, _) in zip(box, pads)) for box in region.boxes]
+            boxes = [tiling.slices3(slice(b.start + lo, b.stop + lo) for b, (lo, _) in zip(box, pads))
+                     for box in region.boxes]
             divisor = self._divisor() if self.options.region_tiling == "shrink" else None
             tiles = tiling.tiles_fitting_boxes(boxes, padded_shape, patch, step, divisor=divisor)
         return TilePlan(tiles, tiling.tiles_bounding_box(tiles), revert, padded_shape)
@@ -352,7 +356,7 @@ def background_logits(num_classes: int, shape: Sequence[int], output: str) -> np
     :func:`.ensemble.background_probabilities` (softmax: background 0, the others -1e4; sigmoid:
     every map -1e4), for exports that take logits (nnU-Net's)."""
     out = np.full((num_classes, *shape), -BACKGROUND_LOGIT, dtype=np.float32)
-    if output == "softmax":
+    if output == NetworkOutput.SOFTMAX:
         out[0] = 0.0
     return out
 

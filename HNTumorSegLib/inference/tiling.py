@@ -24,11 +24,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 Slices3 = tuple[slice, slice, slice]
+
+
+def slices3(items: Iterable[slice]) -> Slices3:
+    """Three slices (z, y, x) as a :data:`Slices3` (a generator's ``tuple()`` has no length a type checker knows)."""
+    z, y, x = items
+    return z, y, x
 
 
 @lru_cache(maxsize=8)
@@ -91,10 +97,10 @@ def pad_to_patch(x: np.ndarray, patch: Sequence[int]) -> tuple[np.ndarray, Slice
     """Zero-pad the last 3 axes of ``x`` up to ``patch``; return the padded array and the slices undoing it."""
     pads = padding_for(x.shape[-3:], patch)
     if not any(lo or hi for lo, hi in pads):
-        return x, (slice(None),) * 3
+        return x, (slice(None), slice(None), slice(None))
     full = [(0, 0)] * (x.ndim - 3) + pads
     padded = np.pad(x, full, mode="constant", constant_values=0)
-    revert = tuple(slice(lo, lo + s) for (lo, _), s in zip(pads, x.shape[-3:]))
+    revert = slices3(slice(lo, lo + s) for (lo, _), s in zip(pads, x.shape[-3:]))
     return padded, revert
 
 
@@ -123,12 +129,12 @@ def region_boxes(mask: np.ndarray) -> list[Slices3]:
     from scipy import ndimage
 
     labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
-    return [tuple(b) for b in ndimage.find_objects(labels) if b is not None]
+    return [slices3(b) for b in ndimage.find_objects(labels) if b is not None]
 
 
 def dilate_box(box: Slices3, margin: Sequence[int], shape: Sequence[int]) -> Slices3:
     """Grow a box by ``margin`` voxels per axis, clamped to the image."""
-    return tuple(slice(max(0, b.start - m), min(s, b.stop + m)) for b, m, s in zip(box, margin, shape))
+    return slices3(slice(max(0, b.start - m), min(s, b.stop + m)) for b, m, s in zip(box, margin, shape))
 
 
 @dataclass
@@ -164,7 +170,7 @@ def grow_region(region: Any, shape: Sequence[int], margin_zyx: Sequence[int] = (
         boxes = region_boxes(mask) if mask.any() else []
     else:
         given = [region] if _is_slices(region) else list(region)
-        boxes = [tuple(slice(*sl.indices(n)[:2]) for sl, n in zip(b, shape)) for b in given]
+        boxes = [slices3(slice(*sl.indices(n)[:2]) for sl, n in zip(b, shape)) for b in given]
         boxes = [b for b in boxes if all(sl.stop > sl.start for sl in b)]
     if any(margin_zyx):
         boxes = [dilate_box(b, margin_zyx, shape) for b in boxes]
@@ -209,8 +215,8 @@ def tiles_fitting_boxes(boxes: list[Slices3], image_size: Sequence[int], patch: 
             starts.append(lo)
             sizes.append(length)
             tile.append(t)
-        for t in tile_slices(sizes, tile, step):
-            shifted = tuple(slice(sl.start + o, sl.stop + o) for sl, o in zip(t, starts))
+        for grid_tile in tile_slices(sizes, tile, step):
+            shifted = slices3(slice(sl.start + o, sl.stop + o) for sl, o in zip(grid_tile, starts))
             key = tuple(v for sl in shifted for v in (sl.start, sl.stop))
             if key not in seen:
                 seen.add(key)
@@ -220,7 +226,7 @@ def tiles_fitting_boxes(boxes: list[Slices3], image_size: Sequence[int], patch: 
 
 def tiles_bounding_box(tiles: list[Slices3]) -> Slices3:
     """The smallest box holding all ``tiles``."""
-    return tuple(slice(min(t[a].start for t in tiles), max(t[a].stop for t in tiles)) for a in range(3))
+    return slices3(slice(min(t[a].start for t in tiles), max(t[a].stop for t in tiles)) for a in range(3))
 
 
 def reduced_patch(patch: Sequence[int], divisor: Sequence[int] | None = None, factor: float = 0.5) -> tuple[int, ...]:

@@ -30,8 +30,11 @@ A prediction on another grid than its reference is first resampled onto the refe
 grid with nearest neighbour, as the HNTS-MRG scoring script does, and a warning is given.
 
 Example:
-    >>> result = evaluate_pairs([("case_1", pred_image, ref_image)])
-    >>> result["aggregate"]["DSCagg_mean"]
+    >>> ref = np.zeros((6, 10, 10), np.uint8); ref[2:4, 2:6, 2:6] = 1; ref[2:4, 7:9, 7:9] = 2
+    >>> pred = ref.copy(); pred[2:4, 2:6, 5] = 0            # the prediction misses one column of GTVp
+    >>> result = evaluate_pairs([("case_1", Image(pred, (1.0, 1.0, 3.0)), Image(ref, (1.0, 1.0, 3.0)))])
+    >>> round(result["aggregate"]["DSCagg_mean"], 4)        # (12/14 + 1) / 2
+    0.9286
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+import numpy as np
 
 from .. import LABEL_NAMES
 from ..errors import InputError
@@ -168,8 +172,12 @@ class CohortScorer:
 
     Example:
         >>> scorer = CohortScorer()
-        >>> scorer.add("1", pred_image, ref_image)
+        >>> labels = np.zeros((4, 8, 8), np.uint8); labels[1:3, 2:6, 2:6] = 1
+        >>> scorer.add("1", Image(labels, (1.0, 1.0, 2.0)), Image(labels, (1.0, 1.0, 2.0)))["GTVp"]["DSC"]
+        1.0
         >>> result = scorer.result()
+        >>> result["aggregate"]["GTVp"]["DSCagg"]
+        1.0
     """
 
     warn: Warn | None = None
@@ -200,6 +208,31 @@ class CohortScorer:
     def result(self) -> dict:
         """``{"aggregate": {...}, "cases": {id: {"GTVp": {...}, "GTVn": {...}}}}``."""
         return {"aggregate": self.aggregate(), "cases": dict(self.cases)}
+
+
+#: How many missing ids a one-line error lists before "and N more".
+MISSING_SHOWN = 10
+
+
+def missing_predictions_error(ids: list[str], what: str, path, modes: str, other_fix: str = "") -> InputError:
+    """The one-line error for truth ``ids`` (cases or patients) without a prediction (issue 22).
+
+    Strict scoring is the default: a left-out case inflates a challenge score, so the user must
+    say how to count it (``--allow-missing``: ``modes``). The list is cut after
+    :data:`MISSING_SHOWN` ids so that a whole missing cohort stays one readable line.
+    """
+    shown = ", ".join(str(i)[:60] for i in ids[:MISSING_SHOWN])
+    more = f" and {len(ids) - MISSING_SHOWN} more" if len(ids) > MISSING_SHOWN else ""
+    many = len(ids) != 1
+    return InputError(f"{len(ids)} {what}{'s' if many else ''} of the truth ha{'ve' if many else 's'} "
+                      f"no prediction: {shown}{more}", path,
+                      f"predict them{other_fix}, or say how to count them with --allow-missing {modes}")
+
+
+def empty_prediction(ref: Image) -> Image:
+    """An all-background prediction on ``ref``'s grid: how ``--allow-missing empty`` scores a missing case
+    (the challenges' convention: a case without a submitted mask scores as an empty one)."""
+    return ref.with_array(np.zeros(ref.array.shape, np.uint8))
 
 
 def evaluate_pairs(pairs: Iterable[tuple[str, Image, Image]], warn: Warn | None = None) -> dict:

@@ -14,10 +14,17 @@ challenge ranks on, so a result can be compared with its leaderboard at a glance
   reference GTVp enter ``DSC_mean``: :mod:`.aggregate`.
 
 Example:
+    >>> import numpy as np
+    >>> from HNTumorSegLib.image import Image
+    >>> from HNTumorSegLib.metrics import evaluate_pairs
+    >>> ref = np.zeros((6, 10, 10), np.uint8); ref[2:4, 2:6, 2:6] = 1; ref[2:4, 7:9, 7:9] = 2
+    >>> pred = ref.copy(); pred[2:4, 2:6, 5] = 0            # the prediction misses one column of GTVp
+    >>> result = evaluate_pairs([("1", Image(pred, (1.0, 1.0, 3.0)), Image(ref, (1.0, 1.0, 3.0)))])
     >>> print(format_challenge(result, Challenge.parse("hecktor2025")))
-    HECKTOR 2025 ranking metrics over 12 cases:
-      GTVp DSC mean  0.7341   (mean per-patient DSC, 11 cases with a reference GTVp)
-      ...
+    HECKTOR 2025 ranking metrics over 1 case:
+      GTVp DSC mean  0.8571   (mean per-patient DSC, 1 cases with a reference GTVp)
+      GTVn DSCagg    1.0000   (aggregated DSC)
+      GTVn F1agg     1.0000   (aggregated lesion F1, IoU > 0.3)
 """
 
 from __future__ import annotations

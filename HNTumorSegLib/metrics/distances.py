@@ -99,8 +99,10 @@ def hausdorff_percentiles(sets: tuple[np.ndarray, np.ndarray] | None,
     """``{key: percentile of both directed sets pooled}`` (mm); every value ``None`` when ``sets`` is.
 
     Example:
+        >>> a = np.zeros((3, 5, 5), bool); a[1, 1:4, 1:4] = True
+        >>> b = a.copy(); b[1, 1:4, 3] = False                 # one column less
         >>> hausdorff_percentiles(directed_surface_distances(a, b, (3.0, 1.0, 1.0)))
-        {'HD95': 6.0, 'HD99_9': 6.0, 'HD100': 6.0}
+        {'HD95': 1.0, 'HD99_9': 1.0, 'HD100': 1.0}
     """
     if sets is None:
         return {key: None for key in percentiles}

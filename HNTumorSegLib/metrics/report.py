@@ -5,8 +5,16 @@ Undefined scores (``None`` or NaN) print as ``n/a`` and are written as JSON ``nu
 file in the same folder, then a rename, so a failed run leaves nothing at the path.
 
 Example:
+    >>> import numpy as np
+    >>> from HNTumorSegLib.image import Image
+    >>> from HNTumorSegLib.metrics import evaluate_pairs
+    >>> labels = np.zeros((4, 8, 8), np.uint8); labels[1:3, 2:6, 2:6] = 1
+    >>> result = evaluate_pairs([("1", Image(labels, (1.0, 1.0, 2.0)), Image(labels, (1.0, 1.0, 2.0)))])
     >>> print(format_table(result))
+    case  label     DSC  HD95 mm ...
+    1     GTVp   1.0000     0.00 ...
     >>> write_json(result, "scores.json")
+    PosixPath('scores.json')
 """
 
 from __future__ import annotations

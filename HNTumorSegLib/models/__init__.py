@@ -6,7 +6,9 @@ torch is imported only when a model is actually loaded.
 
 Example:
     >>> from HNTumorSegLib.models import load_model
-    >>> model = load_model("path/to/STUNetTrainer_small__nnUNetPlans__3d_fullres", folds="0,1")
+    >>> model = load_model("demo-midrt", folds="all")   # a folder, or a catalogue id (here the bundled demo)
+    >>> model.kind, model.folds
+    (<ModelKind.CARD: 'card'>, [0])
 """
 
 from .card import InputSpec, ModelCard, read_card, write_card

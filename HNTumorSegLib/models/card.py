@@ -20,35 +20,36 @@ JSON key            Python field              order and unit
 ==================  ========================  ==============================================
 
 Why the box margin is a card field, and why 4: seed 003 (Ren et al., mid-RT gradient maps)
-trains with boxes around the registered pre-RT lesions grown by a *random* 2-6 voxels per
-side, and its authors' released evaluation (GradientSegHNTS ``src/midRT/create_margins.py``)
-then predicts with *fixed* margins of 2, 4, 6 and 8 voxels; 4 is the fixed margin in the middle
-of the training range, so a box at inference looks like a typical training box. The number
+trains with boxes around the registered pre-RT lesions grown by a *random* margin (its released
+code: 4-7 voxels below / 3-6 above each lesion; the paper says 2-6; ``HNTumorSegLib.prompts.margins``),
+and its authors' released evaluation (GradientSegHNTS ``src/midRT/create_margins.py``) then
+predicts with *fixed* margins of 2, 4, 6 and 8 voxels; 4 is one of those, inside the paper's
+training range, and fixed so a case always gives the same boxes (docs/design.md, "margin"). The number
 belongs to the model (a model trained with other margins needs another), so the pipeline's
 mid-RT boxes and Slicer's "Boxes from prior" both read ``card.box_margin_vox``: pressing the
 button gives the boxes the pipeline would have made.
 
 Example:
-    >>> card = read_card("models/demo-midrt/model.json")
+    >>> from HNTumorSegLib.models.catalogue import installed_path
+    >>> card = read_card(installed_path("demo-midrt") / "model.json")     # the bundled demo's card
     >>> card.input_names
     ['T2', 'gradient_map']
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypedDict
 
 from ..errors import InputError, ModelError
-from ..fileio import write_json_atomic
-from ..vocab import NetworkOutput, Task
+from ..fileio import read_json, write_json_atomic
+from ..vocab import Architecture, NetworkOutput, Task
 
 CARD_FORMAT = "hntumorseg-model/1"
 CARD_NAME = "model.json"
-ARCHITECTURES = ("STUNet", "PlainConvUNet", "ResidualEncoderUNet", "SegResNetDS")
+ARCHITECTURES = Architecture.values()   # the words: vocab.Architecture
 #: normalisation type -> the numeric keys it needs (prompts/normalisation.py applies them).
 NORMALISATIONS: dict[str, tuple[str, ...]] = {
     "zscore": (), "none": (), "range": (), "window": ("lo", "hi"), "window01": ("lo", "hi"),
@@ -67,10 +68,10 @@ class InputSpec:
     """One input channel: its name, how it is normalised, and what it is computed from."""
 
     name: str
-    normalisation: dict = field(default_factory=lambda: {"type": "zscore"})
+    normalisation: dict[str, Any] = field(default_factory=lambda: {"type": "zscore"})
     derived_from: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "normalisation": dict(self.normalisation)}
         if self.derived_from is not None:
             out["derived_from"] = self.derived_from
@@ -84,30 +85,41 @@ class ModelCard:
     id: str
     title: str
     inputs: list[InputSpec]
-    architecture: dict
+    architecture: dict[str, Any]
     labels: dict[str, int]
     folds: list[int | str]
     weights: dict[str, str]
     format: str = CARD_FORMAT
     version: str = "1"
-    task: str | None = None
+    task: Task | None = None
     spacing_xyz: list[float] | None = None  # JSON "spacing": x, y, z in mm; None = native grid
     patch_size_zyx: list[int] | None = None  # JSON "patch_size": z, y, x voxels
     box_margin_vox: int = DEFAULT_BOX_MARGIN_VOX  # per-side margin of boxes made from a prior mask
     output: str = "softmax"
     sha256: dict[str, str] = field(default_factory=dict)
-    postprocess: dict = field(default_factory=dict)
+    postprocess: dict[str, Any] = field(default_factory=dict)
     tta_axes: list[int] = field(default_factory=lambda: [0, 1, 2])
     licence: str = ""
     source: str = ""
     citation: str = ""
     intended_use: str = ""
-    extra: dict = field(default_factory=dict)  # unknown keys, kept for round trips
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, kept for round trips
     path: Path | None = None  # the model.json this card was read from (None if synthesised)
 
     @property
     def input_names(self) -> list[str]:
         return [i.name for i in self.inputs]
+
+    @property
+    def user_inputs(self) -> list[str]:
+        """The images the user gives, in card order: each input, or the one it is derived from
+        (``gradient_map`` -> ``T2``), once each."""
+        names: list[str] = []
+        for spec in self.inputs:
+            name = spec.derived_from or spec.name
+            if name not in names:
+                names.append(name)
+        return names
 
     @property
     def num_input_channels(self) -> int:
@@ -118,7 +130,7 @@ class ModelCard:
         """Network output channels: one per label for softmax, GTVp/GTVn maps for sigmoid regions."""
         return len(self.labels) if self.output == "softmax" else len(self.labels) - 1
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         out = {JSON_KEYS.get(k, k): v for k, v in asdict(self).items() if k not in ("extra", "path")}
         out["inputs"] = [i.to_dict() for i in self.inputs]
         out.update(self.extra)
@@ -139,12 +151,7 @@ class ModelCard:
         for key in ("id", "title"):
             if not isinstance(data[key], str) or not data[key].strip():
                 _bad(where, f"field {key!r} must be a non-empty string")
-        task = data.get("task")
-        if task is not None:
-            try:
-                task = Task.parse(task, "task")
-            except InputError as exc:  # keep its "did you mean"; _bad says it is the card
-                _bad(where, f"{exc.problem}: {exc.fix}")
+        origin = provenance_fields(data, where, "model card", "fix the model card (see README section 6, Models)")
         inputs = _inputs(data["inputs"], where)
         arch = data["architecture"]
         if not isinstance(arch, dict) or arch.get("name") not in ARCHITECTURES:
@@ -188,14 +195,40 @@ class ModelCard:
         return cls(
             id=data["id"], title=data["title"], inputs=inputs, architecture=dict(arch), labels=dict(labels),
             folds=[f if f == "all" else int(f) for f in folds], weights={str(k): v for k, v in weights.items()},
-            format=data["format"], version=str(data.get("version", "1")), task=task,
+            format=data["format"], version=str(data.get("version", "1")), task=origin["task"],
             spacing_xyz=spacing, patch_size_zyx=patch, box_margin_vox=int(margin), output=output, sha256=dict(sha),
             postprocess=dict(data.get("postprocess") or {}), tta_axes=list(tta),
-            licence=str(data.get("licence", "")), source=str(data.get("source", "")),
-            citation=str(data.get("citation", "")), intended_use=str(data.get("intended_use", "")),
+            licence=origin["licence"], source=origin["source"], citation=origin["citation"],
+            intended_use=str(data.get("intended_use", "")),
             extra={k: v for k, v in data.items() if k not in known},
             path=Path(path) if path is not None else None,
         )
+
+
+class Provenance(TypedDict):
+    """What a model is for and where it comes from: the fields a model card, a catalogue entry and
+    a declaration share (each keeps them as plain fields of these types)."""
+
+    task: Task | None
+    licence: str
+    citation: str
+    source: str
+
+
+def provenance_fields(data: dict[str, Any], where: Any, what: str, fix: str) -> Provenance:
+    """``task``, ``licence``, ``citation``, ``source`` of a model card, a catalogue entry or a
+    declaration, converted once: the task a :class:`~HNTumorSegLib.vocab.Task` (or None), the
+    others strings (absent or null: ``""``). Why one converter: the three files share these
+    words, so they must mean one type each (``Testing/test_models_types.py`` checks it).
+
+    An unknown task is a ModelError naming ``what`` (``"model card"``) and the file.
+    """
+    try:
+        task = Task.parse_optional(data.get("task"), "task")
+    except InputError as exc:  # keep its "did you mean"; the message says which file
+        raise ModelError(f"{what} {exc.problem}: {exc.fix}", where, fix) from None
+    return Provenance(task=task, licence=str(data.get("licence") or ""), citation=str(data.get("citation") or ""),
+                      source=str(data.get("source") or ""))
 
 
 def read_card(path: str | Path) -> ModelCard:
@@ -205,10 +238,7 @@ def read_card(path: str | Path) -> ModelCard:
         path = path / CARD_NAME
     if not path.is_file():
         raise ModelError("model card not found", path, "give a model folder holding model.json")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"model card is not valid JSON ({exc})", path, "fix or re-download the model") from None
+    data = read_json(path, "model card", "fix or re-download the model", error=ModelError)  # strict, depth-limited
     return ModelCard.from_dict(data, path)
 
 
@@ -222,7 +252,7 @@ def write_card(card: ModelCard | dict, path: str | Path) -> Path:
     return write_json_atomic(path, data)
 
 
-def _bad(where: Any, problem: str, fix: str = "fix the model card (see README section 6, Models)") -> None:
+def _bad(where: Any, problem: str, fix: str = "fix the model card (see README section 6, Models)") -> NoReturn:
     raise ModelError(f"model card {problem}", where, fix)
 
 

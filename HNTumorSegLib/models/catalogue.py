@@ -11,8 +11,8 @@ Installed models live in the cache: ``$HNTUMORSEG_CACHE``, else
 
 Example:
     >>> entry = get_entry("GradientSegHNTS")
-    >>> entry.task, entry.url
-    ('midrt', 'https://github.com/Aarhus-RadOnc-AI/GradientSegHNTS')
+    >>> str(entry.task), entry.homepage
+    ('midrt', 'https://huggingface.co/JintaoRen/GradientSegHNTS')
 """
 
 from __future__ import annotations
@@ -21,48 +21,66 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ModelError
+from ..vocab import LicenceTerms, ModelKind, Task
+from .card import provenance_fields
+from ..fileio import read_json
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 COMPLETE_MARKER = ".complete"
-ENTRY_KINDS = ("card", "nnunet", "segresnet", "source-only")
+SOURCE_ONLY = "source-only"
+#: what an entry's folder loads as (a :class:`~HNTumorSegLib.vocab.ModelKind`), or code without weights.
+EntryKind = ModelKind | Literal["source-only"]
+ENTRY_KINDS: tuple[str, ...] = (*ModelKind.values(), SOURCE_ONLY)
+#: Python field -> models.json key, where they differ (the class docstring says why).
+JSON_KEYS = {"input_names": "inputs", "download_sha256": "sha256", "bundled_path": "path",
+             "declaration_json": "declaration"}
 #: licence terms that need ``--accept-licence`` (a dialog in Slicer) before fetch, import or use.
-LICENCE_TERMS = ("open", "non-commercial", "unstated")
+LICENCE_TERMS = LicenceTerms.values()   # the words: vocab.LicenceTerms
 _REQUIRED = ("id", "title", "task", "inputs", "licence", "citation")
 
 
 @dataclass
 class CatalogueEntry:
-    """One model of the catalogue (see the module docstring)."""
+    """One model of the catalogue (see the module docstring).
+
+    Words it shares with :class:`~.card.ModelCard` and :class:`~.declaration.Declaration` have
+    their types (``task``, ``licence``, ``citation``, ``source``: :func:`~.card.provenance_fields`;
+    ``input_names`` a list of names like ``ModelCard.input_names``); its own JSON keys that name
+    something else there are Python fields of their own name (:data:`JSON_KEYS`): ``sha256`` (of the
+    download, not of each file) is ``download_sha256``, ``path`` (a bundled folder, not a
+    model.json) is ``bundled_path``, ``declaration`` (the JSON block, not a parsed
+    :class:`~.declaration.Declaration`) is ``declaration_json``.
+    """
 
     id: str
     title: str
-    task: str
-    inputs: list[str]
+    task: Task | None
+    input_names: list[str]  # JSON "inputs": the images the user gives
     licence: str
     citation: str
     url: str | None = None  # where the weights file / archive is downloaded from
-    sha256: str | None = None  # of the downloaded file; None = not published
-    path: str | None = None  # bundled models: folder relative to the HNTumorSegLib package
-    kind: str = "card"  # what the unpacked folder is (card, nnunet, segresnet) or source-only
+    download_sha256: str | None = None  # JSON "sha256": of the downloaded file; None = not published
+    bundled_path: str | None = None  # JSON "path": bundled models' folder relative to the HNTumorSegLib package
+    kind: EntryKind = ModelKind.CARD  # what the unpacked folder loads as, or "source-only"
     archive: str | None = None  # "zip" when the download is a zip to unpack
     subfolder: str | None = None  # the model folder inside the unpacked archive
     filename: str | None = None  # name of the downloaded file (default: last URL part)
     size_bytes: int | None = None
     homepage: str | None = None
-    source: str | None = None  # seed paper
+    source: str = ""  # seed paper
     notes: str = ""
-    hub: dict | None = None  # Hugging Face: repo_id, revision (commit), folder, sha256 {path: hex} (models/hub.py)
-    manual: dict | None = None  # download by hand: page, clicks, command (then `models import`)
-    declaration: dict | None = None  # written beside plans.json on install (models/declaration.py)
+    hub: dict[str, Any] | None = None  # Hugging Face: repo_id, revision (commit), folder, sha256 {path: hex} (models/hub.py)
+    manual: dict[str, Any] | None = None  # download by hand: page, clicks, command (then `models import`)
+    declaration_json: dict[str, Any] | None = None  # JSON "declaration": written beside plans.json on install
     licence_terms: str = "open"  # open | non-commercial | unstated: the last two need --accept-licence
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def bundled(self) -> bool:
-        return self.path is not None
+        return self.bundled_path is not None
 
     @property
     def source_kind(self) -> str:
@@ -81,8 +99,9 @@ class CatalogueEntry:
     def needs_acceptance(self) -> bool:
         return self.licence_terms != "open"
 
-    def to_dict(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k != "extra" and v not in (None, "")}
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as ``models.json`` spells it (``models show``)."""
+        out = {JSON_KEYS.get(k, k): v for k, v in asdict(self).items() if k != "extra" and v not in (None, "")}
         out.update(self.extra)
         return out
 
@@ -113,17 +132,15 @@ def cache_dir(override: str | Path | None = None) -> Path:
 def read_catalogue(path: str | Path | None = None) -> list[CatalogueEntry]:
     """All entries, validated (ModelError naming the entry and field on a problem)."""
     path = Path(path) if path else catalogue_path()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError("model catalogue not found", path, "reinstall HNTumorSeg or set HNTUMORSEG_CATALOGUE") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"model catalogue is not valid JSON ({exc})", path, "reinstall HNTumorSeg") from None
+    if not path.is_file():
+        raise ModelError("model catalogue not found", path, "reinstall HNTumorSeg or set HNTUMORSEG_CATALOGUE")
+    data = read_json(path, "model catalogue", "reinstall HNTumorSeg", error=ModelError)  # strict, depth-limited
     raw = data.get("models") if isinstance(data, dict) else data
     if not isinstance(raw, list):
         raise ModelError('model catalogue must hold {"models": [...]}', path, "reinstall HNTumorSeg")
-    entries, seen = [], set()
-    known = set(CatalogueEntry.__dataclass_fields__) - {"extra"}
+    entries: list[CatalogueEntry] = []
+    seen: set[str] = set()
+    fields = {JSON_KEYS.get(f, f): f for f in CatalogueEntry.__dataclass_fields__ if f != "extra"}
     for i, item in enumerate(raw):
         where = f"models[{i}]"
         if not isinstance(item, dict) or any(k not in item for k in _REQUIRED):
@@ -140,8 +157,11 @@ def read_catalogue(path: str | Path | None = None) -> list[CatalogueEntry]:
         if item.get("kind", "card") not in ENTRY_KINDS:
             raise ModelError(f"catalogue entry {item['id']} has unknown kind {item.get('kind')!r}", path,
                              f"use one of {', '.join(ENTRY_KINDS)}")
-        entries.append(CatalogueEntry(**{k: v for k, v in item.items() if k in known},
-                                      extra={k: v for k, v in item.items() if k not in known}))
+        kind = item.get("kind", "card")
+        values = {fields[k]: v for k, v in item.items() if k in fields}
+        values.update(provenance_fields(item, path, f"catalogue entry {item['id']}", "fix the catalogue"),
+                      kind=SOURCE_ONLY if kind == SOURCE_ONLY else ModelKind.parse(kind))
+        entries.append(CatalogueEntry(**values, extra={k: v for k, v in item.items() if k not in fields}))
     return entries
 
 
@@ -163,7 +183,7 @@ def install_dir(model_id: str, cache: str | Path | None = None) -> Path:
 def entry_model_folder(entry: CatalogueEntry, cache: str | Path | None = None) -> Path:
     """The folder load_model should open for an entry (bundled path or cache folder)."""
     if entry.bundled:
-        return (PACKAGE_DIR / entry.path).resolve()
+        return (PACKAGE_DIR / str(entry.bundled_path)).resolve()
     base = install_dir(entry.id, cache)
     recorded = manifest_folder(base)
     if recorded is not None:   # hub fetch and import record the results folder they installed
@@ -201,7 +221,7 @@ def installed_path(model_id: str, cache: str | Path | None = None) -> Path | Non
     entry = next((e for e in entries if e.id == model_id), None)
     if entry is None:   # a model imported under an id of its own
         return manifest_folder(install_dir(model_id, cache)) if "/" not in model_id else None
-    if entry.kind == "source-only":
+    if entry.kind == SOURCE_ONLY:
         raise ModelError(f"model {model_id!r} publishes code, not weights", None,
                          f"train it with the authors' code ({entry.homepage or entry.url}) and give the results folder")
     if not is_installed(entry, cache):
@@ -237,7 +257,7 @@ def check_licence(entry_or_terms, licence: str, accepted: bool, what: str) -> No
     Example:
         >>> check_licence("non-commercial", "CC-BY-NC-4.0", accepted=False, what="HECKTOR2025-MEDAI")
         Traceback (most recent call last):
-        HNTumorSegLib.errors.ModelError: HECKTOR2025-MEDAI is licensed CC-BY-NC-4.0 (non-commercial) ...
+        HNTumorSegLib.errors.ModelError: HECKTOR2025-MEDAI is licensed CC-BY-NC-4.0 (non-commercial: ...
     """
     terms = entry_or_terms.licence_terms if isinstance(entry_or_terms, CatalogueEntry) else str(entry_or_terms)
     if terms == "open" or accepted:

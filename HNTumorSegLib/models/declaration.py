@@ -21,9 +21,10 @@ map from the T2; ``CT`` and ``PET`` -> inputs. A folder with no declaration neve
 (no channel name says "trained on a crop"): seed-004 folders need the declaration.
 
 Example:
-    >>> decl = read_declaration(folder, {"0": "T2", "1": "gradient"})
-    >>> decl.task, decl.user_inputs, [c.describe() for c in decl.channels]
-    ('midrt', ['T2'], ['T2 image (--input T2=PATH)', 'gradient map from T2 (seed 003 recipe, ...)'])
+    >>> folder = Path("results"); folder.mkdir()     # an nnU-Net results folder without a declaration:
+    >>> decl = read_declaration(folder, {"0": "T2", "1": "gradient"})    # inferred from the channel names
+    >>> str(decl.task), [str(name) for name in decl.user_inputs], [c.describe() for c in decl.channels]
+    ('midrt', ['T2'], ['T2 image (--input T2=PATH)', 'gradient map made from T2 (seed003 recipe: boxes ...)'])
 """
 
 from __future__ import annotations
@@ -33,17 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from ..fileio import write_json_atomic
-from ..vocab import Task
-from .card import DEFAULT_BOX_MARGIN_VOX
+from ..fileio import read_json, write_json_atomic
+from ..prompts.extents import HEAD_CROP_MM, HEAD_CROP_SPACING_MM
+from ..vocab import DerivedChannel, InputRole, Task
+from .card import DEFAULT_BOX_MARGIN_VOX, provenance_fields
 
 DECLARATION_NAME = "hntumorseg-declaration.json"
 DECLARATION_FORMAT = "hntumorseg-declaration/1"
 DERIVED_RECIPES = {"gradient": "seed003"}
 CROP_RECIPES = ("seed004-head",)
-SEED004_CROP = {"recipe": "seed004-head", "size_mm": [200.0, 200.0, 310.0], "spacing_mm": 1.0}
-_INPUT_ALIASES = {"t2": "T2", "t2w": "T2", "mri": "T2", "ct": "CT", "pet": "PET"}
-_GRADIENT_ALIASES = ("gradient", "gradient_map", "grad", "gradientmap")
+SEED004_CROP = {"recipe": "seed004-head", "size_mm": list(HEAD_CROP_MM), "spacing_mm": HEAD_CROP_SPACING_MM}
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,11 @@ class ChannelRole:
     derived: str | None = None       # "gradient"
     source: str | None = None        # the input it is derived from ("T2")
     recipe: str | None = None        # "seed003"
+
+    @property
+    def image(self) -> str:
+        """The user's image this channel reads: itself (an input) or the one it is made from."""
+        return self.input or self.source or self.name
 
     def describe(self, margin_vox: int = DEFAULT_BOX_MARGIN_VOX) -> str:
         """One line for ``models show``: what is fed to this channel."""
@@ -77,22 +82,21 @@ class Declaration:
 
     task: Task | None
     channels: list[ChannelRole]
-    crop: dict | None = None
+    crop: dict[str, Any] | None = None
     box_margin_vox: int = DEFAULT_BOX_MARGIN_VOX
     licence: str = ""
     citation: str = ""
     source: str = ""
     declared: bool = False
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def user_inputs(self) -> list[str]:
         """Images the user gives, first = output grid (derived channels' sources included once)."""
         names: list[str] = []
         for ch in self.channels:
-            name = ch.input or ch.source
-            if name and name not in names:
-                names.append(name)
+            if ch.image not in names:
+                names.append(ch.image)
         return names
 
     @property
@@ -113,10 +117,11 @@ class Declaration:
 
 
 def _role_from_name(index: int, name: str) -> ChannelRole:
-    key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
-    if key in _GRADIENT_ALIASES:
-        return ChannelRole(index, name, derived="gradient", source="T2", recipe="seed003")
-    return ChannelRole(index, name, input=_INPUT_ALIASES.get(key, str(name)))
+    key = str(name).strip().lower().replace("-", "_").replace(" ", "_")   # the spellings: vocab.ALIASES
+    if DerivedChannel.lookup(key) is DerivedChannel.GRADIENT:
+        return ChannelRole(index, name, derived=DerivedChannel.GRADIENT, source=InputRole.T2, recipe="seed003")
+    role = InputRole.lookup(key)
+    return ChannelRole(index, name, input=str(name) if role is None else role)
 
 
 def _infer_task(roles: list[ChannelRole]) -> Task | None:
@@ -186,25 +191,19 @@ def parse_declaration(data: dict, channel_names: dict, path: Path | None = None)
     margin = data.get("box_margin_vox", DEFAULT_BOX_MARGIN_VOX)
     if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
         raise ModelError(f"box_margin_vox must be an integer >= 0, not {margin!r}", path, "fix the declaration")
-    task = Task.parse_optional(data.get("task")) or _infer_task(roles)
+    origin = provenance_fields(data, path, "declaration", "fix the declaration")
     known = {"format", "task", "channels", "crop", "box_margin_vox", "licence", "citation", "source"}
-    return Declaration(task=task, channels=roles, crop=crop, box_margin_vox=margin,
-                       licence=str(data.get("licence") or ""), citation=str(data.get("citation") or ""),
-                       source=str(data.get("source") or ""), declared=True,
+    return Declaration(task=origin["task"] or _infer_task(roles), channels=roles, crop=crop, box_margin_vox=margin,
+                       licence=origin["licence"], citation=origin["citation"], source=origin["source"], declared=True,
                        extra={k: v for k, v in data.items() if k not in known})
 
 
 def read_declaration(folder: str | Path, channel_names: dict) -> Declaration:
     """The folder's declaration (the sidecar, else one inferred from the channel names)."""
-    import json
-
     path = Path(folder) / DECLARATION_NAME
     if not path.is_file():
         return infer_declaration(channel_names)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read the declaration ({exc})", path, "fix or delete the file") from None
+    data = read_json(path, "declaration", "fix or delete the file", error=ModelError)  # strict, depth-limited
     return parse_declaration(data, channel_names, path)
 
 

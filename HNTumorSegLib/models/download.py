@@ -11,17 +11,43 @@ then moved into place, so an install is either complete or absent. A ``--sha256`
 64 hex characters is refused before any download; a read-only or unwritable cache is one line
 (exit 2), never a traceback.
 
+Size cap and full disk (issue 22): a download stops, and its ``.part`` is deleted, once it passes
+:func:`size_cap` - the catalogue's ``size_bytes`` or the server's ``Content-Length`` (whichever is
+smaller) plus a margin, else ``HNTUMORSEG_MAX_DOWNLOAD_BYTES`` (default 64 GiB): a server that
+sends more than it announced must not fill the disk (ModelError, exit 2). A full disk or quota
+while writing is the machine's fault, not the connection's: no retry, the ``.part`` is deleted (a
+kept one would keep the disk full), and one line names the path and the free space
+(:class:`~HNTumorSegLib.errors.EnvironmentFault`, exit 1). Zip members the unpacker cannot read
+(bad CRC, a size that lies, encryption, deflate64 and other methods) are one ModelError line.
+
 Choice: a catalogue entry without a published sha256 is not installed unless the user
 gives one (``--sha256``) after checking the file some other way: a model is code-like
 input to a clinical tool and must be the file its authors published.
 
 Example:
-    >>> path = download("https://example.org/w.zip", Path("cache/w.zip"), sha256="ab12...",
+    >>> import functools, hashlib, http.server, threading     # a local web server stands in for the host
+    >>> _ = Path("site").mkdir(), Path("site/w.zip").write_bytes(b"weights")
+    >>> class Quiet(http.server.SimpleHTTPRequestHandler):
+    ...     def log_message(self, *args): pass
+    >>> server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory="site"))
+    >>> threading.Thread(target=server.serve_forever, daemon=True).start()
+    >>> url = f"http://127.0.0.1:{server.server_port}/w.zip"
+    >>> path = download(url, Path("cache/w.zip"), sha256=hashlib.sha256(b"weights").hexdigest(),
     ...                 progress=lambda stage, fraction, message: print(message))
+    7 B / 7 B, 100%, 0 s left
+    ...
+    checking sha256
+    >>> path, path.read_bytes()
+    (PosixPath('cache/w.zip'), b'weights')
+    >>> download(url, Path("cache/other.zip"), sha256="0" * 64)     # not the published file: deleted, exit 2
+    Traceback (most recent call last):
+    HNTumorSegLib.errors.ModelError: http://127.0.0.1:...: checksum mismatch: got sha256 9a129038d9a00aed..., ...
+    >>> server.shutdown()
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -32,10 +58,12 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from ..errors import ModelError
+from ..fileio import FULL_DISK_ERRNOS, os_error
 from .catalogue import COMPLETE_MARKER, CatalogueEntry, cache_dir, install_dir
 from .weights import sha256_file
 
@@ -75,9 +103,44 @@ def progress_message(done: int, total: int | None, started: float, done_at_start
     return fraction, f"{_fmt_bytes(done)} / {_fmt_bytes(total)}, {fraction:.0%}, {left_text}"
 
 
+#: Extra bytes allowed past an announced size (catalogue ``size_bytes`` or ``Content-Length``).
+SIZE_MARGIN_BYTES = 1 << 20
+SIZE_MARGIN_FRACTION = 0.01
+
+
+def size_cap(*announced: int | None) -> int:
+    """The most bytes a download may reach: the smallest announced size plus a margin (1 MiB or
+    1 %, the larger), else ``HNTUMORSEG_MAX_DOWNLOAD_BYTES`` (default 64 GiB)."""
+    known = [int(n) for n in announced if n is not None and int(n) >= 0]
+    if known:
+        size = min(known)
+        return size + max(SIZE_MARGIN_BYTES, int(size * SIZE_MARGIN_FRACTION))
+    raw = os.environ.get("HNTUMORSEG_MAX_DOWNLOAD_BYTES", str(64 * 2 ** 30))
+    try:
+        cap = int(float(raw))
+    except ValueError:
+        cap = 0
+    if cap <= 0:
+        raise ModelError(f"HNTUMORSEG_MAX_DOWNLOAD_BYTES={raw[:40]!r} is not a positive number", None,
+                         "unset it or give a byte count")
+    return cap
+
+
+class _LocalWriteFailed(Exception):
+    """Writing the ``.part`` failed (not the connection): carries the one-line error to raise."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+
 def download(url: str, dest: Path, sha256: str | None, progress: Progress | None = None,
-             retries: int = 5, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``dest`` (resuming ``dest.part``), verify sha256, return ``dest``."""
+             retries: int = 5, timeout: float = 30.0, expected_size: int | None = None) -> Path:
+    """Download ``url`` to ``dest`` (resuming ``dest.part``), verify sha256, return ``dest``.
+
+    ``expected_size``: the catalogue's size; with the server's ``Content-Length`` it sets the
+    size cap (module docstring). A full disk deletes the ``.part`` and raises EnvironmentFault.
+    """
     if not url.lower().startswith(("https://", "http://")):
         raise ModelError(f"refusing to download from {url!r} (only http and https)", None, "fix the catalogue entry")
     dest = Path(dest)
@@ -87,8 +150,11 @@ def download(url: str, dest: Path, sha256: str | None, progress: Progress | None
     attempt = 0
     while True:
         try:
-            if _fetch_once(url, part, progress, timeout):
+            if _fetch_once(url, part, progress, timeout, expected_size):
                 break
+        except _LocalWriteFailed as exc:   # the disk, not the connection: no retry
+            part.unlink(missing_ok=True)
+            raise exc.error from None
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError) as exc:
             if isinstance(exc, urllib.error.HTTPError) and exc.code not in (408, 429, 500, 502, 503, 504):
                 raise ModelError(f"download failed: HTTP {exc.code} {exc.reason}", url,
@@ -116,7 +182,7 @@ def download(url: str, dest: Path, sha256: str | None, progress: Progress | None
     return dest
 
 
-def _fetch_once(url: str, part: Path, progress: Progress, timeout: float) -> bool:
+def _fetch_once(url: str, part: Path, progress: Progress, timeout: float, expected_size: int | None = None) -> bool:
     """One HTTP request continuing ``part``; True when the whole file is there."""
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "hntumorseg", "Accept-Encoding": "identity"})
@@ -145,18 +211,39 @@ def _fetch_once(url: str, part: Path, progress: Progress, timeout: float) -> boo
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
         started, at_start, last = time.monotonic(), have, 0.0
-        with open(part, mode) as fh:
+        cap = size_cap(expected_size, total)
+        fh = _local(lambda: open(part, mode), part)
+        try:
             while True:
-                block = response.read(CHUNK)
+                block = response.read(CHUNK)   # connection errors go up to be retried
                 if not block:
                     break
-                fh.write(block)
+                if have + len(block) > cap:
+                    _local(fh.close, part)
+                    part.unlink(missing_ok=True)
+                    announced = [n for n in (expected_size, total) if n is not None]
+                    what = f"more than announced ({_fmt_bytes(min(announced))})" if announced else "the limit"
+                    raise ModelError(f"the download passed {_fmt_bytes(cap)}, {what}; stopped and deleted", url,
+                                     "the server sends more than it should: do not use it "
+                                     "(or raise HNTUMORSEG_MAX_DOWNLOAD_BYTES)")
+                _local(lambda: fh.write(block), part)
                 have += len(block)
                 if time.monotonic() - last > 0.2:
                     last = time.monotonic()
                     progress("download", *progress_message(have, total, started, at_start))
+        finally:
+            if not fh.closed:
+                _local(fh.close, part)   # flushes: a full disk may show only here
         progress("download", *progress_message(have, total, started, at_start))
     return total is None or have >= total
+
+
+def _local(action: Callable, part: Path):
+    """Run a write to the ``.part``; its OSError is the disk's (one line, never retried as the connection's)."""
+    try:
+        return action()
+    except OSError as exc:
+        raise _LocalWriteFailed(os_error(exc, part, "write the download")) from None
 
 
 def unpack_limits() -> tuple[int, int, float]:
@@ -224,6 +311,7 @@ def safe_unzip(archive: Path, target: Path, max_bytes: int | None = None, max_me
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise ModelError(f"archive member {name!r} is a link; refused", archive,
                                  "the archive is unsafe: do not use it")
+            _check_readable(info, archive)
             names.append(str(pure))
         target.mkdir(parents=True, exist_ok=False)
         written = 0
@@ -233,17 +321,45 @@ def safe_unzip(archive: Path, target: Path, max_bytes: int | None = None, max_me
                 out.mkdir(parents=True, exist_ok=True)
                 continue
             out.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(out, "wb") as dst:
-                while True:
-                    block = src.read(CHUNK)
-                    if not block:
-                        break
-                    written += len(block)
-                    problem = _too_big(archive, written, max_bytes, max_ratio)
-                    if problem:
-                        raise ModelError(f"archive {problem}; refused", archive, fix)
-                    dst.write(block)
+            try:
+                member_bytes = 0
+                with zf.open(info) as src, open(out, "wb") as dst:
+                    while True:
+                        block = src.read(CHUNK)
+                        if not block:
+                            break
+                        member_bytes += len(block)
+                        written += len(block)
+                        problem = _too_big(archive, written, max_bytes, max_ratio)
+                        if problem:
+                            raise ModelError(f"archive {problem}; refused", archive, fix)
+                        dst.write(block)
+                if member_bytes != info.file_size:   # a stored member's header can lie where no CRC sees it
+                    raise zipfile.BadZipFile(f"its header says {info.file_size} bytes, it holds {member_bytes}")
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, RuntimeError,
+                    NotImplementedError) as exc:   # bad CRC, a size that lies, truncated data
+                reason = " ".join(str(exc).split())[:100] or type(exc).__name__
+                raise ModelError(f"archive member {info.filename[:100]!r} is damaged ({reason})", archive,
+                                 "download the archive again; if it persists, the file is corrupt") from None
     return names
+
+
+#: Compression methods Python's zipfile unpacks (deflate64, 9, and others are refused up front).
+READABLE_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+                    zipfile.ZIP_LZMA: "lzma"}
+
+
+def _check_readable(info: zipfile.ZipInfo, archive: Path) -> None:
+    """ModelError for a member that cannot be unpacked: encrypted, or a compression method Python lacks."""
+    name = info.filename[:100]
+    if info.flag_bits & 0x1:
+        raise ModelError(f"archive member {name!r} is encrypted; refused", archive,
+                         "unpack it with its password yourself and import the folder")
+    if info.compress_type not in READABLE_METHODS:
+        method = {9: "deflate64", 12: "bzip2", 14: "lzma", 93: "zstandard", 99: "AES"}.get(info.compress_type,
+                                                                                      f"method {info.compress_type}")
+        raise ModelError(f"archive member {name!r} is compressed with {method}, which cannot be unpacked here",
+                         archive, "unpack it with another tool and import the folder, or re-zip it with deflate")
 
 
 def fetch(entry: CatalogueEntry, cache: str | Path | None = None, sha256: str | None = None,
@@ -254,7 +370,7 @@ def fetch(entry: CatalogueEntry, cache: str | Path | None = None, sha256: str | 
     it needs ``sha256``, since the catalogue's checksum (if any) is for the catalogue's URL.
     """
     if entry.bundled:
-        return (Path(__file__).resolve().parents[1] / entry.path).resolve()
+        return (Path(__file__).resolve().parents[1] / str(entry.bundled_path)).resolve()
     if entry.kind == "source-only":
         raise ModelError(f"model {entry.id!r} publishes code, not weights", None,
                          f"see {entry.homepage or entry.url}: train it with the authors' code, "
@@ -265,16 +381,15 @@ def fetch(entry: CatalogueEntry, cache: str | Path | None = None, sha256: str | 
     if url and not sha256:
         raise ModelError("--url needs --sha256", None, "give the checksum of the file at that URL")
     if url:
-        entry = CatalogueEntry(**{**{k: getattr(entry, k) for k in entry.__dataclass_fields__},
-                                  "url": url, "sha256": None, "filename": None})
+        entry = dataclasses.replace(entry, url=url, download_sha256=None, filename=None)
     if not entry.url:
         raise ModelError(f"model {entry.id!r} has no direct download link (see {entry.homepage})", None,
                          "download the release asset's URL from that page and pass --url URL --sha256 HEX")
-    expected = sha256 or entry.sha256
+    expected = sha256 or entry.download_sha256
     if not expected:
         raise ModelError(f"model {entry.id!r} has no published sha256, so its download cannot be verified", None,
                          "check the file with its authors and pass --sha256 HEX to fetch it anyway")
-    if sha256 and entry.sha256 and sha256.lower() != entry.sha256.lower():
+    if sha256 and entry.download_sha256 and sha256.lower() != entry.download_sha256.lower():
         raise ModelError(f"--sha256 differs from the catalogue's for {entry.id!r}", None,
                          "leave --sha256 out to use the catalogue's checksum")
     final = install_dir(entry.id, cache)
@@ -283,7 +398,7 @@ def fetch(entry: CatalogueEntry, cache: str | Path | None = None, sha256: str | 
     downloads = cache_dir(cache) / "downloads"
     check_cache_writable(downloads)
     filename = entry.filename or PurePosixPath(entry.url.split("?")[0]).name or f"{entry.id}.bin"
-    file = download(entry.url, downloads / filename, expected, progress)
+    file = download(entry.url, downloads / filename, expected, progress, expected_size=entry.size_bytes)
     staging = final.with_name(final.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -297,7 +412,7 @@ def fetch(entry: CatalogueEntry, cache: str | Path | None = None, sha256: str | 
             os.replace(file, staging / filename)
         files = {str(p.relative_to(staging)): sha256_file(p) for p in sorted(staging.rglob("*")) if p.is_file()}
         (staging / COMPLETE_MARKER).write_text(json.dumps(
-            {"id": entry.id, "url": entry.url, "sha256": expected, "files": files}, indent=1))
+            {"id": entry.id, "url": entry.url, "sha256": expected, "files": files}, indent=1, allow_nan=False))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
     finally:
@@ -305,12 +420,16 @@ def fetch(entry: CatalogueEntry, cache: str | Path | None = None, sha256: str | 
     return final
 
 
-def verify_installed(entry: CatalogueEntry, cache: str | Path | None = None) -> list[str]:
-    """Re-hash an installed model's files against its install manifest; returns problems."""
-    folder = install_dir(entry.id, cache)
+def verify_installed(entry: CatalogueEntry | str, cache: str | Path | None = None) -> list[str]:
+    """Re-hash an installed model's files against its install manifest; returns problems.
+
+    ``entry``: a catalogue entry, or the id of a model imported without one (``models import``
+    writes the same manifest, so ``models verify`` checks every id ``models list`` shows)."""
+    model_id = entry if isinstance(entry, str) else entry.id
+    folder = install_dir(model_id, cache)
     marker = folder / COMPLETE_MARKER
     if not marker.is_file():
-        raise ModelError(f"model {entry.id!r} is not installed", None, f"run: hntumorseg models fetch {entry.id}")
+        raise ModelError(f"model {model_id!r} is not installed", None, f"run: hntumorseg models fetch {model_id}")
     manifest = json.loads(marker.read_text())
     problems = []
     for rel, digest in manifest.get("files", {}).items():

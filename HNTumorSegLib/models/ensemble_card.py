@@ -6,8 +6,11 @@ results folders, model-card folders (STU-Net ...), SegResNet checkpoint folders,
 - each run with **its own** preprocessing; their per-class probabilities are averaged with the
 members' weights on a common grid, renormalised and turned into labels
 (:mod:`HNTumorSegLib.pipeline.ensemble_run`). ``load_model(folder)`` returns an
-:class:`EnsembleModel` (``kind == "ensemble"``), so ``hntumorseg segment --model FOLDER``
-runs it like any model.
+:class:`EnsembleModel` (a :class:`~.types.LoadedModel` of ``kind == ModelKind.ENSEMBLE``), so
+``hntumorseg segment --model FOLDER`` runs it like any model. Each member is a
+:class:`MemberModel`: a loaded card or nnU-Net model with its weight and input names (not to be
+confused with :class:`HNTumorSegLib.inference.ensemble.EnsembleMember`, the fold networks one
+predictor averages).
 
 ``ensemble.json``::
 
@@ -37,30 +40,38 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
 from ..errors import ModelError
-from ..fileio import write_json_atomic
-from ..folds import Folds
-from .card import InputSpec, ModelCard
-from .types import LoadedModel
+from ..fileio import read_json, write_json_atomic
+from ..folds import FoldId, FoldsLike
+from ..vocab import ModelKind
+from .card import InputSpec, ModelCard, provenance_fields
+from .types import CardModel, LoadedModel, NnUNetFolderModel
+
+if TYPE_CHECKING:
+    from torch.nn import Module
+
+#: What an ensemble member is loaded as: a card folder or an nnU-Net results folder (never an ensemble).
+Member = CardModel | NnUNetFolderModel
+#: :func:`HNTumorSegLib.models.loader.load_model`'s shape, passed in (this module is imported by the loader).
+ModelLoader = Callable[..., LoadedModel]
 
 ENSEMBLE_NAME = "ensemble.json"
 ENSEMBLE_FORMAT = "hntumorseg-ensemble/1"
 PIPELINES = ("seed002-coarse-to-fine",)
-STAGES = {"seed002-coarse-to-fine": ("head", "coarse")}
+STAGES: dict[str, tuple[str, ...]] = {"seed002-coarse-to-fine": ("head", "coarse")}
 
 
 @dataclass
-class EnsembleMember:
-    """One loaded member, its weight and how its inputs are named."""
+class MemberModel:
+    """One loaded member of an ensemble card, its weight and how its inputs are named."""
 
     name: str
-    model: LoadedModel
+    model: Member
     weight: float
     input_map: dict[str, str] = field(default_factory=dict)   # member input -> ensemble input
 
@@ -69,31 +80,54 @@ class EnsembleMember:
 
 
 @dataclass
-class EnsembleModel(LoadedModel):
-    """An ensemble card, loaded: its members (and pipeline stages), ready to run."""
+class EnsembleModel:
+    """An ensemble card, loaded: its members (and pipeline stages), ready to run (a :class:`~.types.LoadedModel`)."""
 
-    members: list[EnsembleMember] = field(default_factory=list)
+    card: ModelCard
+    folder: Path
+    members: list[MemberModel]
     pipeline: str | None = None
-    stages: dict[str, EnsembleMember] = field(default_factory=dict)
+    stages: dict[str, MemberModel] = field(default_factory=dict)
     tta_default: bool | None = None
-    spec: dict = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> ModelKind:
+        return ModelKind.ENSEMBLE
+
+    @property
+    def folds(self) -> list[FoldId]:
+        """``["all"]``: each member ran the folds it names (or ``--folds``)."""
+        return ["all"]
+
+    @property
+    def networks(self) -> list[Module]:
+        """Every member's and stage's networks (memory, ``models verify``); each member runs its own."""
+        return [net for m in [*self.members, *self.stages.values()] for net in m.model.networks]
+
+    @property
+    def user_inputs(self) -> list[str]:
+        """The ensemble's inputs (``"inputs"`` of ensemble.json, else the members' images)."""
+        return self.card.input_names
+
+    @property
+    def default_tta(self) -> bool:
+        """The card's ``"tta"`` (seed 002's released pipeline passes ``--disable_tta``): off unless true."""
+        return bool(self.tta_default)
 
 
 def is_ensemble_folder(folder: Path) -> bool:
     return (Path(folder) / ENSEMBLE_NAME).is_file()
 
 
-def _bad(path: Path, problem: str) -> None:
+def _bad(path: Path, problem: str) -> NoReturn:
     raise ModelError(problem, path, "fix ensemble.json (README section 5, seed 002)")
 
 
-def read_ensemble_spec(path: str | Path) -> dict:
+def read_ensemble_spec(path: str | Path) -> dict[str, Any]:
     """``ensemble.json`` decoded and checked (ModelError naming the file on any problem)."""
     path = Path(path)
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read ensemble card ({exc.__class__.__name__})", path, "give a valid JSON file") from None
+    spec = read_json(path, "ensemble card", "give a valid JSON file", error=ModelError)  # strict, depth-limited
     if not isinstance(spec, dict) or spec.get("format") != ENSEMBLE_FORMAT:
         _bad(path, f'"format" must be "{ENSEMBLE_FORMAT}"')
     members = spec.get("members")
@@ -108,7 +142,7 @@ def read_ensemble_spec(path: str | Path) -> dict:
     pipeline = spec.get("pipeline")
     if pipeline is not None and pipeline not in PIPELINES:
         _bad(path, f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
-    for stage in STAGES.get(pipeline, ()):
+    for stage in STAGES.get(str(pipeline), ()):
         if not isinstance(spec.get("stages", {}).get(stage, {}).get("model"), str):
             _bad(path, f'pipeline {pipeline} needs stages.{stage}.model')
     return spec
@@ -119,14 +153,16 @@ def _member_path(folder: Path, text: str) -> str:
     return str(candidate) if candidate.exists() else text
 
 
-def _load_member(folder: Path, item: dict, name: str, device: Any, load_model) -> EnsembleMember:
+def _load_member(folder: Path, item: dict[str, Any], name: str, device: str | None,
+                 load_model: ModelLoader) -> MemberModel:
     model = load_model(_member_path(folder, item["model"]), folds=item.get("folds"), device=device)
-    if isinstance(model, EnsembleModel):
+    if not isinstance(model, (CardModel, NnUNetFolderModel)):
         raise ModelError(f"member {name} is itself an ensemble", folder / ENSEMBLE_NAME, "list its members instead")
-    return EnsembleMember(name, model, float(item.get("weight", 1.0)), dict(item.get("inputs") or {}))
+    return MemberModel(name, model, float(item.get("weight", 1.0)), dict(item.get("inputs") or {}))
 
 
-def load_ensemble(folder: str | Path, load_model, device: Any = "cpu", folds: Folds | Any = None) -> EnsembleModel:
+def load_ensemble(folder: str | Path, load_model: ModelLoader, device: str | None = "cpu",
+                  folds: FoldsLike = None) -> EnsembleModel:
     """Load every member (and stage) of the ensemble card in ``folder`` with ``load_model``.
 
     ``load_model`` is :func:`HNTumorSegLib.models.loader.load_model` (passed in, so that this
@@ -146,37 +182,33 @@ def load_ensemble(folder: str | Path, load_model, device: Any = "cpu", folds: Fo
     for m in members:
         m.weight /= total
     stages = {name: _load_member(folder, spec["stages"][name], name, device, load_model)
-              for name in STAGES.get(spec.get("pipeline"), ())}
+              for name in STAGES.get(str(spec.get("pipeline")), ())}
     first = members[0].model
     inputs = spec.get("inputs") or _user_inputs(members)
+    origin = provenance_fields(spec, folder / ENSEMBLE_NAME, "ensemble card", "fix ensemble.json (README section 5, seed 002)")
     card = ModelCard(id=str(spec.get("id") or folder.name), title=str(spec.get("title") or folder.name),
                      inputs=[InputSpec(str(n), {"type": "none"}) for n in inputs],
                      architecture={"name": "Ensemble", "kwargs": {}}, labels=dict(first.card.labels),
-                     folds=["all"], weights={}, task=spec.get("task") or first.card.task,
-                     postprocess=dict(spec.get("postprocess") or {}), licence=str(spec.get("licence", "")),
-                     source=str(spec.get("source", "")), citation=str(spec.get("citation", "")),
+                     folds=["all"], weights={}, task=origin["task"] or first.card.task,
+                     postprocess=dict(spec.get("postprocess") or {}), licence=origin["licence"],
+                     source=origin["source"], citation=origin["citation"],
                      intended_use=str(spec.get("intended_use", "")), path=folder / ENSEMBLE_NAME)
-    return EnsembleModel(card=card, networks=[], kind="ensemble", folds=["all"], folder=folder,
-                         members=members, pipeline=spec.get("pipeline"), stages=stages,
+    return EnsembleModel(card=card, folder=folder, members=members, pipeline=spec.get("pipeline"), stages=stages,
                          tta_default=spec.get("tta"), spec=spec)
 
 
-def _own_inputs(model: LoadedModel) -> list[str]:
-    """The images a member reads: nnU-Net channel names, or its card's inputs that are not derived."""
-    if model.kind == "nnunet":
-        return list(model.input_names)
-    names: list[str] = []
-    for spec in model.card.inputs:
-        name = spec.derived_from or spec.name
-        if name not in names:
-            names.append(name)
-    return names
+def own_inputs(model: Member) -> list[str]:
+    """The images a member reads: nnU-Net channel names (derived ones included: a member gets
+    files, not seed steps), or its card's inputs that are not derived."""
+    if isinstance(model, NnUNetFolderModel):
+        return model.input_names
+    return model.card.user_inputs
 
 
-def _user_inputs(members: list[EnsembleMember]) -> list[str]:
+def _user_inputs(members: list[MemberModel]) -> list[str]:
     names: list[str] = []
     for m in members:
-        own = _own_inputs(m.model)
+        own = own_inputs(m.model)
         for n in own:
             user = m.user_name(n)
             if user not in names:
@@ -203,7 +235,7 @@ def ad_hoc_ensemble(folder: str | Path, models: list[str], weights: list[float] 
     return Path(folder)
 
 
-def write_ensemble(folder: str | Path, spec: dict) -> Path:
+def write_ensemble(folder: str | Path, spec: dict[str, Any]) -> Path:
     """Write ``ensemble.json`` into ``folder`` (checked first, atomically)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,13 @@ What happens, in order:
    written beside ``plans.json``, and ``.complete`` records the commit and every file's sha256
    (``models verify ID`` re-hashes against it).
 
+Sizes and a full disk (issue 22): the files' total (the hub's sizes) must stay within the
+catalogue's ``size_bytes`` plus a margin (:func:`.download.size_cap`) and fit the free space of
+the cache, else nothing is requested; a file that arrives larger than the hub listed is deleted
+with the staging folder. A full disk or quota during a download is not retried as a lost
+connection: the staging folder (partial files included) is deleted and one line names the path
+and the free space (:class:`~HNTumorSegLib.errors.EnvironmentFault`, exit 1).
+
 Only ``models fetch`` calls this; nothing else touches the network.
 
 Example:
@@ -38,10 +45,12 @@ import os
 import re
 import shutil
 import time
+import warnings
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from ..errors import ModelError
+from ..errors import EnvironmentFault, ModelError
+from ..fileio import FULL_DISK_ERRNOS, free_space_text, os_error, read_json
 from .catalogue import COMPLETE_MARKER, CatalogueEntry, install_dir
 from .weights import sha256_file
 
@@ -117,10 +126,16 @@ def _download(repo_id: str, name: str, revision: str, staging: Path, endpoint: s
     attempt = 0
     while True:
         try:
-            return Path(hf_hub_download(repo_id, name, revision=revision, local_dir=staging, endpoint=endpoint))
+            with warnings.catch_warnings():   # its free-space warning: a full disk is our one line below
+                warnings.filterwarnings("ignore", message="Not enough free disk space")
+                return Path(hf_hub_download(repo_id, name, revision=revision, local_dir=staging, endpoint=endpoint))
         except ModelError:
             raise
         except Exception as exc:  # httpx / OSError / hub errors: keep the partial file and resume
+            full = _full_disk(exc)
+            if full is not None:   # the disk, not the connection: no retry, and free what was written
+                shutil.rmtree(staging, ignore_errors=True)
+                raise os_error(full, staging, "write the download") from None
             status = getattr(getattr(exc, "response", None), "status_code", None)
             if status in (401, 403, 404):
                 raise ModelError(f"the hub refused {name} (HTTP {status})", None,
@@ -131,6 +146,35 @@ def _download(repo_id: str, name: str, revision: str, staging: Path, endpoint: s
                                  None, "check the connection and run fetch again: it resumes where it stopped") from None
             progress("download", 0.0, f"{label}: connection lost ({type(exc).__name__}), resuming (retry {attempt})")
             time.sleep(min(0.2 * 2 ** attempt, 5.0))
+
+
+def _full_disk(exc: BaseException) -> OSError | None:
+    """The full-disk ``OSError`` behind ``exc`` (itself, its cause or context), if any."""
+    seen = 0
+    link: BaseException | None = exc
+    while link is not None and seen < 10:
+        if isinstance(link, OSError) and link.errno in FULL_DISK_ERRNOS:
+            return link
+        link, seen = link.__cause__ or link.__context__, seen + 1
+    return None
+
+
+def _check_sizes(entry: CatalogueEntry, files: list, where: Path) -> None:
+    """Refuse before any request: more than the catalogue's size (plus a margin), or more than the free space."""
+    from .download import _fmt_bytes, size_cap
+
+    total = sum(int(s.size or 0) for s in files)
+    if entry.size_bytes is not None and total > size_cap(entry.size_bytes):
+        raise ModelError(f"the hub lists {_fmt_bytes(total)} of files, more than the catalogue's "
+                         f"{_fmt_bytes(entry.size_bytes)}; nothing was downloaded", None,
+                         "report this: the repository changed or the catalogue entry is out of date")
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        return
+    if total > free:
+        raise EnvironmentFault(f"the download needs {_fmt_bytes(total)} ({free_space_text(where)}); nothing was "
+                               "downloaded", where, "free disk space or give another cache with --cache DIR")
 
 
 def fetch_from_hub(entry: CatalogueEntry, cache: str | Path | None = None, revision: str | None = None,
@@ -161,6 +205,7 @@ def fetch_from_hub(entry: CatalogueEntry, cache: str | Path | None = None, revis
         raise ModelError(f"the hub answered with commit {info.sha} for revision {commit}", None,
                          "the hub or a proxy in between is not serving the pinned revision; do not use the files")
     prefix, files = _files_under(info.siblings or [], folder)
+    _check_sizes(entry, files, final.parent)
     staging = final.with_name(final.name + STAGING_SUFFIX)
     total = sum(int(s.size or 0) for s in files) or 1
     done = 0
@@ -170,6 +215,11 @@ def fetch_from_hub(entry: CatalogueEntry, cache: str | Path | None = None, revis
         label = f"file {i}/{len(files)} {PurePosixPath(sib.rfilename).name}"
         progress("download", done / total, label)
         path = _download(repo_id, sib.rfilename, commit, staging, endpoint, retries, progress, label)
+        if sib.size is not None and path.stat().st_size > int(sib.size):
+            shutil.rmtree(staging, ignore_errors=True)
+            raise ModelError(f"{sib.rfilename} arrived larger ({path.stat().st_size} bytes) than the hub listed "
+                             f"({sib.size}); every downloaded file was deleted", None,
+                             "do not use this server; run fetch again against the real hub")
         kind, want = _expected(sib, pinned)
         got = sha256_file(path) if kind == "sha256" else git_blob_sha1(path)
         if got.lower() != want:
@@ -193,13 +243,15 @@ def _install(entry: CatalogueEntry, results: Path, final: Path, folder: str, com
     shutil.rmtree(new, ignore_errors=True)
     new.mkdir(parents=True)
     os.replace(results, new / folder)
-    if entry.declaration:
+    if entry.declaration_json:
         from .declaration import DECLARATION_NAME, write_declaration
 
-        channels = json.loads((new / folder / "dataset.json").read_text()).get("channel_names", {})
-        write_declaration(new / folder, dict(entry.declaration), channels)
+        dataset = read_json(new / folder / "dataset.json", "dataset.json", "report this", error=ModelError)
+        channels = dataset.get("channel_names", {}) if isinstance(dataset, dict) else {}
+        write_declaration(new / folder, dict(entry.declaration_json), channels)
         manifest[f"{folder}/{DECLARATION_NAME}"] = sha256_file(new / folder / DECLARATION_NAME)
-    (new / COMPLETE_MARKER).write_text(json.dumps({"id": entry.id, "hub": entry.hub.get("repo_id"), "folder": folder,
-                                                   "revision": commit, "files": manifest}, indent=1))
+    (new / COMPLETE_MARKER).write_text(json.dumps({"id": entry.id, "hub": (entry.hub or {}).get("repo_id"), "folder": folder,
+                                                   "revision": commit, "files": manifest}, indent=1,
+                                                  allow_nan=False))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(new, final)

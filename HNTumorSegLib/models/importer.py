@@ -19,6 +19,17 @@ registers what they downloaded in the model cache, so ``--model ID`` works like 
    beside ``plans.json``, every file hashed into ``.complete`` (``models verify ID`` re-hashes).
    The user's files are never moved or changed.
 
+Links in a folder import (issue 22), the zip rule carried over: a zip member that is a link is
+refused, so a folder's link is refused too when it points outside the folder given (a link to
+the password file or to ``/usr`` must never land in the cache), to a folder (it could loop or
+pull in a tree), or nowhere; a link to a regular file inside the folder is copied as that
+file's content. FIFOs, sockets and devices are refused (reading one would hang or never end).
+Choice: refusing over "copy the content of whatever it points to" because a model folder has
+no reason to reach outside itself, and a quiet copy of a system file is the harm to prevent.
+Every check runs before the first byte is copied; the copy is file by file in Python, so
+SIGTERM (raised as :class:`~HNTumorSegLib.cli.Terminated`) stops it at once and the ``finally``
+removes the partial copy.
+
 Example:
     $ hntumorseg models import ~/Downloads/HECKTOR2025-MEDAI.zip --id HECKTOR2025-MEDAI --accept-licence
 """
@@ -29,11 +40,13 @@ import json
 import os
 import re
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from ..errors import ModelError
+from ..fileio import read_json
 from .catalogue import COMPLETE_MARKER, CatalogueEntry, check_licence, install_dir, read_catalogue
 from .weights import sha256_file
 
@@ -110,8 +123,8 @@ def _licence(entry: CatalogueEntry | None, model: FoundModel) -> tuple[str, str]
 
     decl = model.folder / DECLARATION_NAME
     if decl.is_file():
-        data = json.loads(decl.read_text(encoding="utf-8"))
-        if data.get("licence_terms") in ("open", "non-commercial", "unstated"):
+        data = read_json(decl, "declaration", "fix or delete the file", error=ModelError)
+        if isinstance(data, dict) and data.get("licence_terms") in ("open", "non-commercial", "unstated"):
             return data["licence_terms"], str(data.get("licence") or "")
     return "unstated", "not stated (imported without a catalogue entry)"
 
@@ -158,7 +171,7 @@ def import_model(source: str | Path, model_id: str | None = None, configuration:
             target.parent.mkdir(parents=True)
             os.replace(model.folder, target)
         else:
-            shutil.copytree(model.folder, target, symlinks=False)
+            _copy_folder(_folder_files(model.folder, source), target)
         if model.form == "segresnet-checkpoints":
             target = _segresnet_folder(entry, target, model_id)
         _declare(entry, target)
@@ -167,7 +180,8 @@ def import_model(source: str | Path, model_id: str | None = None, configuration:
         files = {str(p.relative_to(base)): sha256_file(p) for p in sorted(base.rglob("*")) if p.is_file()}
         (base / COMPLETE_MARKER).write_text(json.dumps(
             {"id": model_id, "imported_from": source.name, "folder": target.name, "licence": licence,
-             "licence_terms": terms, "licence_accepted": bool(accept_licence), "files": files}, indent=1))
+             "licence_terms": terms, "licence_accepted": bool(accept_licence), "files": files},
+            indent=1, allow_nan=False))
         shutil.rmtree(final, ignore_errors=True)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(base, final)
@@ -176,15 +190,67 @@ def import_model(source: str | Path, model_id: str | None = None, configuration:
     return final / target.name
 
 
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _folder_files(folder: Path, given: Path) -> list[tuple[Path, Path]]:
+    """(file to read, path relative to ``folder``) of every file to copy, links checked (module docstring).
+
+    ``given`` is the folder the user named: links may point anywhere inside it, nowhere else.
+    Raises :class:`ModelError` naming the first link or special file that is refused.
+    """
+    root = given.resolve()
+    fix = "copy the real file into the folder (links out of it are refused, as in zip imports)"
+    if not _inside(folder.resolve(), root):
+        raise ModelError(f"the model folder is a link to {folder.resolve()}, outside the folder given; refused",
+                         folder, fix)
+    files = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=_raise):   # never follows links to folders
+        for name in [*dirnames, *filenames]:
+            path = Path(dirpath) / name
+            rel = path.relative_to(folder)
+            mode = path.lstat().st_mode
+            if stat.S_ISDIR(mode):
+                continue
+            if stat.S_ISLNK(mode):
+                real = Path(os.path.realpath(path))
+                if not _inside(real, root):
+                    raise ModelError(f"{rel} is a link to {real}, outside the folder given; refused", path, fix)
+                if not real.is_file() or not stat.S_ISREG(real.stat().st_mode):
+                    raise ModelError(f"{rel} is a link to a folder, a special file or nothing; refused", path, fix)
+            elif not stat.S_ISREG(mode):
+                raise ModelError(f"{rel} is not a regular file (a FIFO, socket or device); refused", path,
+                                 "remove it from the model folder")
+            files.append((path, rel))
+    return files
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+def _copy_folder(files: list[tuple[Path, Path]], target: Path) -> None:
+    """Copy each file's content (a checked link's target) into ``target``, one by one (interruptible)."""
+    target.mkdir(parents=True)
+    for src, rel in files:
+        dst = target / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        shutil.copymode(src, dst)
+
+
 def _declare(entry: CatalogueEntry | None, folder: Path) -> None:
     from .nnunet_folder import is_nnunet_folder
 
-    if entry is None or not entry.declaration or not is_nnunet_folder(folder):
+    if entry is None or not entry.declaration_json or not is_nnunet_folder(folder):
         return
     from .declaration import write_declaration
 
-    channels = json.loads((folder / "dataset.json").read_text(encoding="utf-8")).get("channel_names", {})
-    write_declaration(folder, dict(entry.declaration), channels)
+    dataset = read_json(folder / "dataset.json", "dataset.json", "restore it from the original folder",
+                        error=ModelError)
+    channels = dataset.get("channel_names", {}) if isinstance(dataset, dict) else {}
+    write_declaration(folder, dict(entry.declaration_json), channels)
 
 
 def _segresnet_folder(entry: CatalogueEntry | None, folder: Path, model_id: str) -> Path:
@@ -195,7 +261,7 @@ def _segresnet_folder(entry: CatalogueEntry | None, folder: Path, model_id: str)
     if not spec:
         raise ModelError("holds MONAI checkpoints (model_N.pt) without a description of their network", folder,
                          "import them with the --id of their catalogue entry (e.g. --id UW-LAIR-hntsmrg24-task1)")
-    checkpoints = sorted((p for p in folder.iterdir() if _SEGRESNET_CKPT.fullmatch(p.name)),
-                         key=lambda p: int(_SEGRESNET_CKPT.fullmatch(p.name).group(1)))
+    numbered = {p: m for p in folder.iterdir() if (m := _SEGRESNET_CKPT.fullmatch(p.name))}
+    checkpoints = sorted(numbered, key=lambda p: int(numbered[p].group(1)))
     write_segresnet_card(folder, model_id, checkpoints, **uw_lair_card_fields(spec, entry))
     return folder

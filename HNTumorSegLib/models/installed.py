@@ -87,7 +87,11 @@ def _task_and_inputs(folder: Path) -> tuple[str | None, list[str]]:
 def _declaration(folder: Path):
     from .declaration import read_declaration
 
-    data = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    from ..errors import ModelError
+    from ..fileio import read_json
+
+    data = read_json(folder / "dataset.json", "dataset.json", "restore it from the original folder", error=ModelError)
+    data = data if isinstance(data, dict) else {}
     channels = data.get("channel_names") or data.get("modality") or {}
     return read_declaration(folder, channels)
 

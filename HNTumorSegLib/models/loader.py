@@ -2,8 +2,10 @@
 
 ``folds`` is a :class:`~HNTumorSegLib.folds.Folds` (or what :func:`~HNTumorSegLib.folds.parse_folds`
 reads); :meth:`Folds.resolve` is the one "fold not found" check for both folder forms.
-The returned :class:`~.types.LoadedModel` lives in :mod:`.types` so that this module and
-:mod:`.nnunet_folder` import it without importing each other.
+What comes back is a :class:`~.types.LoadedModel` (the protocol the pipeline uses), of one of
+three types by form: :class:`~.types.CardModel`, :class:`~.types.NnUNetFolderModel`,
+:class:`~.ensemble_card.EnsembleModel`. They live in :mod:`.types` so that this module and
+:mod:`.nnunet_folder` import them without importing each other.
 
 Accepted, in this order:
 
@@ -11,7 +13,7 @@ Accepted, in this order:
    the card are checked against their sha256, the architecture is built from
    ``card.architecture`` and the weights are loaded strictly. Cards whose architecture is
    ``SegResNetDS`` are MONAI SegResNet checkpoints (a bare state_dict, or a dict with
-   ``state_dict`` / ``model``) and get ``kind == "segresnet"``;
+   ``state_dict`` / ``model``) and get ``kind == ModelKind.SEGRESNET``;
 2. an nnU-Net v2 results folder (``plans.json`` + ``dataset.json`` + ``fold_k/``), see
    :mod:`.nnunet_folder`; a folder holding exactly one such results folder also works;
 3. a catalogue id (``HNTumorSegLib/resources/models.json``): the bundled demo models, or a model
@@ -26,19 +28,20 @@ mismatch) is a :class:`ModelError`: one line, exit code 2.
 Example:
     >>> model = load_model("demo-midrt")
     >>> model.kind, len(model.networks), model.card.patch_size_zyx
-    ('card', 1, [16, 96, 96])
+    (<ModelKind.CARD: 'card'>, 1, [16, 48, 48])
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ..errors import ModelError
-from ..folds import Folds, parse_folds
+from ..folds import FoldsLike, parse_folds
+from ..protect import check_path_kind
+from ..vocab import ModelKind
 from .card import CARD_NAME, DEFAULT_BOX_MARGIN_VOX, read_card
 from .nnunet_folder import is_nnunet_folder, load_nnunet_folder
-from .types import LoadedModel, move_networks
+from .types import CardModel, LoadedModel, move_networks
 
 
 def looks_like_path(text: str) -> bool:
@@ -65,6 +68,7 @@ def resolve_model_path(id_or_path: str | Path) -> Path:
     path = Path(text).expanduser()
     if looks_like_path(text):
         if path.exists():
+            check_path_kind(path, "model folder", "file or folder")   # a FIFO is named so (issue 22)
             return path
         raise ModelError("model folder not found", path, "check the path, or use a catalogue id (hntumorseg models list)")
     from .catalogue import installed_path
@@ -100,7 +104,7 @@ def box_margin_vox_of(id_or_path: str | Path | None) -> int:
     return read_card(card_path).box_margin_vox if card_path.is_file() else DEFAULT_BOX_MARGIN_VOX
 
 
-def load_model(id_or_path: str | Path, folds: Folds | Any = None, device: Any = "cpu",
+def load_model(id_or_path: str | Path, folds: FoldsLike = None, device: str | None = "cpu",
                checkpoint_name: str | None = None) -> LoadedModel:
     """Load a model card folder, an nnU-Net results folder or a catalogue id (module docstring).
 
@@ -134,7 +138,7 @@ def load_model(id_or_path: str | Path, folds: Folds | Any = None, device: Any = 
                      folder, "give the folder that holds these files, or an id of `hntumorseg models list`")
 
 
-def load_card_folder(folder: str | Path, folds: Folds | Any = None, device: Any = "cpu") -> LoadedModel:
+def load_card_folder(folder: str | Path, folds: FoldsLike = None, device: str | None = "cpu") -> CardModel:
     """Load a folder with ``model.json``: verify checksums, build, load strictly (eval mode)."""
     from ..networks import build_network
     from .safe_load import load_checkpoint
@@ -165,6 +169,6 @@ def load_card_folder(folder: str | Path, folds: Folds | Any = None, device: Any 
             net = xyz_wrapped(net)
         networks.append(net.eval())
         paths.append(path)
-    kind = "segresnet" if card.architecture["name"] == "SegResNetDS" else "card"
-    return LoadedModel(card=card, networks=move_networks(networks, device), kind=kind, folds=chosen,
-                       folder=folder, checkpoints=paths)
+    kind = ModelKind.SEGRESNET if card.architecture["name"] == "SegResNetDS" else ModelKind.CARD
+    return CardModel(card=card, networks=move_networks(networks, device), folds=chosen, folder=folder,
+                     checkpoints=paths, kind=kind)

@@ -18,24 +18,24 @@ Checkpoints load with ``torch.load(weights_only=True)`` (:mod:`.safe_load`).
 
 Example:
     >>> loaded = load_nnunet_folder("Dataset104__STUNetTrainer_small__nnUNetPlans__3d_fullres", folds=[0])
-    >>> loaded.configuration_manager.patch_size
+    >>> loaded.configuration_manager.patch_size     # an NnUNetFolderModel
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-import json
 import re
 import warnings
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from ..folds import Folds, parse_folds
+from ..fileio import read_json
+from ..folds import FoldId, FoldsLike, parse_folds
 from .card import InputSpec, ModelCard
 from .safe_load import load_checkpoint
-from .types import LoadedModel, move_networks
+from .types import NnUNetFolderModel, move_networks
 from .weights import load_strict
 
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
@@ -50,9 +50,10 @@ def is_nnunet_folder(folder: Path) -> bool:
     return (folder / "plans.json").is_file() and (folder / "dataset.json").is_file()
 
 
-def available_folds(folder: Path) -> list[int | str]:
+def available_folds(folder: Path) -> list[FoldId]:
     """The ``fold_*`` subfolders present, numbers sorted first, then ``all``."""
-    numbered, named = [], []
+    numbered: list[int] = []
+    named: list[str] = []
     for child in folder.glob("fold_*"):
         if not child.is_dir():
             continue
@@ -61,7 +62,7 @@ def available_folds(folder: Path) -> list[int | str]:
             numbered.append(int(tail))
         elif tail == "all":
             named.append("all")
-    return sorted(numbered) + named
+    return [*sorted(numbered), *named]
 
 
 def find_checkpoint(fold_dir: Path, checkpoint_name: str | None = None) -> Path:
@@ -74,11 +75,8 @@ def find_checkpoint(fold_dir: Path, checkpoint_name: str | None = None) -> Path:
                      "finish training this fold, copy its checkpoint, or choose other --folds")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"cannot read JSON ({exc})", path, "restore the file from the original results folder") from None
+def _read_json(path: Path) -> dict[str, Any]:
+    data = read_json(path, "JSON file", "restore the file from the original results folder", error=ModelError)
     if not isinstance(data, dict):
         raise ModelError("is not a JSON object", path, "restore the file from the original results folder")
     return data
@@ -151,9 +149,9 @@ def _nnunet_trainer_class(trainer_name: str):
         return None
 
 
-def load_nnunet_folder(folder: str | Path, folds: Folds | Any = None, device: Any = "cpu",
-                       checkpoint_name: str | None = None) -> LoadedModel:
-    """Load an nnU-Net v2 results folder; returns a :class:`~.types.LoadedModel` (kind ``nnunet``).
+def load_nnunet_folder(folder: str | Path, folds: FoldsLike = None, device: str | None = "cpu",
+                       checkpoint_name: str | None = None) -> NnUNetFolderModel:
+    """Load an nnU-Net v2 results folder; returns an :class:`~.types.NnUNetFolderModel`.
 
     ``folds``: a :class:`~HNTumorSegLib.folds.Folds` or what ``parse_folds`` reads; a folder
     holding only ``fold_all`` loads with the default (every fold) and with ``"fold_all"``.
@@ -172,7 +170,7 @@ def load_nnunet_folder(folder: str | Path, folds: Folds | Any = None, device: An
                          "use the checkpoint_final.pth written by nnU-Net training")
     name_trainer, _, name_config = split_folder_name(folder)
     trainer_name = first.get("trainer_name") or name_trainer
-    init_args = first.get("init_args") if isinstance(first.get("init_args"), dict) else {}
+    init_args = first["init_args"] if isinstance(first.get("init_args"), dict) else {}
     configuration = init_args.get("configuration") or name_config
     if not trainer_name or not configuration:
         raise ModelError("cannot tell the trainer and configuration (not in the checkpoint nor the folder name)",
@@ -213,8 +211,8 @@ def load_nnunet_folder(folder: str | Path, folds: Folds | Any = None, device: An
     card.task = declaration.task
     card.box_margin_vox = declaration.box_margin_vox
     card.licence, card.citation = declaration.licence or card.licence, declaration.citation or card.citation
-    return LoadedModel(
-        card=card, networks=move_networks(networks, device), kind="nnunet", folds=list(chosen), folder=folder,
+    return NnUNetFolderModel(
+        card=card, networks=move_networks(networks, device), folds=list(chosen), folder=folder,
         checkpoints=checkpoints, plans=plans, plans_manager=plans_manager, configuration_manager=cm,
         configuration_name=configuration, trainer_name=trainer_name, dataset_json=dataset_json,
         label_manager=label_manager, inference_allowed_mirroring_axes=(
@@ -223,8 +221,8 @@ def load_nnunet_folder(folder: str | Path, folds: Folds | Any = None, device: An
     )
 
 
-def _card_for(folder: Path, pm: Any, cm: Any, dataset_json: dict, label_manager: Any, folds: list,
-              mirroring: Any, trainer: str, configuration: str) -> ModelCard:
+def _card_for(folder: Path, pm: Any, cm: Any, dataset_json: dict[str, Any], label_manager: Any, folds: list[FoldId],
+              mirroring: list[int] | None, trainer: str, configuration: str) -> ModelCard:
     """A card describing the folder, for display and for the pipeline's bookkeeping."""
     channels = dataset_json.get("channel_names") or dataset_json.get("modality") or {}
     props = pm.foreground_intensity_properties_per_channel or {}

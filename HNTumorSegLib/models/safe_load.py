@@ -11,8 +11,17 @@ checkpoints are accepted. There is no fallback to unsafe loading: anything else 
 refused with a :class:`ModelError` naming the type found.
 
 Example:
-    >>> ckpt = load_checkpoint("fold_0/checkpoint_final.pth")
+    >>> import numpy as np, torch
+    >>> torch.save({"network_weights": {"w": torch.ones(2)}, "_best_ema": np.float64(0.8)}, "checkpoint_final.pth")
+    >>> ckpt = load_checkpoint("checkpoint_final.pth")      # as an nnU-Net trainer writes it: tensors, numpy
     >>> weights = ckpt["network_weights"]
+    >>> weights["w"].tolist(), float(ckpt["_best_ema"])
+    ([1.0, 1.0], 0.8)
+    >>> import datetime                                     # any other object: refused, never run
+    >>> torch.save({"x": datetime.date(2024, 1, 1)}, "evil.pth")
+    >>> load_checkpoint("evil.pth")
+    Traceback (most recent call last):
+    HNTumorSegLib.errors.ModelError: ...
 """
 
 from __future__ import annotations
@@ -20,9 +29,12 @@ from __future__ import annotations
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:
+    from torch import device as TorchDevice
 
 _NUMERIC_DTYPE_CLASSES = (
     "BoolDType", "Int8DType", "UInt8DType", "Int16DType", "UInt16DType", "Int32DType", "UInt32DType",
@@ -58,7 +70,7 @@ def numpy_safe_globals() -> list:
     return allowed
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> Any:
+def load_checkpoint(path: str | Path, map_location: str | TorchDevice = "cpu") -> object:
     """Read a checkpoint with the weights-only unpickler; raise ModelError on any problem.
 
     Refused: a missing file, a file that is not a PyTorch checkpoint or is truncated, and a

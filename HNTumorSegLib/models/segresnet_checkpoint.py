@@ -14,8 +14,14 @@ Auto3DSeg's ``ScaleIntensityRange`` to [-1, 1] followed by a sigmoid - on every 
 the segmenter applies it to the stacked image.
 
 Example:
-    >>> make_segresnet_folder("fold0/model.pt", "models/my-segresnet", model_id="my-segresnet",
-    ...                       inputs=["CT", "PET"], task="petct", output="sigmoid_regions")
+    >>> import os, torch
+    >>> from HNTumorSegLib.networks.segresnet import build_segresnet_ds
+    >>> os.mkdir("fold0")          # an (untrained) Auto3DSeg model.pt: two sigmoid maps, GTVp and GTVn
+    >>> torch.save({"state_dict": build_segresnet_ds(out_channels=2).state_dict()}, "fold0/model.pt")
+    >>> model = make_segresnet_folder("fold0/model.pt", "models/my-segresnet", model_id="my-segresnet",
+    ...                               inputs=["CT", "PET"], task="petct", output="sigmoid_regions")
+    >>> str(model.kind), sorted(os.listdir("models/my-segresnet"))
+    ('segresnet', ['fold_0.pt', 'model.json'])
 """
 
 from __future__ import annotations

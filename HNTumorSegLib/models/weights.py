@@ -5,17 +5,28 @@ wrong model, and silently loading part of it would give plausible-looking nonsen
 Mismatches are summarised in one line (counts and a few example keys).
 
 Example:
-    >>> verify_sha256("fold_0.pt", "3a7b...")          # raises ModelError on mismatch
+    >>> import torch
+    >>> net = torch.nn.Conv3d(1, 2, 3)
+    >>> torch.save({"state_dict": net.state_dict(), "epoch": 10}, "fold_0.pt")
+    >>> verify_sha256("fold_0.pt", sha256_file("fold_0.pt"))          # raises ModelError on mismatch
+    >>> ckpt = torch.load("fold_0.pt", weights_only=True)
     >>> load_strict(net, extract_state_dict(ckpt, "fold_0.pt"), "fold_0.pt")
+    >>> load_strict(torch.nn.Conv3d(1, 3, 3), extract_state_dict(ckpt, "fold_0.pt"), "fold_0.pt")
+    Traceback (most recent call last):
+    HNTumorSegLib.errors.ModelError: ...
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Mapping
 
 from ..errors import ModelError
+
+if TYPE_CHECKING:   # torch is imported when weights are read
+    from torch import Tensor
+    from torch.nn import Module
 
 #: keys under which checkpoints keep their weights: nnU-Net, MONAI/Auto3DSeg, Lightning-like.
 STATE_DICT_KEYS = ("network_weights", "state_dict", "model", "model_state_dict", "net")
@@ -40,14 +51,14 @@ def verify_sha256(path: str | Path, expected: str) -> None:
                          "the file is damaged or not the published one: download it again")
 
 
-def _is_tensor_dict(obj: Any) -> bool:
+def _is_tensor_dict(obj: object) -> bool:
     import torch
 
     return isinstance(obj, dict) and bool(obj) and all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
-def extract_state_dict(checkpoint: Any, path: str | Path) -> dict:
+def extract_state_dict(checkpoint: object, path: str | Path) -> dict[str, Tensor]:
     """The state_dict inside a checkpoint: the checkpoint itself, or under a known key."""
     if _is_tensor_dict(checkpoint):
         sd = checkpoint
@@ -68,7 +79,7 @@ def extract_state_dict(checkpoint: Any, path: str | Path) -> dict:
     return dict(sd)
 
 
-def load_strict(network: Any, state_dict: dict, path: str | Path, what: str = "network") -> None:
+def load_strict(network: Module, state_dict: Mapping[str, Tensor], path: str | Path, what: str = "network") -> None:
     """``network.load_state_dict(state_dict, strict=True)`` with a one-line ModelError on mismatch."""
     own = network.state_dict()
     missing = [k for k in own if k not in state_dict]

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-ARCHITECTURES = ("STUNet", "PlainConvUNet", "ResidualEncoderUNet", "SegResNetDS")
+from ..vocab import Architecture
+
+ARCHITECTURES = Architecture.values()   # the words: vocab.Architecture
 
 
 def build_network(architecture: dict, input_channels: int, num_classes: int,

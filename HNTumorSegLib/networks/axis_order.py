@@ -7,9 +7,12 @@ is applied along the wrong axes. A model card with ``"axis_order": "xyz"`` makes
 each network with :func:`xyz_wrapped`; the card's ``patch_size`` stays z, y, x.
 
 Example:
-    >>> net = xyz_wrapped(segresnet).eval()
-    >>> net(torch.zeros(1, 1, 32, 64, 96)).shape     # z, y, x in and out
-    torch.Size([1, 3, 32, 64, 96])
+    >>> import torch
+    >>> from HNTumorSegLib.networks.segresnet import build_segresnet_ds
+    >>> net = xyz_wrapped(build_segresnet_ds()).eval()      # a MONAI SegResNet trained on x, y, z arrays
+    >>> with torch.no_grad():
+    ...     net(torch.zeros(1, 2, 16, 32, 48)).shape     # z, y, x in and out
+    torch.Size([1, 3, 16, 32, 48])
 """
 
 from __future__ import annotations

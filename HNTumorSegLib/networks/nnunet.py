@@ -15,7 +15,17 @@ per decoder stage). :data:`SEED000_VARIANTS` names them; pass one to
 the plain U-Net, so the variant applies to PlainConvUNet plans and raises otherwise.
 
 Example:
-    >>> net = build_from_plans(json.load(open("plans.json")), "3d_fullres", 2, 3, variant="nnUNetv2**")
+    >>> arch = {"n_stages": 3, "features_per_stage": [8, 16, 32], "conv_op": "torch.nn.modules.conv.Conv3d",
+    ...         "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+    ...         "n_conv_per_stage": [2, 2, 2], "n_conv_per_stage_decoder": [2, 2], "conv_bias": True,
+    ...         "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+    ...         "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}}
+    >>> plans = {"configurations": {"3d_fullres": {"architecture": {   # the part of a plans.json the network needs
+    ...     "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet", "arch_kwargs": arch,
+    ...     "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]}}}}
+    >>> net = build_from_plans(plans, "3d_fullres", 2, 3, variant="nnUNetv2**")
+    >>> type(net).__name__, len(net.encoder.stages[0][0].convs)     # 3 convolutions per stage, not 2
+    ('PlainConvUNet', 3)
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ Choices where the seed is vague:
   ``act`` (MONAI's own default is ReLU) without changing the state_dict.
 
 Example:
+    >>> import torch
     >>> net = build_segresnet_ds().eval()
-    >>> net(torch.zeros(1, 2, 32, 32, 32)).shape
+    >>> with torch.no_grad():
+    ...     net(torch.zeros(1, 2, 32, 32, 32)).shape
     torch.Size([1, 3, 32, 32, 32])
 """
 

@@ -29,9 +29,11 @@ training from scratch we apply nnU-Net's He initialisation (negative slope 1e-2)
 official nnU-Net v1 STU-Net did. Loading weights overrides it either way.
 
 Example:
+    >>> import torch
     >>> net = build_stunet("small", input_channels=2, num_classes=3,
-    ...                    pool_op_kernel_sizes=[[1, 1, 1]] + [[2, 2, 2]] * 5)
-    >>> net.eval()(torch.zeros(1, 2, 32, 32, 32)).shape
+    ...                    pool_op_kernel_sizes=[[1, 1, 1]] + [[2, 2, 2]] * 4)   # the released STU-Nets pool 5 times
+    >>> with torch.no_grad():
+    ...     net.eval()(torch.zeros(1, 2, 32, 32, 32)).shape
     torch.Size([1, 3, 32, 32, 32])
 """
 

@@ -28,8 +28,13 @@ The PET must be in SUV (body weight). DICOM PET is converted by
 unless a Bq/mL -> SUV factor is given (:func:`read_pet`).
 
 Example:
+    >>> from HNTumorSegLib.image import write_image
+    >>> from HNTumorSegLib.phantoms import make_petct_case
+    >>> phantom = make_petct_case(seed=1, in_plane=64)       # PET in SUV; labels on the CT grid
+    >>> _ = write_image(phantom["PET"], "case__PT.nii.gz"), write_image(phantom["mask"], "case.nii.gz")
     >>> bm = compute_biomarkers(read_pet("case__PT.nii.gz"), read_image("case.nii.gz", label=True))
-    >>> bm["patient"]["SUVpeak_T"], bm["lesions"][0]["label"]
+    >>> bm["patient"]["SUVpeak_T"] > 0, bm["lesions"][0]["label"]     # the largest lesion first: the GTVp
+    (True, 1)
 """
 
 from __future__ import annotations
@@ -45,12 +50,13 @@ from ..errors import InputError
 from ..image import Image, check_labels, lps_to_ras, read_image, resample_to
 from ..metrics import volume_ml
 from ..metrics.lesions import lesions_by_size
+from ..vocab import PetUnit
 
 #: radius in mm of the 1 cm^3 sphere of SUVpeak (PERCIST)
 PEAK_RADIUS_MM = (3000.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
 PATIENT_KEYS = ("MTV_ml", "NTV_ml", "SUVmax_T", "SUVmax_N", "SUVmean_T", "SUVmean_N", "SUVpeak_T", "TLG", "NLG")
 LESION_KEYS = ("label", "index", "volume_ml", "SUVmax", "SUVmean", "SUVpeak", "TLG", "centroid_ras")
-PET_UNITS = ("SUV", "BQML")
+PET_UNITS = PetUnit.values()   # the words: vocab.PetUnit
 
 
 def read_pet(path: str | os.PathLike, units: str = "SUV", suv_factor: float | None = None) -> Image:
@@ -67,9 +73,12 @@ def read_pet(path: str | os.PathLike, units: str = "SUV", suv_factor: float | No
         return read_pet_suv(p)
     pet = read_image(p, name="PET")
     if units == "BQML":
-        if suv_factor is None or not (suv_factor > 0):
+        if suv_factor is None:
             raise InputError("PET in Bq/mL needs the SUV factor", p,
                              "give --suv-factor (body weight g / decay-corrected dose Bq) or a DICOM PET")
+        if not (math.isfinite(suv_factor) and 0 < suv_factor <= 1e6):   # g / Bq: ~1e-4; inf or 1e308 overflow float32
+            raise InputError(f"--suv-factor {suv_factor:g} is not a finite number in (0, 1e6]", p,
+                             "give body weight (g) / decay-corrected dose (Bq), about 1e-4")
         pet = pet.with_array(pet.array.astype(np.float32) * np.float32(suv_factor))
     return pet.with_array(pet.array.astype(np.float32))
 

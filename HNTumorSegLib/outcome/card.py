@@ -25,18 +25,18 @@ Example:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError
-from ..fileio import write_json_atomic
+from ..fileio import read_json, write_json_atomic
+from ..vocab import Endpoint
 from .clinical import ClinicalEncoder
 from .patch import PatchSpec
 
 OUTCOME_FORMAT = "hntumorseg-outcome/1"
-ENDPOINTS = ("rfs", "hpv")
+ENDPOINTS = Endpoint.values()   # the words: vocab.Endpoint
 RESEARCH_WARNING = ("RESEARCH USE ONLY: outcome and HPV predictions are not validated for clinical decisions "
                     "(seed 004's models dropped to C-index 0.53 and balanced accuracy 0.51 on the HECKTOR 2025 "
                     "test centres).")
@@ -99,10 +99,7 @@ def read_outcome_card(path: str | Path) -> OutcomeCard:
     card_path = p / "model.json" if p.is_dir() else p
     if not card_path.is_file():
         raise ModelError("outcome model not found (no model.json)", p, "give an outcome model folder")
-    try:
-        data = json.loads(card_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
-        _bad(card_path, "model.json is not valid JSON")
+    data = read_json(card_path, "outcome model card", "fix or re-create the model folder", error=ModelError)
     if not isinstance(data, dict) or data.get("format") != OUTCOME_FORMAT:
         _bad(card_path, f"is not an outcome model card (format must be {OUTCOME_FORMAT!r})",
              "give an outcome model; segmentation models go to `hntumorseg segment`")

@@ -8,12 +8,11 @@ in SUV, label map) as NIfTI into a private temp folder and starts
 --clinical C [--patient ID] --json out.json``; :meth:`OutcomeRun.poll` never blocks (a GUI
 timer calls it) and, once the child has exited, reads the JSON or the child's one-line error.
 
-The child's process handling is the segmentation runner's (:mod:`HNTumorSegLib.runner`): the
-same Python (``PythonSlicer`` inside Slicer, :func:`~HNTumorSegLib.runner.default_python`), the
-same environment (:func:`~HNTumorSegLib.runner.child_env`: this package on its path, it stops
-if we die), its own process group so :meth:`cancel` ends the whole tree. stdout and stderr go to
-files in the temp folder, not pipes: the command prints a few lines only, so no reader threads
-are needed. The temp folder (which holds patient images) is removed in every ending.
+The child's process handling is every child's (:mod:`HNTumorSegLib.childproc`): the same
+Python (``PythonSlicer`` inside Slicer, :func:`~HNTumorSegLib.childproc.default_python`), the
+same environment (:func:`~HNTumorSegLib.childproc.child_env`: this package on its path), its
+own process group so :meth:`cancel` ends the whole tree. stdout and stderr go to files in the
+temp folder, not pipes: the command prints a few lines only, so no reader threads are needed. The temp folder (which holds patient images) is removed in every ending.
 
 Example:
     >>> run = OutcomeRun().start(ct, pet_suv, labels, "models/outcome-demo", "ehr.json")
@@ -26,13 +25,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from ..childproc import Child, default_python, start
 from ..image import Image, write_image
-from ..runner import _IS_WINDOWS, _kill_tree, child_env, default_python
 
 
 class OutcomeRun:
@@ -48,16 +46,20 @@ class OutcomeRun:
         self.timeout_s = timeout_s
         self.grace_s = grace_s
         self.temp_dir: Path | None = None
-        self.proc: subprocess.Popen | None = None
+        self.child: Child | None = None
         self.state = "created"
         self.result: dict | None = None
         self.error = ""
         self.returncode: int | None = None
-        self._t_start = 0.0
 
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+    @property
+    def proc(self):
+        """The child's ``subprocess.Popen`` (None before :meth:`start`)."""
+        return self.child.proc if self.child is not None else None
 
     def command(self, model: str | os.PathLike, clinical_path: str | os.PathLike, patient: str | None = None,
                 device: str = "cpu") -> list[str]:
@@ -80,18 +82,14 @@ class OutcomeRun:
             write_image(pet_suv, self.temp_dir / "pet_suv.nii.gz")
             write_image(labels, self.temp_dir / "labels.nii.gz")
             argv = self.command(model, clinical_path, patient, device)
-            kwargs: dict = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}  # type: ignore[attr-defined]
-                            if _IS_WINDOWS else {"start_new_session": True})
             with open(self.temp_dir / "stdout.txt", "wb") as out, open(self.temp_dir / "stderr.txt", "wb") as err:
-                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                             env=child_env(), close_fds=True, **kwargs)
+                self.child = start(argv, stdout=out, stderr=err, name="outcome")
         except OSError as exc:
             self._end("failed", f"could not start the outcome prediction with {self.python}: {exc.strerror or exc}")
             return self
         except BaseException:
             self._cleanup()
             raise
-        self._t_start = time.monotonic()
         self.state = "running"
         return self
 
@@ -99,11 +97,11 @@ class OutcomeRun:
         """The state now; never blocks (past the timeout the child's tree is ended)."""
         if self.state != "running":
             return self.state
-        if self.timeout_s is not None and time.monotonic() - self._t_start > self.timeout_s:
-            _kill_tree(self.proc, self.grace_s)
+        if self.child.overdue(self.timeout_s):
+            self.child.kill_tree(self.grace_s)
             self._end("timeout", f"the outcome prediction took longer than {self.timeout_s:g} s and was stopped")
-        elif self.proc.poll() is not None:
-            self.returncode = self.proc.returncode
+        elif not self.child.alive:
+            self.returncode = self.child.returncode
             self._collect()
         return self.state
 
@@ -128,7 +126,7 @@ class OutcomeRun:
     def cancel(self) -> None:
         """End the child's process tree and remove the temp folder."""
         if self.state == "running":
-            _kill_tree(self.proc, self.grace_s)
+            self.child.kill_tree(self.grace_s)
             self._end("cancelled", "outcome prediction cancelled")
         elif self.state == "created":
             self._end("cancelled", "outcome prediction cancelled")

@@ -26,16 +26,28 @@ Encoding (seed 004 section 2.2/3.2, released ``build_and_save_preprocessors``):
 
 The statistics travel in the model card (:meth:`ClinicalEncoder.to_dict`).
 
+Values are checked where they enter (issue 22): a continuous value must be a finite number
+within :data:`RANGES` (``Age`` 0-130 years) or, for a column without a range, within
+:data:`MAX_ABS` - ``Infinity`` or ``1e308`` would overflow the float32 network to a risk of NaN.
+The error names the file, the patient and the column (exit 2).
+
 Example:
-    >>> table = read_clinical_table("HECKTOR_2025_Training_Task_2.csv")
+    >>> from HNTumorSegLib.phantoms.outcome_cohort import write_outcome_cohort
+    >>> csv_path = write_outcome_cohort("cohort/", n=4, seed=0)     # HECKTOR 2025 task 2's columns
+    >>> table = read_clinical_table(csv_path)
+    >>> list(table)
+    ['SYN-000', 'SYN-001', 'SYN-002', 'SYN-003']
+    >>> imaging = {pid: {"MTV_ml": 10.0 + i, "SUVmax_T": 8.0 + i} for i, pid in enumerate(table)}  # PET biomarkers
+    >>> train_ids = ["SYN-000", "SYN-001", "SYN-002"]
     >>> enc = ClinicalEncoder.fit([{**table[pid], **imaging[pid]} for pid in train_ids])
-    >>> x = enc.transform({**table["CHUM-001"], **imaging["CHUM-001"]})   # float32 vector
+    >>> x = enc.transform({**table["SYN-003"], **imaging["SYN-003"]})   # float32 vector
+    >>> x.dtype, x.ndim
+    (dtype('float32'), 1)
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -45,12 +57,18 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from ..errors import InputError
+from ..fileio import loads_json
+from ..protect import check_path_kind
 
 ID_COLUMN = "PatientID"
 CONTINUOUS = ("Age",)
 IMAGING = ("MTV_ml", "NTV_ml", "SUVmax_T", "SUVmax_N", "TLG", "NLG")
 CATEGORICAL = ("Gender", "Tobacco Consumption", "Alcohol Consumption", "Performance Status", "M-stage", "Treatment")
 TARGETS = ("RFS", "Relapse", "HPV Status")
+#: Plausible range of each continuous clinical variable a user types (outside: a typo or a unit slip).
+RANGES = {"Age": (0.0, 130.0)}
+#: Largest magnitude of any other continuous value: beyond it the z-score overflows float32.
+MAX_ABS = 1e9
 MISSING = frozenset({"", "nan", "na", "n/a", "null", "none", "unknown"})
 UNKNOWN = "Unknown"
 
@@ -69,10 +87,14 @@ def is_missing(value: Any) -> bool:
 
 
 def to_float(value: Any) -> float | None:
-    """A number, or ``None`` when missing; raises ValueError for text that is not a number."""
+    """A finite number, or ``None`` when missing; ValueError for text that is not a number, for
+    ``inf`` and for values beyond the float range (``1e999``)."""
     if is_missing(value):
         return None
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
 
 
 def category(value: Any) -> str:
@@ -98,8 +120,7 @@ def read_clinical_table(path: str | os.PathLike, column_map: Mapping[str, str] |
     Raises :class:`InputError` for a missing file, a missing id column, or a duplicate id.
     """
     p = Path(path)
-    if not p.is_file():
-        raise InputError("clinical table does not exist", p, "check the path")
+    check_path_kind(p, "clinical table", "file")   # a FIFO is named so, not "does not exist" (issue 22)
     rename = {_clean_header(v): k for k, v in (column_map or {}).items()}
     try:
         with open(p, newline="", encoding="utf-8-sig") as fh:
@@ -137,25 +158,37 @@ def read_clinical_record(path: str | os.PathLike, patient: str | None = None,
     """One patient's clinical values from a JSON object (HECKTOR's ``ehr.json`` style) or a CSV
     (its only row, or the row of ``patient``)."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError("clinical file does not exist", p, "check the path")
+    check_path_kind(p, "clinical file", "file")
     if p.suffix.lower() == ".json":
-        try:
-            data = json.loads(p.read_text(encoding="utf-8-sig"))
-        except (ValueError, UnicodeDecodeError):
-            raise InputError("clinical JSON is not valid JSON", p, "give a JSON object of clinical values") from None
+        try:   # depth-limited; NaN/Infinity kept here so that the check below names the field
+            data = loads_json(p.read_bytes(), "clinical JSON", p, "give a JSON object of clinical values",
+                              finite=False)
+        except OSError as exc:
+            raise InputError(f"cannot read the clinical JSON ({exc.strerror or exc})", p, "check the file") from None
         if not isinstance(data, dict):
             raise InputError("clinical JSON is not an object", p, 'give {"Age": 61, "Gender": "M", ...}')
         rename = {_clean_header(v): k for k, v in (column_map or {}).items()}
-        return {rename.get(_clean_header(k), _clean_header(k)): v for k, v in data.items()}
-    table = read_clinical_table(p, column_map)
-    if patient is not None:
-        if patient not in table:
-            raise InputError(f"patient {patient} is not in the clinical table", p, "check --patient")
-        return table[patient]
-    if len(table) != 1:
-        raise InputError(f"clinical table holds {len(table)} patients", p, "give --patient ID to pick one")
-    return next(iter(table.values()))
+        record = {rename.get(_clean_header(k), _clean_header(k)): v for k, v in data.items()}
+    else:
+        table = read_clinical_table(p, column_map)
+        if patient is not None:
+            if patient not in table:
+                raise InputError(f"patient {patient} is not in the clinical table", p, "check --patient")
+            record = table[patient]
+        elif len(table) != 1:
+            raise InputError(f"clinical table holds {len(table)} patients", p, "give --patient ID to pick one")
+        else:
+            record = next(iter(table.values()))
+    check_record(record, p)
+    return record
+
+
+def check_record(record: Mapping[str, Any], path: str | os.PathLike | None = None,
+                 columns: Iterable[str] = (*CONTINUOUS, *IMAGING)) -> None:
+    """InputError naming the patient and column when a continuous value is not a finite number in range."""
+    for column in columns:
+        if column in record:
+            _number(record[column], column, record.get(ID_COLUMN), path)
 
 
 @dataclass
@@ -177,9 +210,10 @@ class ClinicalEncoder:
             list(continuous if continuous is not None else (*CONTINUOUS, *IMAGING)),
             list(categorical if categorical is not None else CATEGORICAL))
         for col in enc.continuous:
-            values = np.array([v for v in (_number(r.get(col), col) for r in records) if v is not None], float)
+            numbers = [_number(r.get(col), col, r.get(ID_COLUMN)) for r in records]
+            values = np.array([v for v in numbers if v is not None], float)
             med = float(np.median(values)) if len(values) else 0.0
-            filled = np.array([med if v is None else v for v in (_number(r.get(col), col) for r in records)], float)
+            filled = np.array([med if v is None else v for v in numbers], float)
             std = float(filled.std()) if len(filled) else 1.0
             enc.median[col] = med
             enc.mean[col] = float(filled.mean()) if len(filled) else 0.0
@@ -200,7 +234,7 @@ class ClinicalEncoder:
         """The float32 feature vector of one patient."""
         out = []
         for col in self.continuous:
-            v = _number(record.get(col), col)
+            v = _number(record.get(col), col, record.get(ID_COLUMN))
             v = self.median[col] if v is None else v
             out.append((v - self.mean[col]) / self.std[col])
         for col in self.categorical:
@@ -226,12 +260,24 @@ class ClinicalEncoder:
         return enc
 
 
-def _number(value: Any, column: str) -> float | None:
+def _number(value: Any, column: str, patient: Any = None, path: str | os.PathLike | None = None) -> float | None:
+    """``value`` as a finite number in range (:data:`RANGES`, :data:`MAX_ABS`), or None when missing."""
+    who = f"patient {patient}: " if patient not in (None, "") else ""
+    if isinstance(value, bool):
+        value = str(value)   # true/false are not numbers (float(True) would be 1.0)
     try:
-        return to_float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"clinical value {value!r} of {column} is not a number", None,
+        number = to_float(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        kind = "is not finite" if "finite" in str(exc) else "is not a number"
+        raise InputError(f"{who}clinical value {str(value)[:40]!r} of {column} {kind}", path,
                          f"give a number or leave {column} empty") from None
+    if number is None:
+        return None
+    low, high = RANGES.get(column, (-MAX_ABS, MAX_ABS))
+    if not low <= number <= high:
+        raise InputError(f"{who}clinical value {number:g} of {column} is outside {low:g} to {high:g}", path,
+                         f"fix {column} (a typo or a unit slip?) or leave it empty")
+    return number
 
 
 def imaging_features(biomarkers: Mapping[str, Any]) -> dict[str, float | None]:

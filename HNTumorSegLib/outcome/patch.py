@@ -16,8 +16,13 @@
   from dominating a batch.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_petct_case
+    >>> phantom = make_petct_case(seed=1, in_plane=64)
+    >>> ct, pet, labels = phantom["CT"], phantom["PET"], phantom["mask"]
     >>> spec = PatchSpec()                                   # 96^3 at 1 mm
     >>> x = make_patch(ct, pet, labels, spec)                # float32 [3, 96, 96, 96]
+    >>> x.shape, x.dtype
+    ((3, 96, 96, 96), dtype('float32'))
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any, Mapping
@@ -47,8 +48,10 @@ class OutcomePredictor:
         from ..models.safe_load import load_checkpoint
         from ..models.weights import extract_state_dict, load_strict, verify_sha256
 
+        from ..inference.devices import resolve_device
+
         self.card = read_outcome_card(model)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)   # `--device cuda` without a GPU: DeviceError, one line (issue 22)
         self.members: dict[str, list[tuple[Any, Any]]] = {}
         for name, ep in self.card.endpoints.items():
             members = []
@@ -93,8 +96,19 @@ class OutcomePredictor:
                     p = float(torch.sigmoid(logits)[0, 0])
                     out["hpv"] = {"probability": p, "threshold": ep.threshold,
                                   "call": "positive" if p >= ep.threshold else "negative", "folds": len(members)}
+        _check_finite(out)
         out["timings_s"] = {"preprocess": round(t1 - t0, 3), "networks": round(time.perf_counter() - t1, 3)}
         return out
+
+
+def _check_finite(out: dict) -> None:
+    """InputError instead of "risk score: nan": the inputs are checked where they enter
+    (:mod:`.clinical`), so a non-finite output means inputs the model cannot take (issue 22)."""
+    values = [out.get("rfs", {}).get("risk"), *out.get("rfs", {}).get("survival", []),
+              out.get("hpv", {}).get("probability")]
+    if any(v is not None and not math.isfinite(v) for v in values):
+        raise ModelError("the model gives no finite prediction for these inputs (NaN or infinity)", None,
+                         "check the clinical values and that PET is in SUV and CT in HU")
 
 
 def format_prediction(result: dict) -> str:

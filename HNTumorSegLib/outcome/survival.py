@@ -21,9 +21,17 @@ Risk (the authors' inference ``_calculate_risk``): the fold ensemble's logits ar
 first, then ``r = -sum_k S_k``; higher r = earlier relapse expected.
 
 Example:
-    >>> y = interval_index([100, 800, 3000])          # array([0, 1, 3])
+    >>> import torch
+    >>> y = interval_index([100, 800, 3000])          # the interval of each patient's time
+    >>> y
+    array([0, 1, 3])
+    >>> logits = torch.zeros(3, len(interval_names()))   # a network's output: one logit per interval
+    >>> censored = torch.tensor([0.0, 1.0, 0.0])          # patient 2 left follow-up without relapse
     >>> loss = discrete_time_nll(logits, torch.as_tensor(y), censored)
+    >>> fold_logits = [logits, logits + 1]
     >>> risk = risk_from_logits(torch.stack(fold_logits).mean(0))
+    >>> tuple(risk.shape)                              # one risk per patient
+    (3,)
 """
 
 from __future__ import annotations

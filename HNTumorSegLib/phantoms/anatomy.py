@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import exact
 from .shapes import Blob, FourierField
 
 TISSUE_NAMES = ["outside", "fat", "muscle", "air", "bone", "csf", "gland", "brain", "lung", "heart", "liver"]
@@ -164,7 +165,7 @@ def place_lesions(rng: np.random.Generator, n_nodes: int, roughness: float = 0.1
         c = (n_side * rng.uniform(32, 44), rng.uniform(-6, 12), depth(175, 235))
         r = (rng.uniform(5, 9), rng.uniform(5, 9), rng.uniform(6, 10))
         # keep nodes apart from each other and from the primary: separate lesions
-        if all(np.linalg.norm(np.subtract(c, b.centre)) > 1.3 * (max(r) + max(b.radii)) for b in blobs):
+        if all(exact.norm3(np.subtract(c, b.centre)) > 1.3 * (max(r) + max(b.radii)) for b in blobs):
             blobs.append(Blob(c, r, FourierField(rng), roughness * 0.7, label=2))
     if len(blobs) < 1 + n_nodes:
         raise ValueError(f"could not place {n_nodes} separate nodes; ask for fewer")

@@ -18,9 +18,12 @@ this SUV through decay correction, weight and dose (``units="BQML"``), or the SU
 Latin-1 (``"Müller–Ng^Wén"``) survive; ``None`` writes the default repertoire (ASCII only).
 
 Example:
-    >>> case = make_prert_case(seed=3)
+    >>> from HNTumorSegLib.phantoms import make_prert_case
+    >>> case = make_prert_case(seed=3, shape=(4, 32, 32))
     >>> files = write_dicom_series(case["T2"], "study/T2", modality="MR",
     ...                            patient=DicomPatient(name="Müller–Ng^Wén"), charset="ISO_IR 192")
+    >>> len(files), str(files[0])                    # one file per slice
+    (4, 'study/T2/IM0001.dcm')
 """
 
 from __future__ import annotations

@@ -20,7 +20,10 @@ and one that learns nothing stays at 0.5: the training test proves learning, not
 Example:
     >>> case = make_outcome_case(seed=0, index=3)
     >>> case["clinical"]["Age"], case["RFS"], case["Relapse"], case["HPV"]
-    >>> csv_path = write_outcome_cohort("cohort/", n=40, seed=0)
+    (62.7, 1614.0, 0, 0)
+    >>> csv_path = write_outcome_cohort("cohort/", n=4, seed=0)
+    >>> str(csv_path), sorted(p.name for p in csv_path.parent.iterdir())
+    ('cohort/outcome_clinical.csv', ['SYN-000', 'SYN-001', 'SYN-002', 'SYN-003', 'outcome_clinical.csv'])
 """
 
 from __future__ import annotations

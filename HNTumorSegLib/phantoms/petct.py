@@ -20,9 +20,9 @@ Example:
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
-from ..image import Image, resample_to
+from ..image import Image
+from . import exact
 from .anatomy import TISSUE_NAMES, labels_from_levels, lesion_levels, place_lesions, tissue_map
 from .mri import grid_points
 from .shapes import FourierField, soft_membership
@@ -88,19 +88,18 @@ def make_petct_case(seed: int = 0, tall: bool = False, n_nodes: int = 2, in_plan
             suv *= 1.0 - 0.3 * soft_membership(lev + 0.5, 0.08)
         pet = np.maximum(pet, suv)
     # CT: slight blur (reconstruction kernel) + quantum noise; int16 as scanners store it
-    ct = ndimage.gaussian_filter(ct, sigma=(0.3, 0.5, 0.5)) + rng.normal(scale=12.0, size=ct.shape)
+    ct = exact.gaussian_blur(ct, (0.3, 0.5, 0.5)) + rng.normal(scale=12.0, size=ct.shape)
     ct_img = grid.with_array(np.clip(np.round(ct), -1024, 3071).astype(np.int16))
 
     # PET: blur by the scanner's resolution on the fine grid, then sample the coarse grid
     sigma_mm = PET_FWHM_MM / 2.3548
-    pet = ndimage.gaussian_filter(pet, sigma=[sigma_mm / s for s in ct_spacing[::-1]])
+    pet = exact.gaussian_blur(pet, [sigma_mm / s for s in ct_spacing[::-1]])
     extent = np.array(shape[::-1]) * np.array(ct_spacing)
     pet_shape_xyz = np.ceil(extent / np.array(pet_spacing)).astype(int)
     first_edge = np.asarray(origin) - 0.5 * np.array(ct_spacing)
     pet_origin = first_edge + 0.5 * np.array(pet_spacing) + rng.uniform(-1.5, 1.5, size=3)
     pet_grid = Image(np.zeros(pet_shape_xyz[::-1], np.uint8), pet_spacing, tuple(pet_origin))
-    pet_img = resample_to(grid.with_array(pet.astype(np.float32)), pet_grid, interpolator="linear",
-                          default_value=0.0)
+    pet_img = exact.resample_linear(grid.with_array(pet.astype(np.float32)), pet_grid, default_value=0.0)
     # counting noise: variance grows with activity
     arr = pet_img.array
     arr = arr + rng.normal(size=arr.shape).astype(np.float32) * 0.12 * np.sqrt(np.maximum(arr, 0) + 0.05)

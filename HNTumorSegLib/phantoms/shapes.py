@@ -4,7 +4,8 @@ Everything here is *analytic*: a field is a function of continuous coordinates, 
 array, so the same lesion or texture can be evaluated on the pre-RT grid, on the mid-RT
 grid through a deformation, or on a CT and a PET grid of different spacing, and always
 describe the same object. All randomness comes from a ``numpy.random.Generator`` handed
-in by the caller, so a phantom is fully determined by its seed.
+in by the caller, so a phantom is fully determined by its seed; the arithmetic (``exact``)
+gives the same bits on every CPU, so it is determined to the last bit.
 
 Example:
     >>> rng = np.random.default_rng(0)
@@ -18,6 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from . import exact
+
+_BLOCK = 32768  # points per block of FourierField evaluation
 
 
 @dataclass
@@ -38,7 +43,7 @@ class FourierField:
     def __post_init__(self) -> None:
         rng = self.rng if self.rng is not None else np.random.default_rng(0)
         dirs = rng.normal(size=(self.n_modes, 3))
-        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+        dirs /= np.array([[exact.norm3(d)] for d in dirs])
         mags = rng.uniform(*self.freq, size=(self.n_modes, 1))
         self.waves = dirs * mags
         self.phases = rng.uniform(0, 2 * np.pi, size=self.n_modes)
@@ -46,12 +51,20 @@ class FourierField:
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         """Evaluate at ``points`` (..., 3); returns (...)."""
-        pts = np.asarray(points, dtype=np.float32)
-        out = np.zeros(pts.shape[:-1], dtype=np.float32)
-        for k, phi in zip(self.waves.astype(np.float32), self.phases):
-            out += np.cos(pts @ k + np.float32(phi))
-        # a sum of n cosines with random phases has variance n/2
-        return out / np.float32(np.sqrt(self.n_modes / 2.0))
+        points = np.asarray(points)
+        flat = points.reshape(-1, 3)
+        out = np.empty(len(flat), np.float32)
+        scale = np.sqrt(self.n_modes / 2.0)  # a sum of n cosines with random phases has variance n/2
+        # in blocks that stay in the CPU cache: the many passes of exact.cos are then ~10x faster
+        for start in range(0, len(flat), _BLOCK):
+            pts = flat[start:start + _BLOCK].astype(np.float64)
+            acc = np.zeros(len(pts), np.float64)
+            for k, phi in zip(self.waves, self.phases):
+                arg = exact.dot3(pts, k)
+                arg += phi
+                acc += exact.cos(arg)
+            out[start:start + _BLOCK] = acc / scale
+        return out.reshape(points.shape[:-1])
 
 
 @dataclass
@@ -96,7 +109,11 @@ class Blob:
     def level(self, points: np.ndarray) -> np.ndarray:
         q = (np.asarray(points, dtype=np.float32) - np.asarray(self.centre, np.float32)) / np.asarray(
             self.radii, np.float32)
-        return np.sqrt((q * q).sum(-1)) + np.float32(self.roughness) * self.field(q)
+        # the squares summed x + y + z in this order (``.sum(-1)`` leaves the order to numpy)
+        r2 = q[..., 0] * q[..., 0]
+        r2 += q[..., 1] * q[..., 1]
+        r2 += q[..., 2] * q[..., 2]
+        return np.sqrt(r2) + np.float32(self.roughness) * self.field(q)
 
     def bounds(self, margin: float = 1.6) -> tuple[np.ndarray, np.ndarray]:
         """An axis-aligned box (lo, hi) that surely holds the blob (in the blob's coordinates)."""
@@ -112,7 +129,11 @@ class Blob:
 def soft_membership(level: np.ndarray, softness: float = 0.08) -> np.ndarray:
     """0..1 weight that is 0.5 on the surface (``level == 1``): a partial-volume-like edge."""
     t = np.clip((1.0 - level) / np.float32(softness), -60.0, 60.0)  # no exp overflow far away
-    return (1.0 / (1.0 + np.exp(-t))).astype(np.float32)
+    # most points lie far outside (t clipped to -60): one exp for all of them
+    far = t <= -60.0
+    e = np.full(t.shape, exact.exp(60.0), np.float64)
+    e[~far] = exact.exp(-t[~far])
+    return (1.0 / (1.0 + e)).astype(np.float32)
 
 
 def bias_field(rng: np.random.Generator, strength: float = 0.15) -> "BiasField":
@@ -129,7 +150,9 @@ class BiasField:
 
     def __call__(self, unit_points: np.ndarray) -> np.ndarray:
         u = np.asarray(unit_points, np.float32)
-        return np.exp(u @ self.linear.astype(np.float32) + (u * u) @ self.quadratic.astype(np.float32))
+        power = exact.dot3(u, self.linear)
+        power += exact.dot3(u * u, self.quadratic)
+        return exact.exp(power).astype(np.float32)
 
 
 def rician(rng: np.random.Generator, clean: np.ndarray, sigma: float) -> np.ndarray:

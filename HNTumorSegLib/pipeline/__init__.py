@@ -11,9 +11,15 @@
 torch is imported only when a run starts (never at ``import HNTumorSegLib.pipeline``).
 
 Example:
+    >>> from HNTumorSegLib.image import write_image
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
     >>> from HNTumorSegLib.pipeline import SegmentRequest, run_segmentation
+    >>> case = make_midrt_case(seed=1)            # a phantom patient; the bundled demo model
+    >>> _ = write_image(case["midRT_T2"], "mid_T2.nii.gz"), write_image(case["preRT_mask_registered"], "pre_mask_reg.nii.gz")
     >>> res = run_segmentation(SegmentRequest(model="demo-midrt", input_paths={"T2": "mid_T2.nii.gz"},
     ...                                       prior_path="pre_mask_reg.nii.gz", output_path="labels.nii.gz"))
+    >>> res.files
+    {'labels': 'labels.nii.gz'}
 """
 
 from .request import SegmentRequest, SegmentResult

@@ -22,7 +22,16 @@ or a channel *derived* from one (``derived_from``):
 All images must already lie on one grid (the pipeline resamples them first).
 
 Example:
+    >>> from HNTumorSegLib.models.card import read_card
+    >>> from HNTumorSegLib.models.catalogue import installed_path
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.prompts.boxes import boxes_from_mask
+    >>> card = read_card(installed_path("demo-midrt") / "model.json")
+    >>> phantom = make_midrt_case(seed=0)
+    >>> t2, boxes = phantom["midRT_T2"], boxes_from_mask(phantom["preRT_mask_registered"], margin_vox=4)
     >>> x = model_channels(card, {"T2": t2}, boxes)      # (2, z, y, x) float32 for demo-midrt
+    >>> x.shape, x.dtype
+    ((2, 32, 96, 96), dtype('float32'))
 """
 
 from __future__ import annotations

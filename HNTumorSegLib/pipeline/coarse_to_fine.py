@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..image import Image
-from ..models.ensemble_card import EnsembleMember
+from ..models.ensemble_card import EnsembleModel, MemberModel
 from ..prompts.coarse_to_fine import (OUTSIDE_CT, OUTSIDE_PET, RoiGrid, choose_fine_roi, coarse_grid, head_grid,
                                       head_point, window_head_images)
 from ..prompts.ct_channels import minmax_released
@@ -41,7 +41,7 @@ from .finish import finish_from_probabilities
 from .validate import ValidatedCase
 
 
-def _stage_labels(case: ValidatedCase, member: EnsembleMember, images: dict[str, Image], tta: bool, stages,
+def _stage_labels(case: ValidatedCase, member: MemberModel, images: dict[str, Image], tta: bool, stages,
                   label: str) -> Image:
     """One stage model on prepared images -> argmax labels on the images' grid."""
     from ..inference.ensemble import hard_labels
@@ -60,10 +60,9 @@ def fine_inputs(ct_head: Image, pet_head: Image, fine: RoiGrid) -> dict[str, Ima
     return {"CT": ct_f.with_array(minmax_released(ct_f.array)), "PET": pet_f.with_array(minmax_released(pet_f.array))}
 
 
-def run_coarse_to_fine(case: ValidatedCase, stages):
-    """Run seed 002's pipeline for a validated request whose model is a coarse-to-fine ensemble card."""
+def run_coarse_to_fine(case: ValidatedCase, stages, model: EnsembleModel):
+    """Run seed 002's pipeline for a validated request whose model is ``model``, a coarse-to-fine ensemble card."""
 
-    model = case.model
     tta = ensemble_tta(case)
     ct, pet = case.images["CT"], case.images["PET"]
 

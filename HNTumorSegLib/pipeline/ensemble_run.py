@@ -32,7 +32,8 @@ import numpy as np
 
 from ..errors import ModelError
 from ..image import Image, resample_to, write_image
-from ..models.ensemble_card import EnsembleMember, EnsembleModel, _own_inputs
+from ..models.ensemble_card import EnsembleModel, MemberModel, own_inputs
+from ..models.types import NnUNetFolderModel
 from .channels import model_channels
 from .finish import finish_from_probabilities
 from .outputs import paste, to_target_block
@@ -50,7 +51,7 @@ def _progress(stages, label: str):
         "inference", fraction, f"{label}: {message}" if message else label)
 
 
-def member_probabilities(case: ValidatedCase, member: EnsembleMember, images: dict[str, Image], tta: bool,
+def member_probabilities(case: ValidatedCase, member: MemberModel, images: dict[str, Image], tta: bool,
                          stages, label: str, own_task: bool = True) -> tuple[np.ndarray, Image]:
     """``(softmax (K, z, y, x), its grid)`` of one member run with its own preprocessing on ``images``.
 
@@ -58,8 +59,8 @@ def member_probabilities(case: ValidatedCase, member: EnsembleMember, images: di
     goes to its spacing and normalisation, without its task's crop.
     """
     model = member.model
-    own = {name: images[member.user_name(name)] for name in _own_inputs(model)}
-    if model.kind == "nnunet":
+    own = {name: images[member.user_name(name)] for name in own_inputs(model)}
+    if isinstance(model, NnUNetFolderModel):
         from ..inference.nnunet_inference import predict_nnunet_case
 
         grid = own[model.input_names[0]]
@@ -78,7 +79,9 @@ def member_probabilities(case: ValidatedCase, member: EnsembleMember, images: di
     if card.output != "softmax":
         raise ModelError(f"ensemble member {member.name} predicts {card.output}; members are averaged per class "
                          "and must be softmax models", model.folder, "use softmax members")
-    sub = dataclasses.replace(case, model=model, images=own, **({} if own_task else {"task": None, "boxes": []}))
+    sub = dataclasses.replace(case, model=model, images=own)
+    if not own_task:
+        sub = dataclasses.replace(sub, task=None, boxes=[])
     work = prepare_work(sub)
     x = model_channels(card, work.images, work.boxes)
     predictor = EnsemblePredictor(model.networks, model.patch_size or list(x.shape[1:]), model.num_classes,
@@ -98,9 +101,9 @@ def on_common_grid(probabilities: np.ndarray, grid: Image, common: Image) -> np.
 
 def average_probabilities(parts: list[tuple[np.ndarray, float]]) -> np.ndarray:
     """``sum w p`` renormalised per voxel (seed 002's ``fuse_probabilities``)."""
-    total = None
-    for prob, weight in parts:
-        total = weight * prob if total is None else total + weight * prob
+    total = parts[0][1] * parts[0][0]
+    for prob, weight in parts[1:]:
+        total = total + weight * prob
     denom = total.sum(axis=0, keepdims=True)
     return (total / np.where(denom > 0, denom, 1.0)).astype(np.float32)
 
@@ -125,12 +128,14 @@ def ensemble_probabilities(case: ValidatedCase, model: EnsembleModel, images: di
         elif not grid.same_grid(common):
             prob = on_common_grid(prob, grid, common)
         parts.append((prob, member.weight))
+    if common is None:
+        raise ModelError("ensemble card has no member", model.folder, "list at least one member")
     return average_probabilities(parts), common
 
 
-def run_ensemble(case: ValidatedCase, stages):
-    """An ensemble card's run (module docstring); coarse-to-fine cards run :mod:`.coarse_to_fine` instead."""
-    model = case.model
+def run_ensemble(case: ValidatedCase, stages, model: EnsembleModel):
+    """``case``'s run with its ensemble card ``model`` (module docstring); coarse-to-fine cards run
+    :mod:`.coarse_to_fine` instead."""
     tta = ensemble_tta(case)
     stages("resample", f"{len(model.members)} members, each with its own preprocessing"
                        + (f"; {'; '.join(case.notes)}" if case.notes else ""))

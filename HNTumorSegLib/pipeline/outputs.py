@@ -14,6 +14,9 @@ labels with nearest neighbour), only over the part of the output grid the workin
 covers; outside it is background.
 
 Example:
+    >>> from HNTumorSegLib.prompts.boxes import boxes_from_mask
+    >>> labels_image = Image(np.zeros((4, 8, 8), np.uint8)); labels_image.array[1:3, 2:5, 2:5] = 1
+    >>> boxes = boxes_from_mask(labels_image)
     >>> with OutputSet() as out:
     ...     out.add_image("labels", labels_image, "case/labels.nii.gz")
     ...     out.add_json("boxes", [b.to_dict() for b in boxes], "case/boxes.json")
@@ -31,7 +34,7 @@ from typing import Any, Callable
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
+from ..errors import EnvironmentFault, InputError
 from ..fileio import os_error, publish, temp_beside
 from ..image import Image, resample_to, write_sitk_verified
 
@@ -81,14 +84,25 @@ class OutputSet:
         """A file made by ``write(staged_path)`` (the DICOM writers), committed with the others.
 
         Example:
-            >>> out.add_written("rtstruct", "rt.dcm", lambda tmp: write_rtstruct(labels, series, tmp))
+            >>> with OutputSet() as out:          # the writer gets the staged path; the rename comes at commit
+            ...     out.add_written("notes", "case/notes.txt", lambda tmp: tmp.write_text("reviewed"))
+            >>> Path("case/notes.txt").read_text()
+            'reviewed'
         """
-        tmp, _ = self._stage(role, final)
-        write(tmp)
+        tmp, p = self._stage(role, final)
+        try:
+            write(tmp)
+        except OSError as exc:   # a full disk names the user's file, not our hidden temp (issue 22)
+            raise os_error(exc, p) from None
+        except (InputError, EnvironmentFault) as exc:
+            if exc.path is not None and Path(exc.path) == tmp:
+                exc.path = str(p)
+                exc.args = (exc.one_line(),)
+            raise
 
     def add_json(self, role: str, data: Any, final: str | os.PathLike) -> None:
         tmp, p = self._stage(role, final)
-        text = json.dumps(data, indent=2) + "\n"
+        text = json.dumps(data, indent=2, allow_nan=False) + "\n"   # strict JSON (issue 22)
         try:
             tmp.write_text(text, encoding="utf-8")
         except OSError as exc:
@@ -142,12 +156,12 @@ class OutputSet:
     def __enter__(self) -> "OutputSet":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Commit on success, roll back on any exception (which then propagates)."""
         if exc_type is None:
             self.commit()
         else:
             self.rollback()
-        return False
 
 
 def _covered_block(target: Image, grid: Image) -> tuple[np.ndarray, np.ndarray] | None:

@@ -32,11 +32,22 @@ region; PET/CT: the crop around the edited box). nnU-Net results folders and ens
 their own paths: their labels go to a temp file and the same merge follows.
 
 Example:
-    >>> spec = RefineSpec.from_dict({"base_labels": "labels_v1.nii.gz", "boxes": ["GTVn-2"]})
+    >>> from HNTumorSegLib.image import write_image
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.pipeline.run import run_segmentation
+    >>> from HNTumorSegLib.prompts.boxes import boxes_from_mask, write_boxes
+    >>> phantom = make_midrt_case(seed=0)
+    >>> _ = write_image(phantom["midRT_T2"], "mid.nii.gz"), write_image(phantom["preRT_mask_registered"], "prior.nii.gz")
+    >>> _ = run_segmentation(SegmentRequest(model="demo-midrt", input_paths={"T2": "mid.nii.gz"},
+    ...                                     prior_path="prior.nii.gz", output_path="labels_v1.nii.gz"))
+    >>> boxes = boxes_from_mask(phantom["preRT_mask_registered"], margin_vox=4)   # the user then moves GTVn-2
+    >>> _ = write_boxes(boxes, "boxes_v2.json")
+    >>> spec = RefineSpec.from_dict({"base_labels_path": "labels_v1.nii.gz", "boxes": ["GTVn-2"]})
     >>> res = refine_segmentation(SegmentRequest(model="demo-midrt", input_paths={"T2": "mid.nii.gz"},
     ...                                          boxes_path="boxes_v2.json", output_path="labels_v2.nii.gz"),
     ...                           spec)
-    >>> res.n_tiles        # the tiles around GTVn-2 only
+    >>> res.n_tiles        # the tiles around GTVn-2 only (a whole run took 27)
+    1
 """
 
 from __future__ import annotations
@@ -53,21 +64,27 @@ import numpy as np
 from ..errors import InputError
 from ..image import Image, check_labels, read_image, resample_to
 from ..inference.tiling import Slices3
+from ..protect import check_request
 from ..prompts.boxes import LesionBox, boxes_from_mask, box_to_index_slices
-from ..vocab import did_you_mean
+from ..vocab import ModelKind, did_you_mean
 from .outputs import OutputSet
 from .request import SegmentRequest, SegmentResult
 from .run import Progress, _Stages, _volumes_ml, run_validated
 from .validate import ValidatedCase, validate_request
 
-REFINE_KEYS = ("base_labels", "boxes")
+#: How messages name the base label map (an input of the refinement, protected from its outputs).
+BASE_LABELS_NAME = "the base label map (refine.base_labels_path)"
+#: Keys of the ``refine`` object written before issue 21, still read: old key -> field (= new key).
+OLD_REFINE_KEYS = {"base_labels": "base_labels_path"}
 
 
 @dataclass(frozen=True)
 class RefineSpec:
     """What to refine: the earlier label map and the names of the edited boxes.
 
-    The session's request line carries it as ``"refine": {"base_labels": PATH, "boxes": ["GTVn-2"]}``.
+    The session's request line carries it as ``"refine": {"base_labels_path": PATH, "boxes": ["GTVn-2"]}``:
+    each JSON key is the field of the same name (:data:`REFINE_KEYS`); the older key
+    ``base_labels`` is still read (:data:`OLD_REFINE_KEYS`) so earlier request lines keep working.
     """
 
     base_labels_path: str
@@ -80,15 +97,20 @@ class RefineSpec:
             return data
         if not isinstance(data, dict):
             raise InputError("'refine' must be an object", None,
-                             'write "refine": {"base_labels": "labels.nii.gz", "boxes": ["GTVn-2"]}')
+                             'write "refine": {"base_labels_path": "labels.nii.gz", "boxes": ["GTVn-2"]}')
+        both = [old for old, new in OLD_REFINE_KEYS.items() if old in data and new in data]
+        if both:
+            raise InputError(f"refine gives both {both[0]!r} and {OLD_REFINE_KEYS[both[0]]!r}", None,
+                             f"keep only {OLD_REFINE_KEYS[both[0]]!r}")
+        data = {OLD_REFINE_KEYS.get(k, k): v for k, v in data.items()}
         unknown = sorted(set(data) - set(REFINE_KEYS))
         if unknown:
             hints = "".join(did_you_mean(k, REFINE_KEYS) for k in unknown)
             raise InputError(f"unknown refine field(s) {', '.join(unknown)}{hints}", None,
                              f"use only {', '.join(REFINE_KEYS)}")
-        base, boxes = data.get("base_labels"), data.get("boxes")
+        base, boxes = data.get("base_labels_path"), data.get("boxes")
         if not base or not isinstance(base, str):
-            raise InputError("refine needs 'base_labels', the label map to refine", None,
+            raise InputError("refine needs 'base_labels_path', the label map to refine", None,
                              "give the path of the earlier result (labels.nii.gz)")
         if (not isinstance(boxes, list) or not boxes or not all(isinstance(b, str) and b.strip() for b in boxes)):
             raise InputError("refine needs 'boxes', a list of box names", base, 'write e.g. "boxes": ["GTVn-2"]')
@@ -97,7 +119,11 @@ class RefineSpec:
         return cls(str(base), tuple(b.strip() for b in boxes))
 
     def to_dict(self) -> dict:
-        return {"base_labels": self.base_labels_path, "boxes": list(self.boxes)}
+        return {"base_labels_path": self.base_labels_path, "boxes": list(self.boxes)}
+
+
+#: The keys of the ``refine`` object: the fields of :class:`RefineSpec`, so key and field cannot differ.
+REFINE_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(RefineSpec))
 
 
 def pick_boxes(boxes: Sequence[LesionBox], names: Sequence[str], path: str | None = None) -> list[LesionBox]:
@@ -120,7 +146,10 @@ def merge_boxes(base_zyx: np.ndarray, new_zyx: np.ndarray, boxes: Sequence[tuple
     where edited boxes overlap). Outside every box the result is ``base_zyx`` unchanged.
 
     Example:
-        >>> merge_boxes(base, new, [((slice(2, 9), slice(10, 30), slice(4, 20)), 2)])
+        >>> base = np.zeros((1, 1, 6), np.uint8); base[0, 0, :3] = 2     # GTVn on the left
+        >>> new = np.zeros((1, 1, 6), np.uint8); new[0, 0, 2:5] = 1      # the new prediction, moved right
+        >>> merge_boxes(base, new, [((slice(0, 1), slice(0, 1), slice(1, 6)), 2)]).tolist()   # the edited box
+        [[[2, 0, 2, 2, 2, 0]]]
     """
     if base_zyx.shape != new_zyx.shape:
         raise ValueError(f"label maps differ in shape: {base_zyx.shape} vs {new_zyx.shape}")
@@ -190,6 +219,8 @@ def refine_segmentation(request: SegmentRequest, spec: RefineSpec | dict, progre
     output); ``SegmentResult.regions`` lists the refined boxes.
     """
     spec = RefineSpec.from_dict(spec)
+    # the base labels are read too: no output may be them (a hand-edited map, issue 22), before any work
+    check_request(request, extra_inputs={BASE_LABELS_NAME: spec.base_labels_path})
     if request.probabilities_path or request.uncertainty_path:
         raise InputError("a refinement writes labels only", request.probabilities_path or request.uncertainty_path,
                          "leave probabilities and uncertainty out of refinement requests")
@@ -201,7 +232,7 @@ def refine_segmentation(request: SegmentRequest, spec: RefineSpec | dict, progre
     refinement = BoxRefinement(edited, base)
     # the edited boxes alone, and only around them (restrict_to_boxes), are segmented
     alone = dataclasses.replace(case, boxes=edited, request=dataclasses.replace(request, restrict_to_boxes=True))
-    if case.model.kind in ("nnunet", "ensemble"):
+    if case.model.kind in (ModelKind.NNUNET, ModelKind.ENSEMBLE):
         result = _refine_by_full_run(alone, stages, refinement, low_memory)
     else:
         result = run_validated(alone, stages, low_memory=low_memory, labels_hook=refinement.merge)

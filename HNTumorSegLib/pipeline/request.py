@@ -151,6 +151,25 @@ class SegmentRequest:
         """Write ``request.json`` for the worker."""
         return write_json_atomic(path, self.to_dict())
 
+    def model_folder(self) -> Path | None:
+        """The folder (or file) ``model`` names: a path, or an installed / bundled catalogue id.
+
+        None when it names nothing installed: the loader reports that later, with its own
+        message. Here, not in :mod:`~HNTumorSegLib.protect`, because resolving a catalogue id
+        needs :mod:`~HNTumorSegLib.models`, a layer above protect's (docs/design.md, inner map);
+        protect asks the request for its model folder instead.
+        """
+        if not self.model:
+            return None
+        if Path(self.model).exists():
+            return Path(self.model)
+        from ..models.catalogue import installed_path
+
+        try:
+            return installed_path(str(self.model))
+        except Exception:  # unknown or not installed: the loader reports it, with its own message
+            return None
+
     # ---- command line --------------------------------------------------------------------------
     def to_argv(self, progress: str | ProgressMode | None = None) -> list[str]:
         """The ``hntumorseg segment ...`` arguments that make this request (without the program name)."""

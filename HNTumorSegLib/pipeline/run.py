@@ -11,10 +11,18 @@ Nothing is written before every check passed (:mod:`.validate`), and outputs app
 or not at all (:class:`.outputs.OutputSet`).
 
 Example:
+    >>> from HNTumorSegLib.image import write_image
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> phantom = make_midrt_case(seed=0)
+    >>> _ = write_image(phantom["midRT_T2"], "mid.nii.gz"), write_image(phantom["preRT_mask_registered"], "prior.nii.gz")
+    >>> stages = []
     >>> res = run_segmentation(SegmentRequest(model="demo-midrt", input_paths={"T2": "mid.nii.gz"},
     ...                                       prior_path="prior.nii.gz", output_path="labels.nii.gz"),
-    ...                        progress=lambda stage, f, msg: print(stage, f, msg))
-    >>> res.files["labels"], res.volumes_ml
+    ...                        progress=lambda stage, f, msg: stages.append(stage))
+    >>> list(dict.fromkeys(stages))
+    ['load', 'resample', 'prompts', 'inference', 'clean-up', 'write']
+    >>> res.files["labels"], sorted(res.volumes_ml)
+    ('labels.nii.gz', ['GTVn', 'GTVp'])
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
+from ..models.types import CardModel, NnUNetFolderModel
+from ..vocab import NetworkOutput, Uncertainty
 from .channels import model_channels
 from .finish import finish_from_probabilities
 from .finish import volumes_ml as _volumes_ml
@@ -36,11 +46,15 @@ from .validate import ValidatedCase, validate_request
 Progress = Callable[[str, float, str], None]
 
 
+def _no_progress(stage: str, fraction: float, message: str = "") -> None:
+    """The progress callback of a run nobody watches."""
+
+
 class _Stages:
     """Reports stage starts/ends and keeps seconds per stage."""
 
     def __init__(self, progress: Progress | None):
-        self.progress = progress or (lambda stage, fraction, message="": None)
+        self.progress: Progress = progress or _no_progress
         self.timings: dict[str, float] = {}
         self._stage: str | None = None
         self._t0 = time.perf_counter()
@@ -61,11 +75,7 @@ class _Stages:
         return round(time.perf_counter() - self._start, 3)
 
 
-def _predictor_output(card_output: str) -> str:
-    return "softmax" if card_output == "softmax" else "sigmoid"
-
-
-def run_nnunet(case: ValidatedCase, stages: _Stages) -> SegmentResult:
+def run_nnunet(case: ValidatedCase, stages: _Stages, model: NnUNetFolderModel) -> SegmentResult:
     """A raw nnU-Net results folder: nnU-Net's own preprocessing and export around our Predictor
     (:func:`HNTumorSegLib.inference.nnunet_inference.predict_nnunet_case`), with the seed steps the
     folder declares (gradient map, head crop: :mod:`.seed_steps`). Whole image unless
@@ -74,11 +84,11 @@ def run_nnunet(case: ValidatedCase, stages: _Stages) -> SegmentResult:
     from ..inference.nnunet_inference import predict_nnunet_case
     from .seed_steps import finish_labels, seed_steps_for
 
-    request, model = case.request, case.model
+    request = case.request
     target = case.reference
     stages("inference", "nnU-Net preprocessing, sliding window and export")
     want_prob = bool(request.probabilities_path or request.uncertainty_path)
-    with seed_steps_for(case, stages.progress) as seed:
+    with seed_steps_for(case, model, stages.progress) as seed:
         region = seed.region_zyx(REGION_CONTEXT_MM) if request.restrict_to_boxes else None
         res = predict_nnunet_case(
             model, seed.files, device=case.device, tta=case.tta, return_probabilities=want_prob, restrict_zyx=region,
@@ -107,38 +117,44 @@ def run_nnunet(case: ValidatedCase, stages: _Stages) -> SegmentResult:
                          n_tiles=res.n_tiles)
 
 
-def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False, labels_hook=None) -> SegmentResult:
+def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False,
+                  labels_hook: Callable[[np.ndarray], np.ndarray] | None = None) -> SegmentResult:
     """Run a request already checked by :func:`validate_request` (see :func:`run_segmentation`).
 
+    The model's type says how it runs (:mod:`HNTumorSegLib.models.types`): an nnU-Net folder by
+    nnU-Net's own pre/post-processing, an ensemble card member by member, a model card here.
     ``labels_hook(labels) -> labels``: applied to the final labels before they are written
     (a refinement keeps the base labels outside its boxes: :mod:`.refine`)."""
     from ..inference import EnsembleOptions, EnsemblePredictor, TilingOptions
+    from ..models.ensemble_card import EnsembleModel
 
     request, model = case.request, case.model
-    card = model.card
-    if model.kind == "nnunet":
-        return run_nnunet(case, stages)
-    if model.kind == "ensemble":
-        if getattr(model, "pipeline", None) == "seed002-coarse-to-fine":
+    if isinstance(model, NnUNetFolderModel):
+        return run_nnunet(case, stages, model)
+    if isinstance(model, EnsembleModel):
+        if model.pipeline == "seed002-coarse-to-fine":
             from .coarse_to_fine import run_coarse_to_fine
 
-            return run_coarse_to_fine(case, stages)
+            return run_coarse_to_fine(case, stages, model)
         from .ensemble_run import run_ensemble
 
-        return run_ensemble(case, stages)
+        return run_ensemble(case, stages, model)
+    if not isinstance(model, CardModel):
+        raise TypeError(f"cannot run a {type(model).__name__} (models.types lists the model types)")
+    card = model.card
     stages("resample", "inputs onto the model's grid")
     work = prepare_work(case)
     stages("prompts", "; ".join(work.notes) or "input channels")
     x = model_channels(card, work.images, work.boxes)
 
     stages("inference", "starting")
-    output = _predictor_output(card.output)
+    output = NetworkOutput.parse(card.output, "model.json output")
     patch = model.patch_size or list(x.shape[1:])
     predictor = EnsemblePredictor(
         model.networks, patch, model.num_classes, device=case.device, output=output,
         tiling=TilingOptions(tta=case.tta, mirror_axes=tuple(card.tta_axes or (0, 1, 2)),
                              low_memory=low_memory),  # the worker's retry after a GPU out-of-memory
-        options=EnsembleOptions(uncertainty="entropy" if request.uncertainty_path else None),
+        options=EnsembleOptions(uncertainty=Uncertainty.ENTROPY if request.uncertainty_path else None),
         progress=lambda stage="inference", fraction=0.0, message="": stages.progress("inference", fraction, message))
     pred = predictor.predict(x, region=work.region)
     return finish_from_probabilities(case, stages, pred.probabilities, work.grid, work.target, output,

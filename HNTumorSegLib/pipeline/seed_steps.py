@@ -9,8 +9,8 @@ Whole image by default, as the seeds ran; ``request.restrict_to_boxes`` keeps la
 within the boxes (+ :data:`.tasks.REGION_CONTEXT_MM`) - lesions outside the boxes are lost.
 
 Example:
-    >>> with seed_steps_for(case, stages.progress) as seed:
-    ...     res = predict_nnunet_case(case.model, seed.files)
+    >>> with seed_steps_for(case, model, stages.progress) as seed:     # model: an NnUNetFolderModel
+    ...     res = predict_nnunet_case(model, seed.files)
     >>> labels = finish_labels(seed, case.request, res.segmentation)
 """
 
@@ -18,17 +18,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from typing import TYPE_CHECKING, Callable
+
 from ..errors import InputError
 from ..inference.nnunet_seed import SeedSteps
+from ..models.types import NnUNetFolderModel
 from .tasks import REGION_CONTEXT_MM
 
+if TYPE_CHECKING:
+    from .validate import ValidatedCase
 
-def seed_steps_for(case, progress=None) -> SeedSteps:
-    """A SeedSteps for ``case`` (enter it with ``with``); InputError for outputs a crop cannot give."""
-    from ..models.declaration import infer_declaration
 
-    model, request = case.model, case.request
-    decl = getattr(model, "declaration", None) or infer_declaration(getattr(model, "channel_names", {}) or {})
+def seed_steps_for(case: ValidatedCase, model: NnUNetFolderModel,
+                   progress: Callable[[str, float, str], None] | None = None) -> SeedSteps:
+    """A SeedSteps for ``case`` run with ``model`` (enter it with ``with``); InputError for outputs a crop cannot give."""
+    request = case.request
+    decl = model.declaration
     if decl.crop and (request.probabilities_path or request.uncertainty_path):
         raise InputError("this model runs on seed 004's head crop: probability and uncertainty maps are not "
                          "pasted back onto the CT grid", request.probabilities_path or request.uncertainty_path,

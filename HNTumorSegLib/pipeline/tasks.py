@@ -24,9 +24,19 @@ and costs more; nnU-Net uses 3rd order in-plane, the difference is small beside 
 voxel sizes).
 
 Example:
+    >>> from HNTumorSegLib.image import write_image
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.pipeline.request import SegmentRequest
+    >>> from HNTumorSegLib.pipeline.validate import validate_request
+    >>> phantom = make_midrt_case(seed=0)
+    >>> _ = write_image(phantom["midRT_T2"], "t2.nii.gz"), write_image(phantom["preRT_mask_registered"], "prior.nii.gz")
+    >>> case = validate_request(SegmentRequest(model="demo-midrt", input_paths={"T2": "t2.nii.gz"},
+    ...                                        prior_path="prior.nii.gz", output_path="out.nii.gz"))
     >>> work = prepare_work(case)
-    >>> work.images["T2"].spacing == tuple(case.model.card.spacing_xyz)
+    >>> bool(np.allclose(work.images["T2"].spacing, case.model.card.spacing_xyz))   # on the model's grid
     True
+    >>> [box.name for box in work.boxes]          # mid-RT: one box per lesion of the prior
+    ['GTVp-1', 'GTVn-1', 'GTVn-2']
 """
 
 from __future__ import annotations
@@ -42,6 +52,8 @@ from .validate import ValidatedCase
 
 #: context kept around user or prior boxes in box-restricted runs (mm): a lesion that grew a
 #: little beyond its box is still segmented (seed 003 Fig. 3 shows the cost of cutting at the box).
+#: This is what is *kept* (output); how much image a box-made PET/CT crop *shows* the network is a
+#: different number with its own name, :data:`HNTumorSegLib.prompts.extents.BOX_CROP_SURROUND_MM`.
 REGION_CONTEXT_MM = 5.0
 
 
@@ -64,7 +76,8 @@ def to_spacing(image: Image, spacing: Sequence[float] | None) -> Image:
     """``image`` on a grid of the same extent at ``spacing`` (x, y, z); unchanged when equal or None."""
     if spacing is None or np.allclose(image.spacing, spacing, rtol=1e-4, atol=1e-4):
         return image
-    return resample_to_spacing(image, tuple(spacing), interpolator="linear")
+    x, y, z = (float(s) for s in spacing)
+    return resample_to_spacing(image, (x, y, z), interpolator="linear")
 
 
 def _on_grid(images: dict[str, Image], grid: Image) -> dict[str, Image]:
@@ -88,7 +101,7 @@ def prepare_midrt(case: ValidatedCase) -> Work:
     t2 = case.reference
     boxes = list(case.boxes)
     notes = []
-    if not boxes:
+    if not boxes and case.prior is not None:   # validate_request: a midrt case has a prior or boxes
         prior = case.prior if case.prior.same_grid(t2) else resample_to(case.prior, t2, label=True)
         margin = card.box_margin_vox
         boxes = boxes_from_mask(prior, margin_vox=margin)

@@ -16,11 +16,16 @@ the file and the fix (exit code 2), before a single voxel is predicted or writte
 * the prior (mid-RT): a label map in {0, 1, 2} over the T2, holding at least one lesion;
 * boxes: valid ``boxes.json`` whose every box touches the first input.
 
-Example:
-    >>> case = validate_request(SegmentRequest(model="demo-midrt", inputs={"T2": "t2.nii.gz"},
-    ...                                        prior="prior.nii.gz", output="out.nii.gz"))
-    >>> case.reference_name, case.task
-    ('T2', 'midrt')
+Example (a phantom mid-RT case and the bundled demo model):
+    >>> from HNTumorSegLib.image import write_image
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> phantom = make_midrt_case(seed=0)
+    >>> _ = write_image(phantom["midRT_T2"], "t2.nii.gz")
+    >>> _ = write_image(phantom["preRT_mask_registered"], "prior.nii.gz")
+    >>> case = validate_request(SegmentRequest(model="demo-midrt", input_paths={"T2": "t2.nii.gz"},
+    ...                                        prior_path="prior.nii.gz", output_path="out.nii.gz"))
+    >>> case.reference_name, str(case.task), int(case.prior.array.max())
+    ('T2', 'midrt', 2)
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -36,8 +41,14 @@ from ..errors import InputError
 from ..dicom.read import read_volume
 from ..image import Image, check_labels, check_overlap, read_image
 from ..protect import check_request
-from .channels import user_inputs
+from ..vocab import Task
 from .request import SegmentRequest
+
+if TYPE_CHECKING:   # imported when used: torch only when a prediction runs
+    from torch import device as TorchDevice
+
+    from ..models.types import LoadedModel
+    from ..prompts.boxes import LesionBox
 
 DICOM_MODALITY = {"CT": "CT", "PET": "PT", "T2": "MR"}  # input name -> modality, to pick a series in a study folder
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -48,12 +59,12 @@ class ValidatedCase:
     """A request whose inputs were read and checked, with the model loaded."""
 
     request: SegmentRequest
-    model: Any                      # models.types.LoadedModel
-    task: str | None
+    model: LoadedModel              # a CardModel, NnUNetFolderModel or EnsembleModel (models.types)
+    task: Task | None
     images: dict[str, Image]        # in the model's input order; the first is the reference grid
     prior: Image | None = None
-    boxes: list = field(default_factory=list)   # LesionBox list from --boxes (empty if none)
-    device: Any = None              # torch.device
+    boxes: list[LesionBox] = field(default_factory=list)   # from --boxes (empty if none)
+    device: TorchDevice | None = None
     notes: list[str] = field(default_factory=list)  # warnings for the progress (e.g. PET registered to the CT)
     tta: bool = False               # the request's --tta, or the model's default (default_tta)
     warnings: list[str] = field(default_factory=list)  # content/size warnings: progress stream and result (issue 11)
@@ -69,9 +80,9 @@ class ValidatedCase:
 
 def check_output_paths(request: SegmentRequest) -> None:
     """Outputs: image suffix, distinct from every input and each other, in a writable folder."""
-    outputs = {"--output": request.output_path, "--probabilities": request.probabilities_path,
-               "--uncertainty": request.uncertainty_path, "--save-boxes": request.boxes_output_path}
-    outputs = {k: v for k, v in outputs.items() if v}
+    given = {"--output": request.output_path, "--probabilities": request.probabilities_path,
+             "--uncertainty": request.uncertainty_path, "--save-boxes": request.boxes_output_path}
+    outputs = {flag: path for flag, path in given.items() if path}
     for flag, out in outputs.items():
         name = Path(out).name.lower()
         if flag == "--save-boxes":
@@ -89,33 +100,25 @@ def check_output_paths(request: SegmentRequest) -> None:
     check_request(request)  # protected paths (symlinks, hard links, case), regular files only
 
 
-def default_tta(model: Any) -> bool:
-    """TTA when the request does not say: on where the model's seed ran it.
+def default_tta(model: LoadedModel) -> bool:
+    """TTA when the request does not say: on where the model's seed ran it (``model.default_tta``).
 
     nnU-Net results folders: on (``nnUNetv2_predict``'s default, which seeds 000, 001, 003 and
     004 used); ensemble cards: their ``"tta"`` (seed 002's released pipeline passes
     ``--disable_tta``); model cards: their ``"tta": true``, else off (the demo models).
     """
-    kind = getattr(model, "kind", None)
-    if kind == "nnunet":
-        return True
-    if kind == "ensemble":
-        return bool(getattr(model, "tta_default", False))
-    return getattr(model.card, "extra", {}).get("tta") is True
+    return model.default_tta
 
 
-def expected_inputs(model: Any) -> list[str]:
-    """Input names the user gives for this model, first = output grid (T2, or CT; nnU-Net: channel 0)."""
-    if getattr(model, "declaration", None) is not None:   # nnU-Net folder: derived channels are made, not given
-        return list(model.declaration.user_inputs)
-    if getattr(model, "kind", None) == "nnunet" or getattr(model, "channel_names", None):
-        return list(model.input_names)
-    return user_inputs(model.card)
+def expected_inputs(model: LoadedModel) -> list[str]:
+    """Input names the user gives for this model, first = output grid (T2, or CT; nnU-Net: channel 0;
+    derived channels such as the gradient map are made, not given)."""
+    return list(model.user_inputs)
 
 
-def resolve_task(request: SegmentRequest, model: Any) -> str | None:
+def resolve_task(request: SegmentRequest, model: LoadedModel) -> Task | None:
     """The task: ``--task`` or the model's; a conflict or an unknown task is an InputError."""
-    card_task = getattr(model.card, "task", None)
+    card_task = model.card.task
     task = request.task          # a Task (or None): SegmentRequest converted it
     if task and card_task and task != card_task:
         raise InputError(f"--task {task} does not match the model, which is for {card_task}", None,
@@ -134,7 +137,8 @@ def check_input_names(request: SegmentRequest, expected: list[str], model_name: 
                          f"add --input {missing[0]}=PATH")
 
 
-def validate_request(request: SegmentRequest, model_loader: Any = None) -> ValidatedCase:
+def validate_request(request: SegmentRequest,
+                     model_loader: Callable[..., LoadedModel] | None = None) -> ValidatedCase:
     """Check everything (module docstring) and return the loaded case. Raises InputError on any problem.
 
     ``model_loader``: called like :func:`~HNTumorSegLib.models.loader.load_model`; a warm
@@ -180,7 +184,7 @@ def validate_request(request: SegmentRequest, model_loader: Any = None) -> Valid
         if not np.any(prior.array):
             raise InputError("prior mask holds no lesion (no voxel labelled 1 or 2)", request.prior_path,
                              "give the pre-RT mask registered to the mid-RT T2, or --boxes")
-    boxes: list = []
+    boxes: list[LesionBox] = []
     if request.boxes_path:
         boxes = read_boxes(request.boxes_path)
         if not boxes:
@@ -201,16 +205,13 @@ def validate_request(request: SegmentRequest, model_loader: Any = None) -> Valid
                          tta=request.tta if request.tta is not None else default_tta(model), warnings=warnings)
 
 
-def _patch_warnings(model: Any, ref: Image, ref_name: str) -> list[str]:
-    """A volume smaller than one patch of the model (image_checks.patch_warnings)."""
+def _patch_warnings(model: LoadedModel, ref: Image, ref_name: str) -> list[str]:
+    """A volume smaller than one patch of the model (image_checks.patch_warnings); the card has the
+    spacing and patch in the image's axis order for every form (nnU-Net's made from its plans)."""
     from ..image_checks import patch_warnings
 
-    manager = getattr(model, "configuration_manager", None)
-    if manager is not None:   # nnU-Net: spacing in z, y, x
-        spacing_xyz = list(manager.spacing)[::-1]
-    else:
-        spacing_xyz = getattr(model.card, "spacing_xyz", None)
+    card = model.card
     try:
-        return patch_warnings(ref, spacing_xyz, model.patch_size, f"the {ref_name} image")
+        return patch_warnings(ref, card.spacing_xyz, card.patch_size_zyx, f"the {ref_name} image")
     except (TypeError, ValueError):  # a model without a fixed patch: nothing to compare
         return []

@@ -12,8 +12,15 @@ One module per concern, each importable on its own (no torch, no Qt):
 * :mod:`.coarse_to_fine` - seed 002's head region, coarse and fine ROIs (released formulas).
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
     >>> from HNTumorSegLib.prompts.boxes import boxes_from_mask, write_boxes
     >>> from HNTumorSegLib.prompts.gradient_map import gradient_map
+    >>> case = make_midrt_case(seed=0, shape=(16, 48, 48))
+    >>> t2, prior_mask = case["midRT_T2"], case["preRT_mask_registered"]
     >>> boxes = boxes_from_mask(prior_mask, margin_vox=3)
+    >>> [b.name for b in boxes]
+    ['GTVp-1', 'GTVn-1', 'GTVn-2']
     >>> grad = gradient_map(t2, boxes)        # Image on t2's grid, 0..1, zero outside the boxes
+    >>> grad.array.shape == t2.array.shape, float(grad.array.min()), float(grad.array.max())
+    (True, 0.0, 1.0)
 """

@@ -26,15 +26,17 @@ Choices (seed 003 is vague or its code differs from its paper):
   Boxes are not clamped to the image here; :func:`box_to_index_slices` clamps.
 
 Example:
+    >>> mask = Image(np.zeros((10, 20, 20), np.uint8)); mask.array[3:6, 5:9, 5:9] = 1   # one GTVp, 1 mm voxels
     >>> boxes = boxes_from_mask(mask, margin_vox=2)
     >>> write_boxes(boxes, "case1/boxes.json")
-    >>> zs, ys, xs = box_to_index_slices(read_boxes("case1/boxes.json")[0], t2)
-    >>> t2.array[zs, ys, xs].mean()
+    PosixPath('case1/boxes.json')
+    >>> zs, ys, xs = box_to_index_slices(read_boxes("case1/boxes.json")[0], mask)
+    >>> zs, ys, xs                                       # the lesion and 2 voxels on every side
+    (slice(1, 8, None), slice(3, 11, None), slice(3, 11, None))
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -44,12 +46,14 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
+from .. import LABEL_NAMES
 from ..errors import InputError
-from ..fileio import write_json_atomic
-from ..image import Image, lps_to_ras, ras_to_lps
+from ..fileio import read_json, write_json_atomic
+from ..protect import check_path_kind
+from ..image import Image, box_corners, index_box_to_ras, ras_to_lps  # noqa: F401 (index_box_to_ras re-exported)
+from .extents import BOX_CROP_SURROUND_MM
 from .margins import MarginDraw
 
-LABEL_NAMES = {1: "GTVp", 2: "GTVn"}
 NAME_LABELS = {v.lower(): k for k, v in LABEL_NAMES.items()}
 STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 STRUCTURE_6 = ndimage.generate_binary_structure(3, 1)  # face neighbours: seed 003's lesions
@@ -93,18 +97,7 @@ class LesionBox:
 
 # ---- voxels <-> RAS -------------------------------------------------------------------------
 
-def _corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The 8 corners (8, 3) of the box lo..hi."""
-    return np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])],
-                    dtype=float)
-
-
-def index_box_to_ras(image: Image, lo_ijk: Sequence[int], hi_ijk: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """RAS min and max of the voxels ``lo_ijk..hi_ijk`` (inclusive, i j k order), edges included."""
-    lo = np.asarray(lo_ijk, dtype=float) - 0.5
-    hi = np.asarray(hi_ijk, dtype=float) + 0.5
-    ras = lps_to_ras(image.index_to_physical(_corners(lo, hi)))
-    return ras.min(axis=0), ras.max(axis=0)
+# index_box_to_ras (voxels -> RAS) lives in image.py, beside lps_to_ras: export needs it too.
 
 
 def box_to_index_range(box: LesionBox, image: Image, what: str | None = None,
@@ -124,7 +117,7 @@ def box_to_index_range(box: LesionBox, image: Image, what: str | None = None,
     if np.any(hi_ras - lo_ras <= 0):
         raise InputError(f"{label} is empty (zero or negative size {np.round(hi_ras - lo_ras, 3).tolist()} mm)",
                          path, "give min_ras strictly below max_ras on every axis")
-    cont = image.physical_to_index(ras_to_lps(_corners(lo_ras, hi_ras)))
+    cont = image.physical_to_index(ras_to_lps(box_corners(lo_ras, hi_ras)))
     cmin, cmax = cont.min(axis=0), cont.max(axis=0)
     n = np.asarray(image.shape_xyz)
     if np.any(cmax < -0.5) or np.any(cmin > n - 0.5):
@@ -198,6 +191,8 @@ def boxes_from_mask(mask: Image, margin_mm: float = 0.0, margin_vox: int = 0,
     ``margin_mm`` then grows the RAS box by that many mm on every side.
 
     Example:
+        >>> prior = Image(np.zeros((10, 20, 20), np.uint8)); prior.array[3:6, 5:9, 5:9] = 1
+        >>> prior.array[3:5, 12:15, 12:15] = 2; prior.array[6:8, 2:4, 14:17] = 2      # two GTVn
         >>> boxes = boxes_from_mask(prior, random_margin_vox=(2, 6), rng=np.random.default_rng(7))
         >>> [b.name for b in boxes]
         ['GTVp-1', 'GTVn-1', 'GTVn-2']
@@ -236,15 +231,16 @@ def boxes_to_mask(boxes: Iterable[LesionBox], image: Image, margin_mm: float = 0
     return out
 
 
-def union_region(boxes: Sequence[LesionBox], image: Image, context_mm: float = 20.0) -> tuple[slice, slice, slice]:
-    """Slices ``(z, y, x)`` of the smallest index block holding every box grown by ``context_mm``.
+def union_region(boxes: Sequence[LesionBox], image: Image,
+                 surround_mm: float = BOX_CROP_SURROUND_MM) -> tuple[slice, slice, slice]:
+    """Slices ``(z, y, x)`` of the smallest index block holding every box grown by ``surround_mm``.
 
-    This is the region a box-restricted run segments: the union of the boxes plus context so
-    the network sees tissue around each lesion. Raises :class:`InputError` when there are no boxes.
+    This is the region a box-made crop covers: the union of the boxes plus surroundings so the
+    network sees tissue around each lesion (:mod:`.extents`). Raises :class:`InputError` when there are no boxes.
     """
     if not boxes:
         raise InputError("no lesion boxes given", None, "draw at least one box or run without boxes")
-    los, his = zip(*(box_to_index_range(b.expanded(context_mm), image) for b in boxes))
+    los, his = zip(*(box_to_index_range(b.expanded(surround_mm), image) for b in boxes))
     lo, hi = np.min(los, axis=0), np.max(his, axis=0)
     return (slice(int(lo[2]), int(hi[2]) + 1), slice(int(lo[1]), int(hi[1]) + 1),
             slice(int(lo[0]), int(hi[0]) + 1))
@@ -306,16 +302,9 @@ def parse_boxes(data, path: str | os.PathLike | None = None) -> list[LesionBox]:
 def read_boxes(path: str | os.PathLike) -> list[LesionBox]:
     """Read and validate ``boxes.json``; every problem raises :class:`InputError` naming the file."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError("boxes file does not exist", p, "check the path to boxes.json")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"boxes file is not valid JSON ({exc.__class__.__name__}: {str(exc)[:80]})", p,
-                         "fix the JSON syntax or re-export the boxes") from None
-    except RecursionError:  # issue 11: "[[[[...]]]]" thousands deep is bad input, not a bug
-        raise InputError("boxes file is nested too deeply to be boxes.json", p,
-                         "give a list of boxes (docs/design.md 'Boxes')") from None
+    check_path_kind(p, "boxes file", "file", "check the path to boxes.json")   # a FIFO is named so (issue 22)
+    # depth-limited and strict (issues 11, 22): "[[[[...]]]]" thousands deep is bad input, not a bug
+    data = read_json(p, "boxes file", "fix the JSON syntax or re-export the boxes (docs/design.md 'Boxes')")
     try:
         return parse_boxes(data, p)
     except RecursionError:

@@ -37,10 +37,22 @@ released fine ResEnc-L takes 2 channels).
   -> the coarse ROI's centre (:class:`FineRoiChoice`).
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_petct_case
+    >>> case = make_petct_case(seed=1, in_plane=64)
+    >>> ct, pet = case["CT"], case["PET"]
     >>> grid = head_grid(ct)                          # 256 x 256 x 128 at 2 x 2 x 3 mm
+    >>> grid.size_xyz, grid.spacing_xyz
+    ((256, 256, 128), (2.0, 2.0, 3.0))
     >>> ct_h, pet_h = window_head_images(ct, pet, grid)
-    >>> point = head_point(head_mask_on_grid)         # x, y, z in LPS mm
-    >>> coarse = coarse_grid(point); fine = fine_grid(tumour_centroid(coarse_labels))
+    >>> head_mask_on_grid = ct_h.with_array((grid.resample(ct, default=-1000).array > -300).astype(np.uint8))
+    >>> point = head_point(head_mask_on_grid)         # point.xyz: x, y, z in LPS mm
+    >>> point.found
+    True
+    >>> coarse = coarse_grid(point.xyz)               # the coarse network's labels go on this grid:
+    >>> coarse_labels = coarse.resample(case["mask"], label=True)     # here the true mask stands in
+    >>> fine = fine_grid(tumour_centroid(coarse_labels))
+    >>> fine.size_xyz, fine.spacing_xyz
+    ((144, 144, 144), (1.0, 1.0, 1.0))
 """
 
 from __future__ import annotations

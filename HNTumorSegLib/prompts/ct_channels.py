@@ -22,7 +22,11 @@ The number of channels is never guessed: a model card lists its inputs one by on
 :func:`channel_set_arrays` refuses a count the set does not define.
 
 Example:
+    >>> ct_crop = np.linspace(-300, 300, 64, dtype=np.float32).reshape(4, 4, 4)   # HU
+    >>> pet_crop = np.linspace(0, 12, 64, dtype=np.float32).reshape(4, 4, 4)      # SUV, on the same grid
     >>> x = channel_set_arrays("seed002", ct_crop, pet_crop, n_channels=4)   # (4, z, y, x) in [0, 1]
+    >>> x.shape, round(float(x.min()), 4), round(float(x.max()), 4)
+    ((4, 4, 4, 4), 0.0, 1.0)
     >>> [i["name"] for i in channel_set_inputs("seed002", 4)]
     ['CT', 'ct_sq', 'ct_cbrt', 'PET']
 """

@@ -30,8 +30,14 @@ Choices, where the paper is vague (we follow the published code, GradientSegHNTS
   does not depend on box order.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.prompts.boxes import boxes_from_mask
+    >>> case = make_midrt_case(seed=0, shape=(16, 48, 48))
+    >>> midrt_t2, registered_prior = case["midRT_T2"], case["preRT_mask_registered"]
     >>> boxes = boxes_from_mask(registered_prior, margin_vox=4)
     >>> grad = gradient_map(midrt_t2, boxes)   # Image, float32 in [0, 1] on midrt_t2's grid
+    >>> grad.array.dtype, grad.same_grid(midrt_t2)
+    (dtype('float32'), True)
 """
 
 from __future__ import annotations

@@ -28,13 +28,20 @@ Steps (:func:`locate_head`), following the seed's published code (HECKTOR2025-ME
 
 :meth:`HeadCrop.paste_back` puts a label map predicted on the crop back onto the original CT
 grid (nearest neighbour in physical space, 0 outside the crop). :func:`crop_around_boxes`
-makes the same kind of crop from user boxes (their union plus ``context_mm``, 20 mm by default)
-instead of the PET hot spot.
+makes the same kind of crop from user boxes (their union plus ``surround_mm``,
+:data:`~.extents.BOX_CROP_SURROUND_MM` by default) instead of the PET hot spot.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_petct_case
+    >>> case = make_petct_case(seed=1, in_plane=64)
+    >>> ct, pet = case["CT"], case["PET"]
     >>> crop = locate_head(ct, pet)                 # crop.ct, crop.pet: 1 mm Images
-    >>> labels = model(crop.ct, crop.pet)            # ndarray on the crop grid
+    >>> crop.ct.spacing, crop.ct.same_grid(crop.pet)
+    ((1.0, 1.0, 1.0), True)
+    >>> labels = (crop.pet.array > 2.5).astype(np.uint8)   # a network's labels: ndarray on the crop grid
     >>> out = crop.paste_back(labels)               # Image on the CT grid
+    >>> out.same_grid(ct)
+    True
 """
 
 from __future__ import annotations
@@ -48,8 +55,7 @@ from scipy import ndimage
 from ..errors import InputError
 from ..image import Image, ras_to_lps, resample_to
 from .boxes import LesionBox, union_region
-
-HEAD_CROP_MM = (200.0, 200.0, 310.0)
+from .extents import BOX_CROP_SURROUND_MM, HEAD_CROP_MM, HEAD_CROP_SPACING_MM
 STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 
 
@@ -212,7 +218,8 @@ def _crop_images(ct: Image, pet: Image, plan: CropPlan, interpolator: str) -> He
     return HeadCrop(ct_crop, pet_crop, ct, np.asarray(plan.centre_lps, float), plan.found_hot_region)
 
 
-def plan_head_crop(ct: Image, pet: Image, crop_mm: Sequence[float] = HEAD_CROP_MM, spacing: float = 1.0,
+def plan_head_crop(ct: Image, pet: Image, crop_mm: Sequence[float] = HEAD_CROP_MM,
+                   spacing: float = HEAD_CROP_SPACING_MM,
                    top_fraction: float = 0.25, z_threshold: float = 1.0, search_spacing: float = 2.0) -> CropPlan:
     """Steps 1-3 of :func:`locate_head`: where the crop goes, without resampling the images (fast)."""
     lo, hi = common_extent(ct, pet)
@@ -220,7 +227,7 @@ def plan_head_crop(ct: Image, pet: Image, crop_mm: Sequence[float] = HEAD_CROP_M
     return CropPlan(_crop_grid(lo, hi, centre, crop_mm, spacing), np.asarray(centre, float), found)
 
 
-def locate_head(ct: Image, pet: Image, crop_mm: Sequence[float] = HEAD_CROP_MM, spacing: float = 1.0,
+def locate_head(ct: Image, pet: Image, crop_mm: Sequence[float] = HEAD_CROP_MM, spacing: float = HEAD_CROP_SPACING_MM,
                 top_fraction: float = 0.25, z_threshold: float = 1.0, search_spacing: float = 2.0,
                 interpolator: str = "bspline") -> HeadCrop:
     """Seed 004's head crop of a PET/CT study (see the module docstring for every step).
@@ -234,20 +241,21 @@ def locate_head(ct: Image, pet: Image, crop_mm: Sequence[float] = HEAD_CROP_MM, 
 
 # ---- user boxes ---------------------------------------------------------------------------------
 
-def region_from_boxes(boxes: Sequence[LesionBox], image: Image, context_mm: float = 20.0) -> tuple[slice, slice, slice]:
-    """Slices (z, y, x) of ``image`` to segment when the user gave boxes: their union + ``context_mm``."""
-    return union_region(boxes, image, context_mm)
+def region_from_boxes(boxes: Sequence[LesionBox], image: Image,
+                      surround_mm: float = BOX_CROP_SURROUND_MM) -> tuple[slice, slice, slice]:
+    """Slices (z, y, x) of ``image`` a box-made crop covers: the boxes' union + ``surround_mm``."""
+    return union_region(boxes, image, surround_mm)
 
 
-def crop_around_boxes(ct: Image, pet: Image, boxes: Sequence[LesionBox], context_mm: float = 20.0,
-                      spacing: float = 1.0, interpolator: str = "bspline") -> HeadCrop:
-    """A :class:`HeadCrop` covering the union of ``boxes`` plus ``context_mm``, within the PET/CT overlap."""
+def crop_around_boxes(ct: Image, pet: Image, boxes: Sequence[LesionBox], surround_mm: float = BOX_CROP_SURROUND_MM,
+                      spacing: float = HEAD_CROP_SPACING_MM, interpolator: str = "bspline") -> HeadCrop:
+    """A :class:`HeadCrop` covering the union of ``boxes`` plus ``surround_mm``, within the PET/CT overlap."""
     if not boxes:
         raise InputError("no lesion boxes given", None, "draw at least one box or let the PET locate the head")
     lo, hi = common_extent(ct, pet)
     corners = []
     for b in boxes:
-        e = b.expanded(context_mm)
+        e = b.expanded(surround_mm)
         corners.append(ras_to_lps(np.array([e.min_ras, e.max_ras])))
     pts = np.concatenate(corners)
     b_lo, b_hi = np.maximum(pts.min(axis=0), lo), np.minimum(pts.max(axis=0), hi)

@@ -36,9 +36,16 @@ nnU-Net's scheme names (``ZScoreNormalization``, ``CTNormalization``, ``NoNormal
 ``RescaleTo01Normalization``) are accepted as types too.
 
 Example:
+    >>> ct_array = np.array([-200.0, 61.2, 300.0])          # HU: clipped to [-150, 240], then z-scored
     >>> normalise(ct_array, {"type": "ct", "mean": 61.2, "std": 45.0,
-    ...                      "percentile_00_5": -150.0, "percentile_99_5": 240.0})
-    >>> schemes_from_plans(json.load(open("plans.json")), "3d_fullres")   # one scheme per channel
+    ...                      "percentile_00_5": -150.0, "percentile_99_5": 240.0}).round(3)
+    array([-4.693,  0.   ,  3.973], dtype=float32)
+    >>> plans = {"configurations": {"3d_fullres": {"normalization_schemes": ["CTNormalization", "ZScoreNormalization"],
+    ...                                            "use_mask_for_norm": [False, False]}},
+    ...          "foreground_intensity_properties_per_channel": {"0": {"mean": 61.2, "std": 45.0,
+    ...              "percentile_00_5": -150.0, "percentile_99_5": 240.0}}}     # as in an nnU-Net plans.json
+    >>> schemes_from_plans(plans, "3d_fullres")   # one scheme per channel
+    [{'type': 'ct', 'mean': 61.2, 'std': 45.0, 'percentile_00_5': -150.0, 'percentile_99_5': 240.0}, {'type': 'zscore'}]
 """
 
 from __future__ import annotations

@@ -24,8 +24,12 @@ After registration the PET must cover at least ``min_fraction`` of the CT; other
 images are not one study and an :class:`InputError` says so (nothing is guessed further).
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_petct_case
+    >>> case = make_petct_case(seed=1, in_plane=64)
+    >>> ct, pet = case["CT"], case["PET"]
     >>> result = pet_on_ct(ct, pet, warn=print)      # warns and registers only when needed
-    >>> result.pet.same_grid(ct), result.registered, result.translation_mm
+    >>> result.pet.same_grid(ct), result.registered, result.translation_mm   # they overlap: resampled only
+    (True, False, (0.0, 0.0, 0.0))
 """
 
 from __future__ import annotations

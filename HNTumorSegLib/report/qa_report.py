@@ -32,10 +32,11 @@ from pathlib import Path
 from string import Template
 from typing import Any, Callable
 
+from .. import LABEL_NAMES
 from ..fileio import write_text_atomic
 
 TEMPLATE = Path(__file__).with_name("templates") / "index.html"
-LABELS = ("GTVp", "GTVn")
+LABELS = tuple(LABEL_NAMES.values())   # ("GTVp", "GTVn"), named once in HNTumorSegLib/__init__.py
 
 
 @dataclass

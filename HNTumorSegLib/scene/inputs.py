@@ -15,9 +15,13 @@ or a HECKTOR case (``<ID>__CT`` + ``<ID>__PT`` [+ ``<ID>`` label]) is read with
 ``<ID>`` and study (``preRT``, ``midRT``, ``PET/CT``), masks as label map volumes.
 
 Example:
-    >>> nodes = load_case_folder(scene, "HNTSMRG24/12")
-    >>> auto_assign(scene, "midrt")
-    {'T2': <vtkMRMLScalarVolumeNode 12_midRT_T2>, 'prior': <vtkMRMLLabelMapVolumeNode 12_preRT_mask_registered>}
+    >>> from HNTumorSegLib.phantoms import write_hntsmrg_cohort
+    >>> from HNTumorSegLib.scene.mrml import make_scene
+    >>> scene = make_scene().scene
+    >>> _ = write_hntsmrg_cohort("HNTSMRG24", 1, shape=(8, 24, 24))    # a phantom case "1"
+    >>> nodes = load_case_folder(scene, "HNTSMRG24/1")
+    >>> {role: node.GetName() for role, node in auto_assign(scene, "midrt").items()}
+    {'T2': '1_midRT_T2', 'prior': '1_preRT_mask_registered'}
 """
 
 from __future__ import annotations

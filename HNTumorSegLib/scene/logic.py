@@ -39,7 +39,7 @@ from ..image import check_labels, read_image, write_image
 from ..folds import Folds
 from ..pipeline.request import SegmentRequest
 from ..prompts.boxes import boxes_from_mask, write_boxes
-from ..vocab import OutputKind, Quality, Task, parse_device
+from ..vocab import ExportFormat, OutputKind, Quality, Task, parse_device
 from .inputs import TASK_INPUTS, TASK_PRIOR
 from .mrml import image_from_volume_node
 from .review import (COMPARISON_COLUMNS, LESION_COLUMNS, VOLUME_COLUMNS, comparison_rows, lesion_rows,
@@ -47,7 +47,7 @@ from .review import (COMPARISON_COLUMNS, LESION_COLUMNS, VOLUME_COLUMNS, compari
 from .roi_boxes import boxes_from_roi_nodes, lesion_roi_nodes, roi_nodes_from_boxes
 from .segmentation_io import add_uncertainty_volume, export_label_map, import_label_map
 
-EXPORT_FORMATS = ("nifti", "dicom_seg", "rtstruct", "csv")
+EXPORT_FORMATS = ExportFormat.values()   # the words: vocab.ExportFormat
 
 
 def quality_settings(quality: Quality | str) -> tuple[Folds, bool]:

@@ -19,8 +19,9 @@ Example:
     >>> [c.label for c in models_for_task("midrt")][:2]
     ['demo-midrt', 'GradientSegHNTS  [not installed: Download]']
     >>> choose_model("GradientSegHNTS  [not installed: Download]", "midrt").instructions
-    'Not installed: press Download and type the commit hash you checked on the model\'s Hugging Face page.'
-    >>> choose_model("/data/results/Dataset501_midRT", "midrt").is_path  # an existing folder
+    "Not installed: press Download and type the commit hash you checked on the model's Hugging Face page."
+    >>> import os; os.makedirs("results/Dataset501_midRT")
+    >>> choose_model("results/Dataset501_midRT", "midrt").is_path  # an existing folder
     True
 """
 

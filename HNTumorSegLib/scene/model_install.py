@@ -7,7 +7,8 @@
   click (a missing model says what to click, not which command to run);
 * :class:`InstallJob` - runs ``hntumorseg models fetch|import ... --progress json`` in a child
   process (the Slicer module never imports torch, and a download must not freeze the UI; the
-  child is ``PythonSlicer`` inside Slicer, :func:`~HNTumorSegLib.runner.default_python`); the
+  child is ``PythonSlicer`` inside Slicer, :func:`~HNTumorSegLib.childproc.default_python`,
+  started like every child by :func:`~HNTumorSegLib.childproc.start`); the
   widget polls it from a timer: ``poll()`` gives the latest stage, fraction and message, then
   ``done`` with the return code and the error line (exit 2: the reason, e.g. a changed byte);
 * :func:`configurations_in` - the nnU-Net results folders of a downloaded zip or folder, read
@@ -27,14 +28,13 @@ Example:
 from __future__ import annotations
 
 import re
-import subprocess
 import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..childproc import Child, default_python, start
 from ..errors import InputError
-from ..runner import child_env, default_python
 from ..models.catalogue import is_installed, manual_instructions, read_catalogue
 
 
@@ -72,7 +72,7 @@ def install_plan(model_id: str, cache: str | Path | None = None, catalogue: str 
         return InstallPlan(action="import", needs_revision=False,
                            instructions=f"Not installed. {manual_instructions(entry).split(', then run:')[0]}, "
                                         "then press Import and choose the downloaded zip or folder.", **common)
-    if not entry.hub and not (entry.url and entry.sha256):   # no verifiable download: by hand, then Import
+    if not entry.hub and not (entry.url and entry.download_sha256):   # no verifiable download: by hand, then Import
         return InstallPlan(action="import", needs_revision=False,
                            instructions=f"Not installed. Download the weights from {entry.homepage or entry.url} "
                                         "(no checksum is published: check the file with the authors), then press "
@@ -121,7 +121,7 @@ class InstallJob:
         self.argv = [python or default_python(), "-m", "HNTumorSegLib", *argv, "--progress", "json"]
         self.env = env
         self.state = JobState()
-        self._proc: subprocess.Popen | None = None
+        self._child: Child | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -145,39 +145,41 @@ class InstallJob:
         return cls(argv + _common(accepted, cache), **kwargs)
 
     def start(self) -> "InstallJob":
-        env = child_env(self.env)   # this very HNTumorSegLib on the child's path, unbuffered output
-        self._proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        threading.Thread(target=self._read, daemon=True).start()
+        """Start the child (its own process group, this very HNTumorSegLib on its path) and its reader."""
+        self._child = start(self.argv, env=self.env, name="install")
+        threading.Thread(target=self._read, daemon=True, name="hntumorseg-install-read").start()
         return self
 
     def _read(self) -> None:
-        from ..protocol import ProgressEvent, ProtocolError, parse_event
+        from ..protocol import ProgressEvent
 
-        assert self._proc is not None and self._proc.stdout is not None
-        for line in self._proc.stdout:
-            try:
-                event = parse_event(line.strip())
-            except ProtocolError:
-                with self._lock:
-                    self.state.lines.append(line.rstrip())
-                continue
-            if isinstance(event, ProgressEvent):
-                with self._lock:
-                    self.state.stage, self.state.fraction, self.state.message = \
-                        event.stage, event.fraction, event.message
-        err = self._proc.stderr.read() if self._proc.stderr else ""
-        code = self._proc.wait()
+        child = self._child
+        assert child is not None
+        while not child.eof:
+            for line in child.read(timeout=None):
+                event = child.parse(line)
+                if event is None:
+                    with self._lock:
+                        self.state.lines.append(line.rstrip())
+                elif isinstance(event, ProgressEvent):
+                    with self._lock:
+                        self.state.stage, self.state.fraction, self.state.message = \
+                            event.stage, event.fraction, event.message
+        code = child.wait()
+        last = next((ln.strip() for ln in reversed(child.stderr_tail) if ln.strip()), "")
         with self._lock:
             self.state.returncode, self.state.done = code, True
-            self.state.error = err.strip().splitlines()[-1] if code and err.strip() else ""
+            self.state.error = last if code else ""
 
     def poll(self) -> JobState:
         with self._lock:
             return JobState(**{k: (list(v) if isinstance(v, list) else v) for k, v in self.state.__dict__.items()})
 
     def cancel(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
+        """End the child's whole tree (SIGTERM, SIGKILL after 1 s) without blocking the caller (a GUI)."""
+        child = self._child
+        if child is not None and child.alive:
+            threading.Thread(target=child.kill_tree, args=(1.0,), daemon=True, name="hntumorseg-install-cancel").start()
 
 
 _COMMIT = re.compile(r"[0-9a-fA-F]{40}")

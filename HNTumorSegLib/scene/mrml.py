@@ -14,7 +14,9 @@ x and y turns the RAS matrix back into LPS). A volume under a *linear* parent tr
 in world coordinates (the transform is applied, as "harden" would); a non-linear one is refused.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
     >>> from HNTumorSegLib.scene.mrml import make_scene, volume_node_from_image, image_from_volume_node
+    >>> t2 = make_midrt_case(seed=0, shape=(8, 32, 32))["midRT_T2"]
     >>> app = make_scene()
     >>> node = volume_node_from_image(app.scene, t2, "T2")
     >>> image_from_volume_node(node).same_grid(t2)

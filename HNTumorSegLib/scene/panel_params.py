@@ -24,13 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..vocab import Device, Quality, Task
+from ..vocab import Device, InputRole, Quality, Task
 
 if TYPE_CHECKING:  # MRML classes: only for readers and type checkers (slicer is not imported here)
     from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
-#: node field -> input role of the scene logic (``scene.inputs.TASK_INPUTS``)
-NODE_ROLES = {"t2": "T2", "ct": "CT", "pet": "PET"}
+#: node field -> input role of the scene logic (``scene.inputs.TASK_INPUTS``): each role's ``field``
+NODE_ROLES = {role.field: role for role in InputRole}
 
 
 @dataclass

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -77,26 +76,44 @@ def probe_device(requested: str = "auto", python: str | None = None, timeout_s: 
     in Slicer's GUI process (it would pin torch's files until Slicer restarts). About 2 s (torch's
     import); the panel asks once per session and device choice. A named device that is absent
     gives the child's one-line DeviceError as an InputError.
+
+    The child (``python -m HNTumorSegLib.scene.run_estimate DEVICE``, :func:`main`) answers in the
+    worker protocol's words: a ``result`` event with ``info.device``, or an ``error`` event.
     """
-    import subprocess
+    from ..childproc import default_python, run_to_end
+    from ..errors import error_class
+    from ..protocol import ErrorEvent, ResultEvent
 
-    from ..errors import DeviceError
-    from ..runner import PACKAGE_ROOT, default_python
+    argv = [python or default_python(), "-m", "HNTumorSegLib.scene.run_estimate", str(requested)]
+    try:
+        done = run_to_end(argv, timeout_s)
+    except OSError as exc:
+        raise RuntimeError(f"could not check the device: {argv[0]}: {exc.strerror or exc}") from None
+    final = done.final
+    if isinstance(final, ResultEvent) and final.info.get("device"):
+        return str(final.info["device"])
+    if isinstance(final, ErrorEvent) and final.user_fixable:
+        raise error_class(final.kind)(final.message)
+    why = (f"it took longer than {timeout_s:g} s" if done.timed_out
+           else final.message if isinstance(final, ErrorEvent) else done.stderr_tail[-1:])
+    raise RuntimeError(f"could not check the device: {why}")
 
-    code = ("import sys\nfrom HNTumorSegLib.errors import InputError\n"
-            "from HNTumorSegLib.scene.run_estimate import planned_device\n"
-            "try:\n    print(planned_device(sys.argv[1]))\n"
-            "except InputError as e:\n    print('ERROR ' + e.one_line()); sys.exit(2)\n")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    proc = subprocess.run([python or default_python(), "-c", code, str(requested)], capture_output=True, text=True,
-                          timeout=timeout_s, env=env)
-    out = (proc.stdout or "").strip().splitlines()
-    if proc.returncode == 2 and out and out[-1].startswith("ERROR "):
-        raise DeviceError(out[-1][len("ERROR "):])
-    if proc.returncode != 0 or not out:
-        raise RuntimeError(f"could not check the device: {(proc.stderr or '').strip().splitlines()[-1:]}")
-    return out[-1]
+
+def main(argv: list[str] | None = None) -> int:
+    """The child of :func:`probe_device`: print one ``result`` (``info.device``) or ``error`` event."""
+    import sys
+
+    from ..errors import EXIT_BAD_INPUT, EXIT_OK, InputError
+    from ..protocol import ErrorEvent, ResultEvent
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        device = planned_device(argv[0] if argv else "auto")
+    except InputError as exc:
+        print(ErrorEvent(exc.kind, exc.one_line()).to_json(), flush=True)
+        return EXIT_BAD_INPUT
+    print(ResultEvent(files={}, info={"device": device}).to_json(), flush=True)
+    return EXIT_OK
 
 
 def _model_geometry(folder: Path) -> tuple[list[float] | None, list[int], list, list[int], int]:
@@ -168,3 +185,7 @@ def device_used_text(run) -> str:
 
 def _gpu_hint() -> str:
     return "a CUDA GPU with the PyTorch extension's CUDA build makes runs much faster"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -63,13 +63,13 @@ class SampleCase:
 SAMPLE_CASES: tuple[SampleCase, ...] = (
     SampleCase("HNTumorSeg mid-RT phantom", "midrt", (
         SampleFile("HNTumorSeg-midRT-phantom-T2.nrrd", "phantom_midRT_T2", "VolumeFile",
-                   "f5b2681d5ec1237a9ba381b919fdb8c56015d7597b59e5f01d3a51176938d8cb"),
+                   "6c97dd694a2bfd20bf616a06d7f5fb396bb7c73e59fa2fa58a5e6e8a823497b7"),
         SampleFile("HNTumorSeg-midRT-phantom-preRT-mask-registered.seg.nrrd", "phantom_preRT_mask_registered",
                    "SegmentationFile", "9b3b45b761d2a6e33a8af6741a46aa3f154466249de165e60ce1f61d2748585e"),
     )),
     SampleCase("HNTumorSeg PET/CT phantom", "petct", (
         SampleFile("HNTumorSeg-PETCT-phantom-CT.nrrd", "phantom_CT", "VolumeFile",
-                   "712db162ce3a4cf6325b7cd7b007abfeb1a2d813f586d0076be53648f3397757"),
+                   "e4d86d6fa6724102c9537bac18a39e1c7827e9e606ee969d4b92d20cf9611df3"),
         SampleFile("HNTumorSeg-PETCT-phantom-PET.nrrd", "phantom_PET", "VolumeFile",
                    "fa49ca2c66b305009e9205a089fb16989bf60d97d6813911533cac969a948b3a"),
     )),

@@ -1,8 +1,9 @@
 """Client of the warm session for Python callers (Slicer, batch, benchmarks).
 
-:class:`SessionClient` starts ``python -m HNTumorSegLib.session`` as a child (its own process
-group, like :class:`HNTumorSegLib.runner.WorkerRun`), reads its tagged events in a daemon
-thread and hands each to its :class:`SessionJob`. A job behaves like a ``WorkerRun`` (``start``,
+:class:`SessionClient` starts ``python -m HNTumorSegLib.session`` as a child
+(:func:`HNTumorSegLib.childproc.start`: its own process group, like
+:class:`HNTumorSegLib.runner.WorkerRun`; it stops within 1 s if we die), reads its tagged
+events in a daemon thread and hands each to its :class:`SessionJob`. A job behaves like a ``WorkerRun`` (``start``,
 ``poll`` never blocking, ``running``, ``done``, ``state``, ``final``, ``progress``, ``cancel``,
 ``close``, ``temp_dir``), so code written for one runs the other: the Slicer logic's Apply,
 batch's scheduler.
@@ -29,7 +30,6 @@ import collections
 import itertools
 import queue
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -37,18 +37,19 @@ import weakref
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..childproc import PIPE, Child, default_python, start
 from ..protocol import ErrorEvent, Event, ProtocolError, ResultEvent, RunHandle
-from ..runner import _IS_WINDOWS, _kill_tree, _pump, child_env, default_python, request_to_dict
+from ..runner import request_to_dict
 from .messages import command_line, split_tagged
 
 _CRASHED = object()   # queued to a job when the session died under it
 
 
-def _last_resort(temp_dir: str, proc_holder: list) -> None:
-    proc = proc_holder[0] if proc_holder else None
-    if proc is not None and proc.poll() is None:
+def _last_resort(temp_dir: str, child_holder: list) -> None:
+    child = child_holder[0] if child_holder else None
+    if child is not None and child.alive:
         try:
-            _kill_tree(proc, grace_s=0.5)
+            child.kill_tree(grace_s=0.5)
         except Exception:  # interpreter shutting down: best effort
             pass
     shutil.rmtree(temp_dir, ignore_errors=True)
@@ -185,7 +186,7 @@ class SessionClient:
         self.grace_s = grace_s
         self.cancel_wait_s = cancel_wait_s
         self.temp_dir = Path(tempfile.mkdtemp(prefix="hntumorseg-session-", dir=temp_parent))
-        self.proc: subprocess.Popen | None = None
+        self.child: Child | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_lines)
         self.info: dict = {}                 # the last ``session`` event
         self.starts = 0                      # processes started (a restart after a crash counts)
@@ -193,18 +194,22 @@ class SessionClient:
         self._status: dict[str, "queue.Queue[dict]"] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._proc_holder: list = []
-        self._stdin_lock = threading.Lock()
-        self._finalizer = weakref.finalize(self, _last_resort, str(self.temp_dir), self._proc_holder)
+        self._child_holder: list = []
+        self._finalizer = weakref.finalize(self, _last_resort, str(self.temp_dir), self._child_holder)
 
     # ---- process --------------------------------------------------------------------------
     @property
+    def proc(self):
+        """The session's ``subprocess.Popen`` (None when no session runs)."""
+        return self.child.proc if self.child is not None else None
+
+    @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.child is not None and self.child.alive
 
     @property
     def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
+        return self.child.pid if self.child is not None else None
 
     def start(self) -> "SessionClient":
         """Start the session process (no-op while one is alive)."""
@@ -217,76 +222,51 @@ class SessionClient:
             argv = [self.python, "-m", "HNTumorSegLib.session", "--temp-dir", str(self.temp_dir)]
             if self.device:
                 argv += ["--device", str(self.device)]
-        kwargs: dict[str, Any] = {}
-        if _IS_WINDOWS:
-            kwargs["creationflags"] = (subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
-                                       | subprocess.CREATE_NO_WINDOW)  # type: ignore[attr-defined]
-        else:
-            kwargs["start_new_session"] = True
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=child_env(self.extra_env), close_fds=True, **kwargs)
-        self._proc_holder[:] = [self.proc]
+        self.child = child = start(argv, env=self.extra_env, stdin=PIPE, name="session", stderr_tail=self.stderr_tail)
+        self._child_holder[:] = [child]
         self.starts += 1
-        q: queue.Queue = queue.Queue()
-        proc = self.proc
-        for stream, tag in ((proc.stdout, "out"), (proc.stderr, "err")):
-            threading.Thread(target=_pump, args=(stream, tag, q), daemon=True,
-                             name=f"hntumorseg-session-{tag}-{proc.pid}").start()
-        threading.Thread(target=self._dispatch, args=(q, proc), daemon=True,
-                         name=f"hntumorseg-session-dispatch-{proc.pid}").start()
+        threading.Thread(target=self._dispatch, args=(child,), daemon=True,
+                         name=f"hntumorseg-session-dispatch-{child.pid}").start()
         return self
 
-    def _dispatch(self, q: queue.Queue, proc: subprocess.Popen) -> None:
+    def _dispatch(self, child: Child) -> None:
         """Hand every stdout line to its job (reader thread); on the session's end, crash its jobs."""
-        eof: set[str] = set()
-        while len(eof) < 2:
-            tag, line = q.get()
-            if line is None:
-                eof.add(tag)
-                continue
-            if tag == "err":
-                self.stderr_tail.append(line)
-                continue
-            try:
-                job_id, ev = split_tagged(line)
-            except ProtocolError:
-                self.stderr_tail.append(line)  # a stray print: keep it for a crash message
-                continue
-            if isinstance(ev, dict):
-                self.info = ev
-                waiter = self._status.get(job_id)
-                if waiter is not None:
-                    waiter.put(ev)
-                continue
-            with self._lock:
-                job = self._jobs.get(job_id)
-            if job is not None:
-                job._q.put(ev)
-        try:
-            proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            pass
+        while not child.eof:
+            for line in child.read(timeout=None):
+                self._route(line)
+        child.wait(timeout=5.0)
         with self._lock:
             jobs = [j for j in self._jobs.values() if j.client is self]
-            if self.proc is proc:
+            if self.child is child:
                 for j in jobs:
                     j._q.put(_CRASHED)
+
+    def _route(self, line: str) -> None:
+        try:
+            job_id, ev = split_tagged(line)
+        except ProtocolError:
+            self.stderr_tail.append(line)  # a stray print: keep it for a crash message
+            return
+        if isinstance(ev, dict):
+            self.info = ev
+            waiter = self._status.get(job_id)
+            if waiter is not None:
+                waiter.put(ev)
+            return
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None:
+            job._q.put(ev)
 
     def _send(self, line: str, start: bool = True) -> bool:
         if not self.alive:
             if not start:
                 return False
             self.start()
-        try:
-            with self._stdin_lock:
-                self.proc.stdin.write(line.encode("utf-8"))
-                self.proc.stdin.flush()
-            return True
-        except (BrokenPipeError, OSError, ValueError):
-            return False
+        return self.child is not None and self.child.send(line)
 
     def crash_message(self) -> str:
-        rc = self.proc.poll() if self.proc is not None else None
+        rc = self.child.returncode if self.child is not None else None
         last = " | ".join(s.strip() for s in list(self.stderr_tail)[-5:] if s.strip())
         msg = (f"the segmentation session stopped unexpectedly (exit status {rc}) - out of memory or a crash in "
                "a library are the usual causes; try again, or use a smaller model or the CPU")
@@ -294,22 +274,17 @@ class SessionClient:
 
     def stop_process(self) -> None:
         """End the session process tree now (a run that would not stop); jobs still waiting crash."""
-        proc = self.proc
-        if proc is None:
+        child = self.child
+        if child is None:
             return
-        self.proc = None
+        self.child = None
         with self._lock:
             jobs = list(self._jobs.values())
-        if proc.poll() is None:
-            _kill_tree(proc, grace_s=min(self.grace_s, 0.5))
+        if child.alive:
+            child.kill_tree(grace_s=min(self.grace_s, 0.5))
         for j in jobs:
             j._q.put(_CRASHED)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            try:
-                if stream:
-                    stream.close()
-            except OSError:
-                pass
+        child.close_streams()
 
     # ---- jobs -------------------------------------------------------------------------------
     def new_job(self, timeout_s: float | None = None, **_ignored: Any) -> SessionJob:
@@ -358,17 +333,14 @@ class SessionClient:
         for job in jobs:
             if job.running:
                 job.cancel()
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
+        child = self.child
+        if child is not None and child.alive:
             self._send(command_line(shutdown=True), start=False)
             try:
-                proc.stdin.close()
+                child.proc.stdin.close()
             except OSError:
                 pass
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
+            child.wait(timeout=timeout)
         self.stop_process()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         self._finalizer.detach()

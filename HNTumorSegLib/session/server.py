@@ -18,7 +18,9 @@ How it works:
   :data:`CANCEL_DEADLINE_S` (a long model load), the ``cancelled`` event is sent anyway and
   whatever the run still produces is dropped; the next request starts when it has unwound;
 * **parent death**: with ``HNTUMORSEG_PARENT_PID`` set (the client sets it) the worker's
-  watch (:func:`HNTumorSegLib.worker._watch_parent`) ends the session within about 1 s;
+  watch (:func:`HNTumorSegLib.worker.watch_parent`) ends the session within 1 s;
+* **SIGTERM**: the running request gets its final ``cancelled`` event (at its next
+  cancellation point, else after 1 s), queued ones too, then the session exits 143;
 * **temp files**: everything temporary goes under the session's folder (``--temp-dir``, the
   client's; else a new ``hntumorseg-session-*``; :data:`tempfile.tempdir` points there), which
   is removed in every ending: shutdown, end of input, SIGTERM, parent death;
@@ -37,10 +39,8 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -49,7 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import InputError
+from ..errors import EXIT_BAD_INPUT, EXIT_OK, InputError
+from ..fileio import loads_json
 from ..protocol import ErrorEvent, Event, ProgressEvent, ResultEvent
 from .messages import session_event, tag_event
 from .model_cache import ModelCache
@@ -127,11 +128,11 @@ class SessionServer:
         """One command line; False once the session should end (shutdown)."""
         if not line.strip():
             return True
-        try:
-            msg = json.loads(line)
-        except json.JSONDecodeError:
-            self._write(tag_event(ErrorEvent("bad_input", "a session line is not JSON - write one JSON object per "
-                                                          "line (docs/design.md 'Worker protocol')"), None))
+        try:   # depth-limited and strict (issue 22): 1,100 nested brackets are this line's error only
+            msg = loads_json(line, "a session line", fix="write one JSON object per line (docs/design.md "
+                                                         "'Worker protocol')")
+        except InputError as exc:
+            self._write(tag_event(ErrorEvent("bad_input", exc.one_line()), None))
             return True
         if not isinstance(msg, dict):
             self._write(tag_event(ErrorEvent("bad_input", "a session line is not a JSON object"), None))
@@ -282,6 +283,10 @@ class SessionServer:
         for job in pending:
             self._final(job, _cancelled())
         self._thread.join(timeout=wait_s)
+        with self._cond:
+            running = self._current
+        if running is not None:   # still unwinding (SIGTERM during a model load): its one final event now
+            self._final(running, ErrorEvent("cancelled", "the session was stopped before this request finished"))
 
 
 def release_freed_memory() -> None:
@@ -326,24 +331,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def serve(args: argparse.Namespace) -> int:
     """Run the session on this process's stdin/stdout until shutdown, end of input or a signal."""
     from ..vocab import parse_device
-    from ..worker import PARENT_ENV, _on_sigterm, _protocol_stream, _watch_parent
+    from ..childproc import event_stream, exit_on_sigterm
+    from ..worker import EventWriter, exit_orphaned, orphaned, watch_parent
 
     device = parse_device(args.device) if args.device else None
     temp_dir = Path(args.temp_dir) if args.temp_dir else Path(tempfile.mkdtemp(prefix="hntumorseg-session-"))
     temp_dir.mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = str(temp_dir)   # every temp file of this process lands in the folder removed below
-    stream = _protocol_stream()
-    try:
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not the main thread (embedded use)
-        pass
-    parent = os.environ.get(PARENT_ENV)
-    if parent and parent.isdigit() and os.getppid() == int(parent):
-        threading.Thread(target=_watch_parent, args=(int(parent),), daemon=True, name="parent-watch").start()
+    stream = event_stream()
+    exit_on_sigterm()   # not the main thread (embedded use): no handler
+    watch_parent(temp_dir=temp_dir, require_env=True)   # our client's death ends us within 1 s
     server = None
-    code = 0
+    code = EXIT_OK
     try:
-        server = SessionServer(lambda line: (stream.write(line + "\n"), stream.flush()), device=device)
+        server = SessionServer(EventWriter(stream).write_line, device=device)   # silent once orphaned
         server.status(state="ready")
         for line in _read_lines(sys.stdin.buffer):
             if not server.handle(line):
@@ -352,6 +353,8 @@ def serve(args: argparse.Namespace) -> int:
     except SystemExit as exc:  # SIGTERM (a client's kill, or our parent watch)
         code = int(exc.code or 0)
     finally:
+        if orphaned():
+            exit_orphaned()   # nobody to answer: remove the temp folder and go, now
         if server is not None:
             server.stop(wait_s=1.0)
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -372,4 +375,4 @@ def main(argv: list[str] | None = None) -> int:
         return serve(parser.parse_args(argv))
     except InputError as exc:
         print(f"session: error: {exc.one_line()}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT

@@ -1,0 +1,129 @@
+"""The panel's Run section: device, quality, Apply / Cancel, progress and log.
+
+A helper of ``HNTumorSegWidget`` (see :mod:`.panel`). Apply checks the inputs and the model
+(not installed: one line saying what to click), shows the device the run will use and, before a
+long CPU run, how long it will take (``HNTumorSegLib.scene.run_estimate``; the device is asked of
+a child Python once per session, since torch never enters Slicer's GUI process), then hands the
+run to the scene's warm session (:mod:`.refine_panel`). A QTimer polls the child every 200 ms
+into the progress bar, the stage label and the log; at the end the result is imported and
+selected for review (on PET/CT with its PET biomarker table).
+"""
+
+from __future__ import annotations
+
+import slicer
+
+from HNTumorSegLib.vocab import Device, Quality, Task
+
+from .panel import Panel, _
+
+
+class RunPanel(Panel):
+    def __init__(self, widget):
+        super().__init__(widget)
+        self._devices = {}  # device asked -> device found (asked of a child Python once per session)
+        for device in Device:
+            self.ui.deviceComboBox.addItem(device.value, device.value)
+        for quality in Quality:
+            self.ui.qualityComboBox.addItem(quality.value, quality.value)
+        self.timer = self.makeTimer(self.POLL_MS, self.onPoll)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceOrQualityChanged)
+        self.ui.qualityComboBox.connect("currentIndexChanged(int)", self.onDeviceOrQualityChanged)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyOrCancel)
+
+    @property
+    def logic(self):
+        return self.widget.logic
+
+    def cleanup(self):
+        self.timer.stop()
+        self.logic.cancel()
+
+    def updateGUI(self, p, can_run: bool):
+        """Device and quality from the node; Apply (or Cancel while running) enabled when it can act."""
+        self.ui.deviceComboBox.setCurrentIndex(max(0, self.ui.deviceComboBox.findData(p.device.value)))
+        self.ui.qualityComboBox.setCurrentIndex(max(0, self.ui.qualityComboBox.findData(p.quality.value)))
+        self.setApplyEnabled(can_run)
+
+    def setApplyEnabled(self, can_run: bool):
+        running = self.logic.running
+        self.ui.applyButton.text = _("Cancel") if running else _("Apply")
+        self.ui.applyButton.setEnabled(running or can_run)
+
+    def onDeviceOrQualityChanged(self, index=None):
+        if self.widget._updating or self.params is None:
+            return
+        with slicer.util.NodeModify(self.params):
+            self.params.device = Device(self.ui.deviceComboBox.currentData)
+            self.params.quality = Quality(self.ui.qualityComboBox.currentData)
+
+    def stopped(self, message: str):
+        """The run ended without a result (cancelled here, or by closing the scene)."""
+        self.timer.stop()
+        self.ui.progressBar.setVisible(False)
+        self.log(message)
+
+    # ---- run -----------------------------------------------------------------------------------
+    def onApplyOrCancel(self):
+        if self.logic.running:
+            self.logic.cancel()
+            self.stopped(_("cancelled"))
+            self.widget.updateGUIFromParameterNode()
+            return
+        if not self.logic.ensureDependencies(log=self.log):
+            return
+        from HNTumorSegLib.scene.model_choice import choose_model
+        from HNTumorSegLib.scene.panel_params import from_object
+
+        with slicer.util.tryWithErrorDisplay(_("Could not start the segmentation."), waitCursor=True):
+            params = from_object(self.params)
+            run_params = params.to_run_parameters()
+            run_params.check(slicer.mrmlScene)  # inputs and prior present, else one line saying which
+            choice = choose_model(params.model, params.task, require_installed=True)  # else: what to click
+            if not self._confirmDeviceAndTime(params, choice.id):
+                return
+            self.widget.refinePanel.session().apply(run_params)  # the scene's warm session (started on first Apply)
+            self.ui.logTextEdit.clear()
+            self.ui.progressBar.setValue(0)
+            self.ui.progressBar.setVisible(True)
+            self.timer.start()
+        self.widget.updateGUIFromParameterNode()
+
+    def _confirmDeviceAndTime(self, params, model) -> bool:
+        """Show the device this run will use; before a long CPU run, say how long and ask."""
+        from HNTumorSegLib.scene.run_estimate import estimate_run, probe_device
+
+        asked = params.device.value
+        if asked not in self._devices:
+            self._devices[asked] = probe_device(asked)
+        reference = params.ct if params.task == Task.PETCT else params.t2
+        dims = reference.GetImageData().GetDimensions()
+        estimate = estimate_run(model, tuple(reversed(dims)), reference.GetSpacing(), resolved_device=self._devices[asked],
+                                all_folds=params.quality == Quality.FULL, tta=params.quality == Quality.FULL)
+        self.ui.deviceUsedLabel.text = _("This run uses: {device}").format(device=estimate.device)
+        if estimate.long_cpu_run:
+            return slicer.util.confirmOkCancelDisplay(estimate.warning_text(), _("HNTumorSeg: long CPU run"))
+        return True
+
+    def onPoll(self):
+        state = self.logic.poll()
+        self.ui.progressBar.setValue(state.percent)
+        self.ui.stageLabel.text = f"{state.stage}: {state.message}" if state.stage else ""
+        for line in state.log:
+            self.log(line)
+        if state.running:
+            return
+        self.timer.stop()
+        self.ui.progressBar.setVisible(False)
+        self.ui.deviceUsedLabel.text = self.logic.deviceUsedText()
+        if state.state == "succeeded":
+            with slicer.util.tryWithErrorDisplay(_("Could not import the result."), waitCursor=True):
+                seg = self.logic.import_result()
+                self.widget.refinePanel.session().track(seg)  # boxes moved from now on refine this result
+                self.ui.segmentationSelector.setCurrentNode(seg)
+                self.ui.stageLabel.text = _("Done: review the contours, edit them in Segment Editor, then export.")
+        elif state.error and state.state != "cancelled":
+            slicer.util.errorDisplay(state.error)
+        if state.state == "succeeded" and self.params.task == Task.PETCT:
+            self.widget.outcomePanel.onPetBiomarkers()  # a PET/CT result comes with its PET biomarker table
+        self.widget.updateGUIFromParameterNode()

@@ -1,0 +1,539 @@
+"""Every child process this package starts, in one place: start, environment, lines, kill, parent death.
+
+Five launchers use it - the one-shot worker (:mod:`.runner`), the warm session
+(:mod:`.session.client`), outcome prediction (:mod:`.outcome.child_run`), model download /
+import (:mod:`.scene.model_install`) and the device probe (:mod:`.scene.run_estimate`) - so a
+fix to how children start, talk or end is made once. It sits in the ground layer beside
+:mod:`.protocol`, whose parser it uses for events, and imports nothing heavy.
+
+Parent side:
+
+- :func:`start` runs ``argv`` in its own session / process group (``start_new_session``; on
+  Windows ``CREATE_NEW_PROCESS_GROUP``) with :func:`child_env`'s environment, so
+  :meth:`Child.kill_tree` ends the child and everything it started: SIGTERM to the group (and
+  to descendants that left it, found with psutil), SIGKILL after a grace period. No
+  ``preexec_fn``: it is not fork-safe in a threaded parent such as Slicer.
+- Each pipe is read by a daemon thread into a queue, so :meth:`Child.read` never blocks longer
+  than asked: a GUI timer can poll every 100-200 ms. stderr lines go to a bounded tail (shown
+  when a child crashes); stdout lines are returned, and :meth:`Child.events` parses them with
+  :func:`~HNTumorSegLib.protocol.parse_event` (lines that are not events are kept apart).
+- :func:`run_to_end` runs a short child to its end (with a timeout) and returns its events.
+
+Child side (parent death): a child must stop when its parent dies (killed, crashed), or it
+would compute on and write files nobody asked for. :func:`watch_parent` arms the kernel's
+parent-death signal (Linux ``prctl(PR_SET_PDEATHSIG)`` through ctypes, at the child's start)
+and keeps a thread that checks the parent, woken at once by that signal and every
+``interval_s`` in any case. The caveat of PR_SET_PDEATHSIG is that it fires when the parent
+*thread* that started the child exits, not only when the parent *process* dies (Slicer may
+start a run from a worker thread that ends long before the run). So the signal never stops the
+child by itself: it only wakes the watcher, which compares ``os.getppid()`` with the parent
+recorded at start (``HNTUMORSEG_PARENT_PID``, set by :func:`child_env`); a living parent keeps
+the same pid, a dead one leaves the child with another (init or a subreaper). A signal from a
+thread's exit is counted (:attr:`ParentWatch.ignored`) and otherwise ignored; the kernel sends
+it again when the next parent thread holding the child exits. Where the signal is missing
+(macOS, Windows, a watcher started outside the main thread) the check every ``interval_s`` is
+the fallback, as before this module. The signal is ``SIGUSR2``, not SIGTERM, so that a client's
+cancel (SIGTERM to the group) and a thread's exit cannot be mistaken for one another.
+
+Example:
+    >>> child = start([sys.executable, "-c", "print('{\\"event\\": \\"result\\", \\"files\\": {}}')"])
+    >>> child.wait(10)
+    0
+    >>> [type(e).__name__ for e in child.events(timeout=2)]
+    ['ResultEvent']
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Mapping, Sequence
+
+from .errors import exit_for_signal
+from .protocol import ErrorEvent, Event, ProtocolError, ResultEvent, parse_event
+
+#: The folder holding ``HNTumorSegLib``: put first on every child's ``PYTHONPATH``.
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+IS_WINDOWS = os.name == "nt"
+#: The environment variable naming the parent's pid (:func:`child_env` sets it, :func:`watch_parent` reads it).
+PARENT_ENV = "HNTUMORSEG_PARENT_PID"
+#: The kernel's parent-death signal (Linux); it only wakes the watcher (module docstring).
+PARENT_DEATH_SIGNAL = getattr(signal, "SIGUSR2", None)
+_PR_SET_PDEATHSIG = 1
+PIPE = subprocess.PIPE
+DEVNULL = subprocess.DEVNULL
+
+
+# ---- parent side: interpreter and environment ------------------------------------------------
+def default_python() -> str:
+    """The Python to run children with: ``PythonSlicer`` beside Slicer's executable when this
+    runs inside Slicer (its ``sys.executable`` is the Slicer application), else ``sys.executable``."""
+    exe = Path(sys.executable)
+    if not exe.name.lower().startswith("python"):
+        for cand in (exe.parent / "PythonSlicer", exe.parent / "PythonSlicer.exe",
+                     exe.parent.parent / "bin" / "PythonSlicer", exe.parent.parent / "bin" / "PythonSlicer.exe"):
+            if cand.exists():
+                return str(cand)
+    return sys.executable
+
+
+def python_path(existing: str | None = None) -> str:
+    """``PYTHONPATH`` with this very package's folder first: a child imports the HNTumorSegLib its
+    parent runs, wherever the parent found it (a source tree, Slicer's extension folder, a Ray node)."""
+    existing = os.environ.get("PYTHONPATH", "") if existing is None else existing
+    return os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in existing.split(os.pathsep) if p])
+
+
+def child_env(extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of every child: ours plus ``extra_env``, unbuffered UTF-8 output, our pid
+    (:data:`PARENT_ENV`: the child stops when we die, :func:`watch_parent`) and this package on its path."""
+    env = dict(os.environ)
+    env.update(extra_env or {})
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    env[PARENT_ENV] = str(os.getpid())
+    env["PYTHONPATH"] = python_path(env.get("PYTHONPATH", ""))
+    return env
+
+
+# ---- parent side: a running child -------------------------------------------------------------
+def _pump(stream: IO[bytes], tag: str, q: "queue.Queue[tuple[str, str | None]]") -> None:
+    """Reader thread: every line of one pipe into the queue, then ``(tag, None)`` at its end."""
+    try:
+        for raw in iter(stream.readline, b""):
+            q.put((tag, raw.decode("utf-8", "replace").rstrip("\r\n")))
+    except (OSError, ValueError):  # pipe closed under us during a kill
+        pass
+    finally:
+        q.put((tag, None))
+
+
+class Child:
+    """One started child process (:func:`start`): its ``proc`` (a ``subprocess.Popen``), the lines
+    of its piped stdout/stderr, and the kill of its whole tree.
+
+    ``stderr_tail``: the last stderr lines (a shared deque may be passed to :func:`start`);
+    ``stray_stdout``: stdout lines :meth:`events` could not parse (a library that printed).
+    """
+
+    def __init__(self, proc: subprocess.Popen, name: str, stderr_tail: collections.deque, stdin_piped: bool):
+        self.proc = proc
+        self.pid = proc.pid
+        self.stderr_tail = stderr_tail
+        self.stray_stdout: collections.deque[str] = collections.deque(maxlen=stderr_tail.maxlen)
+        self.started_at = time.monotonic()
+        self._q: queue.Queue = queue.Queue()
+        self._open: set[str] = set()
+        self._threads: list[threading.Thread] = []
+        self._stdin_lock = threading.Lock() if stdin_piped else None
+        for stream, tag in ((proc.stdout, "out"), (proc.stderr, "err")):
+            if stream is not None:
+                self._open.add(tag)
+                t = threading.Thread(target=_pump, args=(stream, tag, self._q), daemon=True,
+                                     name=f"hntumorseg-{name}-{tag}-{proc.pid}")
+                t.start()
+                self._threads.append(t)
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    @property
+    def eof(self) -> bool:
+        """Every piped stream has ended and every line was read."""
+        return not self._open and self._q.empty()
+
+    def overdue(self, timeout_s: float | None) -> bool:
+        """True once the child has run longer than ``timeout_s`` seconds (None: never)."""
+        return timeout_s is not None and time.monotonic() - self.started_at > timeout_s
+
+    # -- reading -------------------------------------------------------------------------------
+    def read(self, timeout: float | None = 0.0) -> list[str]:
+        """stdout lines that arrived, waiting up to ``timeout`` s for the first (None: until one
+        arrives or the streams end); stderr lines go to :attr:`stderr_tail`. Never blocks longer."""
+        out: list[str] = []
+        block, wait = timeout is None or timeout > 0, timeout
+        while self._open or not self._q.empty():
+            try:
+                tag, line = self._q.get(block=block, timeout=wait) if block else self._q.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self._open.discard(tag)
+            elif tag == "err":
+                self.stderr_tail.append(line)
+            else:
+                out.append(line)
+            block = False   # something came: take the rest without waiting
+        return out
+
+    def events(self, timeout: float | None = 0.0) -> list[Event]:
+        """:meth:`read`, parsed as protocol events; blank lines are skipped, others kept in :attr:`stray_stdout`."""
+        return [ev for ev in (self.parse(line) for line in self.read(timeout)) if ev is not None]
+
+    def parse(self, line: str) -> Event | None:
+        """One stdout line as an event, or None (kept in :attr:`stray_stdout` unless blank)."""
+        if not line.strip():
+            return None
+        try:
+            return parse_event(line)
+        except ProtocolError:
+            self.stray_stdout.append(line)
+            return None
+
+    def read_to_eof(self, limit_s: float) -> list[str]:
+        """After the child exited: the stdout lines still to come, waiting at most ``limit_s`` for
+        the streams to end (a grandchild still holding a pipe must not hang the caller)."""
+        out: list[str] = []
+        t_end = time.monotonic() + limit_s
+        while self._open and time.monotonic() < t_end:
+            out += self.read(timeout=0.05)
+        out += self.read()
+        for t in self._threads:
+            t.join(timeout=0.5)
+        return out
+
+    def send(self, line: str) -> bool:
+        """Write one line to the child's stdin (started with ``stdin=PIPE``); False if it is gone."""
+        if self._stdin_lock is None or self.proc.stdin is None:
+            return False
+        try:
+            with self._stdin_lock:
+                self.proc.stdin.write(line.encode("utf-8"))
+                self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    # -- ending --------------------------------------------------------------------------------
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit status, waiting up to ``timeout`` s; None if it is still running then."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill_tree(self, grace_s: float = 1.0) -> None:
+        """End the child and everything it started (:func:`kill_tree`)."""
+        kill_tree(self.proc, grace_s)
+
+    def signal_group(self, sig: int) -> None:
+        """Send ``sig`` to the child's process group (POSIX; the child leads it)."""
+        if not IS_WINDOWS:
+            signal_group(self.pid, sig)
+
+    def close_streams(self) -> None:
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                if stream:
+                    stream.close()
+            except OSError:
+                pass
+
+
+def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
+          stdin: Any = DEVNULL, stdout: Any = PIPE, stderr: Any = PIPE, name: str = "child",
+          stderr_tail: collections.deque | None = None) -> Child:
+    """Start ``argv`` as a child in its own process group with :func:`child_env` (plus ``env``).
+
+    ``stdin``/``stdout``/``stderr``: :data:`PIPE`, :data:`DEVNULL` or an open file; piped output
+    is read by threads (:meth:`Child.read`). ``cwd``: None keeps ours, so relative paths in a
+    request mean what they meant to the caller. Raises OSError when the program cannot be run.
+    """
+    kwargs: dict[str, Any] = {}
+    if IS_WINDOWS:
+        # own group (Ctrl-C in a console does not reach it) and no console window popping up
+        kwargs["creationflags"] = (subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+                                   | subprocess.CREATE_NO_WINDOW)  # type: ignore[attr-defined]
+    else:
+        kwargs["start_new_session"] = True  # setsid() in the child, done by subprocess's C code
+    proc = subprocess.Popen(list(argv), stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd,
+                            env=child_env(env), close_fds=True, **kwargs)
+    return Child(proc, name, stderr_tail if stderr_tail is not None else collections.deque(maxlen=40),
+                 stdin_piped=stdin is PIPE)
+
+
+def signal_name(returncode: int) -> str:
+    """``SIGKILL`` for a return code of -9."""
+    try:
+        return signal.Signals(-returncode).name
+    except (ValueError, AttributeError):
+        return f"signal {-returncode}"
+
+
+def signal_group(pid: int, sig: int) -> None:
+    """``killpg`` that ignores a group already gone."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def signal_descendants(sig: int) -> None:
+    """Send ``sig`` to every descendant of this process (best effort: psutil, a changing table)."""
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.send_signal(sig)
+            except psutil.Error:
+                pass
+    except Exception:  # psutil missing, or the process table changing under us
+        pass
+
+
+def kill_tree(proc: subprocess.Popen, grace_s: float = 1.0) -> None:
+    """SIGTERM the child's process group (and descendants that left it), wait ``grace_s``, then
+    SIGKILL whatever is left. The child itself is reaped by ``proc.wait`` (not psutil), so its
+    exit status stays readable. Ends within ``grace_s`` + about 0.5 s."""
+    import psutil  # runtime dependency (requirements.txt); imported here so importing this module stays light
+
+    try:
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    if IS_WINDOWS:
+        proc.terminate()
+    else:
+        signal_group(proc.pid, signal.SIGTERM)
+    for p in descendants:  # also those that started their own session
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    t_end = time.monotonic() + grace_s
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        pass
+    _gone, alive = psutil.wait_procs(descendants, timeout=max(0.0, t_end - time.monotonic()))
+    if not IS_WINDOWS:
+        signal_group(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=0.5)
+    try:
+        proc.wait(timeout=0.5)   # reaped after SIGKILL: the caller reads a final status
+    except subprocess.TimeoutExpired:
+        pass
+
+
+@dataclass
+class Finished:
+    """A child run to its end by :func:`run_to_end`."""
+
+    returncode: int | None
+    events: list[Event] = field(default_factory=list)
+    stray_stdout: list[str] = field(default_factory=list)
+    stderr_tail: list[str] = field(default_factory=list)
+    timed_out: bool = False
+
+    @property
+    def final(self) -> ResultEvent | ErrorEvent | None:
+        """The first result or error event (a child reports one)."""
+        return next((e for e in self.events if isinstance(e, (ResultEvent, ErrorEvent))), None)
+
+
+def run_to_end(argv: Sequence[str], timeout_s: float, *, env: Mapping[str, str] | None = None,
+               cwd: str | os.PathLike | None = None, grace_s: float = 1.0) -> Finished:
+    """Run a short child (a probe) to its end and collect its events; past ``timeout_s`` its tree
+    is killed (``timed_out``). Raises OSError when the program cannot be run."""
+    child = start(argv, env=env, cwd=cwd, name="probe")
+    events: list[Event] = []
+    timed_out = False
+    while not child.eof and child.returncode is None:
+        events += child.events(timeout=0.1)
+        if child.overdue(timeout_s):
+            timed_out = True
+            child.kill_tree(grace_s)
+            break
+    code = child.wait(timeout=5.0)
+    events += [e for e in map(child.parse, child.read_to_eof(1.0)) if e is not None]
+    child.close_streams()
+    return Finished(code, events, list(child.stray_stdout), list(child.stderr_tail), timed_out)
+
+
+# ---- child side ------------------------------------------------------------------------------
+def event_stream() -> IO[str]:
+    """Keep the real stdout for events and point file descriptor 1 at stderr, so a library that
+    prints cannot corrupt the protocol. Returns the event stream (line-buffered UTF-8)."""
+    import io
+
+    sys.stdout.flush()
+    event_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return io.TextIOWrapper(os.fdopen(event_fd, "wb", buffering=0), encoding="utf-8", line_buffering=True,
+                            write_through=True)
+
+
+def on_sigterm(signum, frame):  # noqa: ARG001
+    """SIGTERM handler: raise SystemExit (128 + signum) in the main thread, so ``finally`` blocks
+    (atomic writes, temp files) run."""
+    raise SystemExit(exit_for_signal(signum))
+
+
+def exit_on_sigterm() -> bool:
+    """Install :func:`on_sigterm`; False where that is impossible (not the main thread: embedded use)."""
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+        return True
+    except ValueError:
+        return False
+
+
+def _arm_kernel_signal(sig: int) -> bool:
+    """``prctl(PR_SET_PDEATHSIG, sig)`` for this process (Linux only); False where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _is_ancestor(pid: int) -> bool:
+    import psutil
+
+    try:
+        return pid in {p.pid for p in psutil.Process().parents()}
+    except psutil.Error:
+        return False
+
+
+class ParentWatch:
+    """Calls ``on_orphaned`` once (in its own thread) when the parent dies (module docstring).
+
+    ``expected_pid``: the client's pid. Normally our direct parent; when a launcher sits between
+    (an ancestor, e.g. a ``PythonSlicer`` wrapper), the client's death (or the launcher's) counts.
+    ``kernel_signal``: True when the parent-death signal is armed (else only the ``interval_s`` check);
+    ``ignored``: parent-death signals that came from a parent thread's exit, not the parent's death.
+    """
+
+    def __init__(self, expected_pid: int, on_orphaned: Callable[[], None], interval_s: float = 0.2):
+        self.expected_pid = expected_pid
+        self.on_orphaned = on_orphaned
+        self.interval_s = interval_s
+        self.kernel_signal = False
+        self.ignored = 0
+        self.orphaned = threading.Event()
+        self._ppid = os.getppid()
+        self._via_launcher = self._ppid != expected_pid and _is_ancestor(expected_pid)
+        # Windows keeps a dead parent's pid in getppid(): there, as via a launcher, ask whether it lives
+        self._ask_pid = self._via_launcher or IS_WINDOWS
+        self._wake_r: socket.socket | None = None
+        self._fired = threading.Lock()
+
+    def parent_gone(self) -> bool:
+        """True when the parent recorded at start is no longer our parent (or, via a launcher or on
+        Windows, no longer alive)."""
+        if os.getppid() != self._ppid:
+            return True
+        if not self._ask_pid:
+            return False
+        import psutil   # not os.kill(pid, 0): on Windows that would end the process
+
+        return not psutil.pid_exists(self.expected_pid)
+
+    def start(self) -> "ParentWatch":
+        """Arm the kernel's signal (main thread only), check once, and start the watcher thread."""
+        if PARENT_DEATH_SIGNAL is not None and threading.current_thread() is threading.main_thread():
+            self._arm()
+        if not self._via_launcher and self._ppid != self.expected_pid:
+            self._orphan()   # the parent died while we started (before the signal was armed)
+            return self
+        threading.Thread(target=self._run, daemon=True, name="hntumorseg-parent-watch").start()
+        return self
+
+    def _arm(self) -> None:
+        """Handler first (SIGUSR2's default action would end us), then a wakeup socket so the signal
+        wakes the watcher thread at once even while the main thread is inside native code."""
+        signal.signal(PARENT_DEATH_SIGNAL, lambda signum, frame: self._check(from_signal=self._wake_r is None))
+        r, w = socket.socketpair()
+        r.setblocking(False)
+        w.setblocking(False)
+        try:
+            previous = signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            previous = None
+        if previous not in (None, -1):   # someone else's wakeup fd (an event loop): keep it, poll instead
+            signal.set_wakeup_fd(previous)
+        elif previous == -1:
+            self._wake_r, self._wake_w = r, w
+        self.kernel_signal = _arm_kernel_signal(PARENT_DEATH_SIGNAL)
+        # the race of the man page: the parent may have died before prctl; parent_gone() covers it
+
+    def _run(self) -> None:
+        while not self.orphaned.is_set():
+            woken = False
+            if self._wake_r is not None:
+                ready, _, _ = select.select([self._wake_r], [], [], self.interval_s)
+                if ready:
+                    woken = self._drain_wakeups()
+            else:
+                time.sleep(self.interval_s)
+            self._check(from_signal=woken)
+
+    def _drain_wakeups(self) -> bool:
+        """Read the signal numbers the wakeup socket holds; True if the parent-death signal is among them."""
+        got = b""
+        try:
+            while True:
+                chunk = self._wake_r.recv(64)
+                if not chunk:
+                    break
+                got += chunk
+        except (BlockingIOError, OSError):
+            pass
+        return int(PARENT_DEATH_SIGNAL) in got
+
+    def _check(self, from_signal: bool) -> None:
+        if self.parent_gone():
+            self._orphan()
+        elif from_signal:
+            self.ignored += 1   # a parent thread ended, the parent lives: the kernel re-arms on the next
+
+    def _orphan(self) -> None:
+        if not self._fired.acquire(blocking=False):
+            return
+        self.orphaned.set()
+        threading.Thread(target=self.on_orphaned, daemon=True, name="hntumorseg-orphaned").start()
+
+
+def watch_parent(on_orphaned: Callable[[], None], expected_pid: int | None = None, interval_s: float = 0.2,
+                 require_env: bool = False) -> ParentWatch | None:
+    """Start a :class:`ParentWatch` for the parent named by :data:`PARENT_ENV` (else our parent at
+    start, unless ``require_env``). Call it early in the child's main thread (module docstring)."""
+    if expected_pid is None:
+        named = os.environ.get(PARENT_ENV, "")
+        if named.isdigit():
+            expected_pid = int(named)
+        elif require_env:
+            return None
+        else:
+            expected_pid = os.getppid()
+    return ParentWatch(expected_pid, on_orphaned, interval_s).start()
