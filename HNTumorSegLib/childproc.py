@@ -6,34 +6,28 @@ import (:mod:`.scene.model_install`) and the device probe (:mod:`.scene.run_esti
 fix to how children start, talk or end is made once. It sits in the ground layer beside
 :mod:`.protocol`, whose parser it uses for events, and imports nothing heavy.
 
-Parent side:
-
-- :func:`start` runs ``argv`` in its own session / process group (``start_new_session``; on
-  Windows ``CREATE_NEW_PROCESS_GROUP``) with :func:`child_env`'s environment, so
-  :meth:`Child.kill_tree` ends the child and everything it started: SIGTERM to the group (and
-  to descendants that left it, found with psutil), SIGKILL after a grace period. No
-  ``preexec_fn``: it is not fork-safe in a threaded parent such as Slicer.
-- Each pipe is read by a daemon thread into a queue, so :meth:`Child.read` never blocks longer
-  than asked: a GUI timer can poll every 100-200 ms. stderr lines go to a bounded tail (shown
-  when a child crashes); stdout lines are returned, and :meth:`Child.events` parses them with
-  :func:`~HNTumorSegLib.protocol.parse_event` (lines that are not events are kept apart).
-- :func:`run_to_end` runs a short child to its end (with a timeout) and returns its events.
+Parent side: :func:`start` runs ``argv`` in its own process group (``start_new_session``; on
+Windows ``CREATE_NEW_PROCESS_GROUP``) with :func:`child_env`'s environment, so
+:meth:`Child.kill_tree` ends the child and everything it started (SIGTERM to the group and to
+descendants that left it, SIGKILL after a grace). No ``preexec_fn``: it is not fork-safe in a
+threaded parent such as Slicer. Daemon threads read the pipes, so :meth:`Child.read` never
+blocks longer than asked (a GUI timer polls it); :meth:`Child.events` parses stdout with
+:func:`~HNTumorSegLib.protocol.parse_event`. :func:`run_to_end` runs a short child to its end.
 
 Child side (parent death): a child must stop when its parent dies (killed, crashed), or it
 would compute on and write files nobody asked for. :func:`watch_parent` arms the kernel's
 parent-death signal (Linux ``prctl(PR_SET_PDEATHSIG)`` through ctypes, at the child's start)
 and keeps a thread that checks the parent, woken at once by that signal and every
-``interval_s`` in any case. The caveat of PR_SET_PDEATHSIG is that it fires when the parent
-*thread* that started the child exits, not only when the parent *process* dies (Slicer may
-start a run from a worker thread that ends long before the run). So the signal never stops the
-child by itself: it only wakes the watcher, which compares ``os.getppid()`` with the parent
-recorded at start (``HNTUMORSEG_PARENT_PID``, set by :func:`child_env`); a living parent keeps
-the same pid, a dead one leaves the child with another (init or a subreaper). A signal from a
-thread's exit is counted (:attr:`ParentWatch.ignored`) and otherwise ignored; the kernel sends
-it again when the next parent thread holding the child exits. Where the signal is missing
-(macOS, Windows, a watcher started outside the main thread) the check every ``interval_s`` is
-the fallback, as before this module. The signal is ``SIGUSR2``, not SIGTERM, so that a client's
-cancel (SIGTERM to the group) and a thread's exit cannot be mistaken for one another.
+``interval_s`` anyway. The caveat: the signal fires when the parent *thread* that started the
+child exits, not only when the parent *process* dies (Slicer may start a run from a thread that
+ends long before the run). So the signal never stops the child by itself; it wakes the
+watcher, which compares ``os.getppid()`` with the parent recorded at start (pid in
+``HNTUMORSEG_PARENT_PID``, set by :func:`child_env`): a living parent keeps its pid, a dead one
+leaves the child to init or a subreaper. A signal from a thread's exit is counted
+(:attr:`ParentWatch.ignored`) and otherwise ignored; the kernel sends it again when the next
+parent thread holding the child exits. Without the signal (macOS, Windows, a watch started
+outside the main thread) the check every ``interval_s`` is the fallback. The signal is SIGUSR2,
+not SIGTERM, so a client's cancel (SIGTERM to the group) is never taken for a thread's exit.
 
 Example:
     >>> child = start([sys.executable, "-c", "print('{\\"event\\": \\"result\\", \\"files\\": {}}')"])
@@ -46,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import queue
 import select
@@ -74,7 +69,6 @@ PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
 
 
-# ---- parent side: interpreter and environment ------------------------------------------------
 def default_python() -> str:
     """The Python to run children with: ``PythonSlicer`` beside Slicer's executable when this
     runs inside Slicer (its ``sys.executable`` is the Slicer application), else ``sys.executable``."""
@@ -106,7 +100,6 @@ def child_env(extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-# ---- parent side: a running child -------------------------------------------------------------
 def _pump(stream: IO[bytes], tag: str, q: "queue.Queue[tuple[str, str | None]]") -> None:
     """Reader thread: every line of one pipe into the queue, then ``(tag, None)`` at its end."""
     try:
@@ -139,12 +132,10 @@ class Child:
         for stream, tag in ((proc.stdout, "out"), (proc.stderr, "err")):
             if stream is not None:
                 self._open.add(tag)
-                t = threading.Thread(target=_pump, args=(stream, tag, self._q), daemon=True,
-                                     name=f"hntumorseg-{name}-{tag}-{proc.pid}")
-                t.start()
-                self._threads.append(t)
+                self._threads.append(threading.Thread(target=_pump, args=(stream, tag, self._q), daemon=True,
+                                                      name=f"hntumorseg-{name}-{tag}-{proc.pid}"))
+                self._threads[-1].start()
 
-    # -- state ---------------------------------------------------------------------------------
     @property
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -162,7 +153,6 @@ class Child:
         """True once the child has run longer than ``timeout_s`` seconds (None: never)."""
         return timeout_s is not None and time.monotonic() - self.started_at > timeout_s
 
-    # -- reading -------------------------------------------------------------------------------
     def read(self, timeout: float | None = 0.0) -> list[str]:
         """stdout lines that arrived, waiting up to ``timeout`` s for the first (None: until one
         arrives or the streams end); stderr lines go to :attr:`stderr_tail`. Never blocks longer."""
@@ -212,38 +202,25 @@ class Child:
         """Write one line to the child's stdin (started with ``stdin=PIPE``); False if it is gone."""
         if self._stdin_lock is None or self.proc.stdin is None:
             return False
-        try:
-            with self._stdin_lock:
-                self.proc.stdin.write(line.encode("utf-8"))
-                self.proc.stdin.flush()
+        with self._stdin_lock, contextlib.suppress(OSError, ValueError):   # BrokenPipeError: it is gone
+            self.proc.stdin.write(line.encode("utf-8"))
+            self.proc.stdin.flush()
             return True
-        except (BrokenPipeError, OSError, ValueError):
-            return False
+        return False
 
-    # -- ending --------------------------------------------------------------------------------
     def wait(self, timeout: float | None = None) -> int | None:
         """The exit status, waiting up to ``timeout`` s; None if it is still running then."""
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        return _wait(self.proc, timeout)
 
     def kill_tree(self, grace_s: float = 1.0) -> None:
         """End the child and everything it started (:func:`kill_tree`)."""
         kill_tree(self.proc, grace_s)
 
-    def signal_group(self, sig: int) -> None:
-        """Send ``sig`` to the child's process group (POSIX; the child leads it)."""
-        if not IS_WINDOWS:
-            signal_group(self.pid, sig)
-
     def close_streams(self) -> None:
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            try:
-                if stream:
+            if stream is not None:
+                with contextlib.suppress(OSError):
                     stream.close()
-            except OSError:
-                pass
 
 
 def start(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | os.PathLike | None = None,
@@ -277,66 +254,50 @@ def signal_name(returncode: int) -> str:
 
 
 def signal_group(pid: int, sig: int) -> None:
-    """``killpg`` that ignores a group already gone."""
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def signal_descendants(sig: int) -> None:
-    """Send ``sig`` to every descendant of this process (best effort: psutil, a changing table)."""
-    try:
-        import psutil
-
-        for child in psutil.Process().children(recursive=True):
-            try:
-                child.send_signal(sig)
-            except psutil.Error:
-                pass
-    except Exception:  # psutil missing, or the process table changing under us
-        pass
+    """``killpg`` that ignores a group already gone; nothing on Windows (no process groups to signal)."""
+    if not IS_WINDOWS:
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def kill_tree(proc: subprocess.Popen, grace_s: float = 1.0) -> None:
     """SIGTERM the child's process group (and descendants that left it), wait ``grace_s``, then
     SIGKILL whatever is left. The child itself is reaped by ``proc.wait`` (not psutil), so its
-    exit status stays readable. Ends within ``grace_s`` + about 0.5 s."""
+    exit status stays readable. Ends within ``grace_s`` + about 1 s."""
     import psutil  # runtime dependency (requirements.txt); imported here so importing this module stays light
+
+    def each(procs: list, action: str) -> None:
+        for p in procs:
+            try:
+                getattr(p, action)()
+            except psutil.NoSuchProcess:
+                pass
 
     try:
         descendants = psutil.Process(proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:
         descendants = []
-    if IS_WINDOWS:
-        proc.terminate()
-    else:
-        signal_group(proc.pid, signal.SIGTERM)
-    for p in descendants:  # also those that started their own session
-        try:
-            p.terminate()
-        except psutil.NoSuchProcess:
-            pass
+    signal_group(proc.pid, signal.SIGTERM)
+    each([proc] if IS_WINDOWS else [], "terminate")
+    each(descendants, "terminate")  # also those that started their own session
     t_end = time.monotonic() + grace_s
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
+    _wait(proc, grace_s)
     _gone, alive = psutil.wait_procs(descendants, timeout=max(0.0, t_end - time.monotonic()))
-    if not IS_WINDOWS:
-        signal_group(proc.pid, signal.SIGKILL)
+    signal_group(proc.pid, signal.SIGKILL)
     if proc.poll() is None:
         proc.kill()
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
+    each(alive, "kill")
     psutil.wait_procs(alive, timeout=0.5)
+    _wait(proc, 0.5)   # reaped after SIGKILL: the caller reads a final status
+
+
+def _wait(proc: subprocess.Popen, timeout: float | None) -> int | None:
     try:
-        proc.wait(timeout=0.5)   # reaped after SIGKILL: the caller reads a final status
+        return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        pass
+        return None
 
 
 @dataclass
@@ -374,7 +335,6 @@ def run_to_end(argv: Sequence[str], timeout_s: float, *, env: Mapping[str, str] 
     return Finished(code, events, list(child.stray_stdout), list(child.stderr_tail), timed_out)
 
 
-# ---- child side ------------------------------------------------------------------------------
 def event_stream() -> IO[str]:
     """Keep the real stdout for events and point file descriptor 1 at stderr, so a library that
     prints cannot corrupt the protocol. Returns the event stream (line-buffered UTF-8)."""
@@ -388,19 +348,25 @@ def event_stream() -> IO[str]:
                             write_through=True)
 
 
-def on_sigterm(signum, frame):  # noqa: ARG001
-    """SIGTERM handler: raise SystemExit (128 + signum) in the main thread, so ``finally`` blocks
-    (atomic writes, temp files) run."""
-    raise SystemExit(exit_for_signal(signum))
-
-
 def exit_on_sigterm() -> bool:
-    """Install :func:`on_sigterm`; False where that is impossible (not the main thread: embedded use)."""
+    """Make SIGTERM raise SystemExit (128 + 15) in the main thread, so ``finally`` blocks (atomic
+    writes, temp files) run; False where that is impossible (not the main thread: embedded use)."""
+    def on_sigterm(signum, frame):  # noqa: ARG001
+        raise SystemExit(exit_for_signal(signum))
+
     try:
         signal.signal(signal.SIGTERM, on_sigterm)
         return True
     except ValueError:
         return False
+
+
+def _ancestors() -> set[int]:
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        return {p.pid for p in psutil.Process().parents()}
+    return set()
 
 
 def _arm_kernel_signal(sig: int) -> bool:
@@ -413,15 +379,6 @@ def _arm_kernel_signal(sig: int) -> bool:
         libc = ctypes.CDLL(None, use_errno=True)
         return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
     except (OSError, AttributeError):
-        return False
-
-
-def _is_ancestor(pid: int) -> bool:
-    import psutil
-
-    try:
-        return pid in {p.pid for p in psutil.Process().parents()}
-    except psutil.Error:
         return False
 
 
@@ -442,7 +399,7 @@ class ParentWatch:
         self.ignored = 0
         self.orphaned = threading.Event()
         self._ppid = os.getppid()
-        self._via_launcher = self._ppid != expected_pid and _is_ancestor(expected_pid)
+        self._via_launcher = self._ppid != expected_pid and expected_pid in _ancestors()
         # Windows keeps a dead parent's pid in getppid(): there, as via a launcher, ask whether it lives
         self._ask_pid = self._via_launcher or IS_WINDOWS
         self._wake_r: socket.socket | None = None
@@ -476,10 +433,9 @@ class ParentWatch:
         r, w = socket.socketpair()
         r.setblocking(False)
         w.setblocking(False)
-        try:
+        previous = None
+        with contextlib.suppress(ValueError, OSError):
             previous = signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
-        except (ValueError, OSError):
-            previous = None
         if previous not in (None, -1):   # someone else's wakeup fd (an event loop): keep it, poll instead
             signal.set_wakeup_fd(previous)
         elif previous == -1:
@@ -501,14 +457,9 @@ class ParentWatch:
     def _drain_wakeups(self) -> bool:
         """Read the signal numbers the wakeup socket holds; True if the parent-death signal is among them."""
         got = b""
-        try:
-            while True:
-                chunk = self._wake_r.recv(64)
-                if not chunk:
-                    break
+        with contextlib.suppress(OSError):   # BlockingIOError: all read
+            while chunk := self._wake_r.recv(64):
                 got += chunk
-        except (BlockingIOError, OSError):
-            pass
         return int(PARENT_DEATH_SIGNAL) in got
 
     def _check(self, from_signal: bool) -> None:
@@ -528,12 +479,9 @@ def watch_parent(on_orphaned: Callable[[], None], expected_pid: int | None = Non
                  require_env: bool = False) -> ParentWatch | None:
     """Start a :class:`ParentWatch` for the parent named by :data:`PARENT_ENV` (else our parent at
     start, unless ``require_env``). Call it early in the child's main thread (module docstring)."""
+    named = os.environ.get(PARENT_ENV, "")
+    if expected_pid is None and require_env and not named.isdigit():
+        return None
     if expected_pid is None:
-        named = os.environ.get(PARENT_ENV, "")
-        if named.isdigit():
-            expected_pid = int(named)
-        elif require_env:
-            return None
-        else:
-            expected_pid = os.getppid()
+        expected_pid = int(named) if named.isdigit() else os.getppid()
     return ParentWatch(expected_pid, on_orphaned, interval_s).start()

@@ -46,7 +46,7 @@ from .caseids import case_id_from_filename, is_image_file, natural_key
 from .errors import InputError
 from .protect import check_path_kind
 from .image import IMAGE_SUFFIXES, Image, read_image, strip_image_suffix
-from .vocab import Layout, Task
+from .vocab import InputRole, Layout, Task
 
 #: The layout names as strings (kept for callers that test ``layout in LAYOUTS``); the words are :class:`~HNTumorSegLib.vocab.Layout`.
 LAYOUTS = Layout.values()
@@ -107,10 +107,10 @@ class HNTSMRGCase:
 
     def inputs(self, task: str) -> dict[str, Path]:
         """Input files of a task: ``prert`` -> ``{"T2"}``, ``midrt`` -> ``{"T2", "prior"}``."""
-        if task == "prert":
-            return {"T2": self.path("preRT_T2")}
-        if task == "midrt":
-            return {"T2": self.path("midRT_T2"), "prior": self.path("preRT_mask_registered")}
+        if task == Task.PRERT:
+            return {InputRole.T2: self.path("preRT_T2")}
+        if task == Task.MIDRT:
+            return {InputRole.T2: self.path("midRT_T2"), "prior": self.path("preRT_mask_registered")}
         raise InputError(f"task {task!r} does not use HNTS-MRG data", self.folder, "use --task prert or midrt")
 
     def reference(self, task: str) -> Path | None:
@@ -189,15 +189,15 @@ class HecktorCase:
                 raise InputError(f"HECKTOR case {self.case_id} has no label map", self.ct.parent / f"{self.case_id}.nii.gz",
                                  "add the label file <ID>.nii.gz or evaluate without a reference")
             return read_image(self.label, label=True, name=f"label of case {self.case_id}")
-        paths = {"CT": self.ct, "PET": self.pet}
+        paths = {InputRole.CT: self.ct, InputRole.PET: self.pet}
         if key not in paths:
             raise ValueError(f"unknown HECKTOR file {key!r}; one of CT, PET, label")
         return read_image(paths[key], name=f"{key} of case {self.case_id}")
 
     def inputs(self, task: str = "petct") -> dict[str, Path]:
-        if task != "petct":
+        if task != Task.PETCT:
             raise InputError(f"task {task!r} does not use HECKTOR data", self.ct.parent, "use --task petct")
-        return {"CT": self.ct, "PET": self.pet}
+        return {InputRole.CT: self.ct, InputRole.PET: self.pet}
 
     def reference(self, task: str = "petct") -> Path | None:
         return self.label
@@ -220,7 +220,8 @@ def find_hecktor_cases(root: str | os.PathLike) -> list[HecktorCase]:
         stem = strip_image_suffix(p.name)
         if "__" not in stem:
             labels.setdefault(stem, []).append(p)
-    cases, seen = [], {}
+    cases: list[HecktorCase] = []
+    seen: dict[str, Path] = {}
     for ct in cts:
         cid = case_id_from_filename(ct.name)
         if cid in seen:

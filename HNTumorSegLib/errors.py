@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -69,7 +70,7 @@ class _OneLine(Exception):
     """An error told as one line, ``path: problem - fix`` (what, which file, what to do); shared by
     :class:`InputError` and :class:`EnvironmentFault`."""
 
-    def __init__(self, problem: str, path: str | Path | None = None, fix: str | None = None):
+    def __init__(self, problem: str, path: str | os.PathLike | None = None, fix: str | None = None):
         self.problem = problem
         self.path = None if path is None else str(path)
         self.fix = fix

@@ -28,9 +28,13 @@ Python tests with fake ``pip_ensure`` / installed versions; :func:`slicer_hooks`
 ones inside Slicer.
 
 Example (the module's Apply button):
-    >>> report = ensure_dependencies(slicer_hooks())      # doctest: +SKIP
-    >>> report.installed, report.restart_recommended      # doctest: +SKIP
-    (['nnunetv2>=2.5', 'monai>=1.4'], False)
+    >>> asked = []                       # in Slicer: ensure_dependencies(slicer_hooks()); here a
+    >>> hooks = SlicerHooks(confirm=lambda message, details: True,   # Python without monai, and a
+    ...                     pip_install=asked.append, log=lambda line: None,   # pip that only records
+    ...                     installed_version=lambda name: None if name == "monai" else installed_version(name))
+    >>> report = ensure_dependencies(hooks)
+    >>> report.installed, report.restart_recommended, asked
+    (['monai>=1.4'], False, ['"monai>=1.4" -c "/.../hntumorseg-constraints-....txt"'])
 """
 
 from __future__ import annotations

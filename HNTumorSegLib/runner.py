@@ -19,14 +19,25 @@ every child this package starts):
 - The worker stops within 1 s when this process dies (:func:`HNTumorSegLib.childproc.watch_parent`).
 
 Example:
-    >>> run = WorkerRun(python="/path/to/PythonSlicer", timeout_s=3600)   # doctest: +SKIP
+    >>> import sys
+    >>> from HNTumorSegLib.image import write_image
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.pipeline.request import SegmentRequest
+    >>> phantom = make_midrt_case(seed=0)
+    >>> run = WorkerRun(python=sys.executable, timeout_s=3600)         # in Slicer: its PythonSlicer
+    >>> _ = write_image(phantom["midRT_T2"], run.temp_dir / "t2.nii.gz")  # e.g. a scene volume, saved
+    >>> _ = write_image(phantom["preRT_mask_registered"], "prior.nii.gz")
     >>> request = SegmentRequest(model="demo-midrt", input_paths={"T2": str(run.temp_dir / "t2.nii.gz")},
-    ...                          output_path="labels.nii.gz")                  # doctest: +SKIP
-    >>> run.start(request)                                              # doctest: +SKIP
-    >>> while run.running:                                              # doctest: +SKIP
-    ...     for ev in run.poll(): print(ev)
+    ...                          prior_path="prior.nii.gz", output_path="labels.nii.gz")
+    >>> _ = run.start(request)
+    >>> stages = []
+    >>> while run.running:
+    ...     for ev in run.poll(): stages.append(getattr(ev, "stage", ev.event))
     ...     time.sleep(0.2)
-    >>> run.final                                                       # doctest: +SKIP
+    >>> list(dict.fromkeys(stages))
+    ['load', 'resample', 'prompts', 'inference', 'clean-up', 'write', 'result']
+    >>> run.final.event, run.final.files
+    ('result', {'labels': 'labels.nii.gz'})
 """
 
 from __future__ import annotations
@@ -45,7 +56,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 if TYPE_CHECKING:
     from .pipeline.request import SegmentRequest
 
-from .childproc import PACKAGE_ROOT, Child, child_env, default_python, signal_name, start
+from .childproc import PACKAGE_ROOT, Child, child_env, default_python, signal_group, signal_name, start
 from .protocol import ErrorEvent, Event, ResultEvent, RunHandle
 
 # PACKAGE_ROOT, child_env and default_python live in childproc; named here for callers that know them from here.
@@ -211,7 +222,7 @@ class WorkerRun(RunHandle):
             self.returncode = child.wait(timeout=2.0)
         if not self._ending:
             # A grandchild still holding the pipes would keep us from seeing EOF: end the group.
-            child.signal_group(signal.SIGKILL)
+            signal_group(child.pid, signal.SIGKILL)
         self._take(child.read_to_eof(wait_eof_s), out)
         child.close_streams()
         self._finish(out)

@@ -7,6 +7,11 @@ Slicer parameter node) with ``Enum.parse(text)``, which gives one :class:`InputE
 with a "did you mean" on a typo. Past that point the code compares enum members, which are
 also plain strings (``Task.MIDRT == "midrt"``), so JSON and f-strings need no conversion.
 
+Other spellings a vocabulary reads (``t2w`` for ``T2``) live in the one table :data:`ALIASES`.
+:data:`ErrorKind` is not listed here but built from the exception classes of
+:mod:`HNTumorSegLib.errors`, so an error kind and its class cannot disagree.
+``Testing/test_vocab_single_source.py`` fails when a choice list is written outside this file.
+
 Example:
     >>> Task.parse("midRT")
     <Task.MIDRT: 'midrt'>
@@ -288,14 +293,9 @@ def parse_device(text: Any, what: str = "device") -> str:
         raise InputError(exc.problem, None, f"use one of {', '.join(Device.values())} or cuda:N") from None
 
 
-__all__ = ["VocabEnum", "Task", "MRI_TASKS", "Device", "ProgressMode", "OutputKind", "Quality", "NetworkOutput",
-           "Uncertainty", "FoldAverage", "RegionTiling", "AccumulateOn", "ModelKind", "ErrorKind", "InputRole", "DerivedChannel", "ALIASES", "Layout", "Timepoint",
-           "CaseFileKind", "Architecture", "LicenceTerms", "PetUnit", "Endpoint", "HpvLoss", "ExportFormat", "HoleStyle", "Challenge", "AllowMissing", "parse_device",
-           "did_you_mean"]
-
-
 class Challenge(VocabEnum):
-    """The challenges whose ranking metrics ``evaluate --challenge`` prints (:mod:`HNTumorSegLib.metrics.challenges`)."""
+    """The challenges whose ranking metrics ``evaluate --challenge`` prints
+    (:mod:`HNTumorSegLib.metrics.challenges`)."""
 
     HNTSMRG2024 = "hntsmrg2024"
     HECKTOR2025 = "hecktor2025"
@@ -391,3 +391,10 @@ class AllowMissing(VocabEnum):
 
     EMPTY = "empty"
     SKIP = "skip"
+
+
+__all__ = ["VocabEnum", "Task", "MRI_TASKS", "Device", "ProgressMode", "OutputKind", "Quality",
+           "NetworkOutput", "Uncertainty", "FoldAverage", "RegionTiling", "AccumulateOn", "ModelKind",
+           "ErrorKind", "InputRole", "DerivedChannel", "ALIASES", "Layout", "Timepoint", "CaseFileKind",
+           "Architecture", "LicenceTerms", "PetUnit", "Endpoint", "HpvLoss", "ExportFormat", "HoleStyle",
+           "Challenge", "AllowMissing", "parse_device", "did_you_mean"]

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from . import childproc
-from .childproc import ParentWatch, event_stream, exit_on_sigterm, signal_descendants
+from .childproc import ParentWatch, event_stream, exit_on_sigterm
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EnvironmentFault, InputError, exit_for_signal
 from .fileio import STOP, os_error, remove_live_temps
 from .progress import ProgressReporter
@@ -183,6 +183,20 @@ def orphaned() -> bool:
     return _orphaned.is_set()
 
 
+def _signal_descendants(sig: int) -> None:
+    """Send ``sig`` to every descendant of this process (best effort: psutil, a changing table)."""
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.send_signal(sig)
+            except psutil.Error:
+                pass
+    except Exception:  # psutil missing, or the process table changing under us
+        pass
+
+
 def watch_parent(request_path: str | None = None, temp_dir: str | os.PathLike | None = None,
                  require_env: bool = False) -> ParentWatch | None:
     """Stop this worker (or session) within 1 s when its client dies, e.g. SIGKILLed: it runs in
@@ -211,7 +225,7 @@ def _stop_orphaned() -> None:
     pipes may be dead, and a BrokenPipeError here would end the watcher before it kills."""
     STOP.set()
     _orphaned.set()
-    signal_descendants(signal.SIGTERM)
+    _signal_descendants(signal.SIGTERM)
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(ORPHAN_GRACE_S)  # finally-blocks had their chance
     exit_orphaned()
@@ -224,7 +238,7 @@ def exit_orphaned() -> None:
     loaded machine, and the client is not there to care about anything it would flush."""
     import shutil
 
-    signal_descendants(signal.SIGKILL)
+    _signal_descendants(signal.SIGKILL)
     remove_live_temps()  # unpublished temp files beside the outputs
     for folder in _orphan_dirs:
         shutil.rmtree(folder, ignore_errors=True)

@@ -13,8 +13,17 @@ exits 2; other failures (out_of_memory, internal, crashed, timeout) print one li
 and give exit code 1. Ctrl-C cancels the worker's whole tree before it propagates.
 
 Example:
-    >>> code = run_in_worker(SegmentRequest(model="demo-midrt", input_paths={"T2": "t2.nii.gz"}, ...),
-    ...                      "bar")  # doctest: +SKIP
+    >>> from HNTumorSegLib.image import write_image
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.pipeline.request import SegmentRequest
+    >>> phantom = make_midrt_case(seed=0)
+    >>> _ = write_image(phantom["midRT_T2"], "t2.nii.gz"), write_image(phantom["preRT_mask_registered"], "prior.nii.gz")
+    >>> code = run_in_worker(SegmentRequest(model="demo-midrt", input_paths={"T2": "t2.nii.gz"}, device="cpu",
+    ...                                     prior_path="prior.nii.gz", output_path="labels.nii.gz"),
+    ...                      "none")       # "bar": a progress bar on stderr meanwhile
+    wrote labels.nii.gz: GTVp ... mL, GTVn ... mL (... s on cpu)
+    >>> code
+    0
 """
 
 from __future__ import annotations

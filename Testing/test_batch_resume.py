@@ -88,6 +88,7 @@ def test_killed_batch_resumes_and_skips_finished_cases(tmp_path):
     assert "3 cases" in rerun.stderr and "2 of" not in rerun.stderr.split("already done")[0]
 
 
+@pytest.mark.slow  # ~40 s at load ~10 on 2 shared cores: CI runs it, the default run skips it
 def test_two_local_workers_run_in_parallel_processes(tmp_path):
     """--workers 2: two worker children exist at once, every case ends with a prediction and a marker."""
     data, out = tmp_path / "cohort", tmp_path / "out"

@@ -103,6 +103,7 @@ def test_nested_boxes_json_is_exit_2_not_internal(tmp_path, midrt, capsys):
     assert code == 2 and "internal" not in err and "nested" in err, err
 
 
+@pytest.mark.slow  # two whole segment runs, ~40 s at load ~7 on 2 shared cores: CI runs it
 def test_upper_case_suffix_and_250_byte_name_succeed(tmp_path, midrt):
     t2, prior = midrt
     upper_t2 = tmp_path / "T2.NII.GZ"

@@ -75,6 +75,12 @@ def test_every_json_reader_refuses_deep_nesting_in_one_line(tmp_path):
         assert "\n" not in str(info.value), name
 
 
+def test_batch_reads_a_deep_model_card_as_no_task(tmp_path):
+    from HNTumorSegLib.batch.cohort import model_task
+
+    assert model_task(str(_write_deep(tmp_path / "model" / "model.json").parent)) is None   # not RecursionError
+
+
 def test_the_reader_is_strict_about_numbers_and_keeps_strings_out_of_the_depth():
     assert loads_json('{"a": "' + "[" * 500 + '"}') == {"a": "[" * 500}
     assert loads_json("[" * JSON_MAX_DEPTH + "]" * JSON_MAX_DEPTH) is not None

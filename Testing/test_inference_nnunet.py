@@ -34,7 +34,7 @@ def run_nnunet_predictor(folder, files, out_dir, folds=(0, 1)):
 
 
 # not marked slow: 10-60 s on 2 shared cores (plus the one-off fixture build), and it must run in CI
-@pytest.mark.parametrize("case_index", [0, 1])
+@pytest.mark.parametrize("case_index", [0, pytest.param(1, marks=pytest.mark.slow)])  # the 2nd case: CI only
 def test_agreement_with_nnunet_predictor_both_folds_no_tta(tiny_nnunet_results, tmp_path, case_index):
     import SimpleITK as sitk
 

@@ -85,6 +85,7 @@ def monai_probabilities(nets, xyz: np.ndarray) -> np.ndarray:
     return torch.softmax(torch.stack(logits).mean(0), 1)[0].numpy()          # (K, x, y, z)
 
 
+@pytest.mark.slow  # ~75 s at load ~10 on 2 shared cores: CI runs it, the default run skips it
 def test_imported_checkpoints_predict_like_monai(uw_lair, tmp_path, capsys):
     release, nets, t2, xyz = uw_lair
     assert main(["models", "import", str(release), "--id", "UW-LAIR-test", "--accept-licence",
@@ -112,6 +113,7 @@ def test_imported_checkpoints_predict_like_monai(uw_lair, tmp_path, capsys):
     assert float(np.mean(labels == labels_ref)) >= 0.999
 
 
+@pytest.mark.slow  # ~30 s at load ~10 on 2 shared cores: CI runs it, the default run skips it
 def test_without_the_axis_order_the_prediction_differs(uw_lair):
     """The axis order matters: the same networks on z, y, x arrays give another answer (the test above can fail)."""
     release, nets, t2, xyz = uw_lair

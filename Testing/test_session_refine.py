@@ -91,7 +91,10 @@ def full_and_refined(root, boxes_a, boxes_b, fields, names):
     return read(run_a), read(run_c), read(refined), (run_b, run_c), refined
 
 
-@pytest.mark.parametrize("task", ["midrt", "prert", "petct"])
+# midrt in the default run (its session is shared with the tests below); prert and petct (~40 s
+# each at load ~11 on 2 shared cores) in CI's full run
+@pytest.mark.parametrize("task", ["midrt", pytest.param("prert", marks=pytest.mark.slow),
+                                  pytest.param("petct", marks=pytest.mark.slow)])
 def test_refinement_changes_nothing_outside_the_box_and_equals_the_full_run_inside(task, request):
     root, reference, boxes, fields = request.getfixturevalue(task)
     edited = next(b for b in boxes if b.label == 2)

@@ -1,7 +1,7 @@
 """Issue 22 (item 11): a session stopped by SIGTERM still ends its running request with one final event.
 
-The real ``hntumorseg session`` runs the demo model with test-time augmentation on a case big
-enough that one tile takes seconds, so the signal lands between two cancellation points; the
+The real ``hntumorseg session`` runs the demo model with test-time augmentation (8 passes per
+tile, about a second or more per tile here), so the signal lands between two cancellation points; the
 client must still read a final ``error`` event (kind ``cancelled``) for that request's id, the
 queued request gets one too, and the session exits 143 with no output written and its temp
 folder gone. Nothing waits a fixed time: each step waits for a line, with a generous limit.

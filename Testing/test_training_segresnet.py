@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from conftest import require_module
 
 torch = require_module("torch")
 require_module("monai")
 
 
+@pytest.mark.slow  # ~75 s at load ~18 on 2 shared cores: CI runs it, the default run skips it
 def test_segresnet_train_export_segment(tmp_path):
     from HNTumorSegLib.image import read_image
     from HNTumorSegLib.models import load_model

@@ -16,14 +16,16 @@ The task comes from ``--task``, else from the layout (HECKTOR is always ``petct`
 from the model card's ``task`` when the model is a local folder.
 
 Example:
-    >>> cases = discover_cases("hntsmrg", "HNTSMRG24_train", "preds", task="midrt")   # doctest: +SKIP
-    >>> cases[0].input_paths, cases[0].prediction_path                                         # doctest: +SKIP
-    ({'T2': '.../2_midRT_T2.nii.gz'}, PosixPath('preds/2_midRT_pred.nii.gz'))
+    >>> from HNTumorSegLib.phantoms import write_hntsmrg_cohort
+    >>> write_hntsmrg_cohort("HNTSMRG24_train", 2, shape=(8, 24, 24))    # two tiny phantom cases
+    ['1', '2']
+    >>> cases = discover_cases("hntsmrg", "HNTSMRG24_train", "preds", task="midrt")
+    >>> cases[1].input_paths, cases[1].prediction_path
+    ({'T2': 'HNTSMRG24_train/2/midRT/2_midRT_T2.nii.gz'}, PosixPath('preds/2_midRT_pred.nii.gz'))
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any
 
 from ..datasets import find_hecktor_cases, find_hntsmrg_cases, find_plain_cases, prediction_path
 from ..errors import InputError
+from ..fileio import read_json
 from ..pipeline.request import SegmentRequest
 from ..vocab import Layout, Task
 
@@ -54,7 +57,7 @@ def model_task(model: str) -> str | None:
     (README: "the card's task is used"); None for nnU-Net folders or unknown ids."""
     card = Path(model) / "model.json"
     try:
-        return json.loads(card.read_text()).get("task")
+        return read_json(card, "model card").get("task")   # depth-limited: a deep card is not a traceback
     except (OSError, ValueError, AttributeError):
         pass
     if Path(model).exists():

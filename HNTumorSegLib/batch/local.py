@@ -14,8 +14,18 @@ threads (``OMP_NUM_THREADS``), so two workers do not fight over the same cores; 
 ``OMP_NUM_THREADS`` set by the user wins.
 
 Example:
-    >>> outcomes = run_local(jobs, out_dir, workers=2)          # doctest: +SKIP
-    >>> outcomes["case_01"].final.kind                          # doctest: +SKIP
+    >>> from HNTumorSegLib.batch.resume import fingerprint
+    >>> from HNTumorSegLib.image import write_image
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.pipeline.request import SegmentRequest
+    >>> phantom = make_midrt_case(seed=0)
+    >>> _ = write_image(phantom["midRT_T2"], "t2.nii.gz"), write_image(phantom["preRT_mask_registered"], "prior.nii.gz")
+    >>> request = SegmentRequest(model="demo-midrt", input_paths={"T2": "t2.nii.gz"}, prior_path="prior.nii.gz",
+    ...                          output_path="preds/case_01.nii.gz")
+    >>> jobs, out_dir = [Job("case_01", request, request.output_path, fingerprint(request))], "preds"
+    >>> outcomes = run_local(jobs, out_dir, workers=2)          # one worker per job, at most 2 at once
+    >>> outcomes["case_01"].final.event, outcomes["case_01"].final.files
+    ('result', {'labels': 'preds/case_01.nii.gz'})
 """
 
 from __future__ import annotations

@@ -16,9 +16,11 @@ recomputed: the predictions themselves are written atomically by the pipeline, s
 half-written is ever taken for done.
 
 Example:
+    >>> from HNTumorSegLib.pipeline.request import SegmentRequest
     >>> fp = fingerprint(SegmentRequest(model="demo-midrt", task="midrt", input_paths={"T2": "a.nii.gz"},
-    ...                                 output_path="preds/case1.nii.gz"))         # doctest: +SKIP
-    >>> is_done(out_dir, "case1", "preds/case1.nii.gz", fp)          # doctest: +SKIP
+    ...                                 output_path="preds/case1.nii.gz"))
+    >>> out_dir = "preds"
+    >>> is_done(out_dir, "case1", "preds/case1.nii.gz", fp)          # no done-marker yet
     False
 """
 

@@ -33,6 +33,7 @@ from ..fileio import os_error, write_json_atomic
 from ..folds import ACCEPTED_FORMS, parse_folds
 from ..outlock import OutputLock
 from ..protect import check_inputs_regular, check_outputs, protected_folders
+from ..protocol import ErrorEvent, ResultEvent
 from ..vocab import Layout, Task, parse_device
 
 
@@ -194,17 +195,18 @@ def _run_cases(args, cases, out: Path, task: str, model: str, device: str, folds
     qa, summary = [], {}
     for c in cases:
         o = outcomes.get(c.case_id)
-        error = None if o is None or o.ok else f"{o.final.kind}: {o.final.message}"
+        final = None if o is None else o.final
+        error = f"{final.kind}: {final.message}" if isinstance(final, ErrorEvent) else None
         marker = read_marker(out, c.case_id) or {}
         seconds = o.seconds if o is not None else (marker.get("timings") or {}).get("total")
         metrics = (result or {}).get("cases", {}).get(c.case_id)
         qa.append(QACase(c.case_id, image=next(iter(c.input_paths.values())), prediction=str(c.prediction_path)
                          if c.prediction_path.is_file() else None, reference=c.reference_path, metrics=metrics,
                          error=error, seconds=seconds,
-                         regions=list(((o.final.info or {}).get("regions") or []) if o is not None and o.ok else [])))
+                         regions=list(((final.info or {}).get("regions") or []) if isinstance(final, ResultEvent) else [])))
         summary[c.case_id] = {"status": "skipped" if c.case_id in skipped else ("ok" if error is None else "failed"),
                               "error": error, "seconds": seconds, "prediction": str(c.prediction_path)}
-        warnings = list(o.final.info.get("warnings") or []) if o is not None and o.ok else []
+        warnings = list(final.info.get("warnings") or []) if isinstance(final, ResultEvent) else []
         if warnings:   # constant image, smaller than a patch ... (issue 11): in the report and the log
             summary[c.case_id]["warnings"] = warnings
             for warning in warnings:

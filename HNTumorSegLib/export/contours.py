@@ -63,12 +63,13 @@ def _keyhole(outer: np.ndarray, holes: list[np.ndarray]) -> np.ndarray:
     poly = outer
     remaining = list(holes)
     while remaining:
-        best = None
+        best: tuple[float, int, int, int] | None = None
         for h_index, hole in enumerate(remaining):
             d = np.linalg.norm(poly[:, None, :] - hole[None, :, :], axis=2)
-            i, j = np.unravel_index(int(np.argmin(d)), d.shape)
-            if best is None or d[i, j] < best[0]:
-                best = (d[i, j], h_index, i, j)
+            near_i, near_j = np.unravel_index(int(np.argmin(d)), d.shape)
+            if best is None or d[near_i, near_j] < best[0]:
+                best = (float(d[near_i, near_j]), h_index, int(near_i), int(near_j))
+        assert best is not None   # remaining is not empty
         _, h_index, i, j = best
         hole = remaining.pop(h_index)
         turned = np.concatenate([hole[j:], hole[: j + 1]])  # around the hole, back to its start vertex

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -33,9 +33,9 @@ from ..vocab import FoldAverage, Uncertainty
 from .devices import resolve_device
 from .ensemble import (EnsembleMember, as_members, background_probabilities, hard_labels,
                        predictive_entropy)
-from .tiled import ProgressFn, TiledPredictor, TileProgress, TilingOptions, check_input, set_background_outside, \
+from .tiled import DeviceLike, NetworksLike, ProgressFn, TiledPredictor, TileProgress, TilingOptions, check_input, set_background_outside, \
     use_threads
-from .tiling import Region, grow_region
+from .tiling import Region, RegionLike, grow_region
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,8 @@ class EnsemblePredictor:
         progress: ``progress(stage="inference", fraction=..., message="member 1/2 fold 1/5 tile 3/40")``.
     """
 
-    def __init__(self, networks: Any, patch_size: Sequence[int], num_classes: int, device: Any = "auto",
+    def __init__(self, networks: NetworksLike, patch_size: Sequence[int], num_classes: int,
+                 device: DeviceLike = "auto",
                  tiling: TilingOptions | None = None, options: EnsembleOptions | None = None, *,
                  output: str = "softmax", progress: ProgressFn | None = None) -> None:
         self.options = options or EnsembleOptions()
@@ -98,11 +99,11 @@ class EnsemblePredictor:
         self.weights = [m.weight for m in members]
         self.members = [TiledPredictor(m, patch_size, num_classes, self.device, self.tiling) for m in members]
 
-    def predict_probabilities(self, x: np.ndarray, region: Any = None) -> np.ndarray:
+    def predict_probabilities(self, x: np.ndarray, region: RegionLike | None = None) -> np.ndarray:
         """Ensemble probabilities (K, z, y, x) float32 (``region`` as in :meth:`predict`)."""
         return self.predict(x, region=region).probabilities
 
-    def predict(self, x: np.ndarray, region: Any = None) -> PredictionResult:
+    def predict(self, x: np.ndarray, region: RegionLike | None = None) -> PredictionResult:
         """Run every member; ``region`` (bool mask, slices, list of slices or a
         :class:`~.tiling.Region`) restricts the run to boxes, background elsewhere."""
         import torch
@@ -139,7 +140,7 @@ class EnsemblePredictor:
         unc = self._uncertainty(prob_sum, labels, grown)
         return PredictionResult(prob_sum, unc, total, time.perf_counter() - t0)
 
-    def count_tiles(self, shape: Sequence[int], region: Any = None) -> int:
+    def count_tiles(self, shape: Sequence[int], region: RegionLike | None = None) -> int:
         """How many tiles (per fold, TTA not counted) a prediction over ``shape`` would run, all members."""
         shape = tuple(int(s) for s in shape)
         grown = None if region is None else grow_region(region, shape, self.tiling.margin_zyx)

@@ -51,6 +51,7 @@ from .tiled import ProgressFn, TiledPredictor, TilingOptions
 from .tiling import Region, Slices3, slices3
 
 if TYPE_CHECKING:
+    from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
     from torch import device as TorchDevice
     from torch.nn import Module
 
@@ -62,8 +63,8 @@ class NnUNetModel:
     """What this module needs from a loaded nnU-Net folder (an ``NnUNetFolderModel`` narrowed to it)."""
 
     networks: list[Module]
-    plans_manager: Any            # nnunetv2 PlansManager (nnunetv2 is not analysed by the type checker)
-    configuration_manager: Any    # nnunetv2 ConfigurationManager
+    plans_manager: PlansManager
+    configuration_manager: ConfigurationManager
     dataset_json: dict[str, Any]
     mirror_axes: tuple[int, ...] | None = None
     folder: Path | None = None

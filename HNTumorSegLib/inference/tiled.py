@@ -31,20 +31,27 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence, Union
 
 import numpy as np
 
 if TYPE_CHECKING:  # torch is imported lazily: `import HNTumorSegLib` must not load it
     import torch
+    from numpy.typing import ArrayLike
+    from torch.nn import Module
 
 from ..vocab import AccumulateOn, NetworkOutput, RegionTiling
 from . import tiling
 from .devices import autocast_context, free_device_memory, resolve_device
 from .ensemble import EnsembleMember, as_members, background_probabilities, logits_to_probabilities
-from .tiling import Region, Slices3, grow_region
+from .tiling import Region, RegionLike, Slices3, grow_region
 
 ProgressFn = Callable[..., None]
+#: What a predictor's ``networks`` may be (:func:`~.ensemble.as_members`): a module, a list of fold
+#: modules, ``EnsembleMember`` objects or ``(fold modules, weight)`` pairs.
+NetworksLike = Union["Module", EnsembleMember, Sequence[Union["Module", EnsembleMember, tuple[Sequence["Module"], float]]]]
+#: A device as the predictors take it (``"auto"``, ``"cpu"``, ``"cuda:1"``, ``"mps"`` or a torch.device).
+DeviceLike = Union[str, "torch.device", None]
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,7 @@ class TiledPredictor:
         progress: ``progress(stage="inference", fraction=..., message="fold 1/2 tile 13/40")``.
     """
 
-    def __init__(self, networks: Any, patch_size: Sequence[int], num_classes: int, device: Any = "auto",
+    def __init__(self, networks: NetworksLike, patch_size: Sequence[int], num_classes: int, device: DeviceLike = "auto",
                  options: TilingOptions | None = None, *, output: str = "softmax",
                  progress: ProgressFn | None = None) -> None:
         members = as_members(networks, output=output)
@@ -158,7 +165,7 @@ class TiledPredictor:
         return "cpu" if self.options.low_memory else self.options.accumulate_on
 
     # ---- public API ---------------------------------------------------------------------
-    def predict_logits(self, x: np.ndarray, region: Any = None) -> "torch.Tensor":
+    def predict_logits(self, x: np.ndarray, region: RegionLike | None = None) -> "torch.Tensor":
         """Fold-averaged, Gaussian-aggregated logits (K, z, y, x) float32 on the CPU, whole volume.
 
         This is what nnUNetPredictor's ``predict_logits_from_preprocessed_data`` returns; nnU-Net's
@@ -188,7 +195,7 @@ class TiledPredictor:
         full[:, ~grown.mask_zyx] = background_logits(self.num_classes, (1, 1, 1), self.output)[:, 0, 0, 0, None]
         return torch.from_numpy(full)
 
-    def predict_probabilities(self, x: np.ndarray, region: Any = None, *, plan: TilePlan | None = None,
+    def predict_probabilities(self, x: np.ndarray, region: RegionLike | None = None, *, plan: TilePlan | None = None,
                               counter: "TileProgress | None" = None) -> np.ndarray:
         """Probabilities (K, z, y, x) float32; with ``region`` (a :class:`~.tiling.Region`, bool mask,
         slices or list of slices) only its tiles run and everything outside it is background.
@@ -214,7 +221,7 @@ class TiledPredictor:
             set_background_outside(p, grown.mask_zyx, self.output)
         return p
 
-    def count_tiles(self, shape: Sequence[int], region: Any = None) -> int:
+    def count_tiles(self, shape: Sequence[int], region: RegionLike | None = None) -> int:
         """How many tiles (per fold, TTA not counted) a prediction over ``shape`` would run."""
         shape = tuple(int(s) for s in shape)
         grown = None if region is None else grow_region(region, shape, self.options.margin_zyx)
@@ -336,7 +343,7 @@ class TiledPredictor:
         return np.ascontiguousarray(full[(slice(None), *plan.revert)])
 
 
-def check_input(x: Any) -> np.ndarray:
+def check_input(x: ArrayLike) -> np.ndarray:
     """The network input as a contiguous float32 (C, z, y, x) array (ValueError for another rank)."""
     x = np.asarray(x)
     if x.ndim != 4:

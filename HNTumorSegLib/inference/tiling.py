@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence, TypeGuard, cast
 
 import numpy as np
 
@@ -120,7 +120,7 @@ def region_to_mask(region, shape: Sequence[int]) -> np.ndarray:
     return mask
 
 
-def _is_slices(obj) -> bool:
+def _is_slices(obj: object) -> TypeGuard[Slices3]:
     return isinstance(obj, tuple) and len(obj) == 3 and all(isinstance(s, slice) for s in obj)
 
 
@@ -154,7 +154,11 @@ class Region:
         return not self.boxes
 
 
-def grow_region(region: Any, shape: Sequence[int], margin_zyx: Sequence[int] = (0, 0, 0)) -> Region:
+#: What a predictor's ``region=`` accepts: a boolean mask (z, y, x), one box of slices, a list of them, or a Region.
+RegionLike = Region | np.ndarray | Slices3 | Sequence[Slices3]
+
+
+def grow_region(region: RegionLike, shape: Sequence[int], margin_zyx: Sequence[int] = (0, 0, 0)) -> Region:
     """A :class:`Region` from a bool mask, one ``(z, y, x)`` tuple of slices or a list of them.
 
     Boxes given as slices are used as they are (no connected-component labelling of a
@@ -169,7 +173,7 @@ def grow_region(region: Any, shape: Sequence[int], margin_zyx: Sequence[int] = (
     if isinstance(region, np.ndarray):
         boxes = region_boxes(mask) if mask.any() else []
     else:
-        given = [region] if _is_slices(region) else list(region)
+        given: list[Slices3] = [region] if _is_slices(region) else list(cast(Sequence[Slices3], region))
         boxes = [slices3(slice(*sl.indices(n)[:2]) for sl, n in zip(b, shape)) for b in given]
         boxes = [b for b in boxes if all(sl.stop > sl.start for sl in b)]
     if any(margin_zyx):

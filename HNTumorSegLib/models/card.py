@@ -137,7 +137,7 @@ class ModelCard:
         return out
 
     @classmethod
-    def from_dict(cls, data: Any, path: str | Path | None = None) -> "ModelCard":
+    def from_dict(cls, data: object, path: str | Path | None = None) -> "ModelCard":
         """Validate a parsed model.json; every problem raises ModelError naming the field."""
         where = path if path is not None else "model.json"
         if not isinstance(data, dict):
@@ -215,7 +215,7 @@ class Provenance(TypedDict):
     source: str
 
 
-def provenance_fields(data: dict[str, Any], where: Any, what: str, fix: str) -> Provenance:
+def provenance_fields(data: dict[str, Any], where: str | Path | None, what: str, fix: str) -> Provenance:
     """``task``, ``licence``, ``citation``, ``source`` of a model card, a catalogue entry or a
     declaration, converted once: the task a :class:`~HNTumorSegLib.vocab.Task` (or None), the
     others strings (absent or null: ``""``). Why one converter: the three files share these
@@ -252,20 +252,23 @@ def write_card(card: ModelCard | dict, path: str | Path) -> Path:
     return write_json_atomic(path, data)
 
 
-def _bad(where: Any, problem: str, fix: str = "fix the model card (see README section 6, Models)") -> NoReturn:
+def _bad(where: str | Path, problem: str, fix: str = "fix the model card (see README section 6, Models)") -> NoReturn:
     raise ModelError(f"model card {problem}", where, fix)
 
 
-def _is_fold(f: Any) -> bool:
+def _is_fold(f: object) -> bool:
+    """``"all"``, or a whole number >= 0 (an int or its digits; not a bool, not ``1.5``)."""
     if f == "all":
         return True
+    if not isinstance(f, (int, str)) or isinstance(f, bool):
+        return False
     try:
         return int(f) >= 0 and str(int(f)) == str(f).strip()
-    except (TypeError, ValueError):
+    except ValueError:
         return False
 
 
-def _inputs(raw: Any, where: Any) -> list[InputSpec]:
+def _inputs(raw: object, where: str | Path) -> list[InputSpec]:
     if not isinstance(raw, list) or not raw:
         _bad(where, "inputs must be a non-empty list")
     out: list[InputSpec] = []
@@ -291,14 +294,14 @@ def _inputs(raw: Any, where: Any) -> list[InputSpec]:
     return out
 
 
-def _numbers(value: Any, n: int, name: str, where: Any, positive: bool = False,
+def _numbers(value: object, n: int, name: str, where: str | Path, positive: bool = False,
              integer: bool = False) -> list | None:
     if value is None:
         return None
     ok = isinstance(value, list) and len(value) == n and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         and (not positive or v > 0) and (not integer or float(v).is_integer()) for v in value)
-    if not ok:
+    if not ok or not isinstance(value, list):
         _bad(where, f"{name} must be null or a list of {n} {'positive ' if positive else ''}"
                     f"{'integers' if integer else 'numbers'}")
     return [int(v) for v in value] if integer else [float(v) for v in value]

@@ -139,7 +139,7 @@ def infer_declaration(channel_names: dict) -> Declaration:
     return Declaration(task=_infer_task(roles), channels=roles)
 
 
-def _parse_role(index: int, name: str, raw: Any, path: Path) -> ChannelRole:
+def _parse_role(index: int, name: str, raw: object, path: Path) -> ChannelRole:
     if isinstance(raw, str):
         raw = {"input": raw}
     if not isinstance(raw, dict) or not (("input" in raw) ^ ("derived" in raw)):

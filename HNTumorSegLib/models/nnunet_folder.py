@@ -28,7 +28,7 @@ import inspect
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelError
 from ..fileio import read_json
@@ -37,6 +37,11 @@ from .card import InputSpec, ModelCard
 from .safe_load import load_checkpoint
 from .types import NnUNetFolderModel, move_networks
 from .weights import load_strict
+
+if TYPE_CHECKING:   # nnunetv2 is imported when a folder is loaded (the type checker does not follow it)
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+    from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+    from torch.nn import Module
 
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
 #: nnU-Net normalisation scheme -> our card normalisation type (information for the card;
@@ -88,8 +93,9 @@ def split_folder_name(folder: Path) -> tuple[str | None, str | None, str | None]
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 else (None, None, None)
 
 
-def build_nnunet_network(trainer_name: str, plans_manager: Any, configuration_manager: Any,
-                         num_input_channels: int, num_output_channels: int, deep_supervision: bool = False):
+def build_nnunet_network(trainer_name: str, plans_manager: PlansManager,
+                         configuration_manager: ConfigurationManager, num_input_channels: int,
+                         num_output_channels: int, deep_supervision: bool = False) -> Module:
     """The network ``trainer_name`` trains, for inference (see the module docstring)."""
     from ..networks.stunet import build_stunet
 
@@ -221,7 +227,8 @@ def load_nnunet_folder(folder: str | Path, folds: FoldsLike = None, device: str 
     )
 
 
-def _card_for(folder: Path, pm: Any, cm: Any, dataset_json: dict[str, Any], label_manager: Any, folds: list[FoldId],
+def _card_for(folder: Path, pm: PlansManager, cm: ConfigurationManager, dataset_json: dict[str, Any],
+              label_manager: LabelManager, folds: list[FoldId],
               mirroring: list[int] | None, trainer: str, configuration: str) -> ModelCard:
     """A card describing the folder, for display and for the pipeline's bookkeeping."""
     channels = dataset_json.get("channel_names") or dataset_json.get("modality") or {}

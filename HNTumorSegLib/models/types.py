@@ -34,7 +34,10 @@ from ..vocab import ModelKind
 from .card import ModelCard
 from .declaration import Declaration
 
-if TYPE_CHECKING:   # torch is imported only when a model is loaded (and is Any to the type checker)
+if TYPE_CHECKING:   # imported only when a model is loaded (the type checker does not follow them: Any)
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+    from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+    from torch import device as TorchDevice
     from torch.nn import Module
 
 class LoadedModel(Protocol):
@@ -124,12 +127,12 @@ class NnUNetFolderModel:
     folder: Path
     checkpoints: list[Path]
     plans: dict[str, Any]
-    plans_manager: Any            # nnunetv2 PlansManager (nnunetv2 is not analysed by the type checker)
-    configuration_manager: Any    # nnunetv2 ConfigurationManager
+    plans_manager: PlansManager
+    configuration_manager: ConfigurationManager
     configuration_name: str
     trainer_name: str
     dataset_json: dict[str, Any]
-    label_manager: Any            # nnunetv2 LabelManager
+    label_manager: LabelManager
     declaration: Declaration
     inference_allowed_mirroring_axes: tuple[int, ...] | None = None   # from the checkpoint
     channel_names: dict[str, str] = field(default_factory=dict)       # dataset.json: {"0": "CT", "1": "PET"}
@@ -165,7 +168,7 @@ class NnUNetFolderModel:
         return int(self.label_manager.num_segmentation_heads)
 
 
-def move_networks(networks: Sequence[Module], device: Any) -> list[Module]:
+def move_networks(networks: Sequence[Module], device: str | TorchDevice | None) -> list[Module]:
     """Move networks to ``device`` (``None``/``"auto"``: leave on the CPU for the predictor to place)."""
     if device is None or str(device) in ("auto", "cpu"):
         return list(networks)

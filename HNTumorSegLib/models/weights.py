@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, TypeGuard
 
 from ..errors import ModelError
 
@@ -51,7 +51,7 @@ def verify_sha256(path: str | Path, expected: str) -> None:
                          "the file is damaged or not the published one: download it again")
 
 
-def _is_tensor_dict(obj: object) -> bool:
+def _is_tensor_dict(obj: object) -> TypeGuard[dict[str, Tensor]]:
     import torch
 
     return isinstance(obj, dict) and bool(obj) and all(
@@ -60,19 +60,19 @@ def _is_tensor_dict(obj: object) -> bool:
 
 def extract_state_dict(checkpoint: object, path: str | Path) -> dict[str, Tensor]:
     """The state_dict inside a checkpoint: the checkpoint itself, or under a known key."""
+    sd: dict[str, Tensor] | None = None
     if _is_tensor_dict(checkpoint):
         sd = checkpoint
-    else:
-        sd = None
-        if isinstance(checkpoint, dict):
-            for key in STATE_DICT_KEYS:
-                if _is_tensor_dict(checkpoint.get(key)):
-                    sd = checkpoint[key]
-                    break
-        if sd is None:
-            keys = ", ".join(map(str, list(checkpoint)[:6])) if isinstance(checkpoint, dict) else type(checkpoint).__name__
-            raise ModelError(f"no network weights found in checkpoint (top level: {keys})", path,
-                             f"save a state_dict, or a dict with one of the keys {', '.join(STATE_DICT_KEYS)}")
+    elif isinstance(checkpoint, dict):
+        for key in STATE_DICT_KEYS:
+            inner = checkpoint.get(key)
+            if _is_tensor_dict(inner):
+                sd = inner
+                break
+    if sd is None:
+        keys = ", ".join(map(str, list(checkpoint)[:6])) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise ModelError(f"no network weights found in checkpoint (top level: {keys})", path,
+                         f"save a state_dict, or a dict with one of the keys {', '.join(STATE_DICT_KEYS)}")
     for prefix in _WRAPPER_PREFIXES:
         if all(k.startswith(prefix) for k in sd):
             sd = {k[len(prefix):]: v for k, v in sd.items()}

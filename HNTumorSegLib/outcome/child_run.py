@@ -12,7 +12,8 @@ The child's process handling is every child's (:mod:`HNTumorSegLib.childproc`): 
 Python (``PythonSlicer`` inside Slicer, :func:`~HNTumorSegLib.childproc.default_python`), the
 same environment (:func:`~HNTumorSegLib.childproc.child_env`: this package on its path), its
 own process group so :meth:`cancel` ends the whole tree. stdout and stderr go to files in the
-temp folder, not pipes: the command prints a few lines only, so no reader threads are needed. The temp folder (which holds patient images) is removed in every ending.
+temp folder, not pipes: the command prints a few lines only, so no reader threads are needed.
+The temp folder (which holds patient images) is removed in every ending.
 
 Example:
     >>> run = OutcomeRun().start(ct, pet_suv, labels, "models/outcome-demo", "ehr.json")

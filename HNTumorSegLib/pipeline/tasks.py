@@ -48,6 +48,7 @@ import numpy as np
 
 from ..image import Image, resample_to, resample_to_spacing
 from ..prompts.boxes import LesionBox, boxes_from_mask, boxes_to_mask
+from ..vocab import InputRole, Task
 from .validate import ValidatedCase
 
 #: context kept around user or prior boxes in box-restricted runs (mm): a lesion that grew a
@@ -114,7 +115,7 @@ def prepare_petct(case: ValidatedCase) -> Work:
     from ..prompts.head_localisation import crop_around_boxes, locate_head
 
     card = case.model.card
-    ct, pet = case.images["CT"], case.images["PET"]
+    ct, pet = case.images[InputRole.CT], case.images[InputRole.PET]
     spacing = card.spacing_xyz
     iso = float(min(spacing)) if spacing else 1.0
     if case.boxes:
@@ -124,7 +125,7 @@ def prepare_petct(case: ValidatedCase) -> Work:
         crop = locate_head(ct, pet, spacing=iso)
         note = "head crop around the PET hot spot" if crop.found_hot_region else \
             "no PET hot spot found: crop at the top of the scan"
-    images = {"CT": crop.ct, "PET": crop.pet}
+    images = {InputRole.CT: crop.ct, InputRole.PET: crop.pet}
     images.update({k: v for k, v in case.images.items() if k not in images})  # extra channels, if any
     images = _working_images(images, spacing)
     return Work(images, ct, list(case.boxes), None, [*case.notes, note])
@@ -138,8 +139,8 @@ def prepare_generic(case: ValidatedCase) -> Work:
 
 def prepare_work(case: ValidatedCase) -> Work:
     """The :class:`Work` of ``case``'s task (module docstring)."""
-    if case.task == "midrt":
+    if case.task == Task.MIDRT:
         return prepare_midrt(case)
-    if case.task == "petct" and "CT" in case.images and "PET" in case.images:
+    if case.task == Task.PETCT and InputRole.CT in case.images and InputRole.PET in case.images:
         return prepare_petct(case)
     return prepare_generic(case)

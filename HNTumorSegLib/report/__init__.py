@@ -2,5 +2,5 @@
 sortable by score, worst cases first.
 
 Example:
-    >>> from HNTumorSegLib.report.qa_report import QACase, write_qa_report   # doctest: +SKIP
+    >>> from HNTumorSegLib.report.qa_report import QACase, write_qa_report
 """

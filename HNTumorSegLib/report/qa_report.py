@@ -16,9 +16,18 @@ Choices (not in the seeds):
 - Patient data: the page shows case ids, no file paths.
 
 Example:
+    >>> import shutil
+    >>> from HNTumorSegLib.image import read_image
+    >>> from HNTumorSegLib.metrics import evaluate_pairs
+    >>> from HNTumorSegLib.phantoms import write_hntsmrg_cohort
+    >>> _ = write_hntsmrg_cohort(".", 1, shape=(8, 32, 32))     # phantom case 1; its prior as "prediction"
+    >>> _ = Path("preds").mkdir(), shutil.copy("1/midRT/1_preRT_mask_registered.nii.gz", "preds/1_midRT_pred.nii.gz")
+    >>> result = evaluate_pairs([("1", read_image("preds/1_midRT_pred.nii.gz", label=True),
+    ...                           read_image("1/midRT/1_midRT_mask.nii.gz", label=True))])
     >>> cases = [QACase("1", image="1/midRT/1_midRT_T2.nii.gz", prediction="preds/1_midRT_pred.nii.gz",
-    ...                 reference="1/midRT/1_midRT_mask.nii.gz", metrics=result["cases"]["1"])]  # doctest: +SKIP
-    >>> write_qa_report("out/report", cases, aggregate=result["aggregate"])            # doctest: +SKIP
+    ...                 reference="1/midRT/1_midRT_mask.nii.gz", metrics=result["cases"]["1"])]
+    >>> write_qa_report("out/report", cases, aggregate=result["aggregate"])
+    PosixPath('out/report/index.html')
 """
 
 from __future__ import annotations

@@ -20,8 +20,24 @@ DICOM export (the source series of SEG / RTSTRUCT) and the PET's SUV both start 
   command line's default ``--pet-units SUV``).
 
 Example:
-    >>> files = dicom_source_files(ct_node, slicer.dicomDatabase.fileForInstance)   # None: not DICOM
-    >>> pet = pet_suv_image(pet_node, slicer.dicomDatabase.fileForInstance)         # Image in SUVbw
+    >>> import pydicom
+    >>> from HNTumorSegLib.dicom.read import read_volume
+    >>> from HNTumorSegLib.phantoms import make_petct_case
+    >>> from HNTumorSegLib.phantoms.dicom_series import PetAcquisition, write_dicom_series
+    >>> from HNTumorSegLib.scene.mrml import make_scene, volume_node_from_image
+    >>> scene, case = make_scene().scene, make_petct_case(seed=1, in_plane=64)
+    >>> ct_node = volume_node_from_image(scene, case["CT"], "CT")            # loaded from NIfTI
+    >>> pet_files = write_dicom_series(case["PET"], "PET", modality="PT", pet=PetAcquisition())
+    >>> database = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID: str(f) for f in pet_files}
+    >>> pet_node = volume_node_from_image(scene, read_volume("PET", name="the PET"), "PET")   # as Slicer's
+    >>> pet_node.SetAttribute("DICOM.instanceUIDs", " ".join(database))     # DICOM module loads it
+    >>> # in Slicer: file_for_instance = slicer.dicomDatabase.fileForInstance
+    >>> files = dicom_source_files(ct_node, database.get)     # None: not DICOM
+    >>> files is None, len(dicom_source_files(pet_node, database.get))
+    (True, 66)
+    >>> pet = pet_suv_image(pet_node, database.get)          # Image in SUVbw, from the files' headers
+    >>> bool(abs(float(pet.array.max()) - float(case["PET"].array.max())) < 1e-3)
+    True
 """
 
 from __future__ import annotations

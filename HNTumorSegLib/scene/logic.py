@@ -14,15 +14,26 @@ and TTA (flips on the model's ``tta_axes``). The request is a
 :class:`~HNTumorSegLib.pipeline.request.SegmentRequest`, built and checked here.
 
 Example (a whole session, as ``Testing/test_scene_session.py`` runs it):
+    >>> import time
+    >>> from HNTumorSegLib.phantoms import write_hntsmrg_cohort
+    >>> from HNTumorSegLib.scene.inputs import load_case_folder
+    >>> from HNTumorSegLib.scene.mrml import make_scene
+    >>> scene = make_scene().scene
+    >>> _ = write_hntsmrg_cohort("cohort", 1)                      # a phantom case "1"
     >>> logic = SegmentationSceneLogic(scene)
     >>> nodes = load_case_folder(scene, "cohort/1")
     >>> rois = logic.boxes_from_prior(nodes["preRT_mask_registered"], nodes["midRT_T2"])
-    >>> params = Parameters(task="midrt", inputs={"T2": nodes["midRT_T2"].GetID()}, model="demo-midrt")
-    >>> logic.start(params)
-    >>> while logic.running: logic.poll(); time.sleep(0.2)
+    >>> [roi.GetName() for roi in rois]
+    ['GTVp-1', 'GTVn-1', 'GTVn-2']
+    >>> params = Parameters(task="midrt", inputs={"T2": nodes["midRT_T2"].GetID()},
+    ...                     prior=nodes["preRT_mask_registered"].GetID(), model="demo-midrt", device="cpu")
+    >>> _ = logic.start(params)                                    # a worker process
+    >>> while logic.running: state = logic.poll(); time.sleep(0.2)   # the widget's timer: progress bar
     >>> seg = logic.import_result()
-    >>> logic.review(seg, nodes["midRT_T2"], reference=nodes["midRT_mask"])
+    >>> sorted(logic.review(seg, nodes["midRT_T2"], reference=nodes["midRT_mask"]))   # table nodes
+    ['comparison', 'lesions', 'volumes']
     >>> logic.export(seg, nodes["midRT_T2"], "out/", formats=("nifti", "csv"))
+    {'nifti': PosixPath('out/1_midRT_T2_gtv.nii.gz'), 'csv': PosixPath('out/1_midRT_T2_stats.csv')}
 """
 
 from __future__ import annotations

@@ -14,9 +14,14 @@ caller has (real ``vtkMRML*`` nodes from slicer-core in the tests).
 :class:`~HNTumorSegLib.scene.logic.Parameters` (node IDs), so the module never converts by hand.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.scene.mrml import make_scene, volume_node_from_image
+    >>> scene, phantom = make_scene().scene, make_midrt_case(seed=0, shape=(8, 32, 32))
+    >>> t2_node = volume_node_from_image(scene, phantom["midRT_T2"], "T2")
+    >>> prior_node = volume_node_from_image(scene, phantom["preRT_mask_registered"], "prior", label=True)
     >>> p = PanelParameters(task=Task.MIDRT, model="demo-midrt", t2=t2_node, prior=prior_node)
-    >>> p.to_run_parameters().inputs
-    {'T2': 'vtkMRMLScalarVolumeNode1'}
+    >>> p.to_run_parameters().inputs == {"T2": "vtkMRMLScalarVolumeNode1"}     # node IDs, by input role
+    True
 """
 
 from __future__ import annotations

@@ -15,8 +15,16 @@ them into ``vtkMRMLTableNode`` s (numbers as double columns, names as string col
   neighbour when its grid differs, as ``evaluate`` does). Undefined values (both empty) are NaN.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.scene.mrml import make_scene, volume_node_from_image
+    >>> scene, phantom = make_scene().scene, make_midrt_case(seed=0, shape=(8, 32, 32))
+    >>> t2_node = volume_node_from_image(scene, phantom["midRT_T2"], "T2")
+    >>> from HNTumorSegLib.scene.segmentation_io import export_label_map, import_label_map
+    >>> seg_node = import_label_map(scene, phantom["midRT_mask"], t2_node, name="HNTumorSeg result")
     >>> labels = export_label_map(seg_node, t2_node)
-    >>> table_node_from_rows(scene, lesion_rows(labels), "HNTumorSeg lesions")
+    >>> table = table_node_from_rows(scene, lesion_rows(labels), "HNTumorSeg lesions")
+    >>> table.GetName(), table.GetNumberOfRows()                  # one row per lesion
+    ('HNTumorSeg lesions', 3)
 """
 
 from __future__ import annotations

@@ -11,9 +11,18 @@ The label of an ROI the user made himself (Markups toolbar) comes from the attri
 its name (``GTVn...`` -> 2, ``GTVp...`` -> 1); an ROI with neither is refused with a fix.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.prompts.boxes import boxes_from_mask, read_boxes, write_boxes
+    >>> from HNTumorSegLib.scene.mrml import make_scene
+    >>> scene, prior = make_scene().scene, make_midrt_case(seed=0, shape=(8, 32, 32))["preRT_mask_registered"]
     >>> nodes = roi_nodes_from_boxes(scene, boxes_from_mask(prior, margin_vox=3))
+    >>> [node.GetName() for node in nodes]
+    ['GTVp-1', 'GTVn-1', 'GTVn-2']
     >>> nodes[0].SetCenter(12.0, 30.0, -4.0)          # the user moves a box
     >>> write_boxes(boxes_from_roi_nodes(nodes), "boxes.json")
+    PosixPath('boxes.json')
+    >>> read_boxes("boxes.json")[0].centre_ras
+    (12.0, 30.0, -4.0)
 """
 
 from __future__ import annotations

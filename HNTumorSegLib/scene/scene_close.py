@@ -13,8 +13,17 @@ a model and inputs the node no longer holds. :class:`SceneCloseGuard` observes t
 It is plain VTK observation, so it works on slicer-core's ``vtkMRMLScene`` (tested there with a
 real worker process) as in Slicer.
 
-Example (the widget's setup; ``cleanup`` calls ``guard.remove()``):
-    >>> guard = SceneCloseGuard(slicer.mrmlScene, self.logic, on_closed=self.initializeParameterNode)
+Example (in the widget's setup: ``SceneCloseGuard(slicer.mrmlScene, self.logic,
+on_closed=self.initializeParameterNode)``; ``cleanup`` calls ``guard.remove()``):
+    >>> from HNTumorSegLib.scene.logic import SegmentationSceneLogic
+    >>> from HNTumorSegLib.scene.mrml import make_scene
+    >>> scene = make_scene().scene
+    >>> guard = SceneCloseGuard(scene, SegmentationSceneLogic(scene), on_closed=lambda: print("re-read the node"))
+    >>> scene.Clear(0)                   # File > Close Scene
+    re-read the node
+    >>> guard.cancelled_runs             # nothing was running
+    0
+    >>> guard.remove(); scene.Clear(0)   # no longer observed: nothing printed
 """
 
 from __future__ import annotations

@@ -17,8 +17,13 @@ Terminology codes: :mod:`HNTumorSegLib.export.codes` (category SCT 49755003, typ
 ``SegmentationCategoryTypeModifier-HNTumorSeg.term.json``.
 
 Example:
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.scene.mrml import make_scene, volume_node_from_image
+    >>> scene, phantom = make_scene().scene, make_midrt_case(seed=0, shape=(8, 32, 32))
+    >>> t2_node = volume_node_from_image(scene, phantom["midRT_T2"], "T2")
+    >>> labels = phantom["midRT_mask"]                           # labels 0/1/2, e.g. a result
     >>> seg = import_label_map(scene, labels, t2_node, name="HNTumorSeg result")
-    >>> export_label_map(seg, t2_node).array.max()
+    >>> int(export_label_map(seg, t2_node).array.max())
     2
 """
 

@@ -17,7 +17,19 @@ by :meth:`SessionClient.close`, by the session itself when it ends, and as a las
 the client is garbage collected.
 
 Example:
-    >>> with SessionClient(device="cpu") as session:                  # doctest: +SKIP
+    >>> from HNTumorSegLib import image, phantoms
+    >>> from HNTumorSegLib.pipeline.request import SegmentRequest
+    >>> from HNTumorSegLib.prompts import boxes as lesion_boxes
+    >>> case = phantoms.make_midrt_case(seed=0)          # a phantom patient; the user then moves GTVn-2:
+    >>> for name, path in (("midRT_T2", "t2.nii.gz"), ("preRT_mask_registered", "prior.nii.gz")):
+    ...     _ = image.write_image(case[name], path)
+    >>> moved = lesion_boxes.boxes_from_mask(case["preRT_mask_registered"], margin_vox=4)
+    >>> _ = lesion_boxes.write_boxes(moved, "boxes.json")
+    >>> request = SegmentRequest(model="demo-midrt", input_paths={"T2": "t2.nii.gz"}, prior_path="prior.nii.gz",
+    ...                          output_path="v1.nii.gz")
+    >>> request2 = SegmentRequest(model="demo-midrt", input_paths={"T2": "t2.nii.gz"}, boxes_path="boxes.json",
+    ...                           output_path="v2.nii.gz")
+    >>> with SessionClient(device="cpu") as session:
     ...     final = session.run(request)                                 # cold: loads the model
     ...     final = session.run(request2, refine={"base_labels": final.files["labels"], "boxes": ["GTVn-2"]})
     ...     final.info["session"]["model_loads"]

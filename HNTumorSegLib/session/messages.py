@@ -18,6 +18,7 @@ ends with exactly one ``result`` or ``error`` event carrying its id; a line that
 command gets an ``error`` with ``"id": null``.
 
 Example:
+    >>> from HNTumorSegLib.protocol import ErrorEvent
     >>> tag_event(ErrorEvent("bad_input", "no T2"), "r1")
     '{"event": "error", "id": "r1", "kind": "bad_input", "message": "no T2"}'
     >>> split_tagged('{"event": "error", "id": "r1", "kind": "bad_input", "message": "no T2"}')[0]

@@ -7,6 +7,7 @@ validation through ``model_loader`` (:func:`HNTumorSegLib.pipeline.validate.vali
 ``loads`` counts real loads: the tests and the result events show it.
 
 Example:
+    >>> from HNTumorSegLib.folds import Folds
     >>> cache = ModelCache()
     >>> loader = cache.loader_for(device="cpu")
     >>> m1 = loader("demo-midrt", folds=Folds.first(), device="cpu")
