@@ -136,8 +136,12 @@ def find_label_files(root: str | os.PathLike, role: str = "reference") -> list[C
 def _single_file(path: Path, role: str) -> CaseFile:
     check_path_kind(path, f"{role} file", "file")
     if not path.name.lower().endswith(IMAGE_SUFFIXES):
-        raise InputError(f"{role} is not a NIfTI, NRRD or MetaImage file", path,
-                         "give a label map (.nii.gz, .nii, .nrrd, .mha)")
+        from .dicom.contours_in import is_contour_file   # read by content, whatever its name (issue 23)
+
+        if is_contour_file(path):
+            return CaseFile(path, strip_image_suffix(path.name), None, LABEL)
+        raise InputError(f"{role} is not a NIfTI, NRRD or MetaImage file, nor a DICOM RTSTRUCT or SEG", path,
+                         "give a label map (.nii.gz, .nii, .nrrd, .mha), an RTSTRUCT or a SEG file")
     info = describe(path)
     if info.kind == IMAGE:
         raise InputError(f"{role} file is named as an image (CT, PET or T2), not a label map", path,

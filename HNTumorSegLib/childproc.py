@@ -52,7 +52,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, Sequence
+from typing import IO, Any, Callable, Mapping, Sequence, TextIO
 
 from .errors import exit_for_signal
 from .protocol import ErrorEvent, Event, ProtocolError, ResultEvent, parse_event
@@ -63,7 +63,7 @@ IS_WINDOWS = os.name == "nt"
 #: The environment variable naming the parent's pid (:func:`child_env` sets it, :func:`watch_parent` reads it).
 PARENT_ENV = "HNTUMORSEG_PARENT_PID"
 #: The kernel's parent-death signal (Linux); it only wakes the watcher (module docstring).
-PARENT_DEATH_SIGNAL = getattr(signal, "SIGUSR2", None)
+PARENT_DEATH_SIGNAL: int | None = getattr(signal, "SIGUSR2", None)
 _PR_SET_PDEATHSIG = 1
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -335,7 +335,7 @@ def run_to_end(argv: Sequence[str], timeout_s: float, *, env: Mapping[str, str] 
     return Finished(code, events, list(child.stray_stdout), list(child.stderr_tail), timed_out)
 
 
-def event_stream() -> IO[str]:
+def event_stream() -> TextIO:
     """Keep the real stdout for events and point file descriptor 1 at stderr, so a library that
     prints cannot corrupt the protocol. Returns the event stream (line-buffered UTF-8)."""
     import io
@@ -429,18 +429,20 @@ class ParentWatch:
     def _arm(self) -> None:
         """Handler first (SIGUSR2's default action would end us), then a wakeup socket so the signal
         wakes the watcher thread at once even while the main thread is inside native code."""
-        signal.signal(PARENT_DEATH_SIGNAL, lambda signum, frame: self._check(from_signal=self._wake_r is None))
+        sig = PARENT_DEATH_SIGNAL
+        assert sig is not None
+        signal.signal(sig, lambda signum, frame: self._check(from_signal=self._wake_r is None))
         r, w = socket.socketpair()
         r.setblocking(False)
         w.setblocking(False)
         previous = None
         with contextlib.suppress(ValueError, OSError):
             previous = signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
-        if previous not in (None, -1):   # someone else's wakeup fd (an event loop): keep it, poll instead
+        if previous is not None and previous != -1:   # someone else's wakeup fd (an event loop): keep it, poll
             signal.set_wakeup_fd(previous)
         elif previous == -1:
             self._wake_r, self._wake_w = r, w
-        self.kernel_signal = _arm_kernel_signal(PARENT_DEATH_SIGNAL)
+        self.kernel_signal = _arm_kernel_signal(sig)
         # the race of the man page: the parent may have died before prctl; parent_gone() covers it
 
     def _run(self) -> None:
@@ -456,11 +458,11 @@ class ParentWatch:
 
     def _drain_wakeups(self) -> bool:
         """Read the signal numbers the wakeup socket holds; True if the parent-death signal is among them."""
-        got = b""
+        got, wake = b"", self._wake_r
         with contextlib.suppress(OSError):   # BlockingIOError: all read
-            while chunk := self._wake_r.recv(64):
+            while wake is not None and (chunk := wake.recv(64)):
                 got += chunk
-        return int(PARENT_DEATH_SIGNAL) in got
+        return PARENT_DEATH_SIGNAL is not None and int(PARENT_DEATH_SIGNAL) in got
 
     def _check(self, from_signal: bool) -> None:
         if self.parent_gone():

@@ -38,9 +38,9 @@ ALIASES = {"cleanup": "clean-up", "postprocess": "clean-up", "postprocessing": "
            "channels": "prompts", "predict": "inference"}
 
 
-def _offsets() -> dict[str, tuple[float, float]]:
+def _offsets(stages: tuple[tuple[str, float], ...] = STAGES) -> dict[str, tuple[float, float]]:
     out, start = {}, 0.0
-    for name, w in STAGES:
+    for name, w in stages:
         out[name] = (start, w)
         start += w
     return out
@@ -55,11 +55,14 @@ class ProgressReporter:
     ``emit`` receives each event; ``min_interval_s`` throttles events within one stage
     (a stage change and fraction 1.0 always go through) so a tile loop cannot flood the pipe.
     ``timings`` holds seconds spent per stage once the run is over (see :meth:`finish`).
+    ``stages`` replaces the segmentation's stage weights for another long job (``register``).
     """
 
     def __init__(self, emit: Callable[[ProgressEvent], None], min_interval_s: float = 0.1,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 stages: tuple[tuple[str, float], ...] | None = None):
         self.emit = emit
+        self._offsets = _OFFSETS if stages is None else _offsets(stages)
         self.min_interval_s = min_interval_s
         self.clock = clock
         self.t0 = clock()
@@ -88,8 +91,8 @@ class ProgressReporter:
         changed = stage != self.stage
         if changed:
             self._enter(stage, now)
-        if stage in _OFFSETS:
-            start, weight = _OFFSETS[stage]
+        if stage in self._offsets:
+            start, weight = self._offsets[stage]
             self.overall = max(self.overall, start + weight * fraction)
         if not (changed or fraction >= 1.0 or now - self._last_emit >= self.min_interval_s):
             return

@@ -46,7 +46,7 @@ _WHAT = {"ProgressMode": "progress mode", "OutputKind": "output kind", "NetworkO
          "ModelKind": "model kind", "HoleStyle": "hole style", "InputRole": "input role",
          "DerivedChannel": "derived channel", "CaseFileKind": "file kind", "LicenceTerms": "licence terms",
          "PetUnit": "PET unit", "HpvLoss": "HPV loss", "ExportFormat": "export format",
-         "AllowMissing": "--allow-missing mode"}
+         "AllowMissing": "--allow-missing mode", "RegistrationMode": "registration mode"}
 
 
 #: THE alias table: other spellings a vocabulary reads (lower case) -> its value. Aliases are read,
@@ -319,6 +319,15 @@ class HoleStyle(VocabEnum):
     KEYHOLE = "keyhole"  # one contour per island, the hole joined by a zero-width cut
 
 
+class NonGtvTarget(VocabEnum):
+    """RTROIInterpretedType values (DICOM PS3.3 C.8.8.8) of target volumes that are not a GTV: a
+    structure so typed is never read as GTVp/GTVn by its name (:mod:`HNTumorSegLib.dicom.structures`)."""
+
+    CTV = "CTV"
+    PTV = "PTV"
+    ITV = "ITV"
+
+
 class Timepoint(VocabEnum):
     """How the HNTS-MRG 2024 data name the MRI tasks in folder and file names (``evaluate --timepoint``)."""
 
@@ -393,8 +402,18 @@ class AllowMissing(VocabEnum):
     SKIP = "skip"
 
 
+class RegistrationMode(VocabEnum):
+    """How far ``register`` (:mod:`HNTumorSegLib.prompts.registration`) goes: a rigid move
+    (rotation + shift), then an affine one (scaling, shear), or rigid then a B-spline deformation
+    (the default: pre-RT to mid-RT soft tissue changes shape)."""
+
+    RIGID = "rigid"
+    AFFINE = "affine"
+    DEFORMABLE = "deformable"
+
+
 __all__ = ["VocabEnum", "Task", "MRI_TASKS", "Device", "ProgressMode", "OutputKind", "Quality",
            "NetworkOutput", "Uncertainty", "FoldAverage", "RegionTiling", "AccumulateOn", "ModelKind",
            "ErrorKind", "InputRole", "DerivedChannel", "ALIASES", "Layout", "Timepoint", "CaseFileKind",
            "Architecture", "LicenceTerms", "PetUnit", "Endpoint", "HpvLoss", "ExportFormat", "HoleStyle",
-           "Challenge", "AllowMissing", "parse_device", "did_you_mean"]
+           "Challenge", "AllowMissing", "NonGtvTarget", "RegistrationMode", "parse_device", "did_you_mean"]

@@ -27,6 +27,8 @@ def offline(monkeypatch):
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.mark.slow  # ~65 s at load ~10 on 2 shared cores; the default run still runs the demo (README's
+#                   two-command block, test_readme_commands.py): CI runs this one for its scores and CPU time
 def test_demo_midrt_end_to_end_offline(tmp_path, capsys, offline):
     out = tmp_path / "demo"
     wall, cpu = time.perf_counter(), time.process_time()

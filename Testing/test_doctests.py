@@ -30,7 +30,6 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 #: Modules (relative to the package) whose examples do not run yet. Only ever remove names.
 NOT_YET_RUNNABLE = frozenset({
     "batch.ray_backend",
-    "commands.export",
     "inference.nnunet_inference",
     "inference.nnunet_seed",
     "models.ensemble_card",

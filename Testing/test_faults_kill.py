@@ -218,3 +218,56 @@ def test_killed_batch_ends_both_workers_and_writes_no_case(tmp_path, signame, re
         assert json.loads(lock.read_text())["pid"] == client.pid
         lock.unlink()
     assert leftovers(out, tmp_root) == []
+
+
+# A client that starts its worker from a thread which ends once the worker runs (as a GUI may):
+# the kernel's parent-death signal fires at that thread's end, and the worker must run on.
+THREAD_CLIENT = """
+import json, sys, threading, time
+from HNTumorSegLib.pipeline.request import SegmentRequest
+from HNTumorSegLib.protocol import ProgressEvent
+from HNTumorSegLib.runner import WorkerRun
+box = {}
+
+def launch():
+    run = box["run"] = WorkerRun().start(SegmentRequest.from_dict(json.loads(sys.argv[1])))
+    while not any(isinstance(e, ProgressEvent) for e in run.poll()):   # the worker is up (and armed)
+        time.sleep(0.02)
+
+t = threading.Thread(target=launch)
+t.start()
+t.join()
+run = box["run"]
+while run.running and not any("tile 1/" in getattr(e, "message", "") for e in run.events):
+    run.poll()
+    time.sleep(0.02)
+print(json.dumps({"worker": run.proc.pid, "state": run.state}), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal is Linux's")
+def test_worker_started_from_an_ended_thread_runs_on_and_still_stops_with_its_client(tmp_path, record_property):
+    t2, prior = _midrt_inputs(tmp_path)
+    out_dir, tmp_root = tmp_path / "out", tmp_path / "tmp"
+    out_dir.mkdir()
+    tmp_root.mkdir()
+    request = {"task": "midrt", "model": "demo-midrt", "input_paths": {"T2": str(t2)}, "prior_path": str(prior),
+               "output_path": str(out_dir / "labels.nii.gz"), "device": "cpu", "tta": True}
+    client = subprocess.Popen([sys.executable, "-c", THREAD_CLIENT, json.dumps(request)], cwd=ROOT,
+                              env=dict(_env(tmp_root), PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        seen = json.loads(client.stdout.readline() or "{}")
+        # the worker got past the thread's end into inference: the signal of that end was not its end
+        assert seen.get("state") == "running", seen
+        worker = psutil.Process(seen["worker"])
+        clock = _ExitClock([worker])
+        t0 = time.monotonic()
+        client.send_signal(signal.SIGKILL)
+        _check_exit_times("SIGKILL", [worker], clock.seconds_after(t0, client), record_property)
+    finally:
+        if client.poll() is None:
+            client.kill()
+        client.wait(timeout=GONE_LIMIT_S)
+    assert list(out_dir.iterdir()) == [] and leftovers(out_dir, tmp_root) == []

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from HNTumorSegLib.batch.resume import MARKER_DIR, content_fingerprint, fingerprint, model_identity
 from HNTumorSegLib.image import write_image
 from HNTumorSegLib.phantoms import make_midrt_case, write_hntsmrg_cohort
@@ -24,6 +26,7 @@ def _batch(data, out, tmp_path):
     return json.loads((out / "batch.json").read_text())["cases"]["1"]["status"]
 
 
+@pytest.mark.slow  # two batch runs, ~45 s at load ~10 on 2 shared cores: CI runs it, the default run skips it
 def test_replaced_input_is_redone_on_resume(tmp_path):
     data, out = tmp_path / "cohort", tmp_path / "out"
     write_hntsmrg_cohort(data, n=1, seed=4, shape=(16, 64, 64))

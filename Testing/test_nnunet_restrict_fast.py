@@ -108,6 +108,7 @@ def _slices(box, image):
     return box_to_index_slices(box.expanded(REGION_CONTEXT_MM), image)
 
 
+@pytest.mark.slow  # ~50 s at load ~10 on 2 shared cores: CI runs it, the default run skips it
 def test_cropped_anisotropic_case_api(folder, tmp_path):
     from HNTumorSegLib.inference.nnunet_inference import load_nnunet_model, predict_nnunet_case
 

@@ -214,6 +214,7 @@ GUI_SIDE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # ~45 s at load ~8 on 2 shared cores: CI runs it, the default run skips it
 @pytest.mark.usefixtures("one_torch_thread")
 def test_outcome_prediction_runs_in_a_child_and_shows_a_research_only_chart(app, case, tiny_model, tmp_path):
     """The panel's calls predict through `hntumorseg outcome` in a child (torch never in the caller),

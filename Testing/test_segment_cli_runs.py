@@ -48,6 +48,7 @@ def test_prert_with_boxes_segments_only_the_boxes(tmp_path, capsys):
     assert unc.same_grid(case["T2"]) and 0.0 <= unc.array.min() and unc.array.max() <= 1.0
 
 
+@pytest.mark.slow  # ~35 s at load ~10 on 2 shared cores (README's segment blocks run by default): CI runs it
 def test_midrt_by_catalogue_id_prints_worker_protocol_events(tmp_path, capsys):
     case = make_midrt_case(seed=11)
     t2 = write_image(case["midRT_T2"], tmp_path / "mid_t2.nii.gz")

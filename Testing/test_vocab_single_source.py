@@ -82,7 +82,9 @@ def test_no_choice_list_outside_vocab():
         found += [f"HNTumorSegLib/{r}:{line}: {name}" for r, name, line in choice_lists(path.read_text("utf-8"), rel)
                   if (r, name) not in NOT_A_VOCABULARY]
     assert not found, ("a choice list written outside HNTumorSegLib/vocab.py - make it a VocabEnum there and use "
-                       "Enum.values() / Enum.parse() here:\n" + "\n".join(found))
+                       "Enum.values() / Enum.parse() here (or, if it is truly not a vocabulary - a record's shape, "
+                       "an outside standard's names - add it to NOT_A_VOCABULARY with the reason):\n"
+                       + "\n".join(found))
 
 
 def test_the_allow_list_has_no_stale_entry():

@@ -20,7 +20,7 @@ Example:
     >>> write_hntsmrg_cohort("HNTSMRG24_train", 2, shape=(8, 24, 24))    # two tiny phantom cases
     ['1', '2']
     >>> cases = discover_cases("hntsmrg", "HNTSMRG24_train", "preds", task="midrt")
-    >>> cases[1].input_paths, cases[1].prediction_path
+    >>> {str(role): path for role, path in cases[1].input_paths.items()}, cases[1].prediction_path
     ({'T2': 'HNTSMRG24_train/2/midRT/2_midRT_T2.nii.gz'}, PosixPath('preds/2_midRT_pred.nii.gz'))
 """
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..dicom.contours_in import ContourOptions, add_contour_arguments, read_labels
 from ..errors import InputError
 from ..protect import check_outputs
 from ..fileio import write_json_atomic
@@ -23,13 +24,15 @@ from ..outcome.biomarkers import PET_UNITS, compute_biomarkers, format_biomarker
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pet", required=True, help="PET image (SUV), or a DICOM PET series folder")
-    parser.add_argument("--labels", required=True, help="label map: 1 GTVp, 2 GTVn")
+    parser.add_argument("--labels", required=True,
+                        help="label map: 1 GTVp, 2 GTVn; or an RTSTRUCT or SEG file (--structures, --reference)")
     parser.add_argument("--ct", default=None, help="CT of the same study (checked to cover the labels)")
     parser.add_argument("--pet-units", default="SUV", type=str.upper, choices=PET_UNITS,
                         help="units of an image-file PET (default SUV; DICOM is converted from its tags)")
     parser.add_argument("--suv-factor", type=float, default=None,
                         help="with --pet-units BQML: SUV = value x factor (body weight g / decay-corrected dose Bq)")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the biomarkers to this JSON file")
+    add_contour_arguments(parser)
 
 
 def check_json_target(path: Path, inputs: list[str], flag: str = "--json") -> None:
@@ -48,10 +51,11 @@ def run(args: argparse.Namespace) -> int:
     if json_path is not None:
         check_json_target(json_path, [args.pet, args.labels, args.ct])
     pet = read_pet(args.pet, args.pet_units, args.suv_factor)
-    labels = read_image(args.labels, label=True, name="label map")
+    ct = read_image(args.ct, name="CT") if args.ct else None
+    # an RTSTRUCT / SEG whose series is not beside it is read onto the CT's grid, else the PET's
+    labels = read_labels(args.labels, "label map", ContourOptions.from_args(args), grid=ct if ct is not None else pet)
     check_overlap(labels, pet, "label map", "PET", args.pet)
-    if args.ct:
-        ct = read_image(args.ct, name="CT")
+    if ct is not None:
         check_overlap(labels, ct, "label map", "CT", args.ct)
     result = compute_biomarkers(pet, labels, args.labels)
     if json_path is not None:

@@ -1,7 +1,9 @@
 """`hntumorseg evaluate`: score predictions against references (HNTS-MRG and HECKTOR metrics).
 
 ``--pred`` and ``--ref`` are label files or folders; cases are paired by id
-(:mod:`HNTumorSegLib.caseids`). Per case and label: DSC, HD95, MSD, IoU, sensitivity,
+(:mod:`HNTumorSegLib.caseids`). A single file may also be a DICOM RTSTRUCT or SEG, read onto the
+series it references (``--reference``, else beside it, else the other file's grid) with its
+structures named by ``--structures`` or recognised (:mod:`HNTumorSegLib.dicom.contours_in`). Per case and label: DSC, HD95, MSD, IoU, sensitivity,
 specificity, volumes (mL), lesion counts, HD99.9 and HD100; per cohort: DSCagg per label and
 their mean (HNTS-MRG 2024), GTVp mean per-patient DSC and GTVn F1agg (HECKTOR 2025).
 ``--challenge hntsmrg2024|hecktor2025`` prints only that challenge's ranking metrics.
@@ -29,8 +31,8 @@ import sys
 from pathlib import Path
 
 from ..caseids import TIMEPOINTS, match_cases
+from ..dicom.contours_in import ContourOptions, add_contour_arguments, is_contour_file, read_labels
 from ..errors import InputError
-from ..image import check_labels, read_image
 from ..protect import check_outputs
 from ..metrics import (Challenge, CohortScorer, empty_prediction, format_challenge, format_table,
                        missing_predictions_error, write_json)
@@ -39,9 +41,11 @@ from ..vocab import AllowMissing
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred", required=True, metavar="P",
-                        help="prediction label map, or a folder of them (searched recursively)")
+                        help="prediction label map (or an RTSTRUCT or SEG file), or a folder of label maps "
+                             "(searched recursively)")
     parser.add_argument("--ref", required=True, metavar="R",
-                        help="reference label map, or a folder (HNTS-MRG, HECKTOR or plain <id>.nii.gz layout)")
+                        help="reference label map (or an RTSTRUCT or SEG file), or a folder (HNTS-MRG, HECKTOR "
+                             "or plain <id>.nii.gz layout)")
     parser.add_argument("--json", metavar="OUT", default=None,
                         help="write per-case and aggregate scores to this JSON file")
     parser.add_argument("--timepoint", choices=TIMEPOINTS, default=None,
@@ -55,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="how to count a reference case without a prediction (default: an error): "
                              "empty = score it as an empty prediction (the challenges' convention), "
                              "skip = leave it out with a warning")
+    add_contour_arguments(parser)
 
 
 def _check_json_target(path: Path) -> None:
@@ -65,7 +70,19 @@ def _check_json_target(path: Path) -> None:
         raise InputError("--json lies under a file, not a folder", path, "give a path in a folder")
 
 
+def read_case(pred_path, ref_path, case_id: str, options: ContourOptions):
+    """(prediction, reference) label maps of one case; an RTSTRUCT or SEG whose series is not found
+    is read onto the other one's grid (README "Contours in")."""
+    pred_name, ref_name = f"prediction of case {case_id}", f"reference of case {case_id}"
+    if is_contour_file(pred_path) and not is_contour_file(ref_path):
+        ref = read_labels(ref_path, ref_name, options)
+        return read_labels(pred_path, pred_name, options, grid=ref), ref
+    pred = read_labels(pred_path, pred_name, options)
+    return pred, read_labels(ref_path, ref_name, options, grid=pred)
+
+
 def run(args: argparse.Namespace) -> int:
+    options = ContourOptions.from_args(args)
     json_path = Path(args.json) if args.json else None
     challenge = Challenge.parse_optional(getattr(args, "challenge", None), "--challenge")
     allow_missing = AllowMissing.parse_optional(getattr(args, "allow_missing", None), "--allow-missing mode")
@@ -95,16 +112,12 @@ def run(args: argparse.Namespace) -> int:
 
     scorer = CohortScorer(warn=warnings.append)
     for pair in matched.pairs:
-        # read one case at a time: a cohort never sits in memory
-        ref = read_image(pair.ref.path, label=True, name=f"reference of case {pair.case_id}")
-        check_labels(ref, path=pair.ref.path, name=f"reference of case {pair.case_id}")
-        pred = read_image(pair.pred.path, label=True, name=f"prediction of case {pair.case_id}")
-        check_labels(pred, path=pair.pred.path, name=f"prediction of case {pair.case_id}")
+        # read one case at a time: a cohort never sits in memory; labels checked by the reader
+        pred, ref = read_case(pair.pred.path, pair.ref.path, pair.case_id, options)
         scorer.add(pair.case_id, pred, ref, check=False)  # labels checked above, with paths
     if allow_missing == AllowMissing.EMPTY:
         for r in matched.unmatched_ref:
-            ref = read_image(r.path, label=True, name=f"reference of case {r.display}")
-            check_labels(ref, path=r.path, name=f"reference of case {r.display}")
+            ref = read_labels(r.path, f"reference of case {r.display}", options)
             key = r.case_id if r.case_id not in scorer.cases else r.display
             scorer.add(key, empty_prediction(ref), ref, check=False)
             warnings.append(f"reference {r.path} (case {r.display}) has no prediction; scored as an empty "

@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..dicom.contours_in import ContourOptions, add_contour_arguments
 from ..errors import InputError
 from ..protect import check_outputs
 from ..vocab import HoleStyle
@@ -27,7 +28,8 @@ from ..vocab import HoleStyle
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", required=True, metavar="LABELS",
-                        help="label map (0 background, 1 GTVp, 2 GTVn) on the source series' grid")
+                        help="label map (0 background, 1 GTVp, 2 GTVn) on the source series' grid, or an RTSTRUCT "
+                             "or SEG file (read onto the source series; --structures)")
     parser.add_argument("--source", required=True, metavar="DICOM_FOLDER",
                         help="folder holding the source DICOM series (other series and files may be there)")
     parser.add_argument("--series", default=None, metavar="UID",
@@ -41,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--send", default=None, metavar="AET@HOST:PORT",
                         help="C-STORE the written objects to this DICOM node")
     parser.add_argument("--calling-aet", default="HNTUMORSEG", metavar="AET", help="our AE title for --send")
+    add_contour_arguments(parser)
 
 
 def _check_outputs(args, inputs: list[Path]) -> list[Path]:
@@ -62,20 +65,24 @@ def _check_outputs(args, inputs: list[Path]) -> list[Path]:
     return outs
 
 
-def export_dicom(labels_path, source, series=None, rtstruct=None, seg=None, holes="nested", operator="") -> dict:
+def export_dicom(labels_path, source, series=None, rtstruct=None, seg=None, holes="nested", operator="",
+                 contours: ContourOptions | None = None) -> dict:
     """Check everything, then write the requested objects; returns ``{"rtstruct": path, "seg": path}``.
 
-    The library form of the command (``segment --rtstruct/--seg`` and batch call it).
+    The library form of the command (``segment --rtstruct/--seg`` and batch call it). ``labels_path``
+    may be an RTSTRUCT or SEG (``contours``: ``--structures``; its series is looked for in ``source``
+    unless ``--reference`` names another folder).
     """
     from ..dicom.select import select_series
     from ..export.dicom_seg import write_dicom_seg
     from ..export.rtstruct import write_rtstruct
-    from ..image import check_labels, read_image
+    from ..dicom.contours_in import read_labels
     from ..pipeline.outputs import OutputSet
 
     style = HoleStyle.parse(holes, "--holes")
-    labels = read_image(labels_path, label=True, name="label map")
-    check_labels(labels, path=labels_path)
+    contours = contours or ContourOptions()
+    options = ContourOptions(contours.structures, contours.reference or str(source))
+    labels = read_labels(labels_path, "label map", options)   # a label map (checked {0,1,2}), an RTSTRUCT or a SEG
     geometry = select_series(source, series_uid=series, labels=labels)
     # All or nothing (issue 11): both objects are staged beside their final paths and renamed
     # together; an earlier RTSTRUCT or SEG at those paths stays byte-identical when either fails.
@@ -96,8 +103,17 @@ class DicomOutputs:
     only image series, else the only one of the input's modality).
 
     Example:
+        >>> from HNTumorSegLib.image import write_image
+        >>> from HNTumorSegLib.phantoms import make_prert_case
+        >>> from HNTumorSegLib.phantoms.dicom_series import write_dicom_series
+        >>> from HNTumorSegLib.pipeline.request import SegmentRequest
+        >>> case = make_prert_case(seed=3, shape=(4, 32, 32))
+        >>> _ = write_dicom_series(case["T2"], "study/T2", modality="MR")          # the T2 given as DICOM
+        >>> request = SegmentRequest(model="demo-midrt", input_paths={"T2": "study/T2"}, output_path="out/labels.nii.gz")
         >>> plan = DicomOutputs.plan(request, "out/rt.dcm", "out/seg.dcm", "nested")   # before the run
+        >>> _ = write_image(case["mask"], request.output_path)                      # (the run's label map)
         >>> plan.write(request.output_path)                                            # after it
+        {'rtstruct': PosixPath('out/rt.dcm'), 'seg': PosixPath('out/seg.dcm')}
     """
 
     def __init__(self, geometry, rtstruct: str | None, seg: str | None, holes: str) -> None:
@@ -158,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
 
         destination = parse_destination(args.send)
     _check_outputs(args, [Path(args.labels), Path(args.source)])
-    written = export_dicom(args.labels, args.source, args.series, args.rtstruct, args.seg, args.holes, args.operator)
+    written = export_dicom(args.labels, args.source, args.series, args.rtstruct, args.seg, args.holes, args.operator,
+                           ContourOptions.from_args(args))
     for kind, path in written.items():
         print(f"wrote {kind}: {path}")
     if destination is not None:

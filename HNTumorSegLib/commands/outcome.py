@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..dicom.contours_in import ContourOptions, add_contour_arguments, read_labels
 from ..errors import InputError
 from ..fileio import write_json_atomic
 from ..image import check_overlap, read_image
@@ -29,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="outcome model folder (model.json + fold weights)")
     parser.add_argument("--input", action="append", default=[], metavar="NAME=PATH",
                         help="CT=PATH and PET=PATH (PET in SUV, or a DICOM PET folder)")
-    parser.add_argument("--labels", required=True, help="label map: 1 GTVp, 2 GTVn")
+    parser.add_argument("--labels", required=True,
+                        help="label map: 1 GTVp, 2 GTVn; or an RTSTRUCT or SEG file (--structures, --reference)")
     parser.add_argument("--clinical", required=True, help="clinical values: JSON object or CSV")
     parser.add_argument("--patient", default=None, help="patient id to pick from a CSV of several patients")
     parser.add_argument("--pet-units", default="SUV", type=str.upper, choices=PET_UNITS)
@@ -37,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the prediction to this JSON file")
     parser.add_argument("--plot", metavar="PNG", default=None, help="draw the survival curve and HPV probability")
+    add_contour_arguments(parser)
 
 
 def parse_inputs(items: list[str]) -> dict[str, str]:
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     clinical = read_clinical_record(args.clinical, args.patient)
     ct = read_image(inputs["CT"], name="CT")
     pet = read_pet(inputs["PET"], args.pet_units, args.suv_factor)
-    labels = read_image(args.labels, label=True, name="label map")
+    labels = read_labels(args.labels, "label map", ContourOptions.from_args(args), grid=ct)   # or RTSTRUCT / SEG
     check_overlap(labels, ct, "label map", "CT", inputs["CT"])
     check_overlap(labels, pet, "label map", "PET", inputs["PET"])
     predictor = OutcomePredictor(args.model, device=args.device)

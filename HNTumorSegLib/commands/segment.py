@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 
+from ..dicom.contours_in import add_contour_arguments
 from ..errors import InputError
 from ..folds import ACCEPTED_FORMS
 from ..pipeline.request import SegmentRequest
@@ -53,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with several --model: one weight per model (default equal)")
     parser.add_argument("--input", action="append", metavar="NAME=PATH",
                         help="an input image, repeatable: T2=..., or CT=... and PET=..., or nnU-Net channel names")
-    parser.add_argument("--prior", metavar="PATH", help="midrt: the pre-RT mask registered to the mid-RT T2")
+    parser.add_argument("--prior", metavar="PATH", help="midrt: the pre-RT mask registered to the mid-RT T2 "
+                        "(a label map, or an RTSTRUCT or SEG on the mid-RT series: --structures, --reference)")
     parser.add_argument("--boxes", metavar="BOXES_JSON", help="lesion boxes (RAS mm, docs/design.md 'Boxes')")
     parser.add_argument("--output", required=True, metavar="OUT.nii.gz", help="label map to write")
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(Device.values())} (or cuda:N); default auto")
@@ -79,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prert, midrt: segment only within the lesion boxes (from --prior or --boxes) plus 5 mm: "
                              "faster on a CPU, but lesions outside the boxes are lost. Default: the whole image, "
                              "as the seeds ran. (petct: --boxes already replace the head crop by the boxes + 20 mm)")
+    add_contour_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

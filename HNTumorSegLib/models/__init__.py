@@ -1,7 +1,8 @@
 """Models: cards, loaders (card folders, nnU-Net results folders, SegResNet), catalogue.
 
 ``load_model(id_or_path, folds=None, device="cpu") -> LoadedModel`` is the entry point
-(``folds``: :func:`HNTumorSegLib.folds.parse_folds` forms or a ``Folds``);
+(``folds``: :func:`HNTumorSegLib.folds.parse_folds` forms or a ``Folds``); ``LoadedModel`` is the
+protocol the pipeline uses, and each form is its own type (:mod:`.types`);
 torch is imported only when a model is actually loaded.
 
 Example:
@@ -13,6 +14,7 @@ Example:
 
 from .card import InputSpec, ModelCard, read_card, write_card
 from .loader import load_model
-from .types import LoadedModel
+from .types import CardModel, LoadedModel, NnUNetFolderModel
 
-__all__ = ["InputSpec", "LoadedModel", "ModelCard", "load_model", "read_card", "write_card"]
+__all__ = ["CardModel", "InputSpec", "LoadedModel", "ModelCard", "NnUNetFolderModel", "load_model", "read_card",
+           "write_card"]

@@ -28,11 +28,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import ModelError
 from .card import CARD_FORMAT, ModelCard, write_card
 from .weights import sha256_file
+
+if TYPE_CHECKING:
+    from .catalogue import CatalogueEntry
+    from .types import CardModel
 
 #: seed 002: inputs scaled to [0, 1] ("Range normalization"), CT windowed beforehand.
 DEFAULT_NORMALISATION = {"type": "range"}
@@ -78,8 +82,8 @@ def inputs_from_auto3dseg(hyper_parameters: dict, names: Sequence[str]) -> list[
 
 def make_segresnet_folder(checkpoints: str | Path | Sequence[str | Path], folder: str | Path, model_id: str,
                           inputs: Sequence[str | dict], task: str | None = None, kwargs: dict | None = None,
-                          output: str = "softmax", **fields: Any):
-    """Copy MONAI checkpoint(s) (one per fold) into ``folder`` with a card; returns the LoadedModel."""
+                          output: str = "softmax", **fields: Any) -> CardModel:
+    """Copy MONAI checkpoint(s) (one per fold) into ``folder`` with a card; returns it loaded."""
     from .loader import load_card_folder
 
     paths = [Path(checkpoints)] if isinstance(checkpoints, (str, Path)) else [Path(p) for p in checkpoints]
@@ -112,7 +116,7 @@ UW_LAIR = {"kwargs": {"blocks_down": [1, 2, 2, 4, 4, 4], "dsdepth": 4, "init_fil
            "inputs": [{"name": "T2", "normalisation": {"type": "zscore", "nonzero": True}}]}
 
 
-def uw_lair_card_fields(spec: dict, entry=None) -> dict:
+def uw_lair_card_fields(spec: dict[str, Any], entry: CatalogueEntry | None = None) -> dict[str, Any]:
     """Card fields for UW LAIR-style checkpoints from a catalogue ``segresnet`` block (defaults: :data:`UW_LAIR`).
 
     ``roi_xyz`` is MONAI's ROI in the network's x, y, z array order; the card's ``patch_size`` is
@@ -121,10 +125,10 @@ def uw_lair_card_fields(spec: dict, entry=None) -> dict:
     """
     spec = {**UW_LAIR, **(spec or {})}
     kwargs = {k: v for k, v in spec["kwargs"].items() if k not in ("in_channels", "out_channels")}
-    fields = {"kwargs": kwargs, "inputs": spec["inputs"], "task": getattr(entry, "task", None) or spec.get("task"),
+    fields = {"kwargs": kwargs, "inputs": spec["inputs"], "task": (entry and entry.task) or spec.get("task"),
               "patch_size": list(spec["roi_xyz"])[::-1], "spacing": spec.get("spacing"),
-              "axis_order": spec["axis_order"], "title": getattr(entry, "title", None) or "SegResNetDS ensemble",
-              "licence": getattr(entry, "licence", "") or "", "citation": getattr(entry, "citation", "") or ""}
+              "axis_order": spec["axis_order"], "title": (entry and entry.title) or "SegResNetDS ensemble",
+              "licence": entry.licence if entry else "", "citation": entry.citation if entry else ""}
     return fields
 
 

@@ -62,10 +62,18 @@ class OutcomeRun:
         """The child's ``subprocess.Popen`` (None before :meth:`start`)."""
         return self.child.proc if self.child is not None else None
 
+    def _folder(self) -> Path:
+        assert self.temp_dir is not None, "the run was not started"
+        return self.temp_dir
+
+    def _started(self) -> Child:
+        assert self.child is not None, "the run was not started"
+        return self.child
+
     def command(self, model: str | os.PathLike, clinical_path: str | os.PathLike, patient: str | None = None,
                 device: str = "cpu") -> list[str]:
         """The child's argv (the images in :attr:`temp_dir`)."""
-        d = self.temp_dir
+        d = self._folder()
         argv = [self.python, "-m", "HNTumorSegLib", "outcome", "--model", str(model),
                 "--input", f"CT={d / 'ct.nii.gz'}", "--input", f"PET={d / 'pet_suv.nii.gz'}",
                 "--labels", str(d / "labels.nii.gz"), "--clinical", str(clinical_path),
@@ -77,13 +85,13 @@ class OutcomeRun:
         """Write the images and start the child. ``pet_suv`` must already be in SUV (the child reads it as SUV)."""
         if self.state != "created":
             raise RuntimeError(f"this run was already started (state {self.state})")
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="hntumorseg-outcome-"))
+        self.temp_dir = d = Path(tempfile.mkdtemp(prefix="hntumorseg-outcome-"))
         try:
-            write_image(ct, self.temp_dir / "ct.nii.gz")
-            write_image(pet_suv, self.temp_dir / "pet_suv.nii.gz")
-            write_image(labels, self.temp_dir / "labels.nii.gz")
+            write_image(ct, d / "ct.nii.gz")
+            write_image(pet_suv, d / "pet_suv.nii.gz")
+            write_image(labels, d / "labels.nii.gz")
             argv = self.command(model, clinical_path, patient, device)
-            with open(self.temp_dir / "stdout.txt", "wb") as out, open(self.temp_dir / "stderr.txt", "wb") as err:
+            with open(d / "stdout.txt", "wb") as out, open(d / "stderr.txt", "wb") as err:
                 self.child = start(argv, stdout=out, stderr=err, name="outcome")
         except OSError as exc:
             self._end("failed", f"could not start the outcome prediction with {self.python}: {exc.strerror or exc}")
@@ -98,11 +106,12 @@ class OutcomeRun:
         """The state now; never blocks (past the timeout the child's tree is ended)."""
         if self.state != "running":
             return self.state
-        if self.child.overdue(self.timeout_s):
-            self.child.kill_tree(self.grace_s)
+        child = self._started()
+        if child.overdue(self.timeout_s):
+            child.kill_tree(self.grace_s)
             self._end("timeout", f"the outcome prediction took longer than {self.timeout_s:g} s and was stopped")
-        elif not self.child.alive:
-            self.returncode = self.child.returncode
+        elif not child.alive:
+            self.returncode = child.returncode
             self._collect()
         return self.state
 
@@ -114,12 +123,12 @@ class OutcomeRun:
         return self.state
 
     def _collect(self) -> None:
-        out_json = self.temp_dir / "outcome.json"
+        out_json = self._folder() / "outcome.json"
         if self.returncode == 0 and out_json.is_file():
             self.result = json.loads(out_json.read_text(encoding="utf-8"))
             self._end("succeeded", "")
             return
-        lines = [ln.strip() for ln in (self.temp_dir / "stderr.txt").read_text("utf-8", "replace").splitlines()
+        lines = [ln.strip() for ln in (self._folder() / "stderr.txt").read_text("utf-8", "replace").splitlines()
                  if ln.strip()]
         last = lines[-1] if lines else f"exited with code {self.returncode}"
         self._end("failed", f"outcome prediction failed: {last}")
@@ -127,7 +136,7 @@ class OutcomeRun:
     def cancel(self) -> None:
         """End the child's process tree and remove the temp folder."""
         if self.state == "running":
-            self.child.kill_tree(self.grace_s)
+            self._started().kill_tree(self.grace_s)
             self._end("cancelled", "outcome prediction cancelled")
         elif self.state == "created":
             self._end("cancelled", "outcome prediction cancelled")

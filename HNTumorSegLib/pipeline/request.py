@@ -37,7 +37,8 @@ from ..folds import Folds, parse_folds
 from ..vocab import ProgressMode, Task, did_you_mean, parse_device
 
 #: Fields holding one optional file path (``None`` = not given / not wanted).
-PATH_FIELDS = ("prior_path", "boxes_path", "probabilities_path", "uncertainty_path", "boxes_output_path")
+PATH_FIELDS = ("prior_path", "prior_reference_path", "boxes_path", "probabilities_path", "uncertainty_path",
+               "boxes_output_path")
 REQUIRED_FIELDS = ("model", "input_paths", "output_path")
 
 
@@ -94,6 +95,9 @@ class SegmentRequest:
     boxes_output_path: str | None = None
     restrict_to_boxes: bool = False   # labels only within the boxes (+ context); lesions outside are lost
     series: dict[str, str] = field(default_factory=dict)  # input name -> SeriesInstanceUID (DICOM folder inputs)
+    # a prior given as an RTSTRUCT or SEG (dicom.contours_in): --structures, and --reference (its series' folder)
+    prior_structures: str | None = None
+    prior_reference_path: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.input_paths, dict):
@@ -183,6 +187,10 @@ class SegmentRequest:
             argv += ["--series", f"{name}={uid}"]
         if self.prior_path:
             argv += ["--prior", self.prior_path]
+        if self.prior_structures:
+            argv += ["--structures", self.prior_structures]
+        if self.prior_reference_path:
+            argv += ["--reference", self.prior_reference_path]
         if self.boxes_path:
             argv += ["--boxes", self.boxes_path]
         argv += ["--output", self.output_path, "--device", str(self.device)]
@@ -225,7 +233,9 @@ class SegmentRequest:
                    tta=getattr(args, "tta", None), probabilities_path=args.probabilities, uncertainty_path=args.uncertainty,
                    boxes_output_path=getattr(args, "save_boxes", None),
                    series=parse_series_args(getattr(args, "series", None), list(input_paths)),
-                   restrict_to_boxes=bool(getattr(args, "restrict_to_boxes", False)))
+                   restrict_to_boxes=bool(getattr(args, "restrict_to_boxes", False)),
+                   prior_structures=getattr(args, "structures", None),
+                   prior_reference_path=getattr(args, "reference", None))
 
 
 @dataclass

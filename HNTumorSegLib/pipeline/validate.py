@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from ..errors import InputError
+from ..dicom.contours_in import ContourOptions, read_labels
 from ..dicom.read import read_volume
-from ..image import Image, check_labels, check_overlap, read_image
+from ..image import Image, check_overlap
 from ..protect import check_request
 from ..vocab import Task
 from .request import SegmentRequest
@@ -178,8 +179,10 @@ def validate_request(request: SegmentRequest,
         if task != "midrt":
             raise InputError(f"--prior is used by the midrt task only (this run is {task or 'without a task'})",
                              request.prior_path, "leave --prior out, or give --boxes")
-        prior = read_image(request.prior_path, label=True, name="prior mask")
-        check_labels(prior, path=request.prior_path, name="prior mask")
+        # a label map, an RTSTRUCT or a SEG (issue 23): a DICOM prior is read onto the series it references,
+        # else onto the task image's grid when its contours lie on its slices
+        prior = read_labels(request.prior_path, "prior mask", grid=ref, options=ContourOptions(
+            request.prior_structures, request.prior_reference_path))
         check_overlap(ref, prior, ref_name, "prior mask", request.prior_path)
         if not np.any(prior.array):
             raise InputError("prior mask holds no lesion (no voxel labelled 1 or 2)", request.prior_path,

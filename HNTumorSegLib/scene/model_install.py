@@ -30,8 +30,9 @@ from __future__ import annotations
 import re
 import threading
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ..childproc import Child, default_python, start
 from ..errors import InputError
@@ -61,7 +62,7 @@ def install_plan(model_id: str, cache: str | Path | None = None, catalogue: str 
     entry = next((e for e in read_catalogue(catalogue) if e.id == model_id), None)
     if entry is None:
         raise InputError(f"no catalogue model named {model_id!r}", None, "choose a model in the list")
-    common = dict(model_id=entry.id, licence=entry.licence, needs_acceptance=entry.needs_acceptance)
+    common: dict[str, Any] = dict(model_id=entry.id, licence=entry.licence, needs_acceptance=entry.needs_acceptance)
     if entry.kind == "source-only":
         return InstallPlan(action="train", needs_revision=False,
                            instructions=f"This model publishes code, not weights ({entry.homepage or entry.url}): "
@@ -173,7 +174,7 @@ class InstallJob:
 
     def poll(self) -> JobState:
         with self._lock:
-            return JobState(**{k: (list(v) if isinstance(v, list) else v) for k, v in self.state.__dict__.items()})
+            return replace(self.state, lines=list(self.state.lines))   # a copy: the reader thread goes on
 
     def cancel(self) -> None:
         """End the child's whole tree (SIGTERM, SIGKILL after 1 s) without blocking the caller (a GUI)."""

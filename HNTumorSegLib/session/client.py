@@ -39,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import queue
 import shutil
@@ -261,12 +262,12 @@ class SessionClient:
             return
         if isinstance(ev, dict):
             self.info = ev
-            waiter = self._status.get(job_id)
+            waiter = self._status.get(job_id or "")
             if waiter is not None:
                 waiter.put(ev)
             return
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self._jobs.get(job_id or "")
         if job is not None:
             job._q.put(ev)
 
@@ -312,7 +313,9 @@ class SessionClient:
     def run(self, request: Any, refine: Any = None, timeout_s: float | None = None) -> ResultEvent | ErrorEvent:
         """Send a request and wait for its final event."""
         job = self.submit(request, refine=refine, timeout_s=timeout_s)
-        return job.wait()
+        final = job.wait()   # no time limit here: it returns once the job has its final event
+        assert final is not None
+        return final
 
     def _register(self, job: SessionJob) -> None:
         with self._lock:
@@ -348,10 +351,9 @@ class SessionClient:
         child = self.child
         if child is not None and child.alive:
             self._send(command_line(shutdown=True), start=False)
-            try:
-                child.proc.stdin.close()
-            except OSError:
-                pass
+            if child.proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    child.proc.stdin.close()
             child.wait(timeout=timeout)
         self.stop_process()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
