@@ -14,6 +14,7 @@ given to ``export --labels`` is read as segments (issue 25 item 4: it used to be
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -41,7 +42,7 @@ MIN_DICE = 0.95
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "HNTumorSegLib", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def plastimatch_rtstruct(labels_nrrd: Path, series: Path, out: Path) -> Path:

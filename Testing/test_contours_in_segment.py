@@ -12,6 +12,7 @@ any work.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from dicom_testlib import dice  # noqa: E402
 from test_contours_in_readback import highdicom_seg, rt_utils_rtstruct  # noqa: E402
 
 from HNTumorSegLib.cli import main  # noqa: E402
+from HNTumorSegLib.dicom.contours_in import ContourOptions, read_label_input  # noqa: E402
 from HNTumorSegLib.image import read_image, write_image  # noqa: E402
 from HNTumorSegLib.phantoms import make_midrt_case  # noqa: E402
 from HNTumorSegLib.phantoms.dicom_series import write_dicom_series  # noqa: E402
@@ -50,7 +52,7 @@ def segment(midrt, prior_path, name: str, *extra: str) -> tuple[int, str]:
 
 
 def boxes(folder: str) -> list:
-    return json.loads((__import__("pathlib").Path(folder) / "boxes.json").read_text())
+    return json.loads((Path(folder) / "boxes.json").read_text())
 
 
 @pytest.mark.parametrize("kind", ["rtstruct", "seg"])
@@ -61,6 +63,9 @@ def test_segment_prior_from_dicom_contours(midrt, kind, capsys):
     else:
         path = highdicom_seg(mask, midrt["series"], midrt["root"] / "seg.dcm", "BINARY")
         extra = ["--reference", str(midrt["series"])]
+    back = read_label_input(path, options=ContourOptions(reference=extra[-1] if extra else None)).image
+    read_back = {value: dice(back.array == value, mask == value) for value in (1, 2)}
+    assert back.same_grid(midrt["prior"]) and min(read_back.values()) >= 0.95, read_back
     rc, got = segment(midrt, path, kind, *extra)
     assert rc == 0, capsys.readouterr().err
     truth = midrt["root"] / "nifti"
@@ -73,7 +78,7 @@ def test_segment_prior_from_dicom_contours(midrt, kind, capsys):
         assert np.allclose(x["min_ras"], y["min_ras"], atol=0.01) and np.allclose(x["max_ras"], y["max_ras"], atol=0.01)
     ours, theirs = read_image(f"{got}/labels.nii.gz", label=True).array, read_image(truth / "labels.nii.gz", label=True).array
     measured = {value: dice(ours == value, theirs == value) for value in (1, 2)}
-    print(f"segment --prior {kind}: Dice vs the NIfTI prior's run {measured}")
+    print(f"segment --prior {kind}: prior read back Dice {read_back}; output Dice vs the NIfTI prior's run {measured}")
     assert set(np.unique(theirs).tolist()) == {0, 1, 2} and min(measured.values()) >= 0.95
 
 
@@ -82,4 +87,4 @@ def test_prior_without_a_gtv_is_refused_before_any_work(midrt, capsys):
     rc, out = segment(midrt, path, "refused", "--reference", str(midrt["series"]))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and any("no structure of the RTSTRUCT" in line and "'CTV_70', 'Cord'" in line for line in err), err
-    assert not (__import__("pathlib").Path(out) / "labels.nii.gz").exists()
+    assert not (Path(out) / "labels.nii.gz").exists()

@@ -10,7 +10,9 @@ read back to the voxels they came from. Several contours of one structure on one
 combined with the even-odd rule - each flips the voxels it covers (XOR) - which is how nested
 holes are written (:class:`HNTumorSegLib.vocab.HoleStyle` ``nested``, :mod:`HNTumorSegLib.export.contours`);
 keyhole contours fill right with the same rule. Structures of one label are merged (OR).
-``POINT`` and ``OPEN_PLANAR`` contours (markers, lines) are no volume and are skipped.
+``POINT`` and ``OPEN_PLANAR`` contours (markers, lines) are no volume and are skipped; a
+``CLOSED_PLANAR`` contour of one or two points (what OpenCV-based writers such as rt-utils make of
+a one-voxel-wide island) keeps the voxels it runs through.
 
 Example:
     >>> from HNTumorSegLib.image import Image
@@ -117,7 +119,7 @@ def rasterise_rtstruct(ds, grid: Image, labels_of: dict[int, int], structures: l
             contours = [np.asarray([float(v) for v in c.ContourData], float).reshape(-1, 3)
                         for c in getattr(roi, "ContourSequence", [])
                         if str(c.get("ContourGeometricType", "CLOSED_PLANAR")).upper() == "CLOSED_PLANAR"
-                        and len(c.get("ContourData", [])) >= 9]
+                        and len(c.get("ContourData", [])) >= 3]
             layer |= fill_contours(grid, contours, path, names.get(number, str(number)))
         out[layer] = label
     return out

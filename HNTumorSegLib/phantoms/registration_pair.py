@@ -84,7 +84,7 @@ def _true_map(seed: int, scene: _MRIScene, mid_grid: Image, shift_mm: float, rot
 
 def make_registration_pair(seed: int = 0, shape=(32, 112, 112), spacing=(1.3, 1.3, 2.5), n_nodes: int = 2,
                            shift_mm: float = 10.0, rotation_deg: float = 5.0, deform_mm: float = 8.0,
-                           gtvp_shrink: float = 0.3, node_shrink: float = 0.1) -> dict:
+                           gtvp_shrink: float = 0.3, node_shrink: float = 0.0) -> dict:
     """The pair (module docstring). Keys: ``moving`` / ``moving_mask`` (pre-RT T2 and mask, pre-RT
     grid), ``fixed`` / ``fixed_mask`` (mid-RT T2 and its own, shrunken mask), ``truth_mask`` (the
     pre-RT mask through the true mapping, mid-RT grid), ``landmarks_mm`` (N x 3 mid-RT LPS points)
