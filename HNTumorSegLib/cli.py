@@ -6,7 +6,8 @@ Each lives in ``HNTumorSegLib/commands/<name>.py``. A user mistake (:class:`Inpu
 becomes one line on stderr and exit code 2, never a traceback; a fault of the machine (full
 disk, I/O error: :class:`EnvironmentFault`, or any other ``OSError``) one line and exit 1;
 SIGTERM, SIGHUP and SIGINT cancel the running worker(s) and exit 128 + the signal number
-(README "Exit codes").
+(README "Exit codes"). Started by one of our processes (``HNTUMORSEG_PARENT_PID`` set), the
+command stops within 1 s when that client dies (:func:`HNTumorSegLib.worker.watch_parent`).
 
 Example:
     $ hntumorseg evaluate --pred preds/ --ref labels/ --json scores.json
@@ -20,7 +21,7 @@ import signal
 import sys
 import threading
 
-from . import __version__
+from . import __version__, worker
 from .errors import (EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_OK, EnvironmentFault, InputError,
                      WorkerFailed, exit_for_signal)
 from .fileio import PublishingStopped, os_error
@@ -36,6 +37,7 @@ SUBCOMMANDS = {
     "outcome": "Research only: recurrence-free survival risk and HPV probability of a PET/CT case (seed 004).",
     "evaluate-outcome": "Score RFS risks (Harrell C-index) and HPV probabilities (balanced accuracy, AUC) against the truth.",
     "session": "Warm session: keep the model loaded and serve requests (and one-box refinements) as JSON lines on stdin.",
+    "register": "Register the pre-RT T2 (and its contours) onto the mid-RT T2: rigid, affine or deformable; quality JSON and picture.",
 }
 
 
@@ -110,11 +112,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     previous = _install_signal_handlers()
+    # A command that one of our processes started (outcome prediction, model download / import:
+    # childproc sets HNTUMORSEG_PARENT_PID) stops within 1 s when that client dies, as a worker
+    # does: it runs in its own session, so nothing else would stop it, and it would go on writing
+    # files nobody asked for. A command typed in a terminal is not watched (require_env).
+    worker.watch_parent(require_env=True)
     try:
         return int(_load(args.command).run(args) or EXIT_OK)
     except (InputError, EnvironmentFault, WorkerFailed, PublishingStopped, OSError) as exc:
         return _fail(args.command, exc)
     except KeyboardInterrupt as exc:
+        if worker.orphaned():   # our client died: nobody to tell; remove temp files and go, now
+            worker.exit_orphaned()
         signum = getattr(exc, "signum", signal.SIGINT)
         name = signal.Signals(signum).name if signum != signal.SIGINT else "interrupted"
         try:
@@ -124,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return exit_for_signal(signum)
     finally:
+        if worker.orphaned():
+            worker.exit_orphaned()
         for sig, handler in previous.items():
             try:
                 signal.signal(sig, handler)

@@ -145,6 +145,7 @@ def check_name_length(path: str | os.PathLike, what: str = "output") -> None:
 
 
 _LIVE_TEMPS: set[Path] = set()
+_LIVE_DIRS: set[Path] = set()   # folders of temp_folder() not yet removed by their owner
 _LIVE_LOCK = threading.Lock()
 
 
@@ -220,16 +221,38 @@ def temp_beside(path: str | os.PathLike) -> Path:
     return Path(name)
 
 
-def remove_live_temps() -> None:
-    """Remove every temporary file this process made and has not published (a last resort)."""
+def temp_folder(prefix: str, dir: str | os.PathLike | None = None) -> Path:
+    """A new private temporary folder (``tempfile.mkdtemp``), remembered until its owner removes it
+    (:func:`forget_temp_folder`). Why: a client's folder (a worker run's, a session's, an outcome
+    run's) holds copies of patient images, and a process stopped hard - a command whose own client
+    died (:func:`HNTumorSegLib.worker.exit_orphaned`) - gets no chance to run its owners' clean-up;
+    :func:`remove_live_temps` removes what is still remembered then."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=dir))
     with _LIVE_LOCK:
-        temps = list(_LIVE_TEMPS)
+        _LIVE_DIRS.add(folder)
+    return folder
+
+
+def forget_temp_folder(folder: str | os.PathLike) -> None:
+    """Its owner removed ``folder`` (or handed it on): :func:`remove_live_temps` leaves it alone."""
+    with _LIVE_LOCK:
+        _LIVE_DIRS.discard(Path(folder))
+
+
+def remove_live_temps() -> None:
+    """Remove every temporary file this process made and has not published, and every folder of
+    :func:`temp_folder` still remembered (a last resort before a hard exit)."""
+    with _LIVE_LOCK:
+        temps, folders = list(_LIVE_TEMPS), list(_LIVE_DIRS)
         _LIVE_TEMPS.clear()
+        _LIVE_DIRS.clear()
     for tmp in temps:
         try:
             tmp.unlink()
         except OSError:
             pass
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fsync_path(path: str | os.PathLike) -> None:
@@ -330,8 +353,8 @@ def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = 2
     ``ValueError`` before anything is written, instead of a file with bare ``NaN`` that other
     JSON readers refuse (issue 22). Callers turn undefined scores into ``None`` first.
     """
-    kwargs["allow_nan"] = False
-    return write_text_atomic(path, json.dumps(data, indent=indent, **kwargs) + "\n")
+    kwargs.pop("allow_nan", None)
+    return write_text_atomic(path, json.dumps(data, indent=indent, allow_nan=False, **kwargs) + "\n")
 
 
 #: Deepest nesting of brackets accepted in any JSON a user gives (no file of ours nests past ~10).

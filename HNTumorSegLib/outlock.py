@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 from .errors import InputError
-from .fileio import _pid_alive, os_error
+from .fileio import _pid_alive, loads_json, os_error
 
 LOCK_NAME = ".hntumorseg-lock.json"
 #: Seconds after which an empty or unreadable lock counts as left by a killed owner.
@@ -65,7 +65,7 @@ def _process_start(pid: int) -> float | None:
 
 def _read(path: Path) -> dict | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_bytes(), "output lock", path)   # depth-limited: any file may sit there
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -107,7 +107,7 @@ class OutputLock:
                       "process_start": _process_start(os.getpid()), "command": self.command}
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(record, fh)
+                    json.dump(record, fh, allow_nan=False)   # strict, like every JSON we write
             except OSError as exc:
                 self.path.unlink(missing_ok=True)
                 raise os_error(exc, self.path, "write the lock file") from None

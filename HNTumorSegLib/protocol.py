@@ -22,6 +22,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
+from .errors import InputError
+from .fileio import loads_json
 from .vocab import ErrorKind, did_you_mean
 
 #: The error kinds an ``error`` event may carry: :class:`~HNTumorSegLib.vocab.ErrorKind`, which is
@@ -117,10 +119,14 @@ def _dumps(ev: Event) -> str:
 
 
 def event_object(line: str) -> dict:
-    """The JSON object of one event line (``"event"`` key present); :class:`ProtocolError` otherwise."""
+    """The JSON object of one event line (``"event"`` key present); :class:`ProtocolError` otherwise.
+
+    Read with the one depth-limited reader (:func:`HNTumorSegLib.fileio.loads_json`): a child's
+    stdout may carry a line a library printed, and a deeply nested one must be a stray line, not a
+    RecursionError that ends the client's reader thread."""
     try:
-        d = json.loads(line)
-    except json.JSONDecodeError as exc:
+        d = loads_json(line, "event line")
+    except InputError as exc:
         raise ProtocolError(f"not JSON: {line[:80]!r}") from exc
     if not isinstance(d, dict) or "event" not in d:
         raise ProtocolError(f"not an event object: {line[:80]!r}")

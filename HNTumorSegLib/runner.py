@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from .pipeline.request import SegmentRequest
 
 from .childproc import PACKAGE_ROOT, Child, child_env, default_python, signal_group, signal_name, start
+from .errors import Cancelled, WorkerCrashed, WorkerFailed, WorkerTimedOut
+from .fileio import forget_temp_folder, temp_folder, write_json_atomic
 from .protocol import ErrorEvent, Event, ResultEvent, RunHandle
 
 # PACKAGE_ROOT, child_env and default_python live in childproc; named here for callers that know them from here.
@@ -75,7 +77,7 @@ def request_to_dict(request: "SegmentRequest") -> dict:
 
     if not isinstance(request, SegmentRequest):
         raise TypeError(f"a worker request must be a SegmentRequest, not {type(request).__name__}")
-    return json.loads(json.dumps(request.to_dict()))  # proves it is JSON
+    return json.loads(json.dumps(request.to_dict(), allow_nan=False))  # proves it is strict JSON (no NaN)
 
 
 def log_dir() -> Path:
@@ -136,7 +138,7 @@ class WorkerRun(RunHandle):
         self.argv = list(argv) if argv else None
         self.extra_env = dict(env or {})
         self.grace_s = grace_s
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="hntumorseg-run-", dir=temp_parent))
+        self.temp_dir = temp_folder("hntumorseg-run-", dir=temp_parent)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_lines)
         self.stray_stdout: collections.deque[str] = collections.deque(maxlen=stderr_lines)
         self.events: list[Event] = []
@@ -160,7 +162,7 @@ class WorkerRun(RunHandle):
         if self.state != "created":
             raise RuntimeError(f"this run was already started (state {self.state})")
         req_path = self.temp_dir / "request.json"
-        req_path.write_text(json.dumps(request_to_dict(request), indent=1))
+        write_json_atomic(req_path, request_to_dict(request), indent=1)   # strict JSON, like every file we write
         argv = ([a.replace("{request}", str(req_path)) for a in self.argv] if self.argv
                 else [self.python, "-m", "HNTumorSegLib.worker", str(req_path)])
         try:
@@ -168,8 +170,8 @@ class WorkerRun(RunHandle):
         except OSError as exc:
             self._cleanup_temp()
             self.state = "crashed"
-            self.final = ErrorEvent("crashed", f"could not start the worker with {argv[0]}: {exc.strerror or exc} - "
-                                               "check the Python interpreter path")
+            self.final = ErrorEvent(WorkerCrashed.kind, f"could not start the worker with {argv[0]}: "
+                                                        f"{exc.strerror or exc} - check the Python interpreter path")
             self.events.append(self.final)
             return self
         self.stray_stdout = self.child.stray_stdout
@@ -232,12 +234,13 @@ class WorkerRun(RunHandle):
         if self._ending == "cancelled":
             self.state = "cancelled"
             if not isinstance(self.final, ResultEvent):
-                self.final = ErrorEvent("cancelled", "segmentation cancelled by the user")
+                self.final = ErrorEvent(Cancelled.kind, "segmentation cancelled by the user")
                 out.append(self.final)
         elif self._ending == "timeout":
             self.state = "timeout"
-            self.final = ErrorEvent("timeout", f"the worker took longer than {self.timeout_s:g} s and was stopped - "
-                                               "try a GPU, fewer folds or no test-time augmentation")
+            self.final = ErrorEvent(WorkerTimedOut.kind, f"the worker took longer than {self.timeout_s:g} s and was "
+                                                         "stopped - try a GPU, fewer folds or no test-time "
+                                                         "augmentation")
             out.append(self.final)
         elif isinstance(self.final, ResultEvent):
             # The result is sent after every output was committed: a kill (or a crash at exit)
@@ -255,11 +258,11 @@ class WorkerRun(RunHandle):
                    f"a smaller model or the CPU")
             if last:
                 msg += f"; last messages: {last}"
-            self.final = ErrorEvent("crashed", msg)
+            self.final = ErrorEvent(WorkerCrashed.kind, msg)
             out.append(self.final)
-        if isinstance(self.final, ErrorEvent) and self.final.kind in ("internal", "crashed"):
+        if isinstance(self.final, ErrorEvent) and self.final.kind in (WorkerFailed.kind, WorkerCrashed.kind):
             self.log_path = save_worker_log(self.stderr_tail)
-            if self.final.kind == "internal":
+            if self.final.kind == WorkerFailed.kind:
                 last = " | ".join(line.strip() for line in list(self.stderr_tail)[-3:] if line.strip())
                 self.final.message += f"; its last lines: {last}" if last else ""
             if self.log_path:
@@ -268,13 +271,14 @@ class WorkerRun(RunHandle):
 
     def _cleanup_temp(self) -> None:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+        forget_temp_folder(self.temp_dir)
         self._finalizer.detach()
 
     def cancel(self) -> None:
         """End the worker's whole process tree (within ``grace_s`` + ~0.5 s) and remove the temp folder."""
         if self.state == "created":
             self.state = "cancelled"
-            self.final = ErrorEvent("cancelled", "segmentation cancelled by the user")
+            self.final = ErrorEvent(Cancelled.kind, "segmentation cancelled by the user")
             self._cleanup_temp()
             return
         if self.state != "running":

@@ -46,7 +46,8 @@ _WHAT = {"ProgressMode": "progress mode", "OutputKind": "output kind", "NetworkO
          "ModelKind": "model kind", "HoleStyle": "hole style", "InputRole": "input role",
          "DerivedChannel": "derived channel", "CaseFileKind": "file kind", "LicenceTerms": "licence terms",
          "PetUnit": "PET unit", "HpvLoss": "HPV loss", "ExportFormat": "export format",
-         "AllowMissing": "--allow-missing mode", "RegistrationMode": "registration mode"}
+         "AllowMissing": "--allow-missing mode", "RegistrationMode": "registration mode",
+         "ImportForm": "import form"}
 
 
 #: THE alias table: other spellings a vocabulary reads (lower case) -> its value. Aliases are read,
@@ -240,6 +241,17 @@ class ModelKind(VocabEnum):
     ENSEMBLE = "ensemble"
 
 
+class ImportForm(VocabEnum):
+    """What ``models import`` found in a folder or zip (:mod:`HNTumorSegLib.models.importer`), which
+    decides how it is checked and installed: a folder with a model card, an nnU-Net results folder,
+    or SegResNet checkpoints (UW LAIR's ``model_N.pt``) that the import turns into a card folder.
+    Not :class:`ModelKind`: that is how a *loaded* model runs (a checkpoint folder runs as a card)."""
+
+    CARD = "card"
+    NNUNET = "nnunet"
+    SEGRESNET_CHECKPOINTS = "segresnet-checkpoints"
+
+
 class _ErrorKindBase(VocabEnum):
     """The methods of :data:`ErrorKind` (an enum with members cannot be subclassed, so they live here)."""
 
@@ -416,4 +428,5 @@ __all__ = ["VocabEnum", "Task", "MRI_TASKS", "Device", "ProgressMode", "OutputKi
            "NetworkOutput", "Uncertainty", "FoldAverage", "RegionTiling", "AccumulateOn", "ModelKind",
            "ErrorKind", "InputRole", "DerivedChannel", "ALIASES", "Layout", "Timepoint", "CaseFileKind",
            "Architecture", "LicenceTerms", "PetUnit", "Endpoint", "HpvLoss", "ExportFormat", "HoleStyle",
-           "Challenge", "AllowMissing", "NonGtvTarget", "RegistrationMode", "parse_device", "did_you_mean"]
+           "Challenge", "AllowMissing", "NonGtvTarget", "RegistrationMode", "ImportForm", "parse_device",
+           "did_you_mean"]

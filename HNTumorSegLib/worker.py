@@ -40,7 +40,8 @@ from typing import Any, Callable, TextIO
 
 from . import childproc
 from .childproc import ParentWatch, event_stream, exit_on_sigterm
-from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EnvironmentFault, InputError, exit_for_signal
+from .errors import (EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, EnvironmentFault, InputError, OutOfMemory, WorkerFailed,
+                     exit_for_signal)
 from .fileio import STOP, os_error, remove_live_temps
 from .progress import ProgressReporter
 from .protocol import ErrorEvent, Event, ResultEvent
@@ -155,19 +156,19 @@ def run_request(request: Any, emit: Callable[[Event], None], run: Callable[..., 
 def error_event(exc: BaseException) -> ErrorEvent:
     """Map an exception to the protocol's error kind and a message a clinician can act on."""
     if isinstance(exc, InputError):
-        return ErrorEvent(getattr(exc, "kind", "bad_input"), exc.one_line())
+        return ErrorEvent(exc.kind, exc.one_line())
     if isinstance(exc, OSError) and not isinstance(exc, (BrokenPipeError,)):
         exc = os_error(exc, doing="read or write")   # a path, its errno text, the fix: never "internal"
         if isinstance(exc, InputError):
-            return ErrorEvent("bad_input", exc.one_line())
+            return ErrorEvent(InputError.kind, exc.one_line())
     if isinstance(exc, EnvironmentFault):
-        return ErrorEvent("environment", exc.one_line())
+        return ErrorEvent(EnvironmentFault.kind, exc.one_line())
     if is_out_of_memory(exc):
-        return ErrorEvent("out_of_memory", "the computer ran out of memory, also in low-memory mode - close other "
-                                           "programs using the GPU, choose fewer folds or no test-time augmentation, "
-                                           "or run on the CPU (device cpu)")
-    return ErrorEvent("internal", f"internal error ({type(exc).__name__}) - this is a bug; please report it "
-                                  "with the worker log (stderr)")
+        return ErrorEvent(OutOfMemory.kind, "the computer ran out of memory, also in low-memory mode - close other "
+                                            "programs using the GPU, choose fewer folds or no test-time "
+                                            "augmentation, or run on the CPU (device cpu)")
+    return ErrorEvent(WorkerFailed.kind, f"internal error ({type(exc).__name__}) - this is a bug; please report it "
+                                         "with the worker log (stderr)")
 
 
 #: Seconds an orphaned worker gives its main thread to unwind (``finally`` blocks remove temp
@@ -176,6 +177,7 @@ def error_event(exc: BaseException) -> ErrorEvent:
 ORPHAN_GRACE_S = 0.3
 _orphaned = threading.Event()
 _orphan_dirs: list[Path] = []   # temp folders of the dead client that nobody else will remove
+_watch: ParentWatch | None = None   # this process's one watch (:func:`watch_parent`)
 
 
 def orphaned() -> bool:
@@ -206,14 +208,18 @@ def watch_parent(request_path: str | None = None, temp_dir: str | os.PathLike | 
     ``request_path``: the client's ``hntumorseg-run-*`` folder holding it is removed on the way
     out (the client cannot any more); so is ``temp_dir`` (a session's folder). ``require_env``:
     watch only a parent named by ``HNTUMORSEG_PARENT_PID`` (a session started by hand is not watched).
+    A second call adds its folders to the first call's watch: two watchers would both stop the process.
     """
+    global _watch
     if request_path:
         folder = Path(request_path).resolve().parent
         if folder.name.startswith("hntumorseg-run-"):
             _orphan_dirs.append(folder)
     if temp_dir:
         _orphan_dirs.append(Path(temp_dir))
-    return childproc.watch_parent(_stop_orphaned, require_env=require_env)
+    if _watch is None:   # once per process: ``hntumorseg session`` is watched by cli.main and by serve()
+        _watch = childproc.watch_parent(_stop_orphaned, require_env=require_env)
+    return _watch
 
 
 def _stop_orphaned() -> None:
@@ -250,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     emit = EventWriter(event_stream())
     exit_on_sigterm()   # not in the main thread (embedded use): the client's SIGKILL still works
     if len(argv) != 1:
-        emit(ErrorEvent("bad_input", "usage: python -m HNTumorSegLib.worker request.json"))
+        emit(ErrorEvent(InputError.kind, "usage: python -m HNTumorSegLib.worker request.json"))
         return EXIT_BAD_INPUT
     watch_parent(request_path=argv[0])
     t0 = time.monotonic()
@@ -259,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_request(request, emit)
     except Exception as exc:  # every ending reports one event
         ev = error_event(exc)
-        if (ev.kind == "internal" or ev.kind == "out_of_memory") and not _orphaned.is_set():
+        if ev.kind in (WorkerFailed.kind, OutOfMemory.kind) and not _orphaned.is_set():
             traceback.print_exc(file=sys.stderr)
         emit(ev)
         return EXIT_BAD_INPUT if ev.user_fixable else EXIT_INTERNAL

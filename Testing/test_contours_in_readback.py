@@ -198,3 +198,23 @@ def test_structures_option_renames_and_contours_off_the_grid_are_refused(study, 
     grid = Image(shifted.array, shifted.spacing, tuple(np.add(shifted.origin, (0, 0, 1.5))), shifted.direction)
     with pytest.raises(Exception, match="does not lie in a slice"):   # half a slice off: another grid
         read_label_input(path, options=ContourOptions("GTVp=tumour;GTVn=LN"), grid=grid)
+
+
+def test_seg_as_biomarkers_labels_gives_the_label_maps_biomarkers(tmp_path, capsys):
+    from HNTumorSegLib.cli import main
+    from HNTumorSegLib.phantoms import make_petct_case
+
+    case = make_petct_case(seed=2, in_plane=64)
+    write_dicom_series(case["CT"], tmp_path / "ct", modality="CT")
+    (tmp_path / "seg").mkdir()
+    seg = highdicom_seg(case["mask"].array, tmp_path / "ct", tmp_path / "seg" / "seg.dcm", "BINARY")
+    for name in ("CT", "PET", "mask"):
+        write_image(case[name], tmp_path / f"{name}.nii.gz")
+    results = {}
+    for key, labels in (("label map", tmp_path / "mask.nii.gz"), ("SEG", seg)):   # SEG: onto the --ct grid
+        out = tmp_path / f"{key.replace(' ', '_')}.json"
+        rc = main(["biomarkers", "--pet", str(tmp_path / "PET.nii.gz"), "--ct", str(tmp_path / "CT.nii.gz"),
+                   "--labels", str(labels), "--json", str(out)])
+        assert rc == 0, capsys.readouterr().err
+        results[key] = json.loads(out.read_text())["patient"]
+    assert results["SEG"] == results["label map"] and results["SEG"]["MTV_ml"] > 0

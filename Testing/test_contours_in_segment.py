@@ -5,7 +5,8 @@ series (an RTSTRUCT by rt-utils with the planning system's names GTV_P / GTVn_R,
 series; a SEG by highdicom, given with ``--reference``) and given to ``segment --prior`` with the
 bundled demo-midrt model. The prior they read back to makes the same lesion boxes (within
 0.01 mm) as the NIfTI mask they came from, and the segmentation agrees with the run given that
-mask (Dice >= 0.95 per label; measured 1.00). A prior with no recognisable GTV is exit 2 before
+mask (Dice >= 0.95 per label; measured 1.00), and the structures taken are named. A prior with
+no recognisable GTV, or drawn in another frame of reference (not registered), is exit 2 before
 any work.
 """
 
@@ -67,7 +68,10 @@ def test_segment_prior_from_dicom_contours(midrt, kind, capsys):
     read_back = {value: dice(back.array == value, mask == value) for value in (1, 2)}
     assert back.same_grid(midrt["prior"]) and min(read_back.values()) >= 0.95, read_back
     rc, got = segment(midrt, path, kind, *extra)
-    assert rc == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    names = "GTVp = GTV_P; GTVn = GTVn_R" if kind == "rtstruct" else "GTVp = GTV_Primary; GTVn = GTVn_L2 + GTV node R"
+    assert f"the prior is a DICOM {kind.upper()}: {names}" in err, err   # which structures were taken is said
     truth = midrt["root"] / "nifti"
     if not (truth / "labels.nii.gz").exists():
         rc, _ = segment(midrt, midrt["root"] / "prior.nii.gz", "nifti")
@@ -87,4 +91,18 @@ def test_prior_without_a_gtv_is_refused_before_any_work(midrt, capsys):
     rc, out = segment(midrt, path, "refused", "--reference", str(midrt["series"]))
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and any("no structure of the RTSTRUCT" in line and "'CTV_70', 'Cord'" in line for line in err), err
+    assert not (Path(out) / "labels.nii.gz").exists()
+
+
+def test_contours_of_another_frame_of_reference_are_refused(midrt, tmp_path, capsys):
+    """Contours drawn on the pre-RT scan (its own frame of reference) and not registered: exit 2, not
+    silently used as if registered (the grids overlap, so nothing else would notice)."""
+    pre = tmp_path / "pre_t2"
+    write_dicom_series(read_image(midrt["root"] / "prior.nii.gz"), pre, "MR", series_description="T2 pre-RT")
+    frames = {str(pydicom.dcmread(next(p.glob("*.dcm"))).FrameOfReferenceUID) for p in (pre, midrt["series"])}
+    assert len(frames) == 2   # a series of its own frame of reference
+    path = rt_utils_rtstruct(midrt["prior"].array, pre, tmp_path / "pre_rt.dcm", ("GTV_P", "GTVn_R"))
+    rc, out = segment(midrt, path, "other_frame", "--reference", str(pre))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and any("not registered" in line and "frame of reference" in line for line in err), err
     assert not (Path(out) / "labels.nii.gz").exists()

@@ -271,3 +271,47 @@ def test_worker_started_from_an_ended_thread_runs_on_and_still_stops_with_its_cl
             client.kill()
         client.wait(timeout=GONE_LIMIT_S)
     assert list(out_dir.iterdir()) == [] and leftovers(out_dir, tmp_root) == []
+
+
+# A client of ours (Slicer, a GUI) that starts an ``hntumorseg`` command as its child, the way the
+# outcome panel (outcome/child_run.py) and the model buttons (scene/model_install.py) do, through
+# childproc (which names the client in HNTUMORSEG_PARENT_PID), and relays the command's events.
+COMMAND_CLIENT = """
+import sys
+from HNTumorSegLib.childproc import start
+child = start([sys.executable, "-m", "HNTumorSegLib"] + sys.argv[1:], name="command")
+print(child.pid, flush=True)
+while not child.eof:
+    for line in child.read(timeout=1.0):
+        print(line, flush=True)
+"""
+
+
+def test_a_command_started_by_our_client_stops_with_that_client(tmp_path, record_property):
+    """Issue 21: an ``hntumorseg`` command started by one of our processes watches its client as
+    a worker does. Before, the command lived on after its client's SIGKILL (in its own session,
+    nothing stopped it) and its worker with it, writing files nobody would read."""
+    t2, prior = _midrt_inputs(tmp_path)
+    out_dir, tmp_root = tmp_path / "out", tmp_path / "tmp"
+    out_dir.mkdir()
+    tmp_root.mkdir()
+    argv = ["segment", "--model", "demo-midrt", "--input", f"T2={t2}", "--prior", str(prior),
+            "--output", str(out_dir / "labels.nii.gz"), "--tta", "--device", "cpu", "--progress", "json"]
+    client = subprocess.Popen([sys.executable, "-c", COMMAND_CLIENT, *argv], cwd=ROOT,
+                              env=dict(_env(tmp_root), PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        events = _Lines(client.stdout)
+        events.wait_for(lambda lines: any("tile 1/" in line for line in lines), client)   # mid-inference
+        command = psutil.Process(int(events.lines[0]))
+        procs = _tree(command.pid)
+        assert any(_is_worker(p) for p in procs), [" ".join(p.cmdline())[:80] for p in procs]
+        clock = _ExitClock(procs)
+        t0 = time.monotonic()
+        client.send_signal(signal.SIGKILL)
+        _check_exit_times("SIGKILL", procs, clock.seconds_after(t0, client), record_property)
+    finally:
+        if client.poll() is None:
+            client.kill()
+        client.wait(timeout=GONE_LIMIT_S)
+    assert list(out_dir.iterdir()) == [] and leftovers(out_dir, tmp_root) == []

@@ -112,7 +112,12 @@ PARENT = textwrap.dedent("""
     client = SessionClient(env={"OMP_NUM_THREADS": "1"}, temp_parent=sys.argv[2]).start()
     job = client.submit(SegmentRequest.from_dict(json.loads(sys.argv[1])))
     (job.temp_dir / "input.nii.gz").write_bytes(b"x")          # inputs a caller wrote for the job
-    print(json.dumps({"pid": client.pid, "temp": str(client.temp_dir)}), flush=True)
+    t_end = time.monotonic() + 120                             # a loaded machine is slow, not wrong
+    while job.progress is None and job.running and time.monotonic() < t_end:
+        job.poll()                                             # until the session works on the request
+        time.sleep(0.02)
+    print(json.dumps({"pid": client.pid, "temp": str(client.temp_dir), "progress": job.progress is not None}),
+          flush=True)
     time.sleep(600)
 """)
 
@@ -126,8 +131,8 @@ def test_session_exits_and_leaves_no_temp_folder_when_its_parent_is_killed(small
     try:
         info = json.loads(parent.stdout.readline())
         session = psutil.Process(info["pid"])
+        assert info["progress"], "the session never reported progress on the request"   # it is working on it
         assert Path(info["temp"]).is_dir() and session.is_running()
-        time.sleep(1.0)            # the session is loading or running the request
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=60)
         gone, alive = psutil.wait_procs([session], timeout=120)  # returns as soon as it is gone

@@ -26,8 +26,8 @@ from HNTumorSegLib import errors
 from HNTumorSegLib.errors import HNTumorSegError, InputError
 from HNTumorSegLib.protocol import ERROR_KINDS, USER_ERROR_KINDS, ErrorEvent, ProtocolError, parse_event
 from HNTumorSegLib.vocab import (ALIASES, AccumulateOn, Architecture, CaseFileKind, DerivedChannel, Endpoint,
-                                 ErrorKind, ExportFormat, FoldAverage, HoleStyle, HpvLoss, InputRole, Layout,
-                                 LicenceTerms, ModelKind, NetworkOutput, PetUnit, RegionTiling, Timepoint,
+                                 ErrorKind, ExportFormat, FoldAverage, HoleStyle, HpvLoss, ImportForm, InputRole,
+                                 Layout, LicenceTerms, ModelKind, NetworkOutput, PetUnit, RegionTiling, Timepoint,
                                  Uncertainty, VocabEnum)
 
 LIB = Path(HNTumorSegLib.__file__).resolve().parent
@@ -127,6 +127,7 @@ NEW_WORDS = [  # (enum, a typo, the suggestion, how the message names it); test_
     (LicenceTerms, "noncommercial", "non-commercial", "licence terms"), (PetUnit, "suvs", "SUV", "PET unit"),
     (Endpoint, "hpvs", "hpv", "endpoint"), (HpvLoss, "focall", "focal", "HPV loss"),
     (ExportFormat, "dicomseg", "dicom_seg", "export format"),
+    (ImportForm, "segresnet-checkpoint", "segresnet-checkpoints", "import form"),
 ]
 
 
@@ -211,18 +212,44 @@ def test_a_send_error_travels_as_kind_send_and_comes_back_as_a_send_error():
         ErrorEvent("crash", "x")
 
 
-def test_every_error_event_written_in_the_code_has_a_known_kind():
-    """``ErrorEvent("crashed", ...)`` is spelled in the runner, the session and the worker: each
-    literal kind must be an ErrorKind (a typo would otherwise only show when that path runs)."""
-    written, unknown = 0, []
-    for path in sorted(LIB.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-            if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "ErrorEvent"
-                    and node.args and isinstance(node.args[0], ast.Constant)):
-                written += 1
-                if node.args[0].value not in ErrorKind.values():
-                    unknown.append(f"{path.relative_to(LIB)}:{node.lineno}: {node.args[0].value!r}")
-    assert written >= 5 and not unknown, unknown
+#: where an error kind is written or compared (issue 21: the runner, the session, the worker, childproc)
+KIND_MODULES = ("runner.py", "worker.py", "childproc.py", "session/client.py", "session/server.py",
+                "session/messages.py")
+
+
+def bare_kinds(source: str, rel: str) -> list[str]:
+    """``ErrorEvent("crashed", ...)`` and ``ev.kind == "internal"`` / ``kind in ("internal", ...)``:
+    an error kind spelled as a literal instead of its class's ``kind`` (``WorkerCrashed.kind``)."""
+    kinds, found = set(ErrorKind.values()), []
+    for node in ast.walk(ast.parse(source)):
+        literals: list[ast.AST] = []
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "ErrorEvent":
+            literals = node.args[:1] + [k.value for k in node.keywords if k.arg == "kind"]
+        elif isinstance(node, ast.Compare) and any(isinstance(side, ast.Attribute) and side.attr == "kind"
+                                                   for side in [node.left, *node.comparators]):
+            for side in [node.left, *node.comparators]:
+                literals += side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
+        found += [f"{rel}:{node.lineno}: {lit.value!r}" for lit in literals
+                  if isinstance(lit, ast.Constant) and lit.value in kinds]
+    return found
+
+
+def test_error_kinds_are_the_classes_kinds_never_bare_words():
+    """``ErrorEvent(WorkerCrashed.kind, ...)``, not ``ErrorEvent("crashed", ...)``: the word is
+    written once, in its class (errors.py), so a typo or a renamed kind fails at import, not
+    only when that ending runs."""
+    found = []
+    for rel in KIND_MODULES:
+        found += bare_kinds((LIB / rel).read_text("utf-8"), rel)
+    assert not found, "an error kind written bare (use the exception class's .kind):\n" + "\n".join(found)
+
+
+def test_the_kind_check_catches_bare_words():
+    sample = ('ev = ErrorEvent("crashed", "x")\nif ev.kind in ("internal", "out_of_memory"): pass\n'
+              'if final.kind == "cancelled": pass\nok = ErrorEvent(WorkerCrashed.kind, "x")\n'
+              'state = "cancelled"\n')
+    assert [line.split(": ")[1] for line in bare_kinds(sample, "x.py")] == [
+        "'crashed'", "'internal'", "'out_of_memory'", "'cancelled'"]
 
 
 # ---- exit codes: the named constants, never bare numbers ----------------------------------------
@@ -297,6 +324,17 @@ def test_hole_styles_and_layouts_come_from_vocab():
     sub = next(a for a in parser._actions if a.dest == "command").choices
     layout = next(a for a in sub["batch"]._actions if a.dest == "layout")
     assert tuple(layout.choices) == Layout.values() == ("hntsmrg", "hecktor", "folder", "dicom")
+
+
+def test_import_forms_come_from_vocab(tmp_path):
+    """``models import``'s forms were a bare list of strings in models/importer.py (issue 21)."""
+    from HNTumorSegLib.models.importer import find_models
+
+    (tmp_path / "uw" / "model_0.pt").parent.mkdir()
+    (tmp_path / "uw" / "model_0.pt").write_bytes(b"")
+    assert [(f.folder.name, f.form) for f in find_models(tmp_path)] == [("uw", ImportForm.SEGRESNET_CHECKPOINTS)]
+    text = (LIB / "models" / "importer.py").read_text("utf-8")
+    assert not any(f'"{form}"' in text for form in ImportForm.values())
 
 
 def test_devices_are_parsed_by_vocab_only():

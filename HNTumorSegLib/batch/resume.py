@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping
 
-from ..fileio import os_error, write_json_atomic
+from ..fileio import loads_json, os_error, write_json_atomic
 
 if TYPE_CHECKING:
     from ..pipeline.request import SegmentRequest
@@ -117,7 +117,7 @@ def is_done(out_dir: str | os.PathLike, case_id: str, prediction: str | os.PathL
     """True when the prediction exists and its marker matches ``fp`` and the file's size."""
     pred = Path(prediction)
     try:
-        marker = json.loads(marker_path(out_dir, case_id).read_text())
+        marker = loads_json(marker_path(out_dir, case_id).read_bytes(), "done-marker")   # depth-limited
         return (pred.is_file() and marker.get("fingerprint") == fp
                 and int(marker.get("size", -1)) == pred.stat().st_size)
     except (OSError, ValueError):
@@ -141,7 +141,7 @@ def mark_done(out_dir: str | os.PathLike, case_id: str, prediction: str | os.Pat
 
 def read_marker(out_dir: str | os.PathLike, case_id: str) -> dict | None:
     try:
-        return json.loads(marker_path(out_dir, case_id).read_text())
+        return loads_json(marker_path(out_dir, case_id).read_bytes(), "done-marker")
     except (OSError, ValueError):
         return None
 
@@ -172,7 +172,7 @@ def check_same_cohort(out_dir: str | os.PathLike, identity: dict) -> None:
     if not path.exists():
         return
     try:
-        old = json.loads(path.read_text(encoding="utf-8"))
+        old = loads_json(path.read_bytes(), "batch.json", path)
     except (OSError, ValueError):
         old = None
     fix = f"give a new --out for this cohort, or delete {path} to reuse the folder (its run's results are replaced)"

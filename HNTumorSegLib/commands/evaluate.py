@@ -3,9 +3,10 @@
 ``--pred`` and ``--ref`` are label files or folders; cases are paired by id
 (:mod:`HNTumorSegLib.caseids`). A single file may also be a DICOM RTSTRUCT or SEG, read onto the
 series it references (``--reference``, else beside it, else the other file's grid) with its
-structures named by ``--structures`` or recognised (:mod:`HNTumorSegLib.dicom.contours_in`). Per case and label: DSC, HD95, MSD, IoU, sensitivity,
-specificity, volumes (mL), lesion counts, HD99.9 and HD100; per cohort: DSCagg per label and
-their mean (HNTS-MRG 2024), GTVp mean per-patient DSC and GTVn F1agg (HECKTOR 2025).
+structures named by ``--structures`` or recognised (:mod:`HNTumorSegLib.dicom.contours_in`).
+Per case and label: DSC, HD95, MSD, IoU, sensitivity, specificity, volumes (mL), lesion counts,
+HD99.9 and HD100; per cohort: DSCagg per label and their mean (HNTS-MRG 2024), GTVp mean
+per-patient DSC and GTVn F1agg (HECKTOR 2025).
 ``--challenge hntsmrg2024|hecktor2025`` prints only that challenge's ranking metrics.
 Definitions: :mod:`HNTumorSegLib.metrics`.
 

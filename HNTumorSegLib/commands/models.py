@@ -99,10 +99,10 @@ def _list(args) -> int:
     known = {e.id for e in entries}
     extra = [m for m in imported_models(args.cache) if m["id"] not in known]
     if args.json:
-        print(json.dumps([describe(e, args.cache) for e in entries] + extra, indent=2))
+        print(json.dumps([describe(e, args.cache) for e in entries] + extra, indent=2, allow_nan=False))
         return 0
     rows = [("ID", "TASK", "INPUTS", "SOURCE", "LICENCE", "STATE", "TITLE")]
-    rows += [(e.id, e.task, "+".join(e.input_names), e.source_kind, _short_licence(e.licence, e.licence_terms),
+    rows += [(e.id, e.task or "", "+".join(e.input_names), e.source_kind, _short_licence(e.licence, e.licence_terms),
               _state(e, args.cache), e.title) for e in entries]
     rows += [(m["id"], m.get("task") or "-", "+".join(m.get("inputs") or []) or "-", "imported",
               _short_licence(m.get("licence", ""), m.get("licence_terms", "unstated")), "installed",

@@ -10,7 +10,10 @@
   grid a label map lies on; otherwise one line listing the series found;
 * :mod:`.pixels` - the voxels of a checked series; :mod:`.read` - `read_volume`: a file or a DICOM folder;
 * :mod:`.suv` - PET Bq/mL to SUVbw (:func:`.suv.read_pet_suv`);
-* :mod:`.send` - C-STORE to a DICOM node (pynetdicom).
+* :mod:`.send` - C-STORE to a DICOM node (pynetdicom);
+* :mod:`.contours_in` - an RTSTRUCT or SEG (or a label map) wherever a label map is taken:
+  structures to labels (:mod:`.structures`), contours rasterised (:mod:`.rtstruct_in`), SEG frames
+  placed (:mod:`.seg_in`) on the referenced series' grid.
 
 Example:
     >>> from HNTumorSegLib.phantoms import make_prert_case

@@ -53,7 +53,7 @@ import numpy as np
 
 from .. import LABEL_NAMES
 from ..errors import InputError
-from ..image import Image, check_labels, read_image
+from ..image import IMAGE_SUFFIXES, Image, check_labels, read_image
 from ..protect import check_regular_input
 from .geometry import check_series
 from .scan import list_series_text, read_header, scan_folder
@@ -95,6 +95,7 @@ class LabelInput:
     image: Image
     kind: str
     structures: dict[int, list[str]] = field(default_factory=dict)
+    frame_of_reference: str = ""   # of a DICOM file ("" for a label map, or when it names none)
 
     def summary(self) -> str:
         """``RTSTRUCT: GTVp = GTV_P; GTVn = GTVn_L2 + GTVn_R`` (for a note on stderr)."""
@@ -112,7 +113,7 @@ def sniff(path: Path):
     except OSError:
         return LABEL_MAP, None   # the image reader reports it
     if head[128:132] != b"DICM":
-        return LABEL_MAP, None
+        return _raw_dicom(path)
     header = read_header(path)
     if header is None:
         raise InputError("is a damaged DICOM file (its header cannot be read)", path, "export it again")
@@ -123,6 +124,22 @@ def sniff(path: Path):
     if sop_class == SEG_CLASS or modality == SEG:
         return SEG, header
     return modality or "DICOM", header
+
+
+def _raw_dicom(path: Path):
+    """A DICOM data set written without the preamble (older planning systems do): RTSTRUCT or SEG by
+    its SOPClassUID, else LABEL_MAP (a NIfTI, NRRD or MetaImage file is never tried)."""
+    if path.name.lower().endswith(IMAGE_SUFFIXES):
+        return LABEL_MAP, None
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(str(path), force=True, stop_before_pixels=True)
+        sop_class = str(header.get("SOPClassUID", "") or "")
+    except Exception:   # not DICOM at all: pydicom raises many kinds on arbitrary bytes
+        return LABEL_MAP, None
+    kinds = {RTSTRUCT_CLASS: RTSTRUCT, SEG_CLASS: SEG}
+    return (kinds[sop_class], header) if sop_class in kinds else (LABEL_MAP, None)
 
 
 def is_contour_file(path: str | os.PathLike) -> bool:
@@ -215,7 +232,25 @@ def read_label_input(path: str | os.PathLike, name: str = "label map", options: 
     for s in structures:
         if s.key in labels_of:
             used.setdefault(labels_of[s.key], []).append(s.name)
-    return LabelInput(target.with_array(array.astype(np.uint8)), kind, used)
+    return LabelInput(target.with_array(array.astype(np.uint8)), kind, used, frame_uid)
+
+
+def check_same_frame(found: LabelInput, path, folder, series_uid: str | None, prefer_modality: str | None,
+                     image_name: str) -> None:
+    """InputError when DICOM contours lie in another frame of reference than the image series they are
+    used on (``segment --prior`` on a mid-RT T2 folder): contours drawn on the pre-RT scan and not
+    registered would otherwise be taken as if they were, whenever the two grids overlap."""
+    if not found.frame_of_reference:
+        return
+    from .select import select_series
+
+    geometry = select_series(folder, series_uid=series_uid, need_frame_of_reference=False,
+                             prefer_modality=prefer_modality)
+    frame = str(geometry.series.first.get("FrameOfReferenceUID", "") or "")
+    if frame and frame != found.frame_of_reference:
+        raise InputError(f"the {found.kind}'s contours lie in frame of reference {found.frame_of_reference}, the "
+                         f"{image_name} series in {frame}: they are not registered to it", path,
+                         f"give contours registered to the {image_name} series (drawn on it, or registered first)")
 
 
 def read_labels(path: str | os.PathLike, name: str = "label map", options: ContourOptions | None = None,

@@ -34,21 +34,39 @@ PLANE_TOL = 0.2   # voxels (slice direction): a contour must lie on a slice of t
 EDGE_TOL = 1e-3   # voxels (in plane): a centre this close to an edge is inside
 
 
-def _inside(points_xy: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Even-odd test of ``points_xy`` (M, 2) against the closed polygon ``poly`` (N, 2); edges count as inside."""
-    x, y = points_xy[:, 0][:, None], points_xy[:, 1][:, None]
-    a, b = poly[None, :, :], np.roll(poly, -1, axis=0)[None, :, :]
-    ax, ay, bx, by = a[..., 0], a[..., 1], b[..., 0], b[..., 1]
-    crosses = (ay > y) != (by > y)
+def _scanline(xy: np.ndarray, ny: int, nx: int) -> np.ndarray:
+    """bool (ny, nx): the voxel centres inside the closed polygon ``xy`` (N, 2; i, j) or on its edge
+    (within :data:`EDGE_TOL`), even-odd. Row by row (scanline): where the edges cross the row of
+    centres, the spans between crossings 1-2, 3-4 ... are inside, their ends included; vertices and
+    edges lying along the row are edge. O(rows x edges), fast on a planning system's contours."""
+    out = np.zeros((ny, nx), dtype=bool)
+    a, b = xy, np.roll(xy, -1, axis=0)
+    j_lo = max(int(np.ceil(xy[:, 1].min() - EDGE_TOL)), 0)
+    j_hi = min(int(np.floor(xy[:, 1].max() + EDGE_TOL)), ny - 1)
+    if j_hi < j_lo:
+        return out
+    rows = np.arange(j_lo, j_hi + 1, dtype=float)[:, None]
+    ay, by, ax, bx = a[:, 1][None], b[:, 1][None], a[:, 0][None], b[:, 0][None]
+    crosses = (ay > rows) != (by > rows)
     with np.errstate(divide="ignore", invalid="ignore"):
-        x_at = ax + (y - ay) * (bx - ax) / (by - ay)
-    inside = (np.count_nonzero(crosses & (x < x_at), axis=1) % 2) == 1
-    dx, dy = bx - ax, by - ay
-    length2 = dx * dx + dy * dy
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.clip(np.where(length2 > 0, ((x - ax) * dx + (y - ay) * dy) / length2, 0.0), 0.0, 1.0)
-    d2 = (ax + t * dx - x) ** 2 + (ay + t * dy - y) ** 2
-    return inside | (d2.min(axis=1) <= EDGE_TOL ** 2)
+        x_at = np.where(crosses, ax + (rows - ay) * (bx - ax) / (by - ay), np.inf)
+    x_at.sort(axis=1)
+    for r, j in enumerate(range(j_lo, j_hi + 1)):
+        xs = x_at[r][np.isfinite(x_at[r])]
+        for x0, x1 in zip(xs[0::2], xs[1::2]):
+            lo, hi = max(int(np.ceil(x0 - EDGE_TOL)), 0), min(int(np.floor(x1 + EDGE_TOL)), nx - 1)
+            out[j, lo:hi + 1] = True
+    along = np.abs(a[:, 1] - b[:, 1]) <= EDGE_TOL   # edges along a row of centres (and 1-point contours)
+    for (x0, y0), (x1, y1) in zip(a[along], b[along]):
+        j = int(round(y0))
+        if abs(y0 - j) <= EDGE_TOL and 0 <= j < ny:
+            lo, hi = max(int(np.ceil(min(x0, x1) - EDGE_TOL)), 0), min(int(np.floor(max(x0, x1) + EDGE_TOL)), nx - 1)
+            out[j, lo:hi + 1] = True
+    near = np.all(np.abs(xy - np.round(xy)) <= EDGE_TOL, axis=1)   # vertices on a centre (a peak of the outline)
+    for i, j in np.round(xy[near]).astype(int):
+        if 0 <= i < nx and 0 <= j < ny:
+            out[j, i] = True
+    return out
 
 
 def fill_contours(grid: Image, contours_lps: list[np.ndarray], path, name: str) -> np.ndarray:
@@ -65,15 +83,7 @@ def fill_contours(grid: Image, contours_lps: list[np.ndarray], path, name: str) 
         if not 0 <= k < shape[0]:
             raise InputError(f"a contour of structure {name!r} lies outside the reference grid (slice {k} of "
                              f"{shape[0]})", path, "give the series the contours were drawn on with --reference DICOM_FOLDER")
-        xy = ijk[:, :2]
-        lo = np.maximum(np.floor(xy.min(axis=0) - EDGE_TOL), 0).astype(int)
-        hi = np.minimum(np.ceil(xy.max(axis=0) + EDGE_TOL), [shape[2] - 1, shape[1] - 1]).astype(int)
-        if np.any(hi < lo):
-            continue
-        ii, jj = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="xy")
-        centres = np.column_stack([ii.ravel(), jj.ravel()]).astype(float)
-        hit = _inside(centres, xy)
-        out[k, jj.ravel()[hit], ii.ravel()[hit]] ^= True
+        out[k] ^= _scanline(ijk[:, :2], shape[1], shape[2])
     return out
 
 

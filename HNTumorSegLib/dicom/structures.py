@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 
 from .. import LABEL_NAMES
 from ..errors import InputError
+from ..export.codes import RETIRED_TYPES, RT_TYPES, TYPES
 from ..vocab import NonGtvTarget, did_you_mean
 
 _LEVEL = r"(?:\d{1,2}|i{1,3}|iv|v|vi{1,2})[ab]?"
@@ -54,8 +55,8 @@ NAME_PATTERNS = {
     1: re.compile(r"^gtv_?(?:p|prim|primary|t|tumou?r)(?:_?\d{1,2})?$"),
     2: re.compile(rf"^gtv_?(?:n|nodes?|nodal|ln|lymph_?nodes?)(?:_?(?:{_SIDE_PART}))*$"),
 }
-#: code value -> label (SEG type codes and the RT target codes; PS3.16, :mod:`HNTumorSegLib.export.codes`)
-CODE_LABELS = {"372087000": 1, "86049000": 1, "130052": 1, "14799000": 2, "130051": 2}
+#: code value -> label: the SEG type codes and RT target codes our export writes (one definition, there)
+CODE_LABELS = {**{code[1]: label for table in (TYPES, RT_TYPES) for label, code in table.items()}, **RETIRED_TYPES}
 
 
 def normalise(name: str) -> str:

@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Literal
 from ..errors import ModelError
 from ..vocab import LicenceTerms, ModelKind, Task
 from .card import provenance_fields
-from ..fileio import read_json
+from ..fileio import loads_json, read_json
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 COMPLETE_MARKER = ".complete"
@@ -72,7 +71,7 @@ class CatalogueEntry:
     homepage: str | None = None
     source: str = ""  # seed paper
     notes: str = ""
-    hub: dict[str, Any] | None = None  # Hugging Face: repo_id, revision (commit), folder, sha256 {path: hex} (models/hub.py)
+    hub: dict[str, Any] | None = None  # Hugging Face: repo_id, revision, folder, sha256 {path: hex} (models/hub.py)
     manual: dict[str, Any] | None = None  # download by hand: page, clicks, command (then `models import`)
     declaration_json: dict[str, Any] | None = None  # JSON "declaration": written beside plans.json on install
     licence_terms: str = "open"  # open | non-commercial | unstated: the last two need --accept-licence
@@ -197,7 +196,7 @@ def manifest_folder(base: Path) -> Path | None:
     if not marker.is_file():
         return None
     try:
-        folder = json.loads(marker.read_text(encoding="utf-8")).get("folder")
+        folder = loads_json(marker.read_bytes(), "install manifest", marker).get("folder")   # depth-limited
     except (OSError, ValueError, AttributeError):
         return None
     return base / folder if isinstance(folder, str) and folder and "/" not in folder and folder != ".." else None

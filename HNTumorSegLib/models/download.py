@@ -63,7 +63,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from ..errors import ModelError
-from ..fileio import FULL_DISK_ERRNOS, os_error
+from ..fileio import FULL_DISK_ERRNOS, os_error, read_json
 from .catalogue import COMPLETE_MARKER, CatalogueEntry, cache_dir, install_dir
 from .weights import sha256_file
 
@@ -430,7 +430,7 @@ def verify_installed(entry: CatalogueEntry | str, cache: str | Path | None = Non
     marker = folder / COMPLETE_MARKER
     if not marker.is_file():
         raise ModelError(f"model {model_id!r} is not installed", None, f"run: hntumorseg models fetch {model_id}")
-    manifest = json.loads(marker.read_text())
+    manifest = read_json(marker, "install manifest", f"run: hntumorseg models fetch {model_id}", error=ModelError)
     problems = []
     for rel, digest in manifest.get("files", {}).items():
         path = folder / rel

@@ -43,26 +43,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import ModelError
 from ..fileio import read_json, write_json_atomic
 from ..folds import FoldId, FoldsLike
 from ..vocab import ModelKind
 from .card import InputSpec, ModelCard, provenance_fields
-from .types import CardModel, LoadedModel, NnUNetFolderModel
+from .types import CardModel, ModelLoader, NnUNetFolderModel
 
 if TYPE_CHECKING:
     from torch.nn import Module
 
 #: What an ensemble member is loaded as: a card folder or an nnU-Net results folder (never an ensemble).
 Member = CardModel | NnUNetFolderModel
-#: :func:`HNTumorSegLib.models.loader.load_model`'s shape, passed in (this module is imported by the loader).
-ModelLoader = Callable[..., LoadedModel]
 
 ENSEMBLE_NAME = "ensemble.json"
 ENSEMBLE_FORMAT = "hntumorseg-ensemble/1"
 PIPELINES = ("seed002-coarse-to-fine",)
+ENSEMBLE_FIX = "fix ensemble.json (README section 5, seed 002)"
 STAGES: dict[str, tuple[str, ...]] = {"seed002-coarse-to-fine": ("head", "coarse")}
 
 
@@ -121,7 +120,7 @@ def is_ensemble_folder(folder: Path) -> bool:
 
 
 def _bad(path: Path, problem: str) -> NoReturn:
-    raise ModelError(problem, path, "fix ensemble.json (README section 5, seed 002)")
+    raise ModelError(problem, path, ENSEMBLE_FIX)
 
 
 def read_ensemble_spec(path: str | Path) -> dict[str, Any]:
@@ -185,7 +184,7 @@ def load_ensemble(folder: str | Path, load_model: ModelLoader, device: str | Non
               for name in STAGES.get(str(spec.get("pipeline")), ())}
     first = members[0].model
     inputs = spec.get("inputs") or _user_inputs(members)
-    origin = provenance_fields(spec, folder / ENSEMBLE_NAME, "ensemble card", "fix ensemble.json (README section 5, seed 002)")
+    origin = provenance_fields(spec, folder / ENSEMBLE_NAME, "ensemble card", ENSEMBLE_FIX)
     card = ModelCard(id=str(spec.get("id") or folder.name), title=str(spec.get("title") or folder.name),
                      inputs=[InputSpec(str(n), {"type": "none"}) for n in inputs],
                      architecture={"name": "Ensemble", "kwargs": {}}, labels=dict(first.card.labels),

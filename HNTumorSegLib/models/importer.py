@@ -47,6 +47,7 @@ from typing import Callable
 
 from ..errors import ModelError
 from ..fileio import read_json
+from ..vocab import ImportForm
 from .catalogue import COMPLETE_MARKER, CatalogueEntry, check_licence, install_dir, read_catalogue
 from .weights import sha256_file
 
@@ -60,7 +61,7 @@ class FoundModel:
     """A model found in what the user gave: its folder and its form."""
 
     folder: Path
-    form: str   # "nnunet", "card" or "segresnet-checkpoints"
+    form: ImportForm
 
 
 def find_models(root: Path) -> list[FoundModel]:
@@ -73,11 +74,11 @@ def find_models(root: Path) -> list[FoundModel]:
         if folder.name.startswith(".") or "__MACOSX" in folder.parts:
             continue
         if (folder / CARD_NAME).is_file():
-            found.append(FoundModel(folder, "card"))
+            found.append(FoundModel(folder, ImportForm.CARD))
         elif is_nnunet_folder(folder):
-            found.append(FoundModel(folder, "nnunet"))
+            found.append(FoundModel(folder, ImportForm.NNUNET))
         elif any(_SEGRESNET_CKPT.fullmatch(p.name) for p in folder.iterdir() if p.is_file()):
-            found.append(FoundModel(folder, "segresnet-checkpoints"))
+            found.append(FoundModel(folder, ImportForm.SEGRESNET_CHECKPOINTS))
     return found
 
 
@@ -101,7 +102,7 @@ def choose(found: list[FoundModel], configuration: str | None, where: Path) -> F
 def _check_structure(model: FoundModel) -> None:
     from .nnunet_folder import available_folds, find_checkpoint
 
-    if model.form != "nnunet":
+    if model.form is not ImportForm.NNUNET:
         return
     folds = available_folds(model.folder)
     if not folds:
@@ -172,7 +173,7 @@ def import_model(source: str | Path, model_id: str | None = None, configuration:
             os.replace(model.folder, target)
         else:
             _copy_folder(_folder_files(model.folder, source), target)
-        if model.form == "segresnet-checkpoints":
+        if model.form is ImportForm.SEGRESNET_CHECKPOINTS:
             target = _segresnet_folder(entry, target, model_id)
         _declare(entry, target)
         progress("verify", 0.8, "hashing every file")

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from ..errors import ModelError
+from ..fileio import loads_json
 from .catalogue import COMPLETE_MARKER, cache_dir, installed_path
 
 
@@ -29,7 +30,7 @@ def imported_models(cache: str | Path | None = None) -> list[dict]:
     out = []
     for marker in sorted(root.glob(f"*/{COMPLETE_MARKER}")) if root.is_dir() else []:
         try:
-            data = json.loads(marker.read_text(encoding="utf-8"))
+            data = loads_json(marker.read_bytes(), "install manifest", marker)   # depth-limited (one reader)
         except (OSError, ValueError):
             continue
         info = {"id": marker.parent.name, "folder": str(marker.parent / data.get("folder", "")),

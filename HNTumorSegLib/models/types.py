@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from ..folds import FoldId
 from ..vocab import ModelKind
@@ -82,6 +82,11 @@ class LoadedModel(Protocol):
     def default_tta(self) -> bool:
         """Test-time mirroring when the request does not say: on where the model's seed ran it."""
         ...
+
+
+#: :func:`HNTumorSegLib.models.loader.load_model`'s shape: what an ensemble card and the pipeline
+#: are handed to load models with (a warm session passes its cache, :mod:`HNTumorSegLib.session`).
+ModelLoader = Callable[..., LoadedModel]
 
 
 @dataclass

@@ -23,14 +23,14 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from ..childproc import Child, default_python, start
+from ..errors import InputError
+from ..fileio import forget_temp_folder, read_json, temp_folder
 from ..image import Image, write_image
 
 
@@ -85,7 +85,7 @@ class OutcomeRun:
         """Write the images and start the child. ``pet_suv`` must already be in SUV (the child reads it as SUV)."""
         if self.state != "created":
             raise RuntimeError(f"this run was already started (state {self.state})")
-        self.temp_dir = d = Path(tempfile.mkdtemp(prefix="hntumorseg-outcome-"))
+        self.temp_dir = d = temp_folder("hntumorseg-outcome-")
         try:
             write_image(ct, d / "ct.nii.gz")
             write_image(pet_suv, d / "pet_suv.nii.gz")
@@ -125,7 +125,11 @@ class OutcomeRun:
     def _collect(self) -> None:
         out_json = self._folder() / "outcome.json"
         if self.returncode == 0 and out_json.is_file():
-            self.result = json.loads(out_json.read_text(encoding="utf-8"))
+            try:   # depth-limited and strict, like every JSON we read
+                self.result = read_json(out_json, "outcome result")
+            except InputError as exc:
+                self._end("failed", f"outcome prediction failed: {exc.one_line()}")
+                return
             self._end("succeeded", "")
             return
         lines = [ln.strip() for ln in (self._folder() / "stderr.txt").read_text("utf-8", "replace").splitlines()
@@ -148,3 +152,4 @@ class OutcomeRun:
     def _cleanup(self) -> None:
         if self.temp_dir is not None:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
+            forget_temp_folder(self.temp_dir)

@@ -212,3 +212,11 @@ def make_midrt_case(seed: int = 0, shape=(32, 96, 96), spacing=(0.9, 0.9, 3.0), 
         "preRT_T2_registered": mid_grid.with_array(reg_t2.astype(np.float32)),
         "preRT_mask_registered": mid_grid.with_array(reg_mask.astype(np.uint8)),
     }
+
+
+# Public names of the building blocks :mod:`.registration_pair` shares (no module imports
+# another's private names: Testing/test_childproc_rules.py).
+MRIScene = _MRIScene
+prert_with_scene = _prert
+render_t2 = _render_t2
+finish_t2 = _finish

@@ -41,7 +41,7 @@ import numpy as np
 from ..image import Image
 from . import exact
 from .anatomy import TISSUES, labels_from_levels, lesion_levels, tissue_map
-from .mri import _finish, _MRIScene, _prert, _render_t2, grid_points
+from .mri import MRIScene, finish_t2, grid_points, prert_with_scene, render_t2
 from .shapes import VectorField
 
 #: Axis of the rigid rotation (normalised in :func:`_rotation`): mostly about the feet-head axis.
@@ -63,7 +63,7 @@ def _rotation(angle_deg: float) -> np.ndarray:
                      [uz * ux * k - uy * s, uz * uy * k + ux * s, c + uz * uz * k]])
 
 
-def _true_map(seed: int, scene: _MRIScene, mid_grid: Image, shift_mm: float, rotation_deg: float,
+def _true_map(seed: int, scene: MRIScene, mid_grid: Image, shift_mm: float, rotation_deg: float,
               deform_mm: float) -> Callable[[np.ndarray], np.ndarray]:
     rot = _rotation(rotation_deg)
     n = exact.norm3(SHIFT_DIRECTION)
@@ -90,7 +90,7 @@ def make_registration_pair(seed: int = 0, shape=(32, 112, 112), spacing=(1.3, 1.
     pre-RT mask through the true mapping, mid-RT grid), ``landmarks_mm`` (N x 3 mid-RT LPS points)
     and ``true_map`` (mid-RT points -> pre-RT points). ``shape`` (z, y, x), ``spacing`` (x, y, z) mm.
     """
-    pre, scene = _prert(seed, shape, spacing, n_nodes)
+    pre, scene = prert_with_scene(seed, shape, spacing, n_nodes)
     rng = np.random.default_rng([seed, 32])
     # the mid-RT grid: same size and spacing, the table a little elsewhere
     mid_origin = np.asarray(scene.grid.origin) + rng.uniform(-3, 3, size=3)
@@ -103,9 +103,9 @@ def make_registration_pair(seed: int = 0, shape=(32, 112, 112), spacing=(1.3, 1.
     phys_mid = grid_points(mid_grid)
     canon = scene.to_canonical(true_map(phys_mid).astype(np.float32))
     gain, tumour_gain = rng.uniform(0.85, 1.2), rng.uniform(0.8, 0.95)
-    clean, labels_mid = _render_t2(scene, canon, mid_blobs, scene.blobs, tumour_gain)
-    scene_mid = _MRIScene(mid_grid, scene.centre_phys, scene.zoom, scene.texture, scene.muscle_texture, mid_blobs)
-    t2_mid = _finish(np.random.default_rng([seed, 33]), scene_mid, clean, phys_mid, gain)
+    clean, labels_mid = render_t2(scene, canon, mid_blobs, scene.blobs, tumour_gain)
+    scene_mid = MRIScene(mid_grid, scene.centre_phys, scene.zoom, scene.texture, scene.muscle_texture, mid_blobs)
+    t2_mid = finish_t2(np.random.default_rng([seed, 33]), scene_mid, clean, phys_mid, gain)
     truth = labels_from_levels(lesion_levels(canon, scene.blobs), scene.blobs)
     # landmarks: a lattice inside the body, 10 mm in from the mid-RT edges, whose pre-RT point is
     # inside the pre-RT field of view too (a registration cannot be asked about anatomy it never saw)

@@ -57,7 +57,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -69,7 +69,7 @@ from ..prompts.boxes import LesionBox, boxes_from_mask, box_to_index_slices
 from ..vocab import ModelKind, did_you_mean
 from .outputs import OutputSet
 from .request import SegmentRequest, SegmentResult
-from .run import Progress, _Stages, _volumes_ml, run_validated
+from .run import ModelLoader, Progress, _Stages, _volumes_ml, run_validated
 from .validate import ValidatedCase, validate_request
 
 #: How messages name the base label map (an input of the refinement, protected from its outputs).
@@ -212,7 +212,7 @@ def _refine_by_full_run(case: ValidatedCase, stages: _Stages, refinement: BoxRef
 
 
 def refine_segmentation(request: SegmentRequest, spec: RefineSpec | dict, progress: Progress | None = None,
-                        low_memory: bool = False, model_loader: Callable[..., Any] | None = None) -> SegmentResult:
+                        low_memory: bool = False, model_loader: ModelLoader | None = None) -> SegmentResult:
     """Refine the named boxes of ``spec.base_labels_path`` (module docstring); writes ``request.output_path``.
 
     Same contract as :func:`~.run.run_segmentation` (every mistake an InputError before any

@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
-from ..models.types import CardModel, NnUNetFolderModel
+from ..models.types import CardModel, ModelLoader, NnUNetFolderModel
 from ..vocab import NetworkOutput, Uncertainty
 from .channels import model_channels
 from .finish import finish_from_probabilities
@@ -163,7 +163,7 @@ def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False
 
 
 def run_segmentation(request: SegmentRequest | dict, progress: Progress | None = None,
-                     low_memory: bool = False, model_loader=None) -> SegmentResult:
+                     low_memory: bool = False, model_loader: ModelLoader | None = None) -> SegmentResult:
     """Segment one case (module docstring). User mistakes raise :class:`InputError` before any output exists.
 
     ``model_loader``: a warm session's model cache (:mod:`HNTumorSegLib.session`); refinement of

@@ -125,7 +125,7 @@ def prepare_petct(case: ValidatedCase) -> Work:
         crop = locate_head(ct, pet, spacing=iso)
         note = "head crop around the PET hot spot" if crop.found_hot_region else \
             "no PET hot spot found: crop at the top of the scan"
-    images = {InputRole.CT: crop.ct, InputRole.PET: crop.pet}
+    images: dict[str, Image] = {InputRole.CT: crop.ct, InputRole.PET: crop.pet}
     images.update({k: v for k, v in case.images.items() if k not in images})  # extra channels, if any
     images = _working_images(images, spacing)
     return Work(images, ct, list(case.boxes), None, [*case.notes, note])

@@ -33,12 +33,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
-from ..dicom.contours_in import ContourOptions, read_labels
+from ..dicom.contours_in import ContourOptions, check_same_frame, read_label_input
 from ..dicom.read import read_volume
 from ..image import Image, check_overlap
 from ..protect import check_request
@@ -48,7 +48,7 @@ from .request import SegmentRequest
 if TYPE_CHECKING:   # imported when used: torch only when a prediction runs
     from torch import device as TorchDevice
 
-    from ..models.types import LoadedModel
+    from ..models.types import LoadedModel, ModelLoader
     from ..prompts.boxes import LesionBox
 
 DICOM_MODALITY = {"CT": "CT", "PET": "PT", "T2": "MR"}  # input name -> modality, to pick a series in a study folder
@@ -139,7 +139,7 @@ def check_input_names(request: SegmentRequest, expected: list[str], model_name: 
 
 
 def validate_request(request: SegmentRequest,
-                     model_loader: Callable[..., LoadedModel] | None = None) -> ValidatedCase:
+                     model_loader: ModelLoader | None = None) -> ValidatedCase:
     """Check everything (module docstring) and return the loaded case. Raises InputError on any problem.
 
     ``model_loader``: called like :func:`~HNTumorSegLib.models.loader.load_model`; a warm
@@ -181,8 +181,14 @@ def validate_request(request: SegmentRequest,
                              request.prior_path, "leave --prior out, or give --boxes")
         # a label map, an RTSTRUCT or a SEG (issue 23): a DICOM prior is read onto the series it references,
         # else onto the task image's grid when its contours lie on its slices
-        prior = read_labels(request.prior_path, "prior mask", grid=ref, options=ContourOptions(
+        found = read_label_input(request.prior_path, "prior mask", grid=ref, options=ContourOptions(
             request.prior_structures, request.prior_reference_path))
+        prior = found.image
+        if Path(request.input_paths[ref_name]).is_dir():   # DICOM contours on a DICOM T2: one frame of reference
+            check_same_frame(found, request.prior_path, request.input_paths[ref_name], request.series.get(ref_name),
+                             DICOM_MODALITY.get(ref_name), ref_name)
+        if found.structures:   # say which structures were taken: the user checks the planning system's names
+            notes.append(f"the prior is a DICOM {found.summary()}")
         check_overlap(ref, prior, ref_name, "prior mask", request.prior_path)
         if not np.any(prior.array):
             raise InputError("prior mask holds no lesion (no voxel labelled 1 or 2)", request.prior_path,

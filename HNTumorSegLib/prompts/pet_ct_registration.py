@@ -42,6 +42,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..image import Image, physical_overlap_fraction, resample_to
+from .registration import last_transform, mattes_method
 
 MIN_OVERLAP = 0.5
 SAMPLING_SEED = 4  # fixed: the same case always registers the same way
@@ -71,25 +72,13 @@ def rigid_pet_to_ct(ct: Image, pet: Image, iterations: int = 100,
     moving = sitk.Cast(pet.to_sitk(), sitk.sitkFloat32)
     initial = sitk.CenteredTransformInitializer(fixed, moving, sitk.Euler3DTransform(),
                                                 sitk.CenteredTransformInitializerFilter.GEOMETRY)
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=50)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(0.01, seed)
-    reg.SetInterpolator(sitk.sitkLinear)
+    reg = mattes_method(0.01, seed, bins=50, shrink=(4, 2, 1), sigmas_mm=(2, 1, 0))   # shared with register
     reg.SetOptimizerAsGradientDescent(learningRate=1.0, numberOfIterations=int(iterations),
                                       convergenceMinimumValue=1e-6, convergenceWindowSize=10)
     reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel(shrinkFactors=[4, 2, 1])
-    reg.SetSmoothingSigmasPerLevel(smoothingSigmas=[2, 1, 0])
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     reg.SetInitialTransform(initial, inPlace=False)
-    fitted = reg.Execute(fixed, moving)
     # Execute returns a composite holding the Euler transform; flatten it for reporting
-    euler = sitk.Euler3DTransform()
-    composite = sitk.CompositeTransform(fitted)
-    inner = composite.GetNthTransform(composite.GetNumberOfTransforms() - 1)
-    euler.SetFixedParameters(inner.GetFixedParameters())
-    euler.SetParameters(inner.GetParameters())
+    euler = last_transform(reg.Execute(fixed, moving), sitk.Euler3DTransform)
     return euler, float(reg.GetMetricValue())
 
 

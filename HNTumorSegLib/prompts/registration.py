@@ -7,9 +7,9 @@ finds the mapping ``mid-RT (fixed) point -> pre-RT (moving) point`` that ITK's r
 
 | stage | transform | start | metric | optimiser | pyramid |
 |---|---|---|---|---|---|
-| rigid | ``Euler3DTransform`` | centres of mass aligned (``MOMENTS``) | Mattes MI, 50 bins, 10 % random samples (seeded) | gradient descent, 1 mm steps, 150 its/level, scales from physical shift | shrink 4, 2, 1; smoothing 2, 1, 0 mm |
+| rigid | ``Euler3DTransform`` | centres of mass aligned (``MOMENTS``) | Mattes MI, 50 bins, 20,000 random samples per level (seeded) | gradient descent, 1 mm steps, 150 its/level, scales from physical shift | shrink 4, 2, 1; smoothing 2, 1, 0 mm |
 | affine | ``AffineTransform`` | the rigid result | same | same, 100 its/level | shrink 2, 1; smoothing 1, 0 mm |
-| deformable | cubic ``BSplineTransform`` on top of the rigid one | identity | same, 20 % samples | L-BFGS-B, 60 its/level | control points every 60 then 30 mm; shrink 2, 1 |
+| deformable | cubic ``BSplineTransform`` on top of the rigid one | identity | same | L-BFGS (``LBFGS2``), 40 its/level | control points every 60 then 30 mm; shrink 2, 1 |
 
 *Library: SimpleITK's registration framework.* It is already a dependency (and ships inside
 3D Slicer, so the module adds nothing to Slicer's Python), and its v4 framework runs the same
@@ -102,14 +102,14 @@ class RegistrationSettings:
 
     mode: RegistrationMode | str = RegistrationMode.DEFORMABLE
     seed: int = SAMPLING_SEED
-    sampling: float = 0.10
-    bspline_sampling: float = 0.20
+    samples: int = 20_000           # metric samples per pyramid level (a count: the cost does not grow with the image)
     histogram_bins: int = 50
     rigid_iterations: int = 150
     affine_iterations: int = 100
-    bspline_iterations: int = 60
+    bspline_iterations: int = 40
     mesh_mm: float = 30.0           # control-point spacing of the finest B-spline level
     max_working_voxels: int = 2_500_000
+    affine_first: bool = False      # deformable: an affine stage between the rigid one and the B-spline
     threads: int | None = None      # None: registration_threads()
 
     def __post_init__(self) -> None:
@@ -182,7 +182,7 @@ def mattes_method(sampling: float, seed: int, bins: int = 50, shrink=(4, 2, 1), 
     reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     if threads is not None:
         reg.SetNumberOfThreads(int(threads))
-    if work_units is not None:
+    if work_units is not None:   # after the threads: SimpleITK may tie one to the other
         reg.SetNumberOfWorkUnits(int(work_units))
     return reg
 
@@ -191,7 +191,7 @@ def last_transform(fitted: sitk.Transform, kind: type) -> sitk.Transform:
     """The optimised transform out of the composite ``Execute`` returns, as a plain ``kind``."""
     composite = sitk.CompositeTransform(fitted)
     inner = composite.GetNthTransform(composite.GetNumberOfTransforms() - 1)
-    out = kind()
+    out = kind(3) if kind is sitk.AffineTransform else kind()
     out.SetFixedParameters(inner.GetFixedParameters())
     out.SetParameters(inner.GetParameters())
     return out
@@ -222,18 +222,34 @@ def _run(reg: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Imag
 def _record(reg: sitk.ImageRegistrationMethod, name: str, t0: float, transform: sitk.Transform) -> dict:
     return {"stage": name, "metric": float(reg.GetMetricValue()), "iterations": int(reg.GetOptimizerIteration()),
             "stop": reg.GetOptimizerStopConditionDescription()[:200], "seconds": round(time.monotonic() - t0, 3),
-            "parameters": [float(v) for v in transform.GetParameters()]}
+            "parameters": [float(v) for v in transform.GetParameters()],
+            "fixed_parameters": [float(v) for v in transform.GetFixedParameters()]}
+
+
+def _sample_count(reg: sitk.ImageRegistrationMethod, fixed: sitk.Image, shrink, s: RegistrationSettings) -> None:
+    """About ``s.samples`` random samples at every pyramid level (seeded; all voxels of a small level)."""
+    voxels = float(np.prod(fixed.GetSize()))
+    reg.SetMetricSamplingPercentagePerLevel([min(1.0, s.samples * f ** 3 / voxels) for f in shrink], s.seed)
+
+
+def _scales(fixed: sitk.Image, transform: sitk.Transform) -> list[float]:
+    """Parameter scales: (mm moved per unit)^2 of each parameter at the image's half diagonal ``r``:
+    a rotation (radians) moves points ``r`` mm, a matrix element ``r`` mm, a translation 1 mm."""
+    r = 0.5 * math.sqrt(sum((n * sp) ** 2 for n, sp in zip(fixed.GetSize(), fixed.GetSpacing())))
+    n = transform.GetNumberOfParameters()
+    return [r * r] * (n - 3) + [1.0] * 3   # Euler3D: 3 angles, 3 shifts; affine: 9 matrix elements, 3 shifts
 
 
 def _linear_stage(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform, kind: type, name: str,
                   iterations: int, shrink, sigmas, s: RegistrationSettings, threads: int,
                   progress: ProgressFn | None) -> tuple[sitk.Transform, dict]:
     t0 = time.monotonic()
-    reg = mattes_method(s.sampling, s.seed, s.histogram_bins, shrink, sigmas, threads, WORK_UNITS)
-    reg.SetOptimizerAsGradientDescent(learningRate=1.0, numberOfIterations=int(iterations),
-                                      convergenceMinimumValue=1e-6, convergenceWindowSize=10,
-                                      maximumStepSizeInPhysicalUnits=1.0)
-    reg.SetOptimizerScalesFromPhysicalShift()
+    reg = mattes_method(1.0, s.seed, s.histogram_bins, shrink, sigmas, threads, WORK_UNITS)
+    _sample_count(reg, fixed, shrink, s)
+    # steps of 2 mm halved at each turn; scales written out (ITK's estimators draw unseeded samples)
+    reg.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=0.01, numberOfIterations=int(iterations),
+                                                 relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
+    reg.SetOptimizerScales(_scales(fixed, initial))
     reg.SetInitialTransform(initial, inPlace=False)
     _watch(reg, name, iterations, len(shrink), progress)
     fitted = last_transform(_run(reg, fixed, moving, name), kind)
@@ -254,9 +270,10 @@ def _bspline_stage(fixed: sitk.Image, moving: sitk.Image, linear: sitk.Transform
     extent = [n * sp for n, sp in zip(fixed.GetSize(), fixed.GetSpacing())]
     coarse = [max(1, int(round(e / (2.0 * s.mesh_mm)))) for e in extent]   # doubled once: finest = mesh_mm
     bspline = sitk.BSplineTransformInitializer(fixed, coarse, order=3)
-    reg = mattes_method(s.bspline_sampling, s.seed + 1, s.histogram_bins, (2, 1), (1, 0), threads, WORK_UNITS)
-    reg.SetOptimizerAsLBFGS2(solutionAccuracy=1e-2, numberOfIterations=int(s.bspline_iterations),
-                             deltaConvergenceTolerance=1e-3)
+    reg = mattes_method(1.0, s.seed + 1, s.histogram_bins, (2, 1), (1, 0), threads, WORK_UNITS)
+    _sample_count(reg, fixed, (2, 1), s)
+    reg.SetOptimizerAsLBFGS2(solutionAccuracy=1e-5, numberOfIterations=int(s.bspline_iterations),
+                             deltaConvergenceTolerance=1e-6)
     reg.SetMovingInitialTransform(linear)
     reg.SetInitialTransformAsBSpline(bspline, inPlace=True, scaleFactors=[1, 2])
     _watch(reg, "deformable", s.bspline_iterations, 2, progress)
@@ -284,15 +301,15 @@ def register(fixed: Image, moving: Image, settings: RegistrationSettings | None 
     stages = [record]
     linear: sitk.Transform = rigid
     transform: sitk.Transform = rigid
-    if s.mode is RegistrationMode.AFFINE:
+    if s.mode is RegistrationMode.AFFINE or (s.mode is RegistrationMode.DEFORMABLE and s.affine_first):
         linear, record = _linear_stage(fixed_work, moving_work, _affine_from(rigid), sitk.AffineTransform,
                                        "affine", s.affine_iterations, (2, 1), (1, 0), s, threads, progress)
         stages.append(record)
         transform = linear
-    elif s.mode is RegistrationMode.DEFORMABLE:
-        bspline, record = _bspline_stage(fixed_work, moving_work, rigid, s, threads, progress)
+    if s.mode is RegistrationMode.DEFORMABLE:
+        bspline, record = _bspline_stage(fixed_work, moving_work, linear, s, threads, progress)
         stages.append(record)
-        transform = sitk.CompositeTransform([rigid, bspline])   # the B-spline first, then the rigid move
+        transform = sitk.CompositeTransform([linear, bspline])   # the B-spline first, then the linear move
     return Registration(transform, linear, s.mode, fixed_work, moving_work, stages, factors)
 
 

@@ -23,12 +23,13 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import ModelError
+from ..fileio import read_json
 from ..inference.tiling import tile_slices
 from ..models.card import CARD_NAME, read_card
 from ..models.loader import resolve_model_path
@@ -127,7 +128,7 @@ def _model_geometry(folder: Path) -> tuple[list[float] | None, list[int], list, 
         return (card.spacing_xyz, list(card.patch_size_zyx or []), list(card.folds), list(card.tta_axes),
                 max(sizes) if sizes else BENCH_WEIGHT_BYTES)
     if is_nnunet_folder(folder):
-        plans = json.loads((folder / "plans.json").read_text())
+        plans = read_json(folder / "plans.json", "nnU-Net plans", error=ModelError)   # depth-limited, one line
         config = split_folder_name(folder)[2] or "3d_fullres"
         cfg = plans["configurations"][config]
         folds = available_folds(folder)

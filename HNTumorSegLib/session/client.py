@@ -31,7 +31,8 @@ Example:
     ...                           output_path="v2.nii.gz")
     >>> with SessionClient(device="cpu") as session:
     ...     final = session.run(request)                                 # cold: loads the model
-    ...     final = session.run(request2, refine={"base_labels": final.files["labels"], "boxes": ["GTVn-2"]})
+    ...     final = session.run(request2, refine={"base_labels_path": final.files["labels"],
+    ...                                                "boxes": ["GTVn-2"]})
     ...     final.info["session"]["model_loads"]
     1
 """
@@ -43,7 +44,6 @@ import contextlib
 import itertools
 import queue
 import shutil
-import tempfile
 import threading
 import time
 import weakref
@@ -51,6 +51,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..childproc import PIPE, Child, default_python, start
+from ..errors import Cancelled, WorkerCrashed, WorkerTimedOut
+from ..fileio import forget_temp_folder, temp_folder
 from ..protocol import ErrorEvent, Event, ProtocolError, ResultEvent, RunHandle
 from ..runner import request_to_dict
 from .messages import command_line, split_tagged
@@ -111,11 +113,11 @@ class SessionJob(RunHandle):
             except queue.Empty:
                 break
             if item is _CRASHED:
-                self._end("crashed", ErrorEvent("crashed", self.client.crash_message()), out)
+                self._end("crashed", ErrorEvent(WorkerCrashed.kind, self.client.crash_message()), out)
                 break
             if isinstance(item, (ResultEvent, ErrorEvent)):
                 state = ("succeeded" if isinstance(item, ResultEvent) else
-                         "cancelled" if item.kind == "cancelled" else "failed")
+                         "cancelled" if item.kind == Cancelled.kind else "failed")
                 out.append(item)
                 self._end(state, item, out, append=False)
                 break
@@ -129,7 +131,7 @@ class SessionJob(RunHandle):
         """Cancel: the session answers ``cancelled`` within its deadline; past ``cancel_wait_s`` the
         session is stopped (the next job gets a fresh one). Ends within about 2 s."""
         if self.state == "created":
-            self._end("cancelled", ErrorEvent("cancelled", "request cancelled"), [])
+            self._end("cancelled", ErrorEvent(Cancelled.kind, "request cancelled"), [])
             return
         if self.state != "running":
             return
@@ -152,18 +154,18 @@ class SessionJob(RunHandle):
                 self._end("succeeded", item, out, append=False)
                 return
             if isinstance(item, ErrorEvent):
-                final = item if item.kind != "cancelled" or why == "cancelled" else None
+                final = item if item.kind != Cancelled.kind or why == "cancelled" else None
                 if final is not None:
                     out.append(final)
-                    self._end("cancelled" if final.kind == "cancelled" else "failed", final, out, append=False)
+                    self._end("cancelled" if final.kind == Cancelled.kind else "failed", final, out, append=False)
                     return
                 break
             out.append(item)
         if why == "cancelled":
-            final = ErrorEvent("cancelled", "request cancelled")
+            final = ErrorEvent(Cancelled.kind, "request cancelled")
         else:
-            final = ErrorEvent("timeout", f"the request took longer than {self.timeout_s:g} s and was stopped - "
-                                          "try a GPU, fewer folds or no test-time augmentation")
+            final = ErrorEvent(WorkerTimedOut.kind, f"the request took longer than {self.timeout_s:g} s and was "
+                                                    "stopped - try a GPU, fewer folds or no test-time augmentation")
         if self.client.waiting_for(self.id):   # the session did not answer: stop it, a fresh one serves the next
             self.client.stop_process()
         self._end(why, final, out)
@@ -198,7 +200,7 @@ class SessionClient:
         self.argv = list(argv) if argv else None
         self.grace_s = grace_s
         self.cancel_wait_s = cancel_wait_s
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="hntumorseg-session-", dir=temp_parent))
+        self.temp_dir = temp_folder("hntumorseg-session-", dir=temp_parent)
         self.child: Child | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=stderr_lines)
         self.info: dict = {}                 # the last ``session`` event
@@ -357,6 +359,7 @@ class SessionClient:
             child.wait(timeout=timeout)
         self.stop_process()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+        forget_temp_folder(self.temp_dir)
         self._finalizer.detach()
 
     def __enter__(self) -> "SessionClient":

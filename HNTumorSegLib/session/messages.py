@@ -3,8 +3,9 @@
 In (one JSON object per line):
 
 * ``{"id": "r1", "request": {...request.json fields...}}`` runs a request; with
-  ``"refine": {"base_labels": PATH, "boxes": ["GTVn-2"]}`` inside the request object it refines
-  those boxes of ``base_labels`` (:mod:`HNTumorSegLib.pipeline.refine`);
+  ``"refine": {"base_labels_path": PATH, "boxes": ["GTVn-2"]}`` inside the request object it
+  refines those boxes of the label map at ``base_labels_path``
+  (:class:`HNTumorSegLib.pipeline.refine.RefineSpec`; the older key ``base_labels`` is still read);
 * ``{"id": "c1", "cancel": "r1"}`` cancels request r1 (running or queued);
 * ``{"id": "s1", "status": true}`` asks for a ``session`` event;
 * ``{"shutdown": true}`` (or the end of input) ends the session once the requests sent
@@ -61,9 +62,10 @@ def split_tagged(line: str) -> tuple[str | None, Event | dict]:
     job_id = d.pop("id", None)
     if d.get("event") == SESSION_EVENT:
         return job_id, d
-    return job_id, parse_event(json.dumps(d))
+    return job_id, parse_event(_dumps(d))
 
 
 def command_line(**fields: Any) -> str:
-    """One command line for the session's stdin (``command_line(id="r1", request={...})``)."""
-    return json.dumps(fields) + "\n"
+    """One command line for the session's stdin (``command_line(id="r1", request={...})``); strict
+    JSON like every line we write (the session refuses ``NaN``)."""
+    return _dumps(fields) + "\n"

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import EXIT_BAD_INPUT, EXIT_OK, InputError
+from ..errors import EXIT_BAD_INPUT, EXIT_OK, Cancelled, InputError, OutOfMemory, WorkerFailed
 from ..fileio import loads_json
 from ..protocol import ErrorEvent, Event, ProgressEvent, ResultEvent
 from .messages import session_event, tag_event
@@ -132,16 +132,16 @@ class SessionServer:
             msg = loads_json(line, "a session line", fix="write one JSON object per line (docs/design.md "
                                                          "'Worker protocol')")
         except InputError as exc:
-            self._write(tag_event(ErrorEvent("bad_input", exc.one_line()), None))
+            self._write(tag_event(ErrorEvent(InputError.kind, exc.one_line()), None))
             return True
         if not isinstance(msg, dict):
-            self._write(tag_event(ErrorEvent("bad_input", "a session line is not a JSON object"), None))
+            self._write(tag_event(ErrorEvent(InputError.kind, "a session line is not a JSON object"), None))
             return True
         if msg.get("shutdown"):
             return False
         job_id = msg.get("id")
         if not isinstance(job_id, str) or not job_id:
-            self._write(tag_event(ErrorEvent("bad_input", "a session command needs an \"id\" (a non-empty string)"),
+            self._write(tag_event(ErrorEvent(InputError.kind, "a session command needs an \"id\" (a non-empty string)"),
                                   None))
             return True
         if "cancel" in msg:
@@ -151,7 +151,7 @@ class SessionServer:
         elif "request" in msg:
             self.submit(job_id, msg["request"])
         else:
-            self._write(tag_event(ErrorEvent("bad_input", "unknown session command - use request, cancel, status "
+            self._write(tag_event(ErrorEvent(InputError.kind, "unknown session command - use request, cancel, status "
                                                           "or shutdown"), job_id))
         return True
 
@@ -173,7 +173,7 @@ class SessionServer:
                 request = dataclasses.replace(request, device=self.device)
             spec = None if refine is None else RefineSpec.from_dict(refine)
         except InputError as exc:
-            self._write(tag_event(ErrorEvent(getattr(exc, "kind", "bad_input"), exc.one_line()), job_id))
+            self._write(tag_event(ErrorEvent(getattr(exc, "kind", InputError.kind), exc.one_line()), job_id))
             return
         job = Job(job_id, request, spec)
         with self._cond:
@@ -237,7 +237,7 @@ class SessionServer:
             self._final(job, _cancelled())
         except Exception as exc:  # every request ends with one event; the session lives on
             ev = error_event(exc)
-            if ev.kind in ("internal", "out_of_memory"):
+            if ev.kind in (WorkerFailed.kind, OutOfMemory.kind):
                 traceback.print_exc(file=sys.stderr)
             release_freed_memory()
             self._final(job, ev)
@@ -286,7 +286,7 @@ class SessionServer:
         with self._cond:
             running = self._current
         if running is not None:   # still unwinding (SIGTERM during a model load): its one final event now
-            self._final(running, ErrorEvent("cancelled", "the session was stopped before this request finished"))
+            self._final(running, ErrorEvent(Cancelled.kind, "the session was stopped before this request finished"))
 
 
 def release_freed_memory() -> None:
@@ -311,7 +311,7 @@ def release_freed_memory() -> None:
 
 
 def _cancelled() -> ErrorEvent:
-    return ErrorEvent("cancelled", "request cancelled")
+    return ErrorEvent(Cancelled.kind, "request cancelled")
 
 
 def _read_lines(stream) -> Any:

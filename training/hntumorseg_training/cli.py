@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from HNTumorSegLib.errors import InputError
-from HNTumorSegLib.fileio import write_text_atomic
+from HNTumorSegLib.fileio import read_json, write_text_atomic
+from HNTumorSegLib.metrics.report import to_jsonable
 from HNTumorSegLib.vocab import MRI_TASKS, Task
 
 TRAINERS_DIR = Path(__file__).resolve().parent / "nnunet_trainers"
@@ -108,7 +109,7 @@ def _need(value, what: str, flag: str) -> str:
 
 
 def _dump(data, path) -> None:
-    text = json.dumps(data, indent=2, default=str)
+    text = json.dumps(to_jsonable(data), indent=2, default=str, allow_nan=False)   # strict: NaN -> null
     if path:
         write_text_atomic(path, text + "\n")
     print(text if not path else f"wrote {path}")
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> None:
     elif cmd in ("export-nnunet", "export-segresnet"):
         post = None
         if args.postprocess_json:
-            post = {"min_volume_ml": json.loads(Path(args.postprocess_json).read_text())["min_volume_ml"]}
+            post = {"min_volume_ml": read_json(args.postprocess_json, "--postprocess-json")["min_volume_ml"]}
         if cmd == "export-nnunet":
             print(export.export_nnunet(args.source, args.out, args.id, args.title, args.task, args.folds, post,
                                        args.overwrite))

@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from HNTumorSegLib.fileio import read_json
 from HNTumorSegLib.image import Image, resample_to, resample_to_spacing
 from HNTumorSegLib.models.card import DEFAULT_BOX_MARGIN_VOX, ModelCard, write_card
 from HNTumorSegLib.pipeline.channels import model_channels
@@ -256,7 +256,7 @@ def train(task: str, out: Path, n_cases: int = 40, first_seed: int = 1000, itera
                              "final_loss": round(float(np.mean(losses[-50:])), 4),
                              "minutes": round((time.time() - t_start) / 60, 1)}
     if resume is not None:  # keep the history: what the resumed weights had already seen
-        earlier = json.loads((Path(resume) / "model.json").read_text()).get("training", {})
+        earlier = read_json(Path(resume) / "model.json", "model.json").get("training", {})   # depth-limited
         history = earlier.pop("earlier_runs", [])
         card_dict["training"]["earlier_runs"] = history + [earlier]
     write_card(card_dict, out)

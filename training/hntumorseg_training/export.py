@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from HNTumorSegLib.errors import InputError, ModelError
+from HNTumorSegLib.fileio import read_json
 
 _NORM = {"CTNormalization": "ct", "ZScoreNormalization": "zscore", "NoNormalization": "none",
          "RescaleTo01Normalization": "range"}
@@ -42,7 +43,7 @@ LABELS = {"background": 0, "GTVp": 1, "GTVn": 2}
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise InputError(f"{path.name} not found", path, "give the results folder nnU-Net wrote (Trainer__Plans__config)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path, path.name)   # depth-limited, strict: one reader for every JSON given
 
 
 def trainer_architecture(trainer: str, cm: Any) -> dict:

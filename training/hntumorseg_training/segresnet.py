@@ -40,7 +40,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from HNTumorSegLib.errors import InputError
+from HNTumorSegLib.fileio import read_json, write_json_atomic
 from HNTumorSegLib.image import read_image, resample_to_spacing
+from HNTumorSegLib.metrics.report import to_jsonable
 from HNTumorSegLib.prompts.ct_channels import CT_WINDOW_HU
 from HNTumorSegLib.prompts.normalisation import normalise
 
@@ -100,12 +102,12 @@ def train_segresnet(datalist_path: str | os.PathLike, fold: int, out: str | os.P
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     dev = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() and device in ("auto", "cuda") else "cpu")
     torch.manual_seed(seed + rank)
-    datalist = json.loads(Path(datalist_path).read_text(encoding="utf-8"))
+    datalist = read_json(datalist_path, "datalist")   # depth-limited, strict: one reader for every JSON given
     train_entries, val_entries = fold_lists(datalist, fold)
     if not train_entries:
         raise InputError(f"fold {fold} has no training case", Path(datalist_path), "convert more cases")
     inputs = training_inputs(datalist)
-    raw = json.loads((Path(train_entries[0]["label"]).parents[1] / "dataset.json").read_text())
+    raw = read_json(Path(train_entries[0]["label"]).parents[1] / "dataset.json", "dataset.json")
     stored = [raw["channel_names"][str(i)].lower() == "nonorm" for i in range(len(inputs))]
     spacing = SEED002["spacing"] if spacing == "seed" else spacing
     roi = tuple(int(r) for r in (roi or SEED002["roi"]))
@@ -164,19 +166,19 @@ def train_segresnet(datalist_path: str | os.PathLike, fold: int, out: str | os.P
                 torch.save(net.state_dict(), out / f"fold_{fold}.pt")
         log.append(record)
         if rank == 0:
-            print(json.dumps(record), flush=True)
+            print(json.dumps(to_jsonable(record), allow_nan=False), flush=True)   # strict: a NaN loss -> null
     if rank == 0:
         torch.save(net.state_dict(), out / f"fold_{fold}_last.pt")
         if not (out / f"fold_{fold}.pt").exists():  # no validation case: keep the last
             torch.save(net.state_dict(), out / f"fold_{fold}.pt")
         network_kwargs = {k: v for k, v in {**SEED002_SEGRESNET, **kwargs}.items()
                           if k not in ("in_channels", "out_channels")}
-        (out / "run.json").write_text(json.dumps({
+        write_json_atomic(out / "run.json", to_jsonable({
             "task": datalist.get("task"), "inputs": inputs, "spacing": list(spacing) if spacing else None,
             "patch_size": list(roi), "network_kwargs": json.loads(json.dumps(network_kwargs, default=list)),
             "recipe": {"optimizer": "AdamW", "lr": lr or SEED002["lr"], "weight_decay": SEED002["weight_decay"],
                        "epochs": epochs, "iterations_per_epoch": steps, "amp": use_amp, "world_size": world},
-            "datalist": str(Path(datalist_path).resolve()), "log_fold_%d" % fold: log}, indent=2) + "\n")
+            "datalist": str(Path(datalist_path).resolve()), "log_fold_%d" % fold: log}))   # strict JSON
     if world > 1:
         torch.distributed.destroy_process_group()
     return out

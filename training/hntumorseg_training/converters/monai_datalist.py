@@ -8,17 +8,16 @@ entries with ``fold != k`` and validates on ``fold == k and primary`` - exactly 
 
 Example:
     >>> write_datalist(raw_folder, raw_folder / "datalist.json")
-    >>> train, val = fold_lists(json.load(open("datalist.json")), fold=0)
+    >>> train, val = fold_lists(read_json("datalist.json"), fold=0)
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from HNTumorSegLib.errors import InputError
-from HNTumorSegLib.fileio import write_json_atomic
+from HNTumorSegLib.fileio import read_json, write_json_atomic
 
 from .nnunet_raw import case_channel_paths, read_raw_dataset
 from .splits import SPLITS_NAME, fold_of_patients
@@ -32,7 +31,7 @@ def build_datalist(raw_folder: str | os.PathLike) -> dict:
     if not splits_path.is_file():
         raise InputError("no splits_final.json in the raw dataset", raw_folder,
                          "run `python -m hntumorseg_training splits` first")
-    splits = json.loads(splits_path.read_text(encoding="utf-8"))
+    splits = read_json(splits_path, SPLITS_NAME)   # depth-limited, strict
     cases = data["hntumorseg"]["cases"]
     folds = fold_of_patients(splits, cases)
     n_ch = len(data["channel_names"])

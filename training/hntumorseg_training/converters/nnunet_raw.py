@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from HNTumorSegLib.errors import InputError
-from HNTumorSegLib.fileio import write_json_atomic
+from HNTumorSegLib.fileio import read_json, write_json_atomic
 from HNTumorSegLib.image import Image, write_image
 
 LABELS = {"background": 0, "GTVp": 1, "GTVn": 2}
@@ -121,8 +120,8 @@ def read_raw_dataset(folder: str | os.PathLike) -> dict:
     path = Path(folder) / "dataset.json"
     if not path.is_file():
         raise InputError("no dataset.json", Path(folder), "give the DatasetXXX_Name folder written by `convert`")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if "hntumorseg" not in data:
+    data = read_json(path, "dataset.json")   # depth-limited, strict
+    if not isinstance(data, dict) or "hntumorseg" not in data:
         raise InputError("dataset.json was not written by hntumorseg_training (no 'hntumorseg' block)", path,
                          "convert the data with `python -m hntumorseg_training convert ...`")
     return data

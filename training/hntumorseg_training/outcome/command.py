@@ -16,6 +16,7 @@ import argparse
 import json
 import time
 
+from HNTumorSegLib.metrics.report import to_jsonable
 from HNTumorSegLib.outcome.classification import DEFAULT_HPV_LOSS, HPV_LOSSES
 from HNTumorSegLib.outcome.patch import PatchSpec
 
@@ -61,7 +62,8 @@ def run(args: argparse.Namespace) -> None:
     results = []
     for endpoint in args.endpoints:
         res = train_endpoint(cases, endpoint, config, progress=lambda m: print(m, flush=True))
-        print(f"{endpoint} cross-validation (pooled out-of-fold): {json.dumps(res.cv)}", flush=True)
+        cv = json.dumps(to_jsonable(res.cv), allow_nan=False)   # strict: an undefined score is null
+        print(f"{endpoint} cross-validation (pooled out-of-fold): {cv}", flush=True)
         results.append(res)
     out = export_outcome_model(args.out, results, spec, config, model_id=args.id, overwrite=args.overwrite,
                                training_info={"patients": len(cases), "seconds": round(time.perf_counter() - t0, 1)})

@@ -1,0 +1,54 @@
+"""`hntumorseg register` gives the same bits whatever the number of threads (issue 23 part 2).
+
+Two separate processes register the same pair (deformable: rigid + B-spline), one with
+``HNTUMORSEG_THREADS=1`` and ITK's global default at 1 thread, the other with 2 and 3; the
+registered image, label map, transform and quality figures must be identical, byte for byte
+(the metric's samples are seeded and its partial sums fixed at ``WORK_UNITS``, whatever the
+threads: :mod:`HNTumorSegLib.prompts.registration`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import SimpleITK as sitk
+
+from HNTumorSegLib.image import read_image, write_image
+from HNTumorSegLib.phantoms.registration_pair import make_registration_pair
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(folder, inputs, threads: int, itk_threads: int) -> dict:
+    out = folder / f"threads{threads}"
+    env = dict(os.environ, HNTUMORSEG_THREADS=str(threads), ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=str(itk_threads),
+               PYTHONPATH=REPO)
+    cmd = [sys.executable, "-m", "HNTumorSegLib", "register", "--fixed", str(inputs["fixed"]),
+           "--moving", str(inputs["moving"]), "--labels", str(inputs["labels"]),
+           "--output-image", str(out / "image.nii.gz"), "--output-labels", str(out / "labels.nii.gz"),
+           "--transform", str(out / "t.tfm"), "--json", str(out / "q.json"), "--progress", "none"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    quality = json.loads((out / "q.json").read_text())
+    assert quality["determinism"]["threads"] == threads
+    return {"image": read_image(out / "image.nii.gz").array, "labels": read_image(out / "labels.nii.gz", label=True).array,
+            "transform": (out / "t.tfm").read_text(), "quality": quality}
+
+
+def test_same_output_with_other_thread_counts(tmp_path):
+    pair = make_registration_pair(seed=3, shape=(16, 64, 64), spacing=(2.3, 2.3, 4.5))
+    inputs = {"fixed": tmp_path / "mid.nii.gz", "moving": tmp_path / "pre.nii.gz", "labels": tmp_path / "mask.nii.gz"}
+    for key, name in (("fixed", "fixed"), ("moving", "moving"), ("labels", "moving_mask")):
+        write_image(pair[name], inputs[key])
+    one, two = _run(tmp_path, inputs, 1, 1), _run(tmp_path, inputs, 2, 3)
+    assert np.array_equal(one["image"], two["image"])
+    assert np.array_equal(one["labels"], two["labels"])
+    assert one["transform"] == two["transform"]
+    for key in ("similarity", "jacobian", "rigid", "labels"):
+        assert one["quality"][key] == two["quality"][key], key
+    assert [s["metric"] for s in one["quality"]["stages"]] == [s["metric"] for s in two["quality"]["stages"]]
+    assert sitk.ReadTransform(str(tmp_path / "threads1" / "t.tfm")).GetName() == "CompositeTransform"
