@@ -109,6 +109,9 @@ def test_export_is_all_or_nothing_and_keeps_an_earlier_rtstruct(tmp_path, monkey
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(dicom_seg, "write_dicom_seg", broken_seg)
-    with pytest.raises(OSError):
+    from HNTumorSegLib.errors import EnvironmentFault
+
+    # a full disk is an environment fault (exit 1) naming the user's file, not the hidden temp
+    with pytest.raises(EnvironmentFault, match="seg.dcm"):
         export_dicom(labels_path, folder, rtstruct=out / "rt.dcm", seg=out / "seg.dcm", holes="keyhole")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -198,7 +198,7 @@ def test_models_verify_command(stunet_copy, capsys, tmp_path):
     assert main(["models", "verify", str(tmp_path / "missing")]) == 2
     assert "model folder not found" in capsys.readouterr().err
     assert main(["models", "verify", "no-such-id"]) == 2
-    assert "no model folder and no catalogue entry" in capsys.readouterr().err
+    assert "no model folder, no catalogue entry and no imported model" in capsys.readouterr().err
 
 
 def test_fold_all_folders_load_through_the_one_folds_resolver(stunet_copy):

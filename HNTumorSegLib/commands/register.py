@@ -32,8 +32,9 @@ from ..fileio import write_json_atomic
 from ..dicom.contours_in import ContourOptions, add_contour_arguments, read_labels
 from ..image import IMAGE_SUFFIXES, check_overlap, write_image
 from ..progress import ProgressReporter, TextProgressBar
-from ..prompts.registration import (TRANSFORM_SUFFIXES, RegistrationSettings, register, registration_threads,
-                                    warp_image, warp_labels, write_transform, WORK_UNITS, SAMPLING_SEED)
+from ..prompts.registration import (TRANSFORM_SUFFIXES, RegistrationSettings, register,
+                                    warp_image, warp_labels, write_transform, WORK_UNITS, SAMPLING_SEED,
+                                    REGISTRATION_THREADS)
 from ..prompts.registration_quality import format_quality, jacobian_range, render_checkerboard, similarity
 from ..protect import check_outputs
 from ..vocab import ProgressMode, RegistrationMode
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                    "similarity": similarity(reg, fixed, moving), "jacobian": jacobian_range(reg, fixed),
                    "rigid": reg.rigid_parameters,
                    "stages": [{k: v for k, v in st.items() if "parameters" not in k} for st in reg.stages],
-                   "determinism": {"seed": SAMPLING_SEED, "work_units": WORK_UNITS, "threads": registration_threads(),
+                   "determinism": {"seed": SAMPLING_SEED, "work_units": WORK_UNITS, "threads": REGISTRATION_THREADS,
                                    "working_grid_bins_xyz": list(reg.work_factors)}}
         if labels is not None and moved_labels is not None:
             before = _volumes_ml(labels, labels.voxel_volume_mm3 / 1000.0)

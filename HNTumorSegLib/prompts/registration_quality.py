@@ -38,12 +38,12 @@ from ..fileio import atomic_path
 from ..image import Image
 from ..overlay import PRED_COLOURS
 from ..vocab import RegistrationMode
-from .registration import SAMPLING_SEED, WORK_UNITS, Registration, dense_transform, displacement_field, mattes_method
+from .registration import REGISTRATION_THREADS, SAMPLING_SEED, WORK_UNITS, Registration, dense_transform, displacement_field, mattes_method
 
 
 def _mattes(reg: Registration, transform: sitk.Transform) -> float:
     voxels = float(np.prod(reg.fixed_work.GetSize()))
-    method = mattes_method(min(1.0, 50_000 / voxels), SAMPLING_SEED, 50, (1,), (0,), 1, WORK_UNITS)
+    method = mattes_method(min(1.0, 50_000 / voxels), SAMPLING_SEED, 50, (1,), (0,), REGISTRATION_THREADS, WORK_UNITS)
     method.SetInitialTransform(transform)
     try:
         return round(-float(method.MetricEvaluate(reg.fixed_work, reg.moving_work)), 5)
