@@ -22,6 +22,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,21 +78,21 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path]:
                          "add --labels PRE_LABELS or drop --output-labels")
     if args.labels and not args.output_labels:
         raise InputError("--labels is given but not --output-labels", None, "add --output-labels OUT.nii.gz")
-    outputs = {"--output-image": _image_path(args.output_image, "--output-image"),
-               "--output-labels": _image_path(args.output_labels, "--output-labels")}
+    found: dict[str, Path | None] = {"--output-image": _image_path(args.output_image, "--output-image"),
+                                     "--output-labels": _image_path(args.output_labels, "--output-labels")}
     if args.transform:
         t = Path(args.transform)
         if not t.name.lower().endswith(TRANSFORM_SUFFIXES):
             raise InputError("--transform needs a .h5 or .tfm file name", t, "e.g. pre_to_mid.h5")
-        outputs["--transform"] = t
+        found["--transform"] = t
     if args.json:
-        outputs["--json"] = Path(args.json)
+        found["--json"] = Path(args.json)
     picture = args.picture or (str(Path(args.json).with_suffix("")) + ".png" if args.json else None)
     if picture:
         if not picture.lower().endswith(".png"):
             raise InputError("--picture needs a .png file name", picture, "e.g. registration.png")
-        outputs["--picture"] = Path(picture)
-    outputs = {k: v for k, v in outputs.items() if v is not None}
+        found["--picture"] = Path(picture)
+    outputs = {k: v for k, v in found.items() if v is not None}
     inputs = {f"the input {flag}": path for flag, path in (("--fixed", args.fixed), ("--moving", args.moving),
                                                            ("--labels", args.labels)) if path}
     check_outputs(outputs, inputs)
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("the pre-RT contours land outside the mid-RT image after registration", args.labels,
                              "check the two scans show the same region (or try --mode rigid)")
         progress("quality", 0.0, "similarity, Jacobian")
-        quality = {"mode": mode.value, "fixed": str(args.fixed), "moving": str(args.moving),
+        quality: dict[str, Any] = {"mode": mode.value, "fixed": str(args.fixed), "moving": str(args.moving),
                    "similarity": similarity(reg, fixed, moving), "jacobian": jacobian_range(reg, fixed),
                    "rigid": reg.rigid_parameters,
                    "stages": [{k: v for k, v in st.items() if "parameters" not in k} for st in reg.stages],

@@ -277,6 +277,18 @@ def register(fixed: Image, moving: Image, settings: RegistrationSettings | None 
     :class:`InputError`.
     """
     s = settings or RegistrationSettings()
+    mode = RegistrationMode.parse(s.mode, "--mode")
+    # ITK's metric threaders read the global default, not only the method's setting: fix both
+    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(REGISTRATION_THREADS)
+    try:
+        return _register(fixed, moving, s, mode, progress)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
+
+
+def _register(fixed: Image, moving: Image, s: RegistrationSettings, mode: RegistrationMode,
+              progress: ProgressFn | None) -> Registration:
     threads = REGISTRATION_THREADS
     factors = work_factors(fixed, s.max_working_voxels)
     fixed_work = working_image(fixed, factors)
@@ -288,16 +300,16 @@ def register(fixed: Image, moving: Image, settings: RegistrationSettings | None 
     stages = [record]
     linear: sitk.Transform = rigid
     transform: sitk.Transform = rigid
-    if s.mode is RegistrationMode.AFFINE or (s.mode is RegistrationMode.DEFORMABLE and s.affine_first):
+    if mode is RegistrationMode.AFFINE or (mode is RegistrationMode.DEFORMABLE and s.affine_first):
         linear, record = _linear_stage(fixed_work, moving_work, _affine_from(rigid), sitk.AffineTransform,
                                        "affine", s.affine_iterations, (2, 1), (1, 0), s, threads, progress)
         stages.append(record)
         transform = linear
-    if s.mode is RegistrationMode.DEFORMABLE:
+    if mode is RegistrationMode.DEFORMABLE:
         bspline, record = _bspline_stage(fixed_work, moving_work, linear, s, threads, progress)
         stages.append(record)
         transform = sitk.CompositeTransform([linear, bspline])   # the B-spline first, then the linear move
-    return Registration(transform, linear, s.mode, fixed_work, moving_work, stages, factors)
+    return Registration(transform, linear, mode, fixed_work, moving_work, stages, factors)
 
 
 # ---- applying it -----------------------------------------------------------------------------
