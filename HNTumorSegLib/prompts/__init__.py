@@ -9,6 +9,8 @@ One module per concern, each importable on its own (no torch, no Qt):
 * :mod:`.normalisation` - intensity schemes read from a model's description (nnU-Net CT, z-score ...);
 * :mod:`.head_localisation` - seed 004's PET-driven 200x200x310 mm head crop and its paste-back;
 * :mod:`.pet_ct_registration` - the PET onto the CT, seed 004's rigid-registration fallback;
+* :mod:`.registration` / :mod:`.registration_quality` - the pre-RT T2 and contours onto the mid-RT T2
+  (rigid, affine or B-spline; ``hntumorseg register``) and its quality figures;
 * :mod:`.coarse_to_fine` - seed 002's head region, coarse and fine ROIs (released formulas).
 
 Example:

@@ -7,7 +7,7 @@ finds the mapping ``mid-RT (fixed) point -> pre-RT (moving) point`` that ITK's r
 
 | stage | transform | start | metric | optimiser | pyramid |
 |---|---|---|---|---|---|
-| rigid | ``Euler3DTransform`` | centres of mass aligned (``MOMENTS``) | Mattes MI, 50 bins, 20,000 random samples per level (seeded) | gradient descent, 1 mm steps, 150 its/level, scales from physical shift | shrink 4, 2, 1; smoothing 2, 1, 0 mm |
+| rigid | ``Euler3DTransform`` | centres of mass aligned (``MOMENTS``) | Mattes MI, 50 bins, 30,000 random samples per level (seeded) | gradient descent, 1 mm steps, 150 its/level, scales from physical shift | shrink 4, 2, 1; smoothing 2, 1, 0 mm |
 | affine | ``AffineTransform`` | the rigid result | same | same, 100 its/level | shrink 2, 1; smoothing 1, 0 mm |
 | deformable | cubic ``BSplineTransform`` on top of the rigid one | identity | same | L-BFGS (``LBFGS2``), 40 its/level | control points every 60 then 30 mm; shrink 2, 1 |
 
@@ -23,15 +23,17 @@ The Jacobian determinant is reported so a fold (det <= 0) is never silent
 (:mod:`.registration_quality`).
 
 *Determinism.* The metric samples a fixed random set (``seed``); the optimiser scales are written
-out (ITK's scale and learning-rate estimators draw their own, unseeded samples); and every
-registration runs on :data:`REGISTRATION_THREADS` threads whatever the machine or ITK's global
-setting, because the split of the metric's sums across threads changes the last bits, and
-L-BFGS carries a last-bit change into a different path (measured: 0.26 mm at 1 vs 2 threads).
-What remains is below measurement: two runs agree to about 1e-4 mm (ITK's Mattes metric adds
-threads' derivative contributions into shared buffers in the order the threads finish), so the
-outputs are the same up to a few float32 steps in the image and, at most, a voxel of contour
-exactly at the 0.5 level. ``Testing/test_registration_determinism.py`` runs the command in two
-processes with different thread settings and compares with tolerances that say this.
+out (ITK's scale and learning-rate estimators draw their own, unseeded samples); and the
+registration runs on **one thread** (:data:`REGISTRATION_THREADS`, ITK's global default set for
+its duration). Measured why: ITK's Mattes metric adds the threads' derivative terms in the order
+the threads finish, and L-BFGS carries that last-bit noise into another path: 0.06-0.44 mm
+between two runs with 4 threads, 0.26 mm between 1 and 2 threads; with one thread, two processes
+with different ITK thread settings give the same bits. The cost is time (the metric is
+evaluated on a fixed number of samples, so it stays bounded); warping and writing the outputs
+use every thread (per-voxel work: the same bits whatever the split). The SimpleITK wheels have
+no CPU-dependent code paths, so the same holds on any x86-64 CPU.
+``Testing/test_registration_determinism.py`` runs the command in two processes with different
+thread settings and compares the outputs byte for byte.
 
 *Speed.* The registration works on a *working copy* of each image, bin-averaged (``BinShrink``)
 along its finest axes until it has at most ``max_working_voxels`` voxels (2.5 M: an
@@ -58,6 +60,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,10 +78,10 @@ ProgressFn = Callable[[str, float, str], None]
 
 #: Seed of the metric's random samples: the same pair always registers the same way.
 SAMPLING_SEED = 23
-#: Threads (and work units: the metric's partial sums, hence the order of its additions) of every
-#: registration, whatever the machine or ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``: the result
-#: depends on this split, so it is fixed (module docstring, *Determinism*).
-REGISTRATION_THREADS = 4
+#: Threads (and work units) of every registration, whatever the machine or
+#: ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``: one, the only count with the same bits every run
+#: (module docstring, *Determinism*).
+REGISTRATION_THREADS = 1
 WORK_UNITS = REGISTRATION_THREADS
 #: Suffixes ``write_transform`` accepts: ITK text and HDF5 transform files (Slicer reads both).
 TRANSFORM_SUFFIXES = (".tfm", ".txt", ".h5", ".hdf5")
@@ -90,7 +93,7 @@ class RegistrationSettings:
 
     mode: RegistrationMode | str = RegistrationMode.DEFORMABLE
     seed: int = SAMPLING_SEED
-    samples: int = 20_000           # metric samples per pyramid level (a count: the cost does not grow with the image)
+    samples: int = 30_000           # metric samples per pyramid level (a count: the cost does not grow with the image)
     histogram_bins: int = 50
     rigid_iterations: int = 150
     affine_iterations: int = 100
@@ -185,22 +188,37 @@ def last_transform(fitted: sitk.Transform, kind: type) -> sitk.Transform:
 
 
 def _watch(reg: sitk.ImageRegistrationMethod, stage: str, iterations: int, levels: int,
-           progress: ProgressFn | None) -> None:
-    if progress is None:
-        return
+           progress: ProgressFn | None) -> list[BaseException]:
+    """Report each iteration; return the list that keeps what a callback raised. Installed even
+    without ``progress``: Python runs a signal handler (Ctrl-C, SIGTERM) only between its own
+    bytecodes, so the callback is where a cancel arrives during ``Execute``; ITK turns it into a
+    RuntimeError, and :func:`_run` raises the original again (exit 130/143, not "failed")."""
+    caught: list[BaseException] = []
 
     def tick() -> None:
-        level = reg.GetCurrentLevel()
-        done = min(1.0, (level + min(reg.GetOptimizerIteration(), iterations) / iterations) / levels)
-        progress(stage, done, f"level {level + 1}/{levels}, iteration {reg.GetOptimizerIteration()}")
+        try:
+            if progress is not None:
+                level = reg.GetCurrentLevel()
+                done = min(1.0, (level + min(reg.GetOptimizerIteration(), iterations) / iterations) / levels)
+                progress(stage, done, f"level {level + 1}/{levels}, iteration {reg.GetOptimizerIteration()}")
+        except BaseException as exc:   # KeyboardInterrupt, the CLI's Terminated, a progress sink's error
+            caught.append(exc)
+            raise
 
     reg.AddCommand(sitk.sitkIterationEvent, tick)
+    return caught
 
 
-def _run(reg: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image, stage: str) -> sitk.Transform:
+def _run(reg: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image, stage: str,
+         caught: list[BaseException]) -> sitk.Transform:
+    sys.last_value = None   # SimpleITK prints a callback's exception, which sets sys.last_value
     try:
         return reg.Execute(fixed, moving)
     except RuntimeError as exc:   # ITK stops when (nearly) no sample falls inside both images
+        # a signal may land before the callback's ``try``: SimpleITK then printed it (sys.last_value)
+        interrupt = caught[0] if caught else getattr(sys, "last_value", None)
+        if isinstance(interrupt, BaseException) and not isinstance(interrupt, Exception):
+            raise interrupt from None
         reason = str(exc).strip().splitlines()[-1][:100] if str(exc).strip() else "no reason given"
         raise InputError(f"the {stage} registration failed ({reason})", None,
                          "check both images are T2 scans of the same patient and region") from None
@@ -238,8 +256,8 @@ def _linear_stage(fixed: sitk.Image, moving: sitk.Image, initial: sitk.Transform
                                                  relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
     reg.SetOptimizerScales(_scales(fixed, initial))
     reg.SetInitialTransform(initial, inPlace=False)
-    _watch(reg, name, iterations, len(shrink), progress)
-    fitted = last_transform(_run(reg, fixed, moving, name), kind)
+    caught = _watch(reg, name, iterations, len(shrink), progress)
+    fitted = last_transform(_run(reg, fixed, moving, name, caught), kind)
     return fitted, _record(reg, name, t0, fitted)
 
 
@@ -263,8 +281,8 @@ def _bspline_stage(fixed: sitk.Image, moving: sitk.Image, linear: sitk.Transform
                              deltaConvergenceTolerance=1e-6)
     reg.SetMovingInitialTransform(linear)
     reg.SetInitialTransformAsBSpline(bspline, inPlace=True, scaleFactors=[1, 2])
-    _watch(reg, "deformable", s.bspline_iterations, 2, progress)
-    _run(reg, fixed, moving, "deformable")
+    caught = _watch(reg, "deformable", s.bspline_iterations, 2, progress)
+    _run(reg, fixed, moving, "deformable", caught)
     return bspline, _record(reg, "deformable", t0, bspline)
 
 
