@@ -14,8 +14,13 @@ back, so ``batch`` resumes after a cluster run stopped half-way.
 
 Ray is imported only inside these functions: ``import HNTumorSegLib.batch`` works without it.
 
-Example:
-    >>> outcomes = run_ray(jobs, out_dir, address="ray://head:10001")   # doctest: +SKIP
+Example (command line; it needs a Ray cluster - Testing/test_batch_ray.py runs it on a private local
+Ray instance started by ``--cluster auto``, with the bundled demo model on a phantom cohort)::
+
+    $ hntumorseg batch --layout hntsmrg --data cohort/ --model demo-midrt --task midrt --out out/ \\
+          --cluster ray://head:10001 --device cpu
+
+``batch`` calls ``run_ray(jobs, out_dir, address="ray://head:10001")``, which returns ``{case: Outcome}``.
 """
 
 from __future__ import annotations

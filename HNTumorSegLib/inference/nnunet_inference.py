@@ -26,11 +26,18 @@ touching them run (``region_tiling="grid"``: the same tiles as the whole-image r
 boxes the logits - and the labels - are nnUNetPredictor's exactly); elsewhere the logits say
 background (:func:`~.tiled.background_logits`) and nnU-Net's export writes 0 there.
 
-Example:
-    >>> model = load_nnunet_model("Dataset987_X/nnUNetTrainer__nnUNetPlans__3d_fullres", folds=(0, 1))
-    >>> res = predict_nnunet_case(model, ["case_0000.nii.gz", "case_0001.nii.gz"], device="cpu",
-    ...                           output_file="pred.nii.gz")
-    >>> res.segmentation.shape   # (z, y, x) on the grid of the first input file
+Example (command line; it needs a trained nnU-Net v2 results folder, which a docstring cannot build -
+Testing/test_segment_cli_nnunet.py trains a tiny one and runs this, then compares it with
+``predict_nnunet_case(load_nnunet_model(FOLDER, folds=(0,)), [ct, pet], device="cpu", tta=True)``)::
+
+    $ hntumorseg segment --model Dataset987_X/nnUNetTrainer__nnUNetPlans__3d_fullres \\
+          --input CT=case_0000.nii.gz --input PET=case_0001.nii.gz --folds 0 --device cpu \\
+          --output pred.nii.gz
+
+In Python, ``load_nnunet_model(folder, folds=(0, 1))`` gives the model and
+``predict_nnunet_case(model, ["case_0000.nii.gz", "case_0001.nii.gz"], device="cpu",
+output_file="pred.nii.gz")`` its result; ``res.segmentation`` is (z, y, x) on the grid of the first
+input file.
 """
 
 from __future__ import annotations
@@ -203,9 +210,14 @@ def region_on_preprocessed_grid(boxes_zyx: Sequence[Slices3], properties: dict, 
     reads only region voxels for every image voxel inside a box), clamped. A box wholly in the
     cropped-away zero background is dropped (nnU-Net's export writes background there anyway).
 
-    Example:
+    Example (nnU-Net's properties of a 40 x 100 x 100 file cropped to 40 x 80 x 80, resampled to half size):
+        >>> properties = {"shape_before_cropping": (40, 100, 100),
+        ...               "bbox_used_for_cropping": [[0, 40], [10, 90], [10, 90]],
+        ...               "shape_after_cropping_and_before_resampling": (40, 80, 80)}
         >>> region = region_on_preprocessed_grid([(slice(10, 20), slice(30, 60), slice(30, 60))],
-        ...                                      properties, plans_manager.transpose_forward, data.shape[1:])
+        ...                                      properties, (0, 1, 2), (20, 40, 40))
+        >>> region.boxes, region.mask_zyx.shape
+        ([(slice(3, 12, None), slice(8, 27, None), slice(8, 27, None))], (20, 40, 40))
     """
     bbox = properties["bbox_used_for_cropping"]
     before_crop = properties["shape_before_cropping"]

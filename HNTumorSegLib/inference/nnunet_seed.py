@@ -27,10 +27,23 @@ file's grid, and :func:`.nnunet_inference.predict_nnunet_case` runs only the til
 Choice: where boxes overlap, the released code lets the later box overwrite; we keep the
 larger value (independent of box order; identical where boxes do not overlap).
 
-Example:
-    >>> with SeedSteps(decl, images, input_paths, prior=prior) as steps:
-    ...     res = predict_nnunet_case(model, steps.files)
-    ...     labels = steps.to_target(res.segmentation)     # on the first input's grid
+Example (seed 003's channels on a phantom; the prior's labels stand in for nnU-Net's output, which
+``predict_nnunet_case(model, steps.files).segmentation`` gives with a trained folder - see
+Testing/test_models_published_gradientseg.py):
+    >>> from pathlib import Path
+    >>> from HNTumorSegLib.image import write_image
+    >>> from HNTumorSegLib.models.declaration import infer_declaration
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> phantom = make_midrt_case(seed=0, shape=(8, 32, 32))
+    >>> t2, prior = phantom["midRT_T2"], phantom["preRT_mask_registered"]
+    >>> _ = write_image(t2, "t2.nii.gz")
+    >>> decl = infer_declaration({"0": "T2", "1": "gradient"})      # GradientSegHNTS's channel names
+    >>> with SeedSteps(decl, {"T2": t2}, {"T2": "t2.nii.gz"}, prior=prior) as steps:
+    ...     print([Path(f).name for f in steps.files], steps.notes)   # the files nnU-Net is given
+    ...     labels = steps.to_target(prior.array)                     # on the first input's grid
+    ['t2.nii.gz', 'derived_1_gradient.nii.gz'] ['3 box(es), margin 4 voxels']
+    >>> labels.shape, Path(steps.files[1]).exists()                   # the gradient map is gone after `with`
+    ((8, 32, 32), False)
 """
 
 from __future__ import annotations

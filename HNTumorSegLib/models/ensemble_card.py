@@ -32,10 +32,14 @@ predictor averages).
   with ``stages.head`` and ``stages.coarse`` (each ``{"model": ..., "folds": ...}``) before
   the members, which are then the fine stage.
 
-Example:
-    >>> model = load_model("models/seed002")          # an EnsembleModel
-    >>> [m.name for m in model.members], model.pipeline
-    (['resencl', 'segresnet'], 'seed002-coarse-to-fine')
+Example (two members, both the bundled demo model; seed 002's card names its ResEnc-L and SegResNet folders):
+    >>> from HNTumorSegLib.models import load_model
+    >>> _ = write_ensemble("two-demos", {"id": "two-demos", "title": "two demos", "task": "midrt",
+    ...                                  "members": [{"model": "demo-midrt", "name": "a", "weight": 3},
+    ...                                              {"model": "demo-midrt", "name": "b"}]})
+    >>> model = load_model("two-demos")               # an EnsembleModel
+    >>> [(m.name, m.weight) for m in model.members], model.pipeline, model.user_inputs
+    ([('a', 0.75), ('b', 0.25)], None, ['T2'])
 """
 
 from __future__ import annotations

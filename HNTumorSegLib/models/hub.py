@@ -33,8 +33,24 @@ and the free space (:class:`~HNTumorSegLib.errors.EnvironmentFault`, exit 1).
 
 Only ``models fetch`` calls this; nothing else touches the network.
 
-Example:
-    >>> folder = fetch_from_hub(get_entry("GradientSegHNTS-resenc-bs8"), revision="0123...abcd")
+Example (command line; it needs the Hugging Face hub - Testing/test_models_published_hub.py runs it
+against a local hub server, which is ``fetch_from_hub(get_entry("GradientSegHNTS"), revision=COMMIT)``)::
+
+    $ hntumorseg models fetch GradientSegHNTS --revision 0123456789abcdef0123456789abcdef01234567
+
+Offline, the revision check (step 1) and the checksum of a small file (step 4):
+    >>> from pathlib import Path
+    >>> from HNTumorSegLib.models.catalogue import get_entry
+    >>> entry = get_entry("GradientSegHNTS")                       # the catalogue pins no commit for it
+    >>> pinned_revision(entry, "0123456789ABCDEF0123456789abcdef01234567")
+    '0123456789abcdef0123456789abcdef01234567'
+    >>> pinned_revision(entry, "main")
+    Traceback (most recent call last):
+    ...
+    HNTumorSegLib.errors.ModelError: revision 'main' is not a 40-character commit hash (a branch or tag moves) - ...
+    >>> _ = Path("dataset.json").write_bytes(b"hello\\n")
+    >>> git_blob_sha1(Path("dataset.json"))                          # = `git hash-object dataset.json`
+    'ce013625030ba8dba906f756967f9e9ca394464a'
 """
 
 from __future__ import annotations

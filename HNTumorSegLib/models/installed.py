@@ -6,12 +6,18 @@
 * :func:`channel_lines`: what will be fed to each channel of a model folder - for an nnU-Net folder
   from ``dataset.json`` and its declaration (:mod:`.declaration`), for a card from its inputs.
 
-Example:
-    >>> for line in channel_lines(model_folder_for("GradientSegHNTS-resenc-bs8")):
+Example (the bundled demo model; a fetched id such as ``GradientSegHNTS-resenc-bs8`` reads the same):
+    >>> folder = model_folder_for("demo-midrt")
+    >>> folder.name
+    'demo-midrt'
+    >>> for line in channel_lines(folder):
     ...     print(line)
+    channels:
     task: midrt
-    channel 0 'T2': T2 image (--input T2=PATH)
-    channel 1 'gradient': gradient map made from T2 (seed003 recipe: ...)
+    channel 0 'T2': T2 image (--input T2=PATH), normalisation {"type": "zscore"}
+    channel 1 'gradient_map': gradient_map made from T2, normalisation {"type": "none"}
+    >>> imported_models("empty-cache")          # nothing imported into this cache yet
+    []
 """
 
 from __future__ import annotations

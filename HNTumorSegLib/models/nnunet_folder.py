@@ -16,9 +16,24 @@ nnUNetPredictor does, with the folder name as fallback. The network is built:
 
 Checkpoints load with ``torch.load(weights_only=True)`` (:mod:`.safe_load`).
 
-Example:
-    >>> loaded = load_nnunet_folder("Dataset104__STUNetTrainer_small__nnUNetPlans__3d_fullres", folds=[0])
-    >>> loaded.configuration_manager.patch_size     # an NnUNetFolderModel
+Example (command line; loading needs trained checkpoints a docstring cannot build -
+Testing/test_segment_cli_nnunet.py trains a tiny folder and runs this, and
+Testing/test_models_nnunet_folder.py loads an STU-Net folder with
+``load_nnunet_folder(folder, folds=[0])``, an ``NnUNetFolderModel`` whose
+``configuration_manager.patch_size`` is the plans' patch)::
+
+    $ hntumorseg segment --model Dataset104_X/STUNetTrainer_small__nnUNetPlans__3d_fullres \\
+          --input CT=ct.nii.gz --input PET=pet.nii.gz --folds 0 --device cpu --output labels.nii.gz
+
+What the loader reads from the folder's name and its ``fold_*`` subfolders:
+    >>> from pathlib import Path
+    >>> folder = Path("Dataset104_X/STUNetTrainer_small__nnUNetPlans__3d_fullres")
+    >>> split_folder_name(folder), stunet_size("STUNetTrainer_small_ft")
+    (('STUNetTrainer_small', 'nnUNetPlans', '3d_fullres'), 'small')
+    >>> for fold in ("fold_1", "fold_0", "fold_all"):
+    ...     (folder / fold).mkdir(parents=True)
+    >>> available_folds(folder), is_nnunet_folder(folder)        # no plans.json / dataset.json yet
+    ([0, 1, 'all'], False)
 """
 
 from __future__ import annotations

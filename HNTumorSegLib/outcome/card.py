@@ -17,10 +17,20 @@ An outcome model is a folder holding ``model.json`` and one weights file per fol
 Each fold keeps its own clinical statistics (they are fitted on that fold's training patients).
 Reading validates everything and raises :class:`ModelError` (one line, exit 2) naming the field.
 
-Example:
-    >>> card = read_outcome_card("models/outcome-demo")
-    >>> sorted(card.endpoints)
-    ['hpv', 'rfs']
+Example (a card written by hand; ``python -m hntumorseg_training outcome-train`` writes real ones,
+the weights files beside it are checked when the model loads, not here):
+    >>> from HNTumorSegLib.outcome.clinical import ClinicalEncoder
+    >>> from HNTumorSegLib.outcome.patch import PatchSpec
+    >>> from HNTumorSegLib.phantoms.outcome_cohort import make_outcome_case
+    >>> enc = ClinicalEncoder.fit([make_outcome_case(0, i)["clinical"] for i in range(3)])
+    >>> fold = {"fold": 0, "weights": "rfs_fold0.pt", "sha256": "0" * 64, "clinical": enc.to_dict()}
+    >>> _ = write_outcome_card({"id": "tiny", "title": "tiny", "patch": PatchSpec().to_dict(),
+    ...                         "architecture": {"name": "OutcomeNet"},
+    ...                         "endpoints": {"rfs": {"cut_points_days": [769, 1357, 2626], "folds": [fold]},
+    ...                                       "hpv": {"folds": [fold]}}}, "outcome-model")
+    >>> card = read_outcome_card("outcome-model")
+    >>> sorted(card.endpoints), card.endpoints["rfs"].n_outputs
+    (['hpv', 'rfs'], 4)
 """
 
 from __future__ import annotations

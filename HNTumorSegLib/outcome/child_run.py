@@ -15,10 +15,20 @@ own process group so :meth:`cancel` ends the whole tree. stdout and stderr go to
 temp folder, not pipes: the command prints a few lines only, so no reader threads are needed.
 The temp folder (which holds patient images) is removed in every ending.
 
-Example:
-    >>> run = OutcomeRun().start(ct, pet_suv, labels, "models/outcome-demo", "ehr.json")
-    >>> while run.running: run.poll(); time.sleep(0.3)
-    >>> run.state, run.result["rfs"]["risk"]          # ('succeeded', -2.71) or ('failed', None) + run.error
+Example (a phantom PET/CT case; no outcome model in this folder, so the child refuses in one line -
+with a trained model, as Testing/test_scene_outcome_review.py runs it, ``run.state`` is
+``'succeeded'`` and ``run.result["rfs"]["risk"]`` the risk score):
+    >>> import json, time
+    >>> from HNTumorSegLib.phantoms.outcome_cohort import make_outcome_case
+    >>> case = make_outcome_case(0, 5)
+    >>> _ = open("ehr.json", "w").write(json.dumps({"Age": 61, "Gender": "M"}))
+    >>> run = OutcomeRun().start(case["CT"], case["PET"], case["mask"], "outcome-model", "ehr.json")
+    >>> while run.running:                # a GUI timer calls poll(); it never blocks
+    ...     _ = run.poll(); time.sleep(0.3)
+    >>> run.state, run.result, run.error
+    ('failed', None, 'outcome prediction failed: hntumorseg outcome: error: outcome-model: outcome model not found ...')
+    >>> run.temp_dir is None or not run.temp_dir.exists()          # the patient images are gone
+    True
 """
 
 from __future__ import annotations

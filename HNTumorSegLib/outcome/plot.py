@@ -5,8 +5,13 @@ values S_k are points at the cut points (day 0: 1), joined by straight lines (th
 nothing about the shape within an interval); S_K of the open last interval is written as text.
 The research-use warning is the figure's title.
 
-Example:
-    >>> write_prediction_plot(predictor.predict(ct, pet, labels, clinical), "outcome.png")
+Example (``prediction`` as :meth:`.predictor.OutcomePredictor.predict` returns it, here written by hand):
+    >>> from HNTumorSegLib.outcome.survival import interval_names
+    >>> prediction = {"rfs": {"risk": -2.71, "intervals_days": interval_names([769, 1357, 2626]),
+    ...                       "survival": [0.93, 0.85, 0.78, 0.70]},
+    ...               "hpv": {"probability": 0.64}}
+    >>> write_prediction_plot(prediction, "outcome.png")
+    PosixPath('outcome.png')
 """
 
 from __future__ import annotations

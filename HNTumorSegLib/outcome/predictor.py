@@ -7,10 +7,20 @@ probabilities (the authors' ``InferenceModel.predict``): for RFS, hazards -> sur
 -> risk ``-sum S_k``; for HPV, ``sigmoid`` of the mean logit. Networks run in eval mode on CPU
 unless a device is given. Weights are sha256-checked and loaded with ``weights_only=True``.
 
-Example:
-    >>> pred = OutcomePredictor("models/outcome-demo")
-    >>> out = pred.predict(ct, pet, labels, {"Age": 61, "Gender": "M"})
-    >>> out["rfs"]["risk"], out["hpv"]["probability"]
+Example (command line; it needs an outcome model trained and exported by training/, which a
+docstring cannot build - Testing/test_outcome_model_io.py and Testing/test_outcome_training.py run
+it, and compare it with ``OutcomePredictor(MODEL).predict(ct, pet, labels, {"Age": 61, "Gender": "M"})``,
+whose ``out["rfs"]["risk"]`` and ``out["hpv"]["probability"]`` it prints)::
+
+    $ hntumorseg outcome --model OUTCOME_MODEL --input CT=ct.nii.gz --input PET=pet.nii.gz \\
+          --labels labels.nii.gz --clinical ehr.json --json outcome.json --plot outcome.png
+
+The terminal text is :func:`format_prediction` of ``predict``'s dict (here an HPV-only one, by hand):
+    >>> print(format_prediction({"warning": "RESEARCH USE ONLY ...", "hpv": {"probability": 0.64,
+    ...                          "threshold": 0.5, "call": "positive", "folds": 5}}))
+    RESEARCH USE ONLY ...
+    <BLANKLINE>
+    HPV probability: 0.640  (positive at threshold 0.5, 5 folds)
 """
 
 from __future__ import annotations

@@ -5,8 +5,24 @@ seed 002's coarse-to-fine pipeline (:mod:`.coarse_to_fine`), so all write the sa
 same way (all or nothing, :class:`.outputs.OutputSet`). Its own module so that those import it
 without importing each other (imports point down, docs/design.md "Inner map").
 
-Example:
-    >>> result = finish_from_probabilities(case, stages, prob, work.grid, case.reference, "softmax", boxes=[])
+Example (a phantom case validated for the demo model; hand-made softmax probabilities, a GTVp block):
+    >>> import numpy as np
+    >>> from HNTumorSegLib.image import write_image
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.pipeline.request import SegmentRequest
+    >>> from HNTumorSegLib.pipeline.run import _Stages
+    >>> from HNTumorSegLib.pipeline.validate import validate_request
+    >>> phantom = make_midrt_case(seed=0, shape=(8, 32, 32))
+    >>> _ = write_image(phantom["midRT_T2"], "t2.nii.gz"), write_image(phantom["preRT_mask_registered"], "prior.nii.gz")
+    >>> case = validate_request(SegmentRequest(model="demo-midrt", input_paths={"T2": "t2.nii.gz"},
+    ...                                        prior_path="prior.nii.gz", output_path="labels.nii.gz"))
+    >>> prob = np.zeros((3, *case.reference.array.shape), np.float32)    # background, GTVp, GTVn
+    >>> prob[0] = 1.0
+    >>> prob[:2, 2:6, 8:20, 8:20] = [[[[0.0]]], [[[1.0]]]]               # 4 x 12 x 12 voxels of GTVp
+    >>> result = finish_from_probabilities(case, _Stages(None), prob, case.reference, case.reference,
+    ...                                    "softmax", boxes=[])
+    >>> result.files, result.volumes_ml                                  # 576 voxels of 0.9 x 0.9 x 3 mm
+    ({'labels': 'labels.nii.gz'}, {'GTVp': 1.4, 'GTVn': 0.0})
 """
 
 from __future__ import annotations

@@ -8,10 +8,31 @@ uncertainty maps would have to be pasted back channel by channel: not implemente
 Whole image by default, as the seeds ran; ``request.restrict_to_boxes`` keeps labels only
 within the boxes (+ :data:`.tasks.REGION_CONTEXT_MM`) - lesions outside the boxes are lost.
 
-Example:
-    >>> with seed_steps_for(case, model, stages.progress) as seed:     # model: an NnUNetFolderModel
-    ...     res = predict_nnunet_case(model, seed.files)
-    >>> labels = finish_labels(seed, case.request, res.segmentation)
+Example (command line; :func:`seed_steps_for` needs an ``NnUNetFolderModel``, a trained nnU-Net v2
+results folder a docstring cannot build - Testing/test_models_published_gradientseg.py trains one in
+GradientSegHNTS's layout and runs this with and without ``--restrict-to-boxes``)::
+
+    $ hntumorseg segment --task midrt --model GRADIENTSEG_FOLDER --input T2=mid_T2.nii.gz \\
+          --prior preRT_mask_registered.nii.gz --output labels.nii.gz --device cpu --restrict-to-boxes
+
+which runs ``with seed_steps_for(case, model, stages.progress) as seed:`` ``res =
+predict_nnunet_case(model, seed.files)``, then ``finish_labels(seed, case.request, res.segmentation)``.
+:func:`finish_labels` alone, on seed 003's steps for a phantom (labels 1 everywhere stand in for nnU-Net's):
+    >>> import numpy as np
+    >>> from HNTumorSegLib.inference.nnunet_seed import SeedSteps
+    >>> from HNTumorSegLib.models.declaration import infer_declaration
+    >>> from HNTumorSegLib.phantoms import make_midrt_case
+    >>> from HNTumorSegLib.pipeline.request import SegmentRequest
+    >>> phantom = make_midrt_case(seed=0, shape=(8, 32, 32))
+    >>> t2, prior = phantom["midRT_T2"], phantom["preRT_mask_registered"]
+    >>> request = SegmentRequest(model="demo-midrt", input_paths={"T2": "t2.nii.gz"}, output_path="labels.nii.gz",
+    ...                          restrict_to_boxes=True)
+    >>> everywhere = np.ones(t2.array.shape, np.uint8)
+    >>> with SeedSteps(infer_declaration({"0": "T2", "1": "gradient"}), {"T2": t2}, {"T2": "t2.nii.gz"},
+    ...                prior=prior) as seed:
+    ...     labels = finish_labels(seed, request, everywhere)
+    >>> 0 < int(np.count_nonzero(labels)) < everywhere.size        # only within the boxes (+ context)
+    True
 """
 
 from __future__ import annotations

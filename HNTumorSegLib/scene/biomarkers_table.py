@@ -13,9 +13,20 @@ For an outcome prediction (only when an outcome model is selected),
 ``relapse_free``: 1 at day 0, then S_k at each cut point), a plot series (step curve) and a
 chart titled "Research only"; the last interval (beyond 2626 days) has no end and is not drawn.
 
-Example:
-    >>> node = biomarker_table_node(scene, compute_biomarkers(pet, labels))
-    >>> table, series, chart = survival_chart_nodes(scene, prediction)   # OutcomePredictor.predict()
+Example (a phantom PET/CT case; ``prediction`` as ``OutcomePredictor.predict()`` returns it, written by hand):
+    >>> from HNTumorSegLib.outcome.biomarkers import compute_biomarkers
+    >>> from HNTumorSegLib.outcome.survival import interval_names
+    >>> from HNTumorSegLib.phantoms.outcome_cohort import make_outcome_case
+    >>> from HNTumorSegLib.scene.mrml import make_scene
+    >>> scene, case = make_scene().scene, make_outcome_case(0, 5)
+    >>> node = biomarker_table_node(scene, compute_biomarkers(case["PET"], case["mask"]))
+    >>> node.GetName(), node.GetCellText(0, 0)                # first row: the primary tumour
+    ('HNTumorSeg PET biomarkers', 'GTVp')
+    >>> prediction = {"rfs": {"risk": -2.71, "intervals_days": interval_names([769, 1357, 2626]),
+    ...                       "survival": [0.93, 0.85, 0.78, 0.70]}}
+    >>> table, series, chart = survival_chart_nodes(scene, prediction)
+    >>> table.GetNumberOfRows(), chart.GetTitle()          # day 0 and the three cut points
+    (4, 'Research only: predicted relapse-free survival')
 """
 
 from __future__ import annotations

@@ -17,12 +17,22 @@
 The licence is the caller's to ask: a plan with ``needs_acceptance`` starts no job until the
 dialog was accepted (``accepted=True``); a refusal starts nothing and writes nothing.
 
-Example:
-    >>> plan = install_plan("HECKTOR2025-MEDAI")
+Example (an empty cache in the working folder; the zip was not downloaded, so the child stops with exit 2):
+    >>> import time
+    >>> plan = install_plan("HECKTOR2025-MEDAI", cache="cache")
     >>> plan.action, plan.needs_acceptance
     ('import', True)
-    >>> job = InstallJob.import_(plan, "/home/me/Downloads/medai.zip", accepted=True).start()
+    >>> InstallJob.import_(plan, "medai.zip", cache="cache")        # the licence dialog was not accepted
+    Traceback (most recent call last):
+    ...
+    HNTumorSegLib.errors.InputError: HECKTOR2025-MEDAI: its licence (CC-BY-NC-4.0 ...) was not accepted ...
+    >>> job = InstallJob.import_(plan, "medai.zip", accepted=True, cache="cache").start()
     >>> while not job.poll().done: time.sleep(0.2)
+    >>> state = job.poll()
+    >>> state.returncode, state.stage_text()       # the panel shows the child's error line
+    (2, 'hntumorseg models: error: medai.zip: not found - give the folder or zip you downloaded')
+
+Testing/test_models_panel_install.py imports a real zip and downloads from a local hub this way.
 """
 
 from __future__ import annotations

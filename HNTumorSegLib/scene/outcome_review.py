@@ -15,10 +15,38 @@ caller's process; :class:`HNTumorSegLib.outcome.child_run.OutcomeRun` runs
 :func:`.biomarkers_table.survival_chart_nodes` (titled research-only) in a plot view node the
 panel shows, and a few lines of text (:func:`outcome_summary`) led by the research-use warning.
 
-Example:
-    >>> table = biomarker_review(scene, seg_node, ct_node, pet_node, slicer.dicomDatabase.fileForInstance)
-    >>> run = start_outcome(scene, seg_node, ct_node, ct_node, pet_node, "models/outcome", "ehr.json")
-    >>> run.wait(); nodes = show_outcome(scene, run.result)
+Example (a standalone scene and a phantom PET/CT case; in Slicer pass
+``slicer.dicomDatabase.fileForInstance`` for a PET loaded from DICOM):
+    >>> from HNTumorSegLib.outcome.survival import interval_names
+    >>> from HNTumorSegLib.phantoms.outcome_cohort import make_outcome_case
+    >>> from HNTumorSegLib.scene.mrml import make_scene, volume_node_from_image
+    >>> from HNTumorSegLib.scene.segmentation_io import import_label_map
+    >>> scene, case = make_scene().scene, make_outcome_case(0, 5)
+    >>> ct_node = volume_node_from_image(scene, case["CT"], "CT")
+    >>> pet_node = volume_node_from_image(scene, case["PET"], "PET")
+    >>> seg_node = import_label_map(scene, case["mask"], ct_node, name="HNTumorSeg result")
+    >>> table = biomarker_review(scene, seg_node, ct_node, pet_node)    # a NIfTI PET is taken as SUV
+    >>> table.GetName(), table.GetNumberOfRows()
+    ('HNTumorSeg PET biomarkers', 6)
+    >>> outcome_model_info("outcome-model")                             # no model here: said before any child starts
+    (False, 'outcome-model: outcome model not found (no model.json) - give an outcome model folder')
+
+With a trained outcome model (Testing/test_scene_outcome_review.py builds a small one),
+``run = start_outcome(scene, seg_node, ct_node, ct_node, pet_node, MODEL, "ehr.json")``, then
+``run.wait()`` and ``show_outcome(scene, run.result)``; here a result written by hand:
+    >>> prediction = {"warning": "RESEARCH USE ONLY", "rfs": {"risk": -3.26, "folds": 5,
+    ...               "intervals_days": interval_names([769, 1357, 2626]), "survival": [0.93, 0.85, 0.78, 0.70]}}
+    >>> nodes = show_outcome(scene, prediction)
+    >>> nodes.chart.GetTitle(), nodes.view.GetPlotChartNodeID() == nodes.chart.GetID()
+    ('Research only: predicted relapse-free survival', True)
+    >>> print(outcome_summary(prediction))
+    RESEARCH USE ONLY
+    <BLANKLINE>
+    RFS risk score: -3.2600  (higher = earlier recurrence expected; -sum of interval survival, 5 folds)
+      relapse-free after interval [0, 769)       days: 0.930
+      relapse-free after interval [769, 1357)    days: 0.850
+      relapse-free after interval [1357, 2626)   days: 0.780
+      relapse-free after interval [2626, inf)    days: 0.700
 """
 
 from __future__ import annotations

@@ -23,12 +23,22 @@
 The debounce needs no timer of its own: :class:`Debouncer` takes an injectable clock and the
 widget's 200 ms poll timer asks it what is due, so the test drives it with a fake clock.
 
-Example (the widget):
-    >>> ss = SceneSession(slicer.mrmlScene, logic.segmentation)
-    >>> ss.apply(params)                      # Apply: first call starts the session
-    >>> ...; seg = logic.import_result(); ss.track(seg, params)
+Example (a standalone scene; in Slicer ``slicer.mrmlScene`` and the widget's scene logic):
+    >>> from HNTumorSegLib.scene.logic import SegmentationSceneLogic
+    >>> from HNTumorSegLib.scene.mrml import make_scene
+    >>> scene = make_scene().scene
+    >>> logic = SegmentationSceneLogic(scene)
+    >>> ss = SceneSession(scene, logic)       # Apply is routed through it from now on
+    >>> ss.client is None                     # no session process before the first Apply
+    True
     >>> ss.update_while_editing = True        # the checkbox
     >>> ss.tick()                             # every poll: refinements due, results applied
+    RefineState(running=False, message='', refined='', error='')
+    >>> ss.cleanup()                          # module cleanup: the session (if any) ends
+
+Then the widget's Apply is ``ss.apply(params)`` (the first call starts the session), and once the
+result is imported, ``ss.track(seg, params)`` watches the lesion boxes; Testing/test_session_scene.py
+runs that whole flow with the demo model and a real session process.
 """
 
 from __future__ import annotations
