@@ -178,6 +178,7 @@ ORPHAN_GRACE_S = 0.3
 _orphaned = threading.Event()
 _orphan_dirs: list[Path] = []   # temp folders of the dead client that nobody else will remove
 _watch: ParentWatch | None = None   # this process's one watch (:func:`watch_parent`)
+_exit_lock = threading.Lock()   # the orphan's exit runs once (:func:`exit_orphaned`)
 
 
 def orphaned() -> bool:
@@ -241,14 +242,48 @@ def exit_orphaned() -> None:
     """The orphan's last step, from the main thread or the watcher, whichever comes first: kill
     what is left below us, remove unpublished temp files and the dead client's temp folders,
     and exit at once - a normal interpreter shutdown with torch loaded costs seconds of CPU on a
-    loaded machine, and the client is not there to care about anything it would flush."""
-    import shutil
+    loaded machine, and the client is not there to care about anything it would flush.
 
-    _signal_descendants(signal.SIGKILL)
+    Only the first caller runs it; a second one (the other thread) waits here for the exit. Two
+    threads removing one folder at once could each fail on what the other was deleting, and the
+    first ``os._exit`` would then end the other mid-removal, leaving the folder behind (seen once
+    in a CI rehearsal: a batch's ``hntumorseg-session-*`` folder outlived its SIGKILLed client).
+    """
+    _exit_lock.acquire()   # never released: the holder exits the process
+    _kill_descendants_and_wait()
     remove_live_temps()  # unpublished temp files beside the outputs
     for folder in _orphan_dirs:
-        shutil.rmtree(folder, ignore_errors=True)
+        _remove_folder(folder)
     os._exit(exit_for_signal(signal.SIGTERM))
+
+
+def _kill_descendants_and_wait(timeout_s: float = 2.0) -> None:
+    """SIGKILL every descendant and wait (briefly) until they are gone, so none is still writing
+    into a folder that is about to be removed."""
+    try:
+        import psutil
+
+        children = psutil.Process().children(recursive=True)
+        for child in children:
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(children, timeout=timeout_s)
+    except Exception:  # psutil missing, or the process table changing under us
+        _signal_descendants(signal.SIGKILL)
+
+
+def _remove_folder(folder: Path, tries: int = 5) -> None:
+    """``rmtree`` until the folder is gone: a thread of ours that was unwinding may still have
+    been deleting (or closing) files in it during the first pass."""
+    import shutil
+
+    for _ in range(tries):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:
