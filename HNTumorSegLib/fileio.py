@@ -239,6 +239,13 @@ def forget_temp_folder(folder: str | os.PathLike) -> None:
         _LIVE_DIRS.discard(Path(folder))
 
 
+def remove_temp_folder(folder: str | os.PathLike) -> None:
+    """Its owner's clean-up of a :func:`temp_folder`: remove it and forget it in one call, so no
+    owner removes one and forgets to forget the other."""
+    shutil.rmtree(folder, ignore_errors=True)
+    forget_temp_folder(folder)
+
+
 def remove_live_temps() -> None:
     """Remove every temporary file this process made and has not published, and every folder of
     :func:`temp_folder` still remembered (a last resort before a hard exit)."""

@@ -135,7 +135,13 @@ def event_object(line: str) -> dict:
 
 def parse_event(line: str) -> Event:
     """Parse one stdout line of the worker. Raises :class:`ProtocolError` if it is not an event."""
-    d = event_object(line)
+    return event_from_dict(event_object(line), line)
+
+
+def event_from_dict(d: dict, line: str = "") -> Event:
+    """The :data:`Event` of an already parsed event object (``line`` only for messages): a session's
+    tagged line is parsed once, not dumped and parsed again."""
+    d = dict(d)
     kind = d.pop("event")
     try:
         if kind == "progress":

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 from .childproc import PACKAGE_ROOT, Child, child_env, default_python, signal_group, signal_name, start
 from .errors import Cancelled, WorkerCrashed, WorkerFailed, WorkerTimedOut
-from .fileio import forget_temp_folder, temp_folder, write_json_atomic
+from .fileio import remove_temp_folder, temp_folder, write_json_atomic
 from .protocol import ErrorEvent, Event, ResultEvent, RunHandle
 
 # PACKAGE_ROOT, child_env and default_python live in childproc; named here for callers that know them from here.
@@ -270,8 +270,7 @@ class WorkerRun(RunHandle):
         self._cleanup_temp()
 
     def _cleanup_temp(self) -> None:
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-        forget_temp_folder(self.temp_dir)
+        remove_temp_folder(self.temp_dir)
         self._finalizer.detach()
 
     def cancel(self) -> None:

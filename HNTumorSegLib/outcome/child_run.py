@@ -34,13 +34,12 @@ with a trained model, as Testing/test_scene_outcome_review.py runs it, ``run.sta
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 from ..childproc import Child, default_python, start
 from ..errors import InputError
-from ..fileio import forget_temp_folder, read_json, temp_folder
+from ..fileio import read_json, remove_temp_folder, temp_folder
 from ..image import Image, write_image
 
 
@@ -161,5 +160,4 @@ class OutcomeRun:
 
     def _cleanup(self) -> None:
         if self.temp_dir is not None:
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
-            forget_temp_folder(self.temp_dir)
+            remove_temp_folder(self.temp_dir)

@@ -52,7 +52,7 @@ from typing import Any, Mapping, Sequence
 
 from ..childproc import PIPE, Child, default_python, start
 from ..errors import Cancelled, WorkerCrashed, WorkerTimedOut
-from ..fileio import forget_temp_folder, temp_folder
+from ..fileio import remove_temp_folder, temp_folder
 from ..protocol import ErrorEvent, Event, ProtocolError, ResultEvent, RunHandle
 from ..runner import request_to_dict
 from .messages import command_line, split_tagged
@@ -358,8 +358,7 @@ class SessionClient:
                     child.proc.stdin.close()
             child.wait(timeout=timeout)
         self.stop_process()
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-        forget_temp_folder(self.temp_dir)
+        remove_temp_folder(self.temp_dir)
         self._finalizer.detach()
 
     def __enter__(self) -> "SessionClient":

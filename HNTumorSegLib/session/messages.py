@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..protocol import Event, event_object, parse_event
+from ..protocol import Event, event_from_dict, event_object
 
 SESSION_EVENT = "session"
 
@@ -62,7 +62,7 @@ def split_tagged(line: str) -> tuple[str | None, Event | dict]:
     job_id = d.pop("id", None)
     if d.get("event") == SESSION_EVENT:
         return job_id, d
-    return job_id, parse_event(_dumps(d))
+    return job_id, event_from_dict(d, line)
 
 
 def command_line(**fields: Any) -> str:
