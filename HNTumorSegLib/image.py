@@ -257,7 +257,7 @@ def read_image(path: str | os.PathLike, label: bool = False, name: str | None = 
                              "command takes one: segment --input, export --source)")
         if p.name.lower().endswith((".nii", ".nii.gz")):
             nifti_bytes = _check_nifti_complete(p, what)
-            check_nifti_header(p, what)   # zero/negative pixdim, singular sform, qform != sform
+            check_nifti_header(p, what, nifti_bytes)   # zero/negative pixdim, singular sform, qform != sform
         img = sitk.ReadImage(str(p))
     except InputError:
         raise

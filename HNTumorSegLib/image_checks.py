@@ -106,14 +106,15 @@ def nifti_header_fields(data: bytes) -> dict | None:
     return fields
 
 
-def check_nifti_header(path: Path, what: str) -> None:
+def check_nifti_header(path: Path, what: str, data: bytes | None = None) -> None:
     """InputError naming the field for the NIfTI header problems of the module docstring.
 
     Checked are the fields a reader uses to place voxels: ``pixdim[1..3]`` always;
     ``quatern_b/c/d``, ``qoffset_x/y/z`` and ``pixdim[0]`` (qfac) when ``qform_code`` > 0;
     ``srow_x/y/z`` when ``sform_code`` > 0. A field whose code is 0 is not used by any reader.
     """
-    h = nifti_header_fields(_read_header(path))
+    h = nifti_header_fields(data[:540] if data is not None else _read_header(path))   # ``data``: the
+    # file's bytes when the caller has already decompressed them (read_image): not gunzipped again
     if h is None:
         return
 

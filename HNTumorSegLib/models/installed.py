@@ -94,7 +94,6 @@ def _task_and_inputs(folder: Path) -> tuple[str | None, list[str]]:
 def _declaration(folder: Path):
     from .declaration import read_declaration
 
-    from ..errors import ModelError
     from ..fileio import read_json
 
     data = read_json(folder / "dataset.json", "dataset.json", "restore it from the original folder", error=ModelError)
