@@ -52,11 +52,15 @@ UI_WIDGETS = {
     "t2Selector": "qMRMLNodeComboBox", "ctSelector": "qMRMLNodeComboBox", "petSelector": "qMRMLNodeComboBox",
     "priorSelector": "qMRMLNodeComboBox", "t2Label": "QLabel", "ctLabel": "QLabel", "petLabel": "QLabel",
     "priorLabel": "QLabel", "boxListWidget": "QListWidget", "boxesFromPriorButton": "QPushButton",
+    "priorStructuresLineEdit": "QLineEdit", "priorStructuresWidget": "QWidget", "priorStructuresMessageLabel": "QLabel",
+    "preRTLabel": "QLabel", "preRTSelector": "qMRMLNodeComboBox", "registerPriorButton": "QPushButton",
+    "resamplePriorButton": "QPushButton",
     "addGTVpBoxButton": "QPushButton", "addGTVnBoxButton": "QPushButton", "deleteBoxButton": "QPushButton",
     "useBoxesCheckBox": "QCheckBox", "gradientPreviewCheckBox": "QCheckBox", "modelComboBox": "QComboBox",
     "modelBrowseButton": "QPushButton", "modelInfoLabel": "QLabel",
     "downloadModelButton": "QPushButton", "importModelButton": "QPushButton",
     "deviceComboBox": "QComboBox", "qualityComboBox": "QComboBox", "uncertaintyCheckBox": "QCheckBox",
+    "alignPetComboBox": "QComboBox",
     "applyButton": "QPushButton", "deviceUsedLabel": "QLabel",
     "updateWhileEditingCheckBox": "QCheckBox", "undoRefinementButton": "QPushButton",
     "progressBar": "QProgressBar", "stageLabel": "QLabel", "logTextEdit": "QPlainTextEdit",
@@ -121,6 +125,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updating = False  # True while the GUI is written from the node: the panels ignore their signals
         self._closeGuard = None
         self.inputsPanel = None   # task, images, prior, lesion boxes, gradient preview
+        self.priorPanel = None    # the prior's structure table, Register pre-RT to mid-RT
         self.modelPanel = None    # model box, Download / Import
         self.runPanel = None      # device, quality, Apply / Cancel, progress, log
         self.refinePanel = None   # the scene's warm session: update while editing, undo
@@ -138,6 +143,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = HNTumorSegLogic()
         # selectors and check boxes: connectGui (SlicerParameterName in the .ui); the rest by the panels
         self.inputsPanel = InputsPanel(self)
+        self.priorPanel = PriorPanel(self)
         self.modelPanel = ModelPanel(self)
         self.runPanel = RunPanel(self)
         self.refinePanel = RefinePanel(self)
@@ -152,7 +158,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self):
         # timers; the children of an outcome prediction, a model install and the warm session; the run last
-        for panel in (self.inputsPanel, self.modelPanel, self.refinePanel, self.outcomePanel, self.runPanel):
+        for panel in (self.inputsPanel, self.priorPanel, self.modelPanel, self.refinePanel, self.outcomePanel, self.runPanel):
             panel.cleanup()
         if self._closeGuard is not None:
             self._closeGuard.remove()
@@ -205,10 +211,11 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updating = True
         try:
             inputs_ready = self.inputsPanel.updateGUI(p)
+            self.priorPanel.updateGUI(p)
             model_state = self.modelPanel.fillList(p.task, p.model)
             self.outcomePanel.updateGUI(p.task)
-            # not installed: Download first
-            self.runPanel.updateGUI(p, can_run=inputs_ready and model_state is not None and model_state.can_run)
+            # not installed: Apply offers the Download / Import (model_choice.apply_offer)
+            self.runPanel.updateGUI(p, can_run=inputs_ready and model_state is not None and model_state.apply_enabled)
         finally:
             self._updating = False
 
@@ -216,7 +223,7 @@ class HNTumorSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 # Slicer-side helpers live in the HNTumorSegSlicer package beside this file (a package, because Slicer
 # would try to load every .py file of this folder as a module): the logic and its parameter node,
 # start-up registrations, and the self-test (Slicer looks for <ModuleName>Test in this namespace).
-from HNTumorSegSlicer.inputs_panel import InputsPanel  # noqa: E402
+from HNTumorSegSlicer.inputs_panel import InputsPanel, PriorPanel  # noqa: E402
 from HNTumorSegSlicer.logic import (HNTumorSegLogic, HNTumorSegParameterNode,  # noqa: E402,F401
                                     loadTerminology, registerSampleData)
 from HNTumorSegSlicer.model_panel import ModelPanel  # noqa: E402

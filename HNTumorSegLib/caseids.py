@@ -125,12 +125,29 @@ def find_label_files(root: str | os.PathLike, role: str = "reference") -> list[C
     """
     root = Path(root)
     check_path_kind(root, f"{role} folder", "folder")   # a FIFO is named so (issue 22)
-    files = [describe(p) for p in sorted(root.rglob("*")) if is_image_file(p)]
+    found = sorted(root.rglob("*"))
+    files = [describe(p) for p in found if is_image_file(p)]
+    files += [_contour_case_file(p) for p in found if _is_dicom_contours(p)]   # RTSTRUCT / SEG (issue 23)
     labels = [f for f in files if f.kind == LABEL]
     if not labels:
-        raise InputError(f"{role} folder holds no label map (.nii.gz, .nii, .nrrd, .mha)", root,
+        raise InputError(f"{role} folder holds no label map (.nii.gz, .nii, .nrrd, .mha) nor RTSTRUCT/SEG (.dcm)", root,
                          "point to the folder of the label files")
     return labels
+
+
+def _is_dicom_contours(path: Path) -> bool:
+    """A ``.dcm`` file holding an RTSTRUCT or a SEG (read by content; image slices are not)."""
+    if path.name.startswith(".") or not path.name.lower().endswith(".dcm") or not path.is_file():
+        return False
+    from .dicom.contours_in import is_contour_file
+
+    return is_contour_file(path)
+
+
+def _contour_case_file(path: Path) -> CaseFile:
+    """``12_midRT_mask.dcm`` / ``12.dcm``: the case id and timepoint as for a label map's name."""
+    case_id, timepoint, _ = parse_case_filename(path.name[:-len(".dcm")])
+    return CaseFile(path, case_id, timepoint, LABEL)
 
 
 def _single_file(path: Path, role: str) -> CaseFile:

@@ -262,35 +262,64 @@ def signal_group(pid: int, sig: int) -> None:
             pass
 
 
+def _descendants(pid: int | None = None) -> list:
+    """psutil processes below ``pid`` (None: this process), recursively; [] once it is gone."""
+    import psutil  # runtime dependency (requirements.txt); imported here so importing this module stays light
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _each(procs: list, action: str, *args: Any) -> None:
+    """Call ``action`` (terminate, kill, send_signal) on every process that still exists."""
+    import psutil
+
+    for p in procs:
+        try:
+            getattr(p, action)(*args)
+        except psutil.Error:
+            pass
+
+
 def kill_tree(proc: subprocess.Popen, grace_s: float = 1.0) -> None:
     """SIGTERM the child's process group (and descendants that left it), wait ``grace_s``, then
     SIGKILL whatever is left. The child itself is reaped by ``proc.wait`` (not psutil), so its
     exit status stays readable. Ends within ``grace_s`` + about 1 s."""
-    import psutil  # runtime dependency (requirements.txt); imported here so importing this module stays light
+    import psutil
 
-    def each(procs: list, action: str) -> None:
-        for p in procs:
-            try:
-                getattr(p, action)()
-            except psutil.NoSuchProcess:
-                pass
-
-    try:
-        descendants = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
+    descendants = _descendants(proc.pid)
     signal_group(proc.pid, signal.SIGTERM)
-    each([proc] if IS_WINDOWS else [], "terminate")
-    each(descendants, "terminate")  # also those that started their own session
+    _each([proc] if IS_WINDOWS else [], "terminate")
+    _each(descendants, "terminate")  # also those that started their own session
     t_end = time.monotonic() + grace_s
     _wait(proc, grace_s)
     _gone, alive = psutil.wait_procs(descendants, timeout=max(0.0, t_end - time.monotonic()))
     signal_group(proc.pid, signal.SIGKILL)
     if proc.poll() is None:
         proc.kill()
-    each(alive, "kill")
+    _each(alive, "kill")
     psutil.wait_procs(alive, timeout=0.5)
     _wait(proc, 0.5)   # reaped after SIGKILL: the caller reads a final status
+
+
+def signal_descendants(sig: int) -> None:
+    """Send ``sig`` to every descendant of this process (the orphan's first step: its children
+    unwind through their own ``finally`` blocks while it unwinds through its)."""
+    with contextlib.suppress(Exception):   # the process table changing under us
+        _each(_descendants(), "send_signal", sig)
+
+
+def kill_descendants(wait_s: float = 2.0) -> None:
+    """SIGKILL every descendant of this process and wait up to ``wait_s`` until they are gone, so
+    none is still writing into a folder that is about to be removed (the orphan's last step)."""
+    import psutil
+
+    with contextlib.suppress(Exception):   # the process table changing under us
+        procs = _descendants()
+        _each(procs, "kill")
+        psutil.wait_procs(procs, timeout=wait_s)
 
 
 def _wait(proc: subprocess.Popen, timeout: float | None) -> int | None:

@@ -246,9 +246,29 @@ def remove_temp_folder(folder: str | os.PathLike) -> None:
     forget_temp_folder(folder)
 
 
+@contextmanager
+def removed_on_hard_exit(path: str | os.PathLike) -> Iterator[Path]:
+    """Remember ``path`` - a file this process is writing in place that is not an output yet, such
+    as a download's ``.part`` - for the block, so that a hard exit inside it (the orphan's,
+    :func:`remove_live_temps`) removes it. Why: ``os._exit`` skips the owner's clean-up, and a
+    ``.part`` of gigabytes would stay. At a normal end the owner decides (rename it, delete it,
+    keep it to resume) and the path is forgotten; once :data:`STOP` is set (the client died) it
+    stays remembered even when the block unwinds, so the orphan's exit still removes it."""
+    p = Path(path)
+    with _LIVE_LOCK:
+        _LIVE_TEMPS.add(p)
+    try:
+        yield p
+    finally:
+        if not STOP.is_set():
+            with _LIVE_LOCK:
+                _LIVE_TEMPS.discard(p)
+
+
 def remove_live_temps() -> None:
-    """Remove every temporary file this process made and has not published, and every folder of
-    :func:`temp_folder` still remembered (a last resort before a hard exit)."""
+    """Remove every temporary file this process made and has not published (and every path of
+    :func:`removed_on_hard_exit`), and every folder of :func:`temp_folder` still remembered: the one
+    clean-up registry of a hard exit (:func:`HNTumorSegLib.worker.exit_orphaned`)."""
     with _LIVE_LOCK:
         temps, folders = list(_LIVE_TEMPS), list(_LIVE_DIRS)
         _LIVE_TEMPS.clear()

@@ -233,6 +233,31 @@ def _check_nifti_complete(path: Path, what: str) -> bytes:
     return data
 
 
+#: DICOM objects that hold contours, not an image: read as one, a SEG gave "labels [255]" or, worse,
+#: its frames in file order as a volume (issue 25). Commands that take contours read them
+#: (:mod:`HNTumorSegLib.dicom.contours_in`); anywhere else the file is named for what it is.
+CONTOUR_OBJECTS = {"1.2.840.10008.5.1.4.1.1.66.4": "a DICOM SEG (segmentation object)",
+                   "1.2.840.10008.5.1.4.1.1.481.3": "a DICOM RTSTRUCT (structure set)"}
+
+
+def _refuse_contour_object(p: Path, what: str, label: bool) -> None:
+    try:
+        with open(p, "rb") as fh:
+            if fh.read(132)[128:] != b"DICM":
+                return
+        import pydicom
+
+        header = pydicom.dcmread(str(p), stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:  # noqa: BLE001 - not readable as DICOM here: SimpleITK says why below
+        return
+    kind = CONTOUR_OBJECTS.get(str(header.get("SOPClassUID", "") or ""))
+    if kind:
+        where = "segment --prior, evaluate --ref/--pred, export/biomarkers/outcome --labels"
+        raise InputError(f"{what} is {kind}, not {'a label map' if label else 'an image'}", p,
+                         f"give a label map here (NIfTI, NRRD); the commands that read contours take it: {where}"
+                         if label else "give the image itself (NIfTI, NRRD, or its DICOM series folder)")
+
+
 def read_image(path: str | os.PathLike, label: bool = False, name: str | None = None) -> Image:
     """Read a 3D NIfTI, NRRD or MetaImage file.
 
@@ -258,6 +283,8 @@ def read_image(path: str | os.PathLike, label: bool = False, name: str | None = 
         if p.name.lower().endswith((".nii", ".nii.gz")):
             nifti_bytes = _check_nifti_complete(p, what)
             check_nifti_header(p, what, nifti_bytes)   # zero/negative pixdim, singular sform, qform != sform
+        else:
+            _refuse_contour_object(p, what, label)
         img = sitk.ReadImage(str(p))
     except InputError:
         raise

@@ -16,6 +16,9 @@ silently wrong:
   NaN ``qoffset_x`` as 0, a silent shift): checked on the raw header bytes, before SimpleITK;
 * non-finite spacing or origin from any reader.
 
+* a volume too thin for the steps that run on it (issue 25: a 2-slice CT + PET killed the
+  worker by SIGSEGV inside ITK's B-spline resampling): :func:`check_extent`, before ITK sees it.
+
 Warned about (a line in the progress stream and in the result's ``warnings``), since a run is
 still possible but the user should look: an image that is constant (no contrast at all), one
 with values beyond +-1e30 (an overflowed export), and a complex image (its magnitude is used).
@@ -27,6 +30,10 @@ Example:
     >>> from HNTumorSegLib.image import Image
     >>> content_warnings(Image(np.zeros((4, 4, 4), np.int16)), "T2 image")
     ['T2 image is constant (every voxel 0): there is nothing to segment']
+    >>> check_extent(Image(np.zeros((2, 64, 64), np.int16)), "ct.nii.gz", "CT image")
+    Traceback (most recent call last):
+    ...
+    HNTumorSegLib.errors.InputError: ct.nii.gz: CT image has 2 voxels along z (64 x 64 x 2); ...
 """
 
 from __future__ import annotations
@@ -173,6 +180,25 @@ def check_geometry(image, path: Path, what: str) -> None:
     direction = np.asarray(image.direction, float)
     if not np.isfinite(direction).all() or abs(np.linalg.det(direction)) < 1e-6:
         raise InputError(f"{what}: the direction (orientation) matrix is singular", path, _FIX)
+
+
+#: Fewest voxels along every axis that the pipeline's steps need. Cubic B-spline resampling
+#: (every input onto the model's grid, seed 004's head crop from CT and PET) reads order + 1 = 4
+#: samples per axis; the other steps (linear resampling, the hot-spot search, nearest-neighbour
+#: labels, the tiled network, which pads) need fewer.
+BSPLINE_ORDER = 3
+MIN_VOXELS_PER_AXIS = BSPLINE_ORDER + 1
+
+
+def check_extent(image, path, what: str, minimum: int = MIN_VOXELS_PER_AXIS) -> None:
+    """InputError when ``image`` has fewer than ``minimum`` voxels along an axis (module docstring)."""
+    short = [(axis, n) for axis, n in zip("xyz", image.shape_xyz) if n < minimum]
+    if short:
+        axis, n = short[0]
+        size = " x ".join(str(v) for v in image.shape_xyz)
+        raise InputError(f"{what} has {n} voxel{'s' if n != 1 else ''} along {axis} ({size}); at least {minimum} "
+                         "along each axis are needed (cubic B-spline resampling)", path,
+                         "give the whole scan, not a few slices of it")
 
 
 def content_warnings(image, what: str) -> list[str]:

@@ -57,14 +57,49 @@ REQUIREMENTS = (
     "nnunetv2>=2.5",
     "dynamic-network-architectures>=0.4",
     "monai>=1.4",
-    "highdicom>=0.23",
+    "highdicom>=0.28",   # DICOM SEG export passes specific_character_set (0.28+); Slicer 5.12 bundles 0.27.0
     "pydicom>=2.4",
     "scikit-image>=0.21",
     "psutil>=5.9",
+    "huggingface_hub>=1.0",
 )
 #: Versions this project was tested below (requirements.txt); newer ones are kept and only noted.
 TESTED_BELOW = {"nnunetv2": "2.9", "dynamic-network-architectures": "0.5", "monai": "1.7",
-                "highdicom": "0.29", "pydicom": "4", "scikit-image": "0.27"}
+                "highdicom": "0.29", "pydicom": "4", "scikit-image": "0.27", "huggingface_hub": "3"}
+
+#: What each panel action imports beyond a fresh Slicer's own Python (its library path, in Slicer or in the
+#: child it starts), and whether it needs torch. The panel asks :func:`ensure_dependencies` for exactly
+#: these before the action starts, so a Download on a fresh Slicer installs huggingface_hub (small) instead
+#: of failing with ModuleNotFoundError, and never waits for torch. ``Testing/test_slicer_install_fresh.py``
+#: runs each action's library path in a venv holding only Slicer 5.12's bundled packages plus these.
+ACTION_REQUIREMENTS: dict[str, tuple[str, ...]] = {
+    "download": ("huggingface_hub>=1.0",),     # models fetch (hub entries); URL entries need nothing more
+    "import": (),                              # models import: zip / folder checks, sha256 (standard library)
+    "boxes": (),                               # boxes from the prior: numpy + scipy (bundled)
+    "review": (),                              # volumes, lesions, comparison: metrics (numpy, scipy, SimpleITK)
+    "export": ("highdicom>=0.28", "pydicom>=2.4", "scikit-image>=0.21"),   # NIfTI, CSV, DICOM SEG, RTSTRUCT
+    "apply": REQUIREMENTS,                     # the worker: nnU-Net, MONAI ... and torch
+    "selftest": ("pytest>=7",),                # the module's self-test runs the copied tests with pytest
+}
+#: The actions whose library path imports torch (the worker, the device probe): torch comes first for them.
+TORCH_ACTIONS = frozenset({"apply"})
+
+
+def requirements_for(action: str) -> tuple[str, ...]:
+    """The requirement floors of one panel action (:data:`ACTION_REQUIREMENTS`); KeyError names the actions.
+
+    Example:
+        >>> requirements_for("download")
+        ('huggingface_hub>=1.0',)
+        >>> set(requirements_for("export")) <= set(REQUIREMENTS)   # every panel action's needs are in the full list
+        True
+        >>> requirements_for("selftest")      # not a panel action: asked for only when the self-test runs
+        ('pytest>=7',)
+    """
+    try:
+        return ACTION_REQUIREMENTS[action]
+    except KeyError:
+        raise KeyError(f"unknown panel action {action!r}; one of {', '.join(ACTION_REQUIREMENTS)}") from None
 #: The oldest torch the worker runs with (``torch.load(weights_only=True)`` defaults, SDPA).
 TORCH_MIN = "2.3"
 TORCH_REQUIREMENT = f"torch>={TORCH_MIN}"
@@ -277,22 +312,28 @@ def _install_packages(hooks: SlicerHooks, todo: list[str], report: InstallReport
     report.installed.extend(todo)
 
 
-def ensure_dependencies(hooks: SlicerHooks, requirements: Iterable[str] = REQUIREMENTS) -> InstallReport:
-    """Ask once, then install what is missing (torch first); raises :class:`DependencyError` on refusal/failure."""
+def ensure_dependencies(hooks: SlicerHooks, requirements: Iterable[str] = REQUIREMENTS,
+                        torch: bool = True) -> InstallReport:
+    """Ask once, then install what is missing (torch first); raises :class:`DependencyError` on refusal/failure.
+
+    ``requirements`` and ``torch``: what one panel action needs (:func:`requirements_for`,
+    :data:`TORCH_ACTIONS`); the default is everything (Apply).
+    """
     requirements = list(requirements)
     report = InstallReport(notes=newer_than_tested(hooks.version_of))
     for note in report.notes:
         hooks.log(note)
-    torch_version = hooks.version_of("torch")
-    need_torch = torch_version is None
-    if not need_torch:
+    torch_version = hooks.version_of("torch") if torch else None
+    need_torch = torch and torch_version is None
+    if torch_version is not None:
         report.torch_version = _check_torch(torch_version)  # too old: say so, never replace it here
     todo = missing(requirements, hooks.version_of)
     if not todo and not need_torch:
         return report
     listing = ([TORCH_REQUIREMENT + (" (through the PyTorch extension)" if hooks.torch_logic is not None
                                      else " (from PyPI)")] if need_torch else []) + todo
-    if not hooks.confirm("HNTumorSeg needs some Python packages (about 1-3 GB, downloaded once). Packages that "
+    size = "about 1-3 GB" if need_torch or any(Requirement(r).name == "nnunetv2" for r in todo) else "small"
+    if not hooks.confirm(f"HNTumorSeg needs some Python packages ({size}, downloaded once). Packages that "
                          "are already installed are kept; none is downgraded. Install them now?",
                          "\n".join(listing)):
         raise DependencyError("The Python packages were not installed (declined), so HNTumorSeg cannot run yet.")

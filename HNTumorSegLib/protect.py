@@ -200,6 +200,9 @@ def request_paths(request) -> tuple[dict[str, str], dict[str, str], dict[str, st
     inputs = {f"the input {name}": path for name, path in request.input_paths.items()}
     if request.prior_path:
         inputs["the prior (--prior)"] = request.prior_path
+    if getattr(request, "prior_image_path", None):   # issue 23: the pre-RT T2 the prior is drawn on
+        inputs["the pre-RT image (--prior-image)"] = request.prior_image_path
+    outputs.update(request.registered_outputs() if hasattr(request, "registered_outputs") else {})
     if request.boxes_path:
         inputs["the boxes (--boxes)"] = request.boxes_path
     trees = {}
@@ -217,7 +220,8 @@ def check_request(request, extra_inputs: Mapping[str, PathLike] | None = None) -
     outputs, inputs, trees = request_paths(request)
     inputs.update({k: str(v) for k, v in (extra_inputs or {}).items() if v})
     check_inputs_regular(inputs)
-    check_outputs(outputs, inputs, trees=trees)
+    folder = getattr(request, "registered_folder_path", None)   # --save-registered DIR: not an input folder
+    check_outputs(outputs, inputs, trees=trees, output_folders={"--save-registered": folder} if folder else None)
 
 
 def protected_folders(pairs: Iterable[tuple[str, PathLike | None]]) -> dict[str, str]:

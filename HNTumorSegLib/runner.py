@@ -16,6 +16,10 @@ every child this package starts):
 - Every run ends with exactly one final event: the worker's ``result`` / ``error``, or one
   the client makes: ``crashed`` (the worker died without saying why: killed, segfault; the
   message carries its last stderr lines), ``cancelled`` or ``timeout``.
+- A worker that dies by a signal is told as "the worker crashed (SIGSEGV) during <stage>" (the
+  stage of its last progress event), and its request is saved for a bug report beside the
+  worker log (:func:`save_crash_report`: the request's paths and options, the signal, the stage,
+  the versions; no image, no name from a header) - issue 25.
 - The worker stops within 1 s when this process dies (:func:`HNTumorSegLib.childproc.watch_parent`).
 
 Example:
@@ -62,8 +66,8 @@ from .fileio import remove_temp_folder, temp_folder, write_json_atomic
 from .protocol import ErrorEvent, Event, ResultEvent, RunHandle
 
 # PACKAGE_ROOT, child_env and default_python live in childproc; named here for callers that know them from here.
-__all__ = ["WorkerRun", "request_to_dict", "log_dir", "save_worker_log", "PACKAGE_ROOT", "child_env",
-           "default_python"]
+__all__ = ["WorkerRun", "request_to_dict", "log_dir", "save_worker_log", "save_crash_report", "PACKAGE_ROOT",
+           "child_env", "default_python"]
 
 
 def request_to_dict(request: "SegmentRequest") -> dict:
@@ -74,7 +78,10 @@ def request_to_dict(request: "SegmentRequest") -> dict:
     fails there, at construction, never later inside the worker.
     """
     from .pipeline.request import SegmentRequest  # light (no torch); lazy to keep `import runner` small
+    from .prompts.registration_job import RegisterRequest   # the Slicer module's registration job
 
+    if isinstance(request, RegisterRequest):
+        return json.loads(json.dumps(request.to_dict(), allow_nan=False))
     if not isinstance(request, SegmentRequest):
         raise TypeError(f"a worker request must be a SegmentRequest, not {type(request).__name__}")
     return json.loads(json.dumps(request.to_dict(), allow_nan=False))  # proves it is strict JSON (no NaN)
@@ -94,18 +101,54 @@ def save_worker_log(lines) -> Path | None:
     """Keep a failed worker's last stderr lines in a private file (0600: a traceback may name
     paths) so the user can send it with a bug report; None when no folder can take it."""
     text = "\n".join(lines) + "\n"
-    name = f"worker-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}.log"
+    return _private_file(f"worker-{_stamp()}.log", lambda path: path.write_text(text, encoding="utf-8"))
+
+
+def _private_file(name: str, write) -> Path | None:
+    """``write(path)`` into :func:`log_dir` (else the temp folder), the file readable by its owner
+    only (0600: paths may name patients' folders); the path, or None when no folder takes it."""
     for folder in (log_dir(), Path(tempfile.gettempdir()) / "hntumorseg-logs"):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / name
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            os.close(fd)
+            write(path)
+            os.chmod(path, 0o600)
             return path
-        except OSError:
+        except (OSError, ValueError):
             continue
     return None
+
+
+def _stamp() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{int(time.monotonic() * 1000) % 100000}"
+
+
+def save_crash_report(request: dict, returncode: int, stage: str, worker_log: Path | None = None) -> Path | None:
+    """Save what a bug report needs about a worker that died by a signal (issue 25): the request as
+    the worker got it (paths, model, options; no image and nothing read from one), the signal, the
+    last stage, the versions. Strict JSON through the atomic writer; None when no folder takes it.
+
+    Example:
+        >>> os.environ["HNTUMORSEG_LOG_DIR"] = "logs"     # (this example's own folder; default: log_dir())
+        >>> path = save_crash_report({"model": "demo-midrt", "input_paths": {"T2": "t2.nii.gz"}}, -11, "prompts")
+        >>> del os.environ["HNTUMORSEG_LOG_DIR"]
+        >>> from HNTumorSegLib.fileio import read_json
+        >>> report = read_json(path, "crash report")
+        >>> path.parent.name, report["signal"], report["stage"], report["request"]["model"]
+        ('logs', 'SIGSEGV', 'prompts', 'demo-midrt')
+    """
+    import platform
+    import sys
+
+    from . import __version__
+
+    report = {"what": "hntumorseg worker crash", "hntumorseg": __version__, "signal": signal_name(returncode),
+              "returncode": returncode, "stage": stage, "python": sys.version.split()[0],
+              "platform": platform.platform(), "worker_log": None if worker_log is None else str(worker_log),
+              "request": request}
+    return _private_file(f"crash-{_stamp()}.json", lambda path: write_json_atomic(path, report))
 
 
 def _last_resort(temp_dir: str, child_holder: list) -> None:
@@ -146,6 +189,8 @@ class WorkerRun(RunHandle):
         self.state = "created"  # running, succeeded, failed, cancelled, timeout, crashed
         self.returncode: int | None = None
         self.log_path: Path | None = None   # the worker's stderr, kept after an internal error or a crash
+        self.report_path: Path | None = None   # the request, kept after a death by a signal (save_crash_report)
+        self._request: dict | None = None
         self.child: Child | None = None
         self._child_holder: list = []
         self._ending: str | None = None  # why we killed it: cancelled / timeout
@@ -162,7 +207,8 @@ class WorkerRun(RunHandle):
         if self.state != "created":
             raise RuntimeError(f"this run was already started (state {self.state})")
         req_path = self.temp_dir / "request.json"
-        write_json_atomic(req_path, request_to_dict(request), indent=1)   # strict JSON, like every file we write
+        self._request = request_to_dict(request)
+        write_json_atomic(req_path, self._request, indent=1)   # strict JSON, like every file we write
         argv = ([a.replace("{request}", str(req_path)) for a in self.argv] if self.argv
                 else [self.python, "-m", "HNTumorSegLib.worker", str(req_path)])
         try:
@@ -251,17 +297,23 @@ class WorkerRun(RunHandle):
         else:
             self.state = "crashed"
             rc = self.returncode if self.returncode is not None else 0
-            how = (f"was killed by {signal_name(rc)}" if rc < 0 else f"exited with code {rc}")
+            stage = self.progress.stage if self.progress is not None else "start-up"
+            how = (f"crashed ({signal_name(rc)})" if rc < 0 else f"exited with code {rc}")
             last = " | ".join(line.strip() for line in list(self.stderr_tail)[-5:] if line.strip())
-            msg = (f"the segmentation worker stopped unexpectedly: it {how} before finishing "
+            msg = (f"the worker {how} during {stage}: it stopped unexpectedly before finishing "
                    f"(out of memory or a crash in a library are the usual causes) - try again, or use "
                    f"a smaller model or the CPU")
             if last:
                 msg += f"; last messages: {last}"
             self.final = ErrorEvent(WorkerCrashed.kind, msg)
             out.append(self.final)
+            if rc < 0 and self._request is not None:   # a signal: keep the request for a bug report (issue 25)
+                self.log_path = save_worker_log(self.stderr_tail)
+                self.report_path = save_crash_report(self._request, rc, stage, self.log_path)
+                if self.report_path:
+                    self.final.message += f"; request saved for a bug report: {self.report_path}"
         if isinstance(self.final, ErrorEvent) and self.final.kind in (WorkerFailed.kind, WorkerCrashed.kind):
-            self.log_path = save_worker_log(self.stderr_tail)
+            self.log_path = self.log_path or save_worker_log(self.stderr_tail)
             if self.final.kind == WorkerFailed.kind:
                 last = " | ".join(line.strip() for line in list(self.stderr_tail)[-3:] if line.strip())
                 self.final.message += f"; its last lines: {last}" if last else ""

@@ -45,8 +45,9 @@ _WHAT = {"ProgressMode": "progress mode", "OutputKind": "output kind", "NetworkO
          "FoldAverage": "fold average", "RegionTiling": "region tiling", "AccumulateOn": "accumulate_on",
          "ModelKind": "model kind", "HoleStyle": "hole style", "InputRole": "input role",
          "DerivedChannel": "derived channel", "CaseFileKind": "file kind", "LicenceTerms": "licence terms",
-         "PetUnit": "PET unit", "HpvLoss": "HPV loss", "ExportFormat": "export format",
+         "PetUnit": "PET unit", "PetUnitSource": "PET unit source", "HpvLoss": "HPV loss", "ExportFormat": "export format",
          "AllowMissing": "--allow-missing mode", "RegistrationMode": "registration mode",
+         "StructureRole": "structure role",
          "ImportForm": "import form"}
 
 
@@ -381,6 +382,18 @@ class PetUnit(VocabEnum):
     BQML = "BQML"
 
 
+class PetUnitSource(VocabEnum):
+    """Where a PET's unit came from (:mod:`HNTumorSegLib.dicom.pet_units`, said in the run's notes):
+    the DICOM header's ``Units``, the user's ``--pet-units``, the model card's ``pet_unit`` (an image
+    file taken in the unit the model expects, checked to look like it), or the default SUV of a
+    command without a model (``biomarkers``, Slicer's panels), checked the same way."""
+
+    DICOM_HEADER = "dicom-header"
+    USER = "pet-units"
+    MODEL_CARD = "model-card"
+    DEFAULT = "default"
+
+
 class Endpoint(VocabEnum):
     """The outcome endpoints (seed 004, HECKTOR 2025 tasks 2 and 3): recurrence-free survival, HPV status."""
 
@@ -424,9 +437,30 @@ class RegistrationMode(VocabEnum):
     DEFORMABLE = "deformable"
 
 
+class StructureRole(VocabEnum):
+    """What one structure of a prior RTSTRUCT / SEG becomes in the Slicer panel's structure table
+    (:mod:`HNTumorSegLib.scene.prior_table`): label 1, label 2, or left out."""
+
+    GTVP = "GTVp"
+    GTVN = "GTVn"
+    IGNORE = "ignore"
+
+
+class AlignPet(VocabEnum):
+    """When a PET is registered to its CT (``--align-pet``, :mod:`HNTumorSegLib.prompts.pet_ct_registration`):
+    ``auto`` (the default) only when its header places it off the CT, and applied only when the
+    alignment gate passes; ``off`` never (a PET off its CT is refused); ``force`` always, applied
+    even when the gate fails (its figures are shown)."""
+
+    AUTO = "auto"
+    OFF = "off"
+    FORCE = "force"
+
+
 __all__ = ["VocabEnum", "Task", "MRI_TASKS", "Device", "ProgressMode", "OutputKind", "Quality",
            "NetworkOutput", "Uncertainty", "FoldAverage", "RegionTiling", "AccumulateOn", "ModelKind",
            "ErrorKind", "InputRole", "DerivedChannel", "ALIASES", "Layout", "Timepoint", "CaseFileKind",
-           "Architecture", "LicenceTerms", "PetUnit", "Endpoint", "HpvLoss", "ExportFormat", "HoleStyle",
-           "Challenge", "AllowMissing", "NonGtvTarget", "RegistrationMode", "ImportForm", "parse_device",
+           "Architecture", "LicenceTerms", "PetUnit", "PetUnitSource", "Endpoint", "HpvLoss", "ExportFormat", "HoleStyle",
+           "Challenge", "AllowMissing", "NonGtvTarget", "RegistrationMode", "AlignPet", "ImportForm", "StructureRole",
+           "parse_device",
            "did_you_mean"]

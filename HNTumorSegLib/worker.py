@@ -29,6 +29,8 @@ Example:
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import sys
@@ -36,7 +38,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, NoReturn, TextIO
 
 from . import childproc
 from .childproc import ParentWatch, event_stream, exit_on_sigterm
@@ -106,9 +108,11 @@ def load_request(path: str | os.PathLike) -> Any:
     if not isinstance(data, dict):
         raise InputError("the request is not a JSON object", path=p, fix="write an object with task, inputs, model ...")
     from .pipeline import SegmentRequest
+    from .prompts.registration_job import RegisterRequest, is_register_request
 
+    kind = RegisterRequest if is_register_request(data) else SegmentRequest   # "job": "register": Slicer's button
     try:
-        return SegmentRequest.from_dict(data)
+        return kind.from_dict(data)
     except InputError as exc:  # name the request file in the one-line message
         raise InputError(exc.problem, path=p, fix=exc.fix) from None
 
@@ -119,7 +123,10 @@ def run_request(request: Any, emit: Callable[[Event], None], run: Callable[..., 
     ``run``: what runs it (default :func:`~HNTumorSegLib.pipeline.run_segmentation`; a warm
     session passes its model cache or a refinement, same signature)."""
     from .pipeline import run_segmentation
+    from .prompts.registration_job import STAGES, RegisterRequest, run_register
 
+    if isinstance(request, RegisterRequest):   # pre-RT -> mid-RT registration (prompts.registration_job)
+        return run_register(request, ProgressReporter(emit, stages=STAGES))
     run = run or run_segmentation
 
     reporter = ProgressReporter(emit)
@@ -149,6 +156,10 @@ def run_request(request: Any, emit: Callable[[Event], None], run: Callable[..., 
         info["warnings"] = [str(w) for w in result.warnings]
     if getattr(result, "regions", None):   # seed 002's stage crops, shown in the QA report
         info["regions"] = [dict(r) for r in result.regions]
+    if getattr(result, "alignment", None):   # the PET placed on the CT: gate, transform, overlaps (issue 24)
+        info["alignment"] = dict(result.alignment)
+    if getattr(result, "registration", None):   # --prior-image: the registration's quality (issue 23)
+        info["registration"] = dict(result.registration)
     files = {str(k): str(v) for k, v in result.files.items() if v is not None}
     return ResultEvent(files=files, timings={str(k): float(v) for k, v in result.timings.items()}, info=info)
 
@@ -175,29 +186,19 @@ def error_event(exc: BaseException) -> ErrorEvent:
 #: files) before it exits hard. Noticing the client's death takes milliseconds through the
 #: kernel's parent-death signal (at most 0.2 s by polling), so the worker is gone within 1 s.
 ORPHAN_GRACE_S = 0.3
+#: Seconds a parked main thread waits for the watcher's exit before it does the exit itself (a
+#: last resort: the watcher thread is never seen to die, but a process must not hang forever).
+PARK_LIMIT_S = 10.0
 _orphaned = threading.Event()
+_main_parked = threading.Event()   # the main thread has unwound and waits for the watcher's exit
 _orphan_dirs: list[Path] = []   # temp folders of the dead client that nobody else will remove
 _watch: ParentWatch | None = None   # this process's one watch (:func:`watch_parent`)
-_exit_lock = threading.Lock()   # the orphan's exit runs once (:func:`exit_orphaned`)
+_exit_lock = threading.Lock()   # the orphan's exit runs once (:func:`_finish_orphaned`)
 
 
 def orphaned() -> bool:
     """True once this worker's client has died (nothing is published or printed from then on)."""
     return _orphaned.is_set()
-
-
-def _signal_descendants(sig: int) -> None:
-    """Send ``sig`` to every descendant of this process (best effort: psutil, a changing table)."""
-    try:
-        import psutil
-
-        for child in psutil.Process().children(recursive=True):
-            try:
-                child.send_signal(sig)
-            except psutil.Error:
-                pass
-    except Exception:  # psutil missing, or the process table changing under us
-        pass
 
 
 def watch_parent(request_path: str | None = None, temp_dir: str | os.PathLike | None = None,
@@ -220,6 +221,8 @@ def watch_parent(request_path: str | None = None, temp_dir: str | os.PathLike | 
         _orphan_dirs.append(Path(temp_dir))
     if _watch is None:   # once per process: ``hntumorseg session`` is watched by cli.main and by serve()
         _watch = childproc.watch_parent(_stop_orphaned, require_env=require_env)
+        if _watch is not None:
+            atexit.register(_exit_if_orphaned)
     return _watch
 
 
@@ -227,51 +230,70 @@ def _stop_orphaned() -> None:
     """The client died (watcher thread). Order matters (issue 11): first stop publishing
     (:data:`HNTumorSegLib.fileio.STOP`: an output the dead client never saw finished must not
     appear) and silence the event stream, then SIGTERM the children and this process (the main
-    thread unwinds through its ``finally`` blocks and calls :func:`exit_orphaned`), and after
-    :data:`ORPHAN_GRACE_S` exit hard from here. Nothing is written to stdout/stderr: the client's
-    pipes may be dead, and a BrokenPipeError here would end the watcher before it kills."""
+    thread unwinds through its ``finally`` blocks and parks in :func:`exit_orphaned`), and after
+    the main thread parked, or :data:`ORPHAN_GRACE_S` at most, exit from here. Nothing is
+    written to stdout/stderr: the client's pipes may be dead, and a BrokenPipeError here would
+    end the watcher before it kills."""
     STOP.set()
     _orphaned.set()
-    _signal_descendants(signal.SIGTERM)
+    childproc.signal_descendants(signal.SIGTERM)
     os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(ORPHAN_GRACE_S)  # finally-blocks had their chance
-    exit_orphaned()
+    _main_parked.wait(ORPHAN_GRACE_S)  # finally-blocks had their chance
+    _finish_orphaned()
 
 
 def exit_orphaned() -> None:
-    """The orphan's last step, from the main thread or the watcher, whichever comes first: kill
-    what is left below us, remove unpublished temp files and the dead client's temp folders,
-    and exit at once - a normal interpreter shutdown with torch loaded costs seconds of CPU on a
-    loaded machine, and the client is not there to care about anything it would flush.
+    """The main thread's end once the client died (call it when :func:`orphaned`): it parks here
+    and the watcher thread, :func:`_stop_orphaned`, removes the files and exits the process.
 
-    Only the first caller runs it; a second one (the other thread) waits here for the exit. Two
-    threads removing one folder at once could each fail on what the other was deleting, and the
-    first ``os._exit`` would then end the other mid-removal, leaving the folder behind (seen once
-    in a CI rehearsal: a batch's ``hntumorseg-session-*`` folder outlived its SIGKILLed client).
+    Why the watcher and not the main thread (issue 22, the empty ``hntumorseg-session-*`` folder
+    that outlived about 1 SIGKILLed batch client in 5): Python runs signal handlers in the main
+    thread only, so the SIGTERM the watcher sends to unwind the main thread could arrive while the
+    main thread was itself removing the folders, raise ``SystemExit`` in the middle, and end the
+    interpreter with the exit lock held (the watcher then waited on it for ever) or before the
+    watcher's grace was over (daemon threads die with the interpreter). The watcher thread
+    cannot be interrupted that way. The parked main thread ignores SIGTERM from here on, and
+    :func:`_exit_if_orphaned` (atexit) parks a main thread that a SIGTERM made leave by another way.
     """
+    if threading.current_thread() is not threading.main_thread():
+        _finish_orphaned()
+    t_end = time.monotonic() + PARK_LIMIT_S
+    while time.monotonic() < t_end:
+        try:   # a signal still pending from before SIG_IGN may raise once more: park again
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            _main_parked.set()
+            time.sleep(0.05)   # the watcher's os._exit ends the process during this wait
+        except BaseException:
+            continue
+    _finish_orphaned()   # the watcher never came (last resort; SIGTERM is ignored by now)
+
+
+def _exit_if_orphaned() -> None:
+    """atexit: a main thread that leaves by a way no ``finally`` checks (a SIGTERM between the
+    check and the end) must not end the interpreter before the orphan's exit has run."""
+    while _orphaned.is_set():
+        try:   # a SIGTERM handled before the park began ends this call: park again
+            exit_orphaned()
+        except BaseException:
+            continue
+
+
+def _finish_orphaned() -> NoReturn:
+    """The orphan's last step, run once: kill what is left below us, remove unpublished temp files
+    (:func:`HNTumorSegLib.fileio.remove_live_temps`: the one clean-up registry, a download's
+    ``.part`` included) and the dead client's temp folders, and exit at once - a normal
+    interpreter shutdown with torch loaded costs seconds of CPU on a loaded machine, and the
+    client is not there to care about anything it would flush. A second caller waits here for
+    the first one's exit."""
     _exit_lock.acquire()   # never released: the holder exits the process
-    _kill_descendants_and_wait()
-    remove_live_temps()  # unpublished temp files beside the outputs
-    for folder in _orphan_dirs:
-        _remove_folder(folder)
-    os._exit(exit_for_signal(signal.SIGTERM))
-
-
-def _kill_descendants_and_wait(timeout_s: float = 2.0) -> None:
-    """SIGKILL every descendant and wait (briefly) until they are gone, so none is still writing
-    into a folder that is about to be removed."""
     try:
-        import psutil
-
-        children = psutil.Process().children(recursive=True)
-        for child in children:
-            try:
-                child.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(children, timeout=timeout_s)
-    except Exception:  # psutil missing, or the process table changing under us
-        _signal_descendants(signal.SIGKILL)
+        childproc.kill_descendants()   # none still writes into a folder about to be removed
+        remove_live_temps()  # unpublished temp files beside the outputs
+        for folder in _orphan_dirs:
+            _remove_folder(folder)
+    finally:
+        os._exit(exit_for_signal(signal.SIGTERM))
 
 
 def _remove_folder(folder: Path, tries: int = 5) -> None:

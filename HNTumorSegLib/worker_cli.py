@@ -32,7 +32,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from .errors import EXIT_INTERNAL, EXIT_OK, WorkerFailed, error_class
+from .errors import EXIT_INTERNAL, EXIT_OK, WorkerCrashed, WorkerFailed, error_class
 from .progress import TextProgressBar
 from .protocol import ErrorEvent, ProgressEvent, ResultEvent
 from .runner import WorkerRun
@@ -94,6 +94,10 @@ def run_in_worker(request: "SegmentRequest", progress_mode: str | ProgressMode =
     if progress_mode is not ProgressMode.JSON:   # in json mode they came as "warning: ..." progress events
         for warning in result.info.get("warnings") or []:
             print(f"hntumorseg: warning: {warning}", file=sys.stderr)
+        if result.info.get("registration"):   # --prior-image (issue 23): the registration's quality, one line
+            from .pipeline.prior_registration import summary_line
+
+            print(summary_line(result.info["registration"]))
         print(summary(result))
     return EXIT_OK
 
@@ -107,4 +111,6 @@ def raise_for_failure(final: ResultEvent | ErrorEvent) -> ResultEvent:
         raise error_class(final.kind)(final.message)
     if final.kind == "environment":   # full disk, I/O error: the message names the path and the free space
         raise WorkerFailed(f"error: {final.message}")
+    if final.kind == WorkerCrashed.kind:   # the message says it: "the worker crashed (SIGSEGV) during prompts ..." (issue 25)
+        raise WorkerFailed(final.message)
     raise WorkerFailed(f"{final.kind.replace('_', ' ')}: {final.message}")

@@ -30,6 +30,9 @@ if str(TESTING) not in sys.path:
     sys.path.insert(0, str(TESTING))
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Worker logs and crash reports of the runs tests kill on purpose go under test-artifacts/, not into
+# the user's ~/.cache/hntumorseg/logs (set before any test starts a child, so children inherit it).
+os.environ.setdefault("HNTUMORSEG_LOG_DIR", str(TESTING.parent / "test-artifacts" / "worker-logs"))
 # reasons (prefixes) a CI run may still skip for: the CI machine has no GPU
 CI_ALLOWED_SKIPS = ("needs a GPU",)
 REQUIREMENTS_HINT = "pip install -r requirements.txt -r requirements-test.txt"

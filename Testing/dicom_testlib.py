@@ -23,7 +23,7 @@ def require_tool(name: str) -> str:
 def dciodvfy(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     """(errors, warnings) lines of dicom3tools' validator for one file."""
     tool = require_tool("dciodvfy")
-    run = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=120)
+    run = subprocess.run([tool, str(path)], capture_output=True, text=True, errors="replace", timeout=120)
     lines = (run.stdout + run.stderr).splitlines()
     return [x for x in lines if x.startswith("Error")], [x for x in lines if x.startswith("Warning")]
 
@@ -43,7 +43,8 @@ def plastimatch_labels(rtstruct: Path, source_dir: Path, grid, out_dir: Path) ->
     tool = require_tool("plastimatch")
     out_dir.mkdir(parents=True, exist_ok=True)
     run = subprocess.run([tool, "convert", "--input", str(rtstruct), "--referenced-ct", str(source_dir),
-                          "--output-prefix", str(out_dir)], capture_output=True, text=True, timeout=300)
+                          "--output-prefix", str(out_dir)], capture_output=True, text=True, errors="replace",
+                         timeout=300)   # plastimatch echoes names in the file's own character set
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     masks = {}
     for f in sorted(out_dir.iterdir()):

@@ -45,6 +45,13 @@ def _workers_of(tmp_root: Path) -> list[psutil.Process]:
     return found
 
 
+def _done(markers: Path) -> list[str]:
+    """Cases with a finished done-marker. Not ``.1.json.<pid>.xxxx.json``: the marker's atomic write
+    in progress (pathlib's glob matches hidden names) - killing the batch then is killing it before
+    the case was done (seen once in 20 runs: the test then expected a skip the rerun rightly redid)."""
+    return sorted(p.stem for p in markers.glob("*.json") if not p.name.startswith("."))
+
+
 @pytest.mark.slow
 def test_killed_batch_resumes_and_skips_finished_cases(tmp_path):
     data, out, tmp_root = tmp_path / "cohort", tmp_path / "out", tmp_path / "tmp"
@@ -55,14 +62,14 @@ def test_killed_batch_resumes_and_skips_finished_cases(tmp_path):
                             stderr=subprocess.PIPE, start_new_session=True)
     markers = out / MARKER_DIR
     t_end = time.monotonic() + 400
-    while time.monotonic() < t_end and not (markers.is_dir() and any(markers.glob("*.json"))):
+    while time.monotonic() < t_end and not (markers.is_dir() and _done(markers)):
         assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
         time.sleep(0.05)
     assert markers.is_dir(), "no case finished in time"
     proc.send_signal(signal.SIGKILL)          # a hard kill: no finally, no clean-up in the driver
     proc.wait(timeout=120)
     proc.stderr.close()
-    done_first = sorted(p.stem for p in markers.glob("*.json"))
+    done_first = _done(markers)
     assert 1 <= len(done_first) < 3, done_first
     first_marker = (markers / f"{done_first[0]}.json").read_text()
 
@@ -77,12 +84,9 @@ def test_killed_batch_resumes_and_skips_finished_cases(tmp_path):
         time.sleep(0.1)
     left = sorted(str(p.relative_to(tmp_root)) for p in tmp_root.glob("hntumorseg-*/**/*"))
     assert left == [], f"left behind: {left[:20]}"   # nothing of any job's files survives
-    # KNOWN DEFECT (issue 22 note, 2026-12-07): in about 1 run of 5 an EMPTY ``hntumorseg-session-*``
-    # folder outlives the SIGKILLed client (its contents are gone); the race is not found yet. A
-    # ``run-`` folder, or a session folder with anything in it, still fails here.
-    stray = [p.name for p in tmp_root.glob("hntumorseg-*")
-             if not (p.name.startswith("hntumorseg-session-") and not any(p.iterdir()))]
-    assert stray == []   # run- (worker) and non-empty session- folders
+    # ... and no folder either, not even an empty session folder (issue 22: the orphan's SIGTERM
+    # to itself could interrupt the main thread's removal; now the watcher thread removes it)
+    assert sorted(p.name for p in tmp_root.glob("hntumorseg-*")) == []
 
     rerun = subprocess.run(_batch_argv(data, out), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -115,5 +119,5 @@ def test_two_local_workers_run_in_parallel_processes(tmp_path):
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr.decode()[-2000:]
     assert most == 2
-    assert sorted(p.stem for p in (out / MARKER_DIR).glob("*.json")) == ["1", "2"]
+    assert _done(out / MARKER_DIR) == ["1", "2"]
     assert b"DSCagg" in stdout  # the evaluate table, since references exist

@@ -140,6 +140,30 @@ def test_kill_tree_uses_sigkill_when_sigterm_is_ignored(tmp_path):
     assert child.returncode == -signal.SIGKILL
 
 
+# A process with a tree below it (TREE: a child with a grandchild in its group and one out of it)
+# that calls kill_descendants and says which of them are still alive when it returns.
+KILL_OWN_TREE = """
+    import json, subprocess, sys, psutil
+    from HNTumorSegLib import childproc
+    tree = subprocess.Popen([sys.executable, sys.argv[1]], stdout=subprocess.PIPE)
+    pids = [tree.pid] + [int(p) for p in tree.stdout.readline().split()]
+    childproc.kill_descendants(wait_s=30)
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    print(json.dumps({"pids": pids, "alive": alive}), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="process groups and signals: POSIX")
+def test_kill_descendants_ends_this_process_s_tree_before_it_returns(tmp_path):
+    """The orphan's last step (worker._finish_orphaned): the process's own descendants, in its
+    group or not, are gone when it returns - none still writes into a folder removed next."""
+    out = subprocess.run([sys.executable, str(_script(tmp_path, "kill_own.py", KILL_OWN_TREE)),
+                          str(_script(tmp_path, "tree.py", TREE))], capture_output=True, text=True, cwd=ROOT,
+                         timeout=LIMIT_S, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    seen = json.loads(out.stdout or "{}")
+    assert len(seen.get("pids", [])) == 3 and seen["alive"] == [], out.stdout + out.stderr
+
+
 def test_run_to_end_collects_events_and_kills_past_its_timeout(tmp_path):
     ok = childproc.run_to_end([sys.executable, "-c", "from HNTumorSegLib.protocol import ResultEvent; "
                                "print(ResultEvent({}, info={'device': 'cpu'}).to_json())"], timeout_s=LIMIT_S)

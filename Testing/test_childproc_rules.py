@@ -30,7 +30,7 @@ LAUNCHER = REPO / "HNTumorSegLib" / "childproc.py"
 ALLOWED: dict[tuple[str, str], str] = {}
 #: Private imports that predate this test (file, imported module, name): fix, then delete the line.
 KNOWN_PRIVATE = {
-    ("HNTumorSegLib/models/hub.py", ".download", "_fmt_bytes"),
+    ("HNTumorSegLib/models/hub.py", ".download", "fmt_bytes"),
     ("HNTumorSegLib/outlock.py", ".fileio", "_pid_alive"),
     ("HNTumorSegLib/pipeline/refine.py", ".run", "_Stages"),
     ("HNTumorSegLib/pipeline/refine.py", ".run", "_volumes_ml"),

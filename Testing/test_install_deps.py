@@ -99,7 +99,7 @@ def test_nothing_downgraded_when_other_extensions_installed_newer():
     (kind, asked_for, skipped, prompt_install, requester), = fake.calls
     assert kind == "pip_ensure" and requester == "HNTumorSeg" and prompt_install is False  # we asked once already
     # only the absent package and the one below its floor; nnunetv2 2.9.3 and monai 1.8.0 stay
-    assert asked_for == ["highdicom>=0.23", "scikit-image>=0.21"]
+    assert asked_for == ["highdicom>=0.28", "scikit-image>=0.21", "huggingface_hub>=1.0"]
     assert report.installed == asked_for
     for name, before in OTHER_EXTENSIONS.items():
         assert Version(fake.versions[name]) >= Version(before), name
@@ -110,7 +110,7 @@ def test_nothing_downgraded_when_other_extensions_installed_newer():
     assert {"monai>=1.8.0", "nnunetv2>=2.9.3", "simpleitk==2.4.0", "numpy==1.26.4", "torch==2.4.0"} <= lines
     assert any("monai 1.8.0 is newer than the versions tested" in n for n in report.notes)
     assert report.torch_version == "2.4.0+cu121" and not any(c[0] == "installTorch" for c in fake.calls)
-    assert "highdicom>=0.23" in fake.asked[0][1] and "torch" not in fake.asked[0][1]
+    assert "highdicom>=0.28" in fake.asked[0][1] and "torch" not in fake.asked[0][1]
 
 
 def test_torch_goes_through_the_pytorch_extension_with_a_minimum():

@@ -38,6 +38,7 @@ SHAPE_NAME = re.compile(r"(^__all__$|KEYS$|COLUMNS$|FIELDS$|KEYWORDS$|_REQUIRED$
 #: module-level lists of words that are not vocabularies, and why (keep this short).
 NOT_A_VOCABULARY = {
     ("export/_dicom_source.py", "TYPE2"): "DICOM attribute keywords every object carries (the standard's names)",
+    ("batch/resume.py", "NOT_IN_FINGERPRINT"): "SegmentRequest field names left out of the resume key (a record's shape)",
     ("folds.py", "(_ALL, _FIRST, _LIST)"): "the forms of a parsed Folds; folds.py is the word's one home "
                                            "(docs/design.md Words table)",
     ("models/safe_load.py", "_NUMERIC_DTYPE_CLASSES"): "numpy's class names a safe unpickler admits",

@@ -1,4 +1,4 @@
-"""The panel's Inputs section: task, images, prior, and the lesion boxes (ROI markups).
+"""The panel's Inputs section: task, images, prior, and the lesion boxes (ROI markups); the prior's table.
 
 A helper of ``HNTumorSegWidget`` (see :mod:`.panel`). The task box sets which image selectors
 show (``HNTumorSegLib.scene.inputs.TASK_INPUTS``); changing the task re-assigns the scene's
@@ -6,6 +6,8 @@ volumes to the new task's inputs by their names (``auto_assign``), and so does "
 The box list mirrors the scene's lesion ROI nodes (``HNTumorSegLib.scene.roi_boxes``) and is
 rebuilt when a node is added or removed. On mid-RT the gradient-map preview (the channel the
 seed 003 network sees) is recomputed 500 ms after the last box edit, not on every mouse move.
+:class:`PriorPanel` (here, beside the prior selector it serves) holds the prior's structure
+table and the "Register pre-RT to mid-RT" step.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ class InputsPanel(Panel):
     def onBoxesFromPrior(self):
         with slicer.util.tryWithErrorDisplay(_("Could not make boxes from the prior."), waitCursor=True):
             p = self.params
-            self.widget.logic.boxes_from_prior(p.prior, p.t2 or p.ct, model=p.model)
+            self.widget.logic.boxes_from_prior(p.prior, p.t2 or p.ct, model=p.model, structures=p.prior_structures)
 
     def onAddBox(self, label):
         from HNTumorSegLib.scene.roi_boxes import add_box_at
@@ -145,3 +147,137 @@ class InputsPanel(Panel):
                                            preview_node=previous)
             self._previewNodeID = node.GetID()
             slicer.util.setSliceViewerLayers(foreground=node, foregroundOpacity=0.5)
+
+
+class PriorPanel(Panel):
+    """The mid-RT prior's structure table and the "Register pre-RT to mid-RT" step.
+
+    A prior segmentation loaded from an RTSTRUCT / SEG shows one row per segment with a GTVp /
+    GTVn / ignore box, auto-filled when the prior changes (``HNTumorSegLib.scene.prior_table``); the
+    table lives in the parameter node as the ``--structures`` text (``prior_structures``, also
+    editable as text). Register runs the worker on the pre-RT T2 and that prior
+    (``SegmentationSceneLogic.start_register``), polled like Apply, then leaves the transform nodes
+    and the registered prior, selects it as the prior and makes its boxes
+    (``HNTumorSegLib.scene.prior_registration``); after an edit of the rigid node in the Transforms
+    module, "Re-resample prior" carries the pre-RT prior through the edited transform again.
+    """
+
+    def __init__(self, widget):
+        super().__init__(widget)
+        self._priorID = ""
+        self._rows = []           # (segment name, role value) the table shows
+        self._registered = None   # what the last registration left: nodes and the table it used
+        self.table = qt.QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels([_("Segment"), _("Label")])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.ui.priorStructuresWidget.layout().addWidget(self.table)
+        self.timer = self.makeTimer(self.POLL_MS, self.onPoll)
+        self.ui.registerPriorButton.connect("clicked(bool)", self.onRegister)
+        self.ui.resamplePriorButton.connect("clicked(bool)", self.onResample)
+
+    def cleanup(self):
+        self.timer.stop()
+
+    @property
+    def scene_logic(self):
+        return self.widget.logic.segmentation   # HNTumorSegLib.scene.logic.SegmentationSceneLogic
+
+    def updateGUI(self, p):
+        from HNTumorSegLib.scene.prior_table import auto_table_text, table_message, table_rows
+
+        midrt = p.task == Task.MIDRT
+        for w in (self.ui.preRTLabel, self.ui.preRTSelector, self.ui.registerPriorButton, self.ui.resamplePriorButton):
+            w.setVisible(midrt)
+        seg = p.prior if p.prior is not None and p.prior.IsA("vtkMRMLSegmentationNode") else None
+        for w in (self.ui.priorStructuresLineEdit, self.ui.priorStructuresWidget, self.ui.priorStructuresMessageLabel):
+            w.setVisible(midrt and seg is not None)
+        self.ui.registerPriorButton.setEnabled(p.t2 is not None and p.pre_rt is not None and not self.widget.logic.running)
+        self.ui.resamplePriorButton.setEnabled(self._registered is not None and not self.widget.logic.running)
+        if seg is None:
+            self._priorID = ""
+            return
+        if seg.GetID() != self._priorID:   # another prior: its automatic table (we are inside the GUI update)
+            self._priorID = seg.GetID()
+            p.prior_structures = auto_table_text(seg)
+        rows = [(name, role.value) for name, role in table_rows(seg, p.prior_structures)]
+        if rows != self._rows:   # never rebuilt under the combo box whose signal changed the text
+            self._fillTable(rows)
+        self.ui.priorStructuresMessageLabel.text = table_message(seg, p.prior_structures)
+
+    def _fillTable(self, rows):
+        from HNTumorSegLib.vocab import StructureRole
+
+        self._rows = rows
+        self.table.setRowCount(len(rows))
+        for i, (name, role) in enumerate(rows):
+            item = qt.QTableWidgetItem(name)
+            item.setFlags(qt.Qt.ItemIsEnabled)
+            self.table.setItem(i, 0, item)
+            box = qt.QComboBox()
+            for r in StructureRole:
+                box.addItem(_(r.value), r.value)
+            box.setCurrentIndex(box.findData(role))
+            box.connect("currentIndexChanged(int)", self.onRoleChanged)
+            self.table.setCellWidget(i, 1, box)
+
+    def onRoleChanged(self, index=None):
+        from HNTumorSegLib.scene.prior_table import table_text
+
+        if self.widget._updating or self.params is None:
+            return
+        self._rows = [(self.table.item(i, 0).text(), self.table.cellWidget(i, 1).currentData)
+                      for i in range(self.table.rowCount)]
+        self.params.prior_structures = table_text(self._rows)
+
+    # ---- register ------------------------------------------------------------------------------
+    def onRegister(self):
+        p = self.params
+        # the registration worker needs what review needs (numpy, scipy, SimpleITK: bundled), never torch
+        if not self.widget.logic.ensureDependencies(log=self.log, action="review"):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not start the registration."), waitCursor=True):
+            self._registered = {"prior": p.prior, "structures": p.prior_structures, "pre": p.pre_rt, "mid": p.t2}
+            self.scene_logic.start_register(p.t2, p.pre_rt, p.prior, p.prior_structures)
+            self.ui.logTextEdit.clear()
+            self.ui.progressBar.setValue(0)
+            self.ui.progressBar.setVisible(True)
+            self.timer.start()
+        self.widget.updateGUIFromParameterNode()
+
+    def onPoll(self):
+        state = self.scene_logic.poll()
+        self.ui.progressBar.setValue(state.percent)
+        self.ui.stageLabel.text = f"{state.stage}: {state.message}" if state.stage else ""
+        for line in state.log:
+            self.log(line)
+        if state.running:
+            return
+        self.timer.stop()
+        self.ui.progressBar.setVisible(False)
+        if state.state == "succeeded":
+            with slicer.util.tryWithErrorDisplay(_("Could not import the registration."), waitCursor=True):
+                result = self.scene_logic.import_registration()
+                self._registered.update(linear=result.linear, segmentation=result.segmentation)
+                self._useRegisteredPrior(result.segmentation)
+                self.ui.stageLabel.text = _("Registered: check it, adjust the rigid transform in Transforms if "
+                                            "needed (then Re-resample prior), then Apply.")
+        elif state.error and state.state != "cancelled":
+            self._registered = None
+            slicer.util.errorDisplay(state.error)
+        self.widget.updateGUIFromParameterNode()
+
+    def onResample(self):
+        from HNTumorSegLib.scene.prior_registration import resample_prior
+
+        r = self._registered
+        with slicer.util.tryWithErrorDisplay(_("Could not resample the prior."), waitCursor=True):
+            seg = resample_prior(slicer.mrmlScene, r["linear"], r["mid"], r["pre"], r["prior"], r["structures"],
+                                 segmentation=r.get("segmentation"))
+            self._useRegisteredPrior(seg)
+
+    def _useRegisteredPrior(self, seg):
+        if seg is None:
+            return
+        p = self.params
+        p.prior = seg
+        self.widget.logic.boxes_from_prior(seg, p.t2, model=p.model)

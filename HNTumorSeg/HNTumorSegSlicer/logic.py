@@ -21,7 +21,7 @@ from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSe
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
-from HNTumorSegLib.vocab import Device, Quality, Task
+from HNTumorSegLib.vocab import AlignPet, Device, Quality, Task
 
 try:  # Slicer's translation function (5.4+); older Slicer shows the English text
     from slicer.i18n import tr as _
@@ -70,6 +70,9 @@ class HNTumorSegParameterNode:
     ct: Optional[vtkMRMLScalarVolumeNode] = None
     pet: Optional[vtkMRMLScalarVolumeNode] = None
     prior: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode, None] = None
+    prior_structures: str = ""
+    pre_rt: Optional[vtkMRMLScalarVolumeNode] = None
+    align_pet: AlignPet = AlignPet.AUTO
 
 
 def add_to_dicom_database(paths):
@@ -126,6 +129,7 @@ class HNTumorSegLogic(ScriptedLoadableModuleLogic):
         return self._segmentation is not None and self._segmentation.running
 
     def start(self, params):
+        self.segmentation.file_for_instance = dicom_file_lookup()   # a DICOM PET goes to the worker in SUV
         return self.segmentation.start(params)
 
     def poll(self):
@@ -143,8 +147,8 @@ class HNTumorSegLogic(ScriptedLoadableModuleLogic):
     def import_result(self):
         return self.segmentation.import_result()
 
-    def boxes_from_prior(self, prior_node, reference_node, model=""):
-        return self.segmentation.boxes_from_prior(prior_node, reference_node, model=model)
+    def boxes_from_prior(self, prior_node, reference_node, model="", structures=""):
+        return self.segmentation.boxes_from_prior(prior_node, reference_node, model=model, structures=structures)
 
     def review(self, seg_node, reference_node, reference=None):
         return self.segmentation.review(seg_node, reference_node, reference=reference)
@@ -152,12 +156,14 @@ class HNTumorSegLogic(ScriptedLoadableModuleLogic):
     def export(self, seg_node, reference_node, out_dir, formats, source_files=None):
         return self.segmentation.export(seg_node, reference_node, out_dir, formats, source_files=source_files)
 
-    def ensureDependencies(self, log=print):
-        """Ask once, install what is missing (HNTumorSegLib.install); False (after saying why) when it cannot."""
-        from HNTumorSegLib.install import DependencyError, ensure_dependencies, slicer_hooks
+    def ensureDependencies(self, log=print, action="apply"):
+        """Ask once, install what ``action`` needs (HNTumorSegLib.install); False (after saying why) when it cannot."""
+        from HNTumorSegLib.install import (TORCH_ACTIONS, DependencyError, ensure_dependencies, requirements_for,
+                                           slicer_hooks)
 
         try:
-            report = ensure_dependencies(slicer_hooks(log=log))
+            report = ensure_dependencies(slicer_hooks(log=log), requirements_for(action),
+                                         torch=action in TORCH_ACTIONS)
         except DependencyError as exc:
             slicer.util.errorDisplay(_("HNTumorSeg cannot run yet: {reason}").format(reason=exc))
             return False

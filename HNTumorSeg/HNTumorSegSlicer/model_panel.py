@@ -14,6 +14,10 @@ child every 200 ms into the progress bar and the stage label.
 Order of a press: the licence dialog first (non-commercial or unstated licences; No = nothing
 starts, nothing is written), then the commit (Hugging Face entries that pin none) or the zip /
 folder to import (and which configuration, when it holds several), then the child.
+Apply with a model not installed calls :meth:`ModelPanel.offerInstall` (the offer is
+``model_choice.apply_offer``'s); Download first asks the installer for what it imports
+(``huggingface_hub``, action ``download``); a demo model on a non-phantom image puts
+``model_choice.demo_warning``'s line, in bold, above the info line.
 ``Testing/test_ui_static.py`` checks the widgets used here against the .ui file.
 """
 
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import qt
 import slicer
+
+from HNTumorSegLib.vocab import Task
 
 from .panel import Panel, _
 
@@ -67,7 +73,7 @@ class ModelPanel(Panel):
             self.params.model = state.model
         finally:
             self.widget._updating = False
-        self.widget.runPanel.setApplyEnabled(state.can_run)
+        self.widget.runPanel.setApplyEnabled(state.apply_enabled)  # not installed: Apply offers the download
 
     def onBrowseModel(self):
         folder = qt.QFileDialog.getExistingDirectory(None, _("Model folder (model.json, or an nnU-Net results folder)"))
@@ -97,18 +103,40 @@ class ModelPanel(Panel):
 
     def showInfo(self, text):
         """Licence, source and (not installed) what to click; the buttons that apply. Returns the box state."""
-        from HNTumorSegLib.scene.model_choice import model_box_state
+        from HNTumorSegLib.scene.model_choice import demo_warning, model_box_state
 
         p = self.params
         self.state = model_box_state(text, p.task) if p is not None else None
         if self.state is None:
             return None
-        self.ui.modelInfoLabel.text = self.state.info_text
+        image = p.ct if p.task == Task.PETCT else p.t2
+        warning = demo_warning(self.state.model, p.task, image) if self.state.can_run else ""
+        info = self.state.info_text.replace("\n", "<br>")
+        self.ui.modelInfoLabel.text = f"<b>{warning}</b><br>{info}" if warning else info
         self.ui.downloadModelButton.setEnabled(self.state.can_download and not self.installing)
         self.ui.importModelButton.setEnabled(self.state.can_import and not self.installing)
         return self.state
 
     # ---- Download / Import --------------------------------------------------------------------
+    def offerInstall(self) -> bool:
+        """Apply with a model not installed: offer its Download / Import (``model_choice.apply_offer``).
+
+        True when an offer was made (accepted or not): Apply then stops here.
+        """
+        from HNTumorSegLib.scene.model_choice import apply_offer
+
+        offer = apply_offer(self.ui.modelComboBox.currentText, self.params.task)
+        if offer is None:
+            return False
+        if slicer.util.confirmYesNoDisplay(offer.question, windowTitle=_("HNTumorSeg: model not installed")):
+            if self.state is None or self.state.model != offer.model_id:
+                self.ui.modelComboBox.setEditText(offer.model_id)  # -> onModelTextChanged: the state of that model
+            if offer.action == "download":
+                self.onDownload()
+            else:
+                self.onImport()
+        return True
+
     def _plan(self):
         from HNTumorSegLib.scene.model_install import install_plan
 
@@ -129,6 +157,8 @@ class ModelPanel(Panel):
     def onDownload(self):
         from HNTumorSegLib.scene.model_install import InstallJob
 
+        if not self.widget.logic.ensureDependencies(log=self.log, action="download"):
+            return  # huggingface_hub comes with the first-run install (asked once, a few MB)
         with slicer.util.tryWithErrorDisplay(_("Could not start the download."), waitCursor=False):
             plan = self._plan()
             if not self._licenceAccepted(plan):

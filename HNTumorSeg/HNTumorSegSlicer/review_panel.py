@@ -43,12 +43,15 @@ class ReviewPanel(Panel):
         formats = [f for f, box in (("nifti", self.ui.exportNiftiCheckBox), ("dicom_seg", self.ui.exportDicomSegCheckBox),
                                     ("rtstruct", self.ui.exportRtstructCheckBox), ("csv", self.ui.exportCsvCheckBox))
                    if box.checked]
-        if {"dicom_seg", "rtstruct"} & set(formats) and not logic.ensureDependencies(log=self.log):
+        if {"dicom_seg", "rtstruct"} & set(formats) and not logic.ensureDependencies(log=self.log, action="export"):
             return None  # highdicom / scikit-image come with the first-run install
         files = None
         with slicer.util.tryWithErrorDisplay(_("Could not export."), waitCursor=True):
+            from HNTumorSegLib.scene.review import export_folder
+
+            folder = export_folder(self.ui.exportDirectoryPathLineEdit.currentPath, absolute=True)  # empty: one line
             seg, ref = self.resultAndReference()
-            files = logic.export(seg, ref, self.ui.exportDirectoryPathLineEdit.currentPath, formats,
+            files = logic.export(seg, ref, folder, formats,
                                  source_files=dicom_files_of(ref))
             add_to_dicom_database([files[k] for k in ("dicom_seg", "rtstruct") if k in files])
             slicer.util.infoDisplay(_("Written:") + "\n" + "\n".join(str(f) for f in files.values()))

@@ -6,7 +6,8 @@ long CPU run, how long it will take (``HNTumorSegLib.scene.run_estimate``; the d
 a child Python once per session, since torch never enters Slicer's GUI process), then hands the
 run to the scene's warm session (:mod:`.refine_panel`). A QTimer polls the child every 200 ms
 into the progress bar, the stage label and the log; at the end the result is imported and
-selected for review (on PET/CT with its PET biomarker table).
+selected for review (on PET/CT with its PET biomarker table, and, when the PET was registered to
+the CT, a status line saying how: ``--align-pet``'s combo "PET to CT", issue 24).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class RunPanel(Panel):
         """Device and quality from the node; Apply (or Cancel while running) enabled when it can act."""
         self.ui.deviceComboBox.setCurrentIndex(max(0, self.ui.deviceComboBox.findData(p.device.value)))
         self.ui.qualityComboBox.setCurrentIndex(max(0, self.ui.qualityComboBox.findData(p.quality.value)))
+        self.ui.alignPetComboBox.setEnabled(p.task == Task.PETCT)   # bound to align_pet by connectGui (.ui)
         self.setApplyEnabled(can_run)
 
     def setApplyEnabled(self, can_run: bool):
@@ -70,6 +72,8 @@ class RunPanel(Panel):
             self.stopped(_("cancelled"))
             self.widget.updateGUIFromParameterNode()
             return
+        if self.widget.modelPanel.offerInstall():
+            return  # the model is not installed: Apply offered its Download / Import (scene.model_choice.apply_offer)
         if not self.logic.ensureDependencies(log=self.log):
             return
         from HNTumorSegLib.scene.model_choice import choose_model
@@ -122,6 +126,12 @@ class RunPanel(Panel):
                 self.widget.refinePanel.session().track(seg)  # boxes moved from now on refine this result
                 self.ui.segmentationSelector.setCurrentNode(seg)
                 self.ui.stageLabel.text = _("Done: review the contours, edit them in Segment Editor, then export.")
+                from HNTumorSegLib.prompts.pet_ct_registration import alignment_of_run
+
+                aligned = alignment_of_run(self.logic.segmentation.run)   # a registered PET: how it was placed
+                if aligned:
+                    self.ui.stageLabel.text += "\n" + aligned
+                    self.log(aligned)
         elif state.error and state.state != "cancelled":
             slicer.util.errorDisplay(state.error)
         if state.state == "succeeded" and self.params.task == Task.PETCT:

@@ -3,11 +3,20 @@
 Two parts, both of which FAIL when they cannot run (no pytest, no test files, no dependencies):
 a self-test that tested nothing must not pass.
 
-1. ``test_suite``: the library's scene tests (``Testing/test_scene*.py``, ``test_export*.py``,
-   ``test_sample_data.py``) with pytest, from the source tree or from ``HNTumorSegTesting``
-   (copied into the build tree and installed beside the module by HNTumorSeg/CMakeLists.txt);
+1. ``test_suite``: the library's scene tests (:data:`SELFTEST_PATTERNS`) with pytest, from the
+   source tree or from ``HNTumorSegTesting`` (copied into the build tree and installed beside the
+   module by HNTumorSeg/CMakeLists.txt, with every helper module they import:
+   ``Testing/test_selftest_files.py`` checks the copy list against the tests' imports);
 2. ``test_panel_on_phantom``: the panel itself, kept small: the Sample Data mid-RT phantom,
    boxes from the prior, the bundled demo model through the background worker, review, export.
+
+Slicer's Python has no pytest. The self-test installs it on request through the first-run
+installer (``HNTumorSegLib.install``, action ``selftest``: one question, never a downgrade)
+rather than running the tests with a runner of our own: the copied tests use pytest's fixtures,
+marks, ``raises`` and the suite's conftest, which a small runner would only imitate, and a
+self-test that ran the tests differently from CI could pass where CI fails. Headless runs
+(ctest, ``--testing``: no one to answer the question) install it when
+``HNTUMORSEG_SELFTEST_INSTALL_PYTEST=1`` is set, and otherwise fail saying so.
 """
 
 from __future__ import annotations
@@ -19,6 +28,32 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
 #: The module's folder (HNTumorSeg.py lies there; HNTumorSegTesting beside it in a build tree).
 _HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The test files the self-test runs: the same globs as HNTumorSeg/CMakeLists.txt's copy list (checked).
+SELFTEST_PATTERNS = ("test_scene*.py", "test_export*.py", "test_sample_data.py")
+#: Set to 1 to let a headless self-test (ctest, --testing) install pytest without a question.
+INSTALL_PYTEST_ENV = "HNTUMORSEG_SELFTEST_INSTALL_PYTEST"
+
+
+def ensure_pytest(log=print) -> None:
+    """pytest in Slicer's Python, installed on request through the first-run installer; raises when it cannot."""
+    try:
+        import pytest  # noqa: F401
+        return
+    except ImportError:
+        pass
+    from HNTumorSegLib.install import DependencyError, ensure_dependencies, requirements_for, slicer_hooks
+
+    hooks = slicer_hooks(log=log)
+    if slicer.app.testingEnabled():   # nobody to answer the question
+        if os.environ.get(INSTALL_PYTEST_ENV) != "1":
+            raise DependencyError(f"pytest is not installed in Slicer's Python: set {INSTALL_PYTEST_ENV}=1 to let the "
+                                  "self-test install it, or run slicer.util.pip_install('pytest') once")
+        hooks.confirm = lambda message, details: True
+    ensure_dependencies(hooks, requirements_for("selftest"), torch=False)
+    import importlib
+
+    importlib.invalidate_caches()
+    import pytest  # noqa: F401,F811  (raises ImportError here if the install did not give it)
 
 
 class HNTumorSegTest(ScriptedLoadableModuleTest):
@@ -39,15 +74,17 @@ class HNTumorSegTest(ScriptedLoadableModuleTest):
                       os.path.join(os.path.dirname(_HERE), "HNTumorSegTesting"))
         testing = next((d for d in candidates if os.path.isdir(d)), "")
         try:
-            import pytest
-        except ImportError:
-            self.fail("pytest is not installed in Slicer's Python: run slicer.util.pip_install('pytest') "
-                      "in the Python console, then run this self-test again")
+            ensure_pytest()
+        except ImportError as exc:   # installed, yet not importable
+            self.fail(f"pytest is not available in Slicer's Python: {exc}")
+        except Exception as exc:   # declined, no internet, headless without the opt-in
+            self.fail(f"pytest is not available in Slicer's Python: {exc}")
+        import pytest
+
         self.assertTrue(testing, f"the HNTumorSeg test files are not in any of {candidates}")
         import glob
 
-        files = sorted(glob.glob(os.path.join(testing, "test_scene*.py")) + glob.glob(os.path.join(testing, "test_export*.py"))
-                       + glob.glob(os.path.join(testing, "test_sample_data.py")))
+        files = sorted(f for pattern in SELFTEST_PATTERNS for f in glob.glob(os.path.join(testing, pattern)))
         self.assertTrue(files, f"no test files in {testing}")
         code = pytest.main(["-q", "-m", "not slow", "-p", "no:cacheprovider", *files])
         self.assertEqual(int(code), 0, "the HNTumorSeg test suite failed (see the Python console)")

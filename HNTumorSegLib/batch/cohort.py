@@ -5,6 +5,11 @@ Layouts (:mod:`HNTumorSegLib.datasets`):
 - ``hntsmrg``: ``prert`` uses ``<ID>_preRT_T2``; ``midrt`` uses ``<ID>_midRT_T2`` plus the
   registered pre-RT mask as prior; references ``_preRT_mask`` / ``_midRT_mask``.
   Predictions: ``<out>/<ID>_preRT_pred.nii.gz`` / ``<out>/<ID>_midRT_pred.nii.gz``.
+  *An unregistered cohort* (``--register-prior [MODE]``, issue 23: what a clinic holds): ``midrt``
+  uses ``<ID>_midRT_T2``, the pre-RT T2 ``<ID>/preRT/<ID>_preRT_T2.nii.gz`` and the pre-RT
+  contours on it, ``<ID>/preRT/<ID>_preRT_mask.nii.gz`` or, from a planning system,
+  ``<ID>/preRT/<ID>_preRT_mask.dcm`` (an RTSTRUCT or a SEG); each case registers the pre-RT T2
+  onto its mid-RT T2 first (``segment --prior-image``); no ``*_registered`` file is needed.
 - ``hecktor``: ``petct`` with ``<ID>__CT`` and ``<ID>__PT``; reference ``<ID>.nii.gz``;
   prediction ``<out>/<ID>.nii.gz``.
 - ``folder``: plain ``<ID>.nii.gz`` / ``<ID>_0000.nii.gz`` files. Choice: channels map to
@@ -35,7 +40,7 @@ from ..datasets import find_hecktor_cases, find_hntsmrg_cases, find_plain_cases,
 from ..errors import InputError
 from ..fileio import read_json
 from ..pipeline.request import SegmentRequest
-from ..vocab import Layout, Task
+from ..vocab import Layout, RegistrationMode, Task
 
 FOLDER_CHANNELS = {"prert": ("T2",), "petct": ("CT", "PET")}
 
@@ -50,6 +55,20 @@ class BatchCase:
     prediction_path: Path
     prior_path: str | None = None
     reference_path: str | None = None
+    prior_image_path: str | None = None   # an unregistered cohort: the pre-RT T2 the prior is drawn on
+    registration: RegistrationMode | None = None   # ... and the registration mode
+
+
+def unregistered_prior(case: Any, mode: str) -> tuple[str, str, RegistrationMode]:
+    """(pre-RT T2, pre-RT contours, mode) of an HNTS-MRG-layout case of an unregistered cohort:
+    the contours as ``<ID>_preRT_mask.nii.gz``, else ``<ID>_preRT_mask.dcm`` (RTSTRUCT or SEG)."""
+    parsed = RegistrationMode.parse(mode, "--register-prior")
+    image = case.path("preRT_T2")
+    contours = case.preRT_mask or case.expected_path("preRT_mask").with_suffix("").with_suffix(".dcm")
+    if not Path(contours).is_file():
+        raise InputError(f"HNTS-MRG case {case.case_id} has no pre-RT contours to register", case.expected_path("preRT_mask"),
+                         f"add {case.expected_path('preRT_mask').name} or {Path(contours).name} (RTSTRUCT or SEG)")
+    return str(image), str(contours), parsed
 
 
 def model_task(model: str) -> str | None:
@@ -85,11 +104,22 @@ def resolve_task(layout: str, task: str | None, model: str) -> Task:
 
 
 def discover_cases(layout: str, data: str | os.PathLike, out: str | os.PathLike, task: str,
-                   labels: str | os.PathLike | None = None) -> list[BatchCase]:
-    """All cases of ``data`` for ``task``; raises InputError for a layout/task mismatch or missing input."""
+                   labels: str | os.PathLike | None = None, register_prior: str | None = None) -> list[BatchCase]:
+    """All cases of ``data`` for ``task``; raises InputError for a layout/task mismatch or missing input.
+    ``register_prior``: a registration mode, for an unregistered mid-RT cohort (module docstring)."""
     layout = Layout.parse(layout, "--layout")
     cases: list[BatchCase] = []
-    if layout is Layout.HNTSMRG:
+    if register_prior:
+        if layout is not Layout.HNTSMRG or task != Task.MIDRT:
+            raise InputError(f"--register-prior is for mid-RT cohorts in the hntsmrg layout (not {layout}, {task})",
+                             Path(data), "use --layout hntsmrg --task midrt, or leave --register-prior out")
+        for c in find_hntsmrg_cases(data):
+            image, contours, mode = unregistered_prior(c, register_prior)
+            ref = c.reference(task)
+            cases.append(BatchCase(c.case_id, Task.MIDRT, {"T2": str(c.path("midRT_T2"))},
+                                   prediction_path(layout, out, c.case_id, task), contours,
+                                   str(ref) if ref else None, image, mode))
+    elif layout is Layout.HNTSMRG:
         for c in find_hntsmrg_cases(data, task=task if task != "petct" else None):
             ins = {k: str(v) for k, v in c.inputs(task).items()}
             prior = ins.pop("prior", None)
@@ -133,4 +163,5 @@ def build_request(case: BatchCase, model: str, device: str = "auto", folds: Any 
     """The worker's request for one case (``folds``: anything :func:`~HNTumorSegLib.folds.parse_folds` reads)."""
     return SegmentRequest(task=case.task, input_paths=dict(case.input_paths), prior_path=case.prior_path,
                           model=str(model), device=device, folds=folds, tta=None if tta is None else bool(tta),
-                          output_path=str(case.prediction_path))
+                          output_path=str(case.prediction_path), prior_image_path=case.prior_image_path,
+                          registration=case.registration)

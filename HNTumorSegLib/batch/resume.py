@@ -2,8 +2,8 @@
 
 A case counts as finished when (1) its prediction exists and (2) a done-marker
 ``<out>/.hntumorseg-done/<case>.json`` records the same *fingerprint* and the prediction's size.
-The fingerprint is made of the request (model, task, folds, TTA, input paths: device and
-output paths do not change a prediction), the *content* of every input (size, mtime and a
+The fingerprint is made of the request (every field but the device and the output paths,
+which do not change a prediction), the *content* of every input (size, mtime and a
 fast hash: the first and last MiB plus the size, blake2b - an input replaced in place under
 the same name is redone, issue 11) and the model's identity (every file of its folder: name,
 size, mtime; a catalogue id is resolved to its installed folder). Choice: a sampled hash, not a
@@ -40,8 +40,13 @@ if TYPE_CHECKING:
     from ..pipeline.request import SegmentRequest
 
 MARKER_DIR = ".hntumorseg-done"
-#: Request fields that change the prediction; device, progress and output paths do not.
-FINGERPRINT_KEYS = ("task", "model", "input_paths", "prior_path", "boxes_path", "folds", "tta")
+#: Request fields that do NOT change the prediction: where it runs and where other outputs go.
+#: Every other field is in the key, so a field added later (--align-pet, --pet-units,
+#: --prior-image ...) can never make a resumed run reuse a prediction made with another setting.
+NOT_IN_FINGERPRINT = ("device", "output_path", "probabilities_path", "uncertainty_path",
+                      "boxes_output_path", "registered_folder_path")
+#: Request fields naming files whose *content* is part of the key, beside the image inputs.
+CONTENT_FIELDS = ("prior_path", "boxes_path", "prior_reference_path", "prior_image_path")
 
 
 SAMPLE_BYTES = 1 << 20
@@ -100,10 +105,10 @@ def fingerprint(request: "SegmentRequest") -> str:
     """sha256 over the request fields that decide the prediction, the inputs' content and the
     model's identity (module docstring; stable key order)."""
     data = request.to_dict()
-    picked = {k: data.get(k) for k in FINGERPRINT_KEYS}
+    picked = {k: v for k, v in data.items() if k not in NOT_IN_FINGERPRINT}
     picked["content"] = {name: content_fingerprint(path) for name, path in sorted(request.input_paths.items())}
-    picked["content"]["prior"] = content_fingerprint(request.prior_path)
-    picked["content"]["boxes"] = content_fingerprint(request.boxes_path)
+    for name in CONTENT_FIELDS:
+        picked["content"][name] = content_fingerprint(getattr(request, name))
     picked["model_identity"] = model_identity(str(request.model))
     blob = json.dumps(picked, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

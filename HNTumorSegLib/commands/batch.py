@@ -3,7 +3,7 @@
     hntumorseg batch --layout {hntsmrg,hecktor,folder,dicom} --data DIR --model M --out DIR
                      [--task prert|midrt|petct] [--workers N] [--cluster auto|ray://host:port]
                      [--device auto|cpu|cuda|mps] [--folds all|first|fold_all|0,1] [--tta] [--labels DIR]
-                     [--dicom-out [--holes nested|keyhole]]
+                     [--dicom-out [--holes nested|keyhole]] [--align-pet auto|off|force]
 
 Each case runs in its own worker process (:mod:`HNTumorSegLib.worker`), N at a time, or as
 Ray tasks with ``--cluster``. Predictions go where the challenge expects them
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import EXIT_OK, EXIT_SOME_FAILED, InputError
@@ -34,7 +35,9 @@ from ..folds import ACCEPTED_FORMS, parse_folds
 from ..outlock import OutputLock
 from ..protect import check_inputs_regular, check_outputs, protected_folders
 from ..protocol import ErrorEvent, ResultEvent
-from ..vocab import Layout, Task, parse_device
+from ..vocab import AlignPet, Layout, RegistrationMode, Task, parse_device
+from .export import ExportIncomplete
+from .segment import add_align_pet_argument
 
 
 def add_arguments(parser) -> None:
@@ -55,6 +58,10 @@ def add_arguments(parser) -> None:
                         help="mirroring test-time augmentation (about 8x the inference time on a CPU); "
                              "default: the model's (on where its seed ran it)")
     parser.add_argument("--labels", default=None, help="folder layout: folder of reference <ID>.nii.gz")
+    parser.add_argument("--register-prior", nargs="?", const="deformable", default=None,
+                        metavar="{" + ",".join(RegistrationMode.values()) + "}",
+                        help="hntsmrg layout, midrt: an unregistered cohort - register each case's pre-RT T2 and "
+                             "contours (<ID>_preRT_mask.nii.gz or .dcm) onto its mid-RT T2 first (default deformable)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per case before it is stopped")
     parser.add_argument("--python", default=None, help="Python interpreter for the workers (default: this one)")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML QA report")
@@ -62,6 +69,7 @@ def add_arguments(parser) -> None:
                         help="dicom layout: also write <ID>_rtstruct.dcm and <ID>_seg.dcm on each case's source series")
     parser.add_argument("--holes", default="nested", metavar="nested|keyhole",
                         help="with --dicom-out: RTSTRUCT holes (default nested)")
+    add_align_pet_argument(parser)
 
 
 def _evaluate(cases, outcomes) -> dict | None:
@@ -98,6 +106,8 @@ def _check_paths(cases, out: Path, data: Path, labels: Path | None, model: str) 
             inputs[f"the {name} input of case {c.case_id}"] = path
         if c.prior_path:
             inputs[f"the prior of case {c.case_id}"] = c.prior_path
+        if c.prior_image_path:   # --register-prior: the pre-RT T2
+            inputs[f"the pre-RT image of case {c.case_id}"] = c.prior_image_path
         if c.reference_path:
             inputs[f"the reference of case {c.case_id}"] = c.reference_path
         outputs[f"the prediction of case {c.case_id}"] = str(c.prediction_path)
@@ -132,6 +142,7 @@ def run(args) -> int:
     if getattr(args, "dicom_out", False) and args.layout != "dicom":
         raise InputError(f"--dicom-out needs --layout dicom, not {args.layout}", None,
                          "give the cohort as one DICOM study folder per case (--layout dicom)")
+    AlignPet.parse(getattr(args, "align_pet", None) or AlignPet.AUTO, "--align-pet")   # exit 2 before any work
     folds = parse_folds(args.folds)   # also checked per case by SegmentRequest; here once, before any work
     device = _check_device(args.device) if not args.cluster else parse_device(args.device)
     # Absolute paths: the requests must mean the same on a cluster node with another cwd.
@@ -139,7 +150,8 @@ def run(args) -> int:
     data = Path(args.data).absolute()
     labels = Path(args.labels).absolute() if args.labels else None
     task = resolve_task(args.layout, args.task, args.model)
-    cases = discover_cases(args.layout, data, out, task, labels=labels)
+    cases = discover_cases(args.layout, data, out, task, labels=labels,
+                           register_prior=getattr(args, "register_prior", None))
     model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
     _check_paths(cases, out, data, labels, model)
     try:
@@ -164,7 +176,8 @@ def _run_cases(args, cases, out: Path, task: str, model: str, device: str, folds
     dicom_plans = _plan_dicom_outputs(args, cases, out, model, device, folds)  # checked before any work
     jobs, skipped = [], []
     for c in cases:
-        request = build_request(c, model, device=device, folds=folds, tta=args.tta)
+        request = replace(build_request(c, model, device=device, folds=folds, tta=args.tta),
+                          align_pet=getattr(args, "align_pet", None) or AlignPet.AUTO)
         fp = fingerprint(request)
         if is_done(out, c.case_id, c.prediction_path, fp):
             skipped.append(c.case_id)
@@ -182,10 +195,14 @@ def _run_cases(args, cases, out: Path, task: str, model: str, device: str, folds
     else:
         outcomes = run_local(jobs, out, workers=args.workers, python=args.python, timeout_s=args.timeout)
     wall = time.monotonic() - t0
+    dicom_errors: dict[str, str] = {}
     for c in cases:  # DICOM objects of every case that has its prediction now (run or skipped as done)
         o = outcomes.get(c.case_id)
         if c.case_id in dicom_plans and c.prediction_path.is_file() and (o is None or o.ok):
-            dicom_plans[c.case_id].write(c.prediction_path)
+            try:
+                dicom_plans[c.case_id].write(c.prediction_path)
+            except ExportIncomplete as exc:   # that case fails; its other format and the other cases go on (issue 25)
+                dicom_errors[c.case_id] = str(exc)
 
     result = _evaluate(cases, outcomes)
     if result is not None:
@@ -197,15 +214,22 @@ def _run_cases(args, cases, out: Path, task: str, model: str, device: str, folds
         o = outcomes.get(c.case_id)
         final = None if o is None else o.final
         error = f"{final.kind}: {final.message}" if isinstance(final, ErrorEvent) else None
+        error = error or (f"dicom: {dicom_errors[c.case_id]}" if c.case_id in dicom_errors else None)
         marker = read_marker(out, c.case_id) or {}
         seconds = o.seconds if o is not None else (marker.get("timings") or {}).get("total")
         metrics = (result or {}).get("cases", {}).get(c.case_id)
         qa.append(QACase(c.case_id, image=next(iter(c.input_paths.values())), prediction=str(c.prediction_path)
                          if c.prediction_path.is_file() else None, reference=c.reference_path, metrics=metrics,
                          error=error, seconds=seconds,
-                         regions=list(((final.info or {}).get("regions") or []) if isinstance(final, ResultEvent) else [])))
+                         regions=list(((final.info or {}).get("regions") or []) if isinstance(final, ResultEvent) else []),
+                         alignment=(final.info or {}).get("alignment") if isinstance(final, ResultEvent) else None))
         summary[c.case_id] = {"status": "skipped" if c.case_id in skipped else ("ok" if error is None else "failed"),
                               "error": error, "seconds": seconds, "prediction": str(c.prediction_path)}
+        if qa[-1].alignment:   # the PET placed on the CT: gate, transform, overlaps (issue 24)
+            summary[c.case_id]["alignment"] = qa[-1].alignment
+        registration = (final.info or {}).get("registration") if isinstance(final, ResultEvent) else None
+        if registration:   # --register-prior: the pre-RT -> mid-RT registration's quality (issue 23)
+            summary[c.case_id]["registration"] = registration
         warnings = list(final.info.get("warnings") or []) if isinstance(final, ResultEvent) else []
         if warnings:   # constant image, smaller than a patch ... (issue 11): in the report and the log
             summary[c.case_id]["warnings"] = warnings

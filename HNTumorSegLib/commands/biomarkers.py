@@ -1,8 +1,9 @@
 """`hntumorseg biomarkers`: PET biomarkers of GTVp / GTVn (MTV, NTV, SUVmax, SUVmean, SUVpeak, TLG, NLG).
 
 Definitions: :mod:`HNTumorSegLib.outcome.biomarkers`. PET: a NIfTI/NRRD file in SUV (HECKTOR
-ships SUV), or in Bq/mL with ``--pet-units BQML --suv-factor F``, or a DICOM PET folder
-(converted to SUVbw from its own tags). ``--ct`` (optional) is checked to cover the labels.
+ships SUV; without ``--pet-units`` it must look like SUV, README "PET units"), or in Bq/mL with
+``--pet-units BQML --suv-factor F``, or a DICOM PET folder (converted to SUVbw from its own tags,
+vendor rules in :mod:`HNTumorSegLib.dicom.suv`). ``--ct`` (optional) is checked to cover the labels.
 Bad input: one line on stderr, exit 2, no JSON written.
 
 Example:
@@ -27,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", required=True,
                         help="label map: 1 GTVp, 2 GTVn; or an RTSTRUCT or SEG file (--structures, --reference)")
     parser.add_argument("--ct", default=None, help="CT of the same study (checked to cover the labels)")
-    parser.add_argument("--pet-units", default="SUV", type=str.upper, choices=PET_UNITS,
-                        help="units of an image-file PET (default SUV; DICOM is converted from its tags)")
+    parser.add_argument("--pet-units", default=None, type=str.upper, choices=PET_UNITS,
+                        help="unit of an image-file PET; unstated: taken as SUV when it looks like SUV, else "
+                             "refused (README 'PET units'); DICOM is converted from its tags")
     parser.add_argument("--suv-factor", type=float, default=None,
                         help="with --pet-units BQML: SUV = value x factor (body weight g / decay-corrected dose Bq)")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the biomarkers to this JSON file")

@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from ..dicom.contours_in import ContourOptions, add_contour_arguments
-from ..errors import InputError
+from ..errors import HNTumorSegError, InputError, WorkerFailed
+from ..export._dicom_source import check_source_identity
 from ..protect import check_outputs
 from ..vocab import HoleStyle
 
@@ -74,25 +75,59 @@ def export_dicom(labels_path, source, series=None, rtstruct=None, seg=None, hole
     unless ``--reference`` names another folder).
     """
     from ..dicom.select import select_series
-    from ..export.dicom_seg import write_dicom_seg
-    from ..export.rtstruct import write_rtstruct
     from ..dicom.contours_in import read_labels
-    from ..pipeline.outputs import OutputSet
 
     style = HoleStyle.parse(holes, "--holes")
     contours = contours or ContourOptions()
     options = ContourOptions(contours.structures, contours.reference or str(source))
     labels = read_labels(labels_path, "label map", options)   # a label map (checked {0,1,2}), an RTSTRUCT or a SEG
     geometry = select_series(source, series_uid=series, labels=labels)
-    # All or nothing (issue 11): both objects are staged beside their final paths and renamed
-    # together; an earlier RTSTRUCT or SEG at those paths stays byte-identical when either fails.
+    check_source_identity(geometry)   # its character set, before anything is written (issue 25)
+    return write_dicom_objects(labels, geometry, {"rtstruct": rtstruct, "seg": seg}, style.value, operator)
+
+
+class ExportIncomplete(WorkerFailed):
+    """A DICOM format that failed on this source (a library's error, not the user's input) while
+    the others were written: one line naming both, exit code 1 (issue 25). ``files``: what was written."""
+
+    def __init__(self, message: str, files: dict[str, Path]) -> None:
+        super().__init__(message)
+        self.files = files
+
+
+def write_dicom_objects(labels, geometry, outputs: dict, holes: str = "nested", operator: str = "") -> dict:
+    """Write ``outputs`` (``{"rtstruct": path or None, "seg": path or None}``) of ``labels`` on ``geometry``.
+
+    All or nothing against the user's input and the machine (issue 11): an :class:`InputError` or
+    a full disk stages nothing, and an earlier RTSTRUCT or SEG at those paths stays byte-identical.
+    A format that a library fails to write from this source does not take the others with it
+    (issue 25): they are committed and :class:`ExportIncomplete` names the failure in one line.
+    """
+    from ..export.dicom_seg import write_dicom_seg
+    from ..export.rtstruct import write_rtstruct
+    from ..pipeline.outputs import OutputSet
+
+    writers = {"rtstruct": lambda tmp: write_rtstruct(labels, geometry, tmp, holes=holes, operator=operator),
+               "seg": lambda tmp: write_dicom_seg(labels, geometry, tmp)}
+    failed: list[str] = []
     with OutputSet() as out:
-        if rtstruct:
-            out.add_written("rtstruct", rtstruct, lambda tmp: write_rtstruct(
-                labels, geometry, tmp, holes=style.value, operator=operator))
-        if seg:
-            out.add_written("seg", seg, lambda tmp: write_dicom_seg(labels, geometry, tmp))
-    return {role: Path(path) for role, path in out.files.items()}
+        for role, path in outputs.items():
+            if not path:
+                continue
+            try:
+                out.add_written(role, path, writers[role])
+            except (HNTumorSegError, OSError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported below in one line, the others kept
+                text = " ".join(str(exc).split())[:300]
+                failed.append(f"the {role.upper()} could not be written to {path} ({type(exc).__name__}: {text})")
+    files = {role: Path(path) for role, path in out.files.items()}
+    if failed:
+        kept = "; ".join(f"the {role.upper()} was written to {path}" for role, path in files.items())
+        raise ExportIncomplete("; ".join(failed + ([kept] if kept else [])) +
+                               " - please report this (hntumorseg version, the source's Manufacturer and "
+                               "transfer syntax)", files)
+    return files
 
 
 class DicomOutputs:
@@ -134,6 +169,7 @@ class DicomOutputs:
                              f"give --input {name}=DICOM_FOLDER (the series the contours will reference)")
         modality = {"CT": "CT", "T2": "MR"}.get(name)
         geometry = select_series(source, series_uid=request.series.get(name), prefer_modality=modality)
+        check_source_identity(geometry)   # a character set we cannot declare: refused before inference (issue 25)
         taken = {Path(p).resolve() for p in [request.output_path, *request.input_paths.values()]}
         outs = [Path(p) for p in (rtstruct, seg) if p]
         for out in outs:
@@ -145,25 +181,13 @@ class DicomOutputs:
         return cls(geometry, rtstruct, seg, style.value)
 
     def write(self, labels_path) -> dict:
-        from ..export.dicom_seg import write_dicom_seg
-        from ..export.rtstruct import write_rtstruct
         from ..image import read_image
 
         labels = read_image(labels_path, label=True, name="label map")
         if not labels.array.any():
             print(f"hntumorseg: no GTV found in {labels_path}: no RTSTRUCT/SEG written", file=sys.stderr)
             return {}
-        written: dict[str, Path] = {}
-        try:
-            if self.rtstruct:
-                written["rtstruct"] = write_rtstruct(labels, self.geometry, self.rtstruct, holes=self.holes)
-            if self.seg:
-                written["seg"] = write_dicom_seg(labels, self.geometry, self.seg)
-        except BaseException:
-            for path in written.values():
-                Path(path).unlink(missing_ok=True)
-            raise
-        return written
+        return write_dicom_objects(labels, self.geometry, {"rtstruct": self.rtstruct, "seg": self.seg}, self.holes)
 
 
 def run(args: argparse.Namespace) -> int:

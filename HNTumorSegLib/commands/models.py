@@ -179,7 +179,7 @@ class _ProgressLine:
 
 def _fetch(args) -> int:
     from ..models.catalogue import check_licence, get_entry, manual_instructions
-    from ..models.download import fetch
+    from ..models.download import fmt_bytes, fetch
 
     entry = get_entry(args.id)
     check_licence(entry, entry.licence, args.accept_licence, entry.id)
@@ -188,6 +188,9 @@ def _fetch(args) -> int:
                          manual_instructions(entry))
     line = _ProgressLine(f"fetch {entry.id}", enabled=args.progress == "bar", json_events=args.progress == "json")
     try:
+        if not entry.hub and not entry.bundled:   # hub entries: exact size once listed, still before any byte
+            size = fmt_bytes(entry.size_bytes) if entry.size_bytes else "size: as the server announces"
+            line("download", 0.0, f"{entry.id}: {size}; licence {entry.licence or 'not stated'}")
         if entry.hub:
             from ..models.hub import fetch_from_hub
 

@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="label map: 1 GTVp, 2 GTVn; or an RTSTRUCT or SEG file (--structures, --reference)")
     parser.add_argument("--clinical", required=True, help="clinical values: JSON object or CSV")
     parser.add_argument("--patient", default=None, help="patient id to pick from a CSV of several patients")
-    parser.add_argument("--pet-units", default="SUV", type=str.upper, choices=PET_UNITS)
+    parser.add_argument("--pet-units", default=None, type=str.upper, choices=PET_UNITS,
+                        help="unit of an image-file PET (unstated: SUV when it looks like SUV; README 'PET units')")
     parser.add_argument("--suv-factor", type=float, default=None, help="with --pet-units BQML")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the prediction to this JSON file")

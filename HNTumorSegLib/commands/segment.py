@@ -2,9 +2,11 @@
 
     hntumorseg segment --task midrt --model demo-midrt --input T2=mid_T2.nii.gz \\
         --prior pre_mask_registered.nii.gz --output labels.nii.gz [--device auto|cpu|cuda|mps] \\
+        [--prior-image PRE_T2 [--registration rigid|affine|deformable] [--save-registered DIR]] \\
         [--folds all|first|fold_all|0,1] [--tta/--no-tta] [--progress json|bar|none] \\
         [--probabilities P.nii.gz] [--uncertainty U.nii.gz] [--save-boxes boxes.json] [--restrict-to-boxes]
         [--series UID|NAME=UID] [--rtstruct RT.dcm] [--seg SEG.dcm] [--holes nested|keyhole]
+        [--align-pet auto|off|force]
 
 Inputs are named ``T2`` (prert, midrt), ``CT`` and ``PET`` (petct), or by an nnU-Net folder's
 ``channel_names``. The label map (0 background, 1 GTVp, 2 GTVn) lies on the first input's grid.
@@ -38,7 +40,7 @@ from ..errors import InputError
 from ..folds import ACCEPTED_FORMS
 from ..pipeline.request import SegmentRequest
 from ..protect import check_request
-from ..vocab import Device, ProgressMode, Task
+from ..vocab import AlignPet, Device, PetUnit, ProgressMode, RegistrationMode, Task
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an input image, repeatable: T2=..., or CT=... and PET=..., or nnU-Net channel names")
     parser.add_argument("--prior", metavar="PATH", help="midrt: the pre-RT mask registered to the mid-RT T2 "
                         "(a label map, or an RTSTRUCT or SEG on the mid-RT series: --structures, --reference)")
+    parser.add_argument("--prior-image", metavar="PRE_T2",
+                        help="midrt: the pre-RT T2 (file or DICOM folder) --prior is drawn on; it is registered onto the "
+                             "mid-RT T2 first (as `register`) and the prior carried over (issue 23)")
+    parser.add_argument("--registration", metavar="{" + ",".join(RegistrationMode.values()) + "}", default=None,
+                        help="with --prior-image: rigid, affine or deformable (default: deformable, as `register`)")
+    parser.add_argument("--save-registered", metavar="DIR",
+                        help="with --prior-image: also write the registered pre-RT T2 and prior, the transform and "
+                             "registration.json (similarity, Jacobian, fold) into DIR")
     parser.add_argument("--boxes", metavar="BOXES_JSON", help="lesion boxes (RAS mm, docs/design.md 'Boxes')")
     parser.add_argument("--output", required=True, metavar="OUT.nii.gz", help="label map to write")
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(Device.values())} (or cuda:N); default auto")
@@ -81,7 +91,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prert, midrt: segment only within the lesion boxes (from --prior or --boxes) plus 5 mm: "
                              "faster on a CPU, but lesions outside the boxes are lost. Default: the whole image, "
                              "as the seeds ran. (petct: --boxes already replace the head crop by the boxes + 20 mm)")
+    add_align_pet_argument(parser)
+    parser.add_argument("--pet-units", default=None, metavar="{" + ",".join(PetUnit.values()) + "}",
+                        help="unit of a PET given as an image file: SUV, or BQML with --suv-factor; unstated: the "
+                             "model's (SUV), and a PET that does not look like SUV is refused (README 'PET units'). "
+                             "A DICOM PET is converted by its header")
+    parser.add_argument("--suv-factor", type=float, default=None,
+                        help="with --pet-units BQML: SUV = value x factor (body weight g / decay-corrected dose Bq)")
     add_contour_arguments(parser)
+
+
+def add_align_pet_argument(parser: argparse.ArgumentParser) -> None:
+    """``--align-pet`` (segment, batch): when a PET is registered to its CT (issue 24)."""
+    parser.add_argument("--align-pet", metavar="{" + ",".join(AlignPet.values()) + "}", default=AlignPet.AUTO.value,
+                        help="petct: auto (default) registers a PET whose header places it off the CT and applies it "
+                             "only when the alignment gate passes (else exit 2); off never registers (a PET off its CT "
+                             "is refused); force always registers and applies, gate or not (README 'PET/CT alignment')")
 
 
 def run(args: argparse.Namespace) -> int:

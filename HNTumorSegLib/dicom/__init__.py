@@ -9,7 +9,9 @@
 * :mod:`.select` - which series: the one named, else the only image series, else the one whose
   grid a label map lies on; otherwise one line listing the series found;
 * :mod:`.pixels` - the voxels of a checked series; :mod:`.read` - `read_volume`: a file or a DICOM folder;
-* :mod:`.suv` - PET Bq/mL to SUVbw (:func:`.suv.read_pet_suv`);
+* :mod:`.suv` - PET Bq/mL (or Philips counts) to SUVbw per vendor (:func:`.suv.suv_conversion`);
+  :mod:`.pet_units` - the one PET path every PET takes (:func:`.pet_units.pet_to_suv`: SUVbw and
+  where the unit came from; an image file that does not look like SUV refused);
 * :mod:`.send` - C-STORE to a DICOM node (pynetdicom);
 * :mod:`.contours_in` - an RTSTRUCT or SEG (or a label map) wherever a label map is taken:
   structures to labels (:mod:`.structures`), contours rasterised (:mod:`.rtstruct_in`), SEG frames

@@ -5,8 +5,9 @@ frame of reference. A series that is not (mixed studies or frames of reference, 
 orientation, a gap or uneven spacing, CT slices sheared by gantry tilt, two slices at one
 position) would be read into a wrong grid without a word, and contours exported on it would
 land in the wrong place. Each case is refused with one line saying what and what to do.
-Enhanced multi-frame objects (one file holding all slices) are refused clearly as well: this
-version reads one-file-per-slice series, what PACS and scanners export by default.
+Enhanced multi-frame objects (one file holding all slices) and Siemens mosaics (slices tiled in
+one image) are refused clearly as well: this version reads one-file-per-slice series, what PACS
+and scanners export by default.
 
 Tolerances: orientation 1e-4 (direction cosines), in-plane shift of a slice 5 % of a pixel
 (more is gantry tilt), slice spacing 1 % of the mean spacing (more is uneven spacing).
@@ -56,6 +57,18 @@ def _floats(value) -> np.ndarray:
     return np.array([float(v) for v in value], dtype=float)
 
 
+def mosaic_tiles(header) -> int:
+    """Slices tiled in a Siemens mosaic image (``ImageType`` MOSAIC; CSA NumberOfImagesInMosaic), else 0
+    (-1: a mosaic that does not say how many)."""
+    if "MOSAIC" not in [str(v).upper() for v in (header.get("ImageType") or [])]:
+        return 0
+    n = header.get((0x0019, 0x100A))
+    try:
+        return int.from_bytes(n.value, "little") if isinstance(n.value, bytes) else int(n.value)
+    except (AttributeError, TypeError, ValueError):
+        return -1
+
+
 def _same(headers, key: str, series: SeriesInfo) -> str:
     values = {str(h.get(key, "") or "") for h in headers}
     if len(values) > 1:
@@ -73,8 +86,15 @@ def check_series(series: SeriesInfo, need_frame_of_reference: bool = True) -> Se
     first_path = series.files[0]
     if series.is_multiframe:
         kind = ENHANCED_CLASSES.get(str(series.first.get("SOPClassUID", "")), "multi-frame")
-        raise InputError(f"series {series.uid} is an {kind} (multi-frame) object; one file per slice is needed",
+        article = "an" if kind[0] in "AEIOU" else "a"
+        raise InputError(f"series {series.uid} is {article} {kind} (multi-frame) object; one file per slice is needed",
                          first_path, "export the series from the PACS or scanner as classic single-frame images")
+    tiles = mosaic_tiles(series.first)
+    if tiles:
+        count = f"{tiles} slices" if tiles > 0 else "slices"
+        raise InputError(f"series {series.uid} is a Siemens mosaic ({count} tiled in each image), "
+                         "not a stack of slices", first_path,
+                         "convert it to a volume first (e.g. dcm2niix) or export the scanner's non-mosaic series")
     if not series.is_image:
         raise InputError(f"series {series.uid} ({series.modality}) is not an image series", first_path,
                          "choose an image series (CT, MR, PT)")

@@ -18,6 +18,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+
 import numpy as np
 
 from ..errors import InputError
@@ -31,6 +36,36 @@ def _needs_float(headers) -> bool:
     return len(slopes) > 1 or any(s != int(s) for s in slopes) or any(i != int(i) for i in intercepts)
 
 
+@contextlib.contextmanager
+def quiet_native_stderr(caught: list[str]):
+    """Hold what native code (GDCM's JPEG codecs) writes on file descriptor 2 while reading, into
+    ``caught``: a 12-bit JPEG made libjpeg print 13 lines ("Unsupported JPEG data precision 12")
+    as GDCM tried its 8-, 12- and 16-bit decoders in turn, on success too (issue 25).
+
+    Example:
+        >>> caught = []
+        >>> with quiet_native_stderr(caught):
+        ...     _ = os.write(2, b"Unsupported JPEG data precision 12\\n")
+        >>> caught
+        ['Unsupported JPEG data precision 12']
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):   # no file descriptor 2 (an embedded interpreter): nothing to hold
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            caught.extend(line for line in sink.read().decode("utf-8", "replace").splitlines() if line.strip())
+
+
 def read_series(geometry: SeriesGeometry, name: str = "image") -> Image:
     """The voxels of a checked series on its grid (rescaled values: HU, Bq/mL ...)."""
     import SimpleITK as sitk
@@ -39,10 +74,12 @@ def read_series(geometry: SeriesGeometry, name: str = "image") -> Image:
     reader.SetFileNames([str(f) for f in geometry.files])
     if _needs_float(geometry.headers):
         reader.SetOutputPixelType(sitk.sitkFloat32)
+    native: list[str] = []
     try:
-        img = reader.Execute()
+        with quiet_native_stderr(native):
+            img = reader.Execute()
     except RuntimeError as exc:
-        reason = (str(exc).strip().splitlines() or ["unreadable"])[-1]
+        reason = (str(exc).strip().splitlines() or native or ["unreadable"])[-1]
         raise InputError(f"cannot read the pixels of the {name} ({reason[:120]})", geometry.files[0],
                          "check the files are complete DICOM images") from None
     image = Image.from_sitk(img)

@@ -23,8 +23,8 @@ from pathlib import Path
 from ..errors import InputError
 from ..image import Image, checked_image, read_image
 from .pixels import read_series
-from .select import select_series
-from .suv import to_suv
+from .select import refuse_mosaic_file, select_series
+from .pet_units import pet_to_suv
 
 
 def read_volume(path: str | os.PathLike, label: bool = False, name: str | None = None,
@@ -42,6 +42,7 @@ def read_volume(path: str | os.PathLike, label: bool = False, name: str | None =
         if series:
             raise InputError(f"a series ({series}) is named for the {what}, which is a file, not a DICOM folder",
                              p, "drop --series, or give the DICOM folder")
+        refuse_mosaic_file(p)   # not "a single slice": a mosaic of tiled slices (issue 25)
         return read_image(p, label=label, name=name)
     image = read_dicom_folder(p, series_uid=series, name=what, prefer_modality=prefer_modality)
     return checked_image(image.to_sitk(), p, label=label, what=what)
@@ -52,12 +53,12 @@ def read_dicom_folder(folder: str | os.PathLike, series_uid: str | None = None, 
                       prefer_modality: str | None = None) -> Image:
     """Choose (:func:`.select.select_series`), check and read one series of ``folder``.
 
-    A PET series comes back in SUVbw (:func:`.suv.to_suv`) unless ``pet_in_suv=False``: the
+    A PET series comes back in SUVbw (:func:`.pet_units.pet_to_suv`) unless ``pet_in_suv=False``: the
     models and the biomarkers expect SUV, and a PET that cannot be converted is refused here.
     """
     geometry = select_series(folder, series_uid=series_uid, modality=modality, need_frame_of_reference=False,
                              prefer_modality=prefer_modality)
     image = read_series(geometry, name=name)
-    if pet_in_suv and geometry.series.modality == "PT":
-        image = to_suv(geometry, image)
+    if pet_in_suv and geometry.series.modality == "PT":   # the one PET path (issue 24)
+        image = pet_to_suv(image, folder, geometry=geometry).image
     return image

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +80,14 @@ def read_header(path: str | os.PathLike):
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(str(path), stop_before_pixels=True)
+        with warnings.catch_warnings():
+            # a SpecificCharacterSet pydicom does not know warned on every access (lines with
+            # pydicom's source on stderr); decoded once here, quietly. An export refuses it in one
+            # line (HNTumorSegLib.export._dicom_source.output_character_set, issue 25)
+            warnings.simplefilter("ignore", UserWarning)
+            header = pydicom.dcmread(str(path), stop_before_pixels=True)
+            header.decode()
+        return header
     except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
         return None
 

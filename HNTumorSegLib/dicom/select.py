@@ -26,11 +26,27 @@ Example:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ..errors import InputError
 from ..image import Image
-from .geometry import SeriesGeometry, check_series, grid_matches
-from .scan import list_series_text, scan_folder
+from .geometry import SeriesGeometry, mosaic_tiles, check_series, grid_matches
+from .scan import SeriesInfo, list_series_text, read_header, scan_folder
+
+
+def refuse_mosaic_file(path: str | os.PathLike) -> None:
+    """A Siemens mosaic given as one file (not a folder) is refused as what it is, as in a folder
+    (:func:`.geometry.check_series`), not read as a "single slice" of tiles (issue 25).
+
+    Example:
+        >>> refuse_mosaic_file("labels.nii.gz")      # not DICOM, or DICOM but no mosaic: nothing to say
+    """
+    header = read_header(path) if os.path.isfile(path) else None
+    if header is not None and mosaic_tiles(header):
+        info = SeriesInfo(str(header.get("SeriesInstanceUID", "") or "?"), str(header.get("Modality", "") or ""))
+        info.files.append(Path(path))
+        info.headers.append(header)
+        check_series(info)
 
 
 def select_series(folder: str | os.PathLike, series_uid: str | None = None, labels: Image | None = None,

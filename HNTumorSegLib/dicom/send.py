@@ -3,8 +3,9 @@
 Only when the user asks (``--send AET@HOST:PORT``). Each file is sent in its own transfer
 syntax within one association; we call as ``HNTUMORSEG`` unless told otherwise. Every failure
 is one line saying what happened and what to check: the node refused the association (wrong
-called AE title, or our AE title not configured there), no answer (host/port wrong, firewall:
-``timeout_s``), or the node answered a C-STORE with a failure status.
+called AE title, or our AE title not configured there), the connection refused (nothing listens
+on that port: said at once, not after ``timeout_s`` - issue 25), an unknown host, no answer
+(firewall: ``timeout_s``), or the node answered a C-STORE with a failure status.
 
 Example:
     >>> from pynetdicom import AE, AllStoragePresentationContexts, evt      # a small DICOM node stands in
@@ -53,6 +54,37 @@ def parse_destination(text: str) -> Destination:
     return Destination(m["aet"], m["host"], int(m["port"]))
 
 
+def check_reachable(destination: Destination, timeout_s: float = 10.0) -> None:
+    """One TCP connection to the node before the association, so that a refused connection, an
+    unknown host and no answer are told apart (pynetdicom reports all three as "not established").
+
+    Example:
+        >>> import socket
+        >>> with socket.socket() as s:
+        ...     s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]     # a port nothing listens on
+        >>> check_reachable(Destination("PACS", "127.0.0.1", port))
+        Traceback (most recent call last):
+        ...
+        HNTumorSegLib.errors.SendError: PACS@127.0.0.1:...: the connection was refused ...
+    """
+    import socket
+
+    fix = "check the host and port, and that the DICOM node is running"
+    try:
+        with socket.create_connection((destination.host, destination.port), timeout=timeout_s):
+            pass
+    except ConnectionRefusedError:
+        raise SendError(f"{destination}: the connection was refused (nothing listens on port {destination.port} "
+                        f"of {destination.host})", None, fix) from None
+    except socket.gaierror:
+        raise SendError(f"{destination}: unknown host {destination.host}", None, "check the host name") from None
+    except (socket.timeout, TimeoutError):
+        raise SendError(f"{destination} did not answer within {timeout_s:g} s", None,
+                        fix + " and reachable (firewall)") from None
+    except OSError as exc:
+        raise SendError(f"{destination} cannot be reached ({exc.strerror or exc})", None, fix) from None
+
+
 def send_files(files: Iterable[str | os.PathLike], destination: Destination, calling_aet: str = CALLING_AET,
                timeout_s: float = 10.0) -> int:
     """C-STORE every file to ``destination`` in one association; returns how many were stored."""
@@ -60,6 +92,7 @@ def send_files(files: Iterable[str | os.PathLike], destination: Destination, cal
     from pynetdicom import AE
 
     datasets = [(Path(f), pydicom.dcmread(str(f))) for f in files]
+    check_reachable(destination, timeout_s)
     ae = AE(ae_title=calling_aet)
     ae.connection_timeout = timeout_s
     ae.acse_timeout = timeout_s

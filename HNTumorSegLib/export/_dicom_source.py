@@ -11,7 +11,13 @@ lie on the series' own grid (the worker's output does: it lies on the first inpu
 Identity: ``SpecificCharacterSet`` and the Patient, Clinical Trial Subject, General Study and
 Patient Study modules are copied element by element from the first source slice, so a name
 in any character set ("Müller–Ng^Wén" in UTF-8) is written with the bytes the images carry
-and a PACS or planning system matches the objects to the patient.
+and a PACS or planning system matches the objects to the patient. The character set we
+declare is always valid (:func:`output_character_set`, issue 25): scanners write an empty
+``SpecificCharacterSet`` (type 1C: an empty value is an error) - ours then omits it (the default
+repertoire) when every copied text is ASCII, else declares ``ISO_IR 192`` and writes the same
+characters in UTF-8; the ISO 2022 form with an empty first value (``\\ISO 2022 IR 87``, value 1
+means ISO 2022 IR 6) is valid and kept as the source has it; a term DICOM does not define is
+refused (one line, exit 2) before anything runs.
 
 Example:
     >>> from HNTumorSegLib.phantoms import make_prert_case
@@ -125,15 +131,77 @@ def match_series(labels: Image, source: SeriesGeometry | Iterable[str | os.PathL
     return out
 
 
+def _character_set_values(source) -> list[str]:
+    value = source.get("SpecificCharacterSet", None)
+    if value is None:
+        return []
+    return [str(v).strip() for v in ([value] if isinstance(value, (str, bytes)) else value)]
+
+
+def _text_is_ascii(value) -> bool:
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    if isinstance(value, Sequence):
+        return all(_text_is_ascii(elem.value) for item in value for elem in item)
+    if isinstance(value, Dataset):
+        return all(_text_is_ascii(elem.value) for elem in value)
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return all(_text_is_ascii(v) for v in value)
+    if isinstance(value, str) or type(value).__name__ == "PersonName":
+        return str(value).isascii()
+    return True   # numbers, dates as numbers, binary values: no characters to declare
+
+
+def output_character_set(source, path: str | os.PathLike | None = None) -> str | list[str] | None:
+    """The ``SpecificCharacterSet`` our objects declare for ``source``'s names (``None``: omitted, the default repertoire).
+
+    The source's own value when it is valid; an empty or absent one becomes the default repertoire
+    (omitted), or ``ISO_IR 192`` when a copied name is not ASCII (module docstring). A term DICOM
+    does not define -> :class:`InputError` naming ``path``.
+
+    Example:
+        >>> from pydicom.dataset import Dataset
+        >>> ds = Dataset(); ds.SpecificCharacterSet = ""; ds.PatientName = "DOE^JOHN"
+        >>> output_character_set(ds) is None
+        True
+        >>> ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+        >>> output_character_set(ds)
+        ['', 'ISO 2022 IR 87']
+    """
+    from pydicom.charset import python_encoding
+
+    values = _character_set_values(source)
+    unknown = [v for v in values if v and v not in python_encoding]
+    if unknown:
+        raise InputError(f"declares SpecificCharacterSet {unknown[0]!r}, which is not a DICOM character set", path,
+                         "correct the series' SpecificCharacterSet (PS3.3 C.12.1.1.2) and export again")
+    if any(values):
+        return values[0] if len(values) == 1 else values
+    names_ascii = all(_text_is_ascii(source[k].value) for k in PATIENT_STUDY_KEYWORDS if k in source)
+    return None if names_ascii else "ISO_IR 192"
+
+
+def check_source_identity(geometry: SeriesGeometry) -> None:
+    """Refuse, before any work, a source whose names we could not declare (:func:`output_character_set`)."""
+    if geometry.headers:
+        output_character_set(geometry.headers[0], geometry.files[0])
+
+
 def copy_identity(source, target) -> None:
-    """Copy ``SpecificCharacterSet`` and the patient/study modules from ``source`` to ``target`` exactly."""
-    for keyword in ("SpecificCharacterSet",) + PATIENT_STUDY_KEYWORDS:
+    """Copy the patient/study modules from ``source`` to ``target`` exactly, declaring
+    :func:`output_character_set` (the source's ``SpecificCharacterSet`` when it is valid)."""
+    charset = output_character_set(source)
+    for keyword in PATIENT_STUDY_KEYWORDS:
         if keyword in source:
             target[keyword] = copy.deepcopy(source[keyword])
-        elif keyword in target and keyword != "SpecificCharacterSet":
+        elif keyword in target:
             del target[keyword]
-    if "SpecificCharacterSet" not in source and "SpecificCharacterSet" in target:
-        del target.SpecificCharacterSet
+    if charset is None:
+        if "SpecificCharacterSet" in target:
+            del target.SpecificCharacterSet
+    else:
+        target.SpecificCharacterSet = charset
     for keyword in TYPE2:
         if keyword not in target:
             setattr(target, keyword, "")

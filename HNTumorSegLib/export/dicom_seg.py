@@ -10,7 +10,8 @@ display colour in CIELab and HNTumorSeg as the algorithm (family "Artificial Int
 ``algorithm_type`` is ``SEMIAUTOMATIC`` by default: what leaves Slicer may have been edited.
 Empty frames are omitted (highdicom's default); the label map must lie on the series' grid
 (:func:`._dicom_source.match_series`). ``SpecificCharacterSet`` and the patient/study modules
-are copied exactly from the source (:func:`._dicom_source.copy_identity`), as in RTSTRUCT.
+are copied exactly from the source (:func:`._dicom_source.copy_identity`), as in RTSTRUCT; an
+empty or ISO 2022 ``SpecificCharacterSet`` in the source is declared validly (issue 25).
 
 Example:
     >>> from HNTumorSegLib.phantoms import make_prert_case
@@ -28,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -84,13 +86,20 @@ def write_dicom_seg(labels: Image, source_files: SeriesGeometry | Iterable[str |
     for i, s in enumerate(slices):
         for label, number in numbers.items():
             frames[i][labels.array[s.k] == label] = number
-    seg = hd.seg.Segmentation(
-        source_images=[s.dataset for s in slices], pixel_array=frames,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=_segment_descriptions(present, algorithm_type),
-        series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(),
-        instance_number=1, manufacturer="HNTumorSeg", manufacturer_model_name="HNTumorSeg",
-        software_versions=__version__, device_serial_number="0", series_description=series_description)
+    with warnings.catch_warnings():
+        # highdicom's advice on the source's names ("JANCT000 ... single component") is about
+        # the images we copy, not ours to act on; on success stderr stays clean (issue 25)
+        warnings.simplefilter("ignore", UserWarning)
+        seg = hd.seg.Segmentation(
+            source_images=[s.dataset for s in slices], pixel_array=frames,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=_segment_descriptions(present, algorithm_type),
+            series_instance_uid=hd.UID(), series_number=series_number, sop_instance_uid=hd.UID(),
+            instance_number=1, manufacturer="HNTumorSeg", manufacturer_model_name="HNTumorSeg",
+            software_versions=__version__, device_serial_number="0", series_description=series_description,
+            # highdicom's own list refuses valid ISO 2022 forms (an empty value 1; Korean IR 149 is
+            # missing from it); the value it checks is replaced by the source's just below
+            specific_character_set="ISO_IR 192")
     copy_identity(slices[0].dataset, seg)
     if "ContentCreatorName" not in seg:
         seg.ContentCreatorName = ""  # type 2 of the Content Identification macro (dcmqi warns when absent)

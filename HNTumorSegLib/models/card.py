@@ -17,6 +17,9 @@ JSON key            Python field              order and unit
                                               network runs in)
 ``box_margin_vox``  ``box_margin_vox``        voxels added on every side of a lesion box
                                               made from a prior mask (int >= 0, default 4)
+``pet_unit``        ``pet_unit``              the unit a PET input must be in: ``SUV`` (the
+                                              default and, so far, the only one models take;
+                                              :mod:`HNTumorSegLib.dicom.pet_units`)
 ==================  ========================  ==============================================
 
 Why the box margin is a card field, and why 4: seed 003 (Ren et al., mid-RT gradient maps)
@@ -45,7 +48,7 @@ from typing import Any, NoReturn, TypedDict
 
 from ..errors import InputError, ModelError
 from ..fileio import read_json, write_json_atomic
-from ..vocab import Architecture, NetworkOutput, Task
+from ..vocab import Architecture, NetworkOutput, PetUnit, Task
 
 CARD_FORMAT = "hntumorseg-model/1"
 CARD_NAME = "model.json"
@@ -95,6 +98,7 @@ class ModelCard:
     spacing_xyz: list[float] | None = None  # JSON "spacing": x, y, z in mm; None = native grid
     patch_size_zyx: list[int] | None = None  # JSON "patch_size": z, y, x voxels
     box_margin_vox: int = DEFAULT_BOX_MARGIN_VOX  # per-side margin of boxes made from a prior mask
+    pet_unit: PetUnit = PetUnit.SUV  # the unit a PET input must be in (dicom/pet_units.py; README "PET units")
     output: str = "softmax"
     sha256: dict[str, str] = field(default_factory=dict)
     postprocess: dict[str, Any] = field(default_factory=dict)
@@ -188,6 +192,10 @@ class ModelCard:
         if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
             _bad(where, f"box_margin_vox must be a whole number of voxels >= 0, got {margin!r}",
                  f"set \"box_margin_vox\": {DEFAULT_BOX_MARGIN_VOX} (seed 003's inference margin) or leave it out")
+        pet_unit = PetUnit.lookup(data.get("pet_unit", PetUnit.SUV))
+        if pet_unit is not PetUnit.SUV:   # the one PET path gives models SUV (dicom/pet_units.py)
+            _bad(where, f"pet_unit {data.get('pet_unit')!r} is not supported: PET is given to models in SUV",
+                 'set "pet_unit": "SUV" or leave it out')
         tta = data.get("tta_axes", [0, 1, 2])
         if not isinstance(tta, list) or not all(a in (0, 1, 2) for a in tta):
             _bad(where, "tta_axes must be a list drawn from 0, 1, 2")
@@ -196,7 +204,7 @@ class ModelCard:
             id=data["id"], title=data["title"], inputs=inputs, architecture=dict(arch), labels=dict(labels),
             folds=[f if f == "all" else int(f) for f in folds], weights={str(k): v for k, v in weights.items()},
             format=data["format"], version=str(data.get("version", "1")), task=origin["task"],
-            spacing_xyz=spacing, patch_size_zyx=patch, box_margin_vox=int(margin), output=output, sha256=dict(sha),
+            spacing_xyz=spacing, patch_size_zyx=patch, box_margin_vox=int(margin), pet_unit=PetUnit.SUV, output=output, sha256=dict(sha),
             postprocess=dict(data.get("postprocess") or {}), tta_axes=list(tta),
             licence=origin["licence"], source=origin["source"], citation=origin["citation"],
             intended_use=str(data.get("intended_use", "")),

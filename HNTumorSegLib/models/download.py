@@ -63,7 +63,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from ..errors import ModelError
-from ..fileio import FULL_DISK_ERRNOS, os_error, read_json
+from ..fileio import FULL_DISK_ERRNOS, os_error, read_json, removed_on_hard_exit
 from .catalogue import COMPLETE_MARKER, CatalogueEntry, cache_dir, install_dir
 from .weights import sha256_file
 
@@ -84,7 +84,7 @@ def check_cache_writable(folder: Path) -> None:
                          "give a writable folder with --cache DIR (or set HNTUMORSEG_CACHE)") from None
 
 
-def _fmt_bytes(n: float) -> str:
+def fmt_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -95,12 +95,12 @@ def _fmt_bytes(n: float) -> str:
 def progress_message(done: int, total: int | None, started: float, done_at_start: int) -> tuple[float, str]:
     """(fraction, "12.0 MB / 40.0 MB, 30%, 8 s left") for a download in progress."""
     if not total:
-        return 0.0, f"{_fmt_bytes(done)} received"
+        return 0.0, f"{fmt_bytes(done)} received"
     fraction = min(done / total, 1.0)
     rate = (done - done_at_start) / max(time.monotonic() - started, 1e-6)
     left = (total - done) / rate if rate > 0 else float("inf")
     left_text = f"{left:.0f} s left" if left != float("inf") else "time left unknown"
-    return fraction, f"{_fmt_bytes(done)} / {_fmt_bytes(total)}, {fraction:.0%}, {left_text}"
+    return fraction, f"{fmt_bytes(done)} / {fmt_bytes(total)}, {fraction:.0%}, {left_text}"
 
 
 #: Extra bytes allowed past an announced size (catalogue ``size_bytes`` or ``Content-Length``).
@@ -140,7 +140,16 @@ def download(url: str, dest: Path, sha256: str | None, progress: Progress | None
 
     ``expected_size``: the catalogue's size; with the server's ``Content-Length`` it sets the
     size cap (module docstring). A full disk deletes the ``.part`` and raises EnvironmentFault.
+    A download stopped because its client died (the parent watch of ``hntumorseg models fetch``
+    started by Slicer) leaves no ``.part``: it is on the hard exit's clean-up list meanwhile.
     """
+    dest = Path(dest)
+    with removed_on_hard_exit(dest.with_name(dest.name + ".part")):
+        return _download(url, dest, sha256, progress, retries, timeout, expected_size)
+
+
+def _download(url: str, dest: Path, sha256: str | None, progress: Progress | None, retries: int, timeout: float,
+              expected_size: int | None) -> Path:
     if not url.lower().startswith(("https://", "http://")):
         raise ModelError(f"refusing to download from {url!r} (only http and https)", None, "fix the catalogue entry")
     dest = Path(dest)
@@ -222,8 +231,8 @@ def _fetch_once(url: str, part: Path, progress: Progress, timeout: float, expect
                     _local(fh.close, part)
                     part.unlink(missing_ok=True)
                     announced = [n for n in (expected_size, total) if n is not None]
-                    what = f"more than announced ({_fmt_bytes(min(announced))})" if announced else "the limit"
-                    raise ModelError(f"the download passed {_fmt_bytes(cap)}, {what}; stopped and deleted", url,
+                    what = f"more than announced ({fmt_bytes(min(announced))})" if announced else "the limit"
+                    raise ModelError(f"the download passed {fmt_bytes(cap)}, {what}; stopped and deleted", url,
                                      "the server sends more than it should: do not use it "
                                      "(or raise HNTUMORSEG_MAX_DOWNLOAD_BYTES)")
                 _local(lambda: fh.write(block), part)
@@ -273,10 +282,10 @@ RATIO_FLOOR_BYTES = 16 * 2 ** 20
 
 def _too_big(archive: Path, unpacked: int, max_bytes: int, max_ratio: float) -> str | None:
     if unpacked > max_bytes:
-        return f"unpacks to more than {_fmt_bytes(max_bytes)}"
+        return f"unpacks to more than {fmt_bytes(max_bytes)}"
     packed = max(archive.stat().st_size, 1)
     if unpacked > RATIO_FLOOR_BYTES and unpacked / packed > max_ratio:
-        return f"unpacks to {_fmt_bytes(unpacked)} from {_fmt_bytes(packed)} (more than {max_ratio:g}:1, a zip bomb?)"
+        return f"unpacks to {fmt_bytes(unpacked)} from {fmt_bytes(packed)} (more than {max_ratio:g}:1, a zip bomb?)"
     return None
 
 

@@ -164,6 +164,62 @@ def _download(repo_id: str, name: str, revision: str, staging: Path, endpoint: s
             time.sleep(min(0.2 * 2 ** attempt, 5.0))
 
 
+def announce_text(entry: CatalogueEntry, n_files: int, total: int) -> str:
+    """What a download says before its first byte: size and licence (the panel shows it as the stage line).
+
+    Example:
+        >>> from HNTumorSegLib.models.catalogue import get_entry
+        >>> text = announce_text(get_entry("GradientSegHNTS"), 9, 250 * 2 ** 20)
+        >>> text.split(";")[0], "licence Apache-2.0" in text
+        ('GradientSegHNTS: 9 files, 250.0 MB to download', True)
+    """
+    from .download import fmt_bytes
+
+    return f"{entry.id}: {n_files} files, {fmt_bytes(total)} to download; licence {entry.licence or 'not stated'}"
+
+
+def _bytes_in(folder: Path) -> int:
+    """Bytes under ``folder`` now (complete and partial files: hf_hub_download writes ``*.incomplete`` there)."""
+    n = 0
+    for p in folder.rglob("*"):
+        try:
+            if p.is_file():
+                n += p.stat().st_size
+        except OSError:   # a partial file renamed between listing and stat
+            continue
+    return n
+
+
+def _watched(call: Callable[[], Path], staging: Path, done: int, total: int, progress: Progress,
+             every_s: float = 0.5) -> Path:
+    """Run one file's download in a thread; meanwhile report MB received every ``every_s`` (this thread
+    calls ``progress``, so progress lines never interleave). Exceptions come back here as they were."""
+    import threading
+
+    from .download import progress_message
+
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["path"] = call()
+        except BaseException as exc:   # re-raised below, in the caller's thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True, name="hntumorseg-hub-download")
+    before = _bytes_in(staging) if staging.exists() else 0   # earlier files (and a partial one being resumed)
+    started = time.monotonic()
+    worker.start()
+    while worker.is_alive():
+        worker.join(every_s)
+        if worker.is_alive() and staging.exists():
+            have = min(done + max(_bytes_in(staging) - before, 0), total)
+            progress("download", *progress_message(have, total, started, done))
+    if "error" in result:
+        raise result["error"]
+    return result["path"]
+
+
 def _full_disk(exc: BaseException) -> OSError | None:
     """The full-disk ``OSError`` behind ``exc`` (itself, its cause or context), if any."""
     seen = 0
@@ -177,19 +233,19 @@ def _full_disk(exc: BaseException) -> OSError | None:
 
 def _check_sizes(entry: CatalogueEntry, files: list, where: Path) -> None:
     """Refuse before any request: more than the catalogue's size (plus a margin), or more than the free space."""
-    from .download import _fmt_bytes, size_cap
+    from .download import fmt_bytes, size_cap
 
     total = sum(int(s.size or 0) for s in files)
     if entry.size_bytes is not None and total > size_cap(entry.size_bytes):
-        raise ModelError(f"the hub lists {_fmt_bytes(total)} of files, more than the catalogue's "
-                         f"{_fmt_bytes(entry.size_bytes)}; nothing was downloaded", None,
+        raise ModelError(f"the hub lists {fmt_bytes(total)} of files, more than the catalogue's "
+                         f"{fmt_bytes(entry.size_bytes)}; nothing was downloaded", None,
                          "report this: the repository changed or the catalogue entry is out of date")
     try:
         free = shutil.disk_usage(where).free
     except OSError:
         return
     if total > free:
-        raise EnvironmentFault(f"the download needs {_fmt_bytes(total)} ({free_space_text(where)}); nothing was "
+        raise EnvironmentFault(f"the download needs {fmt_bytes(total)} ({free_space_text(where)}); nothing was "
                                "downloaded", where, "free disk space or give another cache with --cache DIR")
 
 
@@ -224,13 +280,15 @@ def fetch_from_hub(entry: CatalogueEntry, cache: str | Path | None = None, revis
     _check_sizes(entry, files, final.parent)
     staging = final.with_name(final.name + STAGING_SUFFIX)
     total = sum(int(s.size or 0) for s in files) or 1
+    progress("download", 0.0, announce_text(entry, len(files), total))   # before the first byte
     done = 0
     pinned = {f"{prefix}/{k}" if not k.startswith(prefix + "/") else k: v for k, v in (hub.get("sha256") or {}).items()}
     manifest: dict[str, str] = {}
     for i, sib in enumerate(files, 1):
         label = f"file {i}/{len(files)} {PurePosixPath(sib.rfilename).name}"
         progress("download", done / total, label)
-        path = _download(repo_id, sib.rfilename, commit, staging, endpoint, retries, progress, label)
+        path = _watched(lambda: _download(repo_id, sib.rfilename, commit, staging, endpoint, retries, progress,
+                                          label), staging, done, total, progress)
         if sib.size is not None and path.stat().st_size > int(sib.size):
             shutil.rmtree(staging, ignore_errors=True)
             raise ModelError(f"{sib.rfilename} arrived larger ({path.stat().st_size} bytes) than the hub listed "

@@ -23,9 +23,9 @@ Definitions (per patient, and per lesion):
   a lesion that covers no PET voxel centre after resampling (smaller than a PET voxel) gives
   ``None`` SUV values too.
 
-The PET must be in SUV (body weight). DICOM PET is converted by
-:func:`HNTumorSegLib.dicom.suv.read_pet_suv`; NIfTI PET is taken as SUV (HECKTOR ships it so)
-unless a Bq/mL -> SUV factor is given (:func:`read_pet`).
+The PET must be in SUV (body weight): :func:`read_pet` reads it through the one PET path
+(:mod:`HNTumorSegLib.dicom.pet_units`): DICOM PET converted by its header; NIfTI PET taken as
+SUV (HECKTOR ships it so) when it looks like SUV or the user says so, or times a Bq/mL -> SUV factor.
 
 Example:
     >>> from HNTumorSegLib.image import write_image
@@ -41,12 +41,11 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
+from ..dicom.pet_units import read_pet as read_pet_in_suv
 from ..image import Image, check_labels, lps_to_ras, read_image, resample_to
 from ..metrics import volume_ml
 from ..metrics.lesions import lesions_by_size
@@ -59,28 +58,13 @@ LESION_KEYS = ("label", "index", "volume_ml", "SUVmax", "SUVmean", "SUVpeak", "T
 PET_UNITS = PetUnit.values()   # the words: vocab.PetUnit
 
 
-def read_pet(path: str | os.PathLike, units: str = "SUV", suv_factor: float | None = None) -> Image:
-    """Read a PET as SUV: a DICOM series (folder or one file) through the DICOM SUV conversion;
-    an image file taken as SUV (``units="SUV"``) or as Bq/mL times ``suv_factor`` (``"BQML"``:
-    factor = body weight g / decay-corrected injected dose Bq)."""
-    p = Path(path)
-    units = str(units).upper()
-    if units not in PET_UNITS:
-        raise InputError(f"PET units {units!r} unknown", None, f"use one of {', '.join(PET_UNITS)}")
-    if p.is_dir() or p.suffix.lower() == ".dcm":
-        from ..dicom.suv import read_pet_suv
-
-        return read_pet_suv(p)
-    pet = read_image(p, name="PET")
-    if units == "BQML":
-        if suv_factor is None:
-            raise InputError("PET in Bq/mL needs the SUV factor", p,
-                             "give --suv-factor (body weight g / decay-corrected dose Bq) or a DICOM PET")
-        if not (math.isfinite(suv_factor) and 0 < suv_factor <= 1e6):   # g / Bq: ~1e-4; inf or 1e308 overflow float32
-            raise InputError(f"--suv-factor {suv_factor:g} is not a finite number in (0, 1e6]", p,
-                             "give body weight (g) / decay-corrected dose (Bq), about 1e-4")
-        pet = pet.with_array(pet.array.astype(np.float32) * np.float32(suv_factor))
-    return pet.with_array(pet.array.astype(np.float32))
+def read_pet(path: str | os.PathLike, units: str | None = None, suv_factor: float | None = None) -> Image:
+    """Read a PET as SUV through the one PET path (:func:`HNTumorSegLib.dicom.pet_units.read_pet`):
+    a DICOM series (folder or one file) converted by its header; an image file taken as SUV
+    (``units="SUV"``), as Bq/mL times ``suv_factor`` (``"BQML"``: factor = body weight g /
+    decay-corrected injected dose Bq), or, with no unit stated, as SUV when it looks like SUV
+    (else refused: README "PET units")."""
+    return read_pet_in_suv(path, units=units, suv_factor=suv_factor).image
 
 
 def sphere_offsets(pet: Image, radius_mm: float = PEAK_RADIUS_MM) -> np.ndarray:

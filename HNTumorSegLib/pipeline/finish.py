@@ -95,9 +95,11 @@ def finish_from_probabilities(case, stages, probabilities: np.ndarray, grid, tar
                           request.uncertainty_path)
         if request.boxes_output_path:
             out.add_json("boxes", [b.to_dict() for b in boxes], request.boxes_output_path)
+        for add in getattr(case, "extra_outputs", ()):   # e.g. --save-registered (pipeline/prior_registration.py)
+            add(out)
     stages.end()
     timings = dict(stages.timings)
     timings["total"] = stages.total()
     return SegmentResult(files=out.files, timings=timings, device=str(case.device), model_id=card.id,
                          n_tiles=int(n_tiles), task=case.task, volumes_ml=volumes_ml(labels, target.spacing),
-                         boxes=list(boxes))
+                         boxes=list(boxes), registration=getattr(case, "registration", None))

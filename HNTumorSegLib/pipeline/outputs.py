@@ -91,13 +91,18 @@ class OutputSet:
         """
         tmp, p = self._stage(role, final)
         try:
-            write(tmp)
-        except OSError as exc:   # a full disk names the user's file, not our hidden temp (issue 22)
-            raise os_error(exc, p) from None
-        except (InputError, EnvironmentFault) as exc:
-            if exc.path is not None and Path(exc.path) == tmp:
-                exc.path = str(p)
-                exc.args = (exc.one_line(),)
+            try:
+                write(tmp)
+            except OSError as exc:   # a full disk names the user's file, not our hidden temp (issue 22)
+                raise os_error(exc, p) from None
+            except (InputError, EnvironmentFault) as exc:
+                if exc.path is not None and Path(exc.path) == tmp:
+                    exc.path = str(p)
+                    exc.args = (exc.one_line(),)
+                raise
+        except BaseException:   # this one is never committed; a caller may go on with the others (issue 25)
+            self._staged.pop()
+            tmp.unlink(missing_ok=True)
             raise
 
     def add_json(self, role: str, data: Any, final: str | os.PathLike) -> None:

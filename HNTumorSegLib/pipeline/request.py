@@ -34,12 +34,16 @@ from typing import Any
 from ..errors import InputError
 from ..fileio import write_json_atomic
 from ..folds import Folds, parse_folds
-from ..vocab import ProgressMode, Task, did_you_mean, parse_device
+from ..vocab import AlignPet, PetUnit, ProgressMode, RegistrationMode, Task, did_you_mean, parse_device
 
 #: Fields holding one optional file path (``None`` = not given / not wanted).
-PATH_FIELDS = ("prior_path", "prior_reference_path", "boxes_path", "probabilities_path", "uncertainty_path",
+PATH_FIELDS = ("prior_path", "prior_reference_path", "prior_image_path", "registered_folder_path", "boxes_path", "probabilities_path", "uncertainty_path",
                "boxes_output_path")
 REQUIRED_FIELDS = ("model", "input_paths", "output_path")
+#: What ``--save-registered DIR`` writes (role -> file name in DIR; pipeline/prior_registration.py).
+REGISTERED_FILES = {"registered_image": "pre_T2_registered.nii.gz", "registered_prior": "prior_registered.nii.gz",
+                    "transform": "pre_to_mid.h5", "registration": "registration.json",
+                    "registration_picture": "registration.png"}
 
 
 def parse_input_pair(text: str) -> tuple[str, str]:
@@ -98,6 +102,17 @@ class SegmentRequest:
     # a prior given as an RTSTRUCT or SEG (dicom.contours_in): --structures, and --reference (its series' folder)
     prior_structures: str | None = None
     prior_reference_path: str | None = None
+    # an unregistered prior (issue 23): the pre-RT T2 it was drawn on, registered onto the T2 first
+    # (pipeline/prior_registration.py); the mode (None: deformable); a folder keeping the registered image and mask
+    prior_image_path: str | None = None
+    registration: RegistrationMode | None = None
+    registered_folder_path: str | None = None
+    # --align-pet (issue 24): when a PET is registered to its CT (prompts/pet_ct_registration.py)
+    align_pet: AlignPet = AlignPet.AUTO
+    # the unit of a PET given as an image file (--pet-units; None: the model card's, checked) and
+    # its Bq/mL -> SUV factor (--suv-factor): dicom/pet_units.py, issue 24
+    pet_units: PetUnit | None = None
+    suv_factor: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.input_paths, dict):
@@ -110,6 +125,13 @@ class SegmentRequest:
             value = getattr(self, name)
             setattr(self, name, None if value in (None, "") else str(value))
         self.task = Task.parse_optional(self.task)
+        self.registration = RegistrationMode.parse_optional(self.registration, "--registration")
+        self.pet_units = PetUnit.parse_optional(self.pet_units, "--pet-units")
+        if self.suv_factor is not None and (isinstance(self.suv_factor, bool)
+                                            or not isinstance(self.suv_factor, (int, float))):
+            raise InputError(f"request field 'suv_factor' must be a number, not {self.suv_factor!r}", None,
+                             'write e.g. "suv_factor": 0.000214 (body weight g / decay-corrected dose Bq)')
+        self.align_pet = AlignPet.parse(self.align_pet if self.align_pet is not None else AlignPet.AUTO, "--align-pet")
         self.device = parse_device(self.device)
         self.folds = parse_folds(self.folds)
         if not isinstance(self.series, dict) or set(self.series) - set(self.input_paths):
@@ -130,6 +152,9 @@ class SegmentRequest:
         d["input_paths"] = dict(self.input_paths)
         d["series"] = dict(self.series)
         d["task"] = None if self.task is None else str(self.task)
+        d["registration"] = None if self.registration is None else str(self.registration)
+        d["pet_units"] = None if self.pet_units is None else str(self.pet_units)
+        d["align_pet"] = str(self.align_pet)
         d["device"] = str(self.device)
         d["folds"] = self.folds.to_json()
         return d
@@ -174,6 +199,14 @@ class SegmentRequest:
         except Exception:  # unknown or not installed: the loader reports it, with its own message
             return None
 
+    def registered_outputs(self) -> dict[str, str]:
+        """``--save-registered``'s files, ``{"--save-registered (registration.json)": path}`` (none without it):
+        here so that :mod:`~HNTumorSegLib.protect` checks them like every output."""
+        if not self.registered_folder_path:
+            return {}
+        return {f"--save-registered ({name})": str(Path(self.registered_folder_path) / name)
+                for name in REGISTERED_FILES.values()}
+
     # ---- command line --------------------------------------------------------------------------
     def to_argv(self, progress: str | ProgressMode | None = None) -> list[str]:
         """The ``hntumorseg segment ...`` arguments that make this request (without the program name)."""
@@ -191,8 +224,20 @@ class SegmentRequest:
             argv += ["--structures", self.prior_structures]
         if self.prior_reference_path:
             argv += ["--reference", self.prior_reference_path]
+        if self.prior_image_path:
+            argv += ["--prior-image", self.prior_image_path]
+        if self.registration is not None:
+            argv += ["--registration", str(self.registration)]
+        if self.registered_folder_path:
+            argv += ["--save-registered", self.registered_folder_path]
         if self.boxes_path:
             argv += ["--boxes", self.boxes_path]
+        if self.pet_units is not None:
+            argv += ["--pet-units", str(self.pet_units)]
+        if self.suv_factor is not None:
+            argv += ["--suv-factor", repr(float(self.suv_factor))]
+        if self.align_pet != AlignPet.AUTO:
+            argv += ["--align-pet", str(self.align_pet)]
         argv += ["--output", self.output_path, "--device", str(self.device)]
         if not self.folds.is_all:
             argv += ["--folds", self.folds.to_text()]
@@ -235,7 +280,12 @@ class SegmentRequest:
                    series=parse_series_args(getattr(args, "series", None), list(input_paths)),
                    restrict_to_boxes=bool(getattr(args, "restrict_to_boxes", False)),
                    prior_structures=getattr(args, "structures", None),
-                   prior_reference_path=getattr(args, "reference", None))
+                   prior_reference_path=getattr(args, "reference", None),
+                   prior_image_path=getattr(args, "prior_image", None),
+                   registration=getattr(args, "registration", None),
+                   registered_folder_path=getattr(args, "save_registered", None),
+                   align_pet=getattr(args, "align_pet", None) or AlignPet.AUTO,
+                   pet_units=getattr(args, "pet_units", None), suv_factor=getattr(args, "suv_factor", None))
 
 
 @dataclass
@@ -253,6 +303,8 @@ class SegmentResult:
     boxes: list = field(default_factory=list)
     regions: list = field(default_factory=list)   # seed 002's stage ROIs (coarse-to-fine pipeline)
     warnings: list = field(default_factory=list)  # input warnings (constant image, smaller than a patch ...)
+    registration: dict | None = None   # --prior-image: the registration's quality figures (issue 23)
+    alignment: dict | None = None      # the PET placed on the CT: mode, gate, transform, overlaps (issue 24)
 
     @property
     def labels(self) -> str:

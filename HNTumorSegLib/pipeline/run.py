@@ -109,12 +109,14 @@ def run_nnunet(case: ValidatedCase, stages: _Stages, model: NnUNetFolderModel) -
             out.add_image("uncertainty", target.with_array(predictive_entropy(prob, "softmax")), request.uncertainty_path)
         if request.boxes_output_path:
             out.add_json("boxes", [b.to_dict() for b in seed.boxes], request.boxes_output_path)
+        for add in case.extra_outputs:   # --save-registered
+            add(out)
     stages.end()
     timings = dict(stages.timings, **{f"nnunet.{k}": round(v, 3) for k, v in res.timings.items()})
     timings["total"] = stages.total()
     return SegmentResult(files=out.files, timings=timings, device=str(case.device), model_id=model.card.id,
                          task=case.task, volumes_ml=_volumes_ml(labels, target.spacing), boxes=list(seed.boxes),
-                         n_tiles=res.n_tiles)
+                         n_tiles=res.n_tiles, registration=case.registration)
 
 
 def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False,
@@ -162,6 +164,21 @@ def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False
                                      labels_hook=labels_hook)
 
 
+def register_case_prior(case: ValidatedCase, stages: _Stages) -> None:
+    """``--prior-image`` (issue 23): the pre-RT contours registered onto the mid-RT T2 in the
+    ``register`` stage, then used as a registered prior (:mod:`.prior_registration`); the quality
+    figures go to the result, ``--save-registered`` files are staged with the labels."""
+    from .prior_registration import add_registered_outputs, register_prior
+
+    stages("register", "pre-RT T2 onto the mid-RT T2")
+    assert case.unregistered_prior is not None
+    done = register_prior(case.unregistered_prior, case.reference, case.request.registration, stages.progress)
+    case.prior, case.registration = done.prior, done.quality
+    folder = case.request.registered_folder_path
+    if folder:
+        case.extra_outputs.append(lambda out: add_registered_outputs(out, done, case.reference, folder))
+
+
 def run_segmentation(request: SegmentRequest | dict, progress: Progress | None = None,
                      low_memory: bool = False, model_loader: ModelLoader | None = None) -> SegmentResult:
     """Segment one case (module docstring). User mistakes raise :class:`InputError` before any output exists.
@@ -177,6 +194,9 @@ def run_segmentation(request: SegmentRequest | dict, progress: Progress | None =
     case = validate_request(request, model_loader=model_loader)
     for warning in case.warnings:   # a line each in the progress stream; also in the result (issue 11)
         stages.progress("load", 0.0, f"warning: {warning}")
+    if case.unregistered_prior is not None:
+        register_case_prior(case, stages)
     result = run_validated(case, stages, low_memory=low_memory)
     result.warnings = list(case.warnings)
+    result.alignment = case.alignment   # the PET on the CT: the gate's figures (issue 24)
     return result

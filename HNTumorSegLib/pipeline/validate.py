@@ -11,8 +11,8 @@ the file and the fix (exit code 2), before a single voxel is predicted or writte
 * input names: every name the model needs, no unknown one;
 * every image: readable, 3D, finite (:func:`HNTumorSegLib.image.read_image`), and lying over the
   first input in physical space (:func:`HNTumorSegLib.image.check_overlap`); a PET that covers
-  less than half of its CT is registered to it rigidly instead, with a note in the progress
-  (seed 004's fallback, :mod:`HNTumorSegLib.prompts.pet_ct_registration`);
+  less than half of its CT is registered to it rigidly instead (``--align-pet``), applied only when
+  the alignment gate passes, with a note in the progress (:mod:`HNTumorSegLib.prompts.pet_ct_registration`);
 * the prior (mid-RT): a label map in {0, 1, 2} over the T2, holding at least one lesion;
 * boxes: valid ``boxes.json`` whose every box touches the first input.
 
@@ -39,10 +39,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..dicom.contours_in import ContourOptions, check_same_frame, read_label_input
+from ..dicom.pet_units import UNCONVERTED, read_pet
 from ..dicom.read import read_volume
 from ..image import Image, check_overlap
+from ..image_checks import check_extent
 from ..protect import check_request
 from ..vocab import Task
+from .prior_registration import check_registration_options, read_unregistered_prior
 from .request import SegmentRequest
 
 if TYPE_CHECKING:   # imported when used: torch only when a prediction runs
@@ -50,6 +53,7 @@ if TYPE_CHECKING:   # imported when used: torch only when a prediction runs
 
     from ..models.types import LoadedModel, ModelLoader
     from ..prompts.boxes import LesionBox
+    from .prior_registration import UnregisteredPrior
 
 DICOM_MODALITY = {"CT": "CT", "PET": "PT", "T2": "MR"}  # input name -> modality, to pick a series in a study folder
 WRITABLE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
@@ -69,6 +73,10 @@ class ValidatedCase:
     notes: list[str] = field(default_factory=list)  # warnings for the progress (e.g. PET registered to the CT)
     tta: bool = False               # the request's --tta, or the model's default (default_tta)
     warnings: list[str] = field(default_factory=list)  # content/size warnings: progress stream and result (issue 11)
+    unregistered_prior: UnregisteredPrior | None = None  # --prior-image: registered by run_segmentation (issue 23)
+    registration: dict | None = None    # its quality figures, once registered
+    extra_outputs: list = field(default_factory=list)   # callables out -> None, staged with the labels (OutputSet)
+    alignment: dict | None = None   # the PET on the CT (--align-pet, the gate's figures: PetOnCt.to_dict; issue 24)
 
     @property
     def reference_name(self) -> str:
@@ -160,22 +168,39 @@ def validate_request(request: SegmentRequest,
     check_input_names(request, expected, model.card.id)
 
     images: dict[str, Image] = {}
+    pet_notes: list[str] = []
     for name in expected:
+        if name == "PET":   # the one PET path (dicom/pet_units.py, issue 24): SUVbw, the unit's source said
+            pet = read_pet(request.input_paths[name], units=request.pet_units, suv_factor=request.suv_factor,
+                           series=request.series.get(name), expected=model.card.pet_unit, card=True)
+            images[name] = pet.image
+            pet_notes += [pet.note] if pet.rule != UNCONVERTED else []   # a conversion is said; SUV as given is not
+            continue
         images[name] = read_volume(request.input_paths[name], name=f"{name} image", series=request.series.get(name),
                                    prefer_modality=DICOM_MODALITY.get(name))  # a file, or a DICOM folder
+    for name, image in images.items():   # too thin for B-spline: refused before ITK sees it (issue 25)
+        check_extent(image, request.input_paths[name], f"{name} image")
     ref_name = expected[0]
     ref = images[ref_name]
-    notes: list[str] = []
+    notes: list[str] = list(pet_notes)
+    alignment = None
     for name in expected[1:]:
         if ref_name == "CT" and name == "PET":  # seed 004: a PET that lost its place is registered rigidly
-            placed = pet_on_ct(ref, images[name], warn=notes.append)
+            placed = pet_on_ct(ref, images[name], warn=notes.append, mode=request.align_pet,
+                               path=request.input_paths[name])
+            alignment = placed.to_dict()
             if placed.registered:  # otherwise the PET keeps its own grid (resampled once, later, onto the crop)
                 images[name] = placed.pet
             continue
         check_overlap(ref, images[name], ref_name, name, request.input_paths[name])
 
     prior = None
-    if request.prior_path:
+    unregistered = None
+    check_registration_options(request, task)
+    if request.prior_image_path:   # the prior is on the pre-RT T2: registered later, in its own stage (issue 23)
+        unregistered = read_unregistered_prior(request, ref)
+        notes += [f"the prior is a DICOM {unregistered.found.summary()}"] if unregistered.found.structures else []
+    elif request.prior_path:
         if task != "midrt":
             raise InputError(f"--prior is used by the midrt task only (this run is {task or 'without a task'})",
                              request.prior_path, "leave --prior out, or give --boxes")
@@ -204,14 +229,15 @@ def validate_request(request: SegmentRequest,
             except InputError as exc:  # the message names the box; add the file it came from
                 raise InputError(exc.problem, request.boxes_path,
                                  exc.fix or f"boxes are RAS mm and must lie over the {ref_name} image") from None
-    if task == "midrt" and prior is None and not boxes:
+    if task == "midrt" and prior is None and unregistered is None and not boxes:
         raise InputError("the midrt task needs the registered pre-RT mask", None,
                          "add --prior PRE_RT_MASK.nii.gz (or --boxes boxes.json)")
     warnings = [w for img in images.values() for w in img.notes] + _patch_warnings(model, ref, ref_name)
     warnings += [n for n in notes if n not in warnings]   # e.g. the PET registered to the CT (seed 004)
     return ValidatedCase(request=request, model=model, task=task, images=images, prior=prior, boxes=boxes,
                          device=device, notes=notes,
-                         tta=request.tta if request.tta is not None else default_tta(model), warnings=warnings)
+                         tta=request.tta if request.tta is not None else default_tta(model), warnings=warnings,
+                         unregistered_prior=unregistered, alignment=alignment)
 
 
 def _patch_warnings(model: LoadedModel, ref: Image, ref_name: str) -> list[str]:

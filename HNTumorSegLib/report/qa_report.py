@@ -43,6 +43,7 @@ from typing import Any, Callable
 
 from .. import LABEL_NAMES
 from ..fileio import write_text_atomic
+from ..prompts.pet_ct_registration import alignment_line
 
 TEMPLATE = Path(__file__).with_name("templates") / "index.html"
 LABELS = tuple(LABEL_NAMES.values())   # ("GTVp", "GTVn"), named once in HNTumorSegLib/__init__.py
@@ -62,6 +63,7 @@ class QACase:
     note: str | None = None
     pictures: list[tuple[str, str]] = field(default_factory=list)  # (relative path, caption)
     regions: list[dict] = field(default_factory=list)  # seed 002's stage crops: {"stage", "origin", "size", "spacing"}
+    alignment: dict | None = None   # the PET placed on the CT (PetOnCt.to_dict, issue 24): shown when registered
 
 
 def case_score(metrics: dict | None) -> float | None:
@@ -133,6 +135,8 @@ def _row(case: QACase) -> str:
                        for src, cap in case.pictures)
         pics = pics or f'<span class="note">{html.escape(case.note or "no picture")}</span>'
         pics += "".join(f'<div class="note">{html.escape(region_text(r))}</div>' for r in case.regions)
+        if alignment_line(case.alignment):   # a registered PET: how it was placed (issue 24)
+            pics += f'<div class="note">{html.escape(alignment_line(case.alignment))}</div>'
     cells.append(f'<td class="pics">{pics}</td>')
     return "<tr>" + "".join(cells) + "</tr>"
 

@@ -11,6 +11,8 @@ same code runs inside 3D Slicer (on ``slicer.mrmlScene``) and on the ``slicer-co
 * :mod:`.review` - volumes, lesion list and comparison with a reference as table nodes;
 * :mod:`.logic` - the module's logic: parameters, start / poll / cancel the worker, import, export.
 * :mod:`.panel_params` - the panel's typed parameter pack (mirrored by the module's parameter node);
+* :mod:`.prior_table` - a prior segmentation's structure table (RTSTRUCT / SEG names -> GTVp, GTVn, ignore);
+* :mod:`.prior_registration` - "Register pre-RT to mid-RT": the worker's transform as Slicer nodes, re-resampling;
 * :mod:`.model_choice` - the models offered for a task, a typed / browsed model folder, licence and source;
   not-installed models marked, with what to click;
 * :mod:`.model_install` - the Download / Import buttons: install plan, licence dialog text, the child job;

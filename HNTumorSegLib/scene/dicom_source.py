@@ -9,15 +9,20 @@ DICOM export (the source series of SEG / RTSTRUCT) and the PET's SUV both start 
 
 **PET in SUV** (:func:`pet_suv_image`): biomarkers need SUV (body weight).
 
-* From DICOM: the SUV values are read from the files by the DICOM SUV conversion
-  (:func:`HNTumorSegLib.dicom.suv.to_suv`), never from the node's voxels: Slicer's DICOM reader
+* From DICOM: the SUV values are read from the files by the one PET path
+  (:func:`HNTumorSegLib.dicom.pet_units.pet_to_suv`, vendor rules in :mod:`HNTumorSegLib.dicom.suv`),
+  never from the node's voxels: Slicer's DICOM reader
   gives Bq/mL (and may treat per-slice rescale slopes differently), the SUV needs each slice's
   header. The SUV slices are put on the node's grid (slice order matched by position, so a
   reversed order is fine) and take the node's *world* geometry, so a PET registered with a
   linear transform is read where the user put it. A node whose own grid no longer matches its
   series (resampled, cropped) is refused: its SUV cannot be known.
-* Not from DICOM (NIfTI, NRRD): the voxels are taken as SUV, as HECKTOR distributes them (the
-  command line's default ``--pet-units SUV``).
+* Not from DICOM (NIfTI, NRRD): the voxels are taken as SUV, as HECKTOR distributes them, when
+  they look like SUV (the command line's rule without ``--pet-units``, README "PET units"); a
+  PET in Bq/mL or counts is refused with one line.
+
+Apply (:meth:`HNTumorSegLib.scene.logic.SegmentationSceneLogic.build_request`), the biomarker
+and the outcome panels all take the PET through :func:`pet_suv_image`: the worker gets SUV.
 
 Example:
     >>> import pydicom
@@ -42,12 +47,14 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..errors import InputError
+from ..dicom.pet_units import PetSuv
 from ..image import Image
 from .mrml import image_from_volume_node
 
@@ -83,21 +90,28 @@ def dicom_source_files(node, file_for_instance: FileForInstance | None = None) -
 
 
 def pet_suv_image(pet_node, file_for_instance: FileForInstance | None = None) -> Image:
-    """The PET volume in SUVbw on its world geometry (module docstring: DICOM -> converted, else as is)."""
+    """The PET volume in SUVbw on its world geometry (module docstring: DICOM -> converted, else checked)."""
+    return pet_suv(pet_node, file_for_instance).image
+
+
+def pet_suv(pet_node, file_for_instance: FileForInstance | None = None) -> PetSuv:
+    """:func:`pet_suv_image` with where the unit came from: the one PET path
+    (:func:`HNTumorSegLib.dicom.pet_units.pet_to_suv`), as the command line's."""
     from ..dicom.geometry import grid_matches, slice_index_on
     from ..dicom.pixels import read_series
-    from ..dicom.suv import to_suv
+    from ..dicom.pet_units import pet_to_suv
     from ..export._dicom_source import source_geometry
 
     world = image_from_volume_node(pet_node, dtype=np.float32)
     files = dicom_source_files(pet_node, file_for_instance)
-    if files is None:
-        return world
+    if files is None:   # NIfTI, NRRD: SUV when it looks like SUV, else refused (README "PET units")
+        return pet_to_suv(world, f"volume {pet_node.GetName()!r}",
+                          state_unit="load the PET from DICOM (its header gives the unit) or as an SUV image")
     geometry = source_geometry(files)  # one checked series
     if geometry.series.modality != "PT":
         raise InputError(f"volume {pet_node.GetName()!r} was loaded from a {geometry.series.modality} series, "
                          "not a PET (PT)", geometry.files[0], "select the PET volume")
-    suv = to_suv(geometry, read_series(geometry, name="PET")).array
+    converted = pet_to_suv(read_series(geometry, name="PET"), geometry.files[0], geometry=geometry)
     own_grid = image_from_volume_node(pet_node, world=False)
     if not grid_matches(geometry, own_grid):
         raise InputError(f"volume {pet_node.GetName()!r} no longer lies on the grid of its DICOM series "
@@ -105,5 +119,5 @@ def pet_suv_image(pet_node, file_for_instance: FileForInstance | None = None) ->
                          "select the PET as loaded from DICOM (a transform on it is fine)")
     out = np.empty(world.array.shape, np.float32)
     for k_series, header in enumerate(geometry.headers):  # slice order matched by position
-        out[slice_index_on(own_grid, header)] = suv[k_series]
-    return world.with_array(out)
+        out[slice_index_on(own_grid, header)] = converted.image.array[k_series]
+    return replace(converted, image=world.with_array(out))

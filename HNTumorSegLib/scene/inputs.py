@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..vocab import Task
-from .mrml import sh_item, study_item, volume_node_from_image
+from .mrml import image_from_volume_node, sh_item, study_item, volume_node_from_image
 
 TASK_TITLES = {Task.PRERT: "Pre-RT MRI (T2)", Task.MIDRT: "Mid-RT MRI (T2 + pre-RT prior)", Task.PETCT: "PET/CT"}
 TASK_INPUTS = {Task.PRERT: ("T2",), Task.MIDRT: ("T2",), Task.PETCT: ("CT", "PET")}
@@ -115,6 +115,18 @@ def load_image_node(scene, path: str | os.PathLike, label: bool = False, name: s
     if study:
         scene.GetSubjectHierarchyNode().SetItemParent(sh_item(scene, node), study)
     return node
+
+
+def request_input_image(node, role: str, file_for_instance=None):
+    """The image a task input's volume node sends to the worker (Apply): its voxels on their world
+    geometry; the PET through the one PET path in SUVbw (:func:`.dicom_source.pet_suv_image`: a
+    PET loaded from DICOM converted by its files' headers, Slicer's node holding Bq/mL; issue 24).
+    ``file_for_instance``: Slicer's ``slicer.dicomDatabase.fileForInstance`` (None: no database)."""
+    if role == "PET":
+        from .dicom_source import pet_suv_image
+
+        return pet_suv_image(node, file_for_instance)
+    return image_from_volume_node(node)
 
 
 def load_case_folder(scene, folder: str | os.PathLike) -> dict:

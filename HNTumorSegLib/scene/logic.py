@@ -50,11 +50,12 @@ from ..image import check_labels, read_image, write_image
 from ..folds import Folds
 from ..pipeline.request import SegmentRequest
 from ..prompts.boxes import boxes_from_mask, write_boxes
-from ..vocab import ExportFormat, OutputKind, Quality, Task, parse_device
-from .inputs import TASK_INPUTS, TASK_PRIOR
+from ..vocab import AlignPet, ExportFormat, OutputKind, Quality, Task, parse_device
+from .inputs import TASK_INPUTS, TASK_PRIOR, request_input_image
 from .mrml import image_from_volume_node
-from .review import (COMPARISON_COLUMNS, LESION_COLUMNS, VOLUME_COLUMNS, comparison_rows, lesion_rows,
-                     table_node_from_rows, volume_rows)
+from .prior_table import prior_label_map
+from .review import (COMPARISON_COLUMNS, LESION_COLUMNS, VOLUME_COLUMNS, comparison_rows, export_folder,
+                     lesion_rows, table_node_from_rows, volume_rows)
 from .roi_boxes import boxes_from_roi_nodes, lesion_roi_nodes, roi_nodes_from_boxes
 from .segmentation_io import add_uncertainty_volume, export_label_map, import_label_map
 
@@ -87,11 +88,14 @@ class Parameters:
     quality: Quality = Quality.FAST
     use_boxes: bool = True                        # send the scene's lesion boxes with the request
     save_uncertainty: bool = False                # also ask for the voxel-wise uncertainty map
+    prior_structures: str = ""                    # a segmentation prior's structure table ("": automatic)
+    align_pet: AlignPet = AlignPet.AUTO           # PET/CT: --align-pet (prompts.pet_ct_registration)
 
     def __post_init__(self) -> None:
         self.task = Task.parse(self.task)
         self.device = parse_device(self.device)
         self.quality = Quality.parse(self.quality)
+        self.align_pet = AlignPet.parse(self.align_pet, "--align-pet")
 
     def check(self, scene) -> None:
         """Refuse what cannot run, with a fix the user can apply in the panel."""
@@ -134,26 +138,33 @@ class SegmentationSceneLogic:
         #: makes the run object (``WorkerRun``-shaped); the scene's warm session sets it
         #: (:class:`~HNTumorSegLib.scene.refinement.SceneSession`), None: a new worker per Apply
         self.run_factory = None
+        #: Slicer's ``slicer.dicomDatabase.fileForInstance`` (set by the Slicer module before Apply): a PET
+        #: loaded from DICOM is sent in SUV, converted from its files (:func:`.inputs.request_input_image`)
+        self.file_for_instance = None
+        #: the nodes of a running registration (:meth:`start_register`): mid, pre, prior
+        self.register_nodes: dict = {}
 
     # ---- boxes ------------------------------------------------------------------------------
-    def boxes_from_prior(self, prior_node, reference_node, model: str = "", replace: bool = True) -> list:
+    def boxes_from_prior(self, prior_node, reference_node, model: str = "", replace: bool = True,
+                         structures: str = "") -> list:
         """One ROI per lesion of the prior (label map or segmentation), grown by the selected
         ``model``'s ``box_margin_vox`` voxels (its card; default 4 without a model or card), the
         same number the pipeline uses for the prior's boxes (why 4: ``models/card.py``), so
-        pressing the button does not change the result.
+        pressing the button does not change the result. ``structures``: a segmentation prior's
+        structure table (:mod:`.prior_table`; "" automatic).
         """
         from ..models.loader import box_margin_vox_of
 
         margin_vox = box_margin_vox_of(model)
-        prior = self._prior_image(prior_node, reference_node)
+        prior = self._prior_image(prior_node, reference_node, structures)
         if replace:
             for node in lesion_roi_nodes(self.scene):
                 self.scene.RemoveNode(node)
         return roi_nodes_from_boxes(self.scene, boxes_from_mask(prior, margin_vox=margin_vox))
 
-    def _prior_image(self, prior_node, reference_node):
-        if prior_node.IsA("vtkMRMLSegmentationNode"):
-            return export_label_map(prior_node, reference_node)
+    def _prior_image(self, prior_node, reference_node, structures: str = ""):
+        if prior_node.IsA("vtkMRMLSegmentationNode"):   # GTV_P, GTVn_L2 ...: by the structure table
+            return prior_label_map(prior_node, reference_node, structures)
         img = image_from_volume_node(prior_node)
         check_labels(img, path=None)
         return img
@@ -169,43 +180,80 @@ class SegmentationSceneLogic:
         inputs = {}
         for role in TASK_INPUTS[params.task]:
             path = work / f"{role}.nii.gz"
-            write_image(image_from_volume_node(self.scene.GetNodeByID(params.inputs[role])), path)
+            node = self.scene.GetNodeByID(params.inputs[role])   # the PET in SUVbw (issue 24)
+            write_image(request_input_image(node, role, self.file_for_instance), path)
             inputs[role] = str(path)
         reference = self.scene.GetNodeByID(params.inputs[TASK_INPUTS[params.task][0]])
         prior = None
         if TASK_PRIOR[params.task]:
-            prior = str(write_image(self._prior_image(self.scene.GetNodeByID(params.prior), reference),
-                                    work / "prior.nii.gz"))
+            prior = str(write_image(self._prior_image(self.scene.GetNodeByID(params.prior), reference,
+                                                      params.prior_structures), work / "prior.nii.gz"))
         boxes = None
         rois = lesion_roi_nodes(self.scene) if params.use_boxes else []
         if rois:
             boxes = str(write_boxes(boxes_from_roi_nodes(rois), work / "boxes.json"))
         folds, tta = quality_settings(params.quality)
         return SegmentRequest(task=params.task, input_paths=inputs, prior_path=prior, boxes_path=boxes,
-                              model=params.model, device=params.device, folds=folds, tta=tta,
+                              model=params.model, device=params.device, folds=folds, tta=tta, align_pet=params.align_pet,
                               output_path=str(out / "labels.nii.gz"),
                               restrict_to_boxes=Quality.parse(params.quality) is Quality.FAST,  # CPU fast path
                               uncertainty_path=str(out / "uncertainty.nii.gz") if params.save_uncertainty else None)
 
     def start(self, params: Parameters, argv: list | None = None):
         """Write the request and start the worker; returns the :class:`WorkerRun`. Raises InputError."""
+        run = self._start(lambda work, out: self.build_request(params, work, out), argv, self.run_factory)
+        self.reference_id = params.inputs[TASK_INPUTS[params.task][0]]
+        return run
+
+    def _start(self, build, argv: list | None, factory=None):
         from ..runner import WorkerRun
 
         if self.running:
             raise InputError("a segmentation is already running", None, "wait for it or press Cancel")
         self._drop_results()
-        run = (self.run_factory or WorkerRun)(python=self.python, timeout_s=self.timeout_s, argv=argv)
+        self.register_nodes = {}
+        run = (factory or WorkerRun)(python=self.python, timeout_s=self.timeout_s, argv=argv)
         # results go beside, not inside, the run's temp folder: the runner removes that in every ending
         self.result_dir = Path(tempfile.mkdtemp(prefix="hntumorseg-result-"))
         try:
-            request = self.build_request(params, run.temp_dir, self.result_dir)
+            request = build(run.temp_dir, self.result_dir)
         except BaseException:
             run.close()
             self._drop_results()
             raise
-        self.reference_id = params.inputs[TASK_INPUTS[params.task][0]]
         self.run = run.start(request)
         return self.run
+
+    # ---- "Register pre-RT to mid-RT" (scene.prior_registration) --------------------------------------
+    def start_register(self, mid_node, pre_node, prior_node=None, structures: str = "",
+                       mode: str = "deformable", argv: list | None = None):
+        """Start the registration of ``pre_node`` (and its prior, by the structure table) onto
+        ``mid_node`` in a worker; poll as for Apply, then :meth:`import_registration`."""
+        from .prior_registration import register_request
+
+        for node, what in ((mid_node, "mid-RT T2"), (pre_node, "pre-RT T2")):
+            if node is None:
+                raise InputError(f"no {what} volume selected", None, f"select the {what} in the Inputs section")
+        run = self._start(lambda work, out: register_request(mid_node, pre_node, prior_node, structures, mode,
+                                                             work, out), argv)   # a new worker: no warm session
+        self.reference_id = mid_node.GetID()
+        self.register_nodes = {"mid": mid_node, "pre": pre_node, "prior": prior_node}
+        return run
+
+    def import_registration(self, segmentation=None):
+        """After :meth:`start_register` succeeded: the transform nodes and the registered prior
+        (:class:`~HNTumorSegLib.scene.prior_registration.RegisteredPrior`)."""
+        from .prior_registration import import_registration
+
+        if self.run is None or self.run.state != "succeeded" or not self.register_nodes:
+            raise InputError("there is no finished registration to import", None,
+                             "press Register pre-RT to mid-RT and wait for it to finish")
+        n = self.register_nodes
+        try:
+            return import_registration(self.scene, self.result_files, n["mid"], n["pre"], n["prior"], segmentation)
+        finally:
+            self._drop_results()
+            self.register_nodes = {}
 
     def poll(self) -> PollState:
         """Drain the worker's new events (never blocks); what the progress bar and log show."""
@@ -293,7 +341,7 @@ class SegmentationSceneLogic:
         unknown = [f for f in formats if f not in EXPORT_FORMATS]
         if unknown:
             raise InputError(f"unknown export format {unknown[0]!r}", None, f"choose from {', '.join(EXPORT_FORMATS)}")
-        out = Path(out_dir)
+        out = export_folder(out_dir)   # an empty folder is refused, not the working directory
         out.mkdir(parents=True, exist_ok=True)
         base = basename or reference_node.GetName()
         labels = export_label_map(seg_node, reference_node)

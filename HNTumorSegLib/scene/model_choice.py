@@ -15,6 +15,13 @@ label with its marker, or a path) into a :class:`ModelChoice` (or an
 the widget everything it shows for that text (info line, which buttons are enabled), without
 loading any weights, so both can run on every keystroke.
 
+The first hour on a fresh Slicer (issue 26): with no model of the task installed the info line
+says where to get one (:func:`no_model_installed_text`); Apply with a model not installed stays
+pressable and offers its Download or Import (:func:`apply_offer`); a demo model (its card's
+``training.phantom_seeds``) on an image that is not one of the project's phantoms (a
+``HNTumorSeg.Phantom`` node attribute, or the phantoms' size rule: at most one axis longer than
+128 voxels) puts :data:`DEMO_WARNING` above the info line (:func:`demo_warning`).
+
 Example:
     >>> [c.label for c in models_for_task("midrt")][:2]
     ['demo-midrt', 'GradientSegHNTS  [not installed: Download]']
@@ -167,6 +174,12 @@ class ModelBoxState:
     can_download: bool
     can_import: bool
     can_run: bool       # Apply may start with this model
+    offer: str = ""     # not installed: Apply offers this action ("download" or "import") instead of running
+
+    @property
+    def apply_enabled(self) -> bool:
+        """Apply is pressable: it runs (``can_run``) or offers the Download / Import (:func:`apply_offer`)."""
+        return self.can_run or bool(self.offer)
 
 
 def model_box_state(text: str, task: Task | str, cache: str | Path | None = None,
@@ -180,11 +193,172 @@ def model_box_state(text: str, task: Task | str, cache: str | Path | None = None
     """
     model = model_id_from_box(text)
     if not model:
-        return ModelBoxState("", NO_MODEL_TEXT, False, False, False)
+        return ModelBoxState("", NO_MODEL_TEXT + _none_installed_suffix(task, cache, catalogue), False, False, False)
     try:
         choice = choose_model(model, task, cache, catalogue)
     except InputError as exc:
         return ModelBoxState(model, str(exc), False, False, False)
     ready = choice.is_path or choice.installed
-    return ModelBoxState(model, choice.info_text(), not ready and choice.action == "download",
-                         not ready and choice.action == "import", ready)
+    info = choice.info_text() + ("" if ready else _none_installed_suffix(task, cache, catalogue))
+    offer = choice.action if not ready and choice.action in ("download", "import") else ""
+    return ModelBoxState(model, info, offer == "download", offer == "import", ready, offer)
+
+
+def no_model_installed_text(task: Task | str, cache: str | Path | None = None,
+                            catalogue: str | Path | None = None) -> str:
+    """Where to get a model when none of ``task`` is installed ("" when one is): what the panel shows.
+
+    Example:
+        >>> print(no_model_installed_text("prert"))   # no bundled pre-RT model: Import, or your own folder
+        No pre-RT model is installed yet. Get one: choose UW-LAIR-hntsmrg24-task1 or hntsmrg24-sztu-stunet-b
+        in the list ...
+        >>> no_model_installed_text("midrt")          # the bundled demo model is installed
+        ''
+    """
+    task = Task.parse(task)
+    choices = models_for_task(task, cache, catalogue)
+    if any(c.installed for c in choices):
+        return ""
+    download = [c.id for c in choices if c.action == "download"]
+    by_hand = [c.id for c in choices if c.action in ("import", "train")]
+    ways = []
+    if download:
+        ways.append(f"choose {' or '.join(download)} in the list and press Download (its size and licence are "
+                    "shown before anything is downloaded)")
+    if by_hand:
+        ways.append(f"choose {' or '.join(by_hand)} in the list and follow the line shown under it (download by "
+                    "hand, then Import)")
+    ways.append("or press Browse... and choose a model folder (a model.json folder or an nnU-Net results folder)")
+    return (f"No {_TASK_WORDS[task]} model is installed yet. Get one: " + "; ".join(ways)
+            + ". README section 1, 'First model', walks through it.")
+
+
+_TASK_WORDS = {Task.PRERT: "pre-RT", Task.MIDRT: "mid-RT", Task.PETCT: "PET/CT"}
+
+
+def _none_installed_suffix(task: Task | str, cache, catalogue) -> str:
+    text = no_model_installed_text(task, cache, catalogue)
+    return f"\n{text}" if text else ""
+
+
+@dataclass(frozen=True)
+class ApplyOffer:
+    """What Apply offers instead of running when the chosen model is not installed (the widget asks it)."""
+
+    model_id: str
+    action: str      # "download" or "import": the button Apply presses for the user after a yes
+    question: str    # the dialog's text: what, size / licence, what happens next
+
+
+def apply_offer(text: str, task: Task | str, cache: str | Path | None = None,
+                catalogue: str | Path | None = None) -> ApplyOffer | None:
+    """Apply with a model not installed yet: offer to Download (or Import) it; None when Apply can run.
+
+    An empty box offers the task's first downloadable catalogue model when none is installed.
+    Nothing is downloaded here: a yes makes the widget press Download, whose licence dialog
+    (non-commercial or unstated licences) and size line come before the first byte.
+
+    Example:
+        >>> offer = apply_offer("GradientSegHNTS  [not installed: Download]", "midrt")
+        >>> offer.action, offer.question.split(".")[0]
+        ('download', 'GradientSegHNTS is not installed yet')
+        >>> apply_offer("demo-midrt", "midrt") is None              # bundled: Apply runs
+        True
+    """
+    task = Task.parse(task)
+    model = model_id_from_box(text)
+    if not model:
+        if any(c.installed for c in models_for_task(task, cache, catalogue)):
+            return None
+        first = next((c for c in models_for_task(task, cache, catalogue) if c.action == "download"), None)
+        if first is None:
+            return None
+        model = first.id
+    try:
+        choice = choose_model(model, task, cache, catalogue)
+    except InputError:
+        return None   # the info line already says what is wrong; Apply then reports it in one line
+    if choice.is_path or choice.installed or choice.action not in ("download", "import"):
+        return None
+    if choice.action == "download":
+        question = (f"{choice.id} is not installed yet. Download it now? Licence: {choice.licence}. Its size is "
+                    "shown before the first byte; the download runs in the background, then press Apply again.")
+    else:
+        question = (f"{choice.id} is not installed yet and is downloaded by hand. {choice.instructions} "
+                    "Open the Import dialog now?")
+    return ApplyOffer(choice.id, choice.action, question)
+
+
+# ---- demo models on real images ------------------------------------------------------------------
+#: The line the panel shows when a demo model meets an image that is not one of the project's phantoms.
+DEMO_WARNING = "Demo model, synthetic training, not for clinical images."
+#: A volume node attribute that marks an image as one of the project's phantoms (any value but "0"/"").
+PHANTOM_ATTRIBUTE = "HNTumorSeg.Phantom"
+#: The phantoms' size rule: every phantom generator (``HNTumorSegLib.phantoms``: MRI 96 x 96 in-plane,
+#: PET/CT 128, registration pairs 112, the Sample Data cases 96) makes at most one axis longer than this;
+#: head-and-neck CT and T2w MRI have 256 voxels or more on both in-plane axes.
+PHANTOM_MAX_VOXELS = 128
+
+
+def is_demo_model(text: str, task: Task | str, cache: str | Path | None = None,
+                  catalogue: str | Path | None = None) -> bool:
+    """True when the model's card says it was trained on phantoms (``training.phantom_seeds``, written by
+    the demo trainer, ``training/hntumorseg_training/demo_model.py``); False for any other or unreadable model.
+
+    Example:
+        >>> is_demo_model("demo-midrt", "midrt"), is_demo_model("GradientSegHNTS", "midrt")
+        (True, False)
+    """
+    from ..models.catalogue import installed_path
+
+    try:
+        choice = choose_model(text, task, cache, catalogue)
+        folder = Path(choice.id) if choice.is_path else installed_path(choice.id, cache)
+        if folder is None or not (folder / CARD_NAME).is_file():
+            return False
+        training = read_card(folder / CARD_NAME).extra.get("training")
+    except InputError:
+        return False
+    return isinstance(training, dict) and bool(training.get("phantom_seeds"))
+
+
+def is_project_phantom(volume_node) -> bool:
+    """Whether a volume is one of the project's phantoms: marked (:data:`PHANTOM_ATTRIBUTE`), or within the
+    phantoms' size rule (at most one axis longer than :data:`PHANTOM_MAX_VOXELS` voxels).
+
+    The size rule needs no marker in the file, so the phantoms written as NIfTI, NRRD or DICOM by
+    ``HNTumorSegLib.phantoms`` and the Sample Data cases all count, whatever their node names; a
+    clinical head-and-neck CT or T2w MRI (256 voxels or more on both in-plane axes) never does.
+    A real image cut down to 128 voxels or fewer would pass as a phantom: such exports are rare and
+    a clinician contouring on one is told by the model card's own line (intended use) in the info line.
+    """
+    marker = (volume_node.GetAttribute(PHANTOM_ATTRIBUTE) or "").strip()
+    if marker and marker != "0":
+        return True
+    image = volume_node.GetImageData()
+    if image is None:
+        return False
+    dims = sorted(image.GetDimensions())
+    return dims[1] <= PHANTOM_MAX_VOXELS
+
+
+def demo_warning(text: str, task: Task | str, volume_node, cache: str | Path | None = None,
+                 catalogue: str | Path | None = None) -> str:
+    """:data:`DEMO_WARNING` when a demo model (:func:`is_demo_model`) is to run on, or ran on, a volume that
+    is not a project phantom (:func:`is_project_phantom`); "" otherwise (or without a volume).
+
+    Example (a 512 x 512 x 40 image, as a clinical T2w MRI, and a 96 x 96 x 32 phantom):
+        >>> from HNTumorSegLib.image import Image
+        >>> from HNTumorSegLib.scene.mrml import make_scene, volume_node_from_image
+        >>> import numpy as np
+        >>> scene = make_scene().scene
+        >>> clinical = volume_node_from_image(scene, Image(np.zeros((40, 512, 512), np.int16), (0.5, 0.5, 3.0)), "T2")
+        >>> demo_warning("demo-midrt", "midrt", clinical)
+        'Demo model, synthetic training, not for clinical images.'
+        >>> phantom = volume_node_from_image(scene, Image(np.zeros((32, 96, 96), np.int16), (0.9, 0.9, 3.0)), "T2")
+        >>> demo_warning("demo-midrt", "midrt", phantom), demo_warning("GradientSegHNTS", "midrt", clinical)
+        ('', '')
+    """
+    if volume_node is None or not is_demo_model(text, task, cache, catalogue):
+        return ""
+    return "" if is_project_phantom(volume_node) else DEMO_WARNING

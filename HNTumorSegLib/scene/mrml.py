@@ -75,7 +75,8 @@ def make_scene() -> SceneApp:
     return SceneApp(scene, app, logics)
 
 
-def _vtk_matrix(m: np.ndarray):
+def vtk_matrix(m: np.ndarray):
+    """A 4x4 numpy array as a ``vtkMatrix4x4`` (volume geometry, transform nodes)."""
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
     out = vtkMatrix4x4()
@@ -111,7 +112,7 @@ def image_data_from_array(array: np.ndarray):
 def set_volume_from_image(node, image: Image) -> None:
     """Replace ``node``'s voxels and geometry with ``image``'s (keeps display nodes)."""
     node.SetAndObserveImageData(image_data_from_array(image.array))
-    node.SetIJKToRASMatrix(_vtk_matrix(image.index_to_ras_matrix()))
+    node.SetIJKToRASMatrix(vtk_matrix(image.index_to_ras_matrix()))
     node.Modified()
 
 

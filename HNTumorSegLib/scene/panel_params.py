@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from ..vocab import Device, InputRole, Quality, Task
+from ..vocab import AlignPet, Device, InputRole, Quality, Task
 
 if TYPE_CHECKING:  # MRML classes: only for readers and type checkers (slicer is not imported here)
     from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
@@ -54,6 +54,12 @@ class PanelParameters:
     ct: Optional[vtkMRMLScalarVolumeNode] = None
     pet: Optional[vtkMRMLScalarVolumeNode] = None
     prior: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode, None] = None
+    #: a segmentation prior's structure table, ``--structures`` syntax ("": automatic; scene.prior_table)
+    prior_structures: str = ""
+    #: the pre-RT T2 the prior was drawn on ("Register pre-RT to mid-RT"; scene.prior_registration)
+    pre_rt: Optional[vtkMRMLScalarVolumeNode] = None
+    #: PET/CT: when the PET is registered to the CT (``--align-pet``; prompts.pet_ct_registration)
+    align_pet: AlignPet = AlignPet.AUTO
 
     def to_run_parameters(self):
         """The scene logic's Parameters: node IDs of the task's inputs and prior."""
@@ -63,7 +69,8 @@ class PanelParameters:
                   if getattr(self, name) is not None}
         return Parameters(task=self.task, inputs=inputs, prior=self.prior.GetID() if self.prior is not None else "",
                           model=self.model, device=str(self.device), quality=self.quality,
-                          use_boxes=self.use_boxes, save_uncertainty=self.save_uncertainty)
+                          use_boxes=self.use_boxes, save_uncertainty=self.save_uncertainty,
+                          prior_structures=self.prior_structures, align_pet=self.align_pet)
 
 
 def field_names() -> list[str]:

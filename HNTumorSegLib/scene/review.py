@@ -14,6 +14,10 @@ them into ``vtkMRMLTableNode`` s (numbers as double columns, names as string col
   ``reference_volume_ml`` (the reference is resampled onto the result's grid with nearest
   neighbour when its grid differs, as ``evaluate`` does). Undefined values (both empty) are NaN.
 
+Export's folder (:func:`export_folder`): the panel's folder field may be empty (``Path("")`` is the
+working directory, so the files would land wherever Slicer was started) or name a file; both are
+refused with one line before anything is written.
+
 Example:
     >>> from HNTumorSegLib.phantoms import make_midrt_case
     >>> from HNTumorSegLib.scene.mrml import make_scene, volume_node_from_image
@@ -30,16 +34,46 @@ Example:
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from ..image import Image
 from ..prompts.boxes import LABEL_NAMES
 
 VOLUME_COLUMNS = ("segment", "voxels", "volume_ml")
 LESION_COLUMNS = ("lesion", "label", "volume_ml", "centroid_R", "centroid_A", "centroid_S")
 COMPARISON_COLUMNS = ("segment", "DSC", "HD95_mm", "MSD_mm", "IoU", "volume_ml", "reference_volume_ml")
+
+
+def export_folder(folder: str | os.PathLike | None, absolute: bool = False) -> Path:
+    """The folder Export writes to; an empty one (or, with ``absolute``, a relative one: the panel's
+    field, where the working directory is Slicer's, not the user's) or a file is an InputError.
+
+    Example:
+        >>> export_folder("  ")
+        Traceback (most recent call last):
+        ...
+        HNTumorSegLib.errors.InputError: no export folder chosen - choose the folder in the Export section ...
+        >>> export_folder("out", absolute=True)
+        Traceback (most recent call last):
+        ...
+        HNTumorSegLib.errors.InputError: out: the export folder is not a full path ...
+    """
+    text = os.fspath(folder) if folder is not None else ""
+    if not str(text).strip():
+        raise InputError("no export folder chosen", None,
+                         "choose the folder in the Export section (its ... button) before pressing Export")
+    path = Path(str(text).strip()).expanduser()
+    if absolute and not path.is_absolute():
+        raise InputError("the export folder is not a full path (it would be relative to where Slicer was started)",
+                         path, "choose the folder with the Export section's ... button")
+    if path.exists() and not path.is_dir():
+        raise InputError("the export folder is a file", path, "choose a folder")
+    return path
 
 
 def volume_rows(labels: Image) -> list[dict]:

@@ -61,10 +61,18 @@ def _segments(seg_node):
 
 
 def label_of_segment(segment) -> int | None:
-    """1 (GTVp), 2 (GTVn) or None: from our tag, else the name, else the terminology type code."""
-    tag = _get_tag(segment, LABEL_ATTRIBUTE)
+    """1 (GTVp), 2 (GTVn) or None: from our tag, else the name (the command line's name rules,
+    :func:`HNTumorSegLib.dicom.structures.label_of_name`: ``GTV_P``, ``GTVn_L2``, ``GTV node`` ...;
+    or a name starting with GTVp / GTVn, as the Segment Editor's copies are called), else the
+    terminology type code."""
+    from ..dicom.structures import label_of_name
+
+    tag = get_tag(segment, LABEL_ATTRIBUTE)
     if tag in ("1", "2"):
         return int(tag)
+    by_name = label_of_name(segment.GetName() or "")
+    if by_name is not None:
+        return by_name
     name = (segment.GetName() or "").strip().lower()
     if name.startswith("gtvp"):
         return 1
@@ -79,7 +87,7 @@ def label_of_segment(segment) -> int | None:
     return None
 
 
-def _get_tag(segment, key: str) -> str | None:
+def get_tag(segment, key: str) -> str | None:
     """A segment tag's value (VTK wraps ``GetTag(key, std::string&)`` with an output reference)."""
     from vtkmodules.vtkCommonCore import reference
 
@@ -163,14 +171,17 @@ def segment_ids_by_label(seg_node) -> dict[int, list[str]]:
     return out
 
 
-def export_label_map(seg_node, reference_node) -> Image:
-    """The segmentation as a challenge label map (0, 1 GTVp, 2 GTVn, uint8) on ``reference_node``'s grid."""
+def export_label_map(seg_node, reference_node, groups: dict[int, list[str]] | None = None) -> Image:
+    """The segmentation as a challenge label map (0, 1 GTVp, 2 GTVn, uint8) on ``reference_node``'s grid.
+
+    ``groups``: label -> segment IDs (the prior's structure table, :mod:`.prior_table`); default
+    :func:`segment_ids_by_label`."""
     from slicer import vtkSlicerSegmentationsModuleLogic as SegLogic
     from vtkmodules.vtkCommonCore import vtkStringArray
 
     ref = image_from_volume_node(reference_node)
     out = np.zeros(ref.array.shape, dtype=np.uint8)
-    groups = segment_ids_by_label(seg_node)
+    groups = groups if groups is not None else segment_ids_by_label(seg_node)
     if not groups[1] and not groups[2]:
         raise InputError(f"segmentation {seg_node.GetName()!r} has no GTVp or GTVn segment", None,
                          "name the segments GTVp and GTVn (Segment Editor) or import a result first")

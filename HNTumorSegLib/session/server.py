@@ -40,7 +40,6 @@ import argparse
 import collections
 import dataclasses
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -50,7 +49,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import EXIT_BAD_INPUT, EXIT_OK, Cancelled, InputError, OutOfMemory, WorkerFailed
-from ..fileio import loads_json
+from ..fileio import loads_json, remove_temp_folder, temp_folder
 from ..protocol import ErrorEvent, Event, ProgressEvent, ResultEvent
 from .messages import session_event, tag_event
 from .model_cache import ModelCache
@@ -335,7 +334,7 @@ def serve(args: argparse.Namespace) -> int:
     from ..worker import EventWriter, exit_orphaned, orphaned, watch_parent
 
     device = parse_device(args.device) if args.device else None
-    temp_dir = Path(args.temp_dir) if args.temp_dir else Path(tempfile.mkdtemp(prefix="hntumorseg-session-"))
+    temp_dir = Path(args.temp_dir) if args.temp_dir else temp_folder("hntumorseg-session-")
     temp_dir.mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = str(temp_dir)   # every temp file of this process lands in the folder removed below
     stream = event_stream()
@@ -357,11 +356,13 @@ def serve(args: argparse.Namespace) -> int:
             exit_orphaned()   # nobody to answer: remove the temp folder and go, now
         if server is not None:
             server.stop(wait_s=1.0)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        remove_temp_folder(temp_dir)
         try:
             stream.flush()
         except (OSError, ValueError):
             pass
+        if orphaned():   # the client died during this clean-up: the orphan's exit (worker.exit_orphaned) ends it
+            exit_orphaned()
         if server is not None and server._thread.is_alive():
             os._exit(code)  # a run still unwinding in native code: do not wait for it at shutdown
     return code
