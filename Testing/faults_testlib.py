@@ -4,7 +4,9 @@
   must never skip: with ``CI=true`` a failed mount fails the test);
 * :func:`hashes`: sha256 of every file under some folders (nothing touched = equal before/after);
 * :func:`hntumorseg`: the real command as a child process;
-* :func:`leftovers`: hidden temp files / worker temp folders that must not survive.
+* :func:`leftovers`: hidden temp files / worker temp folders that must not survive;
+* :func:`wait_until`, :func:`process_gone`: wait on a condition with a generous limit (no fixed
+  sleeps: a loaded CI machine is slow, never wrong).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -89,3 +92,25 @@ def one_error_line(stderr: str) -> str:
     assert "Traceback" not in stderr, stderr[-3000:]
     assert len(lines) == 1, stderr[-3000:]
     return lines[0]
+
+
+def wait_until(condition, what: str = "condition", limit_s: float = 120.0, poll_s: float = 0.02):
+    """``condition()``'s first true value, polled every ``poll_s``; AssertionError naming ``what``
+    after ``limit_s`` (generous: the limit only ends a test that would otherwise hang)."""
+    t_end = time.monotonic() + limit_s
+    while time.monotonic() < t_end:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"{what}: not within {limit_s} s")
+
+
+def process_gone(pid: int) -> bool:
+    """The process has exited (gone, or a zombie nobody has reaped yet)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

@@ -3,7 +3,7 @@ whole tree (grandchildren in the group and out of it), timeouts, and the end of 
 parent dies - through the kernel's parent-death signal, with its thread caveat.
 
 Nothing here waits a fixed time for a process to die: every "gone" is a condition polled with a
-generous limit (:func:`_wait_until`), so a loaded machine makes the tests slower, not wrong. The
+generous limit (:func:`faults_testlib.wait_until`), so a loaded machine makes the tests slower, not wrong. The
 parent-death latency (the 1 s of docs/design.md) is measured by the child itself: it writes the
 wall-clock time at which it noticed, and the test compares it with the time it killed the
 parent. That difference is the kernel's signal delivery plus one wake-up of a sleeping thread,
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from faults_testlib import process_gone, wait_until
 
 from HNTumorSegLib import childproc
 from HNTumorSegLib.protocol import ProgressEvent, ResultEvent
@@ -42,21 +43,6 @@ def _load_margin_s() -> float:
     return LOAD_MARGIN_S if os.getloadavg()[0] > (os.cpu_count() or 1) else 0.0
 
 
-def _wait_until(predicate, limit_s: float = LIMIT_S, what: str = "condition"):
-    t_end = time.monotonic() + limit_s
-    while time.monotonic() < t_end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not within {limit_s} s")
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _script(tmp_path: Path, name: str, body: str) -> Path:
@@ -119,11 +105,11 @@ TREE = """
 @pytest.mark.skipif(os.name == "nt", reason="process groups and signals: POSIX")
 def test_kill_tree_ends_grandchildren_in_and_out_of_the_group(tmp_path):
     child = childproc.start([sys.executable, str(_script(tmp_path, "tree.py", TREE))])
-    line = _wait_until(lambda: child.read(timeout=0.1), what="grandchildren started")
+    line = wait_until(lambda: child.read(timeout=0.1), what="grandchildren started")
     grandchildren = [int(p) for p in line[0].split()]
     child.kill_tree(grace_s=1.0)
     assert child.returncode == -signal.SIGTERM        # SIGTERM sufficed; the status stayed ours to read
-    _wait_until(lambda: all(_gone(p) for p in grandchildren), what="grandchildren gone")
+    wait_until(lambda: all(process_gone(p) for p in grandchildren), what="grandchildren gone")
 
 
 @pytest.mark.skipif(os.name == "nt", reason="signals: POSIX")
@@ -135,7 +121,7 @@ def test_kill_tree_uses_sigkill_when_sigterm_is_ignored(tmp_path):
         time.sleep(600)
     """)
     child = childproc.start([sys.executable, str(script)])
-    _wait_until(lambda: child.read(timeout=0.1), what="child ready")
+    wait_until(lambda: child.read(timeout=0.1), what="child ready")
     child.kill_tree(grace_s=0.3)
     assert child.returncode == -signal.SIGKILL
 
@@ -260,12 +246,12 @@ def _start_parent(tmp_path: Path, how: str, *child_args: str, interval_s: float 
 
 def _kill_parent_and_measure(parent: subprocess.Popen, status: Path, record_property) -> float:
     child_pid = int(parent.stdout.readline())
-    _wait_until(lambda: _read_status(status), what="child status")
+    wait_until(lambda: _read_status(status), what="child status")
     t_kill = time.time()
     parent.kill()
     parent.wait(LIMIT_S)
-    final = _wait_until(lambda: (s := _read_status(status)) and "noticed" in s and s, what="child noticed")
-    _wait_until(lambda: _gone(child_pid), what="child gone")
+    final = wait_until(lambda: (s := _read_status(status)) and "noticed" in s and s, what="child noticed")
+    wait_until(lambda: process_gone(child_pid), what="child gone")
     latency = final["noticed"] - t_kill
     print(f"\nparent death -> child noticed: {latency * 1000:.0f} ms (load {os.getloadavg()[0]:.1f})")
     record_property("parent_death_noticed_s", round(latency, 3))
@@ -289,7 +275,7 @@ def test_a_parent_thread_that_ends_does_not_stop_the_child(tmp_path, record_prop
     # see that its parent process still lives and go on - and still stop when the parent dies.
     parent, status = _start_parent(tmp_path, "thread")
     try:
-        seen = _wait_until(lambda: (s := _read_status(status)) and s.get("ignored", 0) >= 1 and s,
+        seen = wait_until(lambda: (s := _read_status(status)) and s.get("ignored", 0) >= 1 and s,
                            what="the thread's signal seen and ignored")
         assert seen["kernel"] and psutil.Process(seen["pid"]).is_running() and parent.poll() is None
         latency = _kill_parent_and_measure(parent, status, record_property)
@@ -319,6 +305,6 @@ def test_a_child_whose_parent_died_before_it_watched_stops_at_once(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=LIMIT_S,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     child_pid = int(out.stdout)
-    final = _wait_until(lambda: (s := _read_status(status)) and "noticed" in s and s, what="child noticed")
-    _wait_until(lambda: _gone(child_pid), what="child gone")
+    final = wait_until(lambda: (s := _read_status(status)) and "noticed" in s and s, what="child noticed")
+    wait_until(lambda: process_gone(child_pid), what="child gone")
     assert final["ignored"] == 0   # noticed by the check at the start, not by a signal

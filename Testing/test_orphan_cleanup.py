@@ -33,27 +33,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+from faults_testlib import process_gone, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 #: how long a test waits for a condition before it fails (a loaded machine is slow, not wrong)
 LIMIT_S = 120.0
 
 
-def _wait_until(condition, what: str, limit_s: float = LIMIT_S):
-    t_end = time.monotonic() + limit_s
-    while time.monotonic() < t_end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {limit_s} s")
-
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _client(code: str, *args: str, env: dict | None = None) -> subprocess.Popen:
@@ -87,7 +73,7 @@ def test_sessions_of_a_sigkilled_client_remove_their_folders(tmp_path):
         for c in clients:
             c.send_signal(signal.SIGKILL)
         for s in seen:
-            _wait_until(lambda: _gone(s["pid"]), f"session {s['pid']} gone")
+            wait_until(lambda: process_gone(s["pid"]), f"session {s['pid']} gone")
     finally:
         for c in clients:
             if c.poll() is None:
@@ -153,9 +139,9 @@ def test_a_download_whose_client_dies_leaves_no_part(tmp_path):
         command = int(client.stdout.readline())
         part = cache / "downloads" / "model.bin.part"
         # mid-download: the first bytes are on disk, the rest is held back by the server
-        _wait_until(lambda: part.is_file() and part.stat().st_size >= _SlowServer.head, "the .part growing")
+        wait_until(lambda: part.is_file() and part.stat().st_size >= _SlowServer.head, "the .part growing")
         client.send_signal(signal.SIGKILL)
-        _wait_until(lambda: _gone(command), "the fetch command gone")
+        wait_until(lambda: process_gone(command), "the fetch command gone")
     finally:
         _SlowServer.release.set()
         if client.poll() is None:

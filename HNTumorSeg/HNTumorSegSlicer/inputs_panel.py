@@ -246,14 +246,8 @@ class PriorPanel(Panel):
 
     def onPoll(self):
         state = self.scene_logic.poll()
-        self.ui.progressBar.setValue(state.percent)
-        self.ui.stageLabel.text = f"{state.stage}: {state.message}" if state.stage else ""
-        for line in state.log:
-            self.log(line)
-        if state.running:
+        if not self.showPoll(state, self.timer):
             return
-        self.timer.stop()
-        self.ui.progressBar.setVisible(False)
         if state.state == "succeeded":
             with slicer.util.tryWithErrorDisplay(_("Could not import the registration."), waitCursor=True):
                 result = self.scene_logic.import_registration()

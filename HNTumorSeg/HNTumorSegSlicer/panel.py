@@ -46,3 +46,16 @@ class Panel:
     def log(self, line: str) -> None:
         """One line in the panel's log box."""
         self.ui.logTextEdit.appendPlainText(line)
+
+    def showPoll(self, state, timer) -> bool:
+        """Show a running child's poll ``state`` (progress bar, stage line, new log lines); once it has
+        ended, stop ``timer``, hide the bar and return True (the caller then reads the outcome)."""
+        self.ui.progressBar.setValue(state.percent)
+        self.ui.stageLabel.text = f"{state.stage}: {state.message}" if state.stage else ""
+        for line in state.log:
+            self.log(line)
+        if state.running:
+            return False
+        timer.stop()
+        self.ui.progressBar.setVisible(False)
+        return True

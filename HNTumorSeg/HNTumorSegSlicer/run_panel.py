@@ -111,14 +111,8 @@ class RunPanel(Panel):
 
     def onPoll(self):
         state = self.logic.poll()
-        self.ui.progressBar.setValue(state.percent)
-        self.ui.stageLabel.text = f"{state.stage}: {state.message}" if state.stage else ""
-        for line in state.log:
-            self.log(line)
-        if state.running:
+        if not self.showPoll(state, self.timer):
             return
-        self.timer.stop()
-        self.ui.progressBar.setVisible(False)
         self.ui.deviceUsedLabel.text = self.logic.deviceUsedText()
         if state.state == "succeeded":
             with slicer.util.tryWithErrorDisplay(_("Could not import the result."), waitCursor=True):
