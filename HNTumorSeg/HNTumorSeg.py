@@ -57,6 +57,7 @@ UI_WIDGETS = {
     "resamplePriorButton": "QPushButton",
     "addGTVpBoxButton": "QPushButton", "addGTVnBoxButton": "QPushButton", "deleteBoxButton": "QPushButton",
     "useBoxesCheckBox": "QCheckBox", "gradientPreviewCheckBox": "QCheckBox", "modelComboBox": "QComboBox",
+    "restrictToBoxesCheckBox": "QCheckBox",
     "modelBrowseButton": "QPushButton", "modelInfoLabel": "QLabel",
     "downloadModelButton": "QPushButton", "importModelButton": "QPushButton",
     "deviceComboBox": "QComboBox", "qualityComboBox": "QComboBox", "uncertaintyCheckBox": "QCheckBox",

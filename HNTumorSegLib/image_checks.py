@@ -65,8 +65,11 @@ def _read_header(path: Path) -> bytes:
 def _quaternion_matrix(b: float, c: float, d: float) -> np.ndarray:
     """The NIfTI qform rotation (nifti1.h, ``quatern_b/c/d``; ``a`` from unit length)."""
     a2 = 1.0 - (b * b + c * c + d * d)
-    a = math.sqrt(a2) if a2 > 0 else 0.0
-    if a2 < 0:  # not quite unit length: normalise as nifti1_io does
+    # nifti1_io's rule (nifti_quatern_to_mat44): a < 1e-7 is a 180-degree rotation, a = 0 and (b, c, d)
+    # normalised. With float32 b, c, d a true 0 comes out as ~5e-8, whose root (2e-4) would tilt the
+    # grid by a few micrometres and make qform and sform "disagree" on an oblique scan (issue 25).
+    a = math.sqrt(a2) if a2 >= 1e-7 else 0.0
+    if a2 < 1e-7:
         n = math.sqrt(b * b + c * c + d * d)
         b, c, d = b / n, c / n, d / n
     return np.array([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],

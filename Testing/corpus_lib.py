@@ -133,6 +133,27 @@ def voxels(path: Path) -> np.ndarray:
     return pixels * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
 
 
+def _tm_seconds(tm: str) -> float:
+    """Seconds since midnight of a DICOM TM value (HHMMSS.FFFFFF)."""
+    tm = str(tm).strip()
+    return int(tm[:2]) * 3600 + int(tm[2:4]) * 60 + float(tm[4:] or 0)
+
+
+def suv_bw_factor(path: Path) -> float:
+    """SUVbw per Bq/mL of a BQML PET slice decay-corrected to START, written out from the QIBA
+    formula (independent of our :mod:`HNTumorSegLib.dicom.suv`): body weight [g] / injected dose
+    decayed from the injection to the series start [Bq]."""
+    import pydicom
+
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert ds.Units == "BQML" and ds.DecayCorrection == "START", path
+    drug = ds.RadiopharmaceuticalInformationSequence[0]
+    assert _tm_seconds(ds.SeriesTime) <= _tm_seconds(ds.AcquisitionTime), path     # the series time is the start
+    elapsed = _tm_seconds(ds.SeriesTime) - _tm_seconds(drug.RadiopharmaceuticalStartTime)  # same day in these files
+    decayed = float(drug.RadionuclideTotalDose) * 2.0 ** (-elapsed / float(drug.RadionuclideHalfLife))
+    return float(ds.PatientWeight) * 1000.0 / decayed
+
+
 def write_readme_table(readme: Path) -> None:
     """Put :func:`readme_table` in place of the README's table after its marker (run by hand after
     changing the index; the test checks they agree)."""

@@ -6,7 +6,8 @@
   and the README's table is the index's;
 * every series that can be an export source is chosen (:mod:`HNTumorSegLib.dicom.select`) and
   read (:mod:`HNTumorSegLib.dicom.read`) with the voxels pydicom decodes, in our slice order;
-* every single-slice file is read with pydicom's voxels too, and refused as a volume input;
+* every single-slice file is read with pydicom's voxels too (a PET also in SUVbw, checked against the
+  body-weight formula written out in :func:`corpus_lib.suv_bw_factor`), and refused as a volume input;
 * every input that must be refused makes ``hntumorseg export`` (a child process) exit 2 with one
   line naming it, writing nothing.
 """
@@ -46,9 +47,10 @@ def test_index_covers_what_the_issue_asks():
         assert e["use"] in corpus_lib.USES
         assert e["use"] not in ("refused", "read") or e.get("message"), e["id"]
     sources = corpus_lib.entries("source")
-    assert "GE" in {e["vendor"] for e in sources}   # no multi-slice Philips or Siemens series was found (README)
+    assert {"GE", "Siemens", "Philips"} <= {e["vendor"] for e in sources}   # multi-slice series of each
     assert {"GE", "Siemens", "Philips"} <= {e["vendor"] for e in all_entries if e["modality"] in ("CT", "MR")}
     assert {"CT", "MR"} <= {e["modality"] for e in sources}
+    assert "PT" in {e["modality"] for e in all_entries}   # single slices: no small free PET series was found
     syntaxes = {e["transfer_syntax"] for e in all_entries}
     for needed in ("Implicit VR Little Endian", "Explicit VR Little Endian", "JPEG Lossless SV1", "JPEG 2000 Lossless",
                    "RLE Lossless", "Deflated Explicit VR Little Endian"):
@@ -106,9 +108,12 @@ def test_source_series_is_chosen_and_read_with_pydicoms_voxels(entry_id, tmp_pat
 def test_single_slice_is_read_with_pydicoms_voxels_and_refused_as_a_volume(entry_id, tmp_path):
     e = corpus_lib.entry(entry_id)
     folder = corpus_lib.materialise(entry_id, tmp_path)
-    image = read_dicom_folder(folder)
+    image = read_dicom_folder(folder, pet_in_suv=False)
     files = [p for p in folder.rglob("*") if p.is_file()]
-    np.testing.assert_allclose(image.array, _pydicom_voxels(files), atol=1e-3)
+    np.testing.assert_allclose(image.array, _pydicom_voxels(files), rtol=1e-6, atol=1e-3)
+    if e["modality"] == "PT":   # read as an input, a PET is in SUVbw: the same voxels times the header's factor
+        suv = read_dicom_folder(folder)
+        np.testing.assert_allclose(suv.array, image.array * corpus_lib.suv_bw_factor(files[0]), rtol=1e-4, atol=1e-5)
     with pytest.raises(InputError, match=e["message"]):
         read_volume(folder, name="the corpus file")
 

@@ -132,3 +132,26 @@ def test_biomarkers_refuses_nan_qoffset_and_inf_srow(tmp_path):
         line = one_error_line(res.stderr)
         assert field in line and str(pet) in line, line
         assert not out.exists()
+
+
+def test_a_qform_near_180_degrees_is_read_as_nifti1_io_reads_it():
+    """A tilted MR whose qform rotation is near 180 degrees: stored as float32, quatern_b/c/d give
+    1 - (b^2 + c^2 + d^2) ~ 5e-8 instead of 0; its root (2e-4) tilted our matrix by micrometres and
+    our own label map of a Philips oblique EPI was refused as "qform and sform disagree" (issue 25's
+    corpus). nifti1_io takes a < 1e-7 as 0 and normalises (b, c, d); so do we now."""
+    import math
+
+    import numpy as np
+
+    from HNTumorSegLib.image_checks import _quaternion_matrix
+
+    tilt = math.radians(13.0)
+    axis = np.array([0.0, math.sin(tilt), math.cos(tilt)])   # 180 degrees about a tilted axis: a = 0
+    b, c, d = (float(np.float32(v)) for v in axis)
+    assert 0 < 1.0 - (b * b + c * c + d * d) < 1e-7      # the float32 residue the old code took the root of
+    n = math.sqrt(b * b + c * c + d * d)
+    b0, c0, d0 = b / n, c / n, d / n                     # nifti_quatern_to_mat44, its a < 1e-7 branch
+    expected = np.array([[b0 * b0 - c0 * c0 - d0 * d0, 2 * b0 * c0, 2 * b0 * d0],
+                         [2 * b0 * c0, c0 * c0 - b0 * b0 - d0 * d0, 2 * c0 * d0],
+                         [2 * b0 * d0, 2 * c0 * d0, d0 * d0 - c0 * c0 - b0 * b0]])
+    np.testing.assert_allclose(_quaternion_matrix(b, c, d), expected, atol=1e-12)

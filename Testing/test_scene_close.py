@@ -69,7 +69,8 @@ def test_scene_clear_cancels_the_job_and_parameters_are_re_read():
     pnode.SetNodeReferenceID("t2", params.t2.GetID())
     logic.boxes_from_prior(params.prior, params.t2)
 
-    run = logic.start(params.to_run_parameters())
+    logic.start(params.to_run_parameters())
+    run = logic.wait_started()   # start() returns at once (issue 26: the inputs are written in a thread)
     assert logic.running
     worker = psutil.Process(run.proc.pid)
     time.sleep(0.5)

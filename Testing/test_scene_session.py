@@ -105,6 +105,7 @@ def _start(case, model):
     logic = SegmentationSceneLogic(app.scene, timeout_s=300)
     params = Parameters(task="prert", inputs={"T2": nodes["preRT_T2"].GetID()}, model=model, device="cpu")
     logic.start(params)
+    logic.wait_started()   # start() returns at once (issue 26: the inputs are written in a thread)
     return logic
 
 

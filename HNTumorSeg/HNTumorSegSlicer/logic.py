@@ -65,6 +65,7 @@ class HNTumorSegParameterNode:
     device: Device = Device.AUTO
     quality: Quality = Quality.FAST
     use_boxes: bool = True
+    restrict_to_boxes: bool = False
     save_uncertainty: bool = False
     t2: Optional[vtkMRMLScalarVolumeNode] = None
     ct: Optional[vtkMRMLScalarVolumeNode] = None
@@ -121,7 +122,8 @@ class HNTumorSegLogic(ScriptedLoadableModuleLogic):
         if self._segmentation is None:
             from HNTumorSegLib.scene.logic import SegmentationSceneLogic
 
-            self._segmentation = SegmentationSceneLogic(slicer.mrmlScene)
+            # check_device: Apply probes the device and asks before a long CPU run, in its thread (issue 26)
+            self._segmentation = SegmentationSceneLogic(slicer.mrmlScene, check_device=True)
         return self._segmentation
 
     @property
@@ -129,8 +131,14 @@ class HNTumorSegLogic(ScriptedLoadableModuleLogic):
         return self._segmentation is not None and self._segmentation.running
 
     def start(self, params):
-        self.segmentation.file_for_instance = dicom_file_lookup()   # a DICOM PET goes to the worker in SUV
+        self.refreshDicomLookup()
         return self.segmentation.start(params)
+
+    def refreshDicomLookup(self):
+        """Give the scene logic the DICOM database's file lookup as it is now (a database opened after
+        start-up counts): a PET loaded from DICOM then goes to the worker in SUV, converted from its
+        files' headers (issue 24). Every Apply calls this, through the warm session too."""
+        self.segmentation.file_for_instance = dicom_file_lookup()
 
     def poll(self):
         return self.segmentation.poll()

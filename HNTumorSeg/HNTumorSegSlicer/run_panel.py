@@ -1,13 +1,15 @@
 """The panel's Run section: device, quality, Apply / Cancel, progress and log.
 
 A helper of ``HNTumorSegWidget`` (see :mod:`.panel`). Apply checks the inputs and the model
-(not installed: one line saying what to click), shows the device the run will use and, before a
-long CPU run, how long it will take (``HNTumorSegLib.scene.run_estimate``; the device is asked of
-a child Python once per session, since torch never enters Slicer's GUI process), then hands the
-run to the scene's warm session (:mod:`.refine_panel`). A QTimer polls the child every 200 ms
-into the progress bar, the stage label and the log; at the end the result is imported and
-selected for review (on PET/CT with its PET biomarker table, and, when the PET was registered to
-the CT, a status line saying how: ``--align-pet``'s combo "PET to CT", issue 24).
+(not installed: one line saying what to click) and hands the run to the scene's warm session
+(:mod:`.refine_panel`), which returns at once: the scene logic probes the device (a child Python,
+once per session: torch never enters Slicer's GUI process) and writes the inputs in a thread
+(stage "preparing", issue 26). A QTimer polls every 200 ms into the progress bar, the stage label
+and the log; the poll says the device the run uses and, before a long CPU run, the question to
+ask (``HNTumorSegLib.scene.run_estimate``). At the end the result is imported and selected for
+review (on PET/CT with its PET biomarker table, and, when the PET was registered to the CT, a
+status line saying how: ``--align-pet``'s combo "PET to CT", issue 24); a run restricted to the
+boxes says which region was skipped.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from .panel import Panel, _
 class RunPanel(Panel):
     def __init__(self, widget):
         super().__init__(widget)
-        self._devices = {}  # device asked -> device found (asked of a child Python once per session)
         for device in Device:
             self.ui.deviceComboBox.addItem(device.value, device.value)
-        for quality in Quality:
-            self.ui.qualityComboBox.addItem(quality.value, quality.value)
+        from HNTumorSegLib.scene.panel_params import QUALITY_TEXT
+
+        for quality in Quality:  # the text says what it does: folds and TTA, always the whole image
+            self.ui.qualityComboBox.addItem(QUALITY_TEXT[quality], quality.value)
         self.timer = self.makeTimer(self.POLL_MS, self.onPoll)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceOrQualityChanged)
         self.ui.qualityComboBox.connect("currentIndexChanged(int)", self.onDeviceOrQualityChanged)
@@ -83,34 +86,30 @@ class RunPanel(Panel):
             params = from_object(self.params)
             run_params = params.to_run_parameters()
             run_params.check(slicer.mrmlScene)  # inputs and prior present, else one line saying which
-            choice = choose_model(params.model, params.task, require_installed=True)  # else: what to click
-            if not self._confirmDeviceAndTime(params, choice.id):
-                return
-            self.widget.refinePanel.session().apply(run_params)  # the scene's warm session (started on first Apply)
+            choose_model(params.model, params.task, require_installed=True)  # else: what to click
+            # the scene's warm session (started on first Apply); returns at once, prepared in a thread
+            self.logic.refreshDicomLookup()   # a DICOM PET reaches the worker in SUV (issue 24)
+            self.widget.refinePanel.session().apply(run_params)
+            self.ui.deviceUsedLabel.text = _("Checking the device...")
             self.ui.logTextEdit.clear()
             self.ui.progressBar.setValue(0)
             self.ui.progressBar.setVisible(True)
             self.timer.start()
         self.widget.updateGUIFromParameterNode()
 
-    def _confirmDeviceAndTime(self, params, model) -> bool:
-        """Show the device this run will use; before a long CPU run, say how long and ask."""
-        from HNTumorSegLib.scene.run_estimate import estimate_run, probe_device
-
-        asked = params.device.value
-        if asked not in self._devices:
-            self._devices[asked] = probe_device(asked)
-        reference = params.ct if params.task == Task.PETCT else params.t2
-        dims = reference.GetImageData().GetDimensions()
-        estimate = estimate_run(model, tuple(reversed(dims)), reference.GetSpacing(), resolved_device=self._devices[asked],
-                                all_folds=params.quality == Quality.FULL, tta=params.quality == Quality.FULL)
-        self.ui.deviceUsedLabel.text = _("This run uses: {device}").format(device=estimate.device)
-        if estimate.long_cpu_run:
-            return slicer.util.confirmOkCancelDisplay(estimate.warning_text(), _("HNTumorSeg: long CPU run"))
-        return True
-
     def onPoll(self):
         state = self.logic.poll()
+        if state.device and state.state == "preparing":
+            self.ui.deviceUsedLabel.text = _("This run uses: {device}").format(device=state.device)
+        if state.question:  # a long CPU run: asked once, the timer held while the dialog is open
+            self.timer.stop()
+            ok = slicer.util.confirmOkCancelDisplay(state.question, _("HNTumorSeg: long CPU run"))
+            self.logic.segmentation.confirm_start(ok)
+            if not ok:
+                self.stopped(_("cancelled"))
+                self.widget.updateGUIFromParameterNode()
+                return
+            self.timer.start()
         if not self.showPoll(state, self.timer):
             return
         self.ui.deviceUsedLabel.text = self.logic.deviceUsedText()
@@ -123,9 +122,10 @@ class RunPanel(Panel):
                 from HNTumorSegLib.prompts.pet_ct_registration import alignment_of_run
 
                 aligned = alignment_of_run(self.logic.segmentation.run)   # a registered PET: how it was placed
-                if aligned:
-                    self.ui.stageLabel.text += "\n" + aligned
-                    self.log(aligned)
+                for line in (aligned, state.note):   # how the PET was placed; the region a restriction skipped
+                    if line:
+                        self.ui.stageLabel.text += "\n" + line
+                        self.log(line)
         elif state.error and state.state != "cancelled":
             slicer.util.errorDisplay(state.error)
         if state.state == "succeeded" and self.params.task == Task.PETCT:

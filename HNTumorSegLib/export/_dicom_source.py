@@ -193,7 +193,9 @@ def copy_identity(source, target) -> None:
     :func:`output_character_set` (the source's ``SpecificCharacterSet`` when it is valid)."""
     charset = output_character_set(source)
     for keyword in PATIENT_STUDY_KEYWORDS:
-        if keyword in source:
+        if keyword in source and not (source[keyword].VR == "SQ" and len(source[keyword].value) == 0):
+            # an empty sequence in the source (a Philips ProcedureCodeSequence of 0 items) is left
+            # out: copied, it is 2 dciodvfy errors in the SEG and the RTSTRUCT (issue 25 corpus)
             target[keyword] = copy.deepcopy(source[keyword])
         elif keyword in target:
             del target[keyword]

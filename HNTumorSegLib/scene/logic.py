@@ -3,15 +3,25 @@
 The widget (``HNTumorSeg/HNTumorSeg.py``) binds its controls to a :class:`Parameters` and calls
 :class:`SegmentationSceneLogic` (through the Slicer module's logic, which hands each action to it);
 a ``QTimer`` calls :meth:`SegmentationSceneLogic.poll` every 200 ms. Nothing here blocks
-for long: :meth:`start` writes the inputs (a few MB of NIfTI) and starts the worker process
-(:class:`HNTumorSegLib.runner.WorkerRun`); :meth:`poll` only drains the events the runner's
-reader threads queued (milliseconds, measured by ``bench/bench_poll.py``).
+for long: :meth:`start` reads the nodes and hands the writing to a thread; a later :meth:`poll`
+starts the worker process (:class:`HNTumorSegLib.runner.WorkerRun`) and from then on only drains
+the events the runner's reader threads queued (milliseconds, measured by ``bench/bench_poll.py``
+and ``Testing/test_scene_gui_thread.py``).
 
-Quality (the widget's switch, :class:`~HNTumorSegLib.vocab.Quality`): ``fast`` = one fold, the
-first the model has (:meth:`Folds.first <HNTumorSegLib.folds.Folds.first>`: fold 0, or fold 1 of
-a model trained on folds 1-4, or ``fold_all``), no test-time augmentation; ``full`` = all folds
-and TTA (flips on the model's ``tta_axes``). The request is a
+Quality (the widget's switch, :class:`~HNTumorSegLib.vocab.Quality`) chooses folds and TTA only:
+``fast`` = one fold, the first the model has (:meth:`Folds.first <HNTumorSegLib.folds.Folds.first>`:
+fold 0, or fold 1 of a model trained on folds 1-4, or ``fold_all``), no test-time augmentation;
+``full`` = all folds and TTA (flips on the model's ``tta_axes``). Both segment the **whole image**:
+the region is restricted to the lesion boxes only when the user ticked "Restrict to boxes"
+(``Parameters.restrict_to_boxes``; issue 26: "fast" used to restrict, so a new mid-RT node
+outside the pre-RT boxes was silently lost), and then the run's status line says which region
+was skipped (:func:`.handoff.restricted_note`, ``PollState.note``). The request is a
 :class:`~HNTumorSegLib.pipeline.request.SegmentRequest`, built and checked here.
+
+Apply never blocks the GUI thread for long (issue 26): :meth:`SegmentationSceneLogic.start` reads
+the nodes (:class:`.handoff.Snapshot`) and returns; a thread (:class:`.handoff.Preparation`)
+probes the device (``check_device``), writes the hand-off and the worker starts on a later
+:meth:`~SegmentationSceneLogic.poll` (stage ``preparing`` until then).
 
 Example (a whole session, as ``Testing/test_scene_session.py`` runs it):
     >>> import time
@@ -27,7 +37,7 @@ Example (a whole session, as ``Testing/test_scene_session.py`` runs it):
     ['GTVp-1', 'GTVn-1', 'GTVn-2']
     >>> params = Parameters(task="midrt", inputs={"T2": nodes["midRT_T2"].GetID()},
     ...                     prior=nodes["preRT_mask_registered"].GetID(), model="demo-midrt", device="cpu")
-    >>> _ = logic.start(params)                                    # a worker process
+    >>> _ = logic.start(params)                                    # inputs written in a thread, then a worker
     >>> while logic.running: state = logic.poll(); time.sleep(0.2)   # the widget's timer: progress bar
     >>> seg = logic.import_result()
     >>> sorted(logic.review(seg, nodes["midRT_T2"], reference=nodes["midRT_mask"]))   # table nodes
@@ -43,14 +53,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..errors import InputError
-from ..image import check_labels, read_image, write_image
+from ..image import check_labels, read_image
 from ..folds import Folds
 from ..pipeline.request import SegmentRequest
-from ..prompts.boxes import boxes_from_mask, write_boxes
+from ..prompts.boxes import boxes_from_mask
 from ..vocab import AlignPet, ExportFormat, OutputKind, Quality, Task, parse_device
+from .handoff import Preparation, Snapshot
 from .inputs import TASK_INPUTS, TASK_PRIOR, request_input_image
 from .mrml import image_from_volume_node
 from .prior_table import prior_label_map
@@ -87,6 +98,7 @@ class Parameters:
     device: str = "auto"                          # auto, cpu, cuda, cuda:N, mps
     quality: Quality = Quality.FAST
     use_boxes: bool = True                        # send the scene's lesion boxes with the request
+    restrict_to_boxes: bool = False               # segment only the boxes (+5 mm): the user's tick, never quality
     save_uncertainty: bool = False                # also ask for the voxel-wise uncertainty map
     prior_structures: str = ""                    # a segmentation prior's structure table ("": automatic)
     align_pet: AlignPet = AlignPet.AUTO           # PET/CT: --align-pet (prompts.pet_ct_registration)
@@ -120,6 +132,9 @@ class PollState:
     message: str = ""
     log: list = field(default_factory=list)   # new log lines since the last poll
     error: str = ""                            # one line when the run failed
+    device: str = ""                           # the device this run uses, once known (preparing: the probe)
+    question: str = ""                         # ask this once (OK / Cancel), then call confirm_start
+    note: str = ""                             # a status line for the finished run (the skipped region)
 
 
 class SegmentationSceneLogic:
@@ -127,11 +142,18 @@ class SegmentationSceneLogic:
     import, review and export. One run at a time. The Slicer module's ``HNTumorSegLogic``
     hands each widget action to it (``HNTumorSeg/HNTumorSeg.py``)."""
 
-    def __init__(self, scene, python: str | None = None, timeout_s: float | None = 3600.0):
+    def __init__(self, scene, python: str | None = None, timeout_s: float | None = 3600.0,
+                 check_device: bool = False):
         self.scene = scene
         self.python = python
         self.timeout_s = timeout_s
-        self.run = None
+        #: Apply also probes the device in a child Python and, before a long CPU run, asks
+        #: (``PollState.question``; the Slicer module sets it, scripts and tests need not)
+        self.check_device = check_device
+        self.devices: dict = {}          # device asked -> device found (probed once per session)
+        self.run: Any = None             # WorkerRun, or the scene session's SessionJob
+        self.preparation: Preparation | None = None   # Apply's hand-off, in its thread
+        self.note = ""                   # the last run's status line (PollState.note)
         self.result_dir: Path | None = None
         self.reference_id: str = ""
         self.result_files: dict = {}
@@ -172,38 +194,121 @@ class SegmentationSceneLogic:
     # ---- the run ------------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self.run is not None and self.run.running
+        """A run is being prepared (stage ``preparing``) or its worker runs."""
+        return self.preparation is not None or (self.run is not None and self.run.running)
+
+    def snapshot(self, params: Parameters) -> Snapshot:
+        """What the worker needs, read off the scene (GUI thread; MRML only here). Raises InputError."""
+        params.check(self.scene)
+        # the voxels as read-only views (no copy on the GUI thread); the PET in SUVbw (issue 24)
+        images = {role: (request_input_image(node, role, self.file_for_instance) if role == "PET"
+                         else image_from_volume_node(node, copy=False))
+                  for role in TASK_INPUTS[params.task] for node in [self.scene.GetNodeByID(params.inputs[role])]}
+        reference = self.scene.GetNodeByID(params.inputs[TASK_INPUTS[params.task][0]])
+        prior, prior_node = None, self.scene.GetNodeByID(params.prior) if TASK_PRIOR[params.task] else None
+        if prior_node is not None:   # a label map's labels are checked in the thread (0.3 s at 300x512x512)
+            prior = (image_from_volume_node(prior_node, copy=False) if not prior_node.IsA("vtkMRMLSegmentationNode")
+                     else self._prior_image(prior_node, reference, params.prior_structures))
+        rois = lesion_roi_nodes(self.scene) if params.use_boxes else []
+        folds, tta = quality_settings(params.quality)   # quality: folds and TTA only (whole image)
+        return Snapshot(params.task, images, prior, boxes_from_roi_nodes(rois) if rois else [],
+                        fields=dict(model=params.model, device=params.device, folds=folds, tta=tta,
+                                    align_pet=params.align_pet, restrict_to_boxes=bool(params.restrict_to_boxes)),
+                        uncertainty=params.save_uncertainty)
 
     def build_request(self, params: Parameters, work: Path, out: Path) -> SegmentRequest:
-        """Write the inputs, prior and boxes under ``work``; the :class:`SegmentRequest` for the worker."""
-        params.check(self.scene)
-        inputs = {}
-        for role in TASK_INPUTS[params.task]:
-            path = work / f"{role}.nii.gz"
-            node = self.scene.GetNodeByID(params.inputs[role])   # the PET in SUVbw (issue 24)
-            write_image(request_input_image(node, role, self.file_for_instance), path)
-            inputs[role] = str(path)
-        reference = self.scene.GetNodeByID(params.inputs[TASK_INPUTS[params.task][0]])
-        prior = None
-        if TASK_PRIOR[params.task]:
-            prior = str(write_image(self._prior_image(self.scene.GetNodeByID(params.prior), reference,
-                                                      params.prior_structures), work / "prior.nii.gz"))
-        boxes = None
-        rois = lesion_roi_nodes(self.scene) if params.use_boxes else []
-        if rois:
-            boxes = str(write_boxes(boxes_from_roi_nodes(rois), work / "boxes.json"))
-        folds, tta = quality_settings(params.quality)
-        return SegmentRequest(task=params.task, input_paths=inputs, prior_path=prior, boxes_path=boxes,
-                              model=params.model, device=params.device, folds=folds, tta=tta, align_pet=params.align_pet,
-                              output_path=str(out / "labels.nii.gz"),
-                              restrict_to_boxes=Quality.parse(params.quality) is Quality.FAST,  # CPU fast path
-                              uncertainty_path=str(out / "uncertainty.nii.gz") if params.save_uncertainty else None)
+        """Write the inputs, prior and boxes under ``work`` now; the :class:`SegmentRequest` for the worker."""
+        request = self.snapshot(params).write(Path(work), Path(out))
+        assert request is not None
+        return request
 
-    def start(self, params: Parameters, argv: list | None = None):
-        """Write the request and start the worker; returns the :class:`WorkerRun`. Raises InputError."""
-        run = self._start(lambda work, out: self.build_request(params, work, out), argv, self.run_factory)
+    def start(self, params: Parameters, argv: list | None = None) -> Preparation:
+        """Read the inputs (InputError here, at once) and prepare the run in a thread; returns at once.
+
+        :meth:`poll` reports stage ``preparing`` until the files are written (and, with
+        ``check_device``, the device probed: ``PollState.device``, a long CPU run's
+        ``PollState.question``), then starts the worker. :meth:`wait_started` waits instead.
+        """
+        if self.running:
+            raise InputError("a segmentation is already running", None, "wait for it or press Cancel")
+        snapshot = self.snapshot(params)
+        self._drop_results()
+        self.register_nodes = {}
+        self.note = ""
+        factory = self.run_factory
+        from ..runner import WorkerRun
+
+        run = (factory or WorkerRun)(python=self.python, timeout_s=self.timeout_s, argv=argv)
+        self.result_dir = out = Path(tempfile.mkdtemp(prefix="hntumorseg-result-"))
+        probe = self._probe(params, snapshot) if self.check_device else None
+
+        def discard():
+            run.close()
+            shutil.rmtree(out, ignore_errors=True)
+
+        self.run = None
+        self.preparation = prep = Preparation(snapshot, run.temp_dir, out, probe, discard,
+                                              note=lambda: self._restricted_note(snapshot, params), run=run)
         self.reference_id = params.inputs[TASK_INPUTS[params.task][0]]
-        return run
+        return prep
+
+    def _probe(self, params: Parameters, snapshot: Snapshot):
+        """The thread's device probe and CPU-time estimate (:func:`.run_estimate.device_and_estimate`)."""
+        from .run_estimate import device_and_estimate
+
+        image = next(iter(snapshot.images.values()))
+        full = Quality.parse(params.quality) is Quality.FULL
+        return lambda: device_and_estimate(params.model, image.array.shape, image.spacing, str(params.device),
+                                           full, self.python, self.devices)
+
+    @staticmethod
+    def _restricted_note(snapshot: Snapshot, params: Parameters) -> str:
+        """Thread side: the skipped region of a restricted run ("" when not restricted)."""
+        from ..models.loader import box_margin_vox_of
+
+        return snapshot.restricted_note(box_margin_vox_of(params.model)) if params.restrict_to_boxes else ""
+
+    def confirm_start(self, ok: bool) -> None:
+        """The answer to ``PollState.question`` (a long CPU run): OK starts it, Cancel cancels."""
+        if self.preparation is not None:
+            self.preparation.answer = bool(ok)
+            if not ok:
+                self.cancel()
+
+    def wait_started(self, timeout_s: float = 600.0):
+        """Wait for the preparation and start the worker (scripts and tests; the panel polls). Returns the run."""
+        prep = self.preparation
+        if prep is not None:
+            prep.join(timeout_s)
+            if prep.question and prep.answer is None:
+                prep.answer = True   # nobody to ask here
+            state = self._poll_preparation(prep)
+            if state is not None and not state.running:
+                raise InputError(f"the run did not start: {state.error or state.state}", None,
+                                 "fix what the message says and start again")
+        return self.run
+
+    def _poll_preparation(self, prep: Preparation) -> PollState | None:
+        """While preparing: the state to show; None once the worker has been started."""
+        if not prep.done or (prep.question and prep.answer is None and prep.error is None):
+            question = ""
+            if prep.done and not prep.asked:
+                prep.asked, question = True, prep.question
+            message = prep.message if not prep.done else "waiting for your answer"
+            return PollState(True, "preparing", "preparing", int(round(100 * prep.fraction)), message,
+                             device=prep.device, question=question)
+        self.preparation = None
+        if prep.error is not None or prep.request is None:
+            exc = prep.error
+            one_line = getattr(exc, "one_line", None)   # InputError, EnvironmentFault (a full disk)
+            error = ("cancelled" if exc is None else one_line() if callable(one_line) else
+                     f"could not prepare the inputs for the worker: {exc}")
+            prep.cancel()   # removes the run's folder and the result folder
+            self.result_dir = None
+            return PollState(False, "failed", log=[f"error: {error}"], error=error, device=prep.device)
+        self.note = prep.note
+        self.run = prep.run.start(prep.request)
+        return None
 
     def _start(self, build, argv: list | None, factory=None):
         from ..runner import WorkerRun
@@ -259,6 +364,10 @@ class SegmentationSceneLogic:
         """Drain the worker's new events (never blocks); what the progress bar and log show."""
         from ..protocol import ErrorEvent, ProgressEvent, ResultEvent
 
+        if self.preparation is not None:
+            state = self._poll_preparation(self.preparation)
+            if state is not None:
+                return state
         run = self.run
         if run is None:
             return PollState(False, "idle")
@@ -279,10 +388,16 @@ class SegmentationSceneLogic:
         final = run.final
         error = final.message if isinstance(final, ErrorEvent) else ""
         return PollState(run.running, run.state, prog.stage if prog else "",
-                         int(round(100 * prog.fraction)) if prog else 0, prog.message if prog else "", log, error)
+                         int(round(100 * prog.fraction)) if prog else 0, prog.message if prog else "", log, error,
+                         note=self.note if run.state == "succeeded" else "")
 
     def cancel(self) -> None:
-        """End the worker's process tree and forget its outputs."""
+        """End the worker's process tree (or the preparation: at once, its thread cleans up) and forget its outputs."""
+        prep, self.preparation = self.preparation, None
+        if prep is not None:
+            prep.cancel()           # the thread stops between files and removes the folders
+            self.result_dir = None
+            return
         if self.run is not None:
             self.run.cancel()
         self._drop_results()

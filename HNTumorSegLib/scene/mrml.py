@@ -151,11 +151,12 @@ def ijk_to_world_matrix(node) -> np.ndarray:
     return ijk_to_ras
 
 
-def image_from_volume_node(node, dtype=None, world: bool = True) -> Image:
+def image_from_volume_node(node, dtype=None, world: bool = True, copy: bool = True) -> Image:
     """The voxels and world geometry of a volume node as an :class:`Image` (array copied).
 
     ``world=False``: the node's own grid, parent transforms ignored (where its file put it:
-    matching a volume to its DICOM series, :mod:`.outcome_review`)."""
+    matching a volume to its DICOM series, :mod:`.outcome_review`). ``copy=False``: a read-only
+    view of the node's voxels (Apply's hand-off, :mod:`.handoff`: no copy on the GUI thread)."""
     from vtkmodules.util import numpy_support
 
     data = node.GetImageData() if node is not None else None
@@ -167,7 +168,11 @@ def image_from_volume_node(node, dtype=None, world: bool = True) -> Image:
     if scalars.GetNumberOfComponents() != 1:
         raise InputError(f"volume {node.GetName()!r} has {scalars.GetNumberOfComponents()} components per voxel",
                          None, "select a single-component (grey-level) volume")
-    arr = numpy_support.vtk_to_numpy(scalars).reshape(nz, ny, nx).copy()
+    arr = numpy_support.vtk_to_numpy(scalars).reshape(nz, ny, nx)
+    if copy:
+        arr = arr.copy()
+    else:
+        arr.flags.writeable = False
     if dtype is not None:
         arr = arr.astype(dtype)
     ras = ijk_to_world_matrix(node) if world else _ijk_to_ras(node)

@@ -34,6 +34,10 @@ from ..vocab import AlignPet, Device, InputRole, Quality, Task
 if TYPE_CHECKING:  # MRML classes: only for readers and type checkers (slicer is not imported here)
     from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
+#: what each quality does, as the panel's quality list says it (README section 1; scene.logic.quality_settings)
+QUALITY_TEXT = {Quality.FAST: "fast: one fold, no test-time augmentation, whole image",
+                Quality.FULL: "full: all folds and test-time augmentation, whole image"}
+
 #: node field -> input role of the scene logic (``scene.inputs.TASK_INPUTS``): each role's ``field``
 NODE_ROLES = {role.field: role for role in InputRole}
 
@@ -47,6 +51,8 @@ class PanelParameters:
     device: Device = Device.AUTO
     quality: Quality = Quality.FAST
     use_boxes: bool = True
+    #: segment only the boxes (+5 mm): the user's tick alone, never the quality (issue 26)
+    restrict_to_boxes: bool = False
     save_uncertainty: bool = False
     # typing.Optional / Union rather than "X | None": Slicer 5.12's parameterNodeWrapper matches node
     # unions by typing.Union
@@ -69,7 +75,8 @@ class PanelParameters:
                   if getattr(self, name) is not None}
         return Parameters(task=self.task, inputs=inputs, prior=self.prior.GetID() if self.prior is not None else "",
                           model=self.model, device=str(self.device), quality=self.quality,
-                          use_boxes=self.use_boxes, save_uncertainty=self.save_uncertainty,
+                          use_boxes=self.use_boxes, restrict_to_boxes=self.restrict_to_boxes,
+                          save_uncertainty=self.save_uncertainty,
                           prior_structures=self.prior_structures, align_pet=self.align_pet)
 
 

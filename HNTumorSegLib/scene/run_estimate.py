@@ -100,6 +100,21 @@ def probe_device(requested: str = "auto", python: str | None = None, timeout_s: 
     raise RuntimeError(f"could not check the device: {why}")
 
 
+def device_and_estimate(model: str | Path, shape_zyx: Sequence[int], spacing_xyz: Sequence[float],
+                        device: str = "auto", full: bool = False, python: str | None = None,
+                        cache: dict | None = None) -> tuple[str, RunEstimate]:
+    """The device a run will use (:func:`probe_device`, asked once per ``cache``) and its estimate.
+
+    Called in the scene logic's preparation thread (:mod:`.handoff`), never on the GUI thread:
+    the probe starts a child Python (about 2 s; up to its 120 s timeout on a stuck machine).
+    """
+    cache = {} if cache is None else cache
+    if device not in cache:
+        cache[device] = probe_device(device, python)
+    return cache[device], estimate_run(model, shape_zyx, spacing_xyz, resolved_device=cache[device],
+                                       all_folds=full, tta=full)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The child of :func:`probe_device`: print one ``result`` (``info.device``) or ``error`` event."""
     import sys
