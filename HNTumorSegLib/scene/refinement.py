@@ -53,9 +53,10 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import InputError
-from ..image import read_image, write_image
+from ..image import Image, read_image
 from ..prompts.boxes import LesionBox, box_to_index_slices
-from .mrml import image_from_volume_node, volume_node_from_image
+from .handoff import HANDOFF_SUFFIX, Preparation
+from .mrml import ijk_to_world_matrix, image_from_volume_node, numpy_matrix, volume_node_from_image
 from .roi_boxes import box_from_roi_node, lesion_roi_nodes
 from .segmentation_io import export_label_map, segment_ids_by_label, style_segment
 
@@ -141,6 +142,55 @@ def set_segment_mask(seg_node, segment_id: str, mask_zyx: np.ndarray, reference_
         scene.RemoveNode(temp)
 
 
+def label_map_reader(seg_node, reference_node) -> Callable[[], Image]:
+    """:func:`~.segmentation_io.export_label_map` in two halves: the segments' binary labelmaps read
+    now (GUI thread: copies of their extents, milliseconds), the label map made by the returned call
+    (any thread: a refinement's hand-off, issue 26). A segmentation that is not stored as binary
+    labelmaps on the reference's grid (another grid, a parent transform) is exported now instead."""
+    from vtkmodules.util import numpy_support
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    ref = image_from_volume_node(reference_node, copy=False)   # its geometry; the voxels are not read
+    groups = segment_ids_by_label(seg_node)
+    if not groups[1] and not groups[2]:
+        export_label_map(seg_node, reference_node)   # raises its InputError (no GTVp or GTVn segment)
+    segmentation = seg_node.GetSegmentation()
+    source = getattr(segmentation, "GetSourceRepresentationName", None) or segmentation.GetMasterRepresentationName
+    parts, copies = [], {}
+    grid = ijk_to_world_matrix(reference_node)
+    for label in (2, 1):  # GTVp last: it wins where segments overlap (as export_label_map)
+        for sid in groups[label]:
+            segment = segmentation.GetSegment(sid)
+            data = segment.GetRepresentation("Binary labelmap") if source() == "Binary labelmap" else None
+            m = vtkMatrix4x4()
+            if data is not None:
+                data.GetImageToWorldMatrix(m)
+            if (data is None or seg_node.GetParentTransformNode() is not None
+                    or not np.allclose(numpy_matrix(m), grid, atol=1e-6)):
+                image = export_label_map(seg_node, reference_node)   # the general case, on this thread
+                return lambda: image
+            x0, x1, y0, y1, z0, z1 = data.GetExtent()
+            if x1 < x0 or y1 < y0 or z1 < z0 or data.GetPointData().GetScalars() is None:
+                continue      # an empty segment
+            if id(data) not in copies:   # segments share layers: each layer copied once
+                copies[id(data)] = numpy_support.vtk_to_numpy(data.GetPointData().GetScalars()).reshape(
+                    z1 - z0 + 1, y1 - y0 + 1, x1 - x0 + 1).copy()
+            parts.append((label, copies[id(data)], (z0, y0, x0), segment.GetLabelValue()))
+
+    def make() -> Image:
+        out = np.zeros(ref.array.shape, np.uint8)
+        for label, layer, start, value in parts:
+            lo = [max(0, -s) for s in start]              # the layer's part inside the reference grid
+            hi = [min(int(layer.shape[a]), int(out.shape[a]) - start[a]) for a in range(3)]
+            if any(h <= low for low, h in zip(lo, hi)):
+                continue
+            inside = layer[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == value
+            out[tuple(slice(s + low, s + h) for s, low, h in zip(start, lo, hi))][inside] = label
+        return ref.with_array(out)
+
+    return make
+
+
 @dataclass
 class RefineState:
     """What the widget shows after a :meth:`SceneSession.tick`."""
@@ -183,6 +233,7 @@ class SceneSession:
         self.segmentation_id = ""
         self.reference_id = ""
         self.job = None
+        self.preparation: Preparation | None = None   # the refinement's hand-off, in its thread
         self.job_box: LesionBox | None = None
         self.job_out: Path | None = None
         self.undo_state: _Undo | None = None
@@ -270,11 +321,15 @@ class SceneSession:
     # ---- refinements -------------------------------------------------------------------------
     @property
     def refining(self) -> bool:
-        return self.job is not None and self.job.running
+        return self.job is not None and (self.preparation is not None or self.job.running)
 
     def tick(self) -> RefineState:
-        """Start a refinement that is due, and apply one that finished (never blocks long)."""
+        """Start a refinement that is due (or whose inputs are written), apply one that finished."""
         state = RefineState()
+        if self.preparation is not None:
+            started = self._start_prepared(self.preparation)
+            if started.running or started.error:
+                return started
         if self.job is not None:
             self.job.poll()
             if self.job.running:
@@ -296,9 +351,12 @@ class SceneSession:
         return state
 
     def refine(self, roi_node) -> Any:
-        """Re-segment the lesion of ``roi_node`` now (in the background); returns the job."""
-        from ..pipeline.refine import RefineSpec
+        """Re-segment the lesion of ``roi_node`` in the background; returns the job at once.
 
+        The scene is read here (:meth:`SegmentationSceneLogic.snapshot
+        <HNTumorSegLib.scene.logic.SegmentationSceneLogic.snapshot>`, :func:`label_map_reader`); a
+        thread writes the inputs and the base labels (:class:`.handoff.Preparation`) and a later
+        :meth:`tick` starts the job (issue 26: the GUI thread is not held by the writing)."""
         if self.params is None or not self.segmentation_id:
             raise InputError("there is no result to refine yet", None, "press Apply first")
         seg = self.scene.GetNodeByID(self.segmentation_id)
@@ -306,21 +364,43 @@ class SceneSession:
         if seg is None or reference is None:
             raise InputError("the result segmentation or its volume was removed", None, "press Apply again")
         box = box_from_roi_node(roi_node)
+        snapshot = self.logic.snapshot(self.params)
+        if not snapshot.boxes:
+            raise InputError("refinement needs the lesion boxes", None, "tick 'Use boxes'")
+        snapshot.extras["base"] = label_map_reader(seg, reference)
+        self.cancel_refinement()   # one at a time
         client = self.client_for(self.params)
         job = client.new_job(timeout_s=self.timeout_s)
         out = Path(tempfile.mkdtemp(prefix="hntumorseg-refine-"))
-        try:
-            request = self.logic.build_request(self.params, job.temp_dir, out)
-            if request.boxes_path is None:
-                raise InputError("refinement needs the lesion boxes", None, "tick 'Use boxes'")
-            base = write_image(export_label_map(seg, reference), job.temp_dir / "base.nii.gz")
-            job.start(request, refine=RefineSpec(str(base), (box.name,)))
-        except BaseException:
+
+        def discard() -> None:
             job.close()
             shutil.rmtree(out, ignore_errors=True)
-            raise
+
+        self.preparation = Preparation(snapshot, job.temp_dir, out, on_discard=discard, run=job)
         self.job, self.job_box, self.job_out = job, box, out
         return job
+
+    def _start_prepared(self, prep: Preparation) -> RefineState:
+        """While the inputs are written: that state; once written, the job started (or the failure)."""
+        from ..pipeline.refine import RefineSpec
+
+        name = self.job_box.name if self.job_box is not None else ""
+        if not prep.done:
+            return RefineState(True, f"refining {name}: {prep.message}")
+        self.preparation = None
+        if prep.error is None and prep.request is not None:
+            try:
+                prep.run.start(prep.request, refine=RefineSpec(str(prep.work / f"base{HANDOFF_SUFFIX}"), (name,)))
+                return RefineState(True, f"refining {name}: starting")
+            except BaseException as failed:
+                prep.error = failed
+        exc = prep.error
+        one_line = getattr(exc, "one_line", None)   # InputError, EnvironmentFault (a full disk)
+        error = "cancelled" if exc is None else one_line() if callable(one_line) else str(exc)
+        self.job = self.job_box = self.job_out = None
+        prep.cancel()                                # removes the job's folder and the result folder
+        return RefineState(False, f"refinement of {name} failed", error=error)
 
     def _finish_job(self) -> RefineState:
         from ..protocol import ResultEvent
@@ -389,7 +469,11 @@ class SceneSession:
 
     # ---- ending ------------------------------------------------------------------------------
     def cancel_refinement(self) -> None:
-        if self.job is not None:
+        """End the refinement: while its inputs are written at once (the thread cleans up)."""
+        prep, self.preparation = self.preparation, None
+        if prep is not None:
+            prep.cancel()           # its discard closes the job and removes the result folder
+        elif self.job is not None:
             self.job.close()
             if self.job_out is not None:
                 shutil.rmtree(self.job_out, ignore_errors=True)
