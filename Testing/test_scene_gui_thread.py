@@ -45,39 +45,55 @@ KEEP_WORKER = (
     "print(ResultEvent(files={}, info={'kept': sys.argv[2]}).to_json(), flush=True)\n")
 
 
-@pytest.fixture(scope="module")
-def big():
-    """A mid-RT T2 (int16, bit-reproducible pattern) and its prior (two lesions) at 300x512x512."""
-    scene = make_scene().scene
+def clinical_size_case(scene):
+    """A mid-RT T2 (int16, bit-reproducible pattern, slightly oblique) and its prior (two lesions) at
+    300x512x512 in ``scene``: (T2 image, prior image, T2 node, prior node). The refinement test uses it too."""
     t2 = (np.arange(np.prod(SHAPE), dtype=np.int64) % 1013).astype(np.int16).reshape(SHAPE)
     direction = np.array([[1.0, 0, 0], [0, 0.9998, -0.02], [0, 0.02, 0.9998]])
     t2 = Image(t2, (0.5, 0.5, 2.0), (-120.0, -110.0, 30.0), direction)
     prior = np.zeros(SHAPE, np.uint8)
     prior[140:160, 200:260, 220:280] = 1
     prior[150:165, 300:330, 120:150] = 2
+    prior_image = t2.with_array(prior)
     t2_node = volume_node_from_image(scene, t2, "midRT_T2")
-    prior_node = volume_node_from_image(scene, t2.with_array(prior), "prior", label=True)
+    prior_node = volume_node_from_image(scene, prior_image, "prior", label=True)
+    return t2, prior_image, t2_node, prior_node
+
+
+@pytest.fixture(scope="module")
+def big():
+    """The clinical-size case in a scene of its own: (scene, T2 node, prior node)."""
+    scene = make_scene().scene
+    _, _, t2_node, prior_node = clinical_size_case(scene)
     return scene, t2_node, prior_node
 
 
-def _timed(call):
+def timed(call):
+    """(``call()``'s value, the seconds it took): what the GUI thread is held by a slot."""
     t0 = time.perf_counter()
     value = call()
     return value, time.perf_counter() - t0
 
 
-def _apply_and_poll(logic, params, argv):
-    """The panel's Apply slot and its timer: (start seconds, [poll seconds], [states])."""
-    _, start_s = _timed(lambda: logic.start(params, argv=argv))
-    polls, states = [], []
-    t_end = time.monotonic() + 600
-    while logic.running and time.monotonic() < t_end:
-        state, s = _timed(logic.poll)
-        polls.append(s)
+def poll_timed(busy, poll, limit_s: float = 600):
+    """The panel's timer: ``poll()`` every 50 ms while ``busy()``, and once more at the end:
+    ([seconds of each poll], [each poll's state])."""
+    seconds, states = [], []
+    t_end = time.monotonic() + limit_s
+    while busy() and time.monotonic() < t_end:
+        state, s = timed(poll)
+        seconds.append(s)
         states.append(state)
         time.sleep(0.05)
-    state, s = _timed(logic.poll)
-    return start_s, polls + [s], states + [state]
+    state, s = timed(poll)
+    return seconds + [s], states + [state]
+
+
+def _apply_and_poll(logic, params, argv):
+    """The panel's Apply slot and its timer: (start seconds, [poll seconds], [states])."""
+    _, start_s = timed(lambda: logic.start(params, argv=argv))
+    polls, states = poll_timed(lambda: logic.running, logic.poll)
+    return start_s, polls, states
 
 
 def test_apply_holds_the_gui_thread_at_most_0_1_s_and_the_worker_gets_the_same_inputs(big, tmp_path):
@@ -119,11 +135,11 @@ def test_cancel_while_preparing_returns_at_once_and_leaves_nothing(big, tmp_path
     logic = SegmentationSceneLogic(scene, timeout_s=600)
     params = Parameters(task="midrt", inputs={"T2": t2.GetID()}, prior=prior.GetID(), model="demo-midrt",
                         device="cpu")
-    prep, start_s = _timed(lambda: logic.start(params, argv=[sys.executable, "-c", "raise SystemExit(3)"]))
+    prep, start_s = timed(lambda: logic.start(params, argv=[sys.executable, "-c", "raise SystemExit(3)"]))
     work, out = prep.work, prep.out
     state = logic.poll()
     assert state.running and state.state == "preparing"
-    _, cancel_s = _timed(logic.cancel)
+    _, cancel_s = timed(logic.cancel)
     assert cancel_s <= GUI_LIMIT_S and start_s <= GUI_LIMIT_S
     assert not logic.running and logic.poll().running is False
     wait_until(lambda: prep.done and not work.exists() and not out.exists(), "the preparation's clean-up")

@@ -12,7 +12,6 @@ warm session and the demo model, that the refined segments equal those of the ol
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +22,15 @@ require_module("slicer", "pip install slicer-core")
 
 from faults_testlib import wait_until  # noqa: E402
 
-from HNTumorSegLib.image import Image, read_image, write_image  # noqa: E402
+from HNTumorSegLib.image import read_image, write_image  # noqa: E402
 from HNTumorSegLib.runner import WorkerRun  # noqa: E402
 from HNTumorSegLib.scene.logic import Parameters, SegmentationSceneLogic  # noqa: E402
-from HNTumorSegLib.scene.mrml import make_scene, volume_node_from_image  # noqa: E402
+from HNTumorSegLib.scene.mrml import make_scene  # noqa: E402
 from HNTumorSegLib.scene.refinement import SceneSession, label_map_reader, segment_mask, set_segment_mask  # noqa: E402
 from HNTumorSegLib.scene.roi_boxes import box_from_roi_node, lesion_roi_nodes  # noqa: E402
 from HNTumorSegLib.scene.segmentation_io import export_label_map, import_label_map, segment_ids_by_label  # noqa: E402
 
-SHAPE = (300, 512, 512)
-GUI_LIMIT_S = 0.1
+from test_scene_gui_thread import GUI_LIMIT_S, SHAPE, clinical_size_case, poll_timed, timed  # noqa: E402
 #: the stand-in job's worker: keeps the folder it was handed, answers that it failed (nothing to apply)
 KEEP_WORKER = (
     "import shutil, sys\n"
@@ -63,23 +61,10 @@ class KeepClient:
         pass
 
 
-def _timed(call):
-    t0 = time.perf_counter()
-    value = call()
-    return value, time.perf_counter() - t0
-
-
 def test_refinement_holds_the_gui_thread_at_most_0_1_s_and_cancels_while_preparing(tmp_path):
     scene = make_scene().scene
-    t2 = (np.arange(np.prod(SHAPE), dtype=np.int64) % 1013).astype(np.int16).reshape(SHAPE)
-    direction = np.array([[1.0, 0, 0], [0, 0.9998, -0.02], [0, 0.02, 0.9998]])
-    t2 = Image(t2, (0.5, 0.5, 2.0), (-120.0, -110.0, 30.0), direction)
-    prior = np.zeros(SHAPE, np.uint8)
-    prior[140:160, 200:260, 220:280] = 1
-    prior[150:165, 300:330, 120:150] = 2
-    t2_node = volume_node_from_image(scene, t2, "midRT_T2")
-    prior_node = volume_node_from_image(scene, t2.with_array(prior), "prior", label=True)
-    seg = import_label_map(scene, t2.with_array(prior), t2_node)
+    t2, prior_image, t2_node, prior_node = clinical_size_case(scene)
+    seg = import_label_map(scene, prior_image, t2_node)
     logic = SegmentationSceneLogic(scene, timeout_s=600)
     logic.boxes_from_prior(prior_node, t2_node)
     client = KeepClient(tmp_path / "kept")
@@ -91,25 +76,18 @@ def test_refinement_holds_the_gui_thread_at_most_0_1_s_and_cancels_while_prepari
         roi = next(n for n in lesion_roi_nodes(scene) if n.GetName().startswith("GTVn"))
 
         # cancelled while the thread writes: returns at once, no job started, nothing left behind
-        job, refine_s = _timed(lambda: ss.refine(roi))
+        job, refine_s = timed(lambda: ss.refine(roi))
         work, out = job.temp_dir, ss.job_out
         state = ss.tick()
         assert state.running and "refining" in state.message and ss.refining
-        _, cancel_s = _timed(ss.cancel_refinement)
+        _, cancel_s = timed(ss.cancel_refinement)
         assert refine_s <= GUI_LIMIT_S and cancel_s <= GUI_LIMIT_S, (refine_s, cancel_s)
         assert not ss.refining and job.state == "created"
         wait_until(lambda: not work.exists() and not out.exists(), "the cancelled preparation's clean-up")
 
         # the whole refinement, each GUI-thread call timed
-        job, refine_s = _timed(lambda: ss.refine(roi))
-        ticks, states, t_end = [], [], time.monotonic() + 600
-        while ss.refining and time.monotonic() < t_end:
-            state, s = _timed(ss.tick)
-            ticks.append(s)
-            states.append(state)
-            time.sleep(0.05)
-        state, s = _timed(ss.tick)
-        ticks.append(s)
+        job, refine_s = timed(lambda: ss.refine(roi))
+        ticks, states = poll_timed(lambda: ss.refining, ss.tick)
         assert job.state == "failed" and "stand-in: kept" in job.final.message, (job.state, job.final)
         assert states[0].running and "writing the" in states[0].message   # the preparing stage is shown
         assert refine_s <= GUI_LIMIT_S, f"refine held the GUI thread {refine_s:.3f} s"

@@ -238,10 +238,7 @@ class PriorPanel(Panel):
         with slicer.util.tryWithErrorDisplay(_("Could not start the registration."), waitCursor=True):
             self._registered = {"prior": p.prior, "structures": p.prior_structures, "pre": p.pre_rt, "mid": p.t2}
             self.scene_logic.start_register(p.t2, p.pre_rt, p.prior, p.prior_structures)
-            self.ui.logTextEdit.clear()
-            self.ui.progressBar.setValue(0)
-            self.ui.progressBar.setVisible(True)
-            self.timer.start()
+            self.startPolling(self.timer)
         self.widget.updateGUIFromParameterNode()
 
     def onPoll(self):

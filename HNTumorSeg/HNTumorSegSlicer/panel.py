@@ -47,6 +47,13 @@ class Panel:
         """One line in the panel's log box."""
         self.ui.logTextEdit.appendPlainText(line)
 
+    def startPolling(self, timer) -> None:
+        """A child has started: clear the log, show the progress bar at 0 and poll it with ``timer``."""
+        self.ui.logTextEdit.clear()
+        self.ui.progressBar.setValue(0)
+        self.ui.progressBar.setVisible(True)
+        timer.start()
+
     def showPoll(self, state, timer) -> bool:
         """Show a running child's poll ``state`` (progress bar, stage line, new log lines); once it has
         ended, stop ``timer``, hide the bar and return True (the caller then reads the outcome)."""

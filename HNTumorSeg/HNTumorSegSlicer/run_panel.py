@@ -91,10 +91,7 @@ class RunPanel(Panel):
             self.logic.refreshDicomLookup()   # a DICOM PET reaches the worker in SUV (issue 24)
             self.widget.refinePanel.session().apply(run_params)
             self.ui.deviceUsedLabel.text = _("Checking the device...")
-            self.ui.logTextEdit.clear()
-            self.ui.progressBar.setValue(0)
-            self.ui.progressBar.setVisible(True)
-            self.timer.start()
+            self.startPolling(self.timer)
         self.widget.updateGUIFromParameterNode()
 
     def onPoll(self):
