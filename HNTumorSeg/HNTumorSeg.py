@@ -62,6 +62,8 @@ UI_WIDGETS = {
     "downloadModelButton": "QPushButton", "importModelButton": "QPushButton",
     "deviceComboBox": "QComboBox", "qualityComboBox": "QComboBox", "uncertaintyCheckBox": "QCheckBox",
     "alignPetComboBox": "QComboBox",
+    "runOnComboBox": "QComboBox", "serverUrlLineEdit": "QLineEdit", "tokenFileLineEdit": "QLineEdit",
+    "tokenFileBrowseButton": "QPushButton", "serverTestButton": "QPushButton",
     "applyButton": "QPushButton", "deviceUsedLabel": "QLabel",
     "updateWhileEditingCheckBox": "QCheckBox", "undoRefinementButton": "QPushButton",
     "progressBar": "QProgressBar", "stageLabel": "QLabel", "logTextEdit": "QPlainTextEdit",

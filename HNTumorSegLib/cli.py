@@ -38,6 +38,7 @@ SUBCOMMANDS = {
     "evaluate-outcome": "Score RFS risks (Harrell C-index) and HPV probabilities (balanced accuracy, AUC) against the truth.",
     "session": "Warm session: keep the model loaded and serve requests (and one-box refinements) as JSON lines on stdin.",
     "register": "Register the pre-RT T2 (and its contours) onto the mid-RT T2: rigid, affine or deformable; quality JSON and picture.",
+    "serve": "Segmentation server: an HTTPS API (token, TLS, limits) running jobs on this machine's warm sessions (GPU).",
 }
 
 

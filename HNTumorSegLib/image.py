@@ -35,7 +35,8 @@ import SimpleITK as sitk
 
 from .errors import InputError
 from .fileio import atomic_path
-from .image_checks import check_geometry, check_nifti_header, content_warnings
+from .image_checks import (NiftiData, check_geometry, check_nifti_header, content_warnings, decode_nifti,
+                           decode_nifti_bytes)
 from .protect import check_regular_input
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -78,6 +79,9 @@ class Image:
     direction: np.ndarray = field(default_factory=lambda: np.eye(3))
     #: Warnings found when it was read (:func:`HNTumorSegLib.image_checks.content_warnings`).
     notes: list = field(default_factory=list, compare=False, repr=False)
+    #: The file whose voxels these are, exactly as read (:func:`read_image`); None once changed or
+    #: made in memory. nnU-Net folders get the array itself rather than the file read again (issue 27).
+    source: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.array = np.asarray(self.array)
@@ -166,71 +170,26 @@ class Image:
 
 # ---- reading and writing ---------------------------------------------------------------
 
-def _nifti_has_nonfinite(data: bytes) -> bool:
-    """True when the (decompressed) bytes of a float NIfTI-1 file hold NaN or +-Inf voxels.
-
-    Needed because ITK 5's NIfTI reader silently turns NaN/Inf into 0 (fixed only in ITK 6,
-    InsightSoftwareConsortium/ITK#6683), so the array SimpleITK returns cannot show them.
-    Reads the raw voxels after the header; other NIfTI flavours return False. Takes the bytes
-    :func:`_check_nifti_complete` already read, so a file is decompressed once for both checks.
-    """
-    if len(data) < 348:
-        return False
-    for endian in ("<", ">"):
-        if np.frombuffer(data[:4], f"{endian}i4")[0] == 348:
-            break
-    else:
-        return False  # NIfTI-2 or not NIfTI: nothing we can check here
-    datatype = int(np.frombuffer(data[70:72], f"{endian}i2")[0])
-    dtype = {16: "f4", 64: "f8"}.get(datatype)
-    if dtype is None:
-        return False
-    offset = int(np.frombuffer(data[108:112], f"{endian}f4")[0])
-    dims = np.frombuffer(data[40:56], f"{endian}i2")
-    count = int(np.prod(dims[1: 1 + max(int(dims[0]), 1)].astype(np.int64)))
-    values = np.frombuffer(data, f"{endian}{dtype}", count=count, offset=offset)
-    return not np.isfinite(values).all()
-
-
 def _check_nifti_complete(path: Path, what: str) -> bytes:
     """Raise :class:`InputError` when a NIfTI file is truncated or its gzip stream is corrupt;
-    returns the file's decompressed bytes for the other checks.
+    returns the file's header bytes (:func:`~HNTumorSegLib.image_checks.decode_nifti` reads every voxel byte)."""
+    return decode_nifti(path, what).header
 
-    Needed because ITK reads a truncated ``.nii.gz`` without a word (missing voxels become 0)
-    and Python's gzip raises a bare EOFError. Checks the voxel bytes the header promises.
-    """
-    import gzip
-    import zlib
 
-    fix = "the file is incomplete or damaged: copy or export it again"
-    try:
-        opener = gzip.open if path.name.lower().endswith(".gz") else open
-        with opener(path, "rb") as fh:
-            data = fh.read()
-    except (EOFError, OSError, zlib.error) as exc:
-        raise InputError(f"cannot read the {what}: the file is truncated or corrupt ({exc.__class__.__name__})",
-                         path, fix) from None
-    for endian in ("<", ">"):
-        size = int(np.frombuffer(data[:4], f"{endian}i4")[0]) if len(data) >= 4 else 0
-        if size in (348, 540):
-            break
-    else:
-        raise InputError(f"cannot read the {what}: the file has no NIfTI header", path, fix)
-    if len(data) < size:
-        raise InputError(f"cannot read the {what}: the file is truncated inside its header", path, fix)
-    if size == 348:
-        dims = np.frombuffer(data[40:56], f"{endian}i2").astype(np.int64)
-        bitpix = int(np.frombuffer(data[72:74], f"{endian}i2")[0])
-        offset = int(np.frombuffer(data[108:112], f"{endian}f4")[0])
-    else:
-        dims = np.frombuffer(data[16:80], f"{endian}i8").astype(np.int64)
-        bitpix = int(np.frombuffer(data[14:16], f"{endian}i2")[0])
-        offset = int(np.frombuffer(data[168:176], f"{endian}i8")[0])
-    ndim = int(dims[0]) if 0 < int(dims[0]) <= 7 else 0
-    expected = offset + int(np.prod(np.maximum(dims[1:1 + ndim], 1))) * max(bitpix, 8) // 8
-    if ndim and len(data) < expected:
-        raise InputError(f"cannot read the {what}: the file is truncated ({len(data)} of {expected} bytes)", path, fix)
-    return data
+def _image_from_nifti(nifti: NiftiData, p: Path) -> Image | None:
+    """The decoded voxels with ITK's geometry for them (an :class:`Image`), or None when ITK
+    would read the file into another type or shape (then ITK reads it: a second decode, rare)."""
+    if nifti.voxels is None:
+        return None
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    reader.ReadImageInformation()
+    arr = nifti.voxels
+    itk_type = sitk.GetImageFromArray(np.zeros((1, 1, 1), arr.dtype)).GetPixelID()
+    if (reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1 or reader.GetPixelID() != itk_type
+            or tuple(reader.GetSize()) != arr.shape[::-1]):
+        return None
+    return Image(arr, reader.GetSpacing(), reader.GetOrigin(), np.array(reader.GetDirection()).reshape(3, 3))
 
 
 #: DICOM objects that hold contours, not an image: read as one, a SEG gave "labels [255]" or, worse,
@@ -274,15 +233,21 @@ def read_image(path: str | os.PathLike, label: bool = False, name: str | None = 
     if not p.exists():
         raise InputError(f"{what} file does not exist", p, "check the path")
     check_regular_input(p, what)   # a FIFO or device would block the reader forever
-    nifti_bytes = None
+    nifti = None
     try:
         if p.is_dir():
             raise InputError(f"{what} is a folder, not an image file", p,
                              "give a NIfTI, NRRD or MetaImage file (a DICOM series folder is read where a "
                              "command takes one: segment --input, export --source)")
         if p.name.lower().endswith((".nii", ".nii.gz")):
-            nifti_bytes = _check_nifti_complete(p, what)
-            check_nifti_header(p, what, nifti_bytes)   # zero/negative pixdim, singular sform, qform != sform
+            nifti = decode_nifti(p, what)     # the one decode (issue 27)
+            check_nifti_header(p, what, nifti.header)   # zero/negative pixdim, singular sform, qform != sform
+            decoded = _image_from_nifti(nifti, p)
+            if isinstance(decoded, Image):
+                if nifti.nonfinite:
+                    raise InputError(f"{what} holds NaN or infinite values", p, "fix or re-export the image")
+                decoded.source = str(p)     # these voxels are the file's, as ITK would give them
+                return check_decoded(decoded, p, label=label, what=what)
         else:
             _refuse_contour_object(p, what, label)
         img = sitk.ReadImage(str(p))
@@ -292,14 +257,16 @@ def read_image(path: str | os.PathLike, label: bool = False, name: str | None = 
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
         raise InputError(f"cannot read the {what} ({reason[:120]})", p,
                          "check the file is a complete NIfTI, NRRD or DICOM image") from None
-    return checked_image(img, p, label=label, what=what, nifti_bytes=nifti_bytes)
+    return checked_image(img, p, label=label, what=what, nonfinite=bool(nifti and nifti.nonfinite))
 
 
 def checked_image(img: sitk.Image, p: Path, label: bool = False, what: str = "image",
-                  nifti_bytes: bytes | None = None) -> Image:
+                  nifti_bytes: bytes | None = None, nonfinite: bool = False) -> Image:
     """The checks every image read passes (scalar, 3D, finite, labels whole numbers), as an :class:`Image`.
 
     Shared by :func:`read_image` and the DICOM series reader (:mod:`HNTumorSegLib.dicom.read`).
+    ``nonfinite``: the file's raw voxels held NaN/Inf (ITK 5 shows them as 0); ``nifti_bytes``:
+    the same told by a whole NIfTI file's bytes (kept for older callers).
     """
     notes = []
     if "complex" in img.GetPixelIDTypeAsString():
@@ -313,15 +280,26 @@ def checked_image(img: sitk.Image, p: Path, label: bool = False, what: str = "im
     if img.GetDimension() != 3:
         raise InputError(f"{what} is {img.GetDimension()}D, a 3D volume is needed", p,
                          "give a single 3D volume (split 4D series first)")
-    if min(img.GetSize()) < 2 and not label:
-        raise InputError(f"{what} is a single slice (size {img.GetSize()})", p, "give a 3D volume")
-    image = Image.from_sitk(img)
+    if nonfinite or (nifti_bytes is not None and _nifti_has_nonfinite(nifti_bytes)):
+        raise InputError(f"{what} holds NaN or infinite values", p, "fix or re-export the image")
+    return check_decoded(Image.from_sitk(img), p, label=label, what=what, notes=notes)
+
+
+def _nifti_has_nonfinite(data: bytes) -> bool:
+    """True when the whole (decompressed) bytes of a float NIfTI-1 file hold NaN or +-Inf voxels."""
+    raw = decode_nifti_bytes(data)
+    return bool(raw is not None and raw.nonfinite)
+
+
+def check_decoded(image: Image, p: Path, label: bool = False, what: str = "image", notes: list | None = None) -> Image:
+    """The checks on the decoded voxels (one pass each, no second read; issue 27): size, geometry,
+    finite values, content warnings, and for ``label=True`` whole numbers 0..255 as ``uint8``."""
+    if min(image.shape_xyz) < 2 and not label:
+        raise InputError(f"{what} is a single slice (size {image.shape_xyz})", p, "give a 3D volume")
     check_geometry(image, p, what)
     if not label:
-        image.notes = notes + content_warnings(image, what)
-    if np.issubdtype(image.array.dtype, np.floating) and (
-            not np.isfinite(image.array).all()
-            or (nifti_bytes is not None and _nifti_has_nonfinite(nifti_bytes))):
+        image.notes = list(notes or []) + content_warnings(image, what)
+    if np.issubdtype(image.array.dtype, np.floating) and not np.isfinite(image.array).all():
         raise InputError(f"{what} holds NaN or infinite values", p, "fix or re-export the image")
     if label:
         arr = image.array
@@ -332,7 +310,8 @@ def checked_image(img: sitk.Image, p: Path, label: bool = False, what: str = "im
         if arr.min() < 0 or arr.max() > 255:
             raise InputError(f"{what} has label values outside 0..255", p,
                              "give a label map with values 0, 1 (GTVp), 2 (GTVn)")
-        image.array = arr.astype(np.uint8)
+        if arr.dtype != np.uint8:
+            image.array, image.source = arr.astype(np.uint8), None
     return image
 
 
@@ -346,25 +325,31 @@ def check_labels(label: Image, allowed=(0, 1, 2), path: str | os.PathLike | None
                          "use 0 background, 1 GTVp, 2 GTVn")
 
 
-def write_image(image: Image, path: str | os.PathLike, compress: bool = True) -> Path:
+def write_image(image: Image, path: str | os.PathLike, compress: bool = True, verify: bool = True) -> Path:
     """Write, verify, then rename (:mod:`HNTumorSegLib.fileio`): a temporary file beside ``path``
     is written, read back (header and voxel count) and only then renamed over ``path``.
 
     A crash, an error or a full disk never leaves a half-written file at ``path``, and an
     earlier file there stays byte-identical.
+
+    ``verify=False`` (with ``compress=False``) is for hand-off files our own client writes for our own
+    worker (issue 27): not read back - the worker reads them once, with every check - only their size
+    compared with header plus voxels from ``stat`` (a full disk still leaves a short file, caught here).
+    Outputs the user keeps are written with ``verify=True``.
     """
     with atomic_path(path) as tmp:
-        write_sitk_verified(image.to_sitk(), tmp, path, compress)
+        write_sitk_verified(image.to_sitk(), tmp, path, compress, verify=verify)
     return Path(path)
 
 
 def write_sitk_verified(img: sitk.Image, tmp: str | os.PathLike, final: str | os.PathLike,
-                        compress: bool = True) -> None:
+                        compress: bool = True, verify: bool = True) -> None:
     """Write ``img`` to the temporary file ``tmp`` and prove it complete; errors name ``final``.
 
     Needed because ``sitk.WriteImage`` does not raise when the disk fills up: it leaves a short
     file. The check reads the header back (size, components) and, for NIfTI, every voxel byte
     the header promises (:func:`_check_nifti_complete`); other formats are read back whole.
+    ``verify=False``: an uncompressed file's size from ``stat`` instead (no read; :func:`write_image`).
     """
     from .errors import EnvironmentFault
     from .fileio import free_space_text
@@ -373,11 +358,18 @@ def write_sitk_verified(img: sitk.Image, tmp: str | os.PathLike, final: str | os
     fix = "free disk space or write to another disk; earlier outputs were kept"
     try:
         sitk.WriteImage(img, str(tmp), useCompression=compress)
-    except RuntimeError as exc:
+        size = tmp.stat().st_size
+    except (RuntimeError, OSError) as exc:
         reason = str(exc).strip().splitlines()[-1][:120] if str(exc).strip() else "the writer failed"
         raise EnvironmentFault(f"cannot write the image ({reason}; {free_space_text(tmp.parent)})", final, fix) from None
+    if not verify and not compress and not tmp.name.lower().endswith(".gz"):   # a .nii.gz is compressed anyway
+        voxels = int(np.prod(img.GetSize())) * img.GetNumberOfComponentsPerPixel() * img.GetSizeOfPixelComponent()
+        if size < voxels + 348:
+            raise EnvironmentFault(f"cannot write the image: it was written short ({size} bytes) - is the disk full? "
+                                   f"({free_space_text(tmp.parent)})", final, fix)
+        return
     try:
-        if tmp.stat().st_size <= 0:
+        if size <= 0:
             raise InputError("the file is empty", tmp)
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(tmp))

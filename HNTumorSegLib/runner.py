@@ -170,7 +170,11 @@ class WorkerRun(RunHandle):
     ``argv``: replace the whole command (``{request}`` is replaced by the request path) - for a
     worker in a container, or a test of the process-tree handling.
     ``stderr_lines``: how many of the last stderr lines to keep (shown when the worker crashes).
+    ``background_cleanup`` (attribute): remove the temp folder off the calling thread at the end
+    (:func:`~HNTumorSegLib.fileio.remove_temp_folder`); the Slicer scene sets it for its GUI thread.
     """
+
+    background_cleanup = False
 
     def __init__(self, python: str | None = None, timeout_s: float | None = None,
                  argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
@@ -322,7 +326,7 @@ class WorkerRun(RunHandle):
         self._cleanup_temp()
 
     def _cleanup_temp(self) -> None:
-        remove_temp_folder(self.temp_dir)
+        remove_temp_folder(self.temp_dir, background=self.background_cleanup)
         self._finalizer.detach()
 
     def cancel(self) -> None:

@@ -47,7 +47,7 @@ _WHAT = {"ProgressMode": "progress mode", "OutputKind": "output kind", "NetworkO
          "DerivedChannel": "derived channel", "CaseFileKind": "file kind", "LicenceTerms": "licence terms",
          "PetUnit": "PET unit", "PetUnitSource": "PET unit source", "HpvLoss": "HPV loss", "ExportFormat": "export format",
          "AllowMissing": "--allow-missing mode", "RegistrationMode": "registration mode",
-         "StructureRole": "structure role",
+         "StructureRole": "structure role", "Checkpoint": "checkpoint",
          "ImportForm": "import form"}
 
 
@@ -58,6 +58,9 @@ ALIASES: dict[str, dict[str, str]] = {
     "InputRole": {"t2w": "T2", "mri": "T2"},
     # derived channels in nnU-Net channel names (models.declaration): seed 003's gradient map
     "DerivedChannel": {"gradient_map": "gradient", "grad": "gradient", "gradientmap": "gradient"},
+    # nnU-Net checkpoint files are named <value>.pth; "final" / "best" are short forms
+    "Checkpoint": {"final": "checkpoint_final", "best": "checkpoint_best",
+                   "checkpoint_final.pth": "checkpoint_final", "checkpoint_best.pth": "checkpoint_best"},
 }
 
 
@@ -162,6 +165,14 @@ class Quality(VocabEnum):
 
     FAST = "fast"
     FULL = "full"
+
+
+class RunOn(VocabEnum):
+    """Where the Slicer module runs a segmentation (issue 29): this computer (a local warm session)
+    or a segmentation server (``hntumorseg serve``; scene/remote_run.py)."""
+
+    LOCAL = "local"
+    SERVER = "server"
 
 
 class NetworkOutput(VocabEnum):
@@ -408,6 +419,44 @@ class HpvLoss(VocabEnum):
     FOCAL = "focal"
 
 
+class SplitScheme(VocabEnum):
+    """How ``python -m hntumorseg_training splits --split`` and the MEDAI trainers deal cases into
+    folds (:mod:`hntumorseg_training.crossval`): ``kfold`` (the default: a true k-fold split, every
+    patient validated once) or ``medai-released`` (seed 004's fork as it runs: nnU-Net's 5-fold
+    KFold for folds 0-4 and a seeded random 80:20 split for each fold >= 5)."""
+
+    KFOLD = "kfold"
+    MEDAI_RELEASED = "medai-released"
+
+
+class BoxOverlap(VocabEnum):
+    """What seed 003's gradient map does where lesion boxes overlap
+    (:func:`HNTumorSegLib.prompts.gradient_map.gradient_map`): ``overwrite`` (the default, as
+    released: each box writes its values over the earlier ones, in the released drawing order)
+    or ``max`` (the larger value wins, whatever the order; HNTumorSeg before issue 28)."""
+
+    OVERWRITE = "overwrite"
+    MAX = "max"
+
+
+class EmptyLabel(VocabEnum):
+    """What an outcome model takes as the volume (MTV, NTV) of an empty label
+    (:class:`HNTumorSegLib.outcome.clinical.ClinicalEncoder`, ``outcome-train --empty-label``):
+    ``median`` (the default, as released: missing, so the training median) or ``zero`` (0.0 mL,
+    HNTumorSeg before issue 28; cards written before it are read so)."""
+
+    MEDIAN = "median"
+    ZERO = "zero"
+
+
+class OutcomePreset(VocabEnum):
+    """A training recipe of ``outcome-train --preset`` (:mod:`hntumorseg_training.outcome.presets`):
+    ``medai-hpv`` is seed 004's released HPV recipe (focal loss, temperature scaling, Youden
+    threshold, KFold seed 3407, 30 epochs, lr 5e-5, wd 1e-2)."""
+
+    MEDAI_HPV = "medai-hpv"
+
+
 class ExportFormat(VocabEnum):
     """What the Slicer module exports a segmentation as (:meth:`HNTumorSegLib.scene.logic.SceneLogic.export`)."""
 
@@ -446,6 +495,16 @@ class StructureRole(VocabEnum):
     IGNORE = "ignore"
 
 
+class Checkpoint(VocabEnum):
+    """Which checkpoint of each nnU-Net fold folder runs (``segment --checkpoint``, an ensemble card's
+    ``"checkpoint"``, :mod:`HNTumorSegLib.models.nnunet_folder`): ``checkpoint_final.pth`` (the
+    default, ``nnUNetv2_predict``'s) or ``checkpoint_best.pth`` (best validation pseudo-Dice; what
+    seed 002's released code loads for every stage). The file is ``<value>.pth``."""
+
+    FINAL = "checkpoint_final"
+    BEST = "checkpoint_best"
+
+
 class AlignPet(VocabEnum):
     """When a PET is registered to its CT (``--align-pet``, :mod:`HNTumorSegLib.prompts.pet_ct_registration`):
     ``auto`` (the default) only when its header places it off the CT, and applied only when the
@@ -457,10 +516,64 @@ class AlignPet(VocabEnum):
     FORCE = "force"
 
 
+class PetHeadGrid(VocabEnum):
+    """Which grid seed 002's head region puts the PET on (:func:`HNTumorSegLib.prompts.coarse_to_fine.window_head_images`):
+    ``own`` (the default, as released: ``resample_head_neck_region(pet)`` crops the PET on its own
+    origin and top) or ``ct`` (the CT's head grid, HNTumorSeg before issue 28)."""
+
+    OWN = "own"
+    CT = "ct"
+
+
+class HeadCropGrid(VocabEnum):
+    """Where seed 004's 1 mm common grid starts (:func:`HNTumorSegLib.prompts.head_localisation.plan_head_crop`):
+    ``released`` (the default: at the maximum of the CT's and PET's voxel-centre origins, size rounded,
+    HECKTOR2025-MEDAI ``resample_images``) or ``edges`` (the voxel-edge intersection + 0.5 mm, size
+    floored: HNTumorSeg before issue 28)."""
+
+    RELEASED = "released"
+    EDGES = "edges"
+
+
+class JobState(VocabEnum):
+    """A segmentation server job's state (``hntumorseg serve``, docs/server-api.md): waiting for a
+    session, running, ended with a result, an error or a cancel; ``deleted`` answers a DELETE."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    DELETED = "deleted"
+    CANCELLING = "cancelling"
+
+
+class UploadPart(VocabEnum):
+    """The multipart parts of a server job besides ``input.<role>`` (docs/server-api.md): the JSON
+    fields ``request`` / ``refine`` and the files ``prior``, ``prior_image``, ``base_labels``."""
+
+    REQUEST = "request"
+    REFINE = "refine"
+    PRIOR = "prior"
+    PRIOR_IMAGE = "prior_image"
+    BASE_LABELS = "base_labels"
+
+
+class ServerErrorKind(VocabEnum):
+    """The ``kind`` of a server HTTP error body that no worker error kind fits (docs/server-api.md);
+    a bad request uses the worker's ``bad_input``."""
+
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
+    TOO_LARGE = "too_large"
+    QUEUE_FULL = "queue_full"
+    CONFLICT = "conflict"
+
+
 __all__ = ["VocabEnum", "Task", "MRI_TASKS", "Device", "ProgressMode", "OutputKind", "Quality",
            "NetworkOutput", "Uncertainty", "FoldAverage", "RegionTiling", "AccumulateOn", "ModelKind",
            "ErrorKind", "InputRole", "DerivedChannel", "ALIASES", "Layout", "Timepoint", "CaseFileKind",
-           "Architecture", "LicenceTerms", "PetUnit", "PetUnitSource", "Endpoint", "HpvLoss", "ExportFormat", "HoleStyle",
-           "Challenge", "AllowMissing", "NonGtvTarget", "RegistrationMode", "AlignPet", "ImportForm", "StructureRole",
+           "Architecture", "LicenceTerms", "PetUnit", "PetUnitSource", "Endpoint", "HpvLoss", "SplitScheme", "BoxOverlap", "OutcomePreset", "EmptyLabel", "ExportFormat", "HoleStyle",
+           "Challenge", "AllowMissing", "NonGtvTarget", "RegistrationMode", "AlignPet", "PetHeadGrid", "HeadCropGrid", "ImportForm", "StructureRole", "Checkpoint", "JobState", "UploadPart", "ServerErrorKind",
            "parse_device",
            "did_you_mean"]

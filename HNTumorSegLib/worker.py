@@ -129,9 +129,12 @@ def run_request(request: Any, emit: Callable[[Event], None], run: Callable[..., 
         return run_register(request, ProgressReporter(emit, stages=STAGES))
     run = run or run_segmentation
 
+    from .inference.tiled import forward_seconds
+
     reporter = ProgressReporter(emit)
     retries = 0
     kwargs: dict[str, Any] = {}
+    forward0 = forward_seconds()
     while True:
         try:
             result = run(request, progress=reporter, **kwargs)
@@ -161,7 +164,9 @@ def run_request(request: Any, emit: Callable[[Event], None], run: Callable[..., 
     if getattr(result, "registration", None):   # --prior-image: the registration's quality (issue 23)
         info["registration"] = dict(result.registration)
     files = {str(k): str(v) for k, v in result.files.items() if v is not None}
-    return ResultEvent(files=files, timings={str(k): float(v) for k, v in result.timings.items()}, info=info)
+    timings = {str(k): float(v) for k, v in result.timings.items()}
+    timings.setdefault("forward", round(forward_seconds() - forward0, 3))   # network passes of our tiled predictor
+    return ResultEvent(files=files, timings=timings, info=info)
 
 
 def error_event(exc: BaseException) -> ErrorEvent:

@@ -40,16 +40,20 @@ from .vocab import ProgressMode
 
 if TYPE_CHECKING:
     from .pipeline.request import SegmentRequest
+    from .protocol import RunHandle
 
 
 def run_worker(request: "SegmentRequest", progress_mode: str | ProgressMode = "bar", python: str | None = None,
                timeout_s: float | None = None, out: TextIO | None = None,
-               err: TextIO | None = None) -> ResultEvent | ErrorEvent:
-    """Run the request in a worker, render its events; return the final event (never raises for failures)."""
+               err: TextIO | None = None, handle: "RunHandle | None" = None) -> ResultEvent | ErrorEvent:
+    """Run the request in a worker, render its events; return the final event (never raises for failures).
+
+    ``handle``: a run handle in state ``created`` to use instead of a new worker (``segment --server``:
+    a :class:`~HNTumorSegLib.server.client.RemoteJob`); it is closed (cancelled on Ctrl-C) the same way."""
     progress_mode = ProgressMode.parse(progress_mode)
     out = out or sys.stdout
     bar = TextProgressBar(err or sys.stderr) if progress_mode is ProgressMode.BAR else None
-    with WorkerRun(python=python, timeout_s=timeout_s) as run:
+    with (handle if handle is not None else WorkerRun(python=python, timeout_s=timeout_s)) as run:
         run.start(request)
         try:
             while True:
@@ -78,13 +82,13 @@ def summary(result: ResultEvent) -> str:
 
 
 def run_in_worker(request: "SegmentRequest", progress_mode: str | ProgressMode = "bar", python: str | None = None,
-                  timeout_s: float | None = None) -> int:
+                  timeout_s: float | None = None, handle: "RunHandle | None" = None) -> int:
     """Run ``request`` in a worker; 0 on success, 1 on a failure the user cannot fix by changing inputs.
 
     Raises InputError / ModelError / DeviceError for the user-fixable kinds (exit 2 via the CLI).
     """
     progress_mode = ProgressMode.parse(progress_mode)
-    final = run_worker(request, progress_mode, python=python, timeout_s=timeout_s)
+    final = run_worker(request, progress_mode, python=python, timeout_s=timeout_s, handle=handle)
     try:
         result = raise_for_failure(final)
     except WorkerFailed as exc:

@@ -43,9 +43,18 @@ def _start(args: list[str], tmp_path: Path) -> subprocess.Popen:
                             env=dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path)))
 
 
+def _holder(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):   # not there yet, or created and not yet written
+        return None
+
+
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Until the lock names its holder: the file exists a moment before its record is written, and a
+    SIGSTOP in that moment would freeze a lock that honestly says 'a run that is starting'."""
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not _holder(path):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.05)

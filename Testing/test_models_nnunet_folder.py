@@ -97,7 +97,7 @@ def test_best_checkpoint_fallback_and_missing_checkpoint(stunet_copy):
     (stunet_copy / "fold_1" / "checkpoint_final.pth").rename(stunet_copy / "fold_1" / "checkpoint_best.pth")
     assert load_model(stunet_copy, folds="1").checkpoints[0].name == "checkpoint_best.pth"
     (stunet_copy / "fold_1" / "checkpoint_best.pth").unlink()
-    with pytest.raises(ModelError, match="no checkpoint in fold_1"):
+    with pytest.raises(ModelError, match="fold_1: has no checkpoint_final.pth or checkpoint_best.pth"):
         load_model(stunet_copy)
     assert load_model(stunet_copy, folds="0").folds == [0]
 
@@ -194,7 +194,7 @@ def test_models_verify_command(stunet_copy, capsys, tmp_path):
     (stunet_copy / "fold_1" / "checkpoint_final.pth").unlink()
     assert main(["models", "verify", str(stunet_copy)]) == 2
     err = capsys.readouterr().err
-    assert "no checkpoint in fold_1" in err and err.count("\n") == 1
+    assert "fold_1: has no checkpoint_final.pth" in err and err.count("\n") == 1
     assert main(["models", "verify", str(tmp_path / "missing")]) == 2
     assert "model folder not found" in capsys.readouterr().err
     assert main(["models", "verify", "no-such-id"]) == 2

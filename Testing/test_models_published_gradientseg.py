@@ -30,7 +30,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def released_gradient_channel(t2_path, prior_path, margin: int = 4) -> sitk.Image:
     """The released recipe, written independently: 6-connected components per label, M voxels each side
     (inclusive, clamped), min-max on the crop, Gaussian gradient magnitude sigma 1 voxel, min-max, x2,
-    clip at 1, 0 outside the boxes, on the T2's own grid."""
+    clip at 1, 0 outside the boxes, on the T2's own grid; where boxes overlap the later box overwrites
+    (the released loop: GTVp's components, then GTVn's, each in ConnectedComponent's raster order - issue 28)."""
     t2_img = sitk.ReadImage(str(t2_path))
     t2 = sitk.GetArrayFromImage(t2_img).astype(np.float64)
     prior = sitk.GetArrayFromImage(sitk.ReadImage(str(prior_path)))
@@ -47,7 +48,7 @@ def released_gradient_channel(t2_path, prior_path, margin: int = 4) -> sitk.Imag
             g = ndimage.gaussian_gradient_magnitude(crop, sigma=1)
             g = (g - g.min()) / (g.max() - g.min()) if g.max() > g.min() else np.ones_like(g)
             g = np.minimum(g * 2, 1.0)
-            out[sl] = np.maximum(out[sl], g)
+            out[sl] = g
     img = sitk.GetImageFromArray(out.astype(np.float32))
     img.CopyInformation(t2_img)
     return img

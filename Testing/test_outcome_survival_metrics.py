@@ -32,8 +32,9 @@ def _random(seed: int, n: int = 64, k: int = 4):
     return logits, interval, censored
 
 
-def released_nll_loss(h, y, c, alpha=0.5, eps=1e-7):
-    """The authors' nll_loss (reduction 'sum'), y and c shaped [B, 1]."""
+def released_nll_loss(h, y, c, alpha=0.5, eps=1e-7, reduction="sum"):
+    """The authors' nll_loss, written out from the released code (its 1e-7 clamps included; issue 28
+    item 5), y and c shaped [B, 1]; test_released_nll.py uses it too."""
     y = y.type(torch.int64)
     c = c.type(torch.int64)
     hazards = torch.sigmoid(h)
@@ -46,7 +47,7 @@ def released_nll_loss(h, y, c, alpha=0.5, eps=1e-7):
     censored_loss = - c * torch.log(s_this)
     neg_l = censored_loss + uncensored_loss
     loss = (1 - alpha) * neg_l + alpha * uncensored_loss
-    return loss.sum()
+    return loss.mean() if reduction == "mean" else loss.sum()
 
 
 def released_calculate_risk(h):

@@ -48,6 +48,7 @@ SIGNALS = {
     "QCheckBox": {"toggled(bool)", "clicked(bool)"},
     "QListWidget": {"itemClicked(QListWidgetItem*)", "currentRowChanged(int)"},
     "ctkPathLineEdit": {"currentPathChanged(QString)"},
+    "QLineEdit": {"editingFinished()", "textChanged(QString)"},
 }
 
 

@@ -4,7 +4,8 @@ A helper of ``HNTumorSegWidget`` (see :mod:`.panel`). The scene's warm session
 (``HNTumorSegLib.scene.refinement.SceneSession``, made on the first Apply and ended with the
 module) runs every segmentation of the scene; once a result is tracked, a box moved while
 "Update while editing" is on is re-segmented alone after the edits settle (the session's own
-debounce, ``SceneSession.tick``, polled every 200 ms), and the last refinement can be undone.
+debounce, ``SceneSession.tick``, polled every 200 ms), and refinements can be undone one by one,
+newest first (only what each changed: later edits stay; ``SceneSession.undo``).
 """
 
 from __future__ import annotations
@@ -55,5 +56,5 @@ class RefinePanel(Panel):
     def onUndoRefinement(self):
         with slicer.util.tryWithErrorDisplay(_("Could not undo the refinement."), waitCursor=True):
             if self.session().undo():
-                self.log(_("last refinement undone"))
-        self.ui.undoRefinementButton.setEnabled(False)
+                self.log(_("last refinement undone (edits made after it kept)"))
+        self.ui.undoRefinementButton.setEnabled(self.session().undo_state is not None)  # more levels left

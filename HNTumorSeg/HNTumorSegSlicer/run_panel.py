@@ -10,13 +10,19 @@ ask (``HNTumorSegLib.scene.run_estimate``). At the end the result is imported an
 review (on PET/CT with its PET biomarker table, and, when the PET was registered to the CT, a
 status line saying how: ``--align-pet``'s combo "PET to CT", issue 24); a run restricted to the
 boxes says which region was skipped.
+
+"Run on" (issue 29): this computer, or a segmentation server (``hntumorseg serve``); the choice, the
+server's address and the token file's path are kept in Slicer's settings (QSettings), never in the
+scene, and Apply points the scene's warm session at the server
+(:mod:`HNTumorSegLib.scene.remote_run`), so progress, cancel and refinement behave as locally.
 """
 
 from __future__ import annotations
 
+import qt
 import slicer
 
-from HNTumorSegLib.vocab import Device, Quality, Task
+from HNTumorSegLib.vocab import Device, Quality, RunOn, Task
 
 from .panel import Panel, _
 
@@ -34,6 +40,7 @@ class RunPanel(Panel):
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceOrQualityChanged)
         self.ui.qualityComboBox.connect("currentIndexChanged(int)", self.onDeviceOrQualityChanged)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyOrCancel)
+        self.setUpRunOn()
 
     @property
     def logic(self):
@@ -68,6 +75,56 @@ class RunPanel(Panel):
         self.ui.progressBar.setVisible(False)
         self.log(message)
 
+    # ---- run on: this computer / server (QSettings, never the scene) --------------------------------
+    def setUpRunOn(self):
+        from HNTumorSegLib.scene.remote_run import RUN_ON_TEXT, load_settings
+
+        for where in RunOn:
+            self.ui.runOnComboBox.addItem(_(RUN_ON_TEXT[where]), where.value)
+        saved = load_settings(qt.QSettings())
+        self.ui.runOnComboBox.setCurrentIndex(max(0, self.ui.runOnComboBox.findData(saved.run_on.value)))
+        self.ui.serverUrlLineEdit.text = saved.url
+        self.ui.tokenFileLineEdit.text = saved.token_file
+        self.ca_cert = saved.ca_cert   # set in the settings by hand (README "Segmentation server")
+        self.ui.runOnComboBox.connect("currentIndexChanged(int)", self.onRunOnChanged)
+        self.ui.serverUrlLineEdit.connect("editingFinished()", self.onRunOnChanged)
+        self.ui.tokenFileLineEdit.connect("editingFinished()", self.onRunOnChanged)
+        self.ui.tokenFileBrowseButton.connect("clicked(bool)", self.onBrowseTokenFile)
+        self.ui.serverTestButton.connect("clicked(bool)", self.onTestServer)
+        self.showRunOn()
+
+    def runOnSettings(self):
+        from HNTumorSegLib.scene.remote_run import RemoteSettings
+
+        return RemoteSettings(RunOn.parse(self.ui.runOnComboBox.currentData or RunOn.LOCAL.value),
+                              self.ui.serverUrlLineEdit.text,
+                              self.ui.tokenFileLineEdit.text, self.ca_cert)
+
+    def showRunOn(self):
+        server = self.ui.runOnComboBox.currentData == RunOn.SERVER.value
+        for name in ("serverUrlLabel", "serverUrlLineEdit", "tokenFileLabel", "tokenFileLineEdit",
+                     "tokenFileBrowseButton", "serverTestButton"):
+            getattr(self.ui, name).setVisible(server)
+        self.ui.deviceComboBox.setEnabled(not server)   # the server's own --device decides
+
+    def onRunOnChanged(self, index=None):
+        from HNTumorSegLib.scene.remote_run import save_settings
+
+        save_settings(qt.QSettings(), self.runOnSettings())
+        self.showRunOn()
+
+    def onBrowseTokenFile(self):
+        path = qt.QFileDialog.getOpenFileName(None, _("The server's token file"))
+        if path:
+            self.ui.tokenFileLineEdit.text = path
+            self.onRunOnChanged()
+
+    def onTestServer(self):
+        from HNTumorSegLib.scene.remote_run import health_line
+
+        with slicer.util.tryWithErrorDisplay(_("Could not reach the server."), waitCursor=True):
+            self.log(health_line(self.runOnSettings()))
+
     # ---- run -----------------------------------------------------------------------------------
     def onApplyOrCancel(self):
         if self.logic.running:
@@ -89,7 +146,11 @@ class RunPanel(Panel):
             choose_model(params.model, params.task, require_installed=True)  # else: what to click
             # the scene's warm session (started on first Apply); returns at once, prepared in a thread
             self.logic.refreshDicomLookup()   # a DICOM PET reaches the worker in SUV (issue 24)
-            self.widget.refinePanel.session().apply(run_params)
+            from HNTumorSegLib.scene.remote_run import use_run_target
+
+            session = self.widget.refinePanel.session()
+            use_run_target(session, self.runOnSettings())   # this computer or the server (token read from its file)
+            session.apply(run_params)
             self.ui.deviceUsedLabel.text = _("Checking the device...")
             self.startPolling(self.timer)
         self.widget.updateGUIFromParameterNode()

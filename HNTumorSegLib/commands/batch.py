@@ -35,9 +35,9 @@ from ..folds import ACCEPTED_FORMS, parse_folds
 from ..outlock import OutputLock
 from ..protect import check_inputs_regular, check_outputs, protected_folders
 from ..protocol import ErrorEvent, ResultEvent
-from ..vocab import AlignPet, Layout, RegistrationMode, Task, parse_device
+from ..vocab import AlignPet, Checkpoint, Layout, RegistrationMode, Task, parse_device
 from .export import ExportIncomplete
-from .segment import add_align_pet_argument
+from .segment import add_align_pet_argument, add_checkpoint_argument
 
 
 def add_arguments(parser) -> None:
@@ -54,6 +54,7 @@ def add_arguments(parser) -> None:
                         help="run the cases as Ray tasks (needs the ray extra; data and --out on a shared file system)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda[:N] or mps (default auto)")
     parser.add_argument("--folds", default="all", help=f"{ACCEPTED_FORMS} (default all)")
+    add_checkpoint_argument(parser)
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="mirroring test-time augmentation (about 8x the inference time on a CPU); "
                              "default: the model's (on where its seed ran it)")
@@ -144,6 +145,7 @@ def run(args) -> int:
                          "give the cohort as one DICOM study folder per case (--layout dicom)")
     AlignPet.parse(getattr(args, "align_pet", None) or AlignPet.AUTO, "--align-pet")   # exit 2 before any work
     folds = parse_folds(args.folds)   # also checked per case by SegmentRequest; here once, before any work
+    args.checkpoint = Checkpoint.parse_optional(getattr(args, "checkpoint", None), "--checkpoint")   # the same
     device = _check_device(args.device) if not args.cluster else parse_device(args.device)
     # Absolute paths: the requests must mean the same on a cluster node with another cwd.
     out = Path(args.out).absolute()
@@ -177,7 +179,8 @@ def _run_cases(args, cases, out: Path, task: str, model: str, device: str, folds
     jobs, skipped = [], []
     for c in cases:
         request = replace(build_request(c, model, device=device, folds=folds, tta=args.tta),
-                          align_pet=getattr(args, "align_pet", None) or AlignPet.AUTO)
+                          align_pet=getattr(args, "align_pet", None) or AlignPet.AUTO,
+                          checkpoint=getattr(args, "checkpoint", None))
         fp = fingerprint(request)
         if is_done(out, c.case_id, c.prediction_path, fp):
             skipped.append(c.case_id)

@@ -6,7 +6,7 @@
         [--folds all|first|fold_all|0,1] [--tta/--no-tta] [--progress json|bar|none] \\
         [--probabilities P.nii.gz] [--uncertainty U.nii.gz] [--save-boxes boxes.json] [--restrict-to-boxes]
         [--series UID|NAME=UID] [--rtstruct RT.dcm] [--seg SEG.dcm] [--holes nested|keyhole]
-        [--align-pet auto|off|force]
+        [--align-pet auto|off|force] [--server URL --token-file F [--ca-cert C]]
 
 Inputs are named ``T2`` (prert, midrt), ``CT`` and ``PET`` (petct), or by an nnU-Net folder's
 ``channel_names``. The label map (0 background, 1 GTVp, 2 GTVn) lies on the first input's grid.
@@ -22,6 +22,9 @@ summary is printed at the end.
 
 The run goes through the background worker (:mod:`HNTumorSegLib.worker_cli`), the same child
 process the Slicer module and batch runs use: one path, and Ctrl-C ends the whole tree.
+With ``--server`` the same loop runs a :class:`~HNTumorSegLib.server.client.RemoteJob` instead
+(issue 29): the inputs are uploaded, the label map downloaded and published here all or nothing,
+Ctrl-C cancels the job on the server, a lost connection is one line (exit 1), nothing written.
 
 ``--task``, ``--device``, ``--folds`` and ``--progress`` are read as text and converted by
 :class:`~HNTumorSegLib.pipeline.request.SegmentRequest` (:mod:`HNTumorSegLib.vocab`,
@@ -40,7 +43,7 @@ from ..errors import InputError
 from ..folds import ACCEPTED_FORMS
 from ..pipeline.request import SegmentRequest
 from ..protect import check_request
-from ..vocab import AlignPet, Device, PetUnit, ProgressMode, RegistrationMode, Task
+from ..vocab import AlignPet, Checkpoint, Device, PetUnit, ProgressMode, RegistrationMode, Task
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, metavar="OUT.nii.gz", help="label map to write")
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(Device.values())} (or cuda:N); default auto")
     parser.add_argument("--folds", default=None, help=f"{ACCEPTED_FORMS}; default all")
+    add_checkpoint_argument(parser)
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                         help="mirroring test-time augmentation, 8 passes: about 8x the inference time on a CPU. "
                              "Default: the model's - on where its seed ran it (nnU-Net folders, seed 004), "
@@ -99,6 +103,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suv-factor", type=float, default=None,
                         help="with --pet-units BQML: SUV = value x factor (body weight g / decay-corrected dose Bq)")
     add_contour_arguments(parser)
+    add_server_arguments(parser)
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--server URL --token-file F [--ca-cert C]``: run on a segmentation server (issue 29)."""
+    parser.add_argument("--server", metavar="URL", help="run on a segmentation server (hntumorseg serve) at URL, e.g. "
+                        "https://gpu-server:8765: the inputs are uploaded, the outputs written here as by a local run")
+    parser.add_argument("--token-file", metavar="F", help="with --server: the file holding the server's token "
+                        "(readable by you only: chmod 600)")
+    parser.add_argument("--ca-cert", metavar="C", help="with --server https://...: the CA certificate (PEM) that "
+                        "signed the server's certificate, when it is not in the system's store")
+
+
+def add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` (segment, batch): which checkpoint each nnU-Net fold runs (issue 28)."""
+    parser.add_argument("--checkpoint", metavar="{" + ",".join(Checkpoint.values()) + "}", default=None,
+                        help="nnU-Net folders (an ensemble's members and stages too): the fold checkpoint to run. "
+                             "Default: the model's - an ensemble card's \"checkpoint\" (seed 002: checkpoint_best, "
+                             "as its released code loads), else checkpoint_final; a fold folder lacking the chosen "
+                             "file is exit 2")
 
 
 def add_align_pet_argument(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +155,21 @@ def _run(args: argparse.Namespace) -> int:
     request = SegmentRequest.from_args(args)
     check_request(request)   # before the worker starts: a FIFO input or an output onto an input -> exit 2 now
     dicom = DicomOutputs.plan(request, args.rtstruct, args.seg, args.holes)  # DICOM source checked before any work
-    code = run_in_worker(request, ProgressMode.parse(args.progress, "--progress"))
+    code = run_in_worker(request, ProgressMode.parse(args.progress, "--progress"), handle=_remote_job(args))
     if code == 0 and dicom is not None:
         dicom.write(request.output_path)
     return code
+
+
+def _remote_job(args: argparse.Namespace):
+    """A :class:`~HNTumorSegLib.server.client.RemoteJob` for ``--server`` (None: run here)."""
+    server, token_file, ca_cert = (getattr(args, k, None) for k in ("server", "token_file", "ca_cert"))
+    if not server:
+        if token_file or ca_cert:
+            raise InputError("--token-file and --ca-cert go with --server", None, "add --server URL or drop them")
+        return None
+    if not token_file:
+        raise InputError("--server needs --token-file", None, "give the file holding the server's token")
+    from ..server.client import RemoteClient
+
+    return RemoteClient.from_token_file(server, token_file, ca_cert, delete_after=True).new_job()

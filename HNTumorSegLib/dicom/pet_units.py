@@ -129,6 +129,7 @@ def pet_to_suv(values: Image, path: str | os.PathLike | None, *, geometry: Serie
         return PetSuv(image, conv.units, PetUnitSource.DICOM_HEADER, conv.rule)
     stated = PetUnit.parse_optional(units, "--pet-units")
     image = values.with_array(values.array.astype(np.float32))
+    image.source = values.source   # float32, as nnU-Net reads the file too: still that file's voxels
     if stated is PetUnit.SUV:
         return PetSuv(image, str(stated), PetUnitSource.USER, UNCONVERTED)
     if stated is PetUnit.BQML:

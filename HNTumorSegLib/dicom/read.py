@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..image import Image, checked_image, read_image
+from ..warm_cache import cached, file_identity
 from .pixels import read_series
 from .select import refuse_mosaic_file, select_series
 from .pet_units import pet_to_suv
@@ -43,7 +44,8 @@ def read_volume(path: str | os.PathLike, label: bool = False, name: str | None =
             raise InputError(f"a series ({series}) is named for the {what}, which is a file, not a DICOM folder",
                              p, "drop --series, or give the DICOM folder")
         refuse_mosaic_file(p)   # not "a single slice": a mosaic of tiled slices (issue 25)
-        return read_image(p, label=label, name=name)
+        ident = file_identity(p)   # a warm session decodes an unchanged file once (issue 27)
+        return cached(ident and ("read", ident, label, name), lambda: read_image(p, label=label, name=name))
     image = read_dicom_folder(p, series_uid=series, name=what, prefer_modality=prefer_modality)
     return checked_image(image.to_sitk(), p, label=label, what=what)
 

@@ -53,6 +53,7 @@ import numpy as np
 
 from ..errors import InputError, ModelError
 from ..folds import FoldId, FoldsLike
+from ..image import Image
 from ..vocab import NetworkOutput
 from .tiled import ProgressFn, TiledPredictor, TilingOptions
 from .tiling import Region, Slices3, slices3
@@ -113,8 +114,10 @@ def as_nnunet_model(loaded: NnUNetModel | LoadedModel) -> NnUNetModel:
                        loaded.dataset_json, loaded.inference_allowed_mirroring_axes, loaded.folder, tuple(loaded.folds))
 
 
-def input_files_for(model: NnUNetModel, inputs: Sequence[str | Path] | Mapping[str, str | Path]) -> list[str]:
-    """Order input files as the model's ``channel_names`` (a dict name -> path, or a list already in order)."""
+def input_files_for(model: NnUNetModel, inputs: Sequence[str | Path | Image] | Mapping[str, str | Path | Image]
+                    ) -> list:
+    """Order inputs as the model's ``channel_names`` (a dict name -> path, or a list already in order);
+    a path must name a file, an :class:`~HNTumorSegLib.image.Image` is kept as it is."""
     names = [model.dataset_json["channel_names"][k]
              for k in sorted(model.dataset_json["channel_names"], key=int)]
     if isinstance(inputs, Mapping):
@@ -129,18 +132,65 @@ def input_files_for(model: NnUNetModel, inputs: Sequence[str | Path] | Mapping[s
         if len(files) != len(names):
             raise InputError(f"{len(files)} input file(s) given, the model needs {len(names)} ({', '.join(names)})")
     for f in files:
-        if not Path(f).is_file():
+        if not isinstance(f, Image) and not Path(f).is_file():
             raise InputError("input image not found", path=f, fix="check the path")
-    return [str(f) for f in files]
+    return [f if isinstance(f, Image) else str(f) for f in files]
 
 
-def predict_nnunet_case(model: NnUNetModel | NnUNetFolderModel, inputs: Sequence[str | Path] | Mapping[str, str | Path],
+def nnunet_arrays(images: Sequence[Image]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Images in memory as nnU-Net's ``SimpleITKIO.read_images`` returns their files: (C, z, y, x)
+    float32 and its properties, so ``DefaultPreprocessor.run_case_npy`` gives what ``run_case`` gives
+    on the files (voxel for voxel; tested in Testing/test_read_once.py) without reading them again.
+
+    An image read from a file (``source`` set) keeps ITK's geometry exactly; one made in memory has
+    its spacing rounded to float32, as a NIfTI file written for nnU-Net would store it.
+
+    Example:
+        >>> data, props = nnunet_arrays([Image(np.zeros((2, 3, 4), np.int16), (0.5, 0.5, 2.0))])
+        >>> data.shape, data.dtype, props["spacing"]
+        ((1, 2, 3, 4), dtype('float32'), [2.0, 0.5, 0.5])
+    """
+    first = images[0]
+    shapes = {img.array.shape for img in images}
+    if len(shapes) != 1:
+        raise InputError(f"the model's channels differ in size ({sorted(shapes)})", None,
+                         "give inputs on one grid (nnU-Net needs every channel on the first one's grid)")
+    spacing = tuple(first.spacing) if first.source else tuple(float(np.float32(v)) for v in first.spacing)
+    data = np.vstack([np.asarray(img.array)[None] for img in images], dtype=np.float32, casting="unsafe")
+    properties = {"sitk_stuff": {"spacing": spacing, "origin": tuple(first.origin),
+                                 "direction": tuple(float(v) for v in np.asarray(first.direction).flatten())},
+                  "spacing": [abs(v) for v in spacing[::-1]]}
+    return data, properties
+
+
+def _preprocess(preprocessor, inputs: list, pm: PlansManager, cm: ConfigurationManager,
+                dataset_json: dict) -> tuple[np.ndarray, dict]:
+    """nnU-Net's preprocessing of one case: from the images in memory when every input is one and
+    the plan reads with ``SimpleITKIO`` (one decode per input, issue 27), else from the files."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    if inputs and all(isinstance(x, Image) for x in inputs) and pm.image_reader_writer_class is SimpleITKIO:
+        data, properties = nnunet_arrays(inputs)
+        data, _, properties = preprocessor.run_case_npy(data, None, properties, pm, cm, dataset_json)
+        return data, properties
+    if any(isinstance(x, Image) for x in inputs):
+        raise ModelError(f"this folder reads its inputs with {pm.image_reader_writer_class.__name__}: "
+                         "give it files, not images in memory", path=None, fix="pass file paths")
+    data, _, properties = preprocessor.run_case(inputs, None, pm, cm, dataset_json)
+    return data, properties
+
+
+def predict_nnunet_case(model: NnUNetModel | NnUNetFolderModel,
+                        inputs: Sequence[str | Path | Image] | Mapping[str, str | Path | Image],
                         *, device: str | TorchDevice | None = "auto",
                         tta: bool = False, step: float = 0.5, use_amp: bool = True,
                         return_probabilities: bool = False, output_file: str | Path | None = None,
                         progress: ProgressFn | None = None, num_threads: int | None = None,
                         restrict_zyx: Sequence[Slices3] | None = None) -> NnUNetCaseResult:
     """One case through nnU-Net's preprocessing, our sliding window, and nnU-Net's export.
+
+    ``inputs``: files, or images already read (:func:`HNTumorSegLib.image.read_image`), which
+    nnU-Net's preprocessing then takes as arrays (:func:`nnunet_arrays`) instead of reading again.
 
     ``output_file`` (e.g. ``pred.nii.gz``) is written with nnU-Net's own writer, as
     ``nnUNetv2_predict`` would write it. ``tta`` uses the folder's allowed mirroring axes.
@@ -164,7 +214,7 @@ def predict_nnunet_case(model: NnUNetModel | NnUNetFolderModel, inputs: Sequence
     timings = {}
     t = time.perf_counter()
     preprocessor = cm.preprocessor_class(verbose=False)
-    data, _, properties = preprocessor.run_case(files, None, pm, cm, model.dataset_json)
+    data, properties = _preprocess(preprocessor, files, pm, cm, model.dataset_json)
     timings["preprocess_s"] = time.perf_counter() - t
 
     label_manager = pm.get_label_manager(model.dataset_json)

@@ -28,7 +28,7 @@ Choice: where boxes overlap, the released code lets the later box overwrite; we 
 larger value (independent of box order; identical where boxes do not overlap).
 
 Example (seed 003's channels on a phantom; the prior's labels stand in for nnU-Net's output, which
-``predict_nnunet_case(model, steps.files).segmentation`` gives with a trained folder - see
+``predict_nnunet_case(model, steps.nnunet_inputs).segmentation`` gives with a trained folder - see
 Testing/test_models_published_gradientseg.py):
     >>> from pathlib import Path
     >>> from HNTumorSegLib.image import write_image
@@ -41,7 +41,7 @@ Testing/test_models_published_gradientseg.py):
     >>> with SeedSteps(decl, {"T2": t2}, {"T2": "t2.nii.gz"}, prior=prior) as steps:
     ...     print([Path(f).name for f in steps.files], steps.notes)   # the files nnU-Net is given
     ...     labels = steps.to_target(prior.array)                     # on the first input's grid
-    ['t2.nii.gz', 'derived_1_gradient.nii.gz'] ['3 box(es), margin 4 voxels']
+    ['t2.nii.gz', 'derived_1_gradient.nii'] ['3 box(es), margin 4 voxels']
     >>> labels.shape, Path(steps.files[1]).exists()                   # the gradient map is gone after `with`
     ((8, 32, 32), False)
 """
@@ -84,7 +84,12 @@ class SeedSteps:
         self.boxes: list[LesionBox] = list(boxes)
         self.crop: HeadCrop | None = None
         self.notes: list[str] = []
-        self.files: list[str] = []
+        #: the channels in nnU-Net's order, in memory; ``_paths[i]``: a file for channel i (the user's, or
+        #: written on demand by :attr:`files`), None until asked
+        self.channel_images: list[Image] = []
+        self._paths: list[str | None] = []
+        self._names: list[str] = []
+        self._in_memory: list[bool] = []
         self._progress = progress or (lambda message: None)
         self._tmp: Path | None = None
 
@@ -108,19 +113,49 @@ class SeedSteps:
         """The output grid: the first user input (T2, or CT)."""
         return self.images[self.decl.user_inputs[0]]
 
+    # ---- what nnU-Net is given ----------------------------------------------------------------
+    @property
+    def files(self) -> list[str]:
+        """The channels as files, in nnU-Net's order: the user's own file where nnU-Net reads it as
+        it is, else written (float32 NIfTI) into the temporary folder, once, when first asked."""
+        for i, path in enumerate(self._paths):
+            if path is None:
+                self._paths[i] = self._write(self.channel_images[i], self._names[i])
+        return [str(p) for p in self._paths]
+
+    @property
+    def nnunet_inputs(self) -> list:
+        """What :func:`.nnunet_inference.predict_nnunet_case` is given: the images in memory when
+        every channel's voxels are what nnU-Net would read from its file (read once, issue 27), else
+        :attr:`files` (e.g. a PET converted to SUV while nnU-Net reads the file as given)."""
+        if all(self._in_memory):
+            return list(self.channel_images)
+        return self.files
+
+    def _add(self, image: Image, name: str, path: str | None = None, in_memory: bool = True) -> None:
+        self.channel_images.append(image)
+        self._names.append(name)
+        self._paths.append(path)
+        self._in_memory.append(in_memory)
+
     # ---- steps ---------------------------------------------------------------------------
     def _write(self, image: Image, name: str) -> str:
         if self._tmp is None:
             raise RuntimeError("SeedSteps writes its files only inside `with`")
-        path = self._tmp / f"{name}.nii.gz"
-        write_image(image.with_array(np.asarray(image.array, np.float32)), path)
+        path = self._tmp / f"{name}.nii"      # a hand-off for nnU-Net: uncompressed, not read back (issue 27)
+        write_image(image.with_array(np.asarray(image.array, np.float32)), path, compress=False, verify=False)
         return str(path)
 
-    def _user_file(self, name: str) -> str:
+    def _add_user_input(self, name: str) -> None:
+        """A user input: nnU-Net reads the user's file where it can (or, read once, its voxels as
+        read here when they are that file's); otherwise the image read here (a DICOM series)."""
         given = self.input_paths.get(name)
+        image = self.images[name]
         if given and Path(given).is_file() and given.lower().endswith(_NNUNET_READABLE):
-            return str(given)
-        return self._write(self.images[name], f"input_{name}")
+            same = image.source is not None and Path(image.source) == Path(given)
+            self._add(image, f"input_{name}", str(given), in_memory=same)
+            return
+        self._add(image, f"input_{name}")
 
     def lesion_boxes(self) -> list[LesionBox]:
         """The user's boxes, else one per 6-connected lesion of the prior (margin from the declaration)."""
@@ -144,14 +179,14 @@ class SeedSteps:
             return
         for ch in decl.channels:
             if ch.input:
-                self.files.append(self._user_file(ch.input))
+                self._add_user_input(ch.input)
                 continue
             if ch.source not in self.images:
                 raise InputError(f"no {ch.source} image to make the {ch.name!r} channel from", None,
                                  f"give --input {ch.source}=PATH")
             self._progress(f"gradient map from {ch.source} ({len(self.boxes)} box(es))")
             grad = gradient_map(self.images[ch.source], self.boxes)
-            self.files.append(self._write(grad, f"derived_{ch.index}_{ch.derived}"))
+            self._add(grad, f"derived_{ch.index}_{ch.derived}")
 
     def _prepare_crop(self) -> None:
         from ..prompts.head_localisation import locate_head
@@ -172,7 +207,7 @@ class SeedSteps:
             if ch.input not in cropped:
                 raise InputError(f"channel {ch.name!r}: a cropped model takes only CT and PET", None,
                                  "declare the channels as CT and PET")
-            self.files.append(self._write(cropped[ch.input], f"crop_{ch.input}"))
+            self._add(cropped[ch.input], f"crop_{ch.input}")
 
     # ---- the way back ---------------------------------------------------------------------
     def to_target(self, labels: np.ndarray) -> np.ndarray:

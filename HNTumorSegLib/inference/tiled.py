@@ -80,6 +80,9 @@ class TilingOptions:
             half the patch per axis (:func:`.tiling.reduced_patch`): slower, less context, fits.
         num_threads: torch CPU threads while predicting (default: torch's setting capped at the
             cores this process may use, then timed against one thread).
+        batch_size: tiles per forward pass (default :func:`.tiling.default_batch_size`: on a CPU up to
+            :data:`.tiling.CPU_BATCH_TILES` tiles of at most :data:`.tiling.CPU_BATCH_VOXELS` voxels in all, else 1).
+            Labels do not depend on it (Testing/test_tiles_batch.py); the last float bits may.
     """
 
     tta: bool = False
@@ -94,8 +97,11 @@ class TilingOptions:
     memory_fraction: float = 0.5
     low_memory: bool = False
     num_threads: int | None = None
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
+        if self.batch_size is not None and int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if not 0 < self.step <= 1:
             raise ValueError(f"step must be in (0, 1], got {self.step}")
         object.__setattr__(self, "region_tiling", RegionTiling.parse(self.region_tiling, "region_tiling"))
@@ -111,6 +117,15 @@ class TilingOptions:
         m = self.region_margin
         z, y, x = (int(v) for v in (m if isinstance(m, (list, tuple)) else [m] * 3))
         return z, y, x
+
+
+_FORWARD = [0.0]   # seconds in network forward passes in this process (issue 27's overhead figure)
+
+
+def forward_seconds() -> float:
+    """Seconds this process has spent in network forward passes so far (the worker reports the
+    difference per request as ``timings["forward"]``: a run's overhead is its total minus that)."""
+    return _FORWARD[0]
 
 
 @dataclass
@@ -152,6 +167,8 @@ class TiledPredictor:
         self.device = resolve_device(device)
         self.progress = progress
         self.patch_size = (tiling.reduced_patch(patch, self._divisor()) if self.options.low_memory else patch)
+        self.batch_size = int(self.options.batch_size or tiling.default_batch_size(self.device.type, self.patch_size,
+                                                                              self.options.low_memory))
         for net in self.member.networks:
             net.to(self.device).eval()
 
@@ -217,8 +234,10 @@ class TiledPredictor:
             p = logits_to_probabilities(logits, self.output)
             del logits
             p = self._place(p.float().cpu().numpy(), plan, shape)
-        if grown is not None:
-            set_background_outside(p, grown.mask_zyx, self.output)
+        if grown is not None:   # outside the tiles' box it is background already: only the box is masked (issue 27)
+            box = tuple(slice(max(b.start - r.start, 0), min(b.stop - r.start, n))
+                        for b, r, n in zip(plan.bbox, plan.revert, shape))
+            set_background_outside(p[(slice(None), *box)], grown.mask_zyx[box], self.output)
         return p
 
     def count_tiles(self, shape: Sequence[int], region: RegionLike | None = None) -> int:
@@ -274,35 +293,35 @@ class TiledPredictor:
         acc_device = self._accumulator_device(bshape)
         logits = torch.zeros((self.num_classes, *bshape), dtype=torch.float32, device=acc_device)
         weights = torch.zeros(bshape, dtype=torch.float32, device=acc_device)
-        gauss: dict[tuple, tuple] = {}      # tile shape -> (weight on accumulator device, on compute device)
-        for t in tiles:
-            shp = _shape(t)
-            if shp not in gauss:
-                g = (torch.from_numpy(np.array(tiling.gaussian_importance_map(shp))) if self.options.use_gaussian
-                     else torch.ones(shp, dtype=torch.float32))
-                gauss[shp] = (g.to(acc_device), g.to(self.device))
+        ug = self.options.use_gaussian
         origin = [b.start for b in bbox]
         local = [tuple(slice(s.start - o, s.stop - o) for s, o in zip(t, origin)) for t in tiles]
         for loc in local:
-            weights[loc] += gauss[_shape(loc)][0]
+            weights[loc] += tiling.gaussian_tensor(_shape(loc), acc_device, ug)
         member = self.member
         axes = member.mirror_axes if member.mirror_axes is not None else self.options.mirror_axes
         nets = member.networks
+        batches = tiling.tile_batches(tiles, self.batch_size)
         tuner = _ThreadTuner(enabled=self.device.type == "cpu" and self.options.num_threads is None
-                             and len(tiles) * len(nets) >= 4 and len({_shape(t) for t in tiles[1:3]}) == 1)
+                             and len(batches) * len(nets) >= 4
+                             and len({(len(b), _shape(tiles[b[0]])) for b in batches[1:3]}) == 1)
         for fi, net in enumerate(nets):
-            for ti, (tile, loc) in enumerate(zip(tiles, local)):
-                # a contiguous copy: convolutions on a strided view are markedly slower on CPUs
-                inp = xt[(slice(None), *tile)][None].contiguous().to(self.device, non_blocking=True)
+            for batch in batches:
+                # contiguous copies: convolutions on a strided view are markedly slower on CPUs
+                inp = torch.stack([xt[(slice(None), *tiles[ti])] for ti in batch]).contiguous()
+                inp = inp.to(self.device, non_blocking=True)
                 tuner.before()
+                t_fwd = time.perf_counter()
                 out = self._forward(net, inp, axes if self.options.tta else ())
+                _FORWARD[0] += time.perf_counter() - t_fwd
                 tuner.after()
-                out = out[0].float()
-                if out.shape[0] != self.num_classes:
-                    raise ValueError(f"network returned {out.shape[0]} channels, expected {self.num_classes}")
-                out *= gauss[tuple(out.shape[1:])][1]
-                logits[(slice(None), *loc)] += out.to(acc_device)
-                counter.step(fi, len(nets), ti, len(tiles))
+                out = out.float()
+                if out.shape[1] != self.num_classes:
+                    raise ValueError(f"network returned {out.shape[1]} channels, expected {self.num_classes}")
+                out *= tiling.gaussian_tensor(tuple(out.shape[2:]), self.device, ug)   # in place, the batch at once
+                for bi, ti in enumerate(batch):
+                    logits[(slice(None), *local[ti])] += out[bi].to(acc_device)
+                    counter.step(fi, len(nets), ti, len(tiles))
         weights *= len(nets)
         logits /= weights
         return logits

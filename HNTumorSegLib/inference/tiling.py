@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil
-from typing import Iterable, Sequence, TypeGuard, cast
+from typing import Any, Iterable, Sequence, TypeGuard, cast
 
 import numpy as np
 
@@ -250,3 +250,63 @@ def reduced_patch(patch: Sequence[int], divisor: Sequence[int] | None = None, fa
         d = int(divisor[i]) if divisor is not None else min(p & -p, 32)
         out.append(min(p, max(d, int(round(p * factor / d)) * d)))
     return tuple(out)
+
+
+#: Tiles per forward pass on a CPU (issue 27, measured on the 2-core machine with demo-midrt's
+#: 16 x 48 x 48 patch, one thread: 400 ms per tile one at a time, 76-88 ms in twos, 72-99 ms in
+#: fours, 84-101 ms in eights: torch's CPU convolution is far slower for a batch of one).
+CPU_BATCH_TILES = 4
+#: ... and at most this many voxels per pass (a 128^3 patch runs one at a time: memory, not speed)
+CPU_BATCH_VOXELS = 2**20
+
+
+def default_batch_size(device_type: str, patch: Sequence[int], low_memory: bool = False) -> int:
+    """Tiles per forward pass when :class:`TilingOptions` does not say (the numbers above).
+
+    Example:
+        >>> default_batch_size("cpu", (16, 48, 48)), default_batch_size("cpu", (128, 128, 128)), default_batch_size("cuda", (16, 48, 48))
+        (4, 1, 1)
+    """
+    if device_type != "cpu" or low_memory:
+        return 1   # GPUs: nnU-Net's one tile per pass (not measured here); low_memory: the smallest footprint
+    return max(1, min(CPU_BATCH_TILES, CPU_BATCH_VOXELS // int(np.prod(patch))))
+
+
+_GAUSS_TORCH: dict[tuple, Any] = {}
+
+
+def gaussian_tensor(shape: tuple, device, use_gaussian: bool = True):
+    """The tile weight as a torch tensor on ``device``, made once per (shape, device) and reused across calls."""
+    import torch
+
+    key = (tuple(shape), str(device), bool(use_gaussian))
+    g = _GAUSS_TORCH.get(key)
+    if g is None:
+        g = (torch.from_numpy(np.array(gaussian_importance_map(shape))) if use_gaussian
+             else torch.ones(shape, dtype=torch.float32)).to(device)
+        if len(_GAUSS_TORCH) > 64:
+            _GAUSS_TORCH.clear()
+        _GAUSS_TORCH[key] = g
+    return g
+
+
+def tile_batches(tiles: Sequence[Slices3], size: int) -> list[list[int]]:
+    """Indices of ``tiles`` in runs of at most ``size`` consecutive tiles of one shape.
+
+    Example:
+        >>> t = [(slice(0, 4),) * 3, (slice(2, 6),) * 3, (slice(4, 8),) * 3, (slice(0, 2),) * 3]
+        >>> tile_batches(t, 2)
+        [[0, 1], [2], [3]]
+    """
+    out: list[list[int]] = []
+    for i, t in enumerate(tiles):
+        if out and len(out[-1]) < size and tile_shape(tiles[out[-1][-1]]) == tile_shape(t):
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def tile_shape(tile: Slices3) -> tuple[int, ...]:
+    """(z, y, x) size of a tile."""
+    return tuple(s.stop - s.start for s in tile)

@@ -25,9 +25,10 @@ JSON key            Python field              order and unit
 Why the box margin is a card field, and why 4: seed 003 (Ren et al., mid-RT gradient maps)
 trains with boxes around the registered pre-RT lesions grown by a *random* margin (its released
 code: 4-7 voxels below / 3-6 above each lesion; the paper says 2-6; ``HNTumorSegLib.prompts.margins``),
-and its authors' released evaluation (GradientSegHNTS ``src/midRT/create_margins.py``) then
-predicts with *fixed* margins of 2, 4, 6 and 8 voxels; 4 is one of those, inside the paper's
-training range, and fixed so a case always gives the same boxes (docs/design.md, "margin"). The number
+and its authors' released evaluation (GradientSegHNTS ``src/midRT/create_margins.py``) has no
+fixed margin to copy: it loops over "margins" 2, 4, 6 and 8 but ignores them and draws
+``randint(4, 8)`` like training. Our 4 is the smallest margin that draw gives below a lesion (it
+gives 3-6 above), fixed so a case always gives the same boxes (docs/design.md, "margin"). The number
 belongs to the model (a model trained with other margins needs another), so the pipeline's
 mid-RT boxes and Slicer's "Boxes from prior" both read ``card.box_margin_vox``: pressing the
 button gives the boxes the pipeline would have made.

@@ -12,7 +12,11 @@ the catalogue entry's ``declaration`` block, or by hand) that says:
   gives) or ``{"derived": "gradient", "from": "T2", "recipe": "seed003"}`` (made here);
 * ``crop``: ``null`` (the whole image) or ``{"recipe": "seed004-head", "size_mm": [200, 200, 310],
   "spacing_mm": 1.0}`` (crop, predict, paste back onto the CT grid);
-* ``box_margin_vox``: the fixed margin of the gradient map's boxes (seed 003's released code: 4);
+* ``box_margin_vox``: the fixed margin of the gradient map's boxes (4 for seed 003: its released
+  code draws a margin at random, we fix one, :mod:`.card` says why);
+* ``checkpoint``: which checkpoint each fold runs when ``--checkpoint`` does not say
+  (``checkpoint_final`` / ``checkpoint_best``, :class:`~HNTumorSegLib.vocab.Checkpoint`; absent: the
+  loader's default, :data:`~.nnunet_folder.DEFAULT_CHECKPOINT`);
 * ``licence``, ``citation``, ``source``: shown by ``models show`` and before use.
 
 Channel names that are clear are recognised without a declaration (:func:`infer_declaration`):
@@ -33,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from ..fileio import read_json, write_json_atomic
 from ..prompts.extents import HEAD_CROP_MM, HEAD_CROP_SPACING_MM
-from ..vocab import DerivedChannel, InputRole, Task
+from ..vocab import Checkpoint, DerivedChannel, InputRole, Task
 from .card import DEFAULT_BOX_MARGIN_VOX, provenance_fields
 
 DECLARATION_NAME = "hntumorseg-declaration.json"
@@ -89,6 +93,7 @@ class Declaration:
     source: str = ""
     declared: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    checkpoint: Checkpoint | None = None
 
     @property
     def user_inputs(self) -> list[str]:
@@ -112,6 +117,8 @@ class Declaration:
                "channels": {str(c.index): c.to_dict() for c in self.channels}, "crop": self.crop,
                "box_margin_vox": self.box_margin_vox, "licence": self.licence, "citation": self.citation,
                "source": self.source}
+        if self.checkpoint is not None:
+            out["checkpoint"] = str(self.checkpoint)
         out.update(self.extra)
         return out
 
@@ -192,10 +199,36 @@ def parse_declaration(data: dict, channel_names: dict, path: Path | None = None)
     if isinstance(margin, bool) or not isinstance(margin, int) or margin < 0:
         raise ModelError(f"box_margin_vox must be an integer >= 0, not {margin!r}", path, "fix the declaration")
     origin = provenance_fields(data, path, "declaration", "fix the declaration")
-    known = {"format", "task", "channels", "crop", "box_margin_vox", "licence", "citation", "source"}
+    known = {"format", "task", "channels", "crop", "box_margin_vox", "licence", "citation", "source", "checkpoint"}
     return Declaration(task=origin["task"] or _infer_task(roles), channels=roles, crop=crop, box_margin_vox=margin,
                        licence=origin["licence"], citation=origin["citation"], source=origin["source"], declared=True,
-                       extra={k: v for k, v in data.items() if k not in known})
+                       extra={k: v for k, v in data.items() if k not in known},
+                       checkpoint=_checkpoint_field(data, path))
+
+
+def _checkpoint_field(data: dict, path: Path) -> Checkpoint | None:
+    try:
+        return Checkpoint.parse_optional(data.get("checkpoint"), "checkpoint")
+    except InputError as exc:
+        raise ModelError(exc.problem, path, exc.fix) from None
+
+
+def declared_checkpoint(folder: str | Path) -> Checkpoint | None:
+    """The ``"checkpoint"`` the folder's declaration names (None: no declaration, or it names none).
+
+    Example:
+        >>> folder = Path("declared"); folder.mkdir()
+        >>> declared_checkpoint(folder) is None
+        True
+        >>> _ = write_json_atomic(folder / DECLARATION_NAME, {"format": DECLARATION_FORMAT, "checkpoint": "best"})
+        >>> declared_checkpoint(folder)
+        <Checkpoint.BEST: 'checkpoint_best'>
+    """
+    path = Path(folder) / DECLARATION_NAME
+    if not path.is_file():
+        return None
+    data = read_json(path, "declaration", "fix or delete the file", error=ModelError)
+    return _checkpoint_field(data, path) if isinstance(data, dict) else None
 
 
 def read_declaration(folder: str | Path, channel_names: dict) -> Declaration:

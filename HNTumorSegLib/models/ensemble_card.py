@@ -28,6 +28,10 @@ predictor averages).
 * ``inputs`` (optional): member input name -> the ensemble's input name (an nnU-Net folder
   whose channels are called ``CT_norm`` reads the user's ``CT``);
 * ``tta``: whether the seed ran test-time mirroring (the default of ``segment --tta``);
+* ``checkpoint`` (top level, or per member / stage): which checkpoint the nnU-Net folders run,
+  ``checkpoint_final`` or ``checkpoint_best`` (:class:`~HNTumorSegLib.vocab.Checkpoint`; seed
+  002's released code loads ``checkpoint_best.pth`` for every stage); ``segment --checkpoint``
+  overrides them all; absent: each folder's own default (:mod:`.nnunet_folder`);
 * ``pipeline``: ``"seed002-coarse-to-fine"`` runs :mod:`HNTumorSegLib.pipeline.coarse_to_fine`
   with ``stages.head`` and ``stages.coarse`` (each ``{"model": ..., "folds": ...}``) before
   the members, which are then the fine stage.
@@ -49,10 +53,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from ..fileio import read_json, write_json_atomic
 from ..folds import FoldId, FoldsLike
-from ..vocab import ModelKind
+from ..vocab import Checkpoint, ModelKind
 from .card import InputSpec, ModelCard, provenance_fields
 from .types import CardModel, ModelLoader, NnUNetFolderModel
 
@@ -142,6 +146,12 @@ def read_ensemble_spec(path: str | Path) -> dict[str, Any]:
         w = m.get("weight", 1.0)
         if not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
             _bad(path, f"members[{i}] weight must be a positive number, got {w!r}")
+    for where, item in [("", spec), *((f"members[{i}].", m) for i, m in enumerate(members)),
+                        *((f"stages.{k}.", v) for k, v in (spec.get("stages") or {}).items() if isinstance(v, dict))]:
+        try:
+            Checkpoint.parse_optional(item.get("checkpoint"), f"{where}checkpoint")
+        except InputError as exc:
+            _bad(path, exc.problem + f" ({exc.fix})")
     pipeline = spec.get("pipeline")
     if pipeline is not None and pipeline not in PIPELINES:
         _bad(path, f"unknown pipeline {pipeline!r} (known: {', '.join(PIPELINES)})")
@@ -157,34 +167,39 @@ def _member_path(folder: Path, text: str) -> str:
 
 
 def _load_member(folder: Path, item: dict[str, Any], name: str, device: str | None,
-                 load_model: ModelLoader) -> MemberModel:
-    model = load_model(_member_path(folder, item["model"]), folds=item.get("folds"), device=device)
+                 load_model: ModelLoader, checkpoint: Checkpoint | None = None) -> MemberModel:
+    """One member or stage; ``checkpoint``: the choice for it (``--checkpoint``, else its own, else the card's)."""
+    model = load_model(_member_path(folder, item["model"]), folds=item.get("folds"), device=device,
+                       checkpoint=checkpoint)
     if not isinstance(model, (CardModel, NnUNetFolderModel)):
         raise ModelError(f"member {name} is itself an ensemble", folder / ENSEMBLE_NAME, "list its members instead")
     return MemberModel(name, model, float(item.get("weight", 1.0)), dict(item.get("inputs") or {}))
 
 
 def load_ensemble(folder: str | Path, load_model: ModelLoader, device: str | None = "cpu",
-                  folds: FoldsLike = None) -> EnsembleModel:
+                  folds: FoldsLike = None, checkpoint: Checkpoint | str | None = None) -> EnsembleModel:
     """Load every member (and stage) of the ensemble card in ``folder`` with ``load_model``.
 
     ``load_model`` is :func:`HNTumorSegLib.models.loader.load_model` (passed in, so that this
     module need not import the loader that imports it). ``folds`` (from ``--folds``) applies to
-    members that do not name their own.
+    members that do not name their own; ``checkpoint`` (from ``--checkpoint``) to every member
+    and stage, over what the card says (:func:`member_checkpoint`).
     """
     folder = Path(folder)
     spec = read_ensemble_spec(folder / ENSEMBLE_NAME)
+    chosen = Checkpoint.parse_optional(checkpoint, "--checkpoint")
     members = []
     for i, item in enumerate(spec["members"]):
         item = dict(item)
         if "folds" not in item and folds is not None:
             item["folds"] = folds
         members.append(_load_member(folder, item, item.get("name") or Path(item["model"]).name or f"member{i}",
-                                    device, load_model))
+                                    device, load_model, member_checkpoint(spec, item, chosen)))
     total = sum(m.weight for m in members)
     for m in members:
         m.weight /= total
-    stages = {name: _load_member(folder, spec["stages"][name], name, device, load_model)
+    stages = {name: _load_member(folder, spec["stages"][name], name, device, load_model,
+                                 member_checkpoint(spec, spec["stages"][name], chosen))
               for name in STAGES.get(str(spec.get("pipeline")), ())}
     first = members[0].model
     inputs = spec.get("inputs") or _user_inputs(members)
@@ -198,6 +213,25 @@ def load_ensemble(folder: str | Path, load_model: ModelLoader, device: str | Non
                      intended_use=str(spec.get("intended_use", "")), path=folder / ENSEMBLE_NAME)
     return EnsembleModel(card=card, folder=folder, members=members, pipeline=spec.get("pipeline"), stages=stages,
                          tta_default=spec.get("tta"), spec=spec)
+
+
+def member_checkpoint(spec: dict[str, Any], item: dict[str, Any],
+                      chosen: Checkpoint | str | None = None) -> Checkpoint | None:
+    """The checkpoint one member or stage runs: ``chosen`` (``--checkpoint``), else its own
+    ``"checkpoint"``, else the card's, else None (the folder's default).
+
+    Example:
+        >>> spec = {"checkpoint": "checkpoint_best", "members": [{"model": "a"}, {"model": "b", "checkpoint": "final"}]}
+        >>> [str(member_checkpoint(spec, m)) for m in spec["members"]]
+        ['checkpoint_best', 'checkpoint_final']
+        >>> str(member_checkpoint(spec, spec["members"][0], "checkpoint_final"))
+        'checkpoint_final'
+    """
+    for value in (chosen, item.get("checkpoint"), spec.get("checkpoint")):
+        found = Checkpoint.parse_optional(value, "checkpoint")
+        if found is not None:
+            return found
+    return None
 
 
 def own_inputs(model: Member) -> list[str]:

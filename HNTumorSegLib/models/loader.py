@@ -33,15 +33,16 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from ..errors import ModelError
 from ..folds import FoldsLike, parse_folds
 from ..protect import check_path_kind
-from ..vocab import ModelKind
+from ..vocab import Checkpoint, ModelKind
 from .card import CARD_NAME, DEFAULT_BOX_MARGIN_VOX, read_card
 from .nnunet_folder import is_nnunet_folder, load_nnunet_folder
-from .types import CardModel, LoadedModel, move_networks
+from .types import CardModel, LoadedModel, ModelLoader, move_networks
 
 
 def looks_like_path(text: str) -> bool:
@@ -105,12 +106,16 @@ def box_margin_vox_of(id_or_path: str | Path | None) -> int:
 
 
 def load_model(id_or_path: str | Path, folds: FoldsLike = None, device: str | None = "cpu",
-               checkpoint_name: str | None = None) -> LoadedModel:
+               checkpoint: Checkpoint | str | None = None) -> LoadedModel:
     """Load a model card folder, an nnU-Net results folder or a catalogue id (module docstring).
 
     ``folds``: a :class:`~HNTumorSegLib.folds.Folds`, or anything
-    :func:`~HNTumorSegLib.folds.parse_folds` reads (``None`` = every fold).
+    :func:`~HNTumorSegLib.folds.parse_folds` reads (``None`` = every fold). ``checkpoint``
+    (``segment --checkpoint``, :class:`~HNTumorSegLib.vocab.Checkpoint`): which checkpoint every
+    nnU-Net fold runs, an ensemble's members and stages included (``None``: each one's own
+    default, :mod:`.nnunet_folder`); a model card's weights are the files its card names.
     """
+    checkpoint = Checkpoint.parse_optional(checkpoint, "--checkpoint")
     folder = resolve_model_path(id_or_path)
     if folder.is_file():
         if folder.name == CARD_NAME:
@@ -123,12 +128,12 @@ def load_model(id_or_path: str | Path, folds: FoldsLike = None, device: str | No
     from .ensemble_card import is_ensemble_folder, load_ensemble
 
     if is_ensemble_folder(folder):
-        return load_ensemble(folder, load_model, device=device, folds=folds)
+        return load_ensemble(folder, load_model, device=device, folds=folds, checkpoint=checkpoint)
     if is_nnunet_folder(folder):
-        return load_nnunet_folder(folder, folds=folds, device=device, checkpoint_name=checkpoint_name)
+        return load_nnunet_folder(folder, folds=folds, device=device, checkpoint=checkpoint)
     inner = [c for c in sorted(folder.iterdir()) if c.is_dir() and is_nnunet_folder(c)] if folder.is_dir() else []
     if len(inner) == 1:
-        return load_nnunet_folder(inner[0], folds=folds, device=device, checkpoint_name=checkpoint_name)
+        return load_nnunet_folder(inner[0], folds=folds, device=device, checkpoint=checkpoint)
     if len(inner) > 1:
         raise ModelError(f"holds {len(inner)} nnU-Net results folders ({', '.join(c.name for c in inner[:3])})",
                          folder, "give one of them")
@@ -136,6 +141,30 @@ def load_model(id_or_path: str | Path, folds: FoldsLike = None, device: str | No
                      "(plans.json, dataset.json, fold_k/)" + ("" if looks_like_path(str(id_or_path)) else
                                                              ", and no catalogue entry has this id"),
                      folder, "give the folder that holds these files, or an id of `hntumorseg models list`")
+
+
+def with_checkpoint(loader: ModelLoader | None, checkpoint: Checkpoint | str | None) -> ModelLoader | None:
+    """``loader`` (default :func:`load_model`) with a request's ``--checkpoint`` bound; ``loader``
+    itself when none is chosen. How :func:`HNTumorSegLib.pipeline.run.run_segmentation` hands the
+    request's choice to validation, whose loader call names the model and folds only. A loader
+    that does not take ``checkpoint`` by name (a cache keyed on model, folds and device only) is
+    passed by: :func:`load_model` loads the chosen checkpoint itself, so a choice is never lost.
+
+    Example:
+        >>> with_checkpoint(None, None) is None
+        True
+        >>> with_checkpoint(None, "best").keywords
+        {'checkpoint': <Checkpoint.BEST: 'checkpoint_best'>}
+        >>> with_checkpoint(lambda model, folds=None, device="cpu", **kw: None, "best").func is load_model
+        True
+    """
+    chosen = Checkpoint.parse_optional(checkpoint, "--checkpoint")
+    if chosen is None:
+        return loader
+    import inspect
+
+    takes_it = loader is not None and "checkpoint" in inspect.signature(loader).parameters
+    return functools.partial(loader if takes_it and loader is not None else load_model, checkpoint=chosen)
 
 
 def load_card_folder(folder: str | Path, folds: FoldsLike = None, device: str | None = "cpu") -> CardModel:

@@ -1,8 +1,14 @@
 """nnU-Net v2 results folders, used as they are.
 
 A results folder is ``<Trainer>__<Plans>__<configuration>/`` holding ``plans.json``,
-``dataset.json`` and ``fold_<k>/checkpoint_final.pth`` (``checkpoint_best.pth`` is the
-fallback, as nnU-Net falls back when training was stopped early). The trainer and the
+``dataset.json`` and ``fold_<k>/checkpoint_final.pth``. Which checkpoint runs is a choice
+(:class:`~HNTumorSegLib.vocab.Checkpoint`, issue 28): ``segment --checkpoint``, else an ensemble
+card's ``"checkpoint"``, else the folder's declaration (``hntumorseg.json`` ``"checkpoint"``),
+else :data:`DEFAULT_CHECKPOINT` (``checkpoint_final``, ``nnUNetv2_predict``'s default). A chosen
+checkpoint must be there (a fold folder lacking it is one line naming the folder and the files it
+has); with no choice at all, ``checkpoint_best.pth`` stands in for a missing final one (training
+stopped early). Seed 002's released code loads ``checkpoint_best.pth`` for every stage, so its
+ensemble card says so. The trainer and the
 configuration are read from the checkpoint (``trainer_name``, ``init_args``), as
 nnUNetPredictor does, with the folder name as fallback. The network is built:
 
@@ -34,6 +40,15 @@ What the loader reads from the folder's name and its ``fold_*`` subfolders:
     ...     (folder / fold).mkdir(parents=True)
     >>> available_folds(folder), is_nnunet_folder(folder)        # no plans.json / dataset.json yet
     ([0, 1, 'all'], False)
+
+Which checkpoint file a fold folder gives (none chosen: final, else best; chosen: exactly it):
+    >>> _ = (folder / "fold_0" / "checkpoint_best.pth").write_bytes(b"")
+    >>> find_checkpoint(folder / "fold_0").name, find_checkpoint(folder / "fold_0", "best").name
+    ('checkpoint_best.pth', 'checkpoint_best.pth')
+    >>> find_checkpoint(folder / "fold_0", Checkpoint.FINAL)
+    Traceback (most recent call last):
+    ...
+    HNTumorSegLib.errors.ModelError: Dataset104_X/STUNetTrainer_small__nnUNetPlans__3d_fullres/fold_0: has no checkpoint_final.pth (it holds checkpoint_best.pth) - choose --checkpoint checkpoint_best, copy the checkpoint into the fold folder, or choose other --folds
 """
 
 from __future__ import annotations
@@ -48,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ModelError
 from ..fileio import read_json
 from ..folds import FoldId, FoldsLike, parse_folds
+from ..vocab import Checkpoint
 from .card import InputSpec, ModelCard
 from .safe_load import load_checkpoint
 from .types import NnUNetFolderModel, move_networks
@@ -58,7 +74,10 @@ if TYPE_CHECKING:   # nnunetv2 is imported when a folder is loaded (the type che
     from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
     from torch.nn import Module
 
-CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
+#: The checkpoint a fold runs when nothing chooses one (``nnUNetv2_predict``'s default; README's per-seed table).
+DEFAULT_CHECKPOINT = Checkpoint.FINAL
+#: With no choice made: the default, then this stand-in (a fold whose training stopped early).
+CHECKPOINT_NAMES = (f"{DEFAULT_CHECKPOINT.value}.pth", f"{Checkpoint.BEST.value}.pth")
 #: nnU-Net normalisation scheme -> our card normalisation type (information for the card;
 #: nnU-Net folders are preprocessed by nnU-Net's own preprocessor).
 _NORM_TYPES = {"CTNormalization": "ct", "ZScoreNormalization": "zscore", "NoNormalization": "none",
@@ -85,14 +104,20 @@ def available_folds(folder: Path) -> list[FoldId]:
     return [*sorted(numbered), *named]
 
 
-def find_checkpoint(fold_dir: Path, checkpoint_name: str | None = None) -> Path:
-    """``checkpoint_final.pth``, else ``checkpoint_best.pth`` (or exactly ``checkpoint_name``)."""
-    names = (checkpoint_name,) if checkpoint_name else CHECKPOINT_NAMES
+def find_checkpoint(fold_dir: Path, checkpoint: Checkpoint | str | None = None) -> Path:
+    """The checkpoint file of one fold folder: exactly ``<checkpoint>.pth`` when one is chosen,
+    else ``checkpoint_final.pth``, else ``checkpoint_best.pth`` (module docstring)."""
+    chosen = Checkpoint.parse_optional(checkpoint, "--checkpoint")
+    names = (f"{chosen.value}.pth",) if chosen is not None else CHECKPOINT_NAMES
     for name in names:
         if (fold_dir / name).is_file():
             return fold_dir / name
-    raise ModelError(f"no checkpoint in {fold_dir.name} (looked for {', '.join(names)})", fold_dir,
-                     "finish training this fold, copy its checkpoint, or choose other --folds")
+    has = sorted(p.name for p in fold_dir.iterdir()) if fold_dir.is_dir() else []
+    holds = f"it holds {', '.join(has[:8])}{' ...' if len(has) > 8 else ''}" if has else "it is empty"
+    others = [c.value for c in Checkpoint if f"{c.value}.pth" in has]
+    fix = (f"choose --checkpoint {others[0]}, copy the checkpoint into the fold folder, or choose other --folds"
+           if others else "finish training this fold, copy its checkpoint, or choose other --folds")
+    raise ModelError(f"has no {' or '.join(names)} ({holds})", fold_dir, fix)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -171,11 +196,12 @@ def _nnunet_trainer_class(trainer_name: str):
 
 
 def load_nnunet_folder(folder: str | Path, folds: FoldsLike = None, device: str | None = "cpu",
-                       checkpoint_name: str | None = None) -> NnUNetFolderModel:
+                       checkpoint: Checkpoint | str | None = None) -> NnUNetFolderModel:
     """Load an nnU-Net v2 results folder; returns an :class:`~.types.NnUNetFolderModel`.
 
     ``folds``: a :class:`~HNTumorSegLib.folds.Folds` or what ``parse_folds`` reads; a folder
     holding only ``fold_all`` loads with the default (every fold) and with ``"fold_all"``.
+    ``checkpoint``: the choice (module docstring); ``None`` takes the folder's declared one, if any.
     """
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -184,7 +210,10 @@ def load_nnunet_folder(folder: str | Path, folds: FoldsLike = None, device: str 
     plans = _read_json(folder / "plans.json")
     dataset_json = _read_json(folder / "dataset.json")
     chosen = parse_folds(folds).resolve(available_folds(folder), folder)
-    checkpoints = [find_checkpoint(folder / f"fold_{f}", checkpoint_name) for f in chosen]
+    from .declaration import declared_checkpoint
+
+    checkpoint = Checkpoint.parse_optional(checkpoint, "--checkpoint") or declared_checkpoint(folder)
+    checkpoints = [find_checkpoint(folder / f"fold_{f}", checkpoint) for f in chosen]
     first = load_checkpoint(checkpoints[0])
     if not isinstance(first, dict) or "network_weights" not in first:
         raise ModelError("is not an nnU-Net checkpoint (no 'network_weights')", checkpoints[0],

@@ -10,8 +10,10 @@ weights load strictly. ``load_model`` then treats the folder as ``kind == "segre
 When the checkpoint comes with its Auto3DSeg ``hyper_parameters.yaml`` (as seed 002's does),
 :func:`inputs_from_auto3dseg` reads how it normalised its input: ``normalize_mode: range``
 (or ``ct``) with ``intensity_bounds`` becomes ``{"type": "auto3dseg_range", "lo", "hi"}`` -
-Auto3DSeg's ``ScaleIntensityRange`` to [-1, 1] followed by a sigmoid - on every channel, as
-the segmenter applies it to the stacked image.
+Auto3DSeg's ``ScaleIntensityRange`` to [-1, 1] followed by a sigmoid - on the image channels,
+and each ``extra_modalities`` channel gets its own mode (seed 002's PET, ``pet``:
+``{"type": "auto3dseg_pet"}``, sigmoid((x - min) / std)), as the segmenter stacks them
+(:func:`HNTumorSegLib.prompts.normalisation.auto3dseg_schemes`, issue 28).
 
 Example:
     >>> import os, torch
@@ -61,23 +63,20 @@ def segresnet_card(model_id: str, inputs: Sequence[str | dict], weights: dict[st
 
 
 def inputs_from_auto3dseg(hyper_parameters: dict, names: Sequence[str]) -> list[dict]:
-    """Card inputs for ``names`` from an Auto3DSeg SegResNet config (its ``normalize_mode``).
+    """Card inputs for ``names`` from an Auto3DSeg SegResNet config (``normalize_mode``, ``extra_modalities``).
 
     Example:
         >>> inputs_from_auto3dseg({"normalize_mode": "range", "intensity_bounds": [0.32, 0.63]}, ["CT", "PET"])
         [{'name': 'CT', 'normalisation': {'type': 'auto3dseg_range', 'lo': 0.32, 'hi': 0.63}}, ...]
+        >>> [i["normalisation"]["type"] for i in inputs_from_auto3dseg(
+        ...     {"normalize_mode": "range", "intensity_bounds": [0.32, 0.63], "extra_modalities": {"image2": "pet"}},
+        ...     ["CT", "PET"])]
+        ['auto3dseg_range', 'auto3dseg_pet']
     """
-    mode = str(hyper_parameters.get("normalize_mode", "meanstd")).lower()
-    if mode in ("range", "ct"):
-        bounds = hyper_parameters.get("intensity_bounds") or [-250.0, 250.0]  # Auto3DSeg's own fallback
-        lo, hi = (float(v) for v in bounds)
-        scheme = {"type": "auto3dseg_range", "lo": lo, "hi": hi}
-    elif mode == "none":
-        scheme = {"type": "none"}
-    else:
-        raise ModelError(f"Auto3DSeg normalize_mode {mode!r} is not supported", None,
-                         "use a checkpoint trained with normalize_mode range, ct or none, or write model.json by hand")
-    return [{"name": str(n), "normalisation": dict(scheme)} for n in names]
+    from ..prompts.normalisation import auto3dseg_schemes
+
+    schemes = auto3dseg_schemes(hyper_parameters, len(names))
+    return [{"name": str(n), "normalisation": dict(scheme)} for n, scheme in zip(names, schemes)]
 
 
 def make_segresnet_folder(checkpoints: str | Path | Sequence[str | Path], folder: str | Path, model_id: str,

@@ -26,6 +26,20 @@ Encoding (seed 004 section 2.2/3.2, released ``build_and_save_preprocessors``):
 
 The statistics travel in the model card (:meth:`ClinicalEncoder.to_dict`).
 
+Empty label (issue 28, released rule): the released inference
+(``preprocess_clinical_data_for_inference_docker``) starts every continuous value as NaN and
+fills MTV, T_SUV, TLG only when the mask holds label 1 (NTV, N_SUV, NLG only with label 2), so
+an empty GTVp gives **MTV = the training median**, not 0. We do the same
+(:class:`ClinicalEncoder`'s ``empty_label``, default :data:`DEFAULT_EMPTY_LABEL` = ``median``):
+an empty label's volume is missing in training and at prediction alike, and the median that
+replaces it is the one fitted on the fold's training patients that have the label, stored with
+the rule in the outcome model card (``model.json``, each fold's ``clinical.median`` and
+``clinical.empty_label``; written by ``outcome-train``, ``--empty-label zero`` keeps 0.0). A card
+without ``empty_label`` (written before issue 28) was trained with 0.0 and is read as ``zero``.
+The biomarker report itself (``hntumorseg biomarkers``) still says 0.0 mL. Cost, measured on the
+synthetic cohort (Testing/test_outcome_training.py, whose HPV law uses nodal volume): held-out
+HPV AUC 0.57 with ``median`` vs 0.75 with ``zero`` - an N0 patient's true NTV of 0 is lost.
+
 Values are checked where they enter (issue 22): a continuous value must be a finite number
 within :data:`RANGES` (``Age`` 0-130 years) or, for a column without a range, within
 :data:`MAX_ABS` - ``Infinity`` or ``1e308`` would overflow the float32 network to a risk of NaN.
@@ -59,6 +73,7 @@ import numpy as np
 from ..errors import InputError
 from ..fileio import loads_json
 from ..protect import check_path_kind
+from ..vocab import EmptyLabel
 
 ID_COLUMN = "PatientID"
 CONTINUOUS = ("Age",)
@@ -70,6 +85,12 @@ RANGES = {"Age": (0.0, 130.0)}
 #: Largest magnitude of any other continuous value: beyond it the z-score overflows float32.
 MAX_ABS = 1e9
 MISSING = frozenset({"", "nan", "na", "n/a", "null", "none", "unknown"})
+#: What the model takes for an empty label's volume: missing -> training median, as released (issue 28).
+DEFAULT_EMPTY_LABEL = EmptyLabel.MEDIAN
+#: the rule of cards written before issue 28 (no ``empty_label`` in their clinical statistics)
+LEGACY_EMPTY_LABEL = EmptyLabel.ZERO
+#: the volumes the rule applies to (an empty GTVp's MTV, an empty GTVn's NTV)
+VOLUMES = tuple(c for c in IMAGING if c.endswith("TV_ml"))   # MTV_ml, NTV_ml
 UNKNOWN = "Unknown"
 
 
@@ -201,16 +222,19 @@ class ClinicalEncoder:
     mean: dict[str, float] = field(default_factory=dict)
     std: dict[str, float] = field(default_factory=dict)
     vocabulary: dict[str, list[str]] = field(default_factory=dict)
+    empty_label: str = DEFAULT_EMPTY_LABEL.value
 
     @classmethod
     def fit(cls, records: Iterable[Mapping[str, Any]], continuous: Iterable[str] | None = None,
-            categorical: Iterable[str] | None = None) -> "ClinicalEncoder":
+            categorical: Iterable[str] | None = None,
+            empty_label: EmptyLabel | str = DEFAULT_EMPTY_LABEL) -> "ClinicalEncoder":
         records = list(records)
         enc = cls() if continuous is None and categorical is None else cls(
             list(continuous if continuous is not None else (*CONTINUOUS, *IMAGING)),
             list(categorical if categorical is not None else CATEGORICAL))
+        enc.empty_label = EmptyLabel.parse(empty_label, "empty label").value
         for col in enc.continuous:
-            numbers = [_number(r.get(col), col, r.get(ID_COLUMN)) for r in records]
+            numbers = [enc._value(r, col) for r in records]
             values = np.array([v for v in numbers if v is not None], float)
             med = float(np.median(values)) if len(values) else 0.0
             filled = np.array([med if v is None else v for v in numbers], float)
@@ -234,7 +258,7 @@ class ClinicalEncoder:
         """The float32 feature vector of one patient."""
         out = []
         for col in self.continuous:
-            v = _number(record.get(col), col, record.get(ID_COLUMN))
+            v = self._value(record, col)
             v = self.median[col] if v is None else v
             out.append((v - self.mean[col]) / self.std[col])
         for col in self.categorical:
@@ -242,15 +266,23 @@ class ClinicalEncoder:
             out.extend(1.0 if value == v else 0.0 for v in self.vocabulary[col])
         return np.asarray(out, np.float32)
 
+    def _value(self, record: Mapping[str, Any], col: str) -> float | None:
+        """The checked number of ``col``, None when missing; an empty label's volume is missing under ``median``."""
+        v = _number(record.get(col), col, record.get(ID_COLUMN))
+        if v == 0.0 and col in VOLUMES and self.empty_label == EmptyLabel.MEDIAN.value:
+            return None
+        return v
+
     def to_dict(self) -> dict:
         return {"continuous": list(self.continuous), "categorical": list(self.categorical),
                 "median": dict(self.median), "mean": dict(self.mean), "std": dict(self.std),
-                "vocabulary": {k: list(v) for k, v in self.vocabulary.items()}}
+                "vocabulary": {k: list(v) for k, v in self.vocabulary.items()}, "empty_label": self.empty_label}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ClinicalEncoder":
         enc = cls(list(data["continuous"]), list(data["categorical"]), dict(data["median"]), dict(data["mean"]),
-                  dict(data["std"]), {k: list(v) for k, v in data["vocabulary"].items()})
+                  dict(data["std"]), {k: list(v) for k, v in data["vocabulary"].items()},
+                  EmptyLabel.parse(data.get("empty_label", LEGACY_EMPTY_LABEL.value), "empty label").value)
         for col in enc.continuous:
             if col not in enc.median or col not in enc.mean or col not in enc.std:
                 raise KeyError(col)
@@ -281,5 +313,9 @@ def _number(value: Any, column: str, patient: Any = None, path: str | os.PathLik
 
 
 def imaging_features(biomarkers: Mapping[str, Any]) -> dict[str, float | None]:
-    """The continuous imaging variables from :func:`~.biomarkers.compute_biomarkers`'s ``patient`` dict."""
+    """The continuous imaging variables from :func:`~.biomarkers.compute_biomarkers`'s ``patient`` dict.
+
+    An empty label's volume is 0.0 here; the encoder's ``empty_label`` rule decides what the
+    model takes for it (module docstring).
+    """
     return {k: biomarkers.get(k) for k in IMAGING}

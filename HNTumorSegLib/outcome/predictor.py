@@ -102,6 +102,8 @@ class OutcomePredictor:
                                   "survival": [float(v) for v in s],
                                   "hazards": [float(v) for v in torch.sigmoid(logits)[0].numpy()],
                                   "folds": len(members)}
+                elif all("temperature" in f.extra for f in ep.folds):
+                    out["hpv"] = _calibrated_vote(self.members[name], ep, x, record, self.device)
                 else:
                     p = float(torch.sigmoid(logits)[0, 0])
                     out["hpv"] = {"probability": p, "threshold": ep.threshold,
@@ -109,6 +111,24 @@ class OutcomePredictor:
         _check_finite(out)
         out["timings_s"] = {"preprocess": round(t1 - t0, 3), "networks": round(time.perf_counter() - t1, 3)}
         return out
+
+
+def _calibrated_vote(members, ep, x, record, device) -> dict:
+    """Seed 004's released HPV ensemble (``outcome-train --preset medai-hpv``): each fold's
+    ``p_k = sigmoid(z_k / T_k)`` and vote ``p_k >= t_k``; positive when more than half vote so;
+    the probability shown is the mean of the ``p_k``."""
+    import torch
+
+    probs, votes = [], []
+    for (net, enc), fold in zip(members, ep.folds):
+        z = net(x, torch.from_numpy(enc.transform(record)[None]).to(device)).cpu()[0, 0]
+        p = float(torch.sigmoid(z / float(fold.extra["temperature"])))
+        probs.append(p)
+        votes.append(p >= float(fold.extra["threshold"]))
+    return {"probability": sum(probs) / len(probs), "threshold": None,
+            "thresholds": [float(f.extra["threshold"]) for f in ep.folds],
+            "call": "positive" if sum(votes) > len(votes) / 2 else "negative", "folds": len(members),
+            "votes": int(sum(votes))}
 
 
 def _check_finite(out: dict) -> None:
@@ -132,6 +152,10 @@ def format_prediction(result: dict) -> str:
             lines.append(f"  relapse-free after interval {name:<14} days: {s:.3f}")
     if "hpv" in result:
         h = result["hpv"]
-        lines.append(f"HPV probability: {h['probability']:.3f}  ({h['call']} at threshold {h['threshold']:g}, "
-                     f"{h['folds']} folds)")
+        if h.get("votes") is not None:   # the released recipe's calibrated vote
+            lines.append(f"HPV probability: {h['probability']:.3f}  ({h['call']}: {h['votes']} of {h['folds']} "
+                         f"folds at their own temperature and Youden threshold)")
+        else:
+            lines.append(f"HPV probability: {h['probability']:.3f}  ({h['call']} at threshold {h['threshold']:g}, "
+                         f"{h['folds']} folds)")
     return "\n".join(lines)

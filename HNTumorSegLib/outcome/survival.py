@@ -13,9 +13,16 @@ censoring indicator c (1 = censored, i.e. ``Relapse == 0``)::
     l_uncens = -(1 - c) [log S_{y-1} + log h_y]
     L        = sum_i (1 - alpha) l_base,i + alpha l_uncens,i        (alpha = 0.5)
 
-The released code clamps probabilities at 1e-7 before the logs; we compute the same terms in
-log space (``logsigmoid``), which agrees wherever the clamp is inactive and stays finite
-where it is not. ``alpha=0`` is exactly pycox's logistic-hazard NLL (the tests check it).
+Clamp, as released (issue 28 item 5): the released ``nll_loss`` floors the three gathered
+probabilities ``S_{y-1}``, ``h_y`` and ``S_y`` at ``eps = 1e-7`` (``.clamp(min=eps)``) right
+before their logs, and nowhere else (``S`` itself is the unclamped ``cumprod``). We compute the
+terms in log space (``logsigmoid``, accurate where ``1 - sigmoid(z)`` cancels in float32) and
+floor each of the three logs at ``log(eps)`` (:data:`NLL_CLAMP_EPS`, the default), which is
+the released value: ``log(max(p, eps)) = max(log p, log eps)``, and like the released clamp it
+passes no gradient through a floored term. Without the floor (``clamp=None``) the loss is the
+exact likelihood; the two differ once a probability falls below 1e-7 (large logits: at logit
+scale 20 the unclamped sum can be far above the clamped one). ``alpha=0, clamp=None`` is
+exactly pycox's logistic-hazard NLL (the tests check it).
 
 Risk (the authors' inference ``_calculate_risk``): the fold ensemble's logits are averaged
 first, then ``r = -sum_k S_k``; higher r = earlier relapse expected.
@@ -44,6 +51,8 @@ import numpy as np
 CUT_POINTS_DAYS: tuple[float, ...] = (769.0, 1357.0, 2626.0)
 #: weight of the uncensored term in the convex combination (seed 004, released code)
 ALPHA = 0.5
+#: the released ``nll_loss``'s floor on S_{y-1}, h_y and S_y before the logs (None: no floor)
+NLL_CLAMP_EPS: float | None = 1e-7
 
 
 def interval_index(times_days: Sequence[float], cut_points: Sequence[float] = CUT_POINTS_DAYS) -> np.ndarray:
@@ -80,11 +89,13 @@ def risk_from_logits(logits):
     return -survival(logits).sum(dim=1)
 
 
-def discrete_time_nll(logits, interval, censored, alpha: float = ALPHA, reduction: str = "sum"):
+def discrete_time_nll(logits, interval, censored, alpha: float = ALPHA, reduction: str = "sum",
+                      clamp: float | None = NLL_CLAMP_EPS):
     """The seed's discrete-time negative log-likelihood with censoring (module docstring).
 
     ``logits`` [B, K] float, ``interval`` [B] int (0..K-1), ``censored`` [B] (1 = censored).
     ``reduction``: ``"sum"`` (paper and released code), ``"mean"`` or ``"none"``.
+    ``clamp``: floor of S_{y-1}, h_y, S_y before the logs (released 1e-7; None = exact likelihood).
     """
     import torch
     import torch.nn.functional as F
@@ -98,6 +109,9 @@ def discrete_time_nll(logits, interval, censored, alpha: float = ALPHA, reductio
     log_s_prev = log_s_padded.gather(1, interval).view(-1)       # log S_{y-1}
     log_s_this = log_s_padded.gather(1, interval + 1).view(-1)   # log S_y
     log_h_this = log_h.gather(1, interval).view(-1)
+    if clamp is not None:   # the released .clamp(min=eps) on the three probabilities, in log space
+        floor = float(np.log(clamp))
+        log_s_prev, log_s_this, log_h_this = (t.clamp(min=floor) for t in (log_s_prev, log_s_this, log_h_this))
     uncensored = -(1.0 - c) * (log_s_prev + log_h_this)
     base = uncensored - c * log_s_this
     loss = (1.0 - alpha) * base + alpha * uncensored

@@ -4,10 +4,12 @@ An ensemble card with ``"pipeline": "seed002-coarse-to-fine"`` (:mod:`HNTumorSeg
 declares three stages; each is any model HNTumorSeg loads (an nnU-Net results folder as
 released, ``Dataset004_HECKHead`` / ``Dataset005_HECKCoarse`` / the fine members, or a model card):
 
-1. **head**: the CT's top 384 mm at 2 x 2 x 3 mm, windowed [-105, 195] HU -> [0, 1]; the head
-   model's labels -> the head point (:func:`HNTumorSegLib.prompts.coarse_to_fine.head_point`);
-2. **coarse**: a 144^3 ROI at 2 mm hanging below the point, CT and PET as on the head grid; the
-   coarse model's labels -> their centroid;
+1. **head**: the CT's top 384 mm at 2 x 2 x 3 mm, windowed [-105, 195] HU -> [0, 1]; the PET's
+   top 384 mm on its own grid (as released; the card's ``"pet_head_grid": "ct"`` puts it on the
+   CT's, :class:`~HNTumorSegLib.vocab.PetHeadGrid`), min-max then / 5; the head model's labels ->
+   the head point (:func:`HNTumorSegLib.prompts.coarse_to_fine.head_point`);
+2. **coarse**: a 144^3 ROI at 2 mm hanging below the point, CT and PET resampled from their head
+   regions; the coarse model's labels -> their centroid;
 3. **fine**: a 144^3 ROI at 1 mm on that centroid, CT and PET min-max normalised on the ROI
    (the released ``apply_transforms``); the card's members (ResEnc-L, SegResNet, ...) each with
    their own normalisation, per-class probabilities averaged with their weights, renormalised,
@@ -33,8 +35,9 @@ import numpy as np
 
 from ..image import Image
 from ..models.ensemble_card import EnsembleModel, MemberModel
-from ..prompts.coarse_to_fine import (OUTSIDE_CT, OUTSIDE_PET, RoiGrid, choose_fine_roi, coarse_grid, head_grid,
-                                      head_point, window_head_images)
+from ..prompts.coarse_to_fine import (OUTSIDE_CT, OUTSIDE_PET, PET_HEAD_GRID, RoiGrid, choose_fine_roi, coarse_grid,
+                                      head_grid, head_point, window_head_images)
+from ..vocab import PetHeadGrid
 from ..prompts.ct_channels import minmax_released
 from .ensemble_run import ensemble_probabilities, ensemble_tta, member_probabilities, on_common_grid
 from .finish import finish_from_probabilities
@@ -68,10 +71,12 @@ def run_coarse_to_fine(case: ValidatedCase, stages, model: EnsembleModel):
 
     stages("resample", "seed 002 head region: top 384 mm of the scan at 2 x 2 x 3 mm")
     head = head_grid(ct)
-    ct_h, pet_h = window_head_images(ct, pet, head)
+    pet_grid = PetHeadGrid.parse(model.spec.get("pet_head_grid") or PET_HEAD_GRID, "ensemble.json pet_head_grid")
+    ct_h, pet_h = window_head_images(ct, pet, head, pet_grid)
     regions = [{"stage": "head", **head.to_json()}]
     stages("prompts", f"head region origin {regions[0]['origin']} size {regions[0]['size']} "
-                      f"spacing {regions[0]['spacing']}" + (f"; {'; '.join(case.notes)}" if case.notes else ""))
+                      f"spacing {regions[0]['spacing']}; PET on {'its own' if pet_grid is PetHeadGrid.OWN else 'the CT'}"
+                      f" head grid" + (f"; {'; '.join(case.notes)}" if case.notes else ""))
 
     stages("inference", "stage 1/3: head localisation")
     head_mask = _stage_labels(case, model.stages["head"], {"CT": ct_h}, tta, stages, "head localisation")

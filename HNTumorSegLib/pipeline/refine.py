@@ -67,6 +67,7 @@ from ..inference.tiling import Slices3
 from ..protect import check_request
 from ..prompts.boxes import LesionBox, boxes_from_mask, box_to_index_slices
 from ..vocab import ModelKind, did_you_mean
+from ..warm_cache import cached, file_identity
 from .outputs import OutputSet
 from .request import SegmentRequest, SegmentResult
 from .run import ModelLoader, Progress, _Stages, _volumes_ml, run_validated
@@ -161,7 +162,9 @@ def merge_boxes(base_zyx: np.ndarray, new_zyx: np.ndarray, boxes: Sequence[tuple
 
 def read_base_labels(spec: RefineSpec, case: ValidatedCase) -> Image:
     """The base label map, checked: labels {0, 1, 2} on the first input's grid."""
-    base = read_image(spec.base_labels_path, label=True, name="base label map")
+    ident = file_identity(spec.base_labels_path)   # unchanged between refinements: decoded once in a session
+    base = cached(ident and ("read", ident, True, "base label map"),
+                  lambda: read_image(spec.base_labels_path, label=True, name="base label map"))
     check_labels(base, path=spec.base_labels_path, name="base label map")
     if not base.same_grid(case.reference):
         raise InputError(f"the base label map does not lie on the {case.reference_name} image's grid",

@@ -34,7 +34,7 @@ from typing import Any
 from ..errors import InputError
 from ..fileio import write_json_atomic
 from ..folds import Folds, parse_folds
-from ..vocab import AlignPet, PetUnit, ProgressMode, RegistrationMode, Task, did_you_mean, parse_device
+from ..vocab import AlignPet, Checkpoint, PetUnit, ProgressMode, RegistrationMode, Task, did_you_mean, parse_device
 
 #: Fields holding one optional file path (``None`` = not given / not wanted).
 PATH_FIELDS = ("prior_path", "prior_reference_path", "prior_image_path", "registered_folder_path", "boxes_path", "probabilities_path", "uncertainty_path",
@@ -113,6 +113,9 @@ class SegmentRequest:
     # its Bq/mL -> SUV factor (--suv-factor): dicom/pet_units.py, issue 24
     pet_units: PetUnit | None = None
     suv_factor: float | None = None
+    # --checkpoint (issue 28): which checkpoint the nnU-Net folds run (None: the model's own default,
+    # models/nnunet_folder.py: an ensemble card's or the folder's, else checkpoint_final)
+    checkpoint: Checkpoint | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.input_paths, dict):
@@ -127,6 +130,7 @@ class SegmentRequest:
         self.task = Task.parse_optional(self.task)
         self.registration = RegistrationMode.parse_optional(self.registration, "--registration")
         self.pet_units = PetUnit.parse_optional(self.pet_units, "--pet-units")
+        self.checkpoint = Checkpoint.parse_optional(self.checkpoint, "--checkpoint")
         if self.suv_factor is not None and (isinstance(self.suv_factor, bool)
                                             or not isinstance(self.suv_factor, (int, float))):
             raise InputError(f"request field 'suv_factor' must be a number, not {self.suv_factor!r}", None,
@@ -154,6 +158,7 @@ class SegmentRequest:
         d["task"] = None if self.task is None else str(self.task)
         d["registration"] = None if self.registration is None else str(self.registration)
         d["pet_units"] = None if self.pet_units is None else str(self.pet_units)
+        d["checkpoint"] = None if self.checkpoint is None else str(self.checkpoint)
         d["align_pet"] = str(self.align_pet)
         d["device"] = str(self.device)
         d["folds"] = self.folds.to_json()
@@ -241,6 +246,8 @@ class SegmentRequest:
         argv += ["--output", self.output_path, "--device", str(self.device)]
         if not self.folds.is_all:
             argv += ["--folds", self.folds.to_text()]
+        if self.checkpoint is not None:
+            argv += ["--checkpoint", str(self.checkpoint)]
         if self.tta is not None:
             argv.append("--tta" if self.tta else "--no-tta")
         if self.probabilities_path:
@@ -285,7 +292,8 @@ class SegmentRequest:
                    registration=getattr(args, "registration", None),
                    registered_folder_path=getattr(args, "save_registered", None),
                    align_pet=getattr(args, "align_pet", None) or AlignPet.AUTO,
-                   pet_units=getattr(args, "pet_units", None), suv_factor=getattr(args, "suv_factor", None))
+                   pet_units=getattr(args, "pet_units", None), suv_factor=getattr(args, "suv_factor", None),
+                   checkpoint=getattr(args, "checkpoint", None))
 
 
 @dataclass

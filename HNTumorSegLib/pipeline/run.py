@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InputError
+from ..models.loader import with_checkpoint
 from ..models.types import CardModel, ModelLoader, NnUNetFolderModel
 from ..vocab import NetworkOutput, Uncertainty
 from .channels import model_channels
@@ -91,7 +92,8 @@ def run_nnunet(case: ValidatedCase, stages: _Stages, model: NnUNetFolderModel) -
     with seed_steps_for(case, model, stages.progress) as seed:
         region = seed.region_zyx(REGION_CONTEXT_MM) if request.restrict_to_boxes else None
         res = predict_nnunet_case(
-            model, seed.files, device=case.device, tta=case.tta, return_probabilities=want_prob, restrict_zyx=region,
+            model, seed.nnunet_inputs, device=case.device, tta=case.tta, return_probabilities=want_prob,
+            restrict_zyx=region,
             progress=lambda stage="inference", fraction=0.0, message="": stages.progress("inference", fraction, message))
     stages("clean-up", "labels on the first input's grid")
     labels = finish_labels(seed, request, res.segmentation)
@@ -191,7 +193,7 @@ def run_segmentation(request: SegmentRequest | dict, progress: Progress | None =
         raise InputError(f"not a segmentation request ({type(request).__name__})")
     stages = _Stages(progress)
     stages("load", "reading inputs and the model")
-    case = validate_request(request, model_loader=model_loader)
+    case = validate_request(request, model_loader=with_checkpoint(model_loader, request.checkpoint))
     for warning in case.warnings:   # a line each in the progress stream; also in the result (issue 11)
         stages.progress("load", 0.0, f"warning: {warning}")
     if case.unregistered_prior is not None:

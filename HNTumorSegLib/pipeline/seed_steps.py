@@ -16,7 +16,7 @@ GradientSegHNTS's layout and runs this with and without ``--restrict-to-boxes``)
           --prior preRT_mask_registered.nii.gz --output labels.nii.gz --device cpu --restrict-to-boxes
 
 which runs ``with seed_steps_for(case, model, stages.progress) as seed:`` ``res =
-predict_nnunet_case(model, seed.files)``, then ``finish_labels(seed, case.request, res.segmentation)``.
+predict_nnunet_case(model, seed.nnunet_inputs)``, then ``finish_labels(seed, case.request, res.segmentation)``.
 :func:`finish_labels` alone, on seed 003's steps for a phantom (labels 1 everywhere stand in for nnU-Net's):
     >>> import numpy as np
     >>> from HNTumorSegLib.inference.nnunet_seed import SeedSteps

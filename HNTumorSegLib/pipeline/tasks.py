@@ -49,6 +49,7 @@ import numpy as np
 from ..image import Image, resample_to, resample_to_spacing
 from ..prompts.boxes import LesionBox, boxes_from_mask, boxes_to_mask
 from ..vocab import InputRole, Task
+from ..warm_cache import cached, derived_key
 from .validate import ValidatedCase
 
 #: context kept around user or prior boxes in box-restricted runs (mm): a lesion that grew a
@@ -78,12 +79,19 @@ def to_spacing(image: Image, spacing: Sequence[float] | None) -> Image:
     if spacing is None or np.allclose(image.spacing, spacing, rtol=1e-4, atol=1e-4):
         return image
     x, y, z = (float(s) for s in spacing)
-    return resample_to_spacing(image, (x, y, z), interpolator="linear")
+    return cached(derived_key(image, "spacing", (x, y, z)),   # a warm session resamples an unchanged input once
+                  lambda: resample_to_spacing(image, (x, y, z), interpolator="linear"))
 
 
 def _on_grid(images: dict[str, Image], grid: Image) -> dict[str, Image]:
-    return {name: (img if img.same_grid(grid) else resample_to(img, grid, interpolator="linear"))
-            for name, img in images.items()}
+    where = (grid.array.shape, grid.spacing, grid.origin, tuple(np.asarray(grid.direction).ravel()))
+
+    def onto(img: Image) -> Image:   # a warm session moves an unchanged input once (issue 27)
+        if img.same_grid(grid):
+            return img
+        return cached(derived_key(img, "onto", where), lambda: resample_to(img, grid, interpolator="linear"))
+
+    return {name: onto(img) for name, img in images.items()}
 
 
 def _working_images(images: dict[str, Image], spacing) -> dict[str, Image]:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -70,6 +70,10 @@ class LesionBox:
     name: str
     min_ras: tuple[float, float, float]
     max_ras: tuple[float, float, float]
+    #: the lesion's first voxel (z, y, x) in raster order when the box was made from a mask
+    #: (:func:`boxes_from_mask`): seed 003's released drawing order (:func:`released_draw_order`).
+    #: Not part of the box's identity (not compared, not written to boxes.json).
+    raster_first_zyx: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "min_ras", tuple(float(v) for v in self.min_ras))
@@ -87,7 +91,7 @@ class LesionBox:
         """The box grown by ``margin_mm`` on every side (a scalar or one value per R, A, S axis)."""
         m = np.broadcast_to(np.asarray(margin_mm, dtype=float), (3,))
         return LesionBox(self.label, self.name, tuple(np.asarray(self.min_ras) - m),
-                         tuple(np.asarray(self.max_ras) + m))
+                         tuple(np.asarray(self.max_ras) + m), self.raster_first_zyx)
 
     def to_dict(self) -> dict:
         return {"label": int(self.label), "name": self.name,
@@ -161,6 +165,12 @@ def lesion_components(mask: np.ndarray, label: int, connectivity: int = 6
     ``connectivity`` 6 (faces, seed 003's released code, the default) or 26. Order: size
     descending, ties by the first voxel's (z, y, x) position.
     """
+    return [(lo, hi, size) for lo, hi, size, _ in _components_with_first(mask, label, connectivity)]
+
+
+def _components_with_first(mask: np.ndarray, label: int, connectivity: int = 6
+                           ) -> list[tuple[np.ndarray, np.ndarray, int, tuple[int, ...]]]:
+    """:func:`lesion_components` plus each component's first voxel (z, y, x) in raster order."""
     if connectivity not in (6, 26):
         raise ValueError(f"connectivity must be 6 or 26, got {connectivity}")
     comps, n = ndimage.label(mask == label, structure=STRUCTURE_6 if connectivity == 6 else STRUCTURE_26)
@@ -175,7 +185,7 @@ def lesion_components(mask: np.ndarray, label: int, connectivity: int = 6
         hi = np.array([s.stop - 1 for s in sl])
         out.append((lo, hi, int(sizes[idx - 1]), tuple(first)))
     out.sort(key=lambda t: (-t[2], t[3]))
-    return [(lo, hi, size) for lo, hi, size, _ in out]
+    return out
 
 
 def boxes_from_mask(mask: Image, margin_mm: float = 0.0, margin_vox: int = 0,
@@ -206,7 +216,7 @@ def boxes_from_mask(mask: Image, margin_mm: float = 0.0, margin_vox: int = 0,
     boxes: list[LesionBox] = []
     for label in labels:
         prefix = LABEL_NAMES.get(int(label), f"label{int(label)}")
-        for number, (lo_zyx, hi_zyx, _) in enumerate(lesion_components(arr, int(label)), start=1):
+        for number, (lo_zyx, hi_zyx, _, first) in enumerate(_components_with_first(arr, int(label)), start=1):
             lo = lo_zyx[::-1].astype(int) - int(margin_vox)  # to i, j, k
             hi = hi_zyx[::-1].astype(int) + int(margin_vox)
             if draw is not None:
@@ -214,9 +224,33 @@ def boxes_from_mask(mask: Image, margin_mm: float = 0.0, margin_vox: int = 0,
                 lo = lo - extra[0]
                 hi = hi + extra[1]
             mn, mx = index_box_to_ras(mask, lo, hi)
-            box = LesionBox(int(label), f"{prefix}-{number}", tuple(mn), tuple(mx))
+            box = LesionBox(int(label), f"{prefix}-{number}", tuple(mn), tuple(mx),
+                            tuple(int(v) for v in first))
             boxes.append(box.expanded(margin_mm) if margin_mm else box)
     return boxes
+
+
+def released_draw_order(boxes: Iterable[LesionBox]) -> list[LesionBox]:
+    """The boxes in the order seed 003's released code draws them (its later boxes overwrite).
+
+    The released ``calculate_gradient_map_within_bbox`` loops over label 1, then label 2, and
+    within a label over ``sitk.ConnectedComponent``'s components, numbered in raster order of
+    their first voxel. Boxes from :func:`boxes_from_mask` carry that voxel
+    (``raster_first_zyx``) and are sorted by (label, first voxel); when any box lacks it (boxes
+    drawn by a user, read from ``boxes.json``) the given order is kept within each label.
+
+    Example:
+        >>> prior = Image(np.zeros((10, 20, 20), np.uint8)); prior.array[2:4, 2:4, 2:4] = 2
+        >>> prior.array[5:9, 10:18, 10:18] = 2; prior.array[1, 15, 15] = 1
+        >>> [b.name for b in boxes_from_mask(prior)]            # ours: by size within a label
+        ['GTVp-1', 'GTVn-1', 'GTVn-2']
+        >>> [b.name for b in released_draw_order(boxes_from_mask(prior))]   # released: raster order
+        ['GTVp-1', 'GTVn-2', 'GTVn-1']
+    """
+    boxes = list(boxes)
+    if all(b.raster_first_zyx is not None for b in boxes):
+        return sorted(boxes, key=lambda b: (int(b.label), tuple(b.raster_first_zyx or ())))
+    return sorted(boxes, key=lambda b: int(b.label))
 
 
 # ---- masks and regions ----------------------------------------------------------------------

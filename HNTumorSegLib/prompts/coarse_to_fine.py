@@ -6,7 +6,7 @@ published weights; every number below is that code's (the paper agrees where it 
 
 | stage | grid (x, y, z) | placed | resampled from |
 |---|---|---|---|
-| head region (:func:`head_grid`) | **256 x 256 x 128** voxels at **2 x 2 x 3 mm**, identity direction | x, y start at the CT's first voxel centre; z ends at the top of the scan: ``origin_z = top - 128 * 3`` with ``top = origin_z(CT) + 3rd spacing * n_z`` (``resample_head_neck_region``) | the CT and the PET, B-spline, **-1** outside |
+| head region (:func:`head_grid`) | **256 x 256 x 128** voxels at **2 x 2 x 3 mm**, identity direction | x, y start at the image's first voxel centre; z ends at the top of the scan: ``origin_z = top - 128 * 3`` with ``top = origin_z + 3rd spacing * n_z`` (``resample_head_neck_region``), **each image on its own**: the CT's grid from the CT, the PET's from the PET (:data:`PET_HEAD_GRID`) | the CT and the PET, B-spline, **-1** outside |
 | head point (:func:`head_point`) | - | largest **face-connected** component of the head mask (``skimage.measure.label(connectivity=1)``); its bounding box ``[lo, hi)``: ``x = (lo+hi)//2``, ``y`` likewise, ``z = int(lo_z + 0.7 (hi_z - lo_z))`` (70 % of its height toward the head); to mm as ``(index - 1) * spacing + origin`` (``get_head_centroid``) | - |
 | coarse ROI (:func:`coarse_grid`) | **144^3** at **2 mm** | ``origin = point - (72*2, 72*2, 144*2)``: centred in x, y, the point on its top face (``resample_roi``) | the windowed head-region images, B-spline, -1 (CT) / 0 (PET) outside |
 | tumour centroid (:func:`tumour_centroid`) | - | mean voxel index of every non-zero coarse label, ``index * spacing + origin`` (``get_tumor_centroid``) | - |
@@ -14,8 +14,9 @@ published weights; every number below is that code's (the paper agrees where it 
 | back | the CT grid | nearest neighbour, 0 outside the fine ROI | - |
 
 Intensities (:func:`window_head_images`, released ``apply_window``): CT level 45 / width 300 =
-[-105, 195] HU to [0, 1] (``(x + 105) / (300 + 1e-6)``, clipped); PET min-max over the head
-region, then window level 2.5 / width 5 (so divided by 5) and clipped to [0, 1]. The head
+[-105, 195] HU to [0, 1] (``(x + 105) / (300 + 1e-6)``, clipped); PET min-max over the PET's
+own head region (its -1 fill outside the PET's field of view included, as released), then
+window level 2.5 / width 5 (so divided by 5) and clipped to [0, 1]. The head
 model sees the CT only; the coarse model CT and PET; the fine models the fine ROI's
 channels (:func:`HNTumorSegLib.prompts.ct_channels.channel_set_arrays`-style min-max; the
 released fine ResEnc-L takes 2 channels).
@@ -29,7 +30,14 @@ released fine ResEnc-L takes 2 channels).
 * The fine ROI is resampled from the 2 x 2 x 3 mm head-region images, not from the original
   scans: the released inference and its training conversion both do so, and the fine models
   learnt on those inputs.
-* The released code uses the CT's origin and ignores its direction matrix; we take the
+* The PET's head region is cut on the PET's own grid (its own x, y origin and its own top), as
+  the released inference and training conversion do (``resample_head_neck_region(pet)``):
+  ``pet_grid=PetHeadGrid.OWN``, the default. When the fields of view differ (the usual case)
+  the two head regions do not coincide; the later stages resample both in physical space, so
+  the coarse and fine ROIs still hold CT and PET of the same place. ``PetHeadGrid.CT`` puts
+  the PET on the CT's head grid instead (HNTumorSeg before issue 28): every PET voxel the CT
+  region covers, none outside it, and a min-max over the same region as the CT's.
+* The released code uses the image's origin and ignores its direction matrix; we take the
   minimum voxel-centre x and y and the maximum voxel-centre z of the CT in LPS (the same
   numbers for an identity direction), so a flipped CT gets the same region.
 * Where the released code stops with an error we go on, saying so: no head found -> the
@@ -64,6 +72,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..image import Image, resample_to
+from ..vocab import PetHeadGrid
 
 HEAD_SIZE_XYZ = (256, 256, 128)
 HEAD_SPACING_XYZ = (2.0, 2.0, 3.0)
@@ -77,6 +86,8 @@ PET_LEVEL_WIDTH = (2.5, 5.0)       # after min-max: -> divided by 5
 OUTSIDE_HEAD = -1.0                # the head region's fill value (CT and PET), as released
 OUTSIDE_CT, OUTSIDE_PET = -1.0, 0.0   # coarse and fine ROIs' fill values
 _EPS = 1e-6
+#: Which grid the PET's head region is cut on by default: its own, as released (:class:`~HNTumorSegLib.vocab.PetHeadGrid`).
+PET_HEAD_GRID = PetHeadGrid.OWN
 _FACES = ndimage.generate_binary_structure(3, 1)
 
 
@@ -131,10 +142,14 @@ def apply_window(values: np.ndarray, level: float, width: float, minmax_first: b
     return np.clip((x - np.float32(lo)) / np.float32(width + _EPS), 0.0, 1.0).astype(np.float32)
 
 
-def window_head_images(ct: Image, pet: Image, grid: RoiGrid) -> tuple[Image, Image]:
-    """CT and PET on the head region, windowed as released (module docstring)."""
+def window_head_images(ct: Image, pet: Image, grid: RoiGrid,
+                       pet_grid: PetHeadGrid | str = PET_HEAD_GRID) -> tuple[Image, Image]:
+    """CT on ``grid`` (the CT's head region) and PET on its own head region (``pet_grid="own"``,
+    as released) or on ``grid`` (``"ct"``), windowed as released (module docstring)."""
     ct_h = grid.resample(ct, default=OUTSIDE_HEAD)
-    pet_h = grid.resample(pet, default=OUTSIDE_HEAD)
+    own = PetHeadGrid.parse(pet_grid, "PET head grid") is PetHeadGrid.OWN
+    pet_on = head_grid(pet, grid.size_xyz, grid.spacing_xyz) if own else grid
+    pet_h = pet_on.resample(pet, default=OUTSIDE_HEAD)
     return (ct_h.with_array(apply_window(ct_h.array, *CT_LEVEL_WIDTH)),
             pet_h.with_array(apply_window(pet_h.array, *PET_LEVEL_WIDTH, minmax_first=True)))
 

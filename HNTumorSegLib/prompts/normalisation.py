@@ -26,7 +26,13 @@ Schemes (``normalise(array, scheme)``, result float32):
 * ``{"type": "auto3dseg_range", "lo", "hi"}`` - MONAI Auto3DSeg's SegResNet ``normalize_mode:
   range`` (``segmenter.py``): ``ScaleIntensityRange(a_min=lo, a_max=hi, b_min=-1, b_max=1,
   clip=False)`` then a sigmoid, i.e. ``sigmoid(2 (x - lo) / (hi - lo) - 1)``; ``lo``/``hi`` are
-  the checkpoint's ``intensity_bounds`` (seed 002's SegResNet: 0.3204, 0.6318).
+  the checkpoint's ``intensity_bounds`` (seed 002's SegResNet: 0.3204, 0.6318, on its CT channel).
+* ``{"type": "auto3dseg_pet"}`` - MONAI Auto3DSeg's SegResNet ``extra_modalities`` mode ``pet``
+  (``segmenter.py``: ``sigmoid((x - x.min()) / x.std())``) over the whole array it is given (the
+  fine ROI: Auto3DSeg skips its foreground crop when extra modalities exist); ``x.std()`` is
+  torch's default, the *unbiased* (n - 1) standard deviation. Seed 002's SegResNet reads its PET
+  channel (``image2: pet``) so. A constant array (std 0, where torch gives NaN) maps to 0.5.
+  :func:`auto3dseg_schemes` gives every channel's scheme from an Auto3DSeg config.
 * ``{"type": "none"}`` - cast only (e.g. the gradient map, already 0..1).
 * any scheme may carry ``"then": {scheme}``, applied to its result: a model whose own
   preprocessing precedes nnU-Net's (seed 002's released fine model: ``window01`` + min-max,
@@ -63,7 +69,10 @@ _ALIASES = {
     "nonormalization": "none", "none": "none",
     "rescaleto01normalization": "range", "range": "range",
     "window": "window", "window01": "window01", "scale": "scale", "auto3dseg_range": "auto3dseg_range",
+    "auto3dseg_pet": "auto3dseg_pet",
 }
+#: Auto3DSeg's ``intensity_bounds`` when its config gives none (``segmenter.py``'s own fallback).
+AUTO3DSEG_DEFAULT_BOUNDS = (-250.0, 250.0)
 _CT_KEYS = ("mean", "std", "percentile_00_5", "percentile_99_5")
 
 
@@ -155,10 +164,52 @@ def _normalise_one(array: np.ndarray, scheme: dict[str, Any], mask: np.ndarray |
             raise ModelError(f"auto3dseg_range needs hi > lo, got [{lo}, {hi}]", None, "fix the model card")
         z = (image - np.float32(lo)) / np.float32(hi - lo) * np.float32(2.0) - np.float32(1.0)
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+    if kind == "auto3dseg_pet":
+        x = image.astype(np.float64)
+        std = float(x.std(ddof=1)) if x.size > 1 else 0.0     # torch's Tensor.std(): unbiased
+        z = (x - x.min()) / std if std > 0 else np.zeros_like(x)
+        return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
     # scale
     factor = float(scheme.get("factor", 1.0))
     offset = float(scheme.get("offset", 0.0))
     return ((image - offset) * factor).astype(np.float32)
+
+
+def auto3dseg_schemes(hyper_parameters: dict, n_channels: int) -> list[dict]:
+    """One scheme per input channel from an Auto3DSeg SegResNet config (its ``hyper_parameters.yaml``, decoded).
+
+    As Auto3DSeg's ``segmenter.py`` stacks them: the ``image`` key's ``normalize_mode`` for the first
+    ``n_channels - len(extra_modalities)`` channels, then one channel per ``extra_modalities``
+    entry with its own mode (``range``/``ct`` -> ``auto3dseg_range`` with ``intensity_bounds``,
+    ``pet`` -> ``auto3dseg_pet``, ``none``). Seed 002's SegResNet: CT ``range`` 0.3204/0.6318, PET ``pet``.
+
+    Example:
+        >>> auto3dseg_schemes({"normalize_mode": "range", "intensity_bounds": [0.32, 0.63],
+        ...                    "extra_modalities": {"image2": "pet"}}, 2)
+        [{'type': 'auto3dseg_range', 'lo': 0.32, 'hi': 0.63}, {'type': 'auto3dseg_pet'}]
+    """
+    extra = hyper_parameters.get("extra_modalities") or {}
+    if not isinstance(extra, dict):
+        raise ModelError("Auto3DSeg extra_modalities is not a mapping", None, "give the config the checkpoint was trained with")
+    if n_channels < len(extra) + 1:
+        raise ModelError(f"{n_channels} input(s) named, but the Auto3DSeg config has an image and {len(extra)} extra "
+                         "modalities", None, "name one input per channel the checkpoint was trained on")
+
+    def one(mode: Any) -> dict:
+        mode = str(mode).strip().lower()
+        if mode in ("range", "ct"):
+            bounds = hyper_parameters.get("intensity_bounds") or AUTO3DSEG_DEFAULT_BOUNDS
+            lo, hi = (float(v) for v in bounds)
+            return {"type": "auto3dseg_range", "lo": lo, "hi": hi}
+        if mode == "pet":
+            return {"type": "auto3dseg_pet"}
+        if mode == "none":
+            return {"type": "none"}
+        raise ModelError(f"Auto3DSeg normalize_mode {mode!r} is not supported", None,
+                         "use a checkpoint trained with normalize_mode range, ct, pet or none, or write model.json by hand")
+
+    image_mode = hyper_parameters.get("normalize_mode", "meanstd")
+    return [one(image_mode) for _ in range(n_channels - len(extra))] + [one(m) for m in extra.values()]
 
 
 def schemes_from_plans(plans: dict, configuration: str = "3d_fullres") -> list[dict]:

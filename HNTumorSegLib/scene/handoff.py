@@ -44,7 +44,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..image import Image, check_labels
+from ..image import Image, check_labels, write_image
 from ..pipeline.request import SegmentRequest
 from ..prompts.boxes import LesionBox, write_boxes
 
@@ -53,29 +53,13 @@ HANDOFF_SUFFIX = ".nii"
 
 
 def write_handoff_image(image: Image, path: Path) -> Path:
-    """``image`` as an uncompressed NIfTI at ``path``; the size checked from ``stat`` (no read-back).
+    """``image`` as an uncompressed NIfTI at ``path``; the size checked from ``stat`` (no read-back):
+    :func:`HNTumorSegLib.image.write_image` with ``compress=False, verify=False`` (one writer, issue 27).
 
     ``sitk.WriteImage`` does not raise on a full disk (it leaves a short file): a file shorter
     than its header plus voxels is an :class:`~HNTumorSegLib.errors.EnvironmentFault`.
     """
-    import SimpleITK as sitk
-
-    from ..errors import EnvironmentFault
-    from ..fileio import free_space_text
-
-    img = image.to_sitk()
-    fix = "free disk space in the temporary folder and press Apply again"
-    try:
-        sitk.WriteImage(img, str(path), useCompression=False)
-        short = path.stat().st_size < 348 + image.array.size * img.GetSizeOfPixelComponent()
-    except (RuntimeError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[-1][:120] if str(exc).strip() else "the writer failed"
-        raise EnvironmentFault(f"cannot write the worker's input ({reason}; {free_space_text(path.parent)})",
-                               path, fix) from None
-    if short:
-        raise EnvironmentFault(f"the worker's input was written short - is the disk full? "
-                               f"({free_space_text(path.parent)})", path, fix)
-    return path
+    return write_image(image, path, compress=False, verify=False)
 
 
 @dataclass

@@ -239,6 +239,7 @@ class SegmentationSceneLogic:
         from ..runner import WorkerRun
 
         run = (factory or WorkerRun)(python=self.python, timeout_s=self.timeout_s, argv=argv)
+        run.background_cleanup = True    # the job's end is seen on the GUI thread: do not delete there
         self.result_dir = out = Path(tempfile.mkdtemp(prefix="hntumorseg-result-"))
         probe = self._probe(params, snapshot) if self.check_device else None
 
@@ -318,6 +319,7 @@ class SegmentationSceneLogic:
         self._drop_results()
         self.register_nodes = {}
         run = (factory or WorkerRun)(python=self.python, timeout_s=self.timeout_s, argv=argv)
+        run.background_cleanup = True    # the job's end is seen on the GUI thread: do not delete there
         # results go beside, not inside, the run's temp folder: the runner removes that in every ending
         self.result_dir = Path(tempfile.mkdtemp(prefix="hntumorseg-result-"))
         try:

@@ -107,9 +107,11 @@ def register_request(mid_node, pre_node, prior_node, structures: str, mode: str,
     from ..prompts.registration_job import RegisterRequest
 
     pre, labels = pre_rt_images(pre_node, prior_node, structures)
-    fixed = write_image(image_from_volume_node(mid_node), work / "mid_T2.nii.gz")
-    moving = write_image(pre, work / "pre_T2.nii.gz")
-    prior = str(write_image(labels, work / "pre_prior.nii.gz")) if labels is not None else None
+    # hand-off files for our own worker: uncompressed, not read back (issue 27; the worker checks them)
+    fixed = write_image(image_from_volume_node(mid_node), work / "mid_T2.nii", compress=False, verify=False)
+    moving = write_image(pre, work / "pre_T2.nii", compress=False, verify=False)
+    prior = (str(write_image(labels, work / "pre_prior.nii", compress=False, verify=False))
+             if labels is not None else None)
     return RegisterRequest(str(fixed), str(moving), prior, output_dir=str(out), mode=mode)
 
 

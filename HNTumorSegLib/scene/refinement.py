@@ -17,8 +17,27 @@
   also clears another lesion's voxels the network calls background
   (:mod:`HNTumorSegLib.pipeline.refine`); in Slicer those voxels may be the user's own painting,
   so they are kept.
-* **one level of undo**: :meth:`SceneSession.undo` puts back the segments the last refinement
-  changed.
+* **applying a result off the GUI thread** (issue 26): a finished refinement's label map is read
+  and cut to its box in a thread (:class:`ResultReader`); the next tick writes only that box into
+  the segments (:func:`.segment_arrays.change_box`: the Segment Editor's own Add / Remove with
+  the box's extent, no whole-volume export or import).
+* **undo keeps later edits** (issue 26, item 7): each applied refinement pushes a
+  :class:`~.segment_arrays.BoxEdit` (each segment's box after it, and before it where it changed,
+  one bit a voxel: memory follows the box) on :attr:`SceneSession.undo_stack` (:data:`UNDO_LEVELS`
+  deep). :meth:`SceneSession.undo` takes back the newest: a voxel goes back to its
+  pre-refinement labels only where every segment still holds the refinement's value, so a voxel
+  painted or erased after the refinement - inside the box or anywhere else - keeps the user's edit.
+
+  Why not MRML's undo, where the Segment Editor's lives: in Slicer 5.12 the Segment Editor's undo
+  is a ``vtkSegmentationHistory`` owned by the editor widget's own ``vtkSlicerSegmentEditorLogic``
+  (one per ``qMRMLSegmentEditorWidget``, not in the scene, cleared when the editor switches
+  segmentation); it stores whole-segmentation states and restores them linearly, so restoring
+  the state before a refinement would drop every later edit - what this item forbids - and
+  another module cannot push onto it without reaching into that widget. The scene's undo stack
+  (``vtkMRMLScene.SetUndoOn`` / ``SaveStateForUndo``) is off in Slicer (``GetUndoFlag()`` is
+  False), segmentation nodes are not undo-enabled, and it too copies whole nodes. So the
+  refinement keeps its own per-box diff, undone with the panel's "Undo refinement" button; the
+  Segment Editor's Ctrl+Z keeps undoing the user's own strokes, whose results the diff respects.
 
 The debounce needs no timer of its own: :class:`Debouncer` takes an injectable clock and the
 widget's 200 ms poll timer asks it what is due, so the test drives it with a fake clock.
@@ -46,22 +65,30 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import InputError
-from ..image import Image, read_image
+from ..image import Image
 from ..prompts.boxes import LesionBox, box_to_index_slices
 from .handoff import HANDOFF_SUFFIX, Preparation
-from .mrml import ijk_to_world_matrix, image_from_volume_node, numpy_matrix, volume_node_from_image
+from .mrml import image_from_volume_node
 from .roi_boxes import box_from_roi_node, lesion_roi_nodes
-from .segmentation_io import export_label_map, segment_ids_by_label, style_segment
+from .segment_arrays import (BoxEdit, ResultReader, change_box, label_map_reader, read_segment_box, segment_mask,
+                             set_segment_mask)
+from .segmentation_io import segment_ids_by_label, style_segment
+
+__all__ = ["DEBOUNCE_S", "UNDO_LEVELS", "Debouncer", "RefineState", "SceneSession",
+           # in .segment_arrays; still importable from here
+           "ResultReader", "label_map_reader", "segment_mask", "set_segment_mask"]
 
 #: seconds of quiet after the last box change before the lesion is re-segmented (issue 17)
 DEBOUNCE_S = 0.5
+#: refinements that can be undone, newest first (each record holds only its box, two bits a voxel)
+UNDO_LEVELS = 20
 
 
 class Debouncer:
@@ -100,97 +127,6 @@ class Debouncer:
         self._last.clear()
 
 
-# ---- one segment as a boolean array on the reference grid ----------------------------------------
-def segment_mask(seg_node, segment_id: str, reference_node) -> np.ndarray:
-    """The segment's voxels (bool, z y x) on ``reference_node``'s grid."""
-    from slicer import vtkSlicerSegmentationsModuleLogic as SegLogic
-    from vtkmodules.vtkCommonCore import vtkStringArray
-
-    scene = seg_node.GetScene()
-    ref = image_from_volume_node(reference_node)
-    temp = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__hntumorseg_segment")
-    try:
-        ids = vtkStringArray()
-        ids.InsertNextValue(segment_id)
-        if not SegLogic.ExportSegmentsToLabelmapNode(seg_node, ids, temp, reference_node):
-            raise RuntimeError(f"Slicer could not export segment {segment_id}")
-        img = image_from_volume_node(temp)
-    finally:
-        scene.RemoveNode(temp)
-    if not img.same_grid(ref):
-        from ..image import resample_to
-
-        img = resample_to(img, ref, label=True)
-    return img.array > 0
-
-
-def set_segment_mask(seg_node, segment_id: str, mask_zyx: np.ndarray, reference_node) -> None:
-    """Replace the segment's voxels by ``mask_zyx`` (bool on ``reference_node``'s grid)."""
-    from slicer import vtkSlicerSegmentationsModuleLogic as SegLogic
-    from vtkmodules.vtkCommonCore import vtkStringArray
-
-    scene = seg_node.GetScene()
-    ref = image_from_volume_node(reference_node)
-    temp = volume_node_from_image(scene, ref.with_array(np.asarray(mask_zyx, np.uint8)), "__hntumorseg_segment",
-                                  label=True)
-    try:
-        ids = vtkStringArray()
-        ids.InsertNextValue(segment_id)
-        if not SegLogic.ImportLabelmapToSegmentationNode(temp, seg_node, ids):
-            raise RuntimeError(f"Slicer could not update segment {segment_id}")
-    finally:
-        scene.RemoveNode(temp)
-
-
-def label_map_reader(seg_node, reference_node) -> Callable[[], Image]:
-    """:func:`~.segmentation_io.export_label_map` in two halves: the segments' binary labelmaps read
-    now (GUI thread: copies of their extents, milliseconds), the label map made by the returned call
-    (any thread: a refinement's hand-off, issue 26). A segmentation that is not stored as binary
-    labelmaps on the reference's grid (another grid, a parent transform) is exported now instead."""
-    from vtkmodules.util import numpy_support
-    from vtkmodules.vtkCommonMath import vtkMatrix4x4
-
-    ref = image_from_volume_node(reference_node, copy=False)   # its geometry; the voxels are not read
-    groups = segment_ids_by_label(seg_node)
-    if not groups[1] and not groups[2]:
-        export_label_map(seg_node, reference_node)   # raises its InputError (no GTVp or GTVn segment)
-    segmentation = seg_node.GetSegmentation()
-    source = getattr(segmentation, "GetSourceRepresentationName", None) or segmentation.GetMasterRepresentationName
-    parts, copies = [], {}
-    grid = ijk_to_world_matrix(reference_node)
-    for label in (2, 1):  # GTVp last: it wins where segments overlap (as export_label_map)
-        for sid in groups[label]:
-            segment = segmentation.GetSegment(sid)
-            data = segment.GetRepresentation("Binary labelmap") if source() == "Binary labelmap" else None
-            m = vtkMatrix4x4()
-            if data is not None:
-                data.GetImageToWorldMatrix(m)
-            if (data is None or seg_node.GetParentTransformNode() is not None
-                    or not np.allclose(numpy_matrix(m), grid, atol=1e-6)):
-                image = export_label_map(seg_node, reference_node)   # the general case, on this thread
-                return lambda: image
-            x0, x1, y0, y1, z0, z1 = data.GetExtent()
-            if x1 < x0 or y1 < y0 or z1 < z0 or data.GetPointData().GetScalars() is None:
-                continue      # an empty segment
-            if id(data) not in copies:   # segments share layers: each layer copied once
-                copies[id(data)] = numpy_support.vtk_to_numpy(data.GetPointData().GetScalars()).reshape(
-                    z1 - z0 + 1, y1 - y0 + 1, x1 - x0 + 1).copy()
-            parts.append((label, copies[id(data)], (z0, y0, x0), segment.GetLabelValue()))
-
-    def make() -> Image:
-        out = np.zeros(ref.array.shape, np.uint8)
-        for label, layer, start, value in parts:
-            lo = [max(0, -s) for s in start]              # the layer's part inside the reference grid
-            hi = [min(int(layer.shape[a]), int(out.shape[a]) - start[a]) for a in range(3)]
-            if any(h <= low for low, h in zip(lo, hi)):
-                continue
-            inside = layer[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] == value
-            out[tuple(slice(s + low, s + h) for s, low, h in zip(start, lo, hi))][inside] = label
-        return ref.with_array(out)
-
-    return make
-
-
 @dataclass
 class RefineState:
     """What the widget shows after a :meth:`SceneSession.tick`."""
@@ -205,8 +141,7 @@ class RefineState:
 class _Undo:
     segmentation_id: str
     reference_id: str
-    before: dict = field(default_factory=dict)    # segment id -> bool mask before the refinement
-    box: str = ""
+    edit: BoxEdit     # each segment's box after, and before where it changed (one bit a voxel)
 
 
 class SceneSession:
@@ -227,7 +162,7 @@ class SceneSession:
         self.timeout_s = timeout_s
         self.debouncer = Debouncer(delay_s, clock)
         self.update_while_editing = False
-        self.client = None
+        self.client: Any = None
         self.key: tuple | None = None
         self.params = None                 # the last Apply's Parameters
         self.segmentation_id = ""
@@ -236,7 +171,10 @@ class SceneSession:
         self.preparation: Preparation | None = None   # the refinement's hand-off, in its thread
         self.job_box: LesionBox | None = None
         self.job_out: Path | None = None
-        self.undo_state: _Undo | None = None
+        self.job_grid: tuple = ((), ())    # the refined box's slices (z y x) and the grid's shape
+        self.reader: ResultReader | None = None    # a finished refinement's result, read in its thread
+        self.reader_box: LesionBox | None = None
+        self.undo_stack: list[_Undo] = []          # the last UNDO_LEVELS refinements, newest last
         self.refinements = 0               # applied refinements (the test counts them)
         self.last_final = None
         self._boxes: dict[str, LesionBox] = {}   # ROI node id -> last box seen
@@ -280,7 +218,7 @@ class SceneSession:
         self.params = params
         self.segmentation_id = seg_node.GetID()
         self.reference_id = params.inputs[TASK_INPUTS[params.task][0]]
-        self.undo_state = None
+        self.undo_stack.clear()
         self.watch_boxes()
 
     # ---- watching the boxes ----------------------------------------------------------------
@@ -321,7 +259,8 @@ class SceneSession:
     # ---- refinements -------------------------------------------------------------------------
     @property
     def refining(self) -> bool:
-        return self.job is not None and (self.preparation is not None or self.job.running)
+        return self.reader is not None or (self.job is not None and (self.preparation is not None or
+                                                                     self.job.running))
 
     def tick(self) -> RefineState:
         """Start a refinement that is due (or whose inputs are written), apply one that finished."""
@@ -336,6 +275,12 @@ class SceneSession:
                 prog = self.job.progress
                 return RefineState(True, f"refining {self.job_box.name}: {prog.stage if prog else 'starting'}")
             state = self._finish_job()
+            if state.running or state.error:
+                return state
+        if self.reader is not None:
+            state = self._apply_read(self.reader)
+            if state.running:
+                return state
         due = self.debouncer.due()
         if due and self.update_while_editing and self.segmentation_id and not self.logic.running:
             node = self.scene.GetNodeByID(due[0])
@@ -364,6 +309,8 @@ class SceneSession:
         if seg is None or reference is None:
             raise InputError("the result segmentation or its volume was removed", None, "press Apply again")
         box = box_from_roi_node(roi_node)
+        grid = image_from_volume_node(reference, copy=False)    # its geometry: the box's voxels
+        self.job_grid = (box_to_index_slices(box, grid), grid.array.shape)
         snapshot = self.logic.snapshot(self.params)
         if not snapshot.boxes:
             raise InputError("refinement needs the lesion boxes", None, "tick 'Use boxes'")
@@ -371,6 +318,7 @@ class SceneSession:
         self.cancel_refinement()   # one at a time
         client = self.client_for(self.params)
         job = client.new_job(timeout_s=self.timeout_s)
+        job.background_cleanup = True    # as Apply's run (scene/logic.py)
         out = Path(tempfile.mkdtemp(prefix="hntumorseg-refine-"))
 
         def discard() -> None:
@@ -403,29 +351,52 @@ class SceneSession:
         return RefineState(False, f"refinement of {name} failed", error=error)
 
     def _finish_job(self) -> RefineState:
+        """The job ended: its labels go to a :class:`ResultReader` (the next ticks apply them)."""
         from ..protocol import ResultEvent
 
         job, box, out = self.job, self.job_box, self.job_out
         self.job = self.job_box = self.job_out = None
+        assert job is not None and box is not None and out is not None
         self.last_final = job.final
-        try:
-            if not isinstance(job.final, ResultEvent):
-                message = job.final.message if job.final is not None else "no result"
-                return RefineState(False, f"refinement of {box.name} failed", error=message)
-            labels = read_image(job.final.files["labels"], label=True)
-            self._apply(labels, box)
-            self.refinements += 1
-            return RefineState(False, f"{box.name} updated", refined=box.name)
-        finally:
+        if not isinstance(job.final, ResultEvent):
             shutil.rmtree(out, ignore_errors=True)
+            message = job.final.message if job.final is not None else "no result"
+            return RefineState(False, f"refinement of {box.name} failed", error=message)
+        slices, shape = self.job_grid
+        self.reader = ResultReader(job.final.files["labels"], box.label, slices, shape, out, name=box.name)
+        self.reader_box = box
+        return RefineState(True, f"refining {box.name}: reading the result")
 
-    def _apply(self, labels, box: LesionBox) -> None:
-        """The refined lesion into its segment inside the box; other segments lose only its voxels."""
+    def _apply_read(self, reader: ResultReader) -> RefineState:
+        """While the result is read: that state; once read, its box written into the segments."""
+        name = reader.name
+        if not reader.done:
+            return RefineState(True, f"refining {name}: reading the result")
+        reader_box, self.reader, self.reader_box = self.reader_box, None, None
+        if reader.error is not None or reader.region is None or reader_box is None:
+            one_line = getattr(reader.error, "one_line", None)
+            error = one_line() if callable(one_line) else str(reader.error)
+            return RefineState(False, f"refinement of {name} failed", error=error)
+        try:
+            self._apply_region(reader_box, reader.slices, reader.region)
+        except InputError as exc:            # the segmentation or its volume was removed meanwhile
+            return RefineState(False, f"refinement of {name} failed", error=exc.one_line())
+        self.refinements += 1
+        return RefineState(False, f"{name} updated", refined=name)
+
+    def _apply(self, labels: Image, box: LesionBox) -> None:
+        """:meth:`_apply_region` from a whole label map (on this thread; scripts and tests)."""
+        sl = box_to_index_slices(box, labels)
+        self._apply_region(box, sl, labels.array[sl] == box.label)
+
+    def _apply_region(self, box: LesionBox, sl: tuple, lesion: np.ndarray) -> None:
+        """The refined lesion into its segment inside the box; other segments lose only its voxels.
+        Only the box is read and written (:func:`.segment_arrays.change_box`), and what changed is
+        pushed on the undo stack."""
         seg = self.scene.GetNodeByID(self.segmentation_id)
         reference = self.scene.GetNodeByID(self.reference_id)
-        sl = box_to_index_slices(box, labels)
-        lesion = np.zeros(labels.array.shape, bool)
-        lesion[sl] = labels.array[sl] == box.label
+        if seg is None or reference is None:
+            raise InputError("the result segmentation or its volume was removed", None, "press Apply again")
         groups = segment_ids_by_label(seg)
         if not groups[box.label]:
             from ..prompts.boxes import LABEL_NAMES
@@ -436,40 +407,42 @@ class SceneSession:
             style_segment(seg.GetSegmentation().GetSegment(sid), box.label)
             groups[box.label] = [sid]
         target = groups[box.label][0]
-        undo = _Undo(self.segmentation_id, self.reference_id, box=box.name)
-        mask = segment_mask(seg, target, reference)
-        undo.before[target] = mask.copy()
-        mask[sl] = lesion[sl]
-        set_segment_mask(seg, target, mask, reference)
+        new = {target: lesion}
         segmentation = seg.GetSegmentation()
-        for i in range(segmentation.GetNumberOfSegments()):
+        for i in range(segmentation.GetNumberOfSegments() if lesion.any() else 0):
             sid = segmentation.GetNthSegmentID(i)
-            if sid == target:
-                continue
-            other = segment_mask(seg, sid, reference)
-            if (other & lesion).any():
-                undo.before[sid] = other.copy()
-                other[lesion] = False
-                set_segment_mask(seg, sid, other, reference)
-        self.undo_state = undo
+            if sid != target:
+                other = read_segment_box(seg, sid, reference, sl)
+                if (other & lesion).any():
+                    new[sid] = other & ~lesion
+        edit = change_box(seg, reference, sl, new, name=box.name)
+        self.undo_stack.append(_Undo(self.segmentation_id, self.reference_id, edit))
+        del self.undo_stack[:-UNDO_LEVELS]
+
+    @property
+    def undo_state(self) -> _Undo | None:
+        """The refinement :meth:`undo` would take back (None: nothing to undo)."""
+        return self.undo_stack[-1] if self.undo_stack else None
 
     def undo(self) -> bool:
-        """Put back the segments the last refinement changed (one level); False when there is none."""
-        undo, self.undo_state = self.undo_state, None
-        if undo is None:
+        """Take back the last refinement not yet undone; False when there is none (module docstring:
+        only the voxels that still hold its values go back, later edits stay)."""
+        if not self.undo_stack:
             return False
+        undo = self.undo_stack.pop()
         seg = self.scene.GetNodeByID(undo.segmentation_id)
         reference = self.scene.GetNodeByID(undo.reference_id)
         if seg is None or reference is None:
+            self.undo_stack.clear()
             return False
-        for sid, mask in undo.before.items():
-            if seg.GetSegmentation().GetSegment(sid) is not None:
-                set_segment_mask(seg, sid, mask, reference)
+        undo.edit.undo(seg, reference)
         return True
 
     # ---- ending ------------------------------------------------------------------------------
     def cancel_refinement(self) -> None:
-        """End the refinement: while its inputs are written at once (the thread cleans up)."""
+        """End the refinement: while its inputs are written at once (the thread cleans up); a result
+        being read is dropped (its thread removes the folder)."""
+        self.reader = self.reader_box = None
         prep, self.preparation = self.preparation, None
         if prep is not None:
             prep.cancel()           # its discard closes the job and removes the result folder
@@ -495,7 +468,7 @@ class SceneSession:
         self._boxes.clear()
         self.debouncer.clear()
         self.segmentation_id = self.reference_id = ""
-        self.undo_state = None
+        self.undo_stack.clear()
         self.params = None
 
     def _on_scene_close(self, caller=None, event=None) -> None:

@@ -74,6 +74,7 @@ class SessionJob(RunHandle):
     """One request in a session, shaped like :class:`~HNTumorSegLib.runner.WorkerRun` (module docstring)."""
 
     poll_interval_s = 0.02   # a warm session answers within milliseconds: poll it more often
+    background_cleanup = False   # as WorkerRun's: the Slicer scene sets it for its GUI thread
 
     def __init__(self, client: "SessionClient", job_id: str, timeout_s: float | None = None):
         self.client = client
@@ -176,10 +177,10 @@ class SessionJob(RunHandle):
         if append:
             out.append(final)
         self.client._unregister(self)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        self._cleanup_temp()
 
     def _cleanup_temp(self) -> None:
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        remove_temp_folder(self.temp_dir, background=self.background_cleanup)
 
 
 class SessionClient:

@@ -23,7 +23,7 @@ from pathlib import Path
 from HNTumorSegLib.errors import InputError
 from HNTumorSegLib.fileio import read_json, write_text_atomic
 from HNTumorSegLib.metrics.report import to_jsonable
-from HNTumorSegLib.vocab import MRI_TASKS, Task
+from HNTumorSegLib.vocab import MRI_TASKS, SplitScheme, Task
 
 TRAINERS_DIR = Path(__file__).resolve().parent / "nnunet_trainers"
 
@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--dataset", required=True)
     c.add_argument("--folds", type=int, default=5)
     c.add_argument("--seed", type=int, default=12345)
+    c.add_argument("--split", choices=SplitScheme.values(), default=SplitScheme.KFOLD.value,
+                   help="kfold (default: a true k-fold split by patient, every patient validated once) or "
+                        "medai-released (seed 004's fork as it runs: 5-fold KFold for folds 0-4, a random "
+                        "80:20 split for each fold >= 5)")
     c = sub.add_parser("install-splits", help="copy splits_final.json into nnUNet_preprocessed (after planning)")
     c.add_argument("--dataset", required=True)
     c.add_argument("--preprocessed", default=os.environ.get("nnUNet_preprocessed"))
@@ -129,7 +133,10 @@ def run(args: argparse.Namespace) -> None:
                                          channel_set=(args.channel_set or "seed002", args.channels or 4)
                                          if (args.channel_set or args.channels) else None))
     elif cmd == "splits":
-        print(converters.write_dataset_splits(args.dataset, args.folds, args.seed))
+        if args.split == SplitScheme.MEDAI_RELEASED.value:
+            print(crossval.write_case_splits(args.dataset, args.folds, args.split, args.seed))
+        else:
+            print(converters.write_dataset_splits(args.dataset, args.folds, args.seed))
     elif cmd == "install-splits":
         print(converters.install_splits(args.dataset, _need(args.preprocessed, "preprocessed root", "--preprocessed")))
     elif cmd == "datalist":

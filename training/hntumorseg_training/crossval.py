@@ -14,11 +14,30 @@
   aggregated score on the CV predictions (DSCagg; for GTVn the mean of DSCagg and F1agg, the
   HECKTOR 2025 ranking pair). Ties go to the smaller threshold (remove as little as possible).
   The result goes into the model card's ``postprocess.min_volume_ml``.
+* :func:`make_case_splits` / :func:`write_case_splits`: folds over case ids by
+  :class:`HNTumorSegLib.vocab.SplitScheme` (issue 28 item 4). ``kfold`` is nnU-Net's own
+  ``generate_crossval_split`` (``KFold(n_splits, shuffle=True, random_state=seed)`` over the
+  sorted ids): a true k-fold split. ``medai-released`` is what seed 004's fork
+  (Liiiii2101/HECKTOR2025-MEDAI, its ``nnUNetTrainer.do_split``) really trains on when asked for
+  10 folds: it hard-codes ``n_splits=5``, so folds 0-4 are that 5-fold KFold (seed 12345) and
+  each fold f >= 5 is a random 80:20 split drawn with ``np.random.RandomState(12345 + f)``
+  (``choice(n, int(0.8 n), replace=False)`` training indices into the sorted ids, the rest
+  validation). Its folds 5-9 overlap each other and folds 0-4: some cases are validated several
+  times, some never. **Default** :data:`DEFAULT_SPLIT` = ``kfold``: every case is validated
+  exactly once, which the pooled CV estimate (:func:`evaluate_folds`) and the clean-up threshold
+  search (:func:`search_min_volume`) assume; the paper reports a 10-fold ensemble, and its
+  10-fold split was never published. Choose ``medai-released`` to train on the fork's folds.
 
 Example:
     >>> result = evaluate_folds(results_folder, raw_folder)
     >>> result["pooled"]["aggregate"]["DSCagg_mean"]
     >>> best = search_min_volume(pairs_from_folds(results_folder, raw_folder))
+    >>> ids = [f"CHUM-{i:03d}" for i in range(20)]
+    >>> folds = make_case_splits(ids, 10, scheme="medai-released")
+    >>> [len(f["val"]) for f in folds]      # folds 0-4: 5-fold KFold; 5-9: random 80:20
+    [4, 4, 4, 4, 4, 4, 4, 4, 4, 4]
+    >>> [len(f["val"]) for f in make_case_splits(ids, 10)]   # the default: a true 10-fold split
+    [2, 2, 2, 2, 2, 2, 2, 2, 2, 2]
 """
 
 from __future__ import annotations
@@ -33,8 +52,15 @@ from HNTumorSegLib.errors import InputError
 from HNTumorSegLib.image import Image, read_image, write_image
 from HNTumorSegLib.metrics import evaluate_pairs
 from HNTumorSegLib.postprocess import remove_small_components
+from HNTumorSegLib.vocab import SplitScheme
 
 DEFAULT_THRESHOLDS_ML = (0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+#: the default fold scheme (module docstring: every case validated exactly once)
+DEFAULT_SPLIT = SplitScheme.KFOLD
+#: nnU-Net's split seed, hard-coded in the fork's do_split (KFold and 12345 + fold)
+SPLIT_SEED = 12345
+#: the fork's hard-coded number of KFold splits; folds from here on are random 80:20 splits
+MEDAI_RELEASED_KFOLD = 5
 
 
 def _case_id(path: Path) -> str:
@@ -143,3 +169,48 @@ def search_min_volume(pairs: Iterable[tuple[str, Image, Image]] | dict,
         top = max(scores[label].values())
         best[str(label_value)] = min(t for t, s in scores[label].items() if s >= top - 1e-12)
     return {"min_volume_ml": best, "scores": scores}
+
+
+def _kfold(ids: Sequence[str], n_splits: int, seed: int) -> list[dict[str, list[str]]]:
+    """nnU-Net's ``generate_crossval_split`` (KFold, shuffled, seeded) without importing nnunetv2."""
+    from sklearn.model_selection import KFold
+
+    arr = np.array(list(ids))
+    return [{"train": [str(x) for x in arr[tr]], "val": [str(x) for x in arr[va]]}
+            for tr, va in KFold(n_splits=n_splits, shuffle=True, random_state=seed).split(arr)]
+
+
+def _random_80_20(ids: Sequence[str], fold: int, seed: int) -> dict[str, list[str]]:
+    """The fork's split for a fold beyond its split file: RandomState(seed + fold), 80 % training."""
+    keys = np.sort(np.array(list(ids)))
+    rnd = np.random.RandomState(seed=seed + fold)
+    idx_tr = rnd.choice(len(keys), int(len(keys) * 0.8), replace=False)
+    chosen = set(int(i) for i in idx_tr)
+    return {"train": [str(keys[i]) for i in idx_tr], "val": [str(keys[i]) for i in range(len(keys)) if i not in chosen]}
+
+
+def make_case_splits(case_ids: Iterable[str], n_folds: int = 10, scheme: SplitScheme | str = DEFAULT_SPLIT,
+                     seed: int = SPLIT_SEED) -> list[dict[str, list[str]]]:
+    """``[{"train": [...], "val": [...]}, ...]`` over the sorted case ids by ``scheme`` (module docstring)."""
+    scheme = SplitScheme.parse(scheme, "split")
+    ids = sorted(str(c) for c in case_ids)
+    k = MEDAI_RELEASED_KFOLD if scheme == SplitScheme.MEDAI_RELEASED else n_folds
+    if n_folds < 2 or len(ids) < k:
+        raise InputError(f"{len(ids)} cases cannot fill {max(n_folds, k)} folds ({scheme.value})", None,
+                         "use at least 2 folds and at most as many folds as cases")
+    kfold = _kfold(ids, k, seed)
+    return [kfold[f] if f < k else _random_80_20(ids, f, seed) for f in range(n_folds)]
+
+
+def write_case_splits(raw_folder: str | os.PathLike, n_folds: int = 10, scheme: SplitScheme | str = DEFAULT_SPLIT,
+                      seed: int = SPLIT_SEED) -> Path:
+    """:func:`make_case_splits` over every case of a converted raw dataset -> its ``splits_final.json``.
+
+    Like the fork, every case counts (extra cases included); for patient-wise folds that keep
+    seed 003's extras out of validation use ``splits --split kfold`` (converters.splits).
+    """
+    from hntumorseg_training.converters.nnunet_raw import read_raw_dataset
+    from hntumorseg_training.converters.splits import SPLITS_NAME, write_splits
+
+    cases = read_raw_dataset(raw_folder)["hntumorseg"]["cases"]
+    return write_splits(make_case_splits(cases, n_folds, scheme, seed), Path(raw_folder) / SPLITS_NAME)

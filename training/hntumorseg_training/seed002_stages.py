@@ -30,6 +30,7 @@ import numpy as np
 from HNTumorSegLib.image import Image, resample_to, resample_to_spacing
 from HNTumorSegLib.models.card import ModelCard, write_card
 from HNTumorSegLib.models.ensemble_card import write_ensemble
+from HNTumorSegLib.vocab import Checkpoint
 from HNTumorSegLib.pipeline.channels import model_channels
 
 from .converters.seed002 import HEAD_LABELS, PREPARED, fine_stage_inputs
@@ -108,17 +109,25 @@ def train_stage(stage: str, samples: Sequence[tuple[list[Image], Image]], out: s
     return out
 
 
+#: The checkpoint seed 002's released code loads for every stage (README's per-seed table).
+SEED002_CHECKPOINT = Checkpoint.BEST.value
+
+
 def write_seed002_ensemble(folder: str | Path, head: str | Path, coarse: str | Path,
                            fine_members: Sequence[tuple[str | Path, float]], tta: bool = False,
-                           head_inputs: dict | None = None, coarse_inputs: dict | None = None) -> Path:
+                           head_inputs: dict | None = None, coarse_inputs: dict | None = None,
+                           checkpoint: str = SEED002_CHECKPOINT) -> Path:
     """The coarse-to-fine ensemble card tying the stages together (released: no TTA, ``--disable_tta``).
 
     ``head_inputs`` / ``coarse_inputs`` map a stage's own input names to ``CT``/``PET`` (released
-    nnU-Net folders call them ``CT_norm`` / ``PET_norm``).
+    nnU-Net folders call them ``CT_norm`` / ``PET_norm``). ``checkpoint``: what the nnU-Net
+    stages and members run, ``checkpoint_best`` as the released code loads for every stage (head
+    and coarse fold "all", fine folds 0-4); card-folder stages run the weights their card names.
     """
     return write_ensemble(folder, {
         "id": Path(folder).name, "title": "seed 002 coarse-to-fine PET/CT (head -> coarse -> fine ensemble)",
         "task": "petct", "inputs": ["CT", "PET"], "pipeline": "seed002-coarse-to-fine", "tta": bool(tta),
+        "checkpoint": str(Checkpoint.parse(checkpoint, "checkpoint")),
         "stages": {"head": {"model": str(head), "folds": "all", "inputs": dict(head_inputs or {})},
                    "coarse": {"model": str(coarse), "folds": "all", "inputs": dict(coarse_inputs or {})}},
         "members": [{"model": str(path), "weight": float(weight)} for path, weight in fine_members],

@@ -6,7 +6,7 @@ Each stage learns on the grid the pipeline gives it at inference
 | dataset | grid | channels | label |
 |---|---|---|---|
 | head (``Dataset004_HECKHead`` released) | head region, 256 x 256 x 128 at 2 x 2 x 3 mm | ``CT_norm`` (window [-105, 195] -> [0, 1]) | the head, 1 (:func:`head_label_from_ct`) |
-| coarse (``Dataset005_HECKCoarse``) | 144^3 at 2 mm below the head point | ``CT_norm``, ``PET_norm`` (as on the head region) | GTVp 1 / GTVn 2, nearest neighbour |
+| coarse (``Dataset005_HECKCoarse``) | 144^3 at 2 mm below the head point | ``CT_norm``, ``PET_norm`` (from the head regions; the PET's on its own grid as released, ``pet_head_grid``) | GTVp 1 / GTVn 2, nearest neighbour |
 | fine (``Dataset014_HECKFine2chan``) | 144^3 at 1 mm on the **reference** labels' centroid | ``CT``, ``PET`` min-max on the ROI (2, 4 or 6 channels of the ``seed002`` set) | GTVp / GTVn, nearest neighbour |
 
 *Head labels.* The released head model learnt from 40 CTs whose head region the authors
@@ -41,8 +41,8 @@ from scipy import ndimage
 from HNTumorSegLib.datasets import find_hecktor_cases
 from HNTumorSegLib.errors import InputError
 from HNTumorSegLib.image import Image, check_labels
-from HNTumorSegLib.prompts.coarse_to_fine import (OUTSIDE_CT, OUTSIDE_PET, RoiGrid, coarse_grid, fine_grid,
-                                                  head_grid, head_point, tumour_centroid, window_head_images)
+from HNTumorSegLib.prompts.coarse_to_fine import (OUTSIDE_CT, OUTSIDE_PET, PET_HEAD_GRID, RoiGrid, coarse_grid,
+                                                  fine_grid, head_grid, head_point, tumour_centroid, window_head_images)
 from HNTumorSegLib.prompts.ct_channels import channel_set_inputs, minmax_released, seed002_stack
 
 from .nnunet_raw import RawDatasetWriter
@@ -101,10 +101,11 @@ class StageSamples:
     grids: dict[str, RoiGrid]
 
 
-def stage_samples(ct: Image, pet: Image, label: Image, fine_channels: tuple[str, int] = ("seed002", 2)) -> StageSamples:
+def stage_samples(ct: Image, pet: Image, label: Image, fine_channels: tuple[str, int] = ("seed002", 2),
+                  pet_head_grid: str = PET_HEAD_GRID) -> StageSamples:
     """The head, coarse and fine training samples of one PET/CT case (module docstring)."""
     head = head_grid(ct)
-    ct_h, pet_h = window_head_images(ct, pet, head)
+    ct_h, pet_h = window_head_images(ct, pet, head, pet_head_grid)
     head_mask = head_label_from_ct(head.resample(ct, default=-1024.0))
     coarse = coarse_grid(head_point(head_mask).xyz)
     coarse_x = [coarse.resample(ct_h, default=OUTSIDE_CT), coarse.resample(pet_h, default=OUTSIDE_PET)]
@@ -127,7 +128,7 @@ def stage_samples(ct: Image, pet: Image, label: Image, fine_channels: tuple[str,
 
 def convert_seed002(data_root: str | os.PathLike, raw_root: str | os.PathLike, first_id: int,
                     name: str = "HECK", fine_channels: tuple[str, int] = ("seed002", 2),
-                    cases: Sequence[str] | None = None) -> dict[str, Path]:
+                    cases: Sequence[str] | None = None, pet_head_grid: str = PET_HEAD_GRID) -> dict[str, Path]:
     """Write the three datasets ``first_id`` (head), ``+1`` (coarse), ``+2`` (fine); returns their folders."""
     found = [c for c in find_hecktor_cases(data_root) if cases is None or c.case_id in set(cases)]
     if not found:
@@ -152,7 +153,7 @@ def convert_seed002(data_root: str | os.PathLike, raw_root: str | os.PathLike, f
                              "training needs <ID>.nii.gz beside each CT")
         label = case.load("label")
         check_labels(label, path=case.label)
-        s = stage_samples(case.load("CT"), case.load("PET"), label, fine_channels)
+        s = stage_samples(case.load("CT"), case.load("PET"), label, fine_channels, pet_head_grid)
         for stage, (channels, y) in (("head", s.head), ("coarse", s.coarse), ("fine", s.fine)):
             writers[stage].add_case(case.case_id, channels, y, patient=case.case_id)
     return {stage: w.finish({"seed002_stage": stage}) for stage, w in writers.items()}

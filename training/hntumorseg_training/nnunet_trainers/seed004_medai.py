@@ -19,12 +19,19 @@ Deep supervision off and weights [1, 0, ...] give the same loss; off also skips 
 low-resolution heads' outputs, so the network returns one tensor (as the fork's does).
 ``DS_WEIGHTS`` records the equivalent weights for reports.
 
-*Folds.* The fork creates nnU-Net's seeded 5-fold split when ``splits_final.json`` is missing;
-the 10-fold split behind the paper's final ensemble is not published. **Choice**: when no
-``splits_final.json`` exists, this trainer writes nnU-Net's own generator with 10 folds
-(``generate_crossval_split(sorted case ids, seed=12345, n_splits=10)``), the split the fork's
-code makes when asked for 10; a ``splits_final.json`` already in place (e.g. written by
-``python -m hntumorseg_training split --folds 10``) is used as it is.
+*Folds* (issue 28 item 4). The fork's ``do_split`` hard-codes ``n_splits=5`` when it writes
+``splits_final.json``, and a fold beyond the file's folds gets a random (seeded) 80:20 split: so
+asked for 10 folds, the fork trains folds 0-4 on nnU-Net's 5-fold KFold (seed 12345) and folds
+5-9 on random 80:20 splits (``RandomState(12345 + fold)``) that overlap each other and the first
+five. The paper's 10-fold ensemble split itself is not published. When no ``splits_final.json``
+exists this trainer writes :data:`SPLIT` of
+:func:`hntumorseg_training.crossval.make_case_splits` with 10 folds: **``kfold`` by default**
+(nnU-Net's own ``generate_crossval_split(sorted ids, seed=12345, n_splits=10)``, a true 10-fold
+split in which every case is validated once, which pooled CV scores and the clean-up threshold
+search need); ``STUNetTrainer_small_MEDAI_releasedsplit`` writes the fork's split as it runs
+(``medai-released``; fold-0 validation of the two overlaps by about half). A
+``splits_final.json`` already in place (e.g. ``python -m hntumorseg_training splits --folds 10
+[--split medai-released]``) is used as it is.
 
 Example:
     $ nnUNet_extTrainer=training/hntumorseg_training/nnunet_trainers \\
@@ -37,21 +44,25 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import isfile, join, save_json
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.crossval_split import generate_crossval_split
 
 from HNTumorSegLib.networks.stunet import build_stunet
+from HNTumorSegLib.vocab import SplitScheme
+from hntumorseg_training.crossval import SPLIT_SEED, make_case_splits
 from hntumorseg_training.nnunet_common import ShortRunMixin
 
 MEDAI_LR = 1e-4
 MEDAI_WEIGHT_DECAY = 1e-3
 MEDAI_FOLDS = 10
-MEDAI_SPLIT_SEED = 12345
+MEDAI_SPLIT_SEED = SPLIT_SEED
+#: the fold scheme written when no splits_final.json exists (module docstring)
+MEDAI_SPLIT = SplitScheme.KFOLD
 
 
 class STUNetTrainer_small_MEDAI(ShortRunMixin, nnUNetTrainer):
     """STU-Net-S with seed 004's released settings (module docstring): lr 1e-4, wd 1e-3, no deep supervision."""
 
     SIZE = "small"
+    SPLIT = MEDAI_SPLIT
     DS_WEIGHTS_NOTE = "deep supervision off == weights [1, 0, 0, ...]"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
@@ -82,6 +93,13 @@ class STUNetTrainer_small_MEDAI(ShortRunMixin, nnUNetTrainer):
                 if self.dataset_class is None:
                     self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
                 ids = sorted(self.dataset_class.get_identifiers(self.preprocessed_dataset_folder))
-                self.print_to_log_file(f"Creating seed 004's {MEDAI_FOLDS}-fold split (seed {MEDAI_SPLIT_SEED})")
-                save_json(generate_crossval_split(ids, seed=MEDAI_SPLIT_SEED, n_splits=MEDAI_FOLDS), splits_file)
+                self.print_to_log_file(f"Creating seed 004's {MEDAI_FOLDS}-fold split "
+                                       f"({SplitScheme.parse(self.SPLIT).value}, seed {MEDAI_SPLIT_SEED})")
+                save_json(make_case_splits(ids, MEDAI_FOLDS, self.SPLIT, MEDAI_SPLIT_SEED), splits_file)
         return super().do_split()
+
+
+class STUNetTrainer_small_MEDAI_releasedsplit(STUNetTrainer_small_MEDAI):
+    """As :class:`STUNetTrainer_small_MEDAI`, writing the fork's split as it runs (``medai-released``) when none exists."""
+
+    SPLIT = SplitScheme.MEDAI_RELEASED

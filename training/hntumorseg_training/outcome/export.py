@@ -48,12 +48,14 @@ def export_outcome_model(out: str | os.PathLike, results: Sequence[EndpointResul
                 torch.save({k: v.detach().cpu() for k, v in f.state_dict.items()}, tmp / name)
                 folds.append({"fold": f.fold, "weights": name, "sha256": sha256_file(tmp / name),
                               "clinical": f.encoder.to_dict(), "best_epoch": f.best_epoch,
-                              ("val_c_index" if res.endpoint == "rfs" else "val_balanced_accuracy"): f.best_metric})
+                              ("val_c_index" if res.endpoint == "rfs" else "val_balanced_accuracy"): f.best_metric,
+                              **({"temperature": f.temperature, "threshold": f.threshold}
+                                 if f.temperature is not None else {})})
             ep: dict = {"folds": folds, "cv": res.cv}
             if res.endpoint == "rfs":
                 ep["cut_points_days"] = list(config.cut_points_days)
             else:
-                ep.update(threshold=0.5, loss=config.hpv_loss)
+                ep.update(threshold=0.5, loss=config.hpv_loss)   # folds with temperature + threshold vote
             endpoints[res.endpoint] = ep
         write_outcome_card({"id": model_id, "title": title or "Seed 004 outcome model (RFS / HPV)",
                             "intended_use": RESEARCH_WARNING, "licence": licence,

@@ -17,6 +17,10 @@ Per endpoint (``rfs`` or ``hpv``) and fold (sections 3.2, 3.3):
 * best epoch: highest validation Harrell C-index (RFS) or balanced accuracy at 0.5 (HPV), the
   first one on ties; its weights are the fold's model. The fold's validation predictions at
   that epoch are kept: pooled, they give the cross-validated estimate.
+* seed 004's released HPV recipe (``--preset medai-hpv``, :mod:`.presets`) switches on three
+  steps of its code: scikit-learn's ``KFold`` (``sklearn_kfold``), class-balanced batches
+  (``balanced_sampler``) and, after the best epoch, temperature scaling + a Youden threshold
+  fitted on the fold's validation patients (``calibrate``), kept per fold in the model card.
 
 Example:
     >>> results = train_endpoint(cases, "rfs", TrainConfig(epochs=20))
@@ -34,7 +38,7 @@ import numpy as np
 
 from HNTumorSegLib.errors import InputError
 from HNTumorSegLib.outcome.classification import DEFAULT_HPV_LOSS, make_hpv_loss
-from HNTumorSegLib.outcome.clinical import ClinicalEncoder
+from HNTumorSegLib.outcome.clinical import DEFAULT_EMPTY_LABEL, ClinicalEncoder
 from HNTumorSegLib.outcome.metrics import harrell_c_index, hpv_metrics
 from HNTumorSegLib.outcome.network import DEFAULT_BLOCK_INPLANES, OutcomeNet
 from HNTumorSegLib.outcome.survival import ALPHA, CUT_POINTS_DAYS, discrete_time_nll, interval_index, risk_from_logits
@@ -62,6 +66,10 @@ class TrainConfig:
     clinical_width: int = 128
     head_width: int = 128
     dropout: float = 0.1
+    sklearn_kfold: bool = False      # released: KFold(n_folds, shuffle=True, random_state=seed)
+    balanced_sampler: bool = False   # released HPV: WeightedRandomSampler, drop_last
+    calibrate: bool = False          # released HPV: temperature scaling + Youden threshold per fold
+    empty_label: str = DEFAULT_EMPTY_LABEL.value   # an empty label's volume: training median (released) or 0
 
     def epochs_for(self, endpoint: str) -> int:
         return int(self.epochs) if self.epochs else EPOCHS[endpoint]
@@ -81,6 +89,8 @@ class FoldResult:
     val_ids: list[str]
     val_outputs: np.ndarray  # risk (rfs) or probability (hpv) at the best epoch
     history: list[dict] = field(default_factory=list)
+    temperature: float | None = None  # calibrate: T of sigmoid(z / T)
+    threshold: float | None = None    # calibrate: the fold's Youden threshold on sigmoid(z / T)
 
 
 @dataclass
@@ -91,10 +101,18 @@ class EndpointResult:
     config: dict
 
 
-def kfold_indices(n: int, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled K-fold (train, validation) index pairs; every index validated exactly once."""
+def kfold_indices(n: int, n_folds: int, seed: int, sklearn: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shuffled K-fold (train, validation) index pairs; every index validated exactly once.
+
+    ``sklearn``: scikit-learn's ``KFold(n_folds, shuffle=True, random_state=seed)`` (the released code's).
+    """
     if n < n_folds or n_folds < 2:
         raise InputError(f"{n} patients cannot make {n_folds} folds", None, "use fewer folds or more patients")
+    if sklearn:
+        from sklearn.model_selection import KFold
+
+        return [(np.sort(tr), np.sort(va))
+                for tr, va in KFold(n_splits=n_folds, shuffle=True, random_state=seed).split(np.arange(n))]
     order = np.random.default_rng(seed).permutation(n)
     parts = np.array_split(order, n_folds)
     return [(np.sort(np.concatenate([p for j, p in enumerate(parts) if j != k])), np.sort(parts[k]))
@@ -134,7 +152,7 @@ def train_fold(endpoint: str, train: Sequence[OutcomeCase], val: Sequence[Outcom
 
     torch.manual_seed(config.seed * 1000 + fold)
     rng = np.random.default_rng([config.seed, fold])
-    enc = ClinicalEncoder.fit([c.record for c in train])
+    enc = ClinicalEncoder.fit([c.record for c in train], empty_label=config.empty_label)
     x_tr = torch.from_numpy(np.stack([c.patch for c in train]))
     c_tr = torch.from_numpy(np.stack([enc.transform(c.record) for c in train]))
     x_va = torch.from_numpy(np.stack([c.patch for c in val]))
@@ -158,7 +176,12 @@ def train_fold(endpoint: str, train: Sequence[OutcomeCase], val: Sequence[Outcom
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         net.train()
-        order = rng.permutation(len(train))
+        if config.balanced_sampler and endpoint == "hpv":
+            from .presets import balanced_order
+
+            order = balanced_order([c.hpv for c in train], config.batch_size, rng)
+        else:
+            order = rng.permutation(len(train))
         total = 0.0
         for s in range(0, len(order), config.batch_size):
             idx = torch.as_tensor(order[s:s + config.batch_size])
@@ -178,7 +201,23 @@ def train_fold(endpoint: str, train: Sequence[OutcomeCase], val: Sequence[Outcom
         if not best.state_dict or (metric is not None and (best.best_metric is None or metric > best.best_metric)):
             best.state_dict = copy.deepcopy(net.state_dict())
             best.best_epoch, best.best_metric, best.val_outputs = epoch, metric, outputs
+    if config.calibrate and endpoint == "hpv":
+        _calibrate(best, net, x_va, c_va, val)
     return best
+
+
+def _calibrate(best: FoldResult, net, x_va, c_va, val: Sequence[OutcomeCase]) -> None:
+    """Released HPV steps after training: temperature on the best epoch's validation logits, then Youden."""
+    import torch
+
+    from .presets import fit_temperature, youden_threshold
+
+    net.load_state_dict(best.state_dict)
+    logits = _predict(net, x_va, c_va)[:, 0]
+    labels = [c.hpv for c in val]
+    best.temperature = fit_temperature(logits, labels)
+    best.val_outputs = torch.sigmoid(logits / best.temperature).numpy()
+    best.threshold = youden_threshold(best.val_outputs, labels)
 
 
 def train_endpoint(cases: Sequence[OutcomeCase], endpoint: str, config: TrainConfig = TrainConfig(),
@@ -188,7 +227,7 @@ def train_endpoint(cases: Sequence[OutcomeCase], endpoint: str, config: TrainCon
         raise InputError(f"endpoint {endpoint!r} unknown", None, "use rfs or hpv")
     usable = _usable(cases, endpoint)
     folds = []
-    for k, (tr, va) in enumerate(kfold_indices(len(usable), config.n_folds, config.seed)):
+    for k, (tr, va) in enumerate(kfold_indices(len(usable), config.n_folds, config.seed, config.sklearn_kfold)):
         folds.append(train_fold(endpoint, [usable[i] for i in tr], [usable[i] for i in va], k, config, progress))
     by_id = {c.id: c for c in usable}
     ids = [i for f in folds for i in f.val_ids]
