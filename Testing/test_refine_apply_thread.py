@@ -11,7 +11,6 @@ the expected labels inside and outside the box.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,13 @@ require_module("slicer", "pip install slicer-core")
 
 from HNTumorSegLib.image import write_image  # noqa: E402
 from HNTumorSegLib.prompts.boxes import box_to_index_slices  # noqa: E402
-from HNTumorSegLib.runner import WorkerRun  # noqa: E402
-from HNTumorSegLib.scene.logic import Parameters, SegmentationSceneLogic  # noqa: E402
-from HNTumorSegLib.scene.mrml import make_scene  # noqa: E402
+from HNTumorSegLib.scene.logic import Parameters  # noqa: E402
 from HNTumorSegLib.scene.refinement import SceneSession  # noqa: E402
 from HNTumorSegLib.scene.roi_boxes import box_from_roi_node, lesion_roi_nodes  # noqa: E402
 from HNTumorSegLib.scene.segment_arrays import read_segment_box  # noqa: E402
-from HNTumorSegLib.scene.segmentation_io import export_label_map, import_label_map, segment_ids_by_label  # noqa: E402
+from HNTumorSegLib.scene.segmentation_io import export_label_map, segment_ids_by_label  # noqa: E402
 
-from test_scene_gui_thread import GUI_LIMIT_S, SHAPE, clinical_size_case, poll_timed, timed  # noqa: E402
+from test_scene_gui_thread import GUI_LIMIT_S, SHAPE, StandInClient, poll_timed, refinement_scene, timed  # noqa: E402
 
 pytestmark = pytest.mark.slow   # the clinical-size scene, its hand-off and full exports for the checks
 
@@ -41,33 +38,8 @@ RESULT_WORKER = (
     "print(ResultEvent(files={'labels': sys.argv[2]}, info={}).to_json(), flush=True)\n")
 
 
-class ResultJob(WorkerRun):
-    """A session job's shape (``start(request, refine=)``) over the stand-in worker."""
-
-    def start(self, request, refine=None):
-        self.refine_spec = refine
-        return super().start(request)
-
-
-class ResultClient:
-    def __init__(self, labels: Path):
-        self.labels, self.jobs = labels, []
-
-    def new_job(self, timeout_s=None):
-        job = ResultJob(timeout_s=600, argv=[sys.executable, "-c", RESULT_WORKER, "{request}", str(self.labels)])
-        self.jobs.append(job)
-        return job
-
-    def close(self):
-        pass
-
-
 def test_applying_a_refinement_holds_the_gui_thread_at_most_0_1_s(tmp_path):
-    scene = make_scene().scene
-    t2, prior_image, t2_node, prior_node = clinical_size_case(scene)
-    seg = import_label_map(scene, prior_image, t2_node)
-    logic = SegmentationSceneLogic(scene, timeout_s=600)
-    logic.boxes_from_prior(prior_node, t2_node)
+    scene, t2, prior_image, t2_node, prior_node, seg, logic = refinement_scene()
     roi = next(n for n in lesion_roi_nodes(scene) if n.GetName().startswith("GTVn"))
     box = box_from_roi_node(roi)
     sl = box_to_index_slices(box, t2)
@@ -79,7 +51,7 @@ def test_applying_a_refinement_holds_the_gui_thread_at_most_0_1_s(tmp_path):
     expected = prior_image.array.copy()
     expected[sl] = np.where(refined[sl] == 2, 2, np.where(expected[sl] == 2, 0, expected[sl]))
 
-    client = ResultClient(tmp_path / "result.nii")
+    client = StandInClient(RESULT_WORKER, tmp_path / "result.nii")
     ss = SceneSession(scene, logic, client_factory=lambda python=None, device=None: client)
     params = Parameters(task="midrt", inputs={"T2": t2_node.GetID()}, prior=prior_node.GetID(), model="demo-midrt",
                         device="cpu")

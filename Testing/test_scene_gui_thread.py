@@ -28,6 +28,7 @@ from faults_testlib import wait_until  # noqa: E402
 
 from HNTumorSegLib.image import Image, read_image, write_image  # noqa: E402
 from HNTumorSegLib.prompts.boxes import write_boxes  # noqa: E402
+from HNTumorSegLib.runner import WorkerRun  # noqa: E402
 from HNTumorSegLib.scene.logic import Parameters, SegmentationSceneLogic  # noqa: E402
 from HNTumorSegLib.scene.mrml import image_from_volume_node, make_scene, volume_node_from_image  # noqa: E402
 from HNTumorSegLib.scene.roi_boxes import boxes_from_roi_nodes, lesion_roi_nodes  # noqa: E402
@@ -43,6 +44,44 @@ KEEP_WORKER = (
     "from HNTumorSegLib.protocol import ResultEvent\n"
     "shutil.copytree(Path(sys.argv[1]).parent, sys.argv[2])\n"
     "print(ResultEvent(files={}, info={'kept': sys.argv[2]}).to_json(), flush=True)\n")
+
+
+class StandInJob(WorkerRun):
+    """A session job's shape (``start(request, refine=)``) over a stand-in worker script."""
+
+    def start(self, request, refine=None):
+        self.refine_spec = refine
+        return super().start(request)
+
+
+class StandInClient:
+    """A session client's shape for the scene's refinement: each job runs ``script`` with the request's
+    path and ``arg`` (the refinement GUI-thread tests use it with their own scripts)."""
+
+    def __init__(self, script: str, arg: Path):
+        self.script, self.arg, self.jobs = script, arg, []
+
+    def new_job(self, timeout_s=None):
+        job = StandInJob(timeout_s=600, argv=[sys.executable, "-c", self.script, "{request}", str(self.arg)])
+        self.jobs.append(job)
+        return job
+
+    def close(self):
+        pass
+
+
+def refinement_scene():
+    """A clinical-size scene ready to refine: the T2 and prior (:func:`clinical_size_case`), the prior
+    as a segmentation, the scene logic with the prior's lesion boxes. Returns
+    ``(scene, t2, prior_image, t2_node, prior_node, seg, logic)``."""
+    scene = make_scene().scene
+    t2, prior_image, t2_node, prior_node = clinical_size_case(scene)
+    from HNTumorSegLib.scene.segmentation_io import import_label_map
+
+    seg = import_label_map(scene, prior_image, t2_node)
+    logic = SegmentationSceneLogic(scene, timeout_s=600)
+    logic.boxes_from_prior(prior_node, t2_node)
+    return scene, t2, prior_image, t2_node, prior_node, seg, logic
 
 
 def clinical_size_case(scene):

@@ -11,7 +11,6 @@ warm session and the demo model, that the refined segments equal those of the ol
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +22,13 @@ require_module("slicer", "pip install slicer-core")
 from faults_testlib import wait_until  # noqa: E402
 
 from HNTumorSegLib.image import read_image, write_image  # noqa: E402
-from HNTumorSegLib.runner import WorkerRun  # noqa: E402
 from HNTumorSegLib.scene.logic import Parameters, SegmentationSceneLogic  # noqa: E402
 from HNTumorSegLib.scene.mrml import make_scene  # noqa: E402
 from HNTumorSegLib.scene.refinement import SceneSession, label_map_reader, segment_mask, set_segment_mask  # noqa: E402
 from HNTumorSegLib.scene.roi_boxes import box_from_roi_node, lesion_roi_nodes  # noqa: E402
-from HNTumorSegLib.scene.segmentation_io import export_label_map, import_label_map, segment_ids_by_label  # noqa: E402
+from HNTumorSegLib.scene.segmentation_io import export_label_map, segment_ids_by_label  # noqa: E402
 
-from test_scene_gui_thread import GUI_LIMIT_S, SHAPE, clinical_size_case, poll_timed, timed  # noqa: E402
+from test_scene_gui_thread import GUI_LIMIT_S, SHAPE, StandInClient, poll_timed, refinement_scene, timed  # noqa: E402
 #: the stand-in job's worker: keeps the folder it was handed, answers that it failed (nothing to apply)
 KEEP_WORKER = (
     "import shutil, sys\n"
@@ -40,34 +38,9 @@ KEEP_WORKER = (
     "print(ErrorEvent('internal', 'stand-in: kept ' + sys.argv[2]).to_json(), flush=True)\n")
 
 
-class KeepJob(WorkerRun):
-    """A session job's shape (``start(request, refine=)``) over a worker that keeps its folder."""
-
-    def start(self, request, refine=None):
-        self.refine_spec = refine
-        return super().start(request)
-
-
-class KeepClient:
-    def __init__(self, kept: Path):
-        self.kept, self.jobs = kept, []
-
-    def new_job(self, timeout_s=None):
-        job = KeepJob(timeout_s=600, argv=[sys.executable, "-c", KEEP_WORKER, "{request}", str(self.kept)])
-        self.jobs.append(job)
-        return job
-
-    def close(self):
-        pass
-
-
 def test_refinement_holds_the_gui_thread_at_most_0_1_s_and_cancels_while_preparing(tmp_path):
-    scene = make_scene().scene
-    t2, prior_image, t2_node, prior_node = clinical_size_case(scene)
-    seg = import_label_map(scene, prior_image, t2_node)
-    logic = SegmentationSceneLogic(scene, timeout_s=600)
-    logic.boxes_from_prior(prior_node, t2_node)
-    client = KeepClient(tmp_path / "kept")
+    scene, t2, prior_image, t2_node, prior_node, seg, logic = refinement_scene()
+    client = StandInClient(KEEP_WORKER, tmp_path / "kept")
     ss = SceneSession(scene, logic, client_factory=lambda python=None, device=None: client)
     params = Parameters(task="midrt", inputs={"T2": t2_node.GetID()}, prior=prior_node.GetID(), model="demo-midrt",
                         device="cpu")
@@ -96,7 +69,7 @@ def test_refinement_holds_the_gui_thread_at_most_0_1_s_and_cancels_while_prepari
               f"ticks max {max(ticks) * 1000:.1f} ms over {len(ticks)} ticks")
 
         # the job got what the old path wrote: the same inputs and base labels, the edited box
-        kept = client.kept
+        kept = client.arg
         assert job.refine_spec.boxes == (roi.GetName(),)
         assert Path(job.refine_spec.base_labels_path).name == "base.nii"
         base = read_image(kept / "base.nii", label=True)
