@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
@@ -157,6 +158,22 @@ def event_from_dict(d: dict, line: str = "") -> Event:
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"bad {kind} event: {exc}: {line[:80]!r}") from exc
     raise ProtocolError(f"unknown event type {kind!r}")
+
+
+def drain_events(q: "queue.Queue", marker: Any = None) -> tuple[list, Any]:
+    """What a handle's reader thread queued since the last poll, without blocking: ``(events, last)``,
+    where ``last`` is the first final event (``result``/``error``, not in ``events``) or ``marker``
+    (a handle's own "the channel died" object), at which draining stops; ``None`` when neither came.
+    One loop for :class:`~HNTumorSegLib.session.client.SessionJob` and the server's ``RemoteJob``."""
+    out: list = []
+    while True:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            return out, None
+        if (marker is not None and item is marker) or isinstance(item, (ResultEvent, ErrorEvent)):
+            return out, item
+        out.append(item)
 
 
 class RunHandle:

@@ -52,7 +52,7 @@ from typing import Any
 
 from ..errors import Cancelled, EnvironmentFault, InputError, WorkerCrashed
 from ..fileio import loads_json, read_json, remove_temp_folder, temp_folder
-from ..protocol import ERROR_KINDS, ErrorEvent, Event, ProtocolError, ResultEvent, RunHandle
+from ..protocol import ERROR_KINDS, ErrorEvent, Event, ProtocolError, ResultEvent, RunHandle, drain_events
 from ..session.messages import split_tagged
 
 #: request.json fields that never travel: paths (the files are uploaded instead) and the device
@@ -243,16 +243,13 @@ class RemoteJob(RunHandle):
         out: list[Event] = []
         if self.state != "running":
             return out
-        while True:
-            try:
-                item = self._q.get_nowait()
-            except queue.Empty:
-                break
-            out.append(item)
-            if isinstance(item, (ResultEvent, ErrorEvent)):
-                self.events.extend(out)
-                self._end(item, record=False)
-                return out
+        new, last = drain_events(self._q)
+        out.extend(new)
+        if last is not None:
+            out.append(last)
+            self.events.extend(out)
+            self._end(last, record=False)
+            return out
         self.events.extend(out)
         if self.timeout_s is not None and time.monotonic() - self._t_start > self.timeout_s:
             self.cancel()

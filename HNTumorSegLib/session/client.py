@@ -53,7 +53,7 @@ from typing import Any, Mapping, Sequence
 from ..childproc import PIPE, Child, default_python, start
 from ..errors import Cancelled, WorkerCrashed, WorkerTimedOut
 from ..fileio import remove_temp_folder, temp_folder
-from ..protocol import ErrorEvent, Event, ProtocolError, ResultEvent, RunHandle
+from ..protocol import ErrorEvent, Event, ProtocolError, ResultEvent, RunHandle, drain_events
 from ..runner import request_to_dict
 from .messages import command_line, split_tagged
 
@@ -108,21 +108,15 @@ class SessionJob(RunHandle):
         out: list[Event] = []
         if self.state != "running":
             return out
-        while True:
-            try:
-                item = self._q.get_nowait()
-            except queue.Empty:
-                break
-            if item is _CRASHED:
-                self._end("crashed", ErrorEvent(WorkerCrashed.kind, self.client.crash_message()), out)
-                break
-            if isinstance(item, (ResultEvent, ErrorEvent)):
-                state = ("succeeded" if isinstance(item, ResultEvent) else
-                         "cancelled" if item.kind == Cancelled.kind else "failed")
-                out.append(item)
-                self._end(state, item, out, append=False)
-                break
-            out.append(item)
+        new, last = drain_events(self._q, _CRASHED)
+        out.extend(new)
+        if last is _CRASHED:
+            self._end("crashed", ErrorEvent(WorkerCrashed.kind, self.client.crash_message()), out)
+        elif last is not None:
+            state = ("succeeded" if isinstance(last, ResultEvent) else
+                     "cancelled" if last.kind == Cancelled.kind else "failed")
+            out.append(last)
+            self._end(state, last, out, append=False)
         if self.running and self.timeout_s is not None and time.monotonic() - self._t_start > self.timeout_s:
             self._stop("timeout", out)
         self.events.extend(out)
