@@ -47,7 +47,7 @@ from typing import Any, Callable, Hashable, Iterator
 DEFAULT_BUDGET_MB = 1024
 BUDGET_ENV = "HNTUMORSEG_SESSION_CACHE_MB"
 
-_active: "WarmCache | None" = None
+_active: "WarmCache | Handover | None" = None
 _active_lock = threading.Lock()
 
 
@@ -127,17 +127,80 @@ class WarmCache:
             self._items.clear()
             self.bytes = 0
 
-    @contextlib.contextmanager
-    def active(self) -> Iterator["WarmCache"]:
+    def active(self) -> contextlib.AbstractContextManager["WarmCache"]:
         """Make this the cache :func:`cached` uses (one request at a time: the session's worker thread)."""
-        global _active
+        return _activated(self)
+
+
+class Handover:
+    """Files decoded ahead, in threads, for the one request that follows: a new worker's inputs.
+
+    Why (issue 27): a new worker imports torch and the pipeline and loads the model (1-2 s)
+    before it reads its first input; decoding an 80 x 512 x 512 T2 or a 300 x 512 x 512 CT
+    (0.5-1.6 s, zlib and numpy, mostly outside the GIL) can run meanwhile on the second core.
+    :meth:`start` decodes in a daemon thread; the reader asking :func:`cached` for that key while
+    this is active takes the value (waiting if it is still being made) and the handover forgets
+    it: nothing is held for longer than one read, and nothing is frozen. A failed read ahead is
+    made again by the reader, so its error is raised where it always was.
+
+    Example:
+        >>> import numpy as np
+        >>> handover = Handover()
+        >>> with handover.active():
+        ...     handover.start(("read", "t2"), lambda: np.zeros(3))
+        ...     taken = cached(("read", "t2"), lambda: "made again")
+        ...     again = cached(("read", "t2"), lambda: "made again")
+        >>> taken.tolist(), again
+        ([0.0, 0.0, 0.0], 'made again')
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[Hashable, tuple[threading.Event, list]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, key: Hashable, make: Callable[[], Any]) -> None:
+        """Make ``key``'s value in a daemon thread (once per key)."""
+        done, box = threading.Event(), []
+        with self._lock:
+            if key in self._pending:
+                return
+            self._pending[key] = (done, box)
+
+        def run() -> None:
+            try:
+                box.append(make())
+            except BaseException:   # the reader makes it again and meets the error itself
+                pass
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="hntumorseg-read-ahead", daemon=True).start()
+
+    def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            entry = self._pending.pop(key, None)
+        if entry is not None:
+            done, box = entry
+            done.wait()
+            if box:
+                return box[0]
+        return make()
+
+    def active(self) -> contextlib.AbstractContextManager["Handover"]:
+        """Make this what :func:`cached` asks first (a new worker, for its one request)."""
+        return _activated(self)
+
+
+@contextlib.contextmanager
+def _activated(cache: Any) -> Iterator[Any]:
+    global _active
+    with _active_lock:
+        before, _active = _active, cache
+    try:
+        yield cache
+    finally:
         with _active_lock:
-            before, _active = _active, self
-        try:
-            yield self
-        finally:
-            with _active_lock:
-                _active = before
+            _active = before
 
 
 def cached(key: Hashable | None, make: Callable[[], Any]) -> Any:

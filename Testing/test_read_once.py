@@ -161,3 +161,66 @@ def test_nnunet_folder_takes_arrays_same_labels(tiny_nnunet_results, monkeypatch
     for key in ("spacing", "bbox_used_for_cropping", "shape_before_cropping",
                 "shape_after_cropping_and_before_resampling"):
         assert np.array_equal(np.asarray(from_arrays.properties[key]), np.asarray(from_files.properties[key])), key
+
+
+# ---- a new worker reads its inputs ahead, while it imports torch and loads the model ---------------
+def test_handover_gives_a_value_once_waits_for_it_and_leaves_errors_to_the_reader():
+    import threading
+
+    from HNTumorSegLib.warm_cache import Handover, cached
+
+    release, made = threading.Event(), []
+
+    def slow():
+        release.wait(60)
+        made.append(threading.current_thread().name)
+        return "decoded"
+
+    handover = Handover()
+    with handover.active():
+        handover.start("t2", slow)
+        handover.start("t2", slow)                                # once per key
+        threading.Timer(0.2, release.set).start()
+        assert cached("t2", lambda: "made by the reader") == "decoded"   # waited for the thread
+        assert cached("t2", lambda: "made by the reader") == "made by the reader"   # given once
+        handover.start("bad", lambda: 1 / 0)
+        with pytest.raises(InputError, match="the reader's own error"):
+            cached("bad", lambda: (_ for _ in ()).throw(InputError("the reader's own error", None, "fix")))
+    assert made == ["hntumorseg-read-ahead"]
+    assert cached("t2", lambda: "no handover active") == "no handover active"
+
+
+def test_worker_reads_its_inputs_ahead_once_and_errors_stay_the_same(tmp_path, count_decodes, monkeypatch):
+    import threading
+
+    from HNTumorSegLib import worker
+    from HNTumorSegLib.phantoms import make_midrt_case
+    from HNTumorSegLib.pipeline import SegmentRequest
+    from HNTumorSegLib.pipeline.validate import validate_request
+    from pipeline_testlib import DEMO_MIDRT
+
+    case = make_midrt_case(seed=2)
+    t2 = write_image(case["midRT_T2"], tmp_path / "T2.nii.gz")
+    prior = write_image(case["preRT_mask_registered"], tmp_path / "prior.nii.gz")
+    threads = []
+    real = image_checks.open_decompressed
+    monkeypatch.setattr(image_checks, "open_decompressed",
+                        lambda p: threads.append(threading.current_thread().name) or real(p))
+    req = SegmentRequest(model=str(DEMO_MIDRT), task="midrt", input_paths={"T2": str(t2)}, prior_path=str(prior),
+                         output_path=str(tmp_path / "labels.nii.gz"))
+    with worker.read_inputs_ahead(req):
+        validated = validate_request(req)
+    t2_reads = [p for p in count_decodes if p.endswith("T2.nii.gz")]
+    assert len(t2_reads) == 1 and "hntumorseg-read-ahead" in threads        # decoded once, in the thread
+    assert np.array_equal(validated.images["T2"].array, read_image(t2).array)
+    assert validated.images["T2"].array.flags.writeable                       # nothing frozen
+    data = t2.read_bytes()
+    (tmp_path / "short.nii.gz").write_bytes(data[: len(data) // 2])
+    bad = SegmentRequest(model=str(DEMO_MIDRT), task="midrt", input_paths={"T2": str(tmp_path / "short.nii.gz")},
+                         prior_path=str(prior), output_path=str(tmp_path / "labels2.nii.gz"))
+    with pytest.raises(InputError, match="truncated or corrupt") as ahead:
+        with worker.read_inputs_ahead(bad):
+            validate_request(bad)
+    with pytest.raises(InputError, match="truncated or corrupt") as plain:
+        validate_request(bad)
+    assert ahead.value.one_line() == plain.value.one_line()

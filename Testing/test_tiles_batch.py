@@ -2,9 +2,9 @@
 
 "Today's path" is one tile per forward pass (``CPU_BATCH_TILES = 1``); the new default runs
 :data:`HNTumorSegLib.inference.tiling.CPU_BATCH_TILES` per pass. Labels must be equal voxel for
-voxel (float sums may differ in the last bits). Also: a box-restricted run's labels, made from
-the cut probability map (:func:`HNTumorSegLib.pipeline.finish.labels_block`), equal those made
-from the whole map, and the tile weight is built once and reused across calls.
+voxel (float sums may differ in the last bits). Also: a run's labels, moved back only where they
+are not settled background (:func:`HNTumorSegLib.pipeline.finish.labels_on_target`), equal those
+made from the whole map, restricted to boxes or not, and the tile weight is built once and reused.
 """
 
 from __future__ import annotations
@@ -41,13 +41,15 @@ def test_batched_tiles_give_the_labels_of_single_tiles(tmp_path, monkeypatch, ta
 
 
 @pytest.mark.slow
-def test_restricted_labels_from_the_cut_map_equal_the_whole_map(tmp_path, monkeypatch, one_torch_thread):
+@pytest.mark.parametrize("task,restrict", [("midrt", True), ("midrt", False), ("petct", False)])
+def test_labels_from_the_cut_map_equal_the_whole_map(tmp_path, monkeypatch, one_torch_thread, task, restrict):
     from HNTumorSegLib.pipeline import finish
 
-    cut, _ = _run(tmp_path, "midrt", "cut", restrict=True)
+    cut, _ = _run(tmp_path, task, "cut", restrict=restrict)
     calls = []
-    monkeypatch.setattr(finish, "content_slices", lambda p, fill, margin=2: calls.append(1) or (slice(None),) * 3)
-    whole, _ = _run(tmp_path, "midrt", "whole", restrict=True)
+    monkeypatch.setattr(finish, "settled_background",     # nothing settled: every chunk is resampled
+                        lambda p, output: calls.append(1) or np.zeros(p.shape[1:], bool))
+    whole, _ = _run(tmp_path, task, "whole", restrict=restrict)
     assert calls and cut.any() and np.array_equal(cut, whole)
 
 

@@ -22,10 +22,35 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..image import Image, checked_image, read_image
-from ..warm_cache import cached, file_identity
+from ..warm_cache import Handover, cached, file_identity
 from .pixels import read_series
 from .select import refuse_mosaic_file, select_series
 from .pet_units import pet_to_suv
+
+
+def input_image_name(name: str) -> str:
+    """How messages, and the read cache, call a request's input ``name`` (``"T2 image"``)."""
+    return f"{name} image"
+
+
+def _read_key(p: Path, label: bool, name: str | None):
+    """The cache key of :func:`read_volume`'s file read (None when ``p`` is not a regular file)."""
+    ident = file_identity(p)
+    return ident and ("read", ident, label, name)
+
+
+def read_ahead(handover: Handover, path: str | os.PathLike, name: str | None = None) -> bool:
+    """Start decoding the image file ``path`` for the :func:`read_volume` call to come (same ``name``).
+
+    A new worker's read-ahead (:class:`HNTumorSegLib.warm_cache.Handover`, issue 27); a DICOM
+    folder or a missing path is left to that call. Returns whether a read was started.
+    """
+    p = Path(path)
+    key = _read_key(p, False, name)
+    if key is None:
+        return False
+    handover.start(key, lambda: read_image(p, label=False, name=name))
+    return True
 
 
 def read_volume(path: str | os.PathLike, label: bool = False, name: str | None = None,
@@ -44,8 +69,8 @@ def read_volume(path: str | os.PathLike, label: bool = False, name: str | None =
             raise InputError(f"a series ({series}) is named for the {what}, which is a file, not a DICOM folder",
                              p, "drop --series, or give the DICOM folder")
         refuse_mosaic_file(p)   # not "a single slice": a mosaic of tiled slices (issue 25)
-        ident = file_identity(p)   # a warm session decodes an unchanged file once (issue 27)
-        return cached(ident and ("read", ident, label, name), lambda: read_image(p, label=label, name=name))
+        # a warm session decodes an unchanged file once; a new worker may have read it ahead (issue 27)
+        return cached(_read_key(p, label, name), lambda: read_image(p, label=label, name=name))
     image = read_dicom_folder(p, series_uid=series, name=what, prefer_modality=prefer_modality)
     return checked_image(image.to_sitk(), p, label=label, what=what)
 

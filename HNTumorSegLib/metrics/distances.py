@@ -43,23 +43,10 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..postprocess import bounding_box  # noqa: F401 (also this module's name for it: metrics.aggregate)
+
 # MedPy's default connectivity=1: the 6-neighbour cross in 3D
 _SURFACE_STRUCTURE = ndimage.generate_binary_structure(3, 1)
-
-
-def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
-    """Slices of the bounding box of ``mask`` grown by ``margin`` voxels, clipped to the array.
-
-    An all-zero mask gives empty slices.
-    """
-    if not mask.any():
-        return tuple(slice(0, 0) for _ in mask.shape)
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(i for i in range(mask.ndim) if i != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(box)
 
 
 def _surface(mask: np.ndarray) -> np.ndarray:

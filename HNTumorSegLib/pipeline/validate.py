@@ -40,7 +40,7 @@ import numpy as np
 from ..errors import InputError
 from ..dicom.contours_in import ContourOptions, check_same_frame, read_label_input
 from ..dicom.pet_units import UNCONVERTED, read_pet
-from ..dicom.read import read_volume
+from ..dicom.read import input_image_name, read_volume
 from ..image import Image, check_overlap
 from ..image_checks import check_extent
 from ..protect import check_request
@@ -176,10 +176,10 @@ def validate_request(request: SegmentRequest,
             images[name] = pet.image
             pet_notes += [pet.note] if pet.rule != UNCONVERTED else []   # a conversion is said; SUV as given is not
             continue
-        images[name] = read_volume(request.input_paths[name], name=f"{name} image", series=request.series.get(name),
+        images[name] = read_volume(request.input_paths[name], name=input_image_name(name), series=request.series.get(name),
                                    prefer_modality=DICOM_MODALITY.get(name))  # a file, or a DICOM folder
     for name, image in images.items():   # too thin for B-spline: refused before ITK sees it (issue 25)
-        check_extent(image, request.input_paths[name], f"{name} image")
+        check_extent(image, request.input_paths[name], input_image_name(name))
     ref_name = expected[0]
     ref = images[ref_name]
     notes: list[str] = list(pet_notes)

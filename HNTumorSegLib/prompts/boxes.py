@@ -51,11 +51,11 @@ from ..errors import InputError
 from ..fileio import read_json, write_json_atomic
 from ..protect import check_path_kind
 from ..image import Image, box_corners, index_box_to_ras, ras_to_lps  # noqa: F401 (index_box_to_ras re-exported)
+from ..postprocess import STRUCTURE_26, label_components
 from .extents import BOX_CROP_SURROUND_MM
 from .margins import MarginDraw
 
 NAME_LABELS = {v.lower(): k for k, v in LABEL_NAMES.items()}
-STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 STRUCTURE_6 = ndimage.generate_binary_structure(3, 1)  # face neighbours: seed 003's lesions
 # Slack when deciding whether a voxel centre lies on a box face: absorbs float round-off of the
 # corner transforms (1e-4 voxel is far below any clinical meaning).
@@ -173,16 +173,17 @@ def _components_with_first(mask: np.ndarray, label: int, connectivity: int = 6
     """:func:`lesion_components` plus each component's first voxel (z, y, x) in raster order."""
     if connectivity not in (6, 26):
         raise ValueError(f"connectivity must be 6 or 26, got {connectivity}")
-    comps, n = ndimage.label(mask == label, structure=STRUCTURE_6 if connectivity == 6 else STRUCTURE_26)
+    comps, n, box = label_components(np.asarray(mask), label, STRUCTURE_6 if connectivity == 6 else STRUCTURE_26)
     if n == 0:
         return []
     sizes = np.bincount(comps.ravel(), minlength=n + 1)[1:]
+    offset = np.array([s.start for s in box])
     out = []
     for idx, sl in enumerate(ndimage.find_objects(comps), start=1):
         sub = comps[sl] == idx
-        first = np.argwhere(sub)[0] + np.array([s.start for s in sl])
-        lo = np.array([s.start for s in sl])
-        hi = np.array([s.stop - 1 for s in sl])
+        lo = np.array([s.start for s in sl]) + offset
+        first = np.argwhere(sub)[0] + lo
+        hi = np.array([s.stop - 1 for s in sl]) + offset
         out.append((lo, hi, int(sizes[idx - 1]), tuple(first)))
     out.sort(key=lambda t: (-t[2], t[3]))
     return out
