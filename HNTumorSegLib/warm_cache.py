@@ -160,7 +160,8 @@ class Handover:
 
     def start(self, key: Hashable, make: Callable[[], Any]) -> None:
         """Make ``key``'s value in a daemon thread (once per key)."""
-        done, box = threading.Event(), []
+        done = threading.Event()
+        box: list[Any] = []   # the value, once made
         with self._lock:
             if key in self._pending:
                 return

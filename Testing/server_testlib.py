@@ -63,7 +63,9 @@ class ServerProcess:
         self.child = None
 
     def start(self) -> "ServerProcess":
-        self.child = start(self.argv, env=THREADS, name="server")
+        # its temp root in the test's folder: a killed server's folder (swept by the next server) stays out of /tmp
+        (self.folder / "tmp").mkdir(parents=True, exist_ok=True)
+        self.child = start(self.argv, env={**THREADS, "TMPDIR": str(self.folder / "tmp")}, name="server")
         wait_until(self._healthy, self.start_timeout_s, f"the server at {self.url} to answer /v1/health")
         return self
 

@@ -27,7 +27,7 @@ def test_bench_clinical_runs_on_tiny_sizes(tmp_path):
     saved = json.loads((tmp_path / "smoke.json").read_text())
     md = (tmp_path / "smoke.md").read_text()
     m, p = saved["midrt"], saved["petct"]
-    assert m["unchanged_outside_box"] is True
+    assert m["unchanged_outside_box"] is True and m["box_only_equals_the_box"] is True
     assert m["refine"][0]["n_tiles"] < m["cold_segment"]["n_tiles"]
     assert m["refine"][0]["cache"]["hits"] >= 2            # the warm session read nothing again
     for r in (m["cold_segment"], m["session_warm"], m["refine"][0], p["cold_segment_restricted"]):

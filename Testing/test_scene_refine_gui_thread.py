@@ -6,7 +6,9 @@ reads the scene (node views, the segments' binary labelmaps) and a thread writes
 (:mod:`HNTumorSegLib.scene.handoff`); the panel's timer (``SceneSession.tick``) starts the job.
 Timed here: the refine call and every tick until the job ends (the stand-in job keeps the folder it
 was handed, so its files are compared with the old path's). The demo-size test checks, with a real
-warm session and the demo model, that the refined segments equal those of the old synchronous path.
+warm session and the demo model, that the refined segments equal those of the old synchronous path,
+and (issue 27) that the refinement is box-only: no base labels handed over, the result is the box's
+crop placed by its origin, and the segments outside the box are untouched.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from faults_testlib import wait_until  # noqa: E402
 from HNTumorSegLib.image import read_image, write_image  # noqa: E402
 from HNTumorSegLib.scene.logic import Parameters, SegmentationSceneLogic  # noqa: E402
 from HNTumorSegLib.scene.mrml import make_scene  # noqa: E402
-from HNTumorSegLib.scene.refinement import SceneSession, label_map_reader, segment_mask, set_segment_mask  # noqa: E402
+from HNTumorSegLib.prompts.boxes import box_to_index_slices  # noqa: E402
+from HNTumorSegLib.scene.refinement import SceneSession, segment_mask, set_segment_mask  # noqa: E402
 from HNTumorSegLib.scene.roi_boxes import box_from_roi_node, lesion_roi_nodes  # noqa: E402
 from HNTumorSegLib.scene.segmentation_io import export_label_map, segment_ids_by_label  # noqa: E402
 
@@ -68,14 +71,11 @@ def test_refinement_holds_the_gui_thread_at_most_0_1_s_and_cancels_while_prepari
         print(f"\nGUI thread at {SHAPE}: refine {refine_s * 1000:.1f} ms, cancel {cancel_s * 1000:.1f} ms, "
               f"ticks max {max(ticks) * 1000:.1f} ms over {len(ticks)} ticks")
 
-        # the job got what the old path wrote: the same inputs and base labels, the edited box
+        # the job got what the old path wrote, the edited box, and no base labels (box-only, issue 27)
         kept = client.arg
         assert job.refine_spec.boxes == (roi.GetName(),)
-        assert Path(job.refine_spec.base_labels_path).name == "base.nii"
-        base = read_image(kept / "base.nii", label=True)
-        old_base = export_label_map(seg, t2_node)
-        assert base.same_grid(old_base)
-        np.testing.assert_array_equal(base.array, old_base.array)
+        assert job.refine_spec.box_only and job.refine_spec.base_labels_path is None
+        assert not [p.name for p in kept.iterdir() if p.name.startswith("base")], list(kept.iterdir())
         new_t2 = read_image(kept / "T2.nii")
         np.testing.assert_array_equal(new_t2.array, t2.array)
         assert new_t2.same_grid(t2) and (kept / "boxes.json").exists() and (kept / "prior.nii").exists()
@@ -115,16 +115,31 @@ def test_refined_segments_equal_the_synchronous_path(scene_case, tmp_path):
         manual = segment_mask(seg, gtvp, t2)          # a manual edit: the base must hold it
         manual[-2:, :3, :3] = True
         set_segment_mask(seg, gtvp, manual, t2)
-        np.testing.assert_array_equal(label_map_reader(seg, t2)().array, export_label_map(seg, t2).array)
 
         roi = next(n for n in lesion_roi_nodes(scene) if n.GetName().startswith("GTVn"))
         roi.SetCenter(*(np.array(roi.GetCenter()) + [1.8, 0.9, 0.0]))
         groups = segment_ids_by_label(seg)
         before = {sid: segment_mask(seg, sid, t2) for sid in groups[1] + groups[2]}
         ss.refine(roi)                                            # the new path, driven by tick
+        prep = ss.preparation
+        wait_until(lambda: ss.tick() is not None and ss.preparation is None, "the hand-off", limit_s=300, poll_s=0.1)
+        handed = sorted(p.name for p in prep.work.iterdir())
+        assert not [n for n in handed if n.startswith("base")], handed        # no base labels handed over
+        wait_until(lambda: ss.job.poll() is not None and not ss.job.running, "the refinement job", limit_s=300,
+                   poll_s=0.1)
+        crop = read_image(ss.job.final.files["labels"], label=True)   # the box's crop, placed by its origin
+        grid = export_label_map(seg, t2)                          # the reference grid
+        sl = box_to_index_slices(box_from_roi_node(roi), grid)
+        assert crop.array.shape == grid.array[sl].shape != grid.array.shape
+        np.testing.assert_allclose(crop.origin, grid.index_to_physical(np.array([s.start for s in sl[::-1]], float)),
+                                   atol=1e-3)
         wait_until(lambda: ss.tick() is not None and not ss.refining, "the refinement", limit_s=300, poll_s=0.1)
         assert ss.refinements == 1, ss.last_final
         new = {sid: segment_mask(seg, sid, t2) for sid in before}
+        outside = np.ones(grid.array.shape, bool)
+        outside[sl] = False
+        for sid in before:                                        # the segments outside the box: untouched
+            np.testing.assert_array_equal(new[sid][outside], before[sid][outside])
         assert ss.undo()
 
         # the old synchronous path: inputs and base written as .nii.gz, then the job
@@ -140,3 +155,4 @@ def test_refined_segments_equal_the_synchronous_path(scene_case, tmp_path):
             np.testing.assert_array_equal(segment_mask(seg, sid, t2), new[sid])
     finally:
         ss.cleanup()
+

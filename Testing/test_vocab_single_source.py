@@ -371,7 +371,7 @@ def test_refine_keys_are_the_fields_and_the_old_key_still_reads():
     from HNTumorSegLib.pipeline.refine import REFINE_KEYS, RefineSpec
 
     spec = RefineSpec.from_dict({"base_labels_path": "a.nii.gz", "boxes": ["GTVn-2"]})
-    assert set(spec.to_dict()) == set(REFINE_KEYS) == {"base_labels_path", "boxes"}
+    assert set(spec.to_dict()) == set(REFINE_KEYS) == {"base_labels_path", "boxes", "box_only"}
     assert RefineSpec.from_dict(spec.to_dict()) == spec
     assert RefineSpec.from_dict({"base_labels": "a.nii.gz", "boxes": ["GTVn-2"]}) == spec   # old request lines
     with pytest.raises(InputError, match="both"):

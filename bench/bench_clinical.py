@@ -38,6 +38,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -159,10 +161,17 @@ def midrt_part(args, folder: Path, env: dict) -> dict:
             r = timed(req(f"refined_{i}.nii.gz", path), refine={"base_labels_path": base, "boxes": [edited.name]})
             refs.append(r)
             print("refine", json.dumps({k: v for k, v in r.items() if k not in ("timings", "files")}), flush=True)
+        crops = []   # what Slicer asks: no base handed over, only the box's crop back
+        for i in range(args.refines):
+            r = timed(req(f"crop_{i}.nii.gz", folder / f"boxes_{i}.json"), refine={"boxes": [edited.name], "box_only": True})
+            crops.append(r)
+            print("refine box-only", json.dumps({k: v for k, v in r.items() if k not in ("timings", "files")}), flush=True)
         watch.stop()
     out["refine"] = refs
+    out["refine_box_only"] = crops
     out["refine_median_s"] = round(statistics.median(r["wall_s"] for r in refs), 3)
     out["refine_cpu_median_s"] = round(statistics.median(r["cpu_s"] for r in refs), 3)
+    out["refine_box_only_median_s"] = round(statistics.median(r["wall_s"] for r in crops), 3)
     out["edited_box"] = edited.name
     out["session_peak_rss_mb"] = round(watch.peak_mb, 1)
     # nothing outside the edited box changed (the last refinement against its base)
@@ -175,6 +184,10 @@ def midrt_part(args, folder: Path, env: dict) -> dict:
     a, b = last.copy(), base_arr.array.copy()
     a[inside], b[inside] = 0, 0
     out["unchanged_outside_box"] = bool((a == b).all())
+    crop = read_image(crops[-1]["files"]["labels"], label=True)    # the same boxes: the box of the whole map
+    start = np.array([inside[2].start, inside[1].start, inside[0].start], float)
+    out["box_only_equals_the_box"] = bool(crop.array.shape == last[inside].shape and np.array_equal(crop.array, last[inside])
+                                          and np.allclose(crop.origin, base_arr.index_to_physical(start), atol=1e-4))
     out["loadavg_after"] = loadavg()
     return out
 
@@ -226,13 +239,17 @@ def write_md(res: dict, path: Path) -> None:
                 lines.append(row(name, run, m[key]))
         for i, r in enumerate(m["refine"]):
             lines.append(row(name, f"one-lesion refinement {i + 1} ({m['edited_box']} +-3 mm)", r))
+        for i, r in enumerate(m.get("refine_box_only", [])):
+            lines.append(row(name, f"box-only refinement {i + 1} (no base handed over, the crop back)", r))
     p = res.get("petct")
     if p:
         name = ("PET/CT CT " + "x".join(map(str, p["ct_shape_zyx"])) + " + PET " + "x".join(map(str, p["pet_shape_zyx"])))
         lines.append(row(name, "cold `segment` restricted to the boxes", p["cold_segment_restricted"]))
     lines.append("")
     if m:
-        lines += [f"mid-RT: refinement median {m['refine_median_s']} s wall, {m['refine_cpu_median_s']} s CPU; nothing "
+        lines += [f"mid-RT: refinement median {m['refine_median_s']} s wall, {m['refine_cpu_median_s']} s CPU "
+                  f"(box-only, as Slicer asks: {m.get('refine_box_only_median_s', '-')} s; its crop equals the whole "
+                  f"map's box, placed by its origin: {m.get('box_only_equals_the_box', '-')}); nothing "
                   f"outside the edited box changed: {m['unchanged_outside_box']}; session peak RSS "
                   f"{m['session_peak_rss_mb']} MB; warm cache after the refinements: {m['refine'][-1].get('cache')}; "
                   f"load {m['loadavg_before']} -> {m['loadavg_after']}.",

@@ -3,7 +3,8 @@
     hntumorseg session [--device auto|cpu|cuda|cuda:N|mps]
 
 Reads ``{"id": ..., "request": {...request.json...}}`` (optionally with ``"refine": {"base_labels_path":
-PATH, "boxes": ["GTVn-2"]}`` inside the request; the older key ``base_labels`` is still read), ``{"id": ..., "cancel": ID}``, ``{"id": ...,
+PATH, "boxes": ["GTVn-2"]}`` inside the request; the older key ``base_labels`` is still read; ``"box_only": true``
+returns only the crop over the edited boxes, no base needed), ``{"id": ..., "cancel": ID}``, ``{"id": ...,
 "status": true}`` and ``{"shutdown": true}`` lines on stdin; writes the worker protocol's events,
 each tagged with its request's ``"id"``, on stdout. The model stays loaded while model, device
 and folds stay the same. Details: :mod:`HNTumorSegLib.session.server`; Python callers use

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import LABEL_NAMES
+from ..image import Image
 from .outputs import OutputSet, paste, to_target_block
 from .request import SegmentResult
 
@@ -182,13 +183,16 @@ def finish_from_probabilities(case, stages, probabilities: np.ndarray, grid, tar
             labels = labels_on_target(probabilities, grid, target, fill, output)
         labels = clean_up(labels, target.spacing, post.get("min_volume_ml") or {},
                           keep_largest_gtvp=bool(post.get("keep_largest_gtvp", False)))
-    if labels_hook is not None:  # refinement: the base labels outside the edited boxes
-        labels = labels_hook(labels)
+    written = target.with_array(labels.astype(np.uint8))
+    if labels_hook is not None:  # refinement: the base labels outside the edited boxes, or only their crop
+        hooked = labels_hook(labels)
+        written = hooked if isinstance(hooked, Image) else target.with_array(hooked.astype(np.uint8))
 
     stages("write", "writing outputs")
     with OutputSet() as out:
-        out.add_image("labels", target.with_array(labels.astype(np.uint8)), request.output_path)
+        out.add_image("labels", written, request.output_path)
         if request.probabilities_path:
+            assert block is not None and sl is not None     # moved back whole above
             out.add_multichannel("probabilities", paste(block, sl, target.array.shape, fill), target,
                                  request.probabilities_path)
         if request.uncertainty_path:
@@ -204,5 +208,5 @@ def finish_from_probabilities(case, stages, probabilities: np.ndarray, grid, tar
     timings = dict(stages.timings)
     timings["total"] = stages.total()
     return SegmentResult(files=out.files, timings=timings, device=str(case.device), model_id=card.id,
-                         n_tiles=int(n_tiles), task=case.task, volumes_ml=volumes_ml(labels, target.spacing),
+                         n_tiles=int(n_tiles), task=case.task, volumes_ml=volumes_ml(written.array, written.spacing),
                          boxes=list(boxes), registration=getattr(case, "registration", None))

@@ -31,6 +31,16 @@ Every task works the same way (mid-RT: gradient map of the edited box; pre-RT: t
 region; PET/CT: the crop around the edited box). nnU-Net results folders and ensembles run
 their own paths: their labels go to a temp file and the same merge follows.
 
+**Box only** (``RefineSpec.box_only``, issue 27): a caller that uses only the edited boxes
+(Slicer's "Update while editing") gets only them back and need not hand over a base: the output
+file holds the crop over the bounding box (union) of the edited boxes on the reference grid -
+same spacing and direction, origin at the crop's first voxel, so the file says where it lies
+(any NIfTI reader places it; no extra field in the result). Inside each edited box the new
+prediction (as above), elsewhere in the crop the base labels when a base is given, else 0.
+``volumes_ml`` is then of the crop (the labels in the file). Why: at 80x512x512 the whole map
+was written (0.06 s) and the base exported in Slicer, written, read and checked (0.07 s) for a
+box of a few thousand voxels.
+
 Example:
     >>> from HNTumorSegLib.image import write_image
     >>> from HNTumorSegLib.phantoms import make_midrt_case
@@ -48,6 +58,12 @@ Example:
     ...                           spec)
     >>> res.n_tiles        # the tiles around GTVn-2 only (a whole run took 27)
     1
+    >>> crop = refine_segmentation(SegmentRequest(model="demo-midrt", input_paths={"T2": "mid.nii.gz"},
+    ...                                           boxes_path="boxes_v2.json", output_path="gtvn2.nii.gz"),
+    ...                            {"boxes": ["GTVn-2"], "box_only": True})      # no base: only the box back
+    >>> box = box_to_index_slices(boxes[2], read_image("labels_v2.nii.gz"))
+    >>> bool((read_image("gtvn2.nii.gz").array == read_image("labels_v2.nii.gz").array[box]).all())
+    True
 """
 
 from __future__ import annotations
@@ -68,6 +84,7 @@ from ..protect import check_request
 from ..prompts.boxes import LesionBox, boxes_from_mask, box_to_index_slices
 from ..vocab import ModelKind, did_you_mean
 from ..warm_cache import cached, file_identity
+from .finish import sub_grid
 from .outputs import OutputSet
 from .request import SegmentRequest, SegmentResult
 from .run import ModelLoader, Progress, _Stages, _volumes_ml, run_validated
@@ -81,15 +98,26 @@ OLD_REFINE_KEYS = {"base_labels": "base_labels_path"}
 
 @dataclass(frozen=True)
 class RefineSpec:
-    """What to refine: the earlier label map and the names of the edited boxes.
+    """What to refine: the earlier label map, the names of the edited boxes, and what comes out.
 
     The session's request line carries it as ``"refine": {"base_labels_path": PATH, "boxes": ["GTVn-2"]}``:
     each JSON key is the field of the same name (:data:`REFINE_KEYS`); the older key
     ``base_labels`` is still read (:data:`OLD_REFINE_KEYS`) so earlier request lines keep working.
+
+    ``box_only`` (key ``"box_only": true``): the output holds only the crop over the edited boxes
+    (:func:`refine_segmentation`), and ``base_labels_path`` may be left out (inside an edited box
+    the new prediction decides every voxel). Without it the base is required.
+
+    Example:
+        >>> RefineSpec.from_dict({"boxes": ["GTVn-2"], "box_only": True})
+        RefineSpec(base_labels_path=None, boxes=('GTVn-2',), box_only=True)
+        >>> RefineSpec.from_dict({"boxes": ["GTVn-2"], "box_only": True}).to_dict()
+        {'base_labels_path': None, 'boxes': ['GTVn-2'], 'box_only': True}
     """
 
-    base_labels_path: str
+    base_labels_path: str | None
     boxes: tuple[str, ...]
+    box_only: bool = False
 
     @classmethod
     def from_dict(cls, data: Any) -> "RefineSpec":
@@ -109,18 +137,22 @@ class RefineSpec:
             hints = "".join(did_you_mean(k, REFINE_KEYS) for k in unknown)
             raise InputError(f"unknown refine field(s) {', '.join(unknown)}{hints}", None,
                              f"use only {', '.join(REFINE_KEYS)}")
-        base, boxes = data.get("base_labels_path"), data.get("boxes")
-        if not base or not isinstance(base, str):
+        base, boxes, box_only = data.get("base_labels_path"), data.get("boxes"), data.get("box_only", False)
+        if not isinstance(box_only, bool):
+            raise InputError(f"refine field 'box_only' must be true or false, not {box_only!r}", None,
+                             'write "box_only": true to get only the crop over the edited boxes')
+        if not (box_only and base is None) and (not base or not isinstance(base, str)):
             raise InputError("refine needs 'base_labels_path', the label map to refine", None,
                              "give the path of the earlier result (labels.nii.gz)")
         if (not isinstance(boxes, list) or not boxes or not all(isinstance(b, str) and b.strip() for b in boxes)):
             raise InputError("refine needs 'boxes', a list of box names", base, 'write e.g. "boxes": ["GTVn-2"]')
         if len(set(boxes)) != len(boxes):
             raise InputError("a box is named twice in 'boxes'", base, "name each edited box once")
-        return cls(str(base), tuple(b.strip() for b in boxes))
+        return cls(None if base is None else str(base), tuple(b.strip() for b in boxes), box_only)
 
     def to_dict(self) -> dict:
-        return {"base_labels_path": self.base_labels_path, "boxes": list(self.boxes)}
+        """The ``refine`` object: every field under its own name (:data:`REFINE_KEYS`)."""
+        return {"base_labels_path": self.base_labels_path, "boxes": list(self.boxes), "box_only": self.box_only}
 
 
 #: The keys of the ``refine`` object: the fields of :class:`RefineSpec`, so key and field cannot differ.
@@ -160,28 +192,51 @@ def merge_boxes(base_zyx: np.ndarray, new_zyx: np.ndarray, boxes: Sequence[tuple
     return out
 
 
-def read_base_labels(spec: RefineSpec, case: ValidatedCase) -> Image:
+def read_base_labels(path: str, case: ValidatedCase) -> Image:
     """The base label map, checked: labels {0, 1, 2} on the first input's grid."""
-    ident = file_identity(spec.base_labels_path)   # unchanged between refinements: decoded once in a session
+    ident = file_identity(path)   # unchanged between refinements: decoded once in a session
     base = cached(ident and ("read", ident, True, "base label map"),
-                  lambda: read_image(spec.base_labels_path, label=True, name="base label map"))
-    check_labels(base, path=spec.base_labels_path, name="base label map")
+                  lambda: read_image(path, label=True, name="base label map"))
+    check_labels(base, path=path, name="base label map")
     if not base.same_grid(case.reference):
         raise InputError(f"the base label map does not lie on the {case.reference_name} image's grid",
-                         spec.base_labels_path, "give the label map of an earlier run on this very image")
+                         path, "give the label map of an earlier run on this very image")
     return base
 
 
 class BoxRefinement:
-    """The edited boxes and the base labels; :meth:`merge` is the pipeline's ``labels_hook``."""
+    """The edited boxes on the reference ``grid`` and the base labels (None: a box-only refinement
+    without a base); :meth:`merge` makes the whole map (the pipeline's ``labels_hook``), :meth:`crop`
+    the box-only output."""
 
-    def __init__(self, edited: Sequence[LesionBox], base: Image):
-        self.edited, self.base = list(edited), base
+    def __init__(self, edited: Sequence[LesionBox], grid: Image, base: Image | None):
+        self.edited, self.grid, self.base = list(edited), grid, base
+        self.boxes = [(box_to_index_slices(b, grid), int(b.label)) for b in self.edited]
 
     def merge(self, new_zyx: np.ndarray) -> np.ndarray:
-        """Base labels outside the edited boxes, the new prediction inside (in the box's label)."""
-        return merge_boxes(self.base.array, new_zyx,
-                           [(box_to_index_slices(b, self.base), int(b.label)) for b in self.edited])
+        """Base labels (or 0) outside the edited boxes, the new prediction inside (in the box's label)."""
+        base = self.base.array if self.base is not None else np.zeros(new_zyx.shape, np.uint8)
+        return merge_boxes(base, new_zyx, self.boxes)
+
+    @property
+    def crop_slices(self) -> Slices3:
+        """The bounding box (union) of the edited boxes on the reference grid, (z, y, x) slices."""
+        lo = [min(sl[a].start for sl, _ in self.boxes) for a in range(3)]
+        hi = [max(sl[a].stop for sl, _ in self.boxes) for a in range(3)]
+        return slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2])
+
+    def crop(self, new_zyx: np.ndarray) -> Image:
+        """:meth:`merge` over :attr:`crop_slices` only, as an image placed there: the grid's spacing and
+        direction, origin at the crop's first voxel (any NIfTI reader puts it where it belongs)."""
+        c = self.crop_slices
+        base = self.base.array[c] if self.base is not None else np.zeros(new_zyx[c].shape, np.uint8)
+
+        def shifted(sl: Slices3) -> Slices3:   # the box's slices on the crop
+            z, y, x = (slice(s.start - o.start, s.stop - o.start) for s, o in zip(sl, c))
+            return z, y, x
+
+        return sub_grid(self.grid, c).with_array(merge_boxes(base, new_zyx[c], [(shifted(sl), label)
+                                                                                for sl, label in self.boxes]))
 
 
 def case_boxes(case: ValidatedCase) -> list[LesionBox]:
@@ -192,26 +247,34 @@ def case_boxes(case: ValidatedCase) -> list[LesionBox]:
     return boxes_from_mask(prior, margin_vox=case.model.card.box_margin_vox)
 
 
-def _refine_by_full_run(case: ValidatedCase, stages: _Stages, refinement: BoxRefinement,
-                        low_memory: bool) -> SegmentResult:
-    """nnU-Net folders and ensembles: their labels into a temp folder, then the same merge."""
+def _new_prediction(case: ValidatedCase, stages: _Stages, low_memory: bool) -> tuple[SegmentResult, np.ndarray]:
+    """nnU-Net folders and ensembles: the run of the edited boxes writes its labels on the whole grid
+    into a temp folder (removed), read back here; :func:`_write_refined` then writes the refined file.
+    (A model card's run hands its labels to the refinement's hook instead: nothing is written twice.)"""
     temp = Path(tempfile.mkdtemp(prefix="hntumorseg-refine-"))
     try:
-        request = dataclasses.replace(case.request, output_path=str(temp / "labels.nii.gz"), boxes_output_path=None)
+        request = dataclasses.replace(case.request, output_path=str(temp / "labels.nii"), boxes_output_path=None)
         full = run_validated(dataclasses.replace(case, request=request), stages, low_memory=low_memory)
         new = read_image(full.files["labels"], label=True).array
     finally:
         shutil.rmtree(temp, ignore_errors=True)
-    labels = refinement.merge(new)
+    return full, new
+
+
+def _write_refined(case: ValidatedCase, stages: _Stages, refinement: BoxRefinement, box_only: bool,
+                   low_memory: bool) -> SegmentResult:
+    """The refined labels at ``request.output_path``: the whole merged map, or (``box_only``) its crop."""
+    full, new = _new_prediction(case, stages, low_memory)
     stages("write", "writing the refined labels")
-    target = case.reference
+    labels = refinement.crop(new) if box_only else case.reference.with_array(refinement.merge(new))
     with OutputSet() as out:
-        out.add_image("labels", target.with_array(labels), case.request.output_path)
+        out.add_image("labels", labels, case.request.output_path)
         if case.request.boxes_output_path:
             out.add_json("boxes", [b.to_dict() for b in full.boxes], case.request.boxes_output_path)
     stages.end()
-    timings = dict(full.timings, total=stages.total())
-    return dataclasses.replace(full, files=out.files, timings=timings, volumes_ml=_volumes_ml(labels, target.spacing))
+    timings = dict(stages.timings, total=stages.total())
+    return dataclasses.replace(full, files=out.files, timings=timings,
+                               volumes_ml=_volumes_ml(labels.array, labels.spacing))
 
 
 def refine_segmentation(request: SegmentRequest, spec: RefineSpec | dict, progress: Progress | None = None,
@@ -219,25 +282,28 @@ def refine_segmentation(request: SegmentRequest, spec: RefineSpec | dict, progre
     """Refine the named boxes of ``spec.base_labels_path`` (module docstring); writes ``request.output_path``.
 
     Same contract as :func:`~.run.run_segmentation` (every mistake an InputError before any
-    output); ``SegmentResult.regions`` lists the refined boxes.
+    output); ``SegmentResult.regions`` lists the refined boxes. With ``spec.box_only`` the file
+    holds only the crop over the edited boxes, placed by its origin (module docstring), and
+    ``volumes_ml`` is of that crop.
     """
     spec = RefineSpec.from_dict(spec)
     # the base labels are read too: no output may be them (a hand-edited map, issue 22), before any work
-    check_request(request, extra_inputs={BASE_LABELS_NAME: spec.base_labels_path})
+    check_request(request, extra_inputs={BASE_LABELS_NAME: spec.base_labels_path or ""})
     if request.probabilities_path or request.uncertainty_path:
         raise InputError("a refinement writes labels only", request.probabilities_path or request.uncertainty_path,
                          "leave probabilities and uncertainty out of refinement requests")
     stages = _Stages(progress)
     stages("load", "reading inputs and the model")
     case = validate_request(request, model_loader=model_loader)
-    base = read_base_labels(spec, case)
+    base = read_base_labels(spec.base_labels_path, case) if spec.base_labels_path else None
     edited = pick_boxes(case_boxes(case), spec.boxes, request.boxes_path)
-    refinement = BoxRefinement(edited, base)
+    refinement = BoxRefinement(edited, case.reference, base)
     # the edited boxes alone, and only around them (restrict_to_boxes), are segmented
     alone = dataclasses.replace(case, boxes=edited, request=dataclasses.replace(request, restrict_to_boxes=True))
     if case.model.kind in (ModelKind.NNUNET, ModelKind.ENSEMBLE):
-        result = _refine_by_full_run(alone, stages, refinement, low_memory)
+        result = _write_refined(alone, stages, refinement, spec.box_only, low_memory)
     else:
-        result = run_validated(alone, stages, low_memory=low_memory, labels_hook=refinement.merge)
+        result = run_validated(alone, stages, low_memory=low_memory,
+                               labels_hook=refinement.crop if spec.box_only else refinement.merge)
     result.regions = [b.to_dict() for b in edited]
     return result

@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -122,13 +122,14 @@ def run_nnunet(case: ValidatedCase, stages: _Stages, model: NnUNetFolderModel) -
 
 
 def run_validated(case: ValidatedCase, stages: _Stages, low_memory: bool = False,
-                  labels_hook: Callable[[np.ndarray], np.ndarray] | None = None) -> SegmentResult:
+                  labels_hook: Callable[[np.ndarray], Any] | None = None) -> SegmentResult:
     """Run a request already checked by :func:`validate_request` (see :func:`run_segmentation`).
 
     The model's type says how it runs (:mod:`HNTumorSegLib.models.types`): an nnU-Net folder by
     nnU-Net's own pre/post-processing, an ensemble card member by member, a model card here.
     ``labels_hook(labels) -> labels``: applied to the final labels before they are written
-    (a refinement keeps the base labels outside its boxes: :mod:`.refine`)."""
+    (a refinement keeps the base labels outside its boxes: :mod:`.refine`); it may return an
+    :class:`~HNTumorSegLib.image.Image` instead, written as it is (a box-only refinement's crop)."""
     from ..inference import EnsembleOptions, EnsemblePredictor, TilingOptions
     from ..models.ensemble_card import EnsembleModel
 

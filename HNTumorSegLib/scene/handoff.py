@@ -78,13 +78,10 @@ class Snapshot:
     boxes: list = field(default_factory=list)
     fields: dict = field(default_factory=dict)
     uncertainty: bool = False
-    #: more images written beside the inputs as ``{name}.nii`` (not in the request): name -> Image,
-    #: or a call that makes it in the thread (a refinement's base labels, :mod:`.refinement`)
-    extras: dict = field(default_factory=dict)
 
     @property
     def n_files(self) -> int:
-        return len(self.images) + (self.prior is not None) + len(self.extras)
+        return len(self.images) + (self.prior is not None)
 
     def write(self, work: Path, out: Path, progress: Callable[[float, str], None] | None = None,
               cancelled: Callable[[], bool] = lambda: False) -> SegmentRequest | None:
@@ -94,12 +91,10 @@ class Snapshot:
         todo = [(role, img, False) for role, img in self.images.items()]
         if self.prior is not None:
             todo.append(("prior", self.prior, True))
-        todo += [(name, img, False) for name, img in self.extras.items()]
         paths = {}
         for i, (name, img, label) in enumerate(todo):
             if cancelled():
                 return None
-            img = img() if callable(img) else img
             if label:
                 check_labels(img, path=None)   # 0, 1, 2 only (the GUI thread read it unchecked)
             progress(i / max(1, len(todo)), f"writing the {name} for the worker ({i + 1}/{len(todo)})")
@@ -109,8 +104,6 @@ class Snapshot:
             return None
         boxes = str(write_boxes(self.boxes, Path(work) / "boxes.json")) if self.boxes else None
         prior = paths.pop("prior", None)
-        for name in self.extras:
-            paths.pop(name)
         return SegmentRequest(task=self.task, input_paths=paths, prior_path=prior, boxes_path=boxes,
                               output_path=str(Path(out) / "labels.nii.gz"),
                               uncertainty_path=str(Path(out) / "uncertainty.nii.gz") if self.uncertainty else None,

@@ -17,8 +17,9 @@
   also clears another lesion's voxels the network calls background
   (:mod:`HNTumorSegLib.pipeline.refine`); in Slicer those voxels may be the user's own painting,
   so they are kept.
-* **applying a result off the GUI thread** (issue 26): a finished refinement's label map is read
-  and cut to its box in a thread (:class:`ResultReader`); the next tick writes only that box into
+* **applying a result off the GUI thread** (issue 26): a finished refinement's result - the box's
+  crop (a box-only refinement, issue 27: no base labels are exported or handed over), or a whole
+  map from an older server - is read in a thread (:class:`ResultReader`); the next tick writes only that box into
   the segments (:func:`.segment_arrays.change_box`: the Segment Editor's own Add / Remove with
   the box's extent, no whole-volume export or import).
 * **undo keeps later edits** (issue 26, item 7): each applied refinement pushes a
@@ -74,16 +75,15 @@ import numpy as np
 from ..errors import InputError
 from ..image import Image
 from ..prompts.boxes import LesionBox, box_to_index_slices
-from .handoff import HANDOFF_SUFFIX, Preparation
+from .handoff import Preparation
 from .mrml import image_from_volume_node
 from .roi_boxes import box_from_roi_node, lesion_roi_nodes
-from .segment_arrays import (BoxEdit, ResultReader, change_box, label_map_reader, read_segment_box, segment_mask,
-                             set_segment_mask)
+from .segment_arrays import BoxEdit, ResultReader, change_box, read_segment_box, segment_mask, set_segment_mask
 from .segmentation_io import segment_ids_by_label, style_segment
 
 __all__ = ["DEBOUNCE_S", "UNDO_LEVELS", "Debouncer", "RefineState", "SceneSession",
            # in .segment_arrays; still importable from here
-           "ResultReader", "label_map_reader", "segment_mask", "set_segment_mask"]
+           "ResultReader", "segment_mask", "set_segment_mask"]
 
 #: seconds of quiet after the last box change before the lesion is re-segmented (issue 17)
 DEBOUNCE_S = 0.5
@@ -172,6 +172,7 @@ class SceneSession:
         self.job_box: LesionBox | None = None
         self.job_out: Path | None = None
         self.job_grid: tuple = ((), ())    # the refined box's slices (z y x) and the grid's shape
+        self.job_geometry: Image | None = None   # the grid's geometry (a 1-voxel image): where a crop lies
         self.reader: ResultReader | None = None    # a finished refinement's result, read in its thread
         self.reader_box: LesionBox | None = None
         self.undo_stack: list[_Undo] = []          # the last UNDO_LEVELS refinements, newest last
@@ -299,9 +300,11 @@ class SceneSession:
         """Re-segment the lesion of ``roi_node`` in the background; returns the job at once.
 
         The scene is read here (:meth:`SegmentationSceneLogic.snapshot
-        <HNTumorSegLib.scene.logic.SegmentationSceneLogic.snapshot>`, :func:`label_map_reader`); a
-        thread writes the inputs and the base labels (:class:`.handoff.Preparation`) and a later
-        :meth:`tick` starts the job (issue 26: the GUI thread is not held by the writing)."""
+        <HNTumorSegLib.scene.logic.SegmentationSceneLogic.snapshot>`); a thread writes the inputs
+        (:class:`.handoff.Preparation`) and a later :meth:`tick` starts the job (issue 26: the GUI
+        thread is not held by the writing). The job is a box-only refinement (issue 27): no base
+        labels are handed over - inside the box the new prediction decides every voxel, and only
+        the box is applied - and its result is the box's crop, not the whole map."""
         if self.params is None or not self.segmentation_id:
             raise InputError("there is no result to refine yet", None, "press Apply first")
         seg = self.scene.GetNodeByID(self.segmentation_id)
@@ -311,10 +314,10 @@ class SceneSession:
         box = box_from_roi_node(roi_node)
         grid = image_from_volume_node(reference, copy=False)    # its geometry: the box's voxels
         self.job_grid = (box_to_index_slices(box, grid), grid.array.shape)
+        self.job_geometry = Image(np.zeros((1, 1, 1), np.uint8), grid.spacing, grid.origin, grid.direction.copy())
         snapshot = self.logic.snapshot(self.params)
         if not snapshot.boxes:
             raise InputError("refinement needs the lesion boxes", None, "tick 'Use boxes'")
-        snapshot.extras["base"] = label_map_reader(seg, reference)
         self.cancel_refinement()   # one at a time
         client = self.client_for(self.params)
         job = client.new_job(timeout_s=self.timeout_s)
@@ -339,7 +342,7 @@ class SceneSession:
         self.preparation = None
         if prep.error is None and prep.request is not None:
             try:
-                prep.run.start(prep.request, refine=RefineSpec(str(prep.work / f"base{HANDOFF_SUFFIX}"), (name,)))
+                prep.run.start(prep.request, refine=RefineSpec(None, (name,), box_only=True))
                 return RefineState(True, f"refining {name}: starting")
             except BaseException as failed:
                 prep.error = failed
@@ -363,7 +366,8 @@ class SceneSession:
             message = job.final.message if job.final is not None else "no result"
             return RefineState(False, f"refinement of {box.name} failed", error=message)
         slices, shape = self.job_grid
-        self.reader = ResultReader(job.final.files["labels"], box.label, slices, shape, out, name=box.name)
+        self.reader = ResultReader(job.final.files["labels"], box.label, slices, shape, out, name=box.name,
+                                   grid=self.job_geometry)
         self.reader_box = box
         return RefineState(True, f"refining {box.name}: reading the result")
 

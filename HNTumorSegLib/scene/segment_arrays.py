@@ -18,9 +18,7 @@ thread and made undo restore whole segments. Here:
   value: a voxel the user painted or erased after the refinement (in any segment, a new one
   included) keeps the user's edit, and no voxel ends up in two segments.
 * :class:`ResultReader`: a finished refinement's result read in a thread, only its box
-  (:func:`read_label_box`), so the GUI thread only writes the box.
-* :func:`label_map_reader`: the challenge label map in two halves, the segments' layers copied
-  now (GUI thread), the map built later (any thread).
+  (:func:`read_label_box`; a box-only refinement's crop, issue 27), so the GUI thread only writes the box.
 
 A segmentation not stored as binary labelmaps on the reference's grid (another grid, a parent
 transform) falls back to the whole-segment export for reading (slow, but right).
@@ -49,14 +47,12 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, cast
 
 import numpy as np
 
 from ..errors import InputError
 from ..image import Image, read_image
 from .mrml import ijk_to_world_matrix, image_from_volume_node, numpy_matrix, vtk_matrix, volume_node_from_image
-from .segmentation_io import export_label_map, segment_ids_by_label
 
 Box = tuple[slice, slice, slice]   # (z, y, x) slices of the reference grid, steps of 1
 
@@ -305,15 +301,32 @@ def read_label_box(path: Path, box: tuple, shape: tuple) -> np.ndarray | None:
 
 
 class ResultReader:
-    """A finished refinement's ``label`` read (its box only, :func:`read_label_box`) in a thread
-    (issue 26): Slicer's GUI thread then only writes that box into the segments. ``slices`` (z y x)
-    and ``shape`` are the box and the reference grid's shape; ``out`` (the result folder) is removed
-    when the thread ends. Read :attr:`region` and :attr:`error` once :attr:`done`."""
+    """A finished refinement's ``label`` read (its box only) in a thread (issue 26): Slicer's GUI
+    thread then only writes that box into the segments. ``slices`` (z y x) and ``shape`` are the box
+    and the reference grid's shape; ``out`` (the result folder) is removed when the thread ends.
+    Read :attr:`region` and :attr:`error` once :attr:`done`.
+
+    The file is either the whole map (read up to the box, :func:`read_label_box`) or a box-only
+    refinement's crop (issue 27), placed on the reference ``grid`` (its geometry) by its origin; the
+    crop must cover the box.
+
+    Example (a 2x3x4 crop at voxel (1, 2, 3) of a 4x8x8 grid; the box is that crop):
+        >>> from HNTumorSegLib.image import write_image
+        >>> grid = Image(np.zeros((4, 8, 8), np.uint8), (0.5, 0.5, 2.0), (10.0, 20.0, 30.0))
+        >>> crop = np.zeros((2, 3, 4), np.uint8); crop[1, 1, 1:3] = 2
+        >>> cropped = Image(crop, grid.spacing, tuple(grid.index_to_physical(np.array([3.0, 2.0, 1.0]))))
+        >>> _ = write_image(cropped, "crop.nii.gz")
+        >>> box = (slice(1, 3), slice(2, 5), slice(3, 7))
+        >>> reader = ResultReader("crop.nii.gz", 2, box, grid.array.shape, grid=grid).join(60)
+        >>> int(reader.region.sum()), reader.region.shape
+        (2, (2, 3, 4))
+    """
 
     def __init__(self, labels_path: str | Path, label: int, slices: tuple, shape: tuple,
-                 out: Path | None = None, name: str = ""):
+                 out: Path | None = None, name: str = "", grid: Image | None = None):
         self.path, self.label, self.slices, self.shape, self.out = Path(labels_path), label, slices, shape, out
         self.name = name                         # the box's name (messages)
+        self.grid = grid                         # the reference's geometry: where a crop lies
         self.region: np.ndarray | None = None    # bool, the box's shape: the refined lesion's voxels
         self.error: BaseException | None = None
         self._done = threading.Event()
@@ -323,12 +336,8 @@ class ResultReader:
     def _main(self) -> None:
         try:
             values = read_label_box(self.path, self.slices, self.shape)
-            if values is None:                 # not a plain NIfTI of this grid: read whole, checked
-                labels = read_image(self.path, label=True)
-                if labels.array.shape != tuple(self.shape):
-                    raise InputError("the refinement's result is not on the volume's grid", self.path,
-                                     "press Apply again")
-                values = labels.array[self.slices]
+            if values is None:                 # a crop, or not a plain NIfTI of this grid: read whole, checked
+                values = self._box_of(read_image(self.path, label=True))
             self.region = np.ascontiguousarray(values == self.label)
         except BaseException as exc:   # reported by tick, on the GUI thread
             self.error = exc
@@ -337,6 +346,22 @@ class ResultReader:
                 shutil.rmtree(self.out, ignore_errors=True)
             self._done.set()
 
+    def _box_of(self, labels: Image) -> np.ndarray:
+        """The box's voxels of a whole map, or of a crop that covers the box (placed by its origin)."""
+        if labels.array.shape == tuple(self.shape):
+            return labels.array[self.slices]
+        grid = self.grid
+        if grid is not None and np.allclose(labels.spacing, grid.spacing, atol=1e-4) \
+                and np.allclose(labels.direction, grid.direction, atol=1e-4):
+            at = grid.physical_to_index(np.asarray(labels.origin, float))[::-1]     # z y x
+            start = np.rint(at).astype(int)
+            inside = tuple(slice(s.start - int(o), s.stop - int(o)) for s, o in zip(self.slices, start))
+            if np.allclose(at, start, atol=1e-3) and all(
+                    r.start >= 0 and r.stop <= n for r, n in zip(inside, labels.array.shape)):
+                return labels.array[inside]
+        raise InputError("the refinement's result is not on the volume's grid or misses the box", self.path,
+                         "press Apply again")
+
     @property
     def done(self) -> bool:
         return self._done.is_set()
@@ -344,44 +369,3 @@ class ResultReader:
     def join(self, timeout_s: float | None = None) -> "ResultReader":
         self._done.wait(timeout_s)
         return self
-
-
-# ---- the challenge label map, off the GUI thread --------------------------------------------------
-def label_map_reader(seg_node, reference_node) -> Callable[[], Image]:
-    """:func:`~.segmentation_io.export_label_map` in two halves: the segments' binary labelmaps read
-    now (GUI thread: copies of their extents, milliseconds), the label map made by the returned call
-    (any thread: a refinement's hand-off, issue 26). A segmentation that is not stored as binary
-    labelmaps on the reference's grid (another grid, a parent transform) is exported now instead."""
-    ref = image_from_volume_node(reference_node, copy=False)   # its geometry; the voxels are not read
-    groups = segment_ids_by_label(seg_node)
-    if not groups[1] and not groups[2]:
-        export_label_map(seg_node, reference_node)   # raises its InputError (no GTVp or GTVn segment)
-    parts, copies = [], {}
-    grid = ijk_to_world_matrix(reference_node)
-    for label in (2, 1):  # GTVp last: it wins where segments overlap (as export_label_map)
-        for sid in groups[label]:
-            try:
-                found = segment_layer(seg_node, sid, grid)
-            except OffGrid:
-                image = export_label_map(seg_node, reference_node)   # the general case, on this thread
-                return lambda: image
-            if found is None:
-                continue      # an empty segment
-            view, start, value = found
-            key = (view.__array_interface__["data"][0], view.shape)
-            if key not in copies:   # segments share layers: each layer copied once
-                copies[key] = view.copy()
-            parts.append((label, copies[key], start, value))
-
-    def make() -> Image:
-        out = np.zeros(ref.array.shape, np.uint8)
-        whole = cast(Box, tuple(slice(0, d) for d in map(int, out.shape)))
-        for label, layer, start, value in parts:
-            found = _overlap(start, layer.shape, whole)
-            if found is None:
-                continue
-            inside = layer[found[0]] == value
-            out[found[1]][inside] = label
-        return ref.with_array(out)
-
-    return make

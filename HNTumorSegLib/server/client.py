@@ -20,7 +20,8 @@ remote job exactly as a local one:
   still be running there`` (kind ``crashed``: exit 1 on the command line);
 * ``cancel`` sends ``DELETE /v1/jobs/{id}`` and waits for the server's ``cancelled`` event;
 * a refinement (``refine=RefineSpec``) runs against the parent job's cached inputs on the server
-  (``POST /v1/jobs/{id}/refine``): only the edited label map and the boxes travel.
+  (``POST /v1/jobs/{id}/refine``): only the boxes and, when the spec gives one, the edited label map
+  travel; ``box_only`` is passed on (the result is then the crop over the edited boxes).
 
 Example (the token file must be private, as the server's):
     >>> import os
@@ -405,6 +406,8 @@ class RemoteClient:
             raise InputError("a refinement on the server needs an earlier job there", None, "run Apply first")
         boxes = read_json(data["boxes_path"], "boxes file") if data.get("boxes_path") else []
         refine = {"boxes": boxes, "refine_boxes": list(spec.boxes)}
+        if spec.box_only:            # only then: an older server refuses the key it does not know
+            refine["box_only"] = True
         with ExitStack() as stack:
             files = []
             if spec.base_labels_path:

@@ -84,21 +84,29 @@ def build(client: dict, files: dict[str, Path], folder: Path) -> tuple[dict, Non
 def build_refine(parent_request: dict, parent_labels: Path | None, refine: dict, base_labels: Path | None,
                  folder: Path) -> tuple[dict, dict]:
     """``(request.json dict, refine spec)`` of a refinement: the parent's inputs, new boxes, and the
-    base labels (uploaded, else the parent's result)."""
-    unknown = sorted(set(refine) - {"boxes", "refine_boxes"})
+    base labels (uploaded, else the parent's result). With ``"box_only": true`` the result is the
+    crop over the edited boxes and only an uploaded base is used (none: 0 outside the edited boxes,
+    as a session's; the parent's result is not needed)."""
+    unknown = sorted(set(refine) - {"boxes", "refine_boxes", "box_only"})
     if unknown:
         raise InputError(f"refine field(s) {', '.join(unknown)} are not taken", None,
-                         'send {"boxes": [boxes.json entries], "refine_boxes": ["GTVn-2"]}')
+                         'send {"boxes": [boxes.json entries], "refine_boxes": ["GTVn-2"], "box_only": true|false}')
     names = refine.get("refine_boxes")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise InputError("refine field 'refine_boxes' must list the names of the boxes to refine", None,
                          'send e.g. "refine_boxes": ["GTVn-2"]')
-    if base_labels is None and (parent_labels is None or not parent_labels.is_file()):
+    box_only = refine.get("box_only", False)
+    if not isinstance(box_only, bool):
+        raise InputError("refine field 'box_only' must be true or false", None,
+                         'send "box_only": true to get only the crop over the edited boxes')
+    if not box_only and base_labels is None and (parent_labels is None or not parent_labels.is_file()):
         raise InputError("the job has no result labels to refine", None,
                          "refine a job that ended with a result, or upload base_labels")
     # the parent's own files (its labels, its boxes) are copied: the parent may be deleted meanwhile;
     # its inputs are read in place (their owner is kept while this job runs, server/jobs.py)
-    base = base_labels or Path(shutil.copy2(parent_labels, folder / "in" / "base_labels.nii.gz"))  # type: ignore[arg-type]
+    base = base_labels
+    if base is None and not box_only:
+        base = Path(shutil.copy2(parent_labels, folder / "in" / "base_labels.nii.gz"))  # type: ignore[arg-type]
     data = dict(parent_request)
     data["output_path"] = str(folder / "out" / LABELS_NAME)
     for key in ("probabilities_path", "uncertainty_path", "boxes_output_path", "registered_folder_path"):
@@ -107,4 +115,9 @@ def build_refine(parent_request: dict, parent_labels: Path | None, refine: dict,
         data["boxes_path"] = _write_boxes(refine["boxes"], folder)
     elif data.get("boxes_path"):
         data["boxes_path"] = str(shutil.copy2(data["boxes_path"], folder / "in" / "boxes.json"))
-    return data, {"base_labels_path": str(base), "boxes": list(names)}
+    spec: dict[str, Any] = {"boxes": list(names)}
+    if base is not None:
+        spec["base_labels_path"] = str(base)
+    if box_only:
+        spec["box_only"] = True
+    return data, spec

@@ -6,6 +6,8 @@ In (one JSON object per line):
   ``"refine": {"base_labels_path": PATH, "boxes": ["GTVn-2"]}`` inside the request object it
   refines those boxes of the label map at ``base_labels_path``
   (:class:`HNTumorSegLib.pipeline.refine.RefineSpec`; the older key ``base_labels`` is still read);
+  with ``"box_only": true`` the output holds only the crop over the edited boxes (placed by its
+  origin) and ``base_labels_path`` may be left out;
 * ``{"id": "c1", "cancel": "r1"}`` cancels request r1 (running or queued);
 * ``{"id": "s1", "status": true}`` asks for a ``session`` event;
 * ``{"shutdown": true}`` (or the end of input) ends the session once the requests sent
