@@ -55,12 +55,14 @@ def _labels_both_ways(prob, model, target, output):
     real = finish.sub_grid
     finish.sub_grid = lambda g, sl: chunks.append(sl) or real(g, sl)
     try:
-        cut = labels_on_target(prob, model, target, fill, output)
+        block, at = labels_on_target(prob, model, target, fill, output)
     finally:
         finish.sub_grid = real
+    cut = np.zeros(target.array.shape, np.uint8)
+    cut[at] = block
     wblock, wsl = to_target_block(prob, model, target, fill)
     whole = labels_from(paste(wblock, wsl, target.array.shape, fill), output)
-    return cut, whole, chunks[1:]   # the first is the covered block
+    return cut, whole, chunks[2:]   # the first two: the cut of the map, the covered block
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -96,7 +98,9 @@ def test_settled_voxels_and_the_same_grid():
     prob[:, 6, 7, 8] = [0.2, 0.3, 0.5]
     settled = settled_background(prob, "softmax")
     assert settled.sum() == settled.size - 2
-    same = labels_on_target(prob, model, model, np.array([1.0, 0, 0], np.float32), "softmax")
+    block, at = labels_on_target(prob, model, model, np.array([1.0, 0, 0], np.float32), "softmax")
+    same = np.zeros(model.array.shape, np.uint8)
+    same[at] = block
     expect = np.zeros(model.array.shape, np.uint8)
     expect[6, 7, 8] = 2                                            # argmax of NaN is 0, as np.argmax says
     assert np.array_equal(same, expect)
