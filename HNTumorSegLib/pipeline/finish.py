@@ -108,7 +108,7 @@ def labels_on_target(probabilities: np.ndarray, grid, target, fill, output: str)
     from scipy import ndimage
 
     from ..postprocess import STRUCTURE_26, bounding_box
-    from .outputs import _covered_block
+    from .outputs import covered_block
 
     nothing = (np.zeros((0, 0, 0), np.uint8), (slice(0, 0),) * 3)
     unsettled = ~settled_background(probabilities, output)
@@ -122,7 +122,7 @@ def labels_on_target(probabilities: np.ndarray, grid, target, fill, output: str)
         return block, (box[0], box[1], box[2])
     box = bounding_box(unsettled, margin=2)
     cut = sub_grid(grid, box)
-    covered = _covered_block(target, cut)
+    covered = covered_block(target, cut)
     if covered is None:
         return nothing
     lo, hi = covered

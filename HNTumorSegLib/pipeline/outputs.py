@@ -169,7 +169,7 @@ class OutputSet:
             self.rollback()
 
 
-def _covered_block(target: Image, grid: Image) -> tuple[np.ndarray, np.ndarray] | None:
+def covered_block(target: Image, grid: Image) -> tuple[np.ndarray, np.ndarray] | None:
     """Index range (lo, hi inclusive, i j k) of ``target`` voxels that may lie inside ``grid``."""
     cont = target.physical_to_index(grid.corners_lps())
     n = np.asarray(target.shape_xyz)
@@ -193,7 +193,7 @@ def to_target_block(channels: np.ndarray, grid: Image, target: Image, fill) -> t
     k = channels.shape[0]
     if grid.same_grid(target):
         return channels.astype(np.float32, copy=False), (slice(None),) * 3
-    block = _covered_block(target, grid)
+    block = covered_block(target, grid)
     if block is None:
         return np.zeros((k, 0, 0, 0), np.float32), (slice(0, 0),) * 3
     lo, hi = block
