@@ -61,6 +61,7 @@ def _segment(folder, ct, pet, out, *extra):
                  "--output", str(out), "--folds", "0", "--no-tta", "--device", "cpu", "--progress", "none", *extra])
 
 
+@pytest.mark.slow   # two trained checkpoints: ~33 s of set-up (default run kept under 15 min)
 def test_default_is_final_and_the_choice_is_exact(two_checkpoints):
     assert DEFAULT_CHECKPOINT is Checkpoint.FINAL
     assert [p.name for p in load_model(two_checkpoints, folds="0,1").checkpoints] == ["checkpoint_final.pth"] * 2
@@ -82,6 +83,7 @@ def test_segment_checkpoint_best_changes_the_contours(two_checkpoints, tiny_nnun
     assert int((best != final).sum()) > 10
 
 
+@pytest.mark.slow   # two trained checkpoints: ~33 s of set-up (default run kept under 15 min)
 def test_missing_chosen_checkpoint_is_one_line_naming_the_fold_folder(two_checkpoints, tiny_nnunet_results, tmp_path, capsys):
     ct, pet = tiny_nnunet_test_cases(tiny_nnunet_results)[0]
     (two_checkpoints / "fold_0" / "checkpoint_best.pth").unlink()
@@ -99,6 +101,7 @@ def test_missing_chosen_checkpoint_is_one_line_naming_the_fold_folder(two_checkp
         load_model(two_checkpoints, folds="1", checkpoint=Checkpoint.FINAL)
 
 
+@pytest.mark.slow   # two trained checkpoints: ~33 s of set-up (default run kept under 15 min)
 def test_unknown_checkpoint_word_is_exit_2(two_checkpoints, tiny_nnunet_results, tmp_path, capsys):
     ct, pet = tiny_nnunet_test_cases(tiny_nnunet_results)[0]
     out = tmp_path / "labels.nii.gz"
@@ -107,6 +110,7 @@ def test_unknown_checkpoint_word_is_exit_2(two_checkpoints, tiny_nnunet_results,
     assert "checkpoint_latest" in err and "checkpoint_final, checkpoint_best" in err and not out.exists()
 
 
+@pytest.mark.slow   # two trained checkpoints: ~33 s of set-up (default run kept under 15 min)
 def test_ensemble_card_choice_and_cli_override(two_checkpoints, tmp_path):
     card = write_ensemble(tmp_path / "ens", {"id": "e", "checkpoint": "checkpoint_best",
                                              "members": [{"model": str(two_checkpoints), "folds": "0"},
@@ -123,6 +127,7 @@ def test_ensemble_card_choice_and_cli_override(two_checkpoints, tmp_path):
         load_model(card)
 
 
+@pytest.mark.slow   # two trained checkpoints: ~33 s of set-up (default run kept under 15 min)
 def test_seed002_preset_loads_checkpoint_best_for_every_stage(two_checkpoints, tmp_path):
     from hntumorseg_training.seed002_stages import SEED002_CHECKPOINT, write_seed002_ensemble
 
@@ -137,6 +142,7 @@ def test_seed002_preset_loads_checkpoint_best_for_every_stage(two_checkpoints, t
     assert all(p.name == "checkpoint_final.pth" for p in load_model(card, checkpoint="final").members[0].model.checkpoints)
 
 
+@pytest.mark.slow   # two trained checkpoints: ~33 s of set-up (default run kept under 15 min)
 def test_folder_declaration_names_its_checkpoint(two_checkpoints):
     write_json_atomic(two_checkpoints / DECLARATION_NAME, {"format": DECLARATION_FORMAT, "checkpoint": "checkpoint_best"})
     assert load_model(two_checkpoints, folds="0").checkpoints[0].name == "checkpoint_best.pth"
@@ -172,6 +178,7 @@ def test_batch_refuses_an_unknown_checkpoint_before_any_work(tmp_path, capsys):
     assert rc == 2 and "unknown --checkpoint 'newest'" in err and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow   # two trained checkpoints: ~33 s of set-up (default run kept under 15 min)
 def test_a_cache_loader_blind_to_the_choice_is_passed_by(two_checkpoints):
     """A warm session's cache keys on model, folds and device: a chosen checkpoint must not be lost in it."""
     from HNTumorSegLib.folds import parse_folds

@@ -131,6 +131,7 @@ print(json.dumps({"label": label, "can_download": state.can_download, "needs": [
 """
 
 
+@pytest.mark.slow   # a local model hub: ~38 s of set-up (default run kept under 15 min)
 def test_download_runs_in_a_child_with_progress_and_keeps_the_gui_process_light(hub):
     server, cache = hub
     out = subprocess.run([sys.executable, "-c", GUI_PROCESS, HUB_ID, server.commit], capture_output=True, text=True,
@@ -150,6 +151,7 @@ def test_download_runs_in_a_child_with_progress_and_keeps_the_gui_process_light(
     assert choose_model(HUB_ID, "midrt", require_installed=True).installed   # Apply accepts it
 
 
+@pytest.mark.slow   # a local model hub: ~38 s of set-up (default run kept under 15 min)
 def test_download_refused_licence_bad_commit_and_changed_byte_leave_nothing(hub):
     server, cache = hub
     plan = install_plan(HUB_ID)

@@ -83,6 +83,7 @@ def test_splits_command_writes_the_released_split(tmp_path, capsys):
     assert default != written
 
 
+@pytest.mark.slow   # ~26 s idle
 def test_released_split_trainer_writes_the_forks_split(test_cache_dir, tmp_path, monkeypatch):
     """``STUNetTrainer_small_MEDAI_releasedsplit`` writes what the fork's do_split makes, fold by fold."""
     from conftest import require_module
