@@ -151,3 +151,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def ended_logics():
+    """Scene logics to end after the test (``cancel``: a result never imported goes with its folder,
+    as when the module closes): append each ``SegmentationSceneLogic`` a test makes."""
+    logics: list = []
+    yield logics
+    for logic in logics:
+        logic.cancel()

@@ -150,9 +150,10 @@ def _apply_and_poll(logic, params, argv):
     return start_s, polls, states
 
 
-def test_apply_holds_the_gui_thread_at_most_0_1_s_and_the_worker_gets_the_same_inputs(big, tmp_path):
+def test_apply_holds_the_gui_thread_at_most_0_1_s_and_the_worker_gets_the_same_inputs(big, tmp_path, ended_logics):
     scene, t2, prior = big
     logic = SegmentationSceneLogic(scene, timeout_s=600)
+    ended_logics.append(logic)
     logic.boxes_from_prior(prior, t2)
     params = Parameters(task="midrt", inputs={"T2": t2.GetID()}, prior=prior.GetID(), model="demo-midrt",
                         device="cpu")
@@ -184,9 +185,10 @@ def test_apply_holds_the_gui_thread_at_most_0_1_s_and_the_worker_gets_the_same_i
     assert (kept / "boxes.json").read_bytes() == old_boxes.read_bytes()
 
 
-def test_cancel_while_preparing_returns_at_once_and_leaves_nothing(big, tmp_path):
+def test_cancel_while_preparing_returns_at_once_and_leaves_nothing(big, tmp_path, ended_logics):
     scene, t2, prior = big
     logic = SegmentationSceneLogic(scene, timeout_s=600)
+    ended_logics.append(logic)
     params = Parameters(task="midrt", inputs={"T2": t2.GetID()}, prior=prior.GetID(), model="demo-midrt",
                         device="cpu")
     prep, start_s = timed(lambda: logic.start(params, argv=[sys.executable, "-c", "raise SystemExit(3)"]))

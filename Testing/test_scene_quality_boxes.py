@@ -35,21 +35,12 @@ def case(tmp_path_factory):
     return root / ids[0]
 
 
-@pytest.fixture
-def ended():
-    """Logics to end after the test (cancel: their result folders go, as when the module closes)."""
-    logics: list = []
-    yield logics
-    for logic in logics:
-        logic.cancel()
-
-
-def _run(case, ended, **choices):
+def _run(case, ended_logics, **choices):
     """Apply on mid-RT with the registered prior and no scene boxes; the panel's other defaults."""
     app = make_scene()
     nodes = load_case_folder(app.scene, case)
     logic = SegmentationSceneLogic(app.scene, timeout_s=600)
-    ended.append(logic)
+    ended_logics.append(logic)
     params = Parameters(task="midrt", inputs={"T2": nodes["midRT_T2"].GetID()},
                         prior=nodes["preRT_mask_registered"].GetID(), model="demo-midrt", device="cpu", **choices)
     logic.start(params)
@@ -63,10 +54,10 @@ def _run(case, ended, **choices):
     return logic, state, nodes, labels
 
 
-def test_default_apply_on_midrt_with_a_prior_segments_the_whole_image(case, ended):
+def test_default_apply_on_midrt_with_a_prior_segments_the_whole_image(case, ended_logics):
     defaults = PanelParameters()
     assert defaults.quality is Quality.FAST and defaults.restrict_to_boxes is False
-    logic, state, nodes, _ = _run(case, ended)      # the defaults: fast, Use boxes on, Restrict to boxes off
+    logic, state, nodes, _ = _run(case, ended_logics)      # the defaults: fast, Use boxes on, Restrict to boxes off
     # the old code sent restrict_to_boxes=True for "fast" (and the prior's boxes were the region)
     assert logic.run._request["restrict_to_boxes"] is False
     assert state.note == ""                     # nothing was skipped: no restriction line
@@ -76,8 +67,8 @@ def test_default_apply_on_midrt_with_a_prior_segments_the_whole_image(case, ende
     assert all("whole image" in QUALITY_TEXT[q] for q in Quality)   # the panel's list says so
 
 
-def test_ticking_restrict_to_boxes_restricts_and_the_status_line_says_so(case, ended):
-    logic, state, nodes, labels = _run(case, ended, restrict_to_boxes=True)
+def test_ticking_restrict_to_boxes_restricts_and_the_status_line_says_so(case, ended_logics):
+    logic, state, nodes, labels = _run(case, ended_logics, restrict_to_boxes=True)
     assert logic.run._request["restrict_to_boxes"] is True
     # the pipeline's boxes: the prior's (no scene boxes), + 5 mm; nothing is labelled outside them
     prior = image_from_volume_node(nodes["preRT_mask_registered"])
