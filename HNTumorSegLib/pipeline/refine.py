@@ -79,7 +79,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..image import Image, check_labels, read_image, resample_to
-from ..inference.tiling import Slices3
+from ..inference.tiling import Slices3, tiles_bounding_box
 from ..protect import check_request
 from ..prompts.boxes import LesionBox, boxes_from_mask, box_to_index_slices
 from ..vocab import ModelKind, did_you_mean
@@ -221,9 +221,7 @@ class BoxRefinement:
     @property
     def crop_slices(self) -> Slices3:
         """The bounding box (union) of the edited boxes on the reference grid, (z, y, x) slices."""
-        lo = [min(sl[a].start for sl, _ in self.boxes) for a in range(3)]
-        hi = [max(sl[a].stop for sl, _ in self.boxes) for a in range(3)]
-        return slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2])
+        return tiles_bounding_box([sl for sl, _ in self.boxes])
 
     def crop(self, new_zyx: np.ndarray) -> Image:
         """:meth:`merge` over :attr:`crop_slices` only, as an image placed there: the grid's spacing and
