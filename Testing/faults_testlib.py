@@ -6,7 +6,9 @@
 * :func:`hntumorseg`: the real command as a child process;
 * :func:`leftovers`: hidden temp files / worker temp folders that must not survive;
 * :func:`wait_until`, :func:`process_gone`: wait on a condition with a generous limit (no fixed
-  sleeps: a loaded CI machine is slow, never wrong).
+  sleeps: a loaded CI machine is slow, never wrong);
+* :func:`frozen`: a command *and its workers* held still with SIGSTOP (a worker runs in its own
+  session, so stopping the command alone leaves the worker writing).
 """
 
 from __future__ import annotations
@@ -114,3 +116,34 @@ def process_gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+@contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """Hold process ``pid`` and all its descendants still (SIGSTOP) for the ``with`` body, then SIGCONT.
+
+    The parent is stopped first, so it cannot start another child meanwhile; each child is stopped
+    before its own children are listed, for the same reason. Why a tree: ``childproc.start`` runs a
+    worker in its own session, and a stopped ``batch`` whose worker ran on wrote a prediction into the
+    folder the test watched (CI, stop 33).
+    """
+    import psutil
+
+    held: list[psutil.Process] = []
+    todo = [psutil.Process(pid)]
+    try:
+        while todo:
+            proc = todo.pop()
+            try:
+                proc.suspend()
+                held.append(proc)
+                todo.extend(proc.children())
+            except psutil.NoSuchProcess:
+                continue
+        yield
+    finally:
+        for proc in held:
+            try:
+                proc.resume()
+            except psutil.NoSuchProcess:
+                pass

@@ -10,7 +10,7 @@ predictions, ``metrics.json`` and ``batch.json``. Now (:mod:`HNTumorSegLib.outlo
 * ``--out`` holding another cohort's finished run is refused (exit 2); the same cohort resumes.
 
 Real ``hntumorseg batch`` child processes on a real one-case cohort; the first run is held
-still with SIGSTOP while the second tries, so nothing depends on timing.
+still with SIGSTOP (with its worker) while the second tries, so nothing depends on timing.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import pytest
 from HNTumorSegLib.errors import InputError
 from HNTumorSegLib.outlock import LOCK_NAME, OutputLock
 from HNTumorSegLib.phantoms import write_hntsmrg_cohort
-from faults_testlib import ROOT, hashes, hntumorseg, one_error_line
+from faults_testlib import ROOT, frozen, hashes, hntumorseg, one_error_line
 
 
 def _args(data: Path, out: Path) -> list[str]:
@@ -74,13 +74,10 @@ def test_second_batch_into_a_held_out_is_refused_and_the_first_finishes(cohorts,
     first = _start(_args(data_a, out), tmp_path)
     try:
         _wait_for(out / LOCK_NAME, first)
-        first.send_signal(signal.SIGSTOP)        # the first run holds --out, frozen, while the second tries
-        try:
+        with frozen(first.pid):                  # the first run (and its worker) holds --out, frozen
             before = hashes(out)
             second = hntumorseg(*_args(data_b, out), env={"TMPDIR": str(tmp_path)})
             after = hashes(out)
-        finally:
-            first.send_signal(signal.SIGCONT)
         assert second.returncode == 2, second.stderr[-3000:]
         line = one_error_line(second.stderr)
         assert "in use by batch" in line and f"pid {first.pid}" in line and socket.gethostname() in line, line
