@@ -137,10 +137,7 @@ class RefineSpec:
             hints = "".join(did_you_mean(k, REFINE_KEYS) for k in unknown)
             raise InputError(f"unknown refine field(s) {', '.join(unknown)}{hints}", None,
                              f"use only {', '.join(REFINE_KEYS)}")
-        base, boxes, box_only = data.get("base_labels_path"), data.get("boxes"), data.get("box_only", False)
-        if not isinstance(box_only, bool):
-            raise InputError(f"refine field 'box_only' must be true or false, not {box_only!r}", None,
-                             'write "box_only": true to get only the crop over the edited boxes')
+        base, boxes, box_only = data.get("base_labels_path"), data.get("boxes"), box_only_flag(data)
         if not (box_only and base is None) and (not base or not isinstance(base, str)):
             raise InputError("refine needs 'base_labels_path', the label map to refine", None,
                              "give the path of the earlier result (labels.nii.gz)")
@@ -153,6 +150,22 @@ class RefineSpec:
     def to_dict(self) -> dict:
         """The ``refine`` object: every field under its own name (:data:`REFINE_KEYS`)."""
         return {"base_labels_path": self.base_labels_path, "boxes": list(self.boxes), "box_only": self.box_only}
+
+
+def box_only_flag(refine: dict) -> bool:
+    """The ``box_only`` field of a ``refine`` object (False when absent); InputError unless a JSON bool.
+
+    One check for the request file (:meth:`RefineSpec.from_dict`) and the HTTP server, which needs the
+    value before the spec is built (it decides whether the parent's labels are copied).
+
+        >>> box_only_flag({"boxes": ["GTVn-2"]}), box_only_flag({"box_only": True})
+        (False, True)
+    """
+    value = refine.get("box_only", False)
+    if not isinstance(value, bool):
+        raise InputError(f"refine field 'box_only' must be true or false, not {value!r}", None,
+                         'set "box_only": true to get only the crop over the edited boxes')
+    return value
 
 
 #: The keys of the ``refine`` object: the fields of :class:`RefineSpec`, so key and field cannot differ.

@@ -95,10 +95,9 @@ def build_refine(parent_request: dict, parent_labels: Path | None, refine: dict,
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise InputError("refine field 'refine_boxes' must list the names of the boxes to refine", None,
                          'send e.g. "refine_boxes": ["GTVn-2"]')
-    box_only = refine.get("box_only", False)
-    if not isinstance(box_only, bool):
-        raise InputError("refine field 'box_only' must be true or false", None,
-                         'send "box_only": true to get only the crop over the edited boxes')
+    from ..pipeline.refine import box_only_flag   # lazy, as the server's other pipeline imports
+
+    box_only = box_only_flag(refine)
     if not box_only and base_labels is None and (parent_labels is None or not parent_labels.is_file()):
         raise InputError("the job has no result labels to refine", None,
                          "refine a job that ended with a result, or upload base_labels")
