@@ -28,9 +28,16 @@ def test_cluster_auto_runs_cases_as_ray_tasks_and_resumes(tmp_path):
     write_hntsmrg_cohort(data, n=2, seed=5, shape=(16, 64, 64))
     argv = [sys.executable, "-m", "HNTumorSegLib", "batch", "--layout", "hntsmrg", "--data", str(data),
             "--model", MODEL, "--task", "midrt", "--out", str(out), "--cluster", "auto", "--device", "cpu"]
-    env = dict(os.environ, RAY_ADDRESS="")  # no cluster around: --cluster auto starts a private one
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    # no cluster around: --cluster auto starts a private one; its own temp folder (sockets, spill,
+    # logs that name the cases) is removed after the run - Ray's default $TMPDIR/ray/session_* stayed
+    env = dict(os.environ, RAY_ADDRESS="", TMPDIR=str(tmp))
+    before = set(Path("/tmp").glob("hnts-ray-*"))   # this TMPDIR is too deep for Ray's sockets: /tmp is used
     first = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert sorted(p.name for p in tmp.iterdir()) == [], "left in the temp folder"
+    assert set(Path("/tmp").glob("hnts-ray-*")) <= before, "the Ray instance's folder was left"
     assert "cases on Ray" in first.stderr and "'num_cpus': 1" in first.stderr
     assert sorted(p.stem for p in (out / MARKER_DIR).glob("*.json")) == ["1", "2"]
     assert (out / "1_midRT_pred.nii.gz").is_file() and (out / "metrics.json").is_file()

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..childproc import python_path
 from ..errors import InputError
+from ..fileio import remove_temp_folder, temp_folder
 from ..protocol import ErrorEvent, ResultEvent, parse_event
 from .local import Job, Outcome, log_line
 from .resume import mark_done
@@ -61,11 +62,16 @@ def _segment_on_node(request: "SegmentRequest", python: str | None, timeout_s: f
 
 
 def connect(address: str):
-    """``ray.init`` for ``auto`` or ``ray://host:port``; a failure to connect is an InputError.
+    """``(ray, own_folder)``: ``ray.init`` for ``auto`` or ``ray://host:port``; a failure to connect is
+    an InputError.
 
     Choice: ``auto`` joins the running cluster of this machine (``ray start`` / ``RAY_ADDRESS``)
     and, when there is none, starts a private local Ray instance (stopped at the end of the run),
-    so ``--cluster auto`` also works on a single workstation.
+    so ``--cluster auto`` also works on a single workstation. That instance keeps its sockets, its
+    object spill and its logs - the tasks' output, case names included - in ``own_folder``, a
+    private temp folder (``hnts-ray-*``, short: Ray's socket paths must fit 107 bytes) that
+    :func:`run_ray` removes after ``ray.shutdown()``. Ray's default, ``$TMPDIR/ray/session_*``, stayed
+    after every run. ``own_folder`` is None when joining a cluster: its folders are its owner's.
     """
     ray = import_ray()
     if not (address == "auto" or address.startswith("ray://")):
@@ -74,6 +80,7 @@ def connect(address: str):
     # system that is all a node needs; a node with HNTumorSegLib installed ignores it.
     env = {"PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path()}
     kwargs = dict(ignore_reinit_error=True, log_to_driver=False, runtime_env={"env_vars": env})
+    own_folder = None
     try:
         try:
             ray.init(address=address, **kwargs)
@@ -85,11 +92,36 @@ def connect(address: str):
             token = "none (RAY_AUTH_MODE=disabled)" if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled" \
                 else os.path.join(os.path.expanduser("~"), ".ray", "auth_token")
             log_line("cluster", f"no running Ray cluster found: starting a local one (Ray's access token: {token})")
-            ray.init(include_dashboard=False, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+            own_folder = temp_folder("hnts-ray-", dir=ray_temp_root())
+            ray.init(include_dashboard=False, _temp_dir=str(own_folder), **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:     # OSError: ConnectionError, a socket path too long
+        if own_folder is not None:
+            ray.shutdown()
+            remove_temp_folder(own_folder)
         raise InputError(f"cannot connect to the Ray cluster at {address} ({exc})", None,
                          "start one with `ray start --head` or check the address and port") from None
-    return ray
+    return ray, own_folder
+
+
+#: Ray's longest socket path below its temp folder ("/session_<date>_<time>_<us>_<pid>/sockets/plasma_store",
+#: 64 bytes with a 7-digit pid), with a margin; the whole path must fit AF_UNIX's 107 bytes.
+RAY_SOCKET_TAIL = 72
+
+
+def ray_temp_root() -> str:
+    """Where a private local Ray instance's temp folder goes: the temp folder (``$TMPDIR``) when Ray's
+    socket paths fit below it, else ``/tmp``. Why: a deep ``$TMPDIR`` (a scheduler's per-job folder,
+    pytest's) made Ray refuse to start ("AF_UNIX path length cannot exceed 107 bytes").
+
+        >>> import tempfile
+        >>> ray_temp_root() in (tempfile.gettempdir(), "/tmp")
+        True
+    """
+    import tempfile
+
+    base = tempfile.gettempdir()
+    fits = len(os.path.join(base, "hnts-ray-12345678").encode()) + RAY_SOCKET_TAIL <= 107
+    return base if fits else "/tmp"
 
 
 def task_resources(ray) -> dict[str, float]:
@@ -102,7 +134,7 @@ def task_resources(ray) -> dict[str, float]:
 def run_ray(jobs: list[Job], out_dir: str | os.PathLike, address: str = "auto", python: str | None = None,
             timeout_s: float | None = None) -> dict[str, Outcome]:
     """Segment ``jobs`` as Ray tasks; returns {case: Outcome}; done-markers written as results arrive."""
-    ray = connect(address)
+    ray, own_folder = connect(address)
     resources = task_resources(ray)
     remote = ray.remote(_segment_on_node).options(**resources, max_retries=0)
     log_line("cluster", f"{len(jobs)} cases on Ray ({ray.cluster_resources()}); each task asks {resources}")
@@ -131,4 +163,6 @@ def run_ray(jobs: list[Job], out_dir: str | os.PathLike, address: str = "auto", 
         raise
     finally:
         ray.shutdown()  # disconnects; also stops a local instance this run started
+        if own_folder is not None:
+            remove_temp_folder(own_folder)   # that instance's sockets, spill and logs
     return outcomes
