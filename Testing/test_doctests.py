@@ -3,7 +3,10 @@
 Docstring examples are documentation a reader copies; one that no longer runs misleads, so they
 run here, in the default suite and in CI, with :mod:`doctest` (ELLIPSIS and NORMALIZE_WHITESPACE:
 ``...`` stands for the uninteresting part of long output). Each module's examples run in an empty
-temporary folder as the working directory, so an example that writes files leaves nothing behind.
+temporary folder as the working directory, and with that folder's ``tmp`` as the temp folder
+(``tempfile.tempdir`` and ``TMPDIR`` for the processes an example starts), so an example that writes
+files or makes a ``tempfile.mkdtemp()`` folder leaves nothing behind (three server examples' folders
+stayed in the temp folder after every run of the suite).
 
 Modules whose examples do not run yet are listed in :data:`NOT_YET_RUNNABLE`, a baseline that only
 shrinks: their test is an expected failure marked *strict*, so the day a module's examples run, its
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -88,6 +92,9 @@ def test_a_wrong_example_is_caught(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", [_param(n) for n in modules_with_examples()])
 def test_docstring_examples_run(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     failed, attempted, skipped, report = run_examples(name)
     assert not skipped, f"{skipped} docstring example(s) of {name} are marked +SKIP: make them run"
     assert attempted > 0
