@@ -26,6 +26,7 @@ Ray instance started by ``--cluster auto``, with the bundled demo model on a pha
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -113,12 +114,9 @@ def ray_temp_root() -> str:
     socket paths fit below it, else ``/tmp``. Why: a deep ``$TMPDIR`` (a scheduler's per-job folder,
     pytest's) made Ray refuse to start ("AF_UNIX path length cannot exceed 107 bytes").
 
-        >>> import tempfile
         >>> ray_temp_root() in (tempfile.gettempdir(), "/tmp")
         True
     """
-    import tempfile
-
     base = tempfile.gettempdir()
     fits = len(os.path.join(base, "hnts-ray-12345678").encode()) + RAY_SOCKET_TAIL <= 107
     return base if fits else "/tmp"
